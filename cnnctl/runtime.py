@@ -1,0 +1,101 @@
+"""TensorFlow start-up: quiet import, devices, seeds, precision, versions.
+
+Only commands that need TensorFlow call into this module, so `cnnctl --help` never pays for the import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+from typing import Any, Iterator
+
+from cnnctl import __version__
+
+
+@contextlib.contextmanager
+def _silence_native_stderr() -> Iterator[None]:
+    # TensorFlow's C++ start-up logs (CUDA probing, CPU features) go straight to file descriptor 2 before
+    # TF_CPP_MIN_LOG_LEVEL is read by every component, so they are silenced at the descriptor during import.
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow(verbose: bool = False) -> Any:
+    """Import TensorFlow once; without `verbose`, its C++ and Python log noise is silenced."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    if verbose:
+        import tensorflow as tf
+
+        return tf
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _silence_native_stderr():
+        import tensorflow as tf
+    tf.get_logger().setLevel("ERROR")
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    return tf
+
+
+def devices() -> list[str]:
+    """GPU names when TensorFlow sees one, else the CPU: what training will run on."""
+    tf = import_tensorflow()
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        for gpu in gpus:  # allocate as needed, so two runs can share a card
+            with contextlib.suppress(RuntimeError):
+                tf.config.experimental.set_memory_growth(gpu, True)
+        return [_gpu_name(tf, gpu) for gpu in gpus]
+    return [f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"]
+
+
+def _gpu_name(tf: Any, gpu: Any) -> str:
+    try:
+        details = tf.config.experimental.get_device_details(gpu)
+        return f"GPU {details.get('device_name', gpu.name)}"
+    except Exception:  # details are cosmetic; never fail a run over them
+        return f"GPU {gpu.name}"
+
+
+def has_gpu() -> bool:
+    return bool(import_tensorflow().config.list_physical_devices("GPU"))
+
+
+def set_precision(mixed_precision: str) -> str:
+    """`auto` = mixed_float16 on a GPU, float32 on a CPU. Returns the Keras dtype policy in force."""
+    import keras
+
+    policy = mixed_precision
+    if policy == "auto":
+        policy = "mixed_float16" if has_gpu() else "float32"
+    elif policy == "off":
+        policy = "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def seed_everything(seed: int) -> None:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def versions() -> dict[str, str]:
+    import keras
+    import numpy
+
+    tf = import_tensorflow()
+    return {"cnnctl": __version__, "python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__, "platform": platform.platform()}

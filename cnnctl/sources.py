@@ -1,0 +1,193 @@
+"""Data sources that fit in memory: each returns numpy arrays as the source gives them (no scaling, no splits).
+
+Splitting, normalization and tf.data pipelines are data.py's job; this module only knows file formats.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from cnnctl.config import DataConfig
+from cnnctl.errors import DataError
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@dataclass
+class RawData:
+    """Arrays as loaded. `y_*` may be integers or strings; `x_test`/`x_val` are None when the source has none."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: Optional[np.ndarray] = None
+    y_test: Optional[np.ndarray] = None
+    x_val: Optional[np.ndarray] = None
+    y_val: Optional[np.ndarray] = None
+    class_names: Optional[list[str]] = None  # known names for integer labels 0..C-1
+    origin: str = ""                         # where the arrays came from, for data.json
+
+
+def load_raw(data_cfg: DataConfig) -> RawData:
+    loader = _LOADERS.get(data_cfg.source)
+    if loader is None:
+        raise DataError(f"data.source: '{data_cfg.source}' is not an in-memory source")
+    return loader(data_cfg)
+
+
+# ---------------------------------------------------------------- built-in datasets
+
+
+def _digits(data_cfg: DataConfig) -> RawData:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return RawData(x_train=digits.images.astype(np.float32), y_train=digits.target.astype(np.int64),
+                   class_names=[str(i) for i in range(10)], origin="sklearn.datasets.load_digits (bundled)")
+
+
+def _keras_dataset(name: str, file_name: str, class_names: Optional[list[str]]) -> Callable[[DataConfig], RawData]:
+    def load(data_cfg: DataConfig) -> RawData:
+        import keras
+
+        cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+        try:
+            (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+        except Exception as exc:  # keras raises bare Exception/URLError/OSError for a failed download
+            raise DataError(
+                f"data.source {name}: could not load {file_name} ({_first_line(exc)}); without internet, "
+                f"download it elsewhere and place it at {cache / file_name}, or use source: npz/idx") from None
+        names = class_names or [str(i) for i in range(int(np.max(y_train)) + 1)]
+        return RawData(x_train, y_train.reshape(-1), x_test, y_test.reshape(-1), class_names=names,
+                       origin=f"keras.datasets.{name} ({cache})")
+
+    return load
+
+
+def _fashion_mnist(data_cfg: DataConfig) -> RawData:
+    """The Debian package's IDX files when installed (the real 60k/10k set, offline), else keras.datasets."""
+    if all((DEBIAN_FASHION_MNIST / f"{stem}.gz").exists() for stem in _IDX_STEMS.values()):
+        raw = read_idx_folder(DEBIAN_FASHION_MNIST)
+        raw.class_names = FASHION_MNIST_CLASSES
+        return raw
+    return _keras_dataset("fashion_mnist", "fashion-mnist/*-ubyte.gz", FASHION_MNIST_CLASSES)(data_cfg)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+# ---------------------------------------------------------------- npz / npy
+
+
+def _npz(data_cfg: DataConfig) -> RawData:
+    path = Path(data_cfg.path)
+    if not path.exists():
+        raise DataError(f"data.path: {path} does not exist")
+    if path.is_dir():
+        return _npy_folder(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"data.path: {path}: not a readable .npz file ({_first_line(exc)})") from None
+    if "x_train" not in arrays or "y_train" not in arrays:
+        raise DataError(f"data.path: {path} has arrays {sorted(arrays)}; it needs x_train and y_train "
+                        "(and optionally x_test, y_test, x_val, y_val)")
+    return _from_arrays(arrays, f"{path}")
+
+
+def _npy_folder(path: Path) -> RawData:
+    """A folder of x_train.npy, y_train.npy[, x_test.npy, y_test.npy, x_val.npy, y_val.npy]."""
+    arrays = {}
+    for file in path.glob("*.npy"):
+        try:
+            arrays[file.stem] = np.load(file, allow_pickle=False, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise DataError(f"data.path: {file}: not a readable .npy file ({_first_line(exc)})") from None
+    if "x_train" not in arrays or "y_train" not in arrays:
+        raise DataError(f"data.path: {path} needs x_train.npy and y_train.npy (found: "
+                        f"{', '.join(sorted(arrays)) or 'no .npy files'})")
+    return _from_arrays(arrays, str(path))
+
+
+def _from_arrays(arrays: dict[str, np.ndarray], origin: str) -> RawData:
+    for split in ("test", "val"):
+        if (f"x_{split}" in arrays) != (f"y_{split}" in arrays):
+            raise DataError(f"data.path: {origin} has only one of x_{split} and y_{split}; give both or neither")
+    return RawData(arrays["x_train"], arrays["y_train"], arrays.get("x_test"), arrays.get("y_test"),
+                   arrays.get("x_val"), arrays.get("y_val"), origin=origin)
+
+
+# ---------------------------------------------------------------- IDX (MNIST format)
+
+_IDX_STEMS = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
+              "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """One IDX file (gzip or raw): magic 0x0000 + dtype byte + rank byte, big-endian sizes, then the data."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read ({_first_line(exc)})") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise DataError(f"{path}: not an IDX file (bad magic number)")
+    rank = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank))
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    offset = 4 + 4 * rank
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(data) - offset != expected:
+        raise DataError(f"{path}: truncated IDX file: header says {shape} ({expected} bytes), "
+                        f"found {len(data) - offset} bytes")
+    return np.frombuffer(data, dtype=dtype, offset=offset).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def read_idx_folder(folder: Path) -> RawData:
+    """train-images/train-labels/t10k-images/t10k-labels, each `.gz` or raw, as in the MNIST distribution."""
+    arrays = {}
+    for key, stem in _IDX_STEMS.items():
+        candidates = [folder / f"{stem}.gz", folder / stem, folder / stem.replace("-idx", ".idx")]
+        found = next((path for path in candidates if path.exists()), None)
+        if found is None:
+            if key.endswith("test"):
+                continue
+            raise DataError(f"data.path: {folder} has no {stem}[.gz]; an IDX folder needs "
+                            f"{', '.join(s + '[.gz]' for s in _IDX_STEMS.values())}")
+        arrays[key] = read_idx(found)
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise DataError(f"data.path: {folder} has only one of the t10k images/labels files")
+    return _from_arrays(arrays, str(folder))
+
+
+def _idx(data_cfg: DataConfig) -> RawData:
+    path = Path(data_cfg.path)
+    if not path.is_dir():
+        raise DataError(f"data.path: {path} is not a folder; source idx wants the folder holding the IDX files")
+    return read_idx_folder(path)
+
+
+_LOADERS: dict[str, Callable[[DataConfig], RawData]] = {
+    "digits": _digits,
+    "mnist": _keras_dataset("mnist", "mnist.npz", None),
+    "fashion_mnist": _fashion_mnist,
+    "cifar10": _keras_dataset("cifar10", "cifar-10-batches-py.tar.gz", CIFAR10_CLASSES),
+    "cifar100": _keras_dataset("cifar100", "cifar-100-python.tar.gz", None),
+    "npz": _npz,
+    "npy": _npz,
+    "idx": _idx,
+}
