@@ -115,8 +115,8 @@ def diagnose(history: dict[str, list[float]], baseline_accuracy: Optional[float]
     7. Otherwise -> "good fit": validation loss has flattened near its minimum with a small gap.
 
     Without `val_loss` (or with fewer than 3 finite values of it in a longer run) the training loss takes its
-    place in rules 2 and 4, rules 3 and 5 cannot apply, and the summary says overfitting cannot be ruled out. NaN/inf values
-    are left out of every computation and listed in `nan_epochs`.
+    place in rules 2 and 4, rules 3 and 5 cannot apply, and the summary says overfitting cannot be ruled out.
+    NaN/inf values are left out of every computation and their epochs listed in `nan_epochs`.
 
     Args:
         history: per-epoch columns as Keras' History or CSVLogger give them: `loss` (required), and optionally
