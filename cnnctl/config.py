@@ -272,7 +272,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
-    parts = [name if name is not None else int(index) for name, index in _KEY_PART.findall(key.strip())]
+    parts = [name if name else int(index) for name, index in _KEY_PART.findall(key.strip())]
     if not parts:
         raise ConfigError(f"--set {override}: expected key.path=value, e.g. --set train.epochs=3")
     node: Any = raw

@@ -143,8 +143,10 @@ def _explain_shape_error(exc: BaseException, spec: LayerSpec, before: Sequence) 
     if "zero or negative" in message or "negative dimension" in message.lower():
         return (f"the kernel or pool window is larger than its input {_shape(before)}; use padding: same, "
                 "a smaller kernel_size, or fewer pooling layers before it")
-    if re.search(r"expected (min_)?ndim=\d+, found ndim=\d+", message):
-        expected = re.search(r"expected (?:min_)?ndim=(\d+)", message).group(1)
+    rank = re.search(r"expected (?:min_)?ndim=(\d+), found ndim=\d+", message)
+    kernel = re.search(r"received kernel of shape \(([^)]*)\)", message)
+    if rank or kernel:
+        expected = rank.group(1) if rank else str(len([d for d in kernel.group(1).split(",") if d.strip()]))
         return (f"expects input of rank {expected} but gets {_shape(before)} (rank {len(before)}); "
                 "check the data shape, model.input_shape, or the layer family (Conv1D/2D/3D)")
     return f"{message} (input shape {_shape(before)})"

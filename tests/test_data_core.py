@@ -1,0 +1,142 @@
+"""Core data path: sources reachable offline, stratified seeded splits, scaling, channel axis, pipelines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnctl.config import Config
+from cnnctl.data import load_data, pixel_scale
+from cnnctl.errors import DataError
+from cnnctl.sources import DEBIAN_FASHION_MNIST
+
+LAYERS_2D = [{"Conv2D": {"filters": 2, "kernel_size": 3}}, "Flatten", {"Dense": {"units": 3}}]
+
+
+def make_config(data: dict, layers=None, seed: int = 0) -> Config:
+    return Config.model_validate({"seed": seed, "data": data, "model": {"layers": layers or LAYERS_2D}})
+
+
+def test_digits_is_embedded_split_and_scaled():
+    dataset = load_data(make_config({"source": "digits", "validation_split": 0.1, "test_split": 0.2}))
+    sizes = {name: len(split) for name, split in dataset.splits.items()}
+    assert sum(sizes.values()) == 1797
+    assert sizes["test"] == 360  # ceil(0.2 * 1797)
+    assert sizes["val"] == 144   # ceil(0.1 * 1437)
+    assert dataset.input_shape == (8, 8, 1)
+    assert dataset.pixel_scale == 16.0
+    assert dataset.class_names == [str(i) for i in range(10)]
+    # Stratified: every class keeps its share in each split (within one example).
+    from sklearn.datasets import load_digits
+
+    overall = np.bincount(load_digits().target) / 1797
+    for split in dataset.splits.values():
+        share = np.bincount(split.y, minlength=10) / len(split)
+        assert np.all(np.abs(share - overall) * len(split) <= 1.0)
+
+
+def test_splits_are_seeded_and_disjoint():
+    first = load_data(make_config({"source": "digits"}, seed=7))
+    again = load_data(make_config({"source": "digits"}, seed=7))
+    other = load_data(make_config({"source": "digits"}, seed=8))
+    for name in ("train", "val", "test"):
+        np.testing.assert_array_equal(first.splits[name].x, again.splits[name].x)
+    assert not np.array_equal(first.splits["test"].x, other.splits["test"].x)
+    rows = {name: {split.x[i].tobytes() for i in range(len(split))} for name, split in first.splits.items()}
+    # digits has a few duplicate images, so compare counts rather than demand empty intersections
+    assert len(rows["train"] & rows["test"]) <= 5
+
+
+def write_npz(path: Path, **arrays) -> Path:
+    np.savez(path, **arrays)
+    return path
+
+
+def test_npz_with_string_labels_and_given_test_set(tmp_path):
+    rng = np.random.default_rng(0)
+    names = np.array(["cat", "dog", "emu"])
+    y_train, y_test = names[rng.integers(0, 3, 90)], names[rng.integers(0, 3, 30)]
+    path = write_npz(tmp_path / "d.npz", x_train=rng.integers(0, 256, (90, 6, 6), dtype=np.uint8), y_train=y_train,
+                     x_test=rng.integers(0, 256, (30, 6, 6), dtype=np.uint8), y_test=y_test)
+    dataset = load_data(make_config({"source": "npz", "path": str(path), "validation_split": 0.2}))
+    assert dataset.class_names == ["cat", "dog", "emu"]
+    assert dataset.input_shape == (6, 6, 1)  # channel axis added for grayscale images
+    assert dataset.pixel_scale == 255.0
+    np.testing.assert_array_equal(dataset.splits["test"].y, np.searchsorted(names, y_test))
+    assert len(dataset.splits["train"]) + len(dataset.splits["val"]) == 90
+    assert not any("carved" in note for note in dataset.notes)  # the source's own test set is used
+
+
+def test_pipeline_scales_one_hot_encodes_and_batches(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (40, 4, 4, 3), dtype=np.uint8)
+    y = np.tile(np.arange(4), 10)
+    path = write_npz(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x[:8], y_test=y[:8])
+    dataset = load_data(make_config({"source": "npz", "path": str(path), "validation_split": 0}))
+    batches = list(dataset.pipeline("test", batch_size=5, one_hot=True))
+    assert [tuple(b[0].shape) for b in batches] == [(5, 4, 4, 3), (3, 4, 4, 3)]
+    images = np.concatenate([b[0].numpy() for b in batches])
+    labels = np.concatenate([b[1].numpy() for b in batches])
+    np.testing.assert_allclose(images, x[:8] / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(labels, np.eye(4)[y[:8]])
+
+
+def test_signals_get_a_channel_axis_for_conv1d(tmp_path):
+    rng = np.random.default_rng(2)
+    path = write_npz(tmp_path / "s.npz", x_train=rng.normal(size=(60, 50)).astype(np.float32),
+                     y_train=np.repeat([0, 1], 30))
+    layers = [{"Conv1D": {"filters": 2, "kernel_size": 3}}, "Flatten", {"Dense": {"units": 2}}]
+    dataset = load_data(make_config({"source": "npz", "path": str(path)}, layers))
+    assert dataset.input_shape == (50, 1)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(x_train=np.zeros((10, 4, 4)), y_train=np.zeros(9)), "data: x_train has 10 examples but y_train has 9 labels"),
+    (dict(x_train=np.zeros((10, 4, 4)), y_train=np.zeros(10)), "data: y_train has only one class (0); a classifier needs at least two"),
+    (dict(x_train=np.full((10, 4, 4), np.nan), y_train=np.arange(10) % 2),
+     "data: x_train has NaN or infinite values in 10 examples (first at index 0); clean or drop them"),
+    (dict(x_train=np.zeros((10, 4, 4)), y_train=np.arange(10) % 2, x_test=np.zeros((2, 4, 4)), y_test=np.array([0, 5])),
+     "data: y_test has labels [5] that never occur in y_train"),
+    (dict(x_train=np.zeros((10, 4, 4))), "has arrays ['x_train']; it needs x_train and y_train"),
+    (dict(x_train=np.zeros((20, 4, 4)), y_train=np.arange(20) % 10),
+     "data.test_split: 0.2 of 20 examples is 4, too small to hold all 10 classes; use at least 0.5, or more data"),
+])
+def test_bad_arrays_are_clear_errors(tmp_path, arrays, message):
+    path = write_npz(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataError) as caught:
+        load_data(make_config({"source": "npz", "path": str(path)}))
+    assert message in str(caught.value)
+
+
+def test_pixel_scale_rules():
+    assert pixel_scale(np.zeros(3, np.uint8)) == 255.0
+    assert pixel_scale(np.array([0.0, 0.5, 1.0])) == 1.0
+    assert pixel_scale(np.array([0, 16])) == 16.0
+    assert pixel_scale(np.array([-3.0, 2.0])) == 3.0
+
+
+def test_offline_keras_dataset_names_the_file(monkeypatch, tmp_path):
+    import keras
+
+    def no_network():
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", no_network)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(DataError) as caught:
+        load_data(make_config({"source": "mnist"}))
+    assert str(caught.value).startswith("data.source mnist: could not load mnist.npz (URL fetch failure")
+    assert f"place it at {tmp_path / 'datasets' / 'mnist.npz'}" in str(caught.value)
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.exists(), reason="apt-get install dataset-fashion-mnist")
+def test_fashion_mnist_from_debian_files():
+    dataset = load_data(make_config({"source": "fashion_mnist", "validation_split": 0.1}))
+    assert len(dataset.splits["test"]) == 10_000
+    assert len(dataset.splits["train"]) + len(dataset.splits["val"]) == 60_000
+    assert dataset.input_shape == (28, 28, 1)
+    assert dataset.class_names[0] == "T-shirt/top" and dataset.class_names[9] == "Ankle boot"
+    assert dataset.splits["test"].x.dtype == np.uint8  # kept compact; scaled per batch
+    assert np.bincount(dataset.splits["test"].y).tolist() == [1000] * 10

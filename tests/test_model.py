@@ -1,0 +1,153 @@
+"""The builder: every layer family through keras.layers, clear errors, receptive field and FLOPs."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnctl.config import ModelConfig, TrainConfig
+from cnnctl.errors import ConfigError
+from cnnctl.model import build_augmenter, build_model, compile_model, describe, make_optimizer, needs_one_hot
+
+
+def model_config(*layers, input_shape=None) -> ModelConfig:
+    return ModelConfig.model_validate({"layers": list(layers), "input_shape": input_shape})
+
+
+family_cases = [
+    # (input shape, layers, expected output shape of the last conv/pool block)
+    ((32, 2), [{"Conv1D": {"filters": 4, "kernel_size": 5}}, {"MaxPooling1D": {"pool_size": 2}},
+               "GlobalAveragePooling1D"], (None, 3)),
+    ((12, 12, 3), [{"Conv2D": {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"}},
+                   "BatchNormalization", {"Dropout": {"rate": 0.5}}, {"SeparableConv2D": {"filters": 8,
+                   "kernel_size": 3}}, {"AveragePooling2D": {"pool_size": 2}}, "Flatten"], (None, 3)),
+    ((8, 8, 8, 1), [{"Conv3D": {"filters": 2, "kernel_size": 3}}, {"MaxPooling3D": {"pool_size": 2}},
+                    "Flatten"], (None, 3)),
+    ((10, 10, 1), [{"DepthwiseConv2D": {"kernel_size": 3}}, {"Conv2DTranspose": {"filters": 2, "kernel_size": 2,
+                   "strides": 2}}, "GlobalMaxPooling2D", {"Activation": {"activation": "relu"}}], (None, 3)),
+]
+
+
+@pytest.mark.parametrize("input_shape, layers, output", family_cases)
+def test_layer_families_build_through_keras(input_shape, layers, output):
+    cfg = model_config(*layers, {"Dense": {"units": 3, "activation": "softmax"}})
+    model = build_model(cfg, input_shape, num_classes=3)
+    assert model.output_shape == output
+    assert model.input_shape == (None,) + input_shape
+
+
+error_cases = [
+    ([{"Conv2d": {"filters": 4, "kernel_size": 3}}],
+     "model.layers[0]: unknown layer 'Conv2d'; did you mean Conv2D?"),
+    (["BatchNorm"], "model.layers[0]: unknown layer 'BatchNorm'; did you mean BatchNormalization?"),
+    ([{"Conv2D": {"filters": 4, "kernel_size": 3, "stride": 2}}],
+     "model.layers[0] (Conv2D): unknown argument 'stride' (did you mean 'strides'?); Conv2D accepts: "),
+    ([{"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relux"}}],
+     "model.layers[0] (Conv2D): unknown activation 'relux'; did you mean 'relu'?"),
+    ([{"Conv2D": {"filters": -4, "kernel_size": 3}}],
+     "model.layers[0] (Conv2D): Invalid value for argument `filters`. Expected a strictly positive value. "
+     "Received filters=-4."),
+    ([{"Conv2D": {"filters": 4, "kernel_size": 9}}],
+     "model.layers[0] (Conv2D): the kernel or pool window is larger than its input (None, 8, 8, 1); use "
+     "padding: same, a smaller kernel_size, or fewer pooling layers before it"),
+    ([{"MaxPooling2D": {"pool_size": 2}}, {"MaxPooling2D": {"pool_size": 2}}, {"MaxPooling2D": {"pool_size": 2}},
+      {"MaxPooling2D": {"pool_size": 2}}],
+     "model.layers[3] (MaxPooling2D): "),
+    ([{"Conv1D": {"filters": 4, "kernel_size": 3}}],
+     "model.layers[0] (Conv1D): expects input of rank 3 but gets (None, 8, 8, 1) (rank 4); check the data shape, "
+     "model.input_shape, or the layer family (Conv1D/2D/3D)"),
+    ([{"Dense": {"units": 10, "activation": "softmax"}}],
+     "model.layers[0] (Dense): output shape (None, 8, 8, 10) is not flat: add Flatten (or GlobalAveragePooling) "
+     "before the Dense layers"),
+    (["Flatten", {"Dense": {"units": 7}}],
+     "model.layers[1] (Dense): gives 7 outputs but the data has 10 classes; set units: 10 on the last layer"),
+]
+
+
+@pytest.mark.parametrize("layers, message", error_cases)
+def test_builder_errors_name_layer_index_and_argument(layers, message):
+    with pytest.raises(ConfigError) as caught:
+        build_model(model_config(*layers), (8, 8, 1), num_classes=10)
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_two_classes_may_use_one_sigmoid_unit():
+    model = build_model(model_config("Flatten", {"Dense": {"units": 1, "activation": "sigmoid"}}), (4, 4, 1), 2)
+    assert model.output_shape == (None, 1)
+
+
+def test_receptive_field_and_jump_follow_the_recurrence():
+    """r_out = r_in + (k_eff - 1) * j_in and j_out = j_in * stride, worked by hand in the comments."""
+    cfg = model_config(
+        {"Conv2D": {"filters": 4, "kernel_size": 3}},              # r=3, j=1
+        {"Conv2D": {"filters": 4, "kernel_size": 3}},              # r=5, j=1
+        {"MaxPooling2D": {"pool_size": 2}},                        # r=6, j=2
+        {"Conv2D": {"filters": 4, "kernel_size": 3, "dilation_rate": 2}},  # k_eff=5: r=6+4*2=14, j=2
+        {"Conv2D": {"filters": 4, "kernel_size": [3, 1], "strides": 2}},   # r=(18, 14), j=4
+        "Flatten",
+        {"Dense": {"units": 3, "activation": "softmax"}},
+    )
+    rows = describe(build_model(cfg, (40, 40, 1), 3)).rows
+    assert [(row.receptive_field, row.jump) for row in rows] == [
+        ("3×3", "1×1"), ("5×5", "1×1"), ("6×6", "2×2"), ("14×14", "2×2"), ("18×14", "4×4"), ("all", "—"),
+        ("all", "—")]
+
+
+def test_flops_and_params_match_hand_computation():
+    cfg = model_config({"Conv2D": {"filters": 8, "kernel_size": 3}}, "Flatten",
+                       {"Dense": {"units": 10, "activation": "softmax"}})
+    summary = describe(build_model(cfg, (10, 10, 2), 10))
+    conv_out = 8 * 8  # valid padding: 10 - 3 + 1
+    conv_flops = 2 * (3 * 3 * 2 * 8) * conv_out
+    dense_flops = 2 * (conv_out * 8) * 10
+    assert [row.flops for row in summary.rows] == [conv_flops, 0, dense_flops]
+    assert summary.flops == conv_flops + dense_flops
+    assert summary.total_params == (3 * 3 * 2 * 8 + 8) + (conv_out * 8 * 10 + 10)
+    assert summary.rows[0].output_shape == "(None, 8, 8, 8)"
+
+
+def test_one_dimensional_receptive_field():
+    cfg = model_config({"Conv1D": {"filters": 2, "kernel_size": 5}}, {"MaxPooling1D": {"pool_size": 3}},
+                       {"Conv1D": {"filters": 2, "kernel_size": 3}}, "GlobalAveragePooling1D",
+                       {"Dense": {"units": 2, "activation": "softmax"}})
+    rows = describe(build_model(cfg, (60, 1), 2)).rows
+    assert [(row.receptive_field, row.jump) for row in rows[:3]] == [("5", "1"), ("7", "3"), ("13", "3")]
+
+
+def test_optimizer_loss_and_metrics_come_from_keras():
+    import keras
+
+    train = TrainConfig.model_validate({"optimizer": {"name": "SGD", "learning_rate": 0.05, "momentum": 0.9},
+                                        "loss": "categorical_crossentropy", "metrics": ["accuracy", "auc"]})
+    optimizer = make_optimizer(train)
+    assert isinstance(optimizer, keras.optimizers.SGD)
+    assert optimizer.momentum == 0.9
+    assert float(optimizer.learning_rate) == pytest.approx(0.05)
+    model = build_model(model_config("Flatten", {"Dense": {"units": 3, "activation": "softmax"}}), (2, 2, 1), 3)
+    compile_model(model, train, jit_compile=False)
+    assert needs_one_hot("categorical_crossentropy") and not needs_one_hot("sparse_categorical_crossentropy")
+
+
+@pytest.mark.parametrize("train, message", [
+    ({"optimizer": {"name": "adamm"}}, "train.optimizer.name: unknown optimizer 'adamm'; did you mean 'adam'? "
+                                       "available: "),
+    ({"optimizer": {"name": "adam", "momentum": 0.9}}, "train.optimizer (Adam): "),
+    ({"loss": "categorical_crossentropyy"}, "train.loss: unknown loss 'categorical_crossentropyy'; did you mean "
+                                            "'categorical_crossentropy'?"),
+    ({"metrics": ["acuracy"]}, "train.metrics[0]: unknown metric 'acuracy'; did you mean 'accuracy'?"),
+])
+def test_train_section_errors(train, message):
+    model = build_model(model_config("Flatten", {"Dense": {"units": 3, "activation": "softmax"}}), (2, 2, 1), 3)
+    with pytest.raises(ConfigError) as caught:
+        compile_model(model, TrainConfig.model_validate(train))
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_augmenter_is_keras_preprocessing_layers():
+    from cnnctl.config import DataConfig
+
+    data = DataConfig.model_validate({"augment": [{"RandomFlip": {"mode": "horizontal"}},
+                                                  {"RandomRotation": {"factor": 0.1}}]})
+    augmenter = build_augmenter(data.augment)
+    assert [type(layer).__name__ for layer in augmenter.layers] == ["RandomFlip", "RandomRotation"]
+    with pytest.raises(ConfigError, match=r"^data.augment\[0\]: unknown layer 'RandomFlipp'; did you mean RandomFlip\?"):
+        build_augmenter(DataConfig.model_validate({"augment": ["RandomFlipp"]}).augment)
