@@ -253,7 +253,7 @@ def _judge(train: _Curve, val: Optional[_Curve], raw_loss: np.ndarray, epochs: n
     smoothed = _smooth(curve.values)
     low = int(np.argmin(smoothed))
     scale = max(abs(float(smoothed[low])), 1e-12)
-    noise = _noise(curve.values) / scale
+    noise = _noise(curve.values, smoothed)
 
     if val is not None and low < n - k:
         rise = (val.recent(k) - smoothed[low]) / scale
@@ -429,15 +429,18 @@ def _smooth(values: np.ndarray) -> np.ndarray:
     return sums / counts
 
 
-def _noise(values: np.ndarray) -> float:
-    """Standard deviation of epoch-to-epoch noise: second differences cancel the trend, the median the outliers.
+def _noise(values: np.ndarray, smoothed: np.ndarray) -> float:
+    """Epoch-to-epoch noise as a fraction of the loss level: second differences cancel the trend, the median
+    the outliers.
 
-    For independent noise of standard deviation s, a second difference has standard deviation s * sqrt(6);
+    Noise is measured relative to the (smoothed) level at each epoch because a loss jitters in proportion to
+    its size: the jumps of the early, high epochs would otherwise swamp the quiet end of the run. For
+    independent noise of standard deviation s, a second difference has standard deviation s * sqrt(6), and
     1.4826 * median absolute deviation estimates a standard deviation.
     """
     if len(values) < 6:
         return 0.0
-    second = np.diff(values, n=2)
+    second = np.diff(values, n=2) / np.maximum(np.abs(smoothed[1:-1]), 1e-12)
     return float(1.4826 * np.median(np.abs(second - np.median(second))) / math.sqrt(6))
 
 

@@ -1,0 +1,341 @@
+"""diagnosis: synthetic training histories of known shape in, verdict and evidence out."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from cnnctl.diagnosis import VERDICTS, diagnose, read_history_csv
+from cnnctl.errors import RunError
+
+NAN = float("nan")
+
+
+def decay(n, start, end, rate):
+    """Exponential fall from `start` towards `end`, `rate` epochs per e-fold: the usual loss curve."""
+    t = np.arange(n)
+    return end + (start - end) * np.exp(-t / rate)
+
+
+def u_shape(n, turn, start=1.8, bottom=0.4, climb=0.03):
+    """Falls to `bottom` at 0-based epoch `turn`, then climbs `climb` per epoch: a net that overfits."""
+    t = np.arange(n)
+    falling = bottom + (start - bottom) * (1 - t / turn) ** 2
+    return np.where(t <= turn, falling, bottom + climb * (t - turn))
+
+
+def noisy(values, sigma, seed):
+    """Multiplicative noise of relative size `sigma`, reproducible from `seed`."""
+    rng = np.random.default_rng(seed)
+    return values * (1 + sigma * rng.standard_normal(len(values)))
+
+
+def history(loss, val_loss=None, **extra):
+    columns = {"epoch": list(range(len(loss))), "loss": list(map(float, loss))}
+    if val_loss is not None:
+        columns["val_loss"] = list(map(float, val_loss))
+    columns.update({name: list(map(float, values)) for name, values in extra.items()})
+    return columns
+
+
+N = 30
+TRAIN = decay(N, 2.0, 0.08, 5)
+# Early stopping with patience 3: the best epoch (12), then three slightly worse ones.
+EARLY_STOPPED = np.r_[decay(12, 1.9, 0.35, 2.5), decay(12, 1.9, 0.35, 2.5)[-1] * np.array([1.02, 1.03, 1.05])]
+
+# (id, history, diagnose kwargs, expected verdict)
+cases = [
+    # Overfitting: validation loss turns upward while training loss keeps falling ...
+    ("overfit-u", history(TRAIN, u_shape(N, 10)), {}, "overfitting"),
+    ("overfit-late-turn", history(TRAIN, u_shape(N, 18, climb=0.04)), {}, "overfitting"),
+    ("overfit-short-run", history([1.2, 0.6, 0.35, 0.2, 0.12, 0.07, 0.04], [1.1, 0.7, 0.5, 0.45, 0.52, 0.6, 0.68]),
+     {}, "overfitting"),
+    *[(f"overfit-noisy-{seed}", history(noisy(TRAIN, 0.01, seed), noisy(u_shape(N, 10), 0.04, 100 + seed)), {},
+       "overfitting") for seed in range(4)],
+    # ... or flattens far above a training loss that keeps falling: a large gap that grows.
+    ("overfit-gap", history(decay(N, 2.0, 0.02, 4), decay(N, 2.0, 0.9, 3)), {}, "overfitting"),
+    *[(f"overfit-gap-noisy-{seed}", history(decay(N, 2.0, 0.02, 4), noisy(decay(N, 2.0, 0.9, 3), 0.03, seed)), {},
+       "overfitting") for seed in range(3)],
+    # Underfitting: both losses stay high ...
+    ("underfit-flat", history(decay(N, 2.3, 2.1, 3), decay(N, 2.25, 2.1, 3)), {}, "underfitting"),
+    *[(f"underfit-noisy-{seed}", history(noisy(decay(N, 2.3, 2.1, 3), 0.01, seed),
+                                         noisy(decay(N, 2.25, 2.12, 3), 0.03, 50 + seed)), {}, "underfitting")
+      for seed in range(3)],
+    # ... or accuracy ends near what guessing the majority class gets ...
+    ("underfit-accuracy", history(decay(N, 0.69, 0.66, 3), decay(N, 0.69, 0.67, 3), accuracy=np.full(N, 0.52),
+                                  val_accuracy=np.full(N, 0.53)), {"baseline_accuracy": 0.5}, "underfitting"),
+    ("underfit-accuracy-custom-key", history(decay(N, 2.0, 0.9, 3), decay(N, 2.0, 1.0, 3), acc=np.full(N, 0.2),
+                                             val_acc=np.full(N, 0.21)),
+     {"baseline_accuracy": 0.1, "accuracy_key": "acc"}, "underfitting"),
+    # ... or training became unstable and lost its fit, or diverged to NaN.
+    ("underfit-unstable", history([2, 1, 0.6, 0.5, 0.6, 0.9, 1.2, 1.5], [1.8, 1.0, 0.7, 0.6, 0.8, 1.0, 1.3, 1.6]), {},
+     "underfitting"),
+    ("underfit-diverged", history([2.0, 1.5, 1.2, NAN, NAN], [1.9, 1.4, 1.3, NAN, NAN]), {}, "underfitting"),
+    ("underfit-diverged-from-start", history([NAN] * 4, [NAN] * 4), {}, "underfitting"),
+    # Still improving: validation loss is still falling at the last epoch.
+    ("still-slow-decay", history(decay(N, 2.0, 0.1, 15), decay(N, 2.1, 0.15, 15)), {}, "still improving"),
+    ("still-short-run", history(decay(8, 2.0, 0.1, 5), decay(8, 2.1, 0.2, 5)), {}, "still improving"),
+    *[(f"still-noisy-{seed}", history(noisy(decay(40, 2.0, 0.1, 15), 0.01, seed),
+                                      noisy(decay(40, 2.1, 0.15, 15), 0.03, 200 + seed)), {}, "still improving")
+      for seed in range(4)],
+    ("still-no-validation", history(decay(10, 2.0, 0.1, 4)), {}, "still improving"),
+    ("still-one-epoch", history([2.1], [1.9]), {}, "still improving"),
+    ("still-two-epochs", history([2.1, 1.5], [1.9, 1.4]), {}, "still improving"),
+    # Good fit: validation loss flattened near its minimum, close to training loss.
+    ("good-converged", history(decay(N, 2.0, 0.3, 4), decay(N, 1.9, 0.35, 3)), {}, "good fit"),
+    ("good-with-accuracy", history(decay(N, 2.0, 0.3, 4), decay(N, 1.9, 0.35, 3), accuracy=np.full(N, 0.9),
+                                   val_accuracy=np.full(N, 0.88)), {"baseline_accuracy": 0.1}, "good fit"),
+    ("good-early-stopped", history(decay(15, 2.0, 0.3, 3), EARLY_STOPPED), {}, "good fit"),
+    *[(f"good-noisy-{seed}", history(noisy(decay(N, 2.0, 0.3, 4), 0.01, seed),
+                                     noisy(decay(N, 1.9, 0.35, 3), 0.05, 300 + seed)), {}, "good fit")
+      for seed in range(4)],
+    ("good-tiny-losses", history(decay(N, 0.3, 0.02, 3), decay(N, 0.12, 0.04, 2)), {}, "good fit"),
+    ("good-accurate-but-low-first-loss", history(decay(N, 0.05, 0.04, 3), decay(N, 0.06, 0.05, 3),
+                                                 accuracy=np.full(N, 0.99)), {}, "good fit"),
+    ("good-no-validation", history(decay(N, 2.0, 0.1, 4)), {}, "good fit"),
+]
+
+
+@pytest.mark.parametrize("case_id, run, kwargs, expected", cases, ids=[case[0] for case in cases])
+def test_verdict(case_id, run, kwargs, expected):
+    report = diagnose(run, **kwargs)
+    assert report["verdict"] == expected, report["summary"]
+    assert report["verdict"] in VERDICTS
+    json.dumps(report, allow_nan=False)  # the dict goes to metrics.json as it is
+    summary = report["summary"]
+    assert summary.endswith(".") and ". " not in summary, "one sentence"
+    assert report["advice"] and all(isinstance(line, str) for line in report["advice"])
+
+
+@pytest.mark.parametrize("case_id, run, kwargs, expected", cases, ids=[case[0] for case in cases])
+def test_evidence(case_id, run, kwargs, expected):
+    """The numbers a student checks on the curve, recomputed here from the history itself."""
+    report = diagnose(run, **kwargs)
+    loss = np.array(run["loss"])
+    val = np.array(run["val_loss"]) if "val_loss" in run else None
+    finite_loss = loss[np.isfinite(loss)]
+    assert report["epochs"] == len(loss)
+    assert report["final_train_loss"] == (pytest.approx(finite_loss[-1]) if len(finite_loss) else None)
+    if val is not None and np.isfinite(val).any():
+        finite_val = val[np.isfinite(val)]
+        assert report["min_val_loss"] == pytest.approx(finite_val.min())
+        assert report["final_val_loss"] == pytest.approx(finite_val[-1])
+        assert report["best_epoch"] == int(np.nanargmin(val)) + 1
+        gap = finite_val[-1] - finite_loss[-1]
+        assert report["generalization_gap"]["absolute"] == pytest.approx(gap)
+        assert report["generalization_gap"]["relative"] == pytest.approx(gap / finite_val[-1])
+        assert report["val_loss_rise"] == pytest.approx((finite_val[-1] - finite_val.min()) / finite_val.min())
+    else:
+        assert report["final_val_loss"] is None and report["generalization_gap"] is None
+    if expected == "overfitting" and report["turn_epoch"] is not None:
+        assert report["turn_epoch"] < len(loss)
+        assert f"epoch {report['turn_epoch']}" in report["summary"]
+    if expected in ("good fit", "still improving"):
+        assert report["turn_epoch"] is None
+    if kwargs.get("baseline_accuracy") is not None:
+        assert report["baseline_accuracy"] == kwargs["baseline_accuracy"]
+    else:
+        assert "baseline_accuracy" not in report
+    key = kwargs.get("accuracy_key", "accuracy")
+    if key in run:
+        assert report["final_train_accuracy"] == pytest.approx(run[key][-1])
+    else:
+        assert "final_train_accuracy" not in report
+
+
+# (id, history, 1-based epoch where validation loss turned upward)
+turn_cases = [
+    ("clean-u", history(TRAIN, u_shape(N, 10)), 11),
+    ("clean-late", history(TRAIN, u_shape(N, 18, climb=0.04)), 19),
+    ("short", history([1.2, 0.6, 0.35, 0.2, 0.12, 0.07, 0.04], [1.1, 0.7, 0.5, 0.45, 0.52, 0.6, 0.68]), 4),
+    *[(f"noisy-{seed}", history(noisy(TRAIN, 0.01, seed), noisy(u_shape(N, 10), 0.04, 100 + seed)), 11)
+      for seed in range(4)],
+]
+
+
+@pytest.mark.parametrize("case_id, run, turn", turn_cases, ids=[case[0] for case in turn_cases])
+def test_turn_epoch(case_id, run, turn):
+    report = diagnose(run)
+    assert report["verdict"] == "overfitting"
+    noise_free = case_id.startswith(("clean", "short"))
+    if noise_free:
+        assert report["turn_epoch"] == turn == report["best_epoch"]
+    else:
+        # Noise can move the lowest point an epoch or two; the turn stays next to the true one.
+        assert abs(report["turn_epoch"] - turn) <= 2
+    val = np.array(run["val_loss"])
+    turn_loss = val[report["turn_epoch"] - 1]
+    assert f"({turn_loss:.3g})" in report["summary"]
+    assert f"rose {(val[-1] - turn_loss) / turn_loss:.0%}" in report["summary"]
+    assert "use the epoch-" in report["summary"]
+
+
+def test_gap_overfitting_reports_no_turn():
+    report = diagnose(history(decay(N, 2.0, 0.02, 4), decay(N, 2.0, 0.9, 3)))
+    assert report["verdict"] == "overfitting"
+    assert report["turn_epoch"] is None
+    assert report["generalization_gap"]["relative"] > 0.5
+
+
+def test_epoch_column_numbers_resumed_runs():
+    """A resumed run's history continues at epoch 10 (0-based); the report counts the same way."""
+    run = history(TRAIN, u_shape(N, 10))
+    run["epoch"] = [10 + i for i in range(N)]
+    report = diagnose(run)
+    assert report["best_epoch"] == report["turn_epoch"] == 10 + 10 + 1
+    assert "epoch 21" in report["summary"]
+
+
+def test_without_epoch_column_counts_rows():
+    run = history(TRAIN, u_shape(N, 10))
+    del run["epoch"]
+    assert diagnose(run)["best_epoch"] == 11
+
+
+def test_one_epoch_says_too_little_history():
+    report = diagnose(history([2.1], [1.9]))
+    assert report["verdict"] == "still improving"
+    assert "too little history" in report["summary"].lower()
+    assert "1 epoch" in report["summary"]
+    assert report["best_epoch"] == 1 and report["turn_epoch"] is None
+
+
+def test_missing_val_loss_uses_training_loss_and_says_so():
+    report = diagnose(history(decay(N, 2.0, 0.1, 4)))
+    assert report["monitor"] == "loss"
+    assert report["best_epoch"] == N
+    assert report["final_val_loss"] is None and report["min_val_loss"] is None
+    assert "without validation data" in report["summary"]
+    assert any("no val_loss" in note for note in report["notes"])
+    assert any("validation_split" in line for line in report["advice"])
+
+
+def test_nan_epochs_are_flagged_and_left_out():
+    clean = history(TRAIN, u_shape(N, 10))
+    holed = history(TRAIN, u_shape(N, 10))
+    holed["val_loss"][5] = NAN
+    holed["loss"][20] = NAN
+    report, reference = diagnose(holed), diagnose(clean)
+    assert report["nan_epochs"] == [6, 21]
+    assert any("6, 21" in note for note in report["notes"])
+    assert report["verdict"] == reference["verdict"] == "overfitting"
+    assert report["turn_epoch"] == reference["turn_epoch"]
+    assert reference["nan_epochs"] == [] and reference["notes"] == []
+
+
+def test_sparse_validation_falls_back_to_training_loss():
+    """`validation_freq` leaves NA in most rows: too few validation points for a trend."""
+    val = [NAN] * N
+    val[14], val[29] = 0.5, 0.4
+    report = diagnose(history(decay(N, 2.0, 0.1, 4), val))
+    assert report["monitor"] == "loss"
+    assert report["final_val_loss"] == 0.4 and report["min_val_loss"] == 0.4
+    assert any("only 2 of 30" in note for note in report["notes"])
+
+
+def test_divergence_points_at_last_good_weights():
+    report = diagnose(history([2.0, 1.5, 1.2, NAN, NAN], [1.9, 1.4, 1.3, NAN, NAN]))
+    assert report["verdict"] == "underfitting"
+    assert "diverged" in report["summary"] and "epoch 4" in report["summary"]
+    assert "epoch-3 weights" in report["summary"]
+    assert report["best_epoch"] == 3 and report["nan_epochs"] == [4, 5]
+    assert any("learning rate" in line for line in report["advice"])
+
+
+def test_baseline_decides_between_underfitting_and_good_fit():
+    loss, val = decay(N, 2.0, 1.2, 4), decay(N, 2.0, 1.25, 4)
+    near_guessing = history(loss, val, accuracy=np.full(N, 0.24), val_accuracy=np.full(N, 0.25))
+    learned = history(loss, val, accuracy=np.full(N, 0.6), val_accuracy=np.full(N, 0.58))
+    # Headroom rule: 0.1 + 0.2 * (1 - 0.1) = 0.28.
+    assert diagnose(near_guessing, baseline_accuracy=0.1)["verdict"] == "underfitting"
+    assert "25.0%" in diagnose(near_guessing, baseline_accuracy=0.1)["summary"]
+    assert diagnose(learned, baseline_accuracy=0.1)["verdict"] == "good fit"
+    assert diagnose(near_guessing, baseline_accuracy=0.2)["final_val_accuracy"] == 0.25
+
+
+@pytest.mark.parametrize("run, kwargs, message", [
+    ({"val_loss": [1.0]}, {}, "no 'loss' column. Available columns are: val_loss"),
+    ({"loss": [], "val_loss": []}, {}, "no epochs"),
+    ({"loss": [1.0, 0.5], "val_loss": [1.0]}, {}, "one value per epoch"),
+    ({"loss": [1.0]}, {"baseline_accuracy": 1.5}, "Received: baseline_accuracy=1.5"),
+])
+def test_bad_input_is_refused(run, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        diagnose(run, **kwargs)
+
+
+def test_accepts_numpy_arrays_and_none():
+    run = {"loss": np.array([2.0, 1.0, 0.8, 0.7, 0.69]), "val_loss": [2.0, 1.1, None, 0.8, 0.8]}
+    report = diagnose(run)
+    assert report["nan_epochs"] == [3]
+    json.dumps(report, allow_nan=False)
+
+
+# ---------------------------------------------------------------- read_history_csv
+
+
+def write_keras_csv(path, header, rows):
+    """What keras.callbacks.CSVLogger writes: a header row, then one row per epoch."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def test_read_history_csv_round_trip(tmp_path):
+    header = ["epoch", "accuracy", "learning_rate", "loss", "val_accuracy", "val_loss"]
+    rng = np.random.default_rng(7)
+    values = rng.uniform(0.01, 2.0, size=(12, 5))
+    rows = [[epoch, *map(repr, map(float, row))] for epoch, row in enumerate(values)]
+    rows[4][5] = "NA"   # Keras' marker for a metric missing that epoch (validation_freq > 1)
+    rows[7][3] = "nan"  # a diverged loss
+    path = tmp_path / "history.csv"
+    write_keras_csv(path, header, rows)
+
+    read = read_history_csv(path)
+
+    assert list(read) == header
+    assert read["epoch"] == [float(epoch) for epoch in range(12)]
+    for column, name in enumerate(header[1:]):
+        expected = values[:, column].tolist()
+        if name == "val_loss":
+            expected[4] = NAN
+        if name == "loss":
+            expected[7] = NAN
+        assert len(read[name]) == 12
+        for got, want in zip(read[name], expected):
+            assert (math.isnan(got) and math.isnan(want)) or got == want  # repr round-trips exactly
+    assert diagnose(read)["nan_epochs"] == [5, 8]
+
+
+def test_read_history_csv_then_diagnose(tmp_path):
+    run = history(TRAIN, u_shape(N, 10))
+    path = tmp_path / "history.csv"
+    write_keras_csv(path, list(run), zip(*run.values()))
+    assert diagnose(read_history_csv(path)) == diagnose(run)
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "missing; the run has no training history"),
+    ("", "empty; expected a header"),
+    ("epoch,val_loss\n0,1.0\n", "no `loss` column; the columns are epoch, val_loss"),
+    ("epoch,loss\n0,1.0\n1,oops\n", "line 3, column loss: 'oops' is not a number"),
+    ("epoch,loss\n0,1.0,2.0\n", "line 2: 3 values for 2 columns"),
+])
+def test_read_history_csv_errors(tmp_path, content, message):
+    path = tmp_path / "history.csv"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(RunError, match=message) as error:
+        read_history_csv(path)
+    assert str(path) in str(error.value)
+
+
+def test_module_example_runs():
+    import doctest
+
+    import cnnctl.diagnosis
+
+    assert doctest.testmod(cnnctl.diagnosis).failed == 0
