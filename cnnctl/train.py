@@ -7,12 +7,13 @@ history.csv) → evaluate (metrics.json, reports, predictions.npz) → figures (
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from cnnctl import runs
+from cnnctl import faults, runs
 from cnnctl.config import Config
 from cnnctl.data import Dataset, load_data
 from cnnctl.errors import ConfigError, RunError
@@ -69,31 +70,40 @@ def write_run_start(run: Run, prepared: Prepared) -> None:
         "started_unix": time.time(),
         "ended": None,
         "epochs_run": 0,
+        "pid": os.getpid(),
     })
 
 
 def fit(run: Run, prepared: Prepared, verbose: int = 2, extra_callbacks: Optional[list] = None) -> dict[str, list]:
-    """model.fit with early stopping, best checkpoint and CSV history; returns the Keras history."""
+    """model.fit with early stopping, best checkpoint, CSV history and a checkpoint of the training state every
+    epoch; continues from that checkpoint when there is one. Returns the Keras history of this call."""
+    from cnnctl import checkpoint, runtime
     from cnnctl.model import build_augmenter, needs_one_hot
 
     config, dataset, model = prepared.config, prepared.dataset, prepared.model
     train_cfg = config.train
     one_hot = needs_one_hot(train_cfg.loss)
     augmenter = build_augmenter(config.data.augment)
+    start = checkpoint.completed_epochs(run)
+    if start:
+        # A resumed run must not replay the first epoch's shuffle and augmentation: seed them for where it resumes.
+        runtime.seed_everything(config.seed + start)
     train_data = dataset.pipeline("train", train_cfg.batch_size, one_hot=one_hot, shuffle=True,
-                                  seed=config.seed, augment=augmenter)
+                                  seed=config.seed + start, augment=augmenter)
     val_data = (dataset.pipeline("val", train_cfg.batch_size, one_hot=one_hot)
                 if "val" in dataset.splits else None)
     warnings.filterwarnings("ignore", message=".*shuffle=True.* was passed")  # our pipeline shuffles itself
+    callbacks = make_callbacks(run, config, has_validation=val_data is not None) + list(extra_callbacks or [])
     history = model.fit(
         train_data,
         validation_data=val_data,
         epochs=train_cfg.epochs,
-        callbacks=make_callbacks(run, config, has_validation=val_data is not None) + list(extra_callbacks or []),
+        callbacks=callbacks + [checkpoint.TrainingBackup(run, callbacks)],  # last: it saves the others' state
         class_weight=class_weights(train_cfg.class_weight, dataset),
         verbose=verbose,
     )
-    save_model(model, run.file(runs.MODEL))
+    if not _has_nan(history.history):  # a diverged model must not replace the best one saved before
+        save_model(model, run.file(runs.MODEL))
     return history.history
 
 
@@ -180,36 +190,51 @@ def _now() -> str:
 
 
 
-def train_run(config: Config, origin: str, runs_dir: Any, verbose: int = 2) -> tuple[Run, dict[str, Any]]:
-    """The whole `cnnctl train`: returns the run and its test metrics. The run's status is always recorded."""
+def train_run(config: Config, origin: str, runs_dir: Any, verbose: int = 2, *, prepared: Optional[Prepared] = None,
+              into: Optional[Run] = None) -> tuple[Run, dict[str, Any]]:
+    """The whole `cnnctl train`: returns the run and its test metrics. The run's status is always recorded.
+
+    `prepared` skips loading and building when the caller has done it; `into` is an empty folder to use
+    instead of a new run in `runs_dir` (cross-validation puts each fold's run inside its own folder)."""
     from cnnctl import display, evaluate, figures
     from cnnctl.model import describe
 
-    prepared = prepare(config, origin)
-    run = runs.create_run(runs_dir, config.name or "run")
-    write_run_start(run, prepared)
-    display.header(origin, config, prepared.dataset.summary(), prepared.devices, prepared.policy, run.path,
-                   describe(prepared.model))
-    try:
+    prepared = prepared or prepare(config, origin)
+    run = into or runs.create_run(runs_dir, config.name or "run")
+    with faults.guarded(run):  # status recorded however it ends; signals, out-of-memory, disk full handled
+        write_run_start(run, prepared)
+        display.header(origin, config, prepared.dataset.summary(), prepared.devices, prepared.policy, run.path,
+                       describe(prepared.model))
+        metrics = complete_run(run, prepared, verbose)
+    return run, metrics
+
+
+def complete_run(run: Run, prepared: Prepared, verbose: int = 2, train: bool = True) -> dict[str, Any]:
+    """Fit (from the run's checkpoint, if any), evaluate, draw the figures, mark the run completed. With
+    `train=False` (a resumed run whose training had finished) the saved model.keras is evaluated."""
+    from cnnctl import checkpoint, evaluate, figures
+
+    config, dataset = prepared.config, prepared.dataset
+    if train:
         history = fit(run, prepared, verbose=verbose)
-    except BaseException as exc:
-        finish_run(run, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                   error=f"{type(exc).__name__}: {exc}")
-        raise
-    if _has_nan(history):
-        finish_run(run, "failed", history, error="loss became NaN or infinite",
-                   hint="lower train.optimizer.learning_rate or keep data.normalize: true")
-        raise TrainingFailed(f"{run.path}: training stopped: the loss became NaN or infinite; lower "
-                             "train.optimizer.learning_rate or keep data.normalize: true")
-    finish_run(run, "completed", history)
-    dataset = prepared.dataset
+        if _has_nan(history):
+            finish_run(run, "failed", epochs_run=checkpoint.completed_epochs(run), error=faults.NAN_ERROR,
+                       hint="lower train.optimizer.learning_rate or keep data.normalize: true")
+            raise TrainingFailed(f"{run.path}: training stopped: the loss became NaN or infinite; lower "
+                                 "train.optimizer.learning_rate or keep data.normalize: true")
+        checkpoint.mark_finished(run)
+        model = prepared.model
+    else:
+        model = evaluate.load_model(run)
     split = dataset.eval_split
-    y_prob = evaluate.predict_probabilities(prepared.model, dataset, split, config.train.batch_size)
+    y_prob = evaluate.predict_probabilities(model, dataset, split, config.train.batch_size)
     data = dataset.splits[split]
     metrics = evaluate.write_evaluation(run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k,
                                         x=data.x)
     figures.draw_run_figures(run)
-    return run, metrics
+    # Completed only once every file is written: a run stopped during evaluation resumes into evaluation.
+    finish_run(run, "completed", epochs_run=checkpoint.completed_epochs(run))
+    return metrics
 
 
 def _has_nan(history: dict[str, list]) -> bool:
