@@ -36,7 +36,7 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 # Pixels per inch of every saved PNG: a figsize of (8, 5) inches becomes an 800×500 image.
 DPI = 100
 
-# The four verdicts the diagnosis can reach, with the colour its annotation box is drawn in.
+# The four verdicts cnnctl.diagnosis can reach, with the colour of the caption box that states them.
 VERDICT_COLORS = {
     "overfitting": "tab:red",
     "underfitting": "tab:orange",
@@ -161,7 +161,8 @@ def compare_figure(histories: Mapping[str, History], metric: str = "loss") -> Fi
         if metric in history:
             # A run without validation data is still listed, under its training line.
             train_label = None if val_key in history else label
-            lines = ax.plot(epochs, _column(history, metric), color=color, lw=1.2, ls="--", alpha=0.8, label=train_label)
+            lines = ax.plot(epochs, _column(history, metric), color=color, lw=1.2, ls="--", alpha=0.8,
+                            label=train_label)
             if train_label:
                 run_handles += lines
     style_handles = [
@@ -215,25 +216,42 @@ def _history_figure(history: History, metric: str, best_epoch: Optional[int], di
 def _annotate_diagnosis(ax, epochs: np.ndarray, diagnosis: Mapping) -> None:
     verdict = diagnosis.get("verdict")
     if verdict not in VERDICT_COLORS:
-        raise ValueError(f"diagnosis verdict must be one of {', '.join(map(repr, VERDICT_COLORS))}. Received: {verdict!r}")
+        raise ValueError(
+            f"diagnosis verdict must be one of {', '.join(map(repr, VERDICT_COLORS))}. Received: {verdict!r}"
+        )
     color = VERDICT_COLORS[verdict]
     turn_epoch = diagnosis.get("turn_epoch")
     if verdict == "overfitting" and turn_epoch is not None:
         _epoch_index(epochs, turn_epoch, "diagnosis turn_epoch")
-        ax.axvspan(turn_epoch, epochs[-1], color=color, alpha=0.12, label=f"overfitting from epoch {turn_epoch}")
-    summary = textwrap.fill(str(diagnosis.get("summary", "")), 50)
-    text = verdict.capitalize() + (f"\n{summary}" if summary else "")
-    ax.text(0.98, 0.97, text, transform=ax.transAxes, ha="right", va="top", fontsize=9,
-            bbox={"boxstyle": "round,pad=0.4", "facecolor": "white", "edgecolor": color, "alpha": 0.9})
+        # fill_between rather than axvspan: the legend's "best" placement avoids a span rectangle entirely,
+        # which leaves it little room; of a fill only the edges count.
+        ax.fill_between([turn_epoch, epochs[-1]], 0, 1, transform=ax.get_xaxis_transform(), color=color,
+                        alpha=0.12, linewidth=0, label=f"overfitting from epoch {turn_epoch}")
+    summary = str(diagnosis.get("summary") or "")
+    # cnnctl.diagnosis summaries often open with the verdict already ("Overfitting: ..."); don't say it twice.
+    heading = "" if summary.lower().startswith(verdict) else verdict.capitalize() + ("." if summary else "")
+    text = textwrap.fill(" ".join(part for part in (heading, summary) if part), 100)
+    # A caption under the plot rather than a box inside it: it can never hide the curves it explains, nor
+    # fight the legend for the one empty corner.
+    fig = ax.get_figure()
+    fig.supxlabel(text, fontsize=9, bbox={"boxstyle": "round,pad=0.4", "facecolor": "white", "edgecolor": color})
+    # The layout measures the caption's text, not its box: leave room for the box's padding at the bottom edge.
+    fig.get_layout_engine().set(h_pad=0.1)
 
 
 def _epochs(history: History) -> np.ndarray:
-    """1-based epoch numbers: CSVLogger counts from 0, people count from 1."""
+    """1-based epoch numbers: CSVLogger counts from 0, people count from 1.
+
+    The "epoch" column is used when it is finite and increasing (a resumed run continues it); otherwise rows
+    are numbered 1, 2, ... The rule is cnnctl.diagnosis's, so its best_epoch and turn_epoch land on this axis.
+    """
     lengths = {key: len(values) for key, values in history.items()}
-    if "epoch" in history:
-        epochs = np.asarray(history["epoch"], dtype=float).astype(int) + 1
+    rows = max(lengths.values(), default=0)
+    column = _column(history, "epoch") if "epoch" in history else None
+    if column is not None and np.all(np.isfinite(column)) and np.all(np.diff(column) > 0):
+        epochs = column.astype(int) + 1
     else:
-        epochs = np.arange(1, max(lengths.values(), default=0) + 1)
+        epochs = np.arange(1, rows + 1)
     uneven = [key for key, length in lengths.items() if length != len(epochs)]
     if uneven:
         raise ValueError(f"history columns must all have {len(epochs)} values; {', '.join(uneven)} differ: {lengths}")
@@ -532,7 +550,8 @@ def filters_figure(kernel: np.ndarray, max_filters: int = 64) -> Figure:
 
     Conv2D kernels (kh, kw, in, out) are drawn as small images: in colour when in == 3 (RGB input),
     otherwise averaged over the input channels. Conv1D kernels (k, in, out) are drawn as bars of the
-    weights (one line per input channel when there are 2 or 3). Conv3D kernels show their middle slice.
+    weights averaged over the input channels, or as one line per input channel when there are 2 or 3.
+    Conv3D kernels show their middle depth slice.
 
     Args:
         kernel: the layer's kernel weights.
@@ -597,7 +616,9 @@ def feature_maps_figure(activations: Sequence[tuple[str, np.ndarray]], max_chann
         if activation.ndim == 4:
             activation = activation[activation.shape[0] // 2]
         if activation.ndim not in (1, 2, 3):
-            raise ValueError(f"activation of layer {name!r} must be (H, W, C), (L, C) or (units,). Received shape: {shape}")
+            raise ValueError(
+                f"activation of layer {name!r} must be (H, W, C), (L, C) or (units,). Received shape: {shape}"
+            )
         panels = 1 if activation.ndim == 1 else min(activation.shape[-1], max_channels)
         rows.append((name, shape, activation, panels))
 
@@ -622,7 +643,8 @@ def feature_maps_figure(activations: Sequence[tuple[str, np.ndarray]], max_chann
             ax.set_yticks([])
             if activation.ndim > 1:
                 ax.set_title(str(channel), fontsize=7)
-        channels = "" if activation.ndim == 1 or panels == activation.shape[-1] else f"\n{panels} of {activation.shape[-1]} ch."
+        total = 1 if activation.ndim == 1 else activation.shape[-1]
+        channels = f"\n{panels} of {total} ch." if panels < total else ""
         axes[row, 0].set_ylabel(f"{name}\n{tuple(shape)}{channels}", rotation=0, ha="right", va="center", fontsize=8)
     return fig
 
@@ -664,8 +686,7 @@ def _draw_example(ax, example: np.ndarray, kind: str) -> None:
         example = example[example.shape[0] // 2]
         kind = "image"
     if kind == "signal":
-        signal = example.reshape(len(example), -1) if example.ndim else example.reshape(1, 1)
-        ax.plot(signal, lw=0.8)
+        ax.plot(example.reshape(len(example), -1), lw=0.8)
         ax.margins(x=0)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -674,8 +695,8 @@ def _draw_example(ax, example: np.ndarray, kind: str) -> None:
     if example.ndim == 3 and example.shape[-1] == 1:
         example = example[..., 0]
     if example.ndim == 3:
-        if example.shape[-1] >= 3:
-            # Keep the first three channels as RGB (drops alpha); scale them together so hue survives.
+        if example.shape[-1] in (3, 4):
+            # RGB, or RGBA with alpha dropped; the channels are scaled together so hue survives.
             ax.imshow(_normalize(example[..., :3]), interpolation="nearest")
             return
         example = example.mean(axis=-1)

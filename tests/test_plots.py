@@ -1,0 +1,461 @@
+"""Tests for cnnctl.plots: every figure renders to a real, non-blank PNG of the promised size, and what a user
+reads off a figure (AUCs, cell counts, the best epoch, the verdict) matches an independent computation."""
+
+import os
+import re
+import stat
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.text import Text
+from PIL import Image
+from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
+
+from cnnctl import plots
+
+RNG_SEED = 0
+
+
+# ---------------------------------------------------------------- helpers and inputs
+
+
+def render(fig: Figure, tmp_path, name: str = "figure.png") -> np.ndarray:
+    """Save through save_figure, read the PNG back, check its size against figsize × DPI; return pixels."""
+    path = plots.save_figure(fig, tmp_path / name)
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        pixels = np.asarray(image.convert("RGB"), dtype=float)
+    expected_width, expected_height = np.round(fig.get_size_inches() * plots.DPI)
+    height, width, _ = pixels.shape
+    assert abs(width - expected_width) <= 1 and abs(height - expected_height) <= 1
+    return pixels
+
+
+def texts_of(fig: Figure) -> list[str]:
+    return [text.get_text() for text in fig.findobj(Text)]
+
+
+def legend_texts(ax) -> list[str]:
+    return [text.get_text() for text in ax.get_legend().get_texts()]
+
+
+def legend_scores(ax, name: str) -> dict[str, float]:
+    """Legend entries like "cat (AUC = 0.912)" → {"cat": 0.912}."""
+    scores = {}
+    for text in legend_texts(ax):
+        match = re.fullmatch(rf"(.+) \({name} = ([0-9.]+)\)", text)
+        if match:
+            scores[match.group(1)] = float(match.group(2))
+    return scores
+
+
+def overfitting_history(epochs: int = 12, turn: int = 6) -> dict[str, list[float]]:
+    """Validation loss falls until 0-based epoch `turn - 1`, then rises; training loss keeps falling."""
+    val = [1.0 - 0.1 * min(epoch, turn - 1) + 0.05 * max(0, epoch - turn + 1) for epoch in range(epochs)]
+    return {
+        "epoch": list(range(epochs)),
+        "loss": [1.0 / (epoch + 1) for epoch in range(epochs)],
+        "val_loss": val,
+        "accuracy": [0.5 + 0.04 * epoch for epoch in range(epochs)],
+        "val_accuracy": [0.5 + 0.03 * min(epoch, turn) for epoch in range(epochs)],
+    }
+
+
+def scores(n_samples: int, n_classes: int, seed: int = RNG_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and softmax-like probabilities that favour the true class, so curves are informative."""
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, n_classes, n_samples)
+    logits = rng.normal(size=(n_samples, n_classes))
+    logits[np.arange(n_samples), y_true] += 1.5
+    prob = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return y_true, prob
+
+
+# ---------------------------------------------------------------- every figure renders
+
+
+def _rng():
+    return np.random.default_rng(RNG_SEED)
+
+
+def _confusion(n):
+    y_true, prob = scores(40 * n, n)
+    return confusion_matrix(y_true, prob.argmax(axis=1), labels=range(n))
+
+
+# (case id, figure factory, minimum width, minimum height) in pixels.
+RENDER_CASES = [
+    ("loss", lambda: plots.loss_curve(overfitting_history(), best_epoch=6), 600, 400),
+    ("loss+diagnosis", lambda: plots.loss_curve(overfitting_history(), 6, {
+        "verdict": "overfitting", "summary": "Validation loss rose after epoch 6.", "turn_epoch": 7}), 600, 400),
+    ("accuracy", lambda: plots.metric_curve(overfitting_history(), "accuracy", best_epoch=7), 600, 400),
+    ("confusion counts", lambda: plots.confusion_matrix_figure(_confusion(4), list("abcd"), False), 500, 500),
+    ("roc", lambda: plots.roc_figure(*scores(200, 3), ["cat", "dog", "bird"]), 500, 500),
+    ("pr", lambda: plots.pr_figure(*scores(200, 3), ["cat", "dog", "bird"]), 500, 500),
+    ("grid gray", lambda: plots.example_grid(_rng().random((5, 8, 8, 1)), [f"true: {i}\npred: 0 (0.97)" for i in
+                                                                          range(5)], ["red"] * 5, ncols=4), 500, 250),
+    ("grid signals", lambda: plots.example_grid(_rng().normal(size=(3, 50, 2)).cumsum(axis=1)), 300, 140),
+    ("grid empty", lambda: plots.example_grid([]), 300, 100),
+    ("filters conv2d", lambda: plots.filters_figure(_rng().normal(size=(3, 3, 1, 4))), 300, 150),
+    ("filters conv1d", lambda: plots.filters_figure(_rng().normal(size=(5, 1, 4))), 400, 150),
+    ("feature maps", lambda: plots.feature_maps_figure([
+        ("conv2d", _rng().random((6, 6, 4))), ("conv1d", _rng().random((20, 3))), ("dense", _rng().random(5))]),
+        500, 300),
+    ("compare", lambda: plots.compare_figure({"a": overfitting_history(), "b": overfitting_history(8, 3)}), 600, 400),
+    ("filter demo", lambda: plots.filter_demo_figure([
+        ("original", _rng().random((8, 8))), ("convolution", _rng().normal(size=(6, 6))),
+        ("pooled", _rng().random((3, 3)))]), 600, 250),
+]
+
+
+@pytest.mark.parametrize("factory, min_width, min_height",
+                         [case[1:] for case in RENDER_CASES], ids=[case[0] for case in RENDER_CASES])
+def test_figure_renders_to_a_non_blank_png_of_its_size(tmp_path, factory, min_width, min_height):
+    fig = factory()
+    assert isinstance(fig, Figure)
+    pixels = render(fig, tmp_path)
+    height, width, _ = pixels.shape
+    assert width >= min_width and height >= min_height
+    assert pixels.mean(axis=2).std() > 5, "the PNG is (nearly) blank"
+
+
+# ---------------------------------------------------------------- save_figure
+
+
+def test_save_figure_replaces_the_target_and_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "nested" / "loss_curve.png"
+    # The cheapest figures to render: this test is about the file, not the drawing.
+    first = plots.example_grid([])
+    second = plots.filter_demo_figure([("one", np.eye(3))])
+    assert plots.save_figure(first, target) == target
+    before = target.read_bytes()
+    plots.save_figure(second, target)
+    assert target.read_bytes() != before
+    assert [path.name for path in target.parent.iterdir()] == ["loss_curve.png"]
+    assert target.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    # Readable by others: the temp file's private mode must not carry over to the image.
+    assert stat.S_IMODE(os.stat(target).st_mode) & 0o044 == 0o044
+
+
+def test_save_figure_keeps_the_old_image_when_rendering_fails(tmp_path, monkeypatch):
+    target = tmp_path / "roc.png"
+    fig = plots.example_grid([])
+    plots.save_figure(fig, target)
+    before = target.read_bytes()
+
+    def broken_savefig(path, **kwargs):
+        with open(path, "wb") as handle:
+            handle.write(b"\x89PNG half")
+        raise RuntimeError("renderer crashed")
+
+    monkeypatch.setattr(fig, "savefig", broken_savefig)
+    with pytest.raises(RuntimeError, match="renderer crashed"):
+        plots.save_figure(fig, target)
+    assert target.read_bytes() == before
+    assert [path.name for path in tmp_path.iterdir()] == ["roc.png"]
+
+
+# ---------------------------------------------------------------- training curves
+
+
+@pytest.mark.parametrize("monitor, expected", [("val_loss", 6), ("loss", 12), ("val_accuracy", 7), ("missing", None)])
+def test_find_best_epoch_is_one_based_and_direction_aware(monitor, expected):
+    assert plots.find_best_epoch(overfitting_history(epochs=12, turn=6), monitor) == expected
+
+
+def test_loss_curve_plots_one_based_epochs_and_marks_the_best_epoch():
+    history = overfitting_history(epochs=12, turn=6)
+    fig = plots.loss_curve(history, best_epoch=6)
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["train loss"].get_xdata()) == list(range(1, 13))
+    assert list(lines["validation loss"].get_ydata()) == history["val_loss"]
+    [marker_label] = [label for label in lines if label.startswith("best epoch")]
+    assert marker_label == f"best epoch 6 (val_loss {history['val_loss'][5]:.4g})"
+    assert list(lines[marker_label].get_xdata()) == [6]
+    assert list(lines[marker_label].get_ydata()) == [history["val_loss"][5]]
+    vertical = [line for line in ax.get_lines() if list(line.get_xdata()) == [6, 6]]
+    assert len(vertical) == 1
+    assert marker_label in legend_texts(ax)
+    assert ax.get_xlabel() == "Epoch" and ax.get_ylabel() == "Loss" and ax.get_title() == "Loss per epoch"
+
+
+def test_loss_curve_rejects_a_best_epoch_outside_the_history():
+    expected = r"best_epoch must be a 1-based epoch of the history \(1\.\.12\). Received: 13"
+    with pytest.raises(ValueError, match=expected):
+        plots.loss_curve(overfitting_history(), best_epoch=13)
+
+
+def caption_of(fig: Figure) -> str:
+    """The diagnosis caption, with the line wrapping undone."""
+    return " ".join(fig.get_supxlabel().split())
+
+
+def test_loss_curve_shades_overfitting_from_the_turn_epoch_and_captions_the_verdict():
+    summary = "Validation loss rose for 6 epochs after epoch 6 while training loss kept falling."
+    fig = plots.loss_curve(overfitting_history(), 6, {"verdict": "overfitting", "summary": summary, "turn_epoch": 7})
+    ax = fig.axes[0]
+    [shade] = ax.collections
+    x = shade.get_paths()[0].vertices[:, 0]
+    assert (x.min(), x.max()) == (7, 12)
+    assert "overfitting from epoch 7" in legend_texts(ax)
+    assert caption_of(fig) == f"Overfitting. {summary}"
+
+
+def test_loss_curve_does_not_repeat_a_verdict_the_summary_already_opens_with():
+    summary = "Overfitting: validation loss bottomed out at epoch 6 and rose 30% by epoch 12."
+    fig = plots.loss_curve(overfitting_history(), 6, {"verdict": "overfitting", "summary": summary, "turn_epoch": 6})
+    assert caption_of(fig) == summary
+
+
+def test_loss_curve_uses_row_numbers_when_the_epoch_column_is_not_increasing():
+    history = {"epoch": [0, 1, 0, 1], "loss": [1.0, 0.8, 0.7, 0.6], "val_loss": [1.1, 0.9, 0.8, 0.85]}
+    assert plots.find_best_epoch(history) == 3
+    lines = plots.loss_curve(history, best_epoch=3).axes[0].get_lines()
+    assert list(lines[0].get_xdata()) == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("verdict", ["underfitting", "good fit", "still improving"])
+def test_loss_curve_captions_other_verdicts_without_shading(verdict):
+    diagnosis = {"verdict": verdict, "summary": "One sentence.", "turn_epoch": 7}
+    fig = plots.loss_curve(overfitting_history(), None, diagnosis)
+    assert len(fig.axes[0].collections) == 0
+    assert caption_of(fig) == f"{verdict.capitalize()}. One sentence."
+
+
+def test_loss_curve_rejects_an_unknown_verdict():
+    with pytest.raises(ValueError, match=r"verdict must be one of 'overfitting', .* Received: 'overfit'"):
+        plots.loss_curve(overfitting_history(), None, {"verdict": "overfit", "summary": ""})
+
+
+def test_metric_curve_without_validation_column_draws_training_only():
+    fig = plots.metric_curve({"epoch": [0, 1, 2], "accuracy": [0.2, 0.5, 0.7]}, best_epoch=3)
+    ax = fig.axes[0]
+    assert "train accuracy" in legend_texts(ax)
+    assert "validation accuracy" not in legend_texts(ax)
+    assert "best epoch 3 (accuracy 0.7)" in legend_texts(ax)
+
+
+def test_metric_curve_names_the_columns_it_has_when_the_metric_is_missing():
+    with pytest.raises(ValueError, match=r"no 'auc' or 'val_auc' column; it has: epoch, loss"):
+        plots.metric_curve({"epoch": [0], "loss": [1.0]}, "auc")
+
+
+def test_compare_figure_gives_each_run_one_colour_validation_solid_train_dashed():
+    fig = plots.compare_figure({"baseline": overfitting_history(), "wider": overfitting_history(8, 3)})
+    ax = fig.axes[0]
+    assert legend_texts(ax) == ["baseline", "wider", "validation", "train"]
+    lines = ax.get_lines()
+    assert [line.get_linestyle() for line in lines] == ["-", "--", "-", "--"]
+    assert lines[0].get_color() == lines[1].get_color() != lines[2].get_color() == lines[3].get_color()
+    assert len(lines[2].get_xdata()) == 8
+
+
+# ---------------------------------------------------------------- classification results
+
+
+def test_confusion_matrix_cells_show_the_counts_with_readable_text_colour():
+    y_true, prob = scores(300, 4)
+    counts = confusion_matrix(y_true, prob.argmax(axis=1))
+    fig = plots.confusion_matrix_figure(counts, ["cat", "dog", "bird", "fish"], normalized=False)
+    ax = fig.axes[0]
+    assert [text.get_text() for text in ax.texts] == [str(value) for value in counts.ravel()]
+    assert [label.get_text() for label in ax.get_xticklabels()] == ["cat", "dog", "bird", "fish"]
+    assert [label.get_text() for label in ax.get_yticklabels()] == ["cat", "dog", "bird", "fish"]
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("Confusion matrix (counts)", "Predicted", "True")
+    colors = np.array([text.get_color() for text in ax.texts]).reshape(counts.shape)
+    darkest, lightest = np.unravel_index(counts.argmax(), counts.shape), np.unravel_index(counts.argmin(), counts.shape)
+    assert (colors[darkest], colors[lightest]) == ("white", "black")
+    assert len(fig.axes) == 2, "a colorbar is drawn"
+
+
+def test_confusion_matrix_normalized_shows_row_fractions_and_zero_for_absent_classes():
+    counts = np.array([[8, 2, 0], [1, 1, 2], [0, 0, 0]])
+    fig = plots.confusion_matrix_figure(counts, ["a", "b", "c"], normalized=True)
+    ax = fig.axes[0]
+    expected = ["0.80", "0.20", "0.00", "0.25", "0.25", "0.50", "0.00", "0.00", "0.00"]
+    assert [text.get_text() for text in ax.texts] == expected
+    assert ax.get_title() == "Confusion matrix (row-normalized)"
+
+
+def test_confusion_matrix_with_many_classes_drops_cell_text_and_grows():
+    names = [f"class{i}" for i in range(plots.MAX_ANNOTATED_CLASSES + 1)]
+    big = plots.confusion_matrix_figure(_confusion(len(names)), names, normalized=False)
+    small = plots.confusion_matrix_figure(_confusion(5), names[:5], normalized=False)
+    assert len(big.axes[0].texts) == 0
+    assert big.get_size_inches()[0] > small.get_size_inches()[0]
+    assert all(label.get_rotation() == 45 for label in big.axes[0].get_xticklabels())
+
+
+def test_confusion_matrix_rejects_a_shape_that_does_not_match_the_class_names():
+    with pytest.raises(ValueError, match=r"matrix must be \(3, 3\) for 3 class names. Received shape: \(2, 2\)"):
+        plots.confusion_matrix_figure(np.eye(2), ["a", "b", "c"], normalized=False)
+
+
+def test_roc_legend_shows_the_auc_of_each_class_and_both_averages():
+    y_true, prob = scores(400, 4)
+    names = ["cat", "dog", "bird", "fish"]
+    ax = plots.roc_figure(y_true, prob, names).axes[0]
+    shown = legend_scores(ax, "AUC")
+    one_hot = np.eye(4)[y_true]
+    for label, name in enumerate(names):
+        assert shown[name] == pytest.approx(roc_auc_score(y_true == label, prob[:, label]), abs=6e-4)
+    assert shown["micro-average"] == pytest.approx(roc_auc_score(one_hot, prob, average="micro"), abs=6e-4)
+    assert shown["macro-average"] == pytest.approx(roc_auc_score(one_hot, prob, average="macro"), abs=6e-4)
+    assert shown["chance"] == 0.5
+
+
+def test_roc_skips_classes_absent_from_y_true():
+    y_true, prob = scores(300, 4)
+    y_true[y_true == 2] = 0
+    ax = plots.roc_figure(y_true, prob, ["cat", "dog", "bird", "fish"]).axes[0]
+    shown = legend_scores(ax, "AUC")
+    assert "bird" not in shown and {"cat", "dog", "fish"} <= set(shown)
+    present = [0, 1, 3]
+    expected_macro = np.mean([roc_auc_score(y_true == label, prob[:, label]) for label in present])
+    assert shown["macro-average"] == pytest.approx(expected_macro, abs=6e-4)
+
+
+@pytest.mark.parametrize("shape", ["two columns", "sigmoid column"])
+def test_roc_binary_draws_one_curve_for_the_positive_class(shape):
+    y_true, prob = scores(300, 2)
+    y_prob = prob if shape == "two columns" else prob[:, 1:]
+    ax = plots.roc_figure(y_true, y_prob, ["benign", "malignant"]).axes[0]
+    shown = legend_scores(ax, "AUC")
+    assert set(shown) == {"chance", "malignant"}
+    assert shown["malignant"] == pytest.approx(roc_auc_score(y_true, prob[:, 1]), abs=6e-4)
+
+
+def test_roc_with_many_classes_names_only_the_weakest():
+    y_true, prob = scores(1500, 30)
+    names = [f"c{i}" for i in range(30)]
+    ax = plots.roc_figure(y_true, prob, names).axes[0]
+    texts = legend_texts(ax)
+    assert len(texts) == 3 + 1 + plots.WEAKEST_CLASSES_SHOWN
+    assert f"{30 - plots.WEAKEST_CLASSES_SHOWN} other classes" in texts
+    aucs = {names[label]: roc_auc_score(y_true == label, prob[:, label]) for label in range(30)}
+    weakest = sorted(aucs, key=aucs.get)[:plots.WEAKEST_CLASSES_SHOWN]
+    assert set(legend_scores(ax, "AUC")) - {"chance", "micro-average", "macro-average"} == set(weakest)
+
+
+def test_roc_with_a_single_class_in_y_true_says_so():
+    fig = plots.roc_figure(np.zeros(10, dtype=int), np.full((10, 2), 0.5), ["neg", "pos"])
+    assert any("ROC undefined" in text for text in texts_of(fig))
+
+
+def test_roc_rejects_probabilities_that_do_not_match_the_class_names():
+    with pytest.raises(ValueError, match=r"y_prob must be \(N, C\) = \(5, 3\) .* Received shape: \(5, 4\)"):
+        plots.roc_figure(np.zeros(5, dtype=int), np.full((5, 4), 0.25), ["a", "b", "c"])
+
+
+def test_pr_legend_shows_average_precision_per_class_and_micro_average():
+    y_true, prob = scores(400, 3)
+    names = ["cat", "dog", "bird"]
+    fig = plots.pr_figure(y_true, prob, names)
+    ax = fig.axes[0]
+    shown = legend_scores(ax, "AP")
+    for label, name in enumerate(names):
+        assert shown[name] == pytest.approx(average_precision_score(y_true == label, prob[:, label]), abs=6e-4)
+    one_hot = np.eye(3)[y_true]
+    assert shown["micro-average"] == pytest.approx(average_precision_score(one_hot, prob, average="micro"), abs=6e-4)
+    macro = average_precision_score(one_hot, prob, average="macro")
+    assert ax.get_title() == f"Precision-recall (one-vs-rest), macro AP = {macro:.3f}"
+
+
+def test_pr_binary_compares_the_positive_class_with_its_prevalence():
+    y_true, prob = scores(300, 2)
+    shown = legend_scores(plots.pr_figure(y_true, prob, ["neg", "pos"]).axes[0], "AP")
+    assert shown["pos"] == pytest.approx(average_precision_score(y_true, prob[:, 1]), abs=6e-4)
+    assert shown["chance"] == pytest.approx(y_true.mean(), abs=6e-4)
+
+
+# ---------------------------------------------------------------- examples and what the network sees
+
+
+def test_example_grid_titles_colours_and_per_image_scaling():
+    examples = np.stack([np.full((4, 4, 1), 10.0), np.arange(16.0).reshape(4, 4, 1) * 100])
+    fig = plots.example_grid(examples, ["true: 3\npred: 8 (0.97)", "true: 1\npred: 7 (0.51)"], ["red", "green"])
+    first, second = fig.axes
+    assert first.get_title() == "true: 3\npred: 8 (0.97)" and first.title.get_color() == "red"
+    assert second.title.get_color() == "green"
+    # A constant image shows as flat black instead of crashing; the ramp spans the full gray range.
+    assert np.all(first.images[0].get_array() == 0)
+    shown = second.images[0].get_array()
+    assert (shown.min(), shown.max()) == (0.0, 1.0)
+    assert second.images[0].get_cmap().name == "gray"
+
+
+def test_example_grid_draws_each_kind_of_input():
+    rng = _rng()
+    rgb = plots.example_grid(rng.random((1, 6, 6, 3))).axes[0]
+    assert rgb.images[0].get_array().shape == (6, 6, 3)
+    signal = plots.example_grid(rng.random((1, 40, 3))).axes[0]
+    assert len(signal.get_lines()) == 3 and not signal.images
+    volume = rng.random((1, 5, 6, 6, 1))
+    volume_ax = plots.example_grid(volume).axes[0]
+    middle = volume[0, 2, :, :, 0]
+    expected = (middle - middle.min()) / (middle.max() - middle.min())
+    np.testing.assert_allclose(volume_ax.images[0].get_array(), expected)
+    forced = plots.example_grid(rng.random((1, 40, 3)), kind="image").axes[0]
+    assert forced.images
+
+
+def test_example_grid_lays_out_rows_of_ncols_and_hides_spare_cells():
+    fig = plots.example_grid(_rng().random((10, 5, 5)), ncols=4)
+    assert len(fig.axes) == 12
+    assert [ax.axison for ax in fig.axes[10:]] == [False, False]
+    assert all(ax.images for ax in fig.axes[:10])
+
+
+def test_example_grid_without_examples_says_so():
+    assert "no examples" in texts_of(plots.example_grid(np.empty((0, 8, 8))))
+
+
+def test_example_grid_needs_one_title_per_example():
+    with pytest.raises(ValueError, match=r"titles must have one entry per example \(2\). Received 1"):
+        plots.example_grid(np.zeros((2, 4, 4)), ["only one"])
+
+
+def test_filters_figure_has_one_titled_panel_per_filter():
+    fig = plots.filters_figure(_rng().normal(size=(3, 3, 2, 5)))
+    drawn = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in drawn] == ["0", "1", "2", "3", "4"]
+    assert fig.get_suptitle() == "First conv layer: 5 filters of 3×3×2"
+
+
+def test_filters_figure_shows_rgb_kernels_in_colour_and_caps_the_count():
+    fig = plots.filters_figure(_rng().normal(size=(5, 5, 3, 6)), max_filters=4)
+    drawn = [ax for ax in fig.axes if ax.images]
+    assert len(drawn) == 4
+    assert drawn[0].images[0].get_array().shape == (5, 5, 3)
+    assert fig.get_suptitle() == "First conv layer: 6 filters of 5×5×3 (first 4 shown)"
+
+
+def test_filters_figure_draws_conv1d_kernels_as_bars_of_the_weights():
+    kernel = _rng().normal(size=(5, 1, 3))
+    fig = plots.filters_figure(kernel)
+    bars = [patch.get_height() for patch in fig.axes[1].patches]
+    np.testing.assert_allclose(bars, kernel[:, 0, 1])
+
+
+def test_filters_figure_rejects_a_dense_kernel():
+    with pytest.raises(ValueError, match=r"Received shape: \(10, 4\)"):
+        plots.filters_figure(np.zeros((10, 4)))
+
+
+def test_feature_maps_figure_has_one_labelled_row_per_layer_with_at_most_16_channels():
+    rng = _rng()
+    fig = plots.feature_maps_figure([("conv2d", rng.random((6, 6, 32))), ("conv1d", rng.random((20, 3)))])
+    rows = np.array(fig.axes).reshape(2, 16)
+    assert sum(bool(ax.images) for ax in rows[0]) == 16
+    assert sum(bool(ax.get_lines()) for ax in rows[1]) == 3
+    assert rows[0, 0].get_ylabel() == "conv2d\n(6, 6, 32)\n16 of 32 ch."
+    assert rows[1, 0].get_ylabel() == "conv1d\n(20, 3)"
+
+
+def test_filter_demo_figure_titles_panels_and_shows_their_sizes():
+    rng = _rng()
+    fig = plots.filter_demo_figure([("original", rng.random((8, 8))), ("max-pool 2", rng.random((4, 4, 1)))])
+    assert [ax.get_title() for ax in fig.axes] == ["original", "max-pool 2"]
+    assert [ax.get_xlabel() for ax in fig.axes] == ["8 × 8", "4 × 4"]
