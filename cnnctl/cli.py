@@ -110,6 +110,7 @@ def evaluate(
     from cnnctl import display, figures
     from cnnctl.errors import ConfigError
     from cnnctl.evaluate import evaluate_run
+    from cnnctl.report import write_report
     from cnnctl.runs import resolve_run
 
     if split not in (None, "test", "val"):
@@ -117,6 +118,7 @@ def evaluate(
     resolved = resolve_run(run, runs_dir)
     metrics = evaluate_run(resolved, split)
     figures.draw_run_figures(resolved)
+    write_report(resolved)
     display.console.print(display.metrics_table(metrics))
     display.diagnosis_line(metrics.get("diagnosis"))
     display.say(f"run folder: {resolved.path}")
@@ -124,18 +126,157 @@ def evaluate(
 
 @app.command()
 @user_errors
-def plot(run: RunArg, runs_dir: RunsDirOption = None) -> None:
-    """Redraw every figure of a run from its files (history.csv, predictions.npz).
+def plot(
+    run: RunArg,
+    feature_maps: Annotated[Optional[Path], typer.Option(
+        "--feature-maps", help="Also draw feature_maps.png: each conv/pool layer's output for this image "
+        "(or the first example of an .npz)", show_default=False)] = None,
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Redraw every figure of a run from its files (history.csv, predictions.npz), and its report.html.
 
-    Example: cnnctl plot last
+    Example: cnnctl plot last --feature-maps digit.png
     """
     from cnnctl import display, figures
+    from cnnctl.report import write_report
     from cnnctl.runs import resolve_run
 
     resolved = resolve_run(run, runs_dir)
     written = figures.draw_run_figures(resolved)
+    if feature_maps is not None:
+        from cnnctl.feature_maps import draw_feature_maps
+
+        path, shapes, notes = draw_feature_maps(resolved, feature_maps)
+        for note in notes:
+            display.warn(note)
+        display.say("feature maps: " + ", ".join(f"{name} {shape}" for name, shape in shapes))
+        written.append(path)
+    written.append(write_report(resolved))
     for path in written:
         display.say(str(path))
+
+
+@app.command()
+@user_errors
+def report(run: RunArg, runs_dir: RunsDirOption = None) -> None:
+    """Write the run's report.html: one self-contained page with config, data, metrics, diagnosis and figures.
+
+    Example: cnnctl report last
+    """
+    from cnnctl import display
+    from cnnctl.report import write_report
+    from cnnctl.runs import resolve_run
+
+    display.say(str(write_report(resolve_run(run, runs_dir))))
+
+
+@app.command()
+@user_errors
+def predict(
+    run: RunArg,
+    inputs: Annotated[list[Path], typer.Argument(help="Image files, folders of images, or .npz files (examples "
+                                                 "under x or x_test)", show_default=False)],
+    top_k: Annotated[int, typer.Option("--top-k", help="Classes shown per input")] = 3,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write every prediction to this CSV file",
+                                                show_default=False)] = None,
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Classify new inputs with a trained run, preprocessed as its training data were (size, colour, scale).
+
+    Example: cnnctl predict last digit.png more_digits/ --top-k 3 --out preds.csv
+    """
+    from cnnctl import display
+    from cnnctl.predict import check_top_k, predict_run, write_predictions_csv
+    from cnnctl.runs import resolve_run
+
+    check_top_k(top_k)
+    predictions = predict_run(resolve_run(run, runs_dir), inputs)
+    k = min(top_k, len(predictions.class_names))
+    for note in predictions.notes:
+        display.warn(note)
+    display.console.print(display.predictions_table(predictions, k))
+    if out is not None:
+        display.say(f"wrote {write_predictions_csv(out, predictions, k)} ({len(predictions.labels)} inputs)")
+
+
+@app.command()
+@user_errors
+def runs(runs_dir: RunsDirOption = None) -> None:
+    """List the runs with their headline metrics, newest first.
+
+    Example: cnnctl runs --runs-dir runs
+    """
+    from cnnctl import display
+    from cnnctl.compare import summarize_runs
+    from cnnctl.runs import default_runs_dir
+
+    base = default_runs_dir(runs_dir)
+    summaries = summarize_runs(base)
+    if not summaries:
+        display.say(f"no runs in {base}; train one with: cnnctl train configs/digits.yaml")
+        return
+    display.console.print(display.runs_table(summaries, base))
+    for summary in summaries:
+        for problem in summary.problems:
+            display.warn(problem)
+
+
+@app.command()
+@user_errors
+def compare(
+    run_specs: Annotated[list[str], typer.Argument(metavar="RUN RUN...", help="Two or more runs: folders, run "
+                                                   "ids in the runs dir, or `last`", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Where the overlaid loss curves go")] = Path("compare.png"),
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Compare runs: metrics side by side and their loss curves overlaid in one PNG.
+
+    Example: cnnctl compare RUN_A RUN_B --out compare.png
+    """
+    from cnnctl import display
+    from cnnctl.compare import compare_runs
+    from cnnctl.runs import resolve_run
+
+    comparison = compare_runs([resolve_run(spec, runs_dir) for spec in run_specs], out)
+    display.console.print(display.compare_table(comparison))
+    for note in comparison.notes:
+        display.warn(note)
+    if comparison.figure_path is not None:
+        display.say(f"loss curves: {comparison.figure_path}")
+
+
+@app.command("filter")
+@user_errors
+def filter_image(
+    image: Annotated[Path, typer.Argument(help="A picture (PNG, JPEG, ...); used as grayscale",
+                                          show_default=False)],
+    kernel: Annotated[str, typer.Option("--kernel", help="sharpen, edge, blur, emboss, or a kernel file "
+                                        "(.npy, or .txt/.csv rows of numbers)")] = "sharpen",
+    pool: Annotated[int, typer.Option("--pool", help="Max-pooling window and stride, in pixels")] = 2,
+    out: Annotated[Optional[Path], typer.Option("--out", help="PNG to write (default: <image stem>_filter.png "
+                                                "in the current folder)", show_default=False)] = None,
+) -> None:
+    """Show what one convolutional layer does to a picture: convolution with a kernel → ReLU → max-pooling.
+
+    Example: cnnctl filter photo.jpg --kernel edge --pool 2
+    """
+    from cnnctl import display, plots, runtime
+    from cnnctl.errors import ConfigError
+
+    runtime.import_tensorflow()  # quietly, before convolution_demo imports Keras (and TensorFlow under it)
+    from cnnctl.convolution_demo import convolution_steps, load_kernel, read_grayscale
+
+    out = out if out is not None else Path(f"{image.stem}_filter.png")
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out {out}: the figure is a PNG; use a name ending in .png")
+    name, weights = load_kernel(kernel)
+    pixels, note = read_grayscale(image)
+    if note:
+        display.warn(note)
+    panels = convolution_steps(pixels, weights, pool=pool, kernel_name=name)
+    path = plots.save_figure(plots.filter_demo_figure(panels), out)
+    display.say(" → ".join(title for title, _ in panels))
+    display.say(str(path))
 
 
 @app.command()

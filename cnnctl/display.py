@@ -162,3 +162,66 @@ def compare_table(comparison: Any) -> Table:
     for label, values in comparison.facts[1:]:
         table.add_row(label, *values)
     return table
+
+
+def predictions_table(predictions: Any, k: int, max_inputs: int = 50) -> Table:
+    """Top-k classes per input (`cnnctl predict`); the first `max_inputs` inputs, the CSV has them all."""
+    table = Table(title=f"Top-{k} predictions", title_justify="left")
+    table.add_column("input", overflow="fold")
+    table.add_column("rank", justify="right")
+    table.add_column("class")
+    table.add_column("probability", justify="right")
+    for label, probabilities, ranked in zip(predictions.labels[:max_inputs], predictions.probabilities,
+                                            predictions.top_k(k)):
+        for rank, index in enumerate(ranked, start=1):
+            table.add_row(label if rank == 1 else "", str(rank), predictions.class_names[index],
+                          f"{probabilities[index]:.4f}", style="bold" if rank == 1 else None)
+        if k > 1:
+            table.add_section()
+    hidden = len(predictions.labels) - max_inputs
+    if hidden > 0:
+        table.caption = f"… {hidden} more inputs not shown; --out FILE writes them all"
+        table.caption_justify = "left"
+    return table
+
+
+def runs_table(summaries: list[Any], runs_dir: Any) -> Table:
+    """`cnnctl runs`: one row per run, newest first."""
+    from cnnctl.compare import format_duration
+
+    table = Table(title=f"Runs in {runs_dir}", title_justify="left")
+    for header, justify in (("id", "left"), ("name", "left"), ("dataset", "left"), ("epochs", "right"),
+                            ("accuracy", "right"), ("F1 macro", "right"), ("status", "left"),
+                            ("duration", "right")):
+        # Numbers never wrap; in a narrow terminal the text columns fold instead.
+        table.add_column(header, justify=justify, overflow="fold", no_wrap=justify == "right")
+    colors = {"completed": "green", "running": "cyan", "interrupted": "yellow", "failed": "red"}
+    for summary in summaries:
+        split = "" if summary.split in (None, "test") else f" ({summary.split})"
+        status = summary.status or "?"
+        table.add_row(summary.id, summary.name or "", summary.dataset or "",
+                      "" if summary.epochs_run is None else str(summary.epochs_run),
+                      "" if summary.accuracy is None else f"{summary.accuracy:.4f}{split}",
+                      "" if summary.f1_macro is None else f"{summary.f1_macro:.4f}",
+                      f"[{colors.get(status, 'red')}]{status}[/]", format_duration(summary.duration_s))
+    table.caption = "accuracy and F1 on the test split unless marked"
+    table.caption_justify = "left"
+    return table
+
+
+def compare_table(comparison: Any) -> Table:
+    """`cnnctl compare`: one column per run, one row per metric; the best value of each row in bold green."""
+    table = Table(title="Comparison", title_justify="left")
+    table.add_column("metric")
+    for summary in comparison.summaries:
+        table.add_column(summary.id, justify="right", overflow="fold")
+    for label, values in comparison.facts[:1]:
+        table.add_row(label, *values)
+    for label, values, best in comparison.rows:
+        cells = ["n/a" if value is None else f"{value:.4f}" for value in values]
+        if best is not None:
+            cells[best] = f"[bold green]{cells[best]}[/]"
+        table.add_row(label, *cells)
+    for label, values in comparison.facts[1:]:
+        table.add_row(label, *values)
+    return table

@@ -127,11 +127,11 @@ def predict_probabilities(model: Any, dataset: Any, split: str, batch_size: int)
 
 def load_model(run: Run) -> Any:
     """model.keras in Keras' safe mode: a file that carries code (a Lambda layer) is refused."""
-    import keras
-
     from cnnctl import runtime
 
-    runtime.import_tensorflow()
+    runtime.import_tensorflow()  # before Keras, which would import TensorFlow with its start-up noise
+    import keras
+
     run.require(runs.MODEL)
     path = run.file(runs.MODEL)
     try:

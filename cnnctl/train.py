@@ -212,7 +212,7 @@ def train_run(config: Config, origin: str, runs_dir: Any, verbose: int = 2, *, p
 def complete_run(run: Run, prepared: Prepared, verbose: int = 2, train: bool = True) -> dict[str, Any]:
     """Fit (from the run's checkpoint, if any), evaluate, draw the figures, mark the run completed. With
     `train=False` (a resumed run whose training had finished) the saved model.keras is evaluated."""
-    from cnnctl import checkpoint, evaluate, figures
+    from cnnctl import checkpoint, evaluate, figures, report
 
     config, dataset = prepared.config, prepared.dataset
     if train:
@@ -234,6 +234,7 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 2, train: bool = T
     figures.draw_run_figures(run)
     # Completed only once every file is written: a run stopped during evaluation resumes into evaluation.
     finish_run(run, "completed", epochs_run=checkpoint.completed_epochs(run))
+    report.write_report(run)  # after the status, so the page says completed; `cnnctl report` rewrites it
     return metrics
 
 
