@@ -306,3 +306,54 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+@app.command()
+@user_errors
+def cv(
+    config: ConfigArg,
+    folds: Annotated[int, typer.Option("--folds", "-k", help="Number of folds K")] = 5,
+    overrides: SetOption = None,
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Stratified K-fold cross-validation: K full trainings, each scored on its held-out fold.
+
+    The folds are carved from the training data; the test split is left out of all of them. Each fold is a
+    complete run folder (runs/<id>-<name>-cv/fold-1, ...); cv_summary.json holds the metrics per fold and
+    their mean ± std.
+
+    Example: cnnctl cv configs/digits.yaml --folds 5 --set train.epochs=10
+    """
+    from cnnctl import display
+    from cnnctl.config import load_config
+    from cnnctl.crossval import CV_SUMMARY, cross_validate
+    from cnnctl.runs import default_runs_dir
+
+    cfg = load_config(config, list(overrides or []))
+    cv_path, summary = cross_validate(cfg, str(config), default_runs_dir(runs_dir), folds, verbose=2)
+    display.console.print(display.cv_table(summary))
+    display.say(f"cv folder: {cv_path} (summary in {CV_SUMMARY})")
+
+
+@app.command()
+@user_errors
+def data(
+    config: ConfigArg,
+    overrides: SetOption = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Sample grid PNG to write (default: "
+                                                "<name>-samples.png here)", show_default=False)] = None,
+) -> None:
+    """Load and summarise a config's data without training, and draw a grid of labelled samples.
+
+    Shows the source, example shape, dtype, value range, class counts per split and any skipped files.
+
+    Example: cnnctl data configs/shapes_folder.yaml --out shapes.png
+    """
+    from cnnctl import display
+    from cnnctl.config import load_config
+    from cnnctl.data_overview import describe_data
+
+    cfg = load_config(config, list(overrides or []))
+    summary, path = describe_data(cfg, out or Path(f"{cfg.name}-samples.png"))
+    display.data_overview(summary)
+    display.say(f"samples: {path}")
+
+

@@ -114,6 +114,19 @@ class ReduceLROnPlateauConfig(Section):
     min_lr: float = Field(0.0, ge=0)
 
 
+class FoldConfig(Section):
+    """One fold of a stratified K-fold split of the training data; `cnnctl cv` sets it for each fold's run."""
+
+    index: int = Field(ge=1)   # this fold (1..folds) is held out as the run's test split
+    folds: int = Field(ge=2)   # K
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> "FoldConfig":
+        if self.index > self.folds:
+            raise ValueError(f"index must be 1..{self.folds} (got {self.index})")
+        return self
+
+
 class DataConfig(Section):
     source: Literal["digits", "mnist", "fashion_mnist", "cifar10", "cifar100",
                     "npz", "npy", "idx", "csv", "folder"] = "digits"
@@ -126,6 +139,7 @@ class DataConfig(Section):
     label_column: Union[str, int] = "label"       # csv: name or index of the label column
     shape: Optional[list[int]] = None             # csv: shape of one example, e.g. [28, 28]
     augment: list[LayerSpec] = Field(default_factory=list)  # keras preprocessing layers, training only
+    fold: Optional[FoldConfig] = None             # cv: {index, folds}: test on this fold of train (cnnctl cv sets it)
 
     @field_validator("augment", mode="before")
     @classmethod

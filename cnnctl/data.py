@@ -17,16 +17,19 @@ import numpy as np
 
 from cnnctl.config import Config, LayerSpec
 from cnnctl.errors import DataError
+from cnnctl.folders import ImageFiles
 from cnnctl.sources import RawData, load_raw
 
 SPLITS = ("train", "val", "test")
 DEFAULT_TEST_SPLIT = 0.2       # used when the source has no test set and data.test_split is null
 IMBALANCE_RATIO = 3.0          # largest / smallest class count in train above which the header warns
+VALUE_RANGE_SAMPLE = 64        # image files decoded for data.json's value range (all of them would read every file)
 
 
 @dataclass
 class Split:
-    x: np.ndarray  # examples in model layout, source dtype (scaled per batch in the pipeline)
+    x: np.ndarray  # examples in model layout, source dtype (scaled per batch in the pipeline); for a folder
+                   # source an ImageFiles: the file list, decoded only in the pipeline or when indexed
     y: np.ndarray  # int64 class indices
 
     def __len__(self) -> int:
@@ -65,7 +68,9 @@ class Dataset:
             "origin": self.origin,
             "input_shape": list(self.input_shape),
             "dtype": str(train.dtype),
-            "value_range": [float(np.min(train)), float(np.max(train))] if train.size else None,
+            "value_range": value_range(train),
+            **({"value_range_examples": VALUE_RANGE_SAMPLE}
+               if isinstance(train, ImageFiles) and len(train) > VALUE_RANGE_SAMPLE else {}),
             "pixel_scale": self.pixel_scale,
             "class_names": self.class_names,
             "num_classes": self.num_classes,
@@ -81,9 +86,12 @@ class Dataset:
         import tensorflow as tf
 
         data = self.splits[split]
-        dataset = tf.data.Dataset.from_tensor_slices((data.x, data.y))
-        if shuffle:
+        files = data.x if isinstance(data.x, ImageFiles) else None
+        dataset = tf.data.Dataset.from_tensor_slices((files.paths if files else data.x, data.y))
+        if shuffle:  # for files only the paths are shuffled, so the buffer costs bytes per example, not pixels
             dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+        if files:
+            dataset = dataset.map(lambda path, y: (files.decode(path), y), num_parallel_calls=tf.data.AUTOTUNE)
         dataset = dataset.batch(batch_size)
         scale = np.float32(self.pixel_scale)
         num_classes = self.num_classes
@@ -123,6 +131,13 @@ def load_data(config: Config) -> Dataset:
         arrays["test"] = (x_test, y_test)
         notes.append(f"test: {len(y_test)} examples ({fraction:g}) carved from train, stratified "
                      f"(the source has no test set; data.test_split)")
+    if data_cfg.fold:
+        left_out = len(arrays["test"][1])
+        x_train, y_train, x_fold, y_fold = fold_split(x_train, y_train, data_cfg.fold.index, data_cfg.fold.folds,
+                                                      config.seed, class_names)
+        arrays["test"] = (x_fold, y_fold)
+        notes.append(f"test: fold {data_cfg.fold.index} of {data_cfg.fold.folds} ({len(y_fold)} examples) held out "
+                     f"of train for cross-validation; the {left_out} test examples are left out")
     if "val" not in arrays and data_cfg.validation_split > 0:
         x_train, y_train, x_val, y_val = stratified_split(x_train, y_train, data_cfg.validation_split,
                                                           config.seed, "validation_split", class_names)
@@ -137,7 +152,7 @@ def load_data(config: Config) -> Dataset:
                      "train.class_weight: balanced")
     return Dataset(splits=splits, class_names=class_names, input_shape=tuple(int(d) for d in x_train.shape[1:]),
                    pixel_scale=pixel_scale(x_train) if data_cfg.normalize else 1.0,
-                   source=data_cfg.source, origin=raw.origin, notes=notes)
+                   source=data_cfg.source, origin=raw.origin, notes=notes, skipped=list(raw.skipped))
 
 
 def _check_arrays(split: str, x: np.ndarray, y: np.ndarray) -> None:
@@ -213,6 +228,9 @@ def to_model_layout(x: np.ndarray, spatial_rank: int, input_shape: Optional[Sequ
     """Add the channel axis to grayscale images and single-channel signals; reshape to model.input_shape if given."""
     if input_shape:
         target = tuple(input_shape)
+        if isinstance(x, ImageFiles) and x.shape[1:] != target:
+            raise DataError(f"model.input_shape: {list(target)} does not match the folder's images, "
+                            f"{list(x.shape[1:])} from data.image_size and data.color_mode; change one of them")
         if x.shape[1:] != target:
             if math.prod(x.shape[1:]) != math.prod(target):
                 raise DataError(f"model.input_shape: {list(target)} does not fit x_{split} examples of shape "
@@ -251,6 +269,30 @@ def stratified_split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, k
     keep.sort()
     out.sort()
     return x[keep], y[keep], x[out], y[out]
+
+
+def fold_split(x: np.ndarray, y: np.ndarray, index: int, folds: int, seed: int,
+               class_names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Fold `index` (1-based) of a seeded stratified K-fold: (x, y) of the other folds, then of this fold."""
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(y, minlength=len(class_names))
+    present = np.flatnonzero(counts)
+    thinnest = present[np.argmin(counts[present])]
+    if counts[thinnest] < folds:
+        raise DataError(f"data.fold: {folds} folds need at least {folds} training examples of every class, but "
+                        f"class '{class_names[thinnest]}' has {counts[thinnest]}; use fewer folds "
+                        f"(--folds {max(2, int(counts[thinnest]))}) or more data")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    keep, out = list(splitter.split(np.zeros(len(y)), y))[index - 1]
+    return x[keep], y[keep], x[out], y[out]
+
+
+def value_range(x: np.ndarray) -> Optional[list[float]]:
+    """[min, max] of the examples; for image files, of the first VALUE_RANGE_SAMPLE of them."""
+    if isinstance(x, ImageFiles):
+        x = np.asarray(x[:VALUE_RANGE_SAMPLE])
+    return [float(np.min(x)), float(np.max(x))] if x.size else None
 
 
 def pixel_scale(x: np.ndarray) -> float:

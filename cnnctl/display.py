@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from rich.console import Console
 from rich.table import Table
@@ -73,10 +74,22 @@ def header(config_path: Optional[str], config: Any, data_summary: dict[str, Any]
     console.print(data_table(data_summary))
     for note in data_summary.get("notes", []):
         console.print(f"[yellow]note:[/] {note}")
-    if data_summary.get("skipped"):
-        warn(f"skipped {len(data_summary['skipped'])} unreadable files (listed in data.json)")
+    skipped_files_warning(data_summary.get("skipped"))
     console.print(f"model    {len(model_summary.rows)} layers · {model_summary.total_params:,} params · "
                   f"{format_count(model_summary.flops)} FLOPs per example  (`cnnctl check` shows the layer table)")
+
+
+SKIPPED_SHOWN = 10  # skipped files named on the console; data.json lists them all
+
+
+def skipped_files_warning(skipped: Optional[list[str]]) -> None:
+    """One warning naming the files a folder source could not decode (the first few)."""
+    if not skipped:
+        return
+    shown = ", ".join(skipped[:SKIPPED_SHOWN])
+    more = f", and {len(skipped) - SKIPPED_SHOWN} more" if len(skipped) > SKIPPED_SHOWN else ""
+    warn(f"skipped {len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''}: {shown}{more} "
+         "(listed in data.json)")
 
 
 def metrics_table(metrics: dict[str, Any], title: Optional[str] = None) -> Table:
@@ -164,25 +177,11 @@ def compare_table(comparison: Any) -> Table:
     return table
 
 
-def predictions_table(predictions: Any, k: int, max_inputs: int = 50) -> Table:
-    """Top-k classes per input (`cnnctl predict`); the first `max_inputs` inputs, the CSV has them all."""
-    table = Table(title=f"Top-{k} predictions", title_justify="left")
-    table.add_column("input", overflow="fold")
-    table.add_column("rank", justify="right")
-    table.add_column("class")
-    table.add_column("probability", justify="right")
-    for label, probabilities, ranked in zip(predictions.labels[:max_inputs], predictions.probabilities,
-                                            predictions.top_k(k)):
-        for rank, index in enumerate(ranked, start=1):
-            table.add_row(label if rank == 1 else "", str(rank), predictions.class_names[index],
-                          f"{probabilities[index]:.4f}", style="bold" if rank == 1 else None)
-        if k > 1:
-            table.add_section()
-    hidden = len(predictions.labels) - max_inputs
-    if hidden > 0:
-        table.caption = f"… {hidden} more inputs not shown; --out FILE writes them all"
-        table.caption_justify = "left"
-    return table
+@contextlib.contextmanager
+def fold_progress(total: int) -> Iterator[Callable[[str], None]]:
+    """A progress bar over the folds of `cnnctl cv`; each fold's training log scrolls above it.
+    Yields `advance(text)`, called when a fold ends."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 
 def runs_table(summaries: list[Any], runs_dir: Any) -> Table:
