@@ -86,6 +86,20 @@ def set_precision(mixed_precision: str) -> str:
     return policy
 
 
+# Measured on the 2-core CPU machine (benchmarks/RESULTS.md): XLA made CPU training of the article's CNN several
+# times slower than TensorFlow's own oneDNN kernels, while on GPUs it is the usual win.
+CPU_STEPS_PER_EXECUTION = 16  # batches per compiled call: amortizes Python and callback overhead per step
+
+
+def resolve_jit_compile(setting: Any) -> bool:
+    """`train.jit_compile`: auto = XLA on a GPU, not on a CPU."""
+    return has_gpu() if setting == "auto" else bool(setting)
+
+
+def resolve_steps_per_execution(setting: Any) -> int:
+    return CPU_STEPS_PER_EXECUTION if setting == "auto" else int(setting)
+
+
 def seed_everything(seed: int) -> None:
     import keras
 
