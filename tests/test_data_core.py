@@ -96,7 +96,7 @@ def test_signals_get_a_channel_axis_for_conv1d(tmp_path):
     (dict(x_train=np.zeros((10, 4, 4)), y_train=np.zeros(9)), "data: x_train has 10 examples but y_train has 9 labels"),
     (dict(x_train=np.zeros((10, 4, 4)), y_train=np.zeros(10)), "data: y_train has only one class (0); a classifier needs at least two"),
     (dict(x_train=np.full((10, 4, 4), np.nan), y_train=np.arange(10) % 2),
-     "data: x_train has NaN or infinite values in 10 examples (first at index 0); clean or drop them"),
+     "data: x_train has NaN or infinite values in 10 of 10 examples (first at index 0); clean or drop them"),
     (dict(x_train=np.zeros((10, 4, 4)), y_train=np.arange(10) % 2, x_test=np.zeros((2, 4, 4)), y_test=np.array([0, 5])),
      "data: y_test has labels [5] that never occur in y_train"),
     (dict(x_train=np.zeros((10, 4, 4))), "has arrays ['x_train']; it needs x_train and y_train"),
