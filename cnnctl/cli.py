@@ -142,8 +142,8 @@ def plot(
     from cnnctl.runs import resolve_run
 
     resolved = resolve_run(run, runs_dir)
-    written = figures.draw_run_figures(resolved)
-    if feature_maps is not None:
+    written = []
+    if feature_maps is not None:  # first: a wrong IMAGE is reported before minutes of redrawing
         from cnnctl.feature_maps import draw_feature_maps
 
         path, shapes, notes = draw_feature_maps(resolved, feature_maps)
@@ -151,6 +151,7 @@ def plot(
             display.warn(note)
         display.say("feature maps: " + ", ".join(f"{name} {shape}" for name, shape in shapes))
         written.append(path)
+    written = figures.draw_run_figures(resolved) + written
     written.append(write_report(resolved))
     for path in written:
         display.say(str(path))
