@@ -185,3 +185,34 @@ def _write(path, data: bytes):
 def _npz(path, **arrays):
     np.savez(path, **arrays)
     return path
+
+
+@pytest.mark.parametrize("color_mode, channels", [("grayscale", 1), ("rgb", 3)])
+def test_image_files_are_decoded_exactly_as_a_folder_source_decodes_its_training_images(tmp_path, color_mode,
+                                                                                         channels):
+    """For a `source: folder` run, predict must see the very pixels training saw: same resize, same colour."""
+    from cnnctl.config import load_config
+    from cnnctl.data import load_data
+    from cnnctl.predict import Preprocessing, load_inputs
+
+    rng = np.random.default_rng(0)
+    for label in ("circle", "square"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(6):  # sizes differ from the 6×5 target, so every image is resized
+            pixels = rng.integers(0, 256, size=(10 + i, 12, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / label / f"{i}.png")
+    config = tmp_path / "folder.yaml"
+    config.write_text(f"""
+data: {{source: folder, path: images, image_size: [6, 5], color_mode: {color_mode}, test_split: 0.5,
+        validation_split: 0}}
+model: {{layers: [Flatten, {{Dense: {{units: 2, activation: softmax}}}}]}}
+""")
+    dataset = load_data(load_config(config))
+    test = dataset.splits["test"].x
+    preprocessing = Preprocessing(input_shape=dataset.input_shape, pixel_scale=dataset.pixel_scale,
+                                  class_names=dataset.class_names, value_range=(0.0, 255.0), reshape_to=None,
+                                  batch_size=4)
+    inputs = load_inputs(list(test.paths), preprocessing)
+    assert inputs.x.shape == (len(test), 6, 5, channels) == np.asarray(test).shape
+    assert np.array_equal(inputs.x, np.asarray(test))
+    assert np.array_equal(preprocessing.scale(inputs.x), np.asarray(test).astype(np.float32) / 255)
