@@ -13,7 +13,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from cnnctl.errors import CnnctlError
+from cnnctl.errors import CnnctlError, Interrupted
 
 app = typer.Typer(
     name="cnnctl",
@@ -54,6 +54,9 @@ def user_errors(command: Callable) -> Callable:
                 raise
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=2) from None
+        except Interrupted as exc:  # Ctrl-C / SIGTERM: what was saved and how to go on; 128 + signal number
+            typer.echo(str(exc) or f"interrupted ({exc.signal_name})", err=True)
+            raise typer.Exit(code=exc.exit_code) from None
 
     return wrapper
 
@@ -72,10 +75,15 @@ def train(
     name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: config `name`, "
                                                 "else the file's stem)")] = None,
     runs_dir: RunsDirOption = None,
+    resume: Annotated[Optional[str], typer.Option(
+        "--resume", help="Continue a stopped run (folder, run id or `last`) from its last completed epoch, "
+        "with its own config; --set train.epochs=N extends a finished one", show_default=False)] = None,
 ) -> None:
     """Train a model from a YAML config, then evaluate it and draw its figures into a new run folder.
 
     Example: cnnctl train configs/digits.yaml --set train.epochs=3
+
+    Ctrl-C stops at once and keeps every completed epoch: cnnctl train --resume last
     """
     from cnnctl import display
     from cnnctl.config import load_config
@@ -83,13 +91,26 @@ def train(
     from cnnctl.runs import default_runs_dir
     from cnnctl.train import train_run
 
-    if config is None:
-        raise ConfigError("train: give a config file, e.g. cnnctl train configs/digits.yaml")
-    overrides = list(overrides or [])
-    if name:
-        overrides.append(f"name={name}")
-    cfg = load_config(config, overrides)
-    run, metrics = train_run(cfg, str(config), default_runs_dir(runs_dir), verbose=_verbosity())
+    if resume is not None:
+        from cnnctl.resume import resume_run
+
+        if config is not None:
+            raise ConfigError(f"train: give CONFIG or --resume RUN, not both; a resumed run uses its own "
+                              f"config.yaml (drop {config})")
+        if name:
+            raise ConfigError("--name: a resumed run keeps its folder and name; drop --name")
+        run, metrics = resume_run(resume, runs_dir, list(overrides or []), verbose=_verbosity())
+        if metrics is None:
+            return
+    else:
+        if config is None:
+            raise ConfigError("train: give a config file, e.g. cnnctl train configs/digits.yaml, or "
+                              "--resume RUN")
+        overrides = list(overrides or [])
+        if name:
+            overrides.append(f"name={name}")
+        cfg = load_config(config, overrides)
+        run, metrics = train_run(cfg, str(config), default_runs_dir(runs_dir), verbose=_verbosity())
     display.console.print(display.metrics_table(metrics))
     display.diagnosis_line(metrics.get("diagnosis"))
     display.say(f"run folder: {run.path}")
@@ -301,12 +322,6 @@ def check(config: ConfigArg, overrides: SetOption = None) -> None:
     display.say(f"[green]ok[/]: {config} is valid")
 
 
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()
 @app.command()
 @user_errors
 def cv(
@@ -317,9 +332,9 @@ def cv(
 ) -> None:
     """Stratified K-fold cross-validation: K full trainings, each scored on its held-out fold.
 
-    The folds are carved from the training data; the test split is left out of all of them. Each fold is a
-    complete run folder (runs/<id>-<name>-cv/fold-1, ...); cv_summary.json holds the metrics per fold and
-    their mean ± std.
+    Folds come from the training data; the test split is left out of all of them.
+
+    Each fold is a complete run folder (runs/<id>-<name>-cv/fold-1, ...); cv_summary.json has mean ± std.
 
     Example: cnnctl cv configs/digits.yaml --folds 5 --set train.epochs=10
     """
@@ -358,3 +373,9 @@ def data(
     display.say(f"samples: {path}")
 
 
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
