@@ -17,8 +17,8 @@ the digits run expects 0..16, an MNIST run 0..255.
 Example:
 
     predictions = predict_run(resolve_run("last"), ["digit.png", "more_digits/"])
-    for label, ranked in zip(predictions.labels, predictions.top_k(3)):
-        print(label, [(predictions.class_names[c], predictions.probabilities[i, c]) for i, c in ranked])
+    for label, probabilities, ranked in zip(predictions.labels, predictions.probabilities, predictions.top_k(3)):
+        print(label, [(predictions.class_names[c], probabilities[c]) for c in ranked])
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def load_inputs(paths: Sequence[Union[str, Path]], preprocessing: Preprocessing)
         elif not path.exists():
             raise DataError(f"INPUT {path}: no such file or folder")
         elif path.suffix.lower() == ".npz":
-            x, key = read_npz(path, preprocessing)
+            x, _ = read_npz(path, preprocessing)
             arrays.append(x)
             labels.extend(f"{path}[{i}]" for i in range(len(x)))
         elif path.suffix.lower() in IMAGE_SUFFIXES:
