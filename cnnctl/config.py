@@ -183,9 +183,25 @@ class TrainConfig(Section):
     metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
     early_stopping: Optional[EarlyStoppingConfig] = Field(default_factory=EarlyStoppingConfig)  # false disables
     reduce_lr_on_plateau: Optional[ReduceLROnPlateauConfig] = None  # or {monitor, factor, patience}
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: learning_rate decays to 0 over the epochs
     class_weight: Union[Literal["balanced"], dict[int, float], None] = None
-    jit_compile: Union[Literal["auto"], bool] = "auto"  # XLA; auto = where it is known to help
+    jit_compile: Union[Literal["auto"], bool] = "auto"  # XLA; auto = on a GPU only (it slows CPU training here)
+    steps_per_execution: Union[Literal["auto"], int] = "auto"  # batches per compiled call; auto = 16 on a CPU
     mixed_precision: Literal["auto", "off", "mixed_float16", "mixed_bfloat16"] = "auto"
+
+    @model_validator(mode="after")
+    def _one_learning_rate_policy(self) -> "TrainConfig":
+        if self.lr_schedule != "constant" and self.reduce_lr_on_plateau is not None:
+            raise ValueError(f"lr_schedule: {self.lr_schedule} already sets the learning rate every step; "
+                             "set reduce_lr_on_plateau: false or lr_schedule: constant")
+        return self
+
+    @field_validator("steps_per_execution")
+    @classmethod
+    def _positive_steps(cls, value: Any) -> Any:
+        if value != "auto" and value <= 0:
+            raise ValueError(f"must be a positive integer or auto (got {value})")
+        return value
 
     @field_validator("early_stopping", "reduce_lr_on_plateau", mode="before")
     @classmethod
@@ -259,19 +275,57 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder; give a YAML config file such as configs/digits.yaml")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw = yaml.load(text, Loader=_StrictSafeLoader)
+    except yaml.reader.ReaderError as exc:  # a control character; it carries an offset, not a line
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise ConfigError(f"{path}: line {line}, column {column}: invalid YAML: character #x{exc.character:04x} "
+                          "is not allowed (a control character); delete it") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(f"{path}: {where}invalid YAML: {exc.problem}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        problem = exc.problem or ""
+        tag = re.match(r"could not determine a constructor for the tag '(?:tag:yaml.org,2002:)?(.*)'", problem)
+        if tag:
+            problem = (f"the tag !!{tag.group(1).lstrip('!')} is refused: configs are plain YAML and never "
+                       "create Python objects")
+        raise ConfigError(f"{path}: {where}invalid YAML: {problem}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position {exc.start}); "
+                          "save the file as UTF-8") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
     if raw is None:
         raise ConfigError(f"{path}: the file is empty; it needs at least a model.layers list")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (name, seed, data, model, "
                           f"train, evaluate), got {type(raw).__name__}")
     return raw
+
+
+class _StrictSafeLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader (no tag can build a Python object) that also refuses a key given twice in one
+    mapping, which YAML loaders otherwise settle silently by keeping the last."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` overriding keys is what merges are for
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = key in first_line
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+            if seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"'{key}' appears twice in the same mapping (first on line {first_line[key] + 1}); "
+                    "keep one", key_node.start_mark)
+            first_line[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 _KEY_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -318,7 +372,12 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
 def _dotted(loc: Any) -> str:
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not re.fullmatch(r"[\w-]+", str(part)):
+            text += f"[{str(part)!r}]"  # a key with spaces, dots or control characters, shown unambiguously
+        else:
+            text += f".{part}" if text else str(part)
     return text
 
 

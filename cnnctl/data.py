@@ -86,13 +86,22 @@ class Dataset:
         import tensorflow as tf
 
         data = self.splits[split]
-        files = data.x if isinstance(data.x, ImageFiles) else None
-        dataset = tf.data.Dataset.from_tensor_slices((files.paths if files else data.x, data.y))
-        if shuffle:  # for files only the paths are shuffled, so the buffer costs bytes per example, not pixels
-            dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
-        if files:
+        if isinstance(data.x, ImageFiles):
+            files = data.x
+            dataset = tf.data.Dataset.from_tensor_slices((files.paths, data.y))
+            if shuffle:  # only the paths are shuffled, so the buffer costs bytes per example, not pixels
+                dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
             dataset = dataset.map(lambda path, y: (files.decode(path), y), num_parallel_calls=tf.data.AUTOTUNE)
-        dataset = dataset.batch(batch_size)
+            dataset = dataset.batch(batch_size)
+        else:
+            # In memory: shuffle and batch indices, then gather whole batches: one vectorized copy per batch
+            # instead of every example passing through a shuffle buffer and a batching step on its own.
+            x, y = tf.constant(data.x), tf.constant(data.y)
+            dataset = tf.data.Dataset.range(len(data))
+            if shuffle:
+                dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+            dataset = dataset.batch(batch_size).map(lambda index: (tf.gather(x, index), tf.gather(y, index)),
+                                                    num_parallel_calls=tf.data.AUTOTUNE)
         scale = np.float32(self.pixel_scale)
         num_classes = self.num_classes
 
@@ -169,7 +178,7 @@ def _check_arrays(split: str, x: np.ndarray, y: np.ndarray) -> None:
     if np.issubdtype(x.dtype, np.floating):
         bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
         if bad.any():
-            raise DataError(f"data: x_{split} has NaN or infinite values in {int(bad.sum())} examples "
+            raise DataError(f"data: x_{split} has NaN or infinite values in {int(bad.sum())} of {len(x)} examples "
                             f"(first at index {int(np.argmax(bad))}); clean or drop them")
     elif not np.issubdtype(x.dtype, np.integer) and x.dtype != bool:
         raise DataError(f"data: x_{split} has dtype {x.dtype}; expected numbers")

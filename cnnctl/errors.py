@@ -15,3 +15,22 @@ class DataError(CnnctlError):
 
 class RunError(CnnctlError):
     """A run folder is missing, incomplete or cannot be written."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal (Ctrl-C, SIGTERM) stopped a command. The CLI prints the message and exits 128 + the signal
+    number, the shell's convention (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int, message: str = "") -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    @property
+    def signal_name(self) -> str:
+        import signal
+
+        return signal.Signals(self.signum).name

@@ -7,6 +7,7 @@ the run folder alone (config.yaml → same data splits, model.keras loaded in Ke
 
 from __future__ import annotations
 
+import zipfile
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -134,6 +135,9 @@ def load_model(run: Run) -> Any:
 
     run.require(runs.MODEL)
     path = run.file(runs.MODEL)
+    if not zipfile.is_zipfile(path):  # else Keras answers "File not found" for a file that is there
+        raise RunError(f"{path}: not a Keras model file (a .keras file is a zip archive); it is damaged or was "
+                       "never finished; train the run again or resume it") from None
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except ValueError as exc:

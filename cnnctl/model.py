@@ -38,8 +38,8 @@ def closest(name: str, choices: Sequence[str]) -> Optional[str]:
     return lowered[match[0]] if match else None
 
 
-def make_layer(spec: LayerSpec, where: str) -> keras.layers.Layer:
-    """`where` is the YAML path shown in errors, e.g. `model.layers[3]`."""
+def make_layer(spec: LayerSpec, where: str, defaults: Optional[dict[str, Any]] = None) -> keras.layers.Layer:
+    """`where` is the YAML path shown in errors, e.g. `model.layers[3]`; `defaults` yield to the config's kwargs."""
     classes = layer_classes()
     cls = classes.get(spec.name)
     if cls is None:
@@ -47,9 +47,25 @@ def make_layer(spec: LayerSpec, where: str) -> keras.layers.Layer:
         hint = f"; did you mean {suggestion}?" if suggestion else "; see the keras.layers documentation for names"
         raise ConfigError(f"{where}: unknown layer '{spec.name}'{hint}")
     try:
-        return cls(**spec.kwargs)
+        return cls(**{**(defaults or {}), **spec.kwargs})
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where} ({spec.name}): {_explain_layer_error(exc, cls)}") from None
+    except Exception as exc:  # noqa: BLE001 - Keras raises whatever its code hits: `.lower()` on a null, ...
+        raise ConfigError(f"{where} ({spec.name}): an argument has the wrong type or value "
+                          f"({type(exc).__name__}: {_keras_message(exc)}); given {_flow(spec.kwargs)}") from None
+
+
+def _flow(kwargs: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(kwargs, default_flow_style=True, width=10_000).strip()
+
+
+def _keras_message(exc: BaseException) -> str:
+    """The cause inside Keras' "Exception encountered when calling X.call()" wrapper (shown in bold), else the
+    first line."""
+    inner = re.search(r"\x1b\[1m(.*?)\x1b\[0m", str(exc), re.S)
+    return " ".join(inner.group(1).split()) if inner else _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -114,13 +130,20 @@ def build_model(model_cfg: ModelConfig, input_shape: Sequence[int], num_classes:
     model = keras.Sequential(name=_keras_name(name))
     model.add(keras.Input(shape=shape))
     before = (None,) + shape
+    # Under mixed precision the output layer computes in float32, as Keras' guide advises: softmax
+    # probabilities in float16/bfloat16 are too coarse for ROC curves and top-k ties.
+    mixed = keras.mixed_precision.global_policy().compute_dtype != "float32"
+    last = len(model_cfg.layers) - 1
     for index, spec in enumerate(model_cfg.layers):
         where = f"model.layers[{index}]"
-        layer = make_layer(spec, where)
+        layer = make_layer(spec, where, {"dtype": "float32"} if mixed and index == last else None)
         try:
             model.add(layer)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where} ({spec.name}): {_explain_shape_error(exc, spec, before)}") from None
+        except Exception as exc:  # noqa: BLE001 - e.g. ZeroDivisionError for strides: 0, from Keras' shape code
+            raise ConfigError(f"{where} ({spec.name}): cannot be applied to its input {_shape(before)} "
+                              f"({type(exc).__name__}: {_keras_message(exc)}); given {_flow(spec.kwargs)}") from None
         after = tuple(layer.output.shape)
         if any(dim is not None and dim <= 0 for dim in after[1:]):
             raise ConfigError(f"{where} ({spec.name}): output shape {_shape(after)} is empty: the kernel or pool "
@@ -139,7 +162,7 @@ def _shape(shape: Sequence[Optional[int]]) -> str:
 
 
 def _explain_shape_error(exc: BaseException, spec: LayerSpec, before: Sequence) -> str:
-    message = _first_line(exc)
+    message = _keras_message(exc)
     if "zero or negative" in message or "negative dimension" in message.lower():
         return (f"the kernel or pool window is larger than its input {_shape(before)}; use padding: same, "
                 "a smaller kernel_size, or fewer pooling layers before it")
@@ -173,13 +196,17 @@ def needs_one_hot(loss: str) -> bool:
     return re.sub(r"[_\s]", "", loss).lower().startswith("categorical")
 
 
-def compile_model(model: keras.Model, train_cfg: TrainConfig, jit_compile: Any = "auto") -> keras.Model:
-    model.compile(optimizer=make_optimizer(train_cfg), loss=resolve_loss(train_cfg.loss),
-                  metrics=resolve_metrics(train_cfg.metrics), jit_compile=jit_compile)
+def compile_model(model: keras.Model, train_cfg: TrainConfig, jit_compile: Any = "auto",
+                  steps_per_execution: int = 1, steps_per_epoch: int = 1) -> keras.Model:
+    model.compile(optimizer=make_optimizer(train_cfg, steps_per_epoch), loss=resolve_loss(train_cfg.loss),
+                  metrics=resolve_metrics(train_cfg.metrics), jit_compile=jit_compile,
+                  steps_per_execution=steps_per_execution)
     return model
 
 
-def make_optimizer(train_cfg: TrainConfig) -> keras.optimizers.Optimizer:
+def make_optimizer(train_cfg: TrainConfig, steps_per_epoch: int = 1) -> keras.optimizers.Optimizer:
+    """The optimizer named in train.optimizer with its kwargs; `lr_schedule: cosine` turns the learning rate into
+    keras' CosineDecay over all training steps."""
     spec = train_cfg.optimizer
     names = [name for name, value in vars(keras.optimizers).items()
              if inspect.isclass(value) and issubclass(value, keras.optimizers.Optimizer)
@@ -190,8 +217,12 @@ def make_optimizer(train_cfg: TrainConfig) -> keras.optimizers.Optimizer:
         hint = f"did you mean '{suggestion.lower()}'? " if suggestion else ""
         raise ConfigError(f"train.optimizer.name: unknown optimizer '{spec.name}'; {hint}"
                           f"available: {', '.join(name.lower() for name in names)}")
+    kwargs = spec.kwargs()
+    if train_cfg.lr_schedule == "cosine":
+        kwargs["learning_rate"] = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=spec.learning_rate, decay_steps=max(1, train_cfg.epochs * steps_per_epoch))
     try:
-        return keras.optimizers.get({"class_name": cls.__name__, "config": spec.kwargs()})
+        return keras.optimizers.get({"class_name": cls.__name__, "config": kwargs})
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"train.optimizer ({cls.__name__}): {_first_line(exc)}") from None
 

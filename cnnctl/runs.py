@@ -171,19 +171,26 @@ def resolve_run(spec: str, runs_dir: Optional[Union[str, Path]] = None) -> Run:
 
 @contextlib.contextmanager
 def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
-    """Yield a temporary path beside `path` (same suffix, so writers that check it are content); rename on success."""
+    """Yield a temporary path beside `path` (same suffix, so writers that check it are content); rename on success.
+
+    The whole suffix chain is kept (`.weights.h5`, not just `.h5`): Keras checks it when saving weights.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    suffix = "".join(path.suffixes)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name[: len(path.name) - len(suffix)]}.", suffix=suffix,
+                                    dir=path.parent)
     os.close(handle)
     temp_path = Path(temp)
     os.chmod(temp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; run files are ordinary files
     try:
         yield temp_path
         os.replace(temp_path, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             temp_path.unlink()
+        if isinstance(exc, OSError) and exc.filename == str(temp_path):
+            exc.filename = str(path)  # a disk-full message names the file the user knows, not our temporary one
         raise
 
 

@@ -8,6 +8,7 @@ history.csv) → evaluate (metrics.json, reports, predictions.npz) → figures (
 from __future__ import annotations
 
 import os
+import math
 import time
 import warnings
 from dataclasses import dataclass
@@ -40,18 +41,34 @@ def prepare(config: Config, origin: str = "") -> Prepared:
     policy = runtime.set_precision(config.train.mixed_precision)
     dataset = load_data(config)
     try:
-        model = build_and_compile(config, dataset.input_shape, dataset.num_classes)
+        class_weights(config.train.class_weight, dataset)  # checked now, not after the run folder exists
+        model = build_and_compile(config, dataset.input_shape, dataset.num_classes,
+                                  train_examples=len(dataset.splits["train"]))
     except ConfigError as exc:
         raise ConfigError(f"{origin}: {exc}" if origin else str(exc)) from None
     return Prepared(config, dataset, model, policy, runtime.devices())
 
 
-def build_and_compile(config: Config, input_shape: tuple, num_classes: int) -> Any:
+def build_and_compile(config: Config, input_shape: tuple, num_classes: int, train_examples: int = 0) -> Any:
     from cnnctl.model import build_augmenter, build_model, compile_model
 
     build_augmenter(config.data.augment)  # augmentation mistakes are config mistakes: report them before training
     model = build_model(config.model, input_shape, num_classes, name=config.name or "cnn")
-    return compile_model(model, config.train, jit_compile=config.train.jit_compile)
+    return compile_model(model, config.train, jit_compile=runtime_jit(config.train.jit_compile),
+                         steps_per_execution=runtime_steps(config.train.steps_per_execution),
+                         steps_per_epoch=math.ceil(train_examples / config.train.batch_size))
+
+
+def runtime_jit(setting: Any) -> bool:
+    from cnnctl import runtime
+
+    return runtime.resolve_jit_compile(setting)
+
+
+def runtime_steps(setting: Any) -> int:
+    from cnnctl import runtime
+
+    return runtime.resolve_steps_per_execution(setting)
 
 
 def write_run_start(run: Run, prepared: Prepared) -> None:
@@ -119,6 +136,7 @@ def make_callbacks(run: Run, config: Config, has_validation: bool) -> list:
     stopping = train_cfg.early_stopping
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
+        EpochTimer(),  # before CSVLogger, so history.csv gets an epoch_time_s column
         keras.callbacks.CSVLogger(str(run.file(runs.HISTORY)), append=True),
         BestModelCheckpoint(str(run.file(runs.MODEL)),
                             monitor=monitored(stopping.monitor if stopping else "val_loss", has_validation)),
@@ -133,6 +151,21 @@ def make_callbacks(run: Run, config: Config, has_validation: bool) -> list:
             monitor=monitored(plateau.monitor, has_validation), factor=plateau.factor,
             patience=plateau.patience, min_lr=plateau.min_lr, verbose=1))
     return callbacks
+
+
+def EpochTimer():  # noqa: N802 - reads like the Keras callbacks beside it
+    """Adds `epoch_time_s` (wall seconds of the epoch, validation included) to the epoch's logs."""
+    import keras
+
+    class _EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self._started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs["epoch_time_s"] = round(time.perf_counter() - self._started, 3)
+
+    return _EpochTimer()
 
 
 def BestModelCheckpoint(filepath: str, monitor: str):  # noqa: N802 - reads like the Keras class it makes

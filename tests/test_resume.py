@@ -1,0 +1,235 @@
+"""Never lose a run: kill -9, Ctrl-C and SIGTERM during training, then `cnnctl train --resume` finishes the
+same run folder with every epoch in history.csv exactly once; finished runs are left alone or extended;
+the state of early stopping and the learning-rate schedule survives a resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cnnctl import checkpoint, faults, runs
+from cnnctl.cli import app
+from cnnctl.errors import Interrupted
+from cnnctl.runs import Run
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
+
+# Six short epochs (~0.3 s each): slow enough to be stopped after the first, without early stopping ending it.
+SLOW_TINY = {
+    "name": "tiny",
+    "data": {"source": "digits", "validation_split": 0.1, "test_split": 0.2},
+    "model": {"layers": [{"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relu"}}, "Flatten",
+                         {"Dense": {"units": 10, "activation": "softmax"}}]},
+    "train": {"epochs": 6, "batch_size": 16, "early_stopping": False},
+    "evaluate": {"top_k": [1, 3]},
+}
+FINAL_FILES = ["config.yaml", "environment.json", "data.json", "model.keras", "history.csv", "metrics.json",
+               "classification_report.txt", "confusion_matrix.csv", "predictions.npz", "loss_curve.png",
+               "accuracy_curve.png", "confusion_matrix.png"]
+
+
+def history_epochs(run: Path) -> list[int]:
+    with open(run / "history.csv", newline="") as handle:
+        return [int(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def environment(run: Path) -> dict:
+    return json.loads((run / "environment.json").read_text())
+
+
+def start_training(tmp_path: Path, args: list[str], after_epoch: int = 0) -> tuple[subprocess.Popen, Path]:
+    """`cnnctl ARGS` in a subprocess; returns once it has completed an epoch past `after_epoch` (its state
+    committed), with the run folder. history.csv gets the epoch's row a moment before the commit: a kill in
+    between is the resume's business (the row is dropped and the epoch trained again)."""
+    runs_dir = tmp_path / "runs"
+    process = subprocess.Popen([sys.executable, "-m", "cnnctl", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for state in runs_dir.glob(f"*/{runs.CHECKPOINTS}/{checkpoint.METADATA}"):
+            run = state.parent.parent
+            if checkpoint.completed_epochs(Run(run)) > after_epoch:
+                return process, run
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail("no epoch completed within 120 s")
+
+
+def test_kill_9_and_ctrl_c_then_resume_finish_the_same_run(tmp_path):
+    """One run lives through both: kill -9 (nothing recorded), resume, Ctrl-C (recorded, exit 130, the resume
+    command printed), resume to the end. Each epoch is in history.csv exactly once."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(SLOW_TINY))
+    process, run = start_training(tmp_path, ["train", str(config), "--runs-dir", str(tmp_path / "runs")])
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert environment(run)["status"] == "running"  # nobody could record anything
+    killed_at = checkpoint.completed_epochs(Run(run))
+    assert 1 <= killed_at < 6
+
+    process, _ = start_training(tmp_path, ["train", "--resume", str(run)], after_epoch=killed_at)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    env = environment(run)
+    assert env["status"] == "interrupted" and env["signal"] == "SIGINT"
+    interrupted_at = env["epochs_run"]
+    assert interrupted_at == checkpoint.completed_epochs(Run(run)) > killed_at
+    lines = stderr.strip().splitlines()
+    assert lines[-2] == (f"interrupted (SIGINT): {run} stopped after {interrupted_at} completed epochs; its state "
+                         f"is saved in {run}/checkpoints")
+    assert lines[-1] == f"resume with: cnnctl train --resume {run}"
+    assert "Traceback" not in stderr
+
+    command = shlex.split(lines[-1].removeprefix("resume with: "))
+    assert command[0] == "cnnctl"
+    result = runner.invoke(app, command[1:])  # the printed command, as printed
+    assert result.exit_code == 0, result.output
+    assert history_epochs(run) == list(range(6))  # each epoch exactly once, none lost, none repeated
+    missing = [name for name in FINAL_FILES if not (run / name).exists()]
+    assert not missing
+    env = environment(run)
+    assert env["status"] == "completed" and env["epochs_run"] == 6
+    assert [(r["after_epoch"], r["previous_status"]) for r in env["resumed"]] == [
+        (killed_at, "running"), (interrupted_at, "interrupted")]
+    assert len(list(run.parent.iterdir())) == 1  # the same folder throughout, no new run
+
+
+def test_sigterm_stops_after_saving_state_and_exits_143(tmp_path, monkeypatch):
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers need the main thread")
+    import keras
+
+    from cnnctl import train
+
+    class TermAtSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    handler_before = signal.getsignal(signal.SIGTERM)
+    make_callbacks = train.make_callbacks
+    monkeypatch.setattr(train, "make_callbacks", lambda *a, **k: make_callbacks(*a, **k) + [TermAtSecondEpoch()])
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(SLOW_TINY))
+    result = runner.invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "runs")])
+    (run,) = (tmp_path / "runs").iterdir()
+    assert result.exit_code == 143, result.output
+    assert result.output.strip().splitlines()[-1] == f"resume with: cnnctl train --resume {run}"
+    env = environment(run)
+    assert (env["status"], env["epochs_run"], env["signal"]) == ("interrupted", 1, "SIGTERM")
+    assert history_epochs(run) == [0]
+    assert signal.getsignal(signal.SIGTERM) == handler_before  # the handler is gone once training ends
+
+
+def test_finished_run_is_left_alone_unless_asked_for_more_epochs(digits_run_copy):
+    run = digits_run_copy
+    before = {path.name: path.stat().st_mtime_ns for path in run.iterdir() if path.is_file()}
+    result = runner.invoke(app, ["train", "--resume", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "already completed (2 epochs of 2); nothing to do" in " ".join(result.output.split())
+    assert {path.name: path.stat().st_mtime_ns for path in run.iterdir() if path.is_file()} == before
+
+    result = runner.invoke(app, ["train", "--resume", str(run), "--set", "train.epochs=3"])
+    assert result.exit_code == 0, result.output
+    assert history_epochs(run) == [0, 1, 2]
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 3
+    assert environment(run)["status"] == "completed" and environment(run)["epochs_run"] == 3
+    assert json.loads((run / "metrics.json").read_text())["num_examples"] == 360
+    assert (run / "model.keras").stat().st_mtime_ns > before["model.keras"]
+
+
+def test_resume_refuses_a_run_another_process_is_training(digits_run_copy):
+    run = Run(digits_run_copy)
+    with faults.held_lock(run):
+        assert faults.is_training(run)
+        result = runner.invoke(app, ["train", "--resume", str(run.path), "--set", "train.epochs=3"])
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"error: {run.path}: another cnnctl process is training this run right now; "
+                                     "wait for it to finish or stop it (Ctrl-C) first")
+    assert environment(run.path)["status"] == "completed"  # the other process's run is not touched
+    assert not faults.is_training(run)
+
+
+def test_backup_restores_early_stopping_and_plateau_state(tmp_path):
+    """Stopped after 3 epochs, early stopping (patience 3) has waited 2 and the plateau schedule (patience 3)
+    too: on resume, both act at the very next epoch, and early stopping restores the best weights it kept."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 4)).astype("float32"), rng.integers(0, 3, 64)
+    run = Run(tmp_path)
+
+    def training():
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+        # mode=max on a falling loss: only epoch 0 is ever "best", so both callbacks count waits from there.
+        stopping = keras.callbacks.EarlyStopping(monitor="loss", mode="max", patience=3, restore_best_weights=True)
+        plateau = keras.callbacks.ReduceLROnPlateau(monitor="loss", mode="max", patience=3, factor=0.5)
+        return model, [stopping, plateau]
+
+    weights_after = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            weights_after.append(self.model.get_weights())
+
+    model, callbacks = training()
+    model.fit(x, y, epochs=3, batch_size=16, verbose=0,
+              callbacks=callbacks + [Record(), checkpoint.TrainingBackup(run, callbacks)])
+    assert checkpoint.read_state(run)["callbacks"]["EarlyStopping"]["wait"] == 2
+    assert checkpoint.read_state(run)["callbacks"]["ReduceLROnPlateau"]["wait"] == 2
+
+    resumed, callbacks = training()
+    history = resumed.fit(x, y, epochs=20, batch_size=16, verbose=0,
+                          callbacks=callbacks + [checkpoint.TrainingBackup(run, callbacks)])
+    assert history.epoch == [3]  # early stopping's patience ran out at once: its wait was restored
+    assert float(resumed.optimizer.learning_rate) == pytest.approx(0.005)  # the plateau halved the rate
+    assert int(resumed.optimizer.iterations) == 4 * 4  # optimizer state continued: 4 epochs of 4 steps
+    for restored, best in zip(resumed.get_weights(), weights_after[0]):
+        np.testing.assert_allclose(restored, best)  # the best weights (epoch 1) survived the restart
+
+
+def test_history_keeps_one_complete_row_per_checkpointed_epoch(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_bytes(b"epoch,loss\r\n0,1.5\r\n1,1.2\r\n1,1.2\r\n2,1.1\r\n3,0.9")  # repeated row, torn last line
+    assert checkpoint.truncate_history(path, 2) == 2
+    assert path.read_bytes() == b"epoch,loss\r\n0,1.5\r\n1,1.2\r\n"
+    path.write_bytes(b"epo")  # torn header
+    assert checkpoint.truncate_history(path, 2) == 0 and path.read_bytes() == b""
+
+
+def test_a_signal_during_a_checkpoint_waits_for_the_commit(tmp_path):
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers need the main thread")
+    finished = []
+    with pytest.raises(Interrupted) as caught:
+        with faults.signals_interrupt():
+            with faults.signals_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+                finished.append(True)  # the block completes before the interrupt is raised
+    assert finished == [True] and caught.value.exit_code == 130
+
+
+def test_atomic_weights_keep_their_double_suffix(tmp_path):
+    with runs.atomic_path(tmp_path / "epoch-0001.weights.h5") as temp:
+        assert temp.name.endswith(".weights.h5") and temp.parent == tmp_path
+        temp.write_bytes(b"x")
+    assert sorted(os.listdir(tmp_path)) == ["epoch-0001.weights.h5"]
