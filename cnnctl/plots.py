@@ -652,8 +652,9 @@ def feature_maps_figure(activations: Sequence[tuple[str, np.ndarray]], max_chann
 def filter_demo_figure(panels: Sequence[tuple[str, np.ndarray]]) -> Figure:
     """Show 2-D images side by side with their titles and sizes (original → convolution → ReLU → pooled).
 
-    Each panel is scaled to its own min..max, so negative convolution outputs show dark rather than
-    clipped, and drawn without smoothing, so pooling's coarser grid is visible.
+    Each panel is scaled to its own 1st..99th percentile, so negative convolution outputs show dark rather
+    than clipped, and a few extreme pixels (the zero-padded border of a sharpened image) cannot wash the
+    rest out to flat gray; drawn without smoothing, so pooling's coarser grid is visible.
 
     Args:
         panels: (title, image) pairs; images (H, W), (H, W, 1) or (H, W, 3).
@@ -667,7 +668,8 @@ def filter_demo_figure(panels: Sequence[tuple[str, np.ndarray]]) -> Figure:
         if image.ndim == 3 and image.shape[-1] == 1:
             image = image[..., 0]
         if image.ndim == 2:
-            ax.imshow(image, cmap="gray", interpolation="nearest")
+            low, high = np.percentile(image, [1, 99]) if image.size else (0.0, 1.0)
+            ax.imshow(image, cmap="gray", interpolation="nearest", vmin=low, vmax=max(high, low + 1e-12))
         elif image.ndim == 3 and image.shape[-1] == 3:
             ax.imshow(_normalize(image), interpolation="nearest")
         else:
