@@ -183,44 +183,42 @@ def fold_progress(total: int) -> Iterator[Callable[[str], None]]:
     Yields `advance(text)`, called when a fold ends."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-
-def runs_table(summaries: list[Any], runs_dir: Any) -> Table:
-    """`cnnctl runs`: one row per run, newest first."""
-    from cnnctl.compare import format_duration
-
-    table = Table(title=f"Runs in {runs_dir}", title_justify="left")
-    for header, justify in (("id", "left"), ("name", "left"), ("dataset", "left"), ("epochs", "right"),
-                            ("accuracy", "right"), ("F1 macro", "right"), ("status", "left"),
-                            ("duration", "right")):
-        # Numbers never wrap; in a narrow terminal the text columns fold instead.
-        table.add_column(header, justify=justify, overflow="fold", no_wrap=justify == "right")
-    colors = {"completed": "green", "running": "cyan", "interrupted": "yellow", "failed": "red"}
-    for summary in summaries:
-        split = "" if summary.split in (None, "test") else f" ({summary.split})"
-        status = summary.status or "?"
-        table.add_row(summary.id, summary.name or "", summary.dataset or "",
-                      "" if summary.epochs_run is None else str(summary.epochs_run),
-                      "" if summary.accuracy is None else f"{summary.accuracy:.4f}{split}",
-                      "" if summary.f1_macro is None else f"{summary.f1_macro:.4f}",
-                      f"[{colors.get(status, 'red')}]{status}[/]", format_duration(summary.duration_s))
-    table.caption = "accuracy and F1 on the test split unless marked"
-    table.caption_justify = "left"
-    return table
+    progress = Progress(TextColumn("[bold]cross-validation[/]"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("folds"), TimeElapsedColumn(), TextColumn("{task.description}"), console=console)
+    with progress:
+        task = progress.add_task("", total=total)
+        yield lambda text: progress.update(task, advance=1, description=text)
 
 
-def compare_table(comparison: Any) -> Table:
-    """`cnnctl compare`: one column per run, one row per metric; the best value of each row in bold green."""
-    table = Table(title="Comparison", title_justify="left")
+def cv_table(summary: dict[str, Any]) -> Table:
+    """Metrics per fold (each measured on its held-out fold) and their mean ± std."""
+    per_fold = summary["per_fold"]
+    table = Table(title=f"Cross-validation: {summary['folds']} folds, each model scored on its held-out fold",
+                  title_justify="left")
     table.add_column("metric")
-    for summary in comparison.summaries:
-        table.add_column(summary.id, justify="right", overflow="fold")
-    for label, values in comparison.facts[:1]:
-        table.add_row(label, *values)
-    for label, values, best in comparison.rows:
-        cells = ["n/a" if value is None else f"{value:.4f}" for value in values]
-        if best is not None:
-            cells[best] = f"[bold green]{cells[best]}[/]"
-        table.add_row(label, *cells)
-    for label, values in comparison.facts[1:]:
-        table.add_row(label, *values)
+    for fold in per_fold:
+        table.add_column(f"fold {fold['fold']}", justify="right")
+    table.add_column("mean ± std", justify="right", style="bold")
+    for name in summary["metrics"]:
+        cells = ["n/a" if fold.get(name) is None else f"{fold[name]:.4f}" for fold in per_fold]
+        mean = summary["mean"].get(name)
+        table.add_row(name.replace("_", " "), *cells,
+                      "n/a" if mean is None else f"{mean:.4f} ± {summary['std'][name]:.4f}")
+    table.add_row("examples", *[str(fold.get("examples", "")) for fold in per_fold], "")
+    table.add_row("epochs", *[str(fold.get("epochs_run", "")) for fold in per_fold], "")
     return table
+
+
+def data_overview(summary: dict[str, Any]) -> None:
+    """What `cnnctl data` prints: where the data come from, their layout and range, counts per split."""
+    low_high = summary.get("value_range")
+    shown = "n/a" if low_high is None else f"{low_high[0]:g} .. {low_high[1]:g}"
+    if summary.get("value_range_examples"):
+        shown += f" (first {summary['value_range_examples']} examples)"
+    console.print(f"source   {summary['source']}  ·  {summary['origin']}")
+    console.print(f"examples {tuple(summary['input_shape'])} {summary['dtype']}  ·  values {shown}  ·  "
+                  f"divided by {summary['pixel_scale']:g} when normalized")
+    console.print(data_table(summary))
+    for note in summary.get("notes", []):
+        console.print(f"[yellow]note:[/] {note}")
+    skipped_files_warning(summary.get("skipped"))
