@@ -34,6 +34,11 @@ error_cases = [
      "data.validation_split: must be less than 1 (got 1.5)"),
     ("data:\n  augment: [{RandomFlip: 3}]\n",
      "data.augment: the arguments of RandomFlip must be a mapping like {filters: 32} (got 3)"),
+    ("train:\n  lr_schedule: cosine\n  reduce_lr_on_plateau: true\n",
+     "train: lr_schedule: cosine already sets the learning rate every step; set reduce_lr_on_plateau: false or "
+     "lr_schedule: constant"),
+    ("train:\n  steps_per_execution: 0\n",
+     "train.steps_per_execution: must be a positive integer or auto (got 0)"),
     ("evaluate:\n  top_k: [0, 5]\n",
      "evaluate.top_k: every k must be a positive integer (got [0, 5])"),
 ]

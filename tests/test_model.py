@@ -151,3 +151,10 @@ def test_augmenter_is_keras_preprocessing_layers():
     assert [type(layer).__name__ for layer in augmenter.layers] == ["RandomFlip", "RandomRotation"]
     with pytest.raises(ConfigError, match=r"^data.augment\[0\]: unknown layer 'RandomFlipp'; did you mean RandomFlip\?"):
         build_augmenter(DataConfig.model_validate({"augment": ["RandomFlipp"]}).augment)
+
+
+def test_cosine_schedule_decays_to_zero_over_all_steps():
+    train = TrainConfig.model_validate({"lr_schedule": "cosine", "epochs": 3,
+                                        "optimizer": {"name": "adamw", "learning_rate": 0.01}})
+    schedule = make_optimizer(train, steps_per_epoch=10)._learning_rate
+    assert [round(float(schedule(step)), 6) for step in (0, 15, 30)] == [0.01, 0.005, 0.0]
