@@ -57,6 +57,9 @@ def user_errors(command: Callable) -> Callable:
         except Interrupted as exc:  # Ctrl-C / SIGTERM: what was saved and how to go on; 128 + signal number
             typer.echo(str(exc) or f"interrupted ({exc.signal_name})", err=True)
             raise typer.Exit(code=exc.exit_code) from None
+        except KeyboardInterrupt:  # Ctrl-C outside training (loading data, drawing figures): nothing to save
+            typer.echo("interrupted (SIGINT)", err=True)
+            raise typer.Exit(code=130) from None
 
     return wrapper
 

@@ -36,7 +36,9 @@ def compute_metrics(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequenc
     y_pred = y_prob.argmax(axis=1)
     result: dict[str, Any] = {"accuracy": float(skm.accuracy_score(y_true, y_pred))}
     ks = sorted({k for k in top_k if k < num_classes})
-    result["top_k_accuracy"] = {str(k): float(skm.top_k_accuracy_score(y_true, y_prob, k=k, labels=labels))
+    # sklearn wants the positive class's score alone for two classes (and refuses the two columns).
+    scores = y_prob[:, 1] if num_classes == 2 else y_prob
+    result["top_k_accuracy"] = {str(k): float(skm.top_k_accuracy_score(y_true, scores, k=k, labels=labels))
                                 for k in ks}
     for average in ("macro", "weighted"):
         precision, recall, f1, _ = skm.precision_recall_fscore_support(

@@ -201,3 +201,15 @@ def test_four_trainings_started_at_once_get_four_complete_folders(tmp_path):
         assert (folder / "confusion_matrix.png").stat().st_size > 0
     assert runs.resolve_run("last", tmp_path / "runs").path == folders[-1]
     assert not [path for path in (tmp_path / "runs").rglob(".*")]  # no temporary file left anywhere
+
+
+def test_two_class_metrics_are_computed_not_crashed():
+    """Found while cataloguing: top-k accuracy crashed scikit-learn on two-class runs (it wants one column)."""
+    from sklearn.metrics import accuracy_score
+
+    from cnnctl.evaluate import compute_metrics
+
+    y_true = np.array([0, 1, 1, 0, 1])
+    y_prob = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.1, 0.9]])
+    metrics = compute_metrics(y_true, y_prob, ["cat", "dog"], top_k=[1, 5])
+    assert metrics["top_k_accuracy"] == {"1": accuracy_score(y_true, y_prob.argmax(1))} == {"1": 0.6}
