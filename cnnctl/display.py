@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from typing import Any, Callable, Iterator, Optional
 
@@ -11,8 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 # Piped output (logs, CI, tests) has no terminal width; 80 columns would wrap the layer table.
-_width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 120
-console = Console(highlight=False, width=_width)
+# (pytest-xdist even sets COLUMNS=80 for its workers.) Plain lines never wrap: paths must stay copyable.
+_width = None if sys.stdout.isatty() else 120
+console = Console(highlight=False, width=_width, soft_wrap=True)
 error_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
