@@ -86,9 +86,11 @@ def set_precision(mixed_precision: str) -> str:
     return policy
 
 
-# Measured on the 2-core CPU machine (benchmarks/RESULTS.md): XLA made CPU training of the article's CNN several
-# times slower than TensorFlow's own oneDNN kernels, while on GPUs it is the usual win.
+# Measured on the 2-core CPU machine (benchmarks/RESULTS.md): forcing XLA (jit_compile: true) made CPU training
+# of the article's CNN about 3.5x slower than TensorFlow's own kernels; Keras' own "auto" also keeps XLA off on
+# CPU-only machines. On GPUs XLA is the usual win.
 CPU_STEPS_PER_EXECUTION = 16  # batches per compiled call: amortizes Python and callback overhead per step
+# (within the machine's noise on the article's CNN: its steps are compute-bound, not overhead-bound)
 
 
 def resolve_jit_compile(setting: Any) -> bool:

@@ -7,8 +7,8 @@ history.csv) → evaluate (metrics.json, reports, predictions.npz) → figures (
 
 from __future__ import annotations
 
-import os
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -50,25 +50,14 @@ def prepare(config: Config, origin: str = "") -> Prepared:
 
 
 def build_and_compile(config: Config, input_shape: tuple, num_classes: int, train_examples: int = 0) -> Any:
+    from cnnctl import runtime
     from cnnctl.model import build_augmenter, build_model, compile_model
 
     build_augmenter(config.data.augment)  # augmentation mistakes are config mistakes: report them before training
     model = build_model(config.model, input_shape, num_classes, name=config.name or "cnn")
-    return compile_model(model, config.train, jit_compile=runtime_jit(config.train.jit_compile),
-                         steps_per_execution=runtime_steps(config.train.steps_per_execution),
+    return compile_model(model, config.train, jit_compile=runtime.resolve_jit_compile(config.train.jit_compile),
+                         steps_per_execution=runtime.resolve_steps_per_execution(config.train.steps_per_execution),
                          steps_per_epoch=math.ceil(train_examples / config.train.batch_size))
-
-
-def runtime_jit(setting: Any) -> bool:
-    from cnnctl import runtime
-
-    return runtime.resolve_jit_compile(setting)
-
-
-def runtime_steps(setting: Any) -> int:
-    from cnnctl import runtime
-
-    return runtime.resolve_steps_per_execution(setting)
 
 
 def write_run_start(run: Run, prepared: Prepared) -> None:
@@ -222,14 +211,13 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-
 def train_run(config: Config, origin: str, runs_dir: Any, verbose: int = 2, *, prepared: Optional[Prepared] = None,
               into: Optional[Run] = None) -> tuple[Run, dict[str, Any]]:
     """The whole `cnnctl train`: returns the run and its test metrics. The run's status is always recorded.
 
     `prepared` skips loading and building when the caller has done it; `into` is an empty folder to use
     instead of a new run in `runs_dir` (cross-validation puts each fold's run inside its own folder)."""
-    from cnnctl import display, evaluate, figures
+    from cnnctl import display
     from cnnctl.model import describe
 
     prepared = prepared or prepare(config, origin)
@@ -272,8 +260,6 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 2, train: bool = T
 
 
 def _has_nan(history: dict[str, list]) -> bool:
-    import math
-
     return any(not math.isfinite(value) for value in history.get("loss", []))
 
 
