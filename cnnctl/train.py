@@ -196,12 +196,11 @@ def class_weights(setting: Any, dataset: Dataset) -> Optional[dict[int, float]]:
     return {c: float(setting.get(c, 1.0)) for c in range(dataset.num_classes)}
 
 
-def finish_run(run: Run, status: str, history: Optional[dict[str, list]] = None, **extra: Any) -> None:
+def finish_run(run: Run, status: str, **extra: Any) -> None:
+    """Record the run's final status (and `extra` facts such as epochs_run or error) in environment.json."""
     environment = run.read_json(runs.ENVIRONMENT) if run.has(runs.ENVIRONMENT) else {}
     started = environment.get("started_unix")
     changes: dict[str, Any] = {"status": status, "ended": _now(), **extra}
-    if history is not None:
-        changes["epochs_run"] = environment.get("epochs_run_before", 0) + len(history.get("loss", []))
     if started:
         changes["duration_s"] = round(time.time() - started, 1)
     run.update_json(runs.ENVIRONMENT, **changes)
