@@ -17,10 +17,8 @@ plots.save_figure(fig, "runs/last/loss_curve.png")
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import tempfile
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +30,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
+
+from cnnctl.runs import atomic_path
 
 # Pixels per inch of every saved PNG: a figsize of (8, 5) inches becomes an 800×500 image.
 DPI = 100
@@ -72,18 +72,8 @@ def save_figure(fig: Figure, path: Union[str, os.PathLike], dpi: int = DPI) -> P
         dpi: pixels per inch. Defaults to `DPI` (100).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(path) as temp:
         fig.savefig(temp, format="png", dpi=dpi)
-        # mkstemp creates the file private (0600); an image in a run folder is meant to be shared and viewed.
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
     return path
 
 
