@@ -133,15 +133,16 @@ def evaluate(
     """
     from cnnctl import display, figures
     from cnnctl.errors import ConfigError
-    from cnnctl.evaluate import evaluate_run
+    from cnnctl.evaluate import evaluate_run, load_model
     from cnnctl.report import write_report
     from cnnctl.runs import resolve_run
 
     if split not in (None, "test", "val"):
         raise ConfigError(f"--split {split}: must be test or val")
     resolved = resolve_run(run, runs_dir)
-    metrics = evaluate_run(resolved, split)
-    figures.draw_run_figures(resolved)
+    model = load_model(resolved)
+    metrics = evaluate_run(resolved, split, model)
+    figures.draw_run_figures(resolved, model)
     write_report(resolved)
     display.console.print(display.metrics_table(metrics))
     display.diagnosis_line(metrics.get("diagnosis"))

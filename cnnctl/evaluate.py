@@ -152,14 +152,15 @@ def load_model(run: Run) -> Any:
         raise RunError(f"{path}: cannot load the model ({type(exc).__name__}: {exc}); the file may be damaged") from None
 
 
-def evaluate_run(run: Run, split: Optional[str] = None) -> dict[str, Any]:
-    """Recompute predictions and every report file from the run folder alone."""
+def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> dict[str, Any]:
+    """Recompute predictions and every report file from the run folder alone (`model`: the run's model.keras
+    when the caller has loaded it already)."""
     from cnnctl.config import load_config
     from cnnctl.data import load_data
 
     run.require(runs.CONFIG, runs.MODEL)
     config = load_config(run.file(runs.CONFIG))
-    model = load_model(run)
+    model = model if model is not None else load_model(run)
     dataset = load_data(config)
     split = split or dataset.eval_split
     if split not in dataset.splits:

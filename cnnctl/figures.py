@@ -23,15 +23,16 @@ MISCLASSIFIED = "misclassified.png"
 FILTERS = "filters.png"
 
 
-def draw_run_figures(run: Run) -> list[Path]:
-    """Every figure the run's files allow; returns the paths written."""
+def draw_run_figures(run: Run, model: Any = None) -> list[Path]:
+    """Every figure the run's files allow; returns the paths written. Pass the run's `model` when it is already
+    in memory, so model.keras is not loaded a second time."""
     written = []
     if run.has(runs.HISTORY):
         written += draw_history_figures(run)
     if run.has(runs.PREDICTIONS):
         written += draw_prediction_figures(run)
     if run.has(runs.MODEL):
-        path = draw_filters(run)
+        path = draw_filters(run, model)
         if path:
             written.append(path)
     return written
@@ -96,11 +97,12 @@ def misclassified_figure(predictions: dict[str, Any], class_names: list[str]):
                                     f"{int((predictions['y_prob'].argmax(1) != predictions['y_true']).sum())} errors)")
 
 
-def draw_filters(run: Run) -> Optional[Path]:
+def draw_filters(run: Run, model: Any = None) -> Optional[Path]:
     """filters.png: the learned kernels of the first convolution (needs the model, so TensorFlow)."""
-    from cnnctl.evaluate import load_model
+    if model is None:
+        from cnnctl.evaluate import load_model
 
-    model = load_model(run)
+        model = load_model(run)
     conv = next((layer for layer in model.layers if "Conv" in type(layer).__name__
                  and getattr(layer, "kernel", None) is not None), None)
     if conv is None:

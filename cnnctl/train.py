@@ -251,7 +251,7 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 2, train: bool = T
     data = dataset.splits[split]
     metrics = evaluate.write_evaluation(run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k,
                                         x=data.x)
-    figures.draw_run_figures(run)
+    figures.draw_run_figures(run, model)
     # Completed only once every file is written: a run stopped during evaluation resumes into evaluation.
     finish_run(run, "completed", epochs_run=checkpoint.completed_epochs(run))
     report.write_report(run)  # after the status, so the page says completed; `cnnctl report` rewrites it
