@@ -119,8 +119,12 @@ def test_check_prints_the_layer_table():
     result = runner.invoke(app, ["check", str(DIGITS)], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "receptive field" in result.output
-    assert "FLOPs per example" in result.output
-    assert "ok" in result.output
+    # digits.yaml: two 3×3 convs (5×5), a 2×2 pool (6×6, jump 2), a 3×3 conv (10×10, jump 2) — see test_model
+    rows = [line for line in result.output.splitlines() if "(Conv2D)" in line]
+    assert [[cell.strip() for cell in row.split("│")][5:7] for row in rows] == [
+        ["3×3", "1×1"], ["5×5", "1×1"], ["10×10", "2×2"]]
+    assert "total params 62,250 (trainable 62,250) · 1.87M FLOPs per example" in result.output
+    assert f"ok: {DIGITS} is valid" in result.output
 
 
 def test_user_errors_are_one_line_exit_2_no_traceback(tmp_path):

@@ -81,4 +81,6 @@ def test_json_round_trip_and_update(tmp_path):
     run.write_json("a.json", {"x": np.float32(0.5), "y": np.arange(3)})
     run.update_json("a.json", z=1)
     assert run.read_json("a.json") == {"x": 0.5, "y": [0, 1, 2], "z": 1}
-    assert oct((tmp_path / "a.json").stat().st_mode & 0o777) != oct(0o600)  # ordinary permissions
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~umask  # ordinary permissions, not mkstemp's 0600
