@@ -200,12 +200,6 @@ def write_text_atomic(path: Union[str, Path], text: str) -> Path:
     return Path(path)
 
 
-def write_bytes_atomic(path: Union[str, Path], data: bytes) -> Path:
-    with atomic_path(path) as temp:
-        temp.write_bytes(data)
-    return Path(path)
-
-
 def write_csv_atomic(path: Union[str, Path], header: list[str], rows: list[list[Any]]) -> Path:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
