@@ -15,9 +15,11 @@ from typing import Any, Optional, Sequence, Union
 
 import yaml
 
-from cnnctl import runs
+from cnnctl import faults, runs
 from cnnctl.errors import CnnctlError, ConfigError, RunError
 from cnnctl.runs import Run
+
+STOPPED = "stopped"  # shown for a run left `running` by a process that no longer exists; --resume continues it
 
 
 @dataclass
@@ -58,6 +60,8 @@ def summarize_run(run: Run, now: Optional[float] = None) -> RunSummary:
     summary.status = environment.get("status")
     summary.epochs_run = environment.get("epochs_run")
     summary.duration_s = environment.get("duration_s")
+    if summary.status == "running" and faults.abandoned(run):
+        summary.status = STOPPED  # its process died (kill -9, a crash, a power cut) without recording why
     if summary.duration_s is None and summary.status == "running" and environment.get("started_unix"):
         summary.duration_s = round((now or time.time()) - environment["started_unix"], 1)
     summary.metrics = _read(run, runs.METRICS, summary, Run.read_json)

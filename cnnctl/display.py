@@ -145,7 +145,7 @@ def runs_table(summaries: list[Any], runs_dir: Any) -> Table:
                             ("duration", "right")):
         # Numbers never wrap; in a narrow terminal the text columns fold instead.
         table.add_column(header, justify=justify, overflow="fold", no_wrap=justify == "right")
-    colors = {"completed": "green", "running": "cyan", "interrupted": "yellow", "failed": "red"}
+    colors = {"completed": "green", "running": "cyan", "interrupted": "yellow", "stopped": "yellow", "failed": "red"}
     for summary in summaries:
         split = "" if summary.split in (None, "test") else f" ({summary.split})"
         status = summary.status or "?"
@@ -155,6 +155,8 @@ def runs_table(summaries: list[Any], runs_dir: Any) -> Table:
                       "" if summary.f1_macro is None else f"{summary.f1_macro:.4f}",
                       f"[{colors.get(status, 'red')}]{status}[/]", format_duration(summary.duration_s))
     table.caption = "accuracy and F1 on the test split unless marked"
+    if any(summary.status == "stopped" for summary in summaries):
+        table.caption += "; stopped = its process died mid-training: cnnctl train --resume <id> continues it"
     table.caption_justify = "left"
     return table
 

@@ -124,8 +124,10 @@ def diagnose_run(run: Run, y_true: np.ndarray) -> Optional[dict[str, Any]]:
     return diagnose(history, baseline_accuracy=diagnosis_baseline(y_true))
 
 
-def predict_probabilities(model: Any, dataset: Any, split: str, batch_size: int) -> np.ndarray:
-    return model.predict(dataset.pipeline(split, batch_size), verbose=0)
+def predict_probabilities(model: Any, dataset: Any, split: str, train_batch_size: int) -> np.ndarray:
+    from cnnctl.runtime import inference_batch_size
+
+    return model.predict(dataset.pipeline(split, inference_batch_size(train_batch_size)), verbose=0)
 
 
 def load_model(run: Run) -> Any:

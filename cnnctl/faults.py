@@ -167,6 +167,11 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def abandoned(run: Run) -> bool:
+    """A run whose training lock was taken once and is held by no process now: its trainer is gone."""
+    return (run.file(runs.CHECKPOINTS) / LOCK).exists() and not is_training(run)
+
+
 def is_training(run: Run) -> bool:
     """Whether a live process holds the run's training lock; a run left `running` by a kill is not."""
     try:

@@ -34,6 +34,7 @@ import numpy as np
 from cnnctl import runs
 from cnnctl.errors import ConfigError, DataError
 from cnnctl.runs import Run
+from cnnctl.runtime import inference_batch_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")  # what TensorFlow's image decoder reads
 NPZ_KEYS = ("x", "x_test")  # where an .npz keeps the examples to classify, first match wins
@@ -64,7 +65,7 @@ class Preprocessing:
                    class_names=[str(name) for name in data["class_names"]],
                    value_range=tuple(value_range) if value_range else None,
                    reshape_to=tuple(config.model.input_shape) if config.model.input_shape else None,
-                   batch_size=config.train.batch_size)
+                   batch_size=inference_batch_size(config.train.batch_size))
 
     @property
     def channels(self) -> Optional[int]:

@@ -96,7 +96,7 @@ def fit(run: Run, prepared: Prepared, verbose: int = 2, extra_callbacks: Optiona
         runtime.seed_everything(config.seed + start)
     train_data = dataset.pipeline("train", train_cfg.batch_size, one_hot=one_hot, shuffle=True,
                                   seed=config.seed + start, augment=augmenter)
-    val_data = (dataset.pipeline("val", train_cfg.batch_size, one_hot=one_hot)
+    val_data = (dataset.pipeline("val", runtime.inference_batch_size(train_cfg.batch_size), one_hot=one_hot)
                 if "val" in dataset.splits else None)
     warnings.filterwarnings("ignore", message=".*shuffle=True.* was passed")  # our pipeline shuffles itself
     callbacks = make_callbacks(run, config, has_validation=val_data is not None) + list(extra_callbacks or [])

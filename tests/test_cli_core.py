@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -149,9 +150,29 @@ def test_model_errors_name_the_config_file(tmp_path):
 def test_help_does_not_import_tensorflow():
     code = ("import sys; from typer.testing import CliRunner; from cnnctl.cli import app; "
             "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
-            "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn', 'matplotlib') if m in sys.modules))")
+            "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn', 'matplotlib', 'typer.rich_utils') "
+            "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("machine, exported, expected", [
+    ("x86_64", None, "1"),  # TensorFlow's oneDNN kernels, which it leaves off on AVX2-only CPUs
+    ("x86_64", "0", "0"),  # the user's choice wins
+    ("aarch64", None, None),  # not an x86 CPU: TensorFlow's own default
+])
+def test_onednn_kernels_are_turned_on_for_x86_cpus(monkeypatch, machine, exported, expected):
+    import platform
+
+    from cnnctl import runtime
+
+    monkeypatch.setattr(platform, "machine", lambda: machine)
+    if exported is None:
+        monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    else:
+        monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", exported)
+    runtime.prepare_tensorflow_environment()
+    assert os.environ.get("TF_ENABLE_ONEDNN_OPTS") == expected
 
 
 def test_python_dash_m_runs_the_cli():

@@ -79,6 +79,11 @@ def test_kill_9_and_ctrl_c_then_resume_finish_the_same_run(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.communicate()
     assert environment(run)["status"] == "running"  # nobody could record anything
+    listing = runner.invoke(app, ["runs", "--runs-dir", str(run.parent)])
+    row = next(line for line in listing.output.splitlines() if run.name in line)
+    assert "stopped" in row and "running" not in row  # `runs` sees the trainer is gone
+    assert "stopped = its process died mid-training: cnnctl train --resume <id> continues it" in " ".join(
+        listing.output.replace("│", " ").split())
     killed_at = checkpoint.completed_epochs(Run(run))
     assert 1 <= killed_at < 6
 
@@ -165,6 +170,16 @@ def test_resume_refuses_a_run_another_process_is_training(digits_run_copy):
                                      "wait for it to finish or stop it (Ctrl-C) first")
     assert environment(run.path)["status"] == "completed"  # the other process's run is not touched
     assert not faults.is_training(run)
+
+
+def test_runs_tells_a_live_training_from_one_whose_process_died(digits_run_copy):
+    from cnnctl.compare import summarize_run
+
+    run = Run(digits_run_copy)
+    run.write_json(runs.ENVIRONMENT, {**environment(run.path), "status": "running", "duration_s": None})
+    with faults.held_lock(run):
+        assert summarize_run(run).status == "running"
+    assert summarize_run(run).status == "stopped"  # lock file left behind, nobody holds it
 
 
 def test_backup_restores_early_stopping_and_plateau_state(tmp_path):
