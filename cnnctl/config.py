@@ -217,6 +217,9 @@ class TrainConfig(Section):
 
 class EvaluateConfig(Section):
     top_k: list[int] = Field(default_factory=lambda: [1, 5])  # k larger than the number of classes is dropped
+    # The split `train` scores at the end: test when the data has one, else val. `val` while tuning keeps the
+    # test set untouched until the final run.
+    split: Optional[Literal["test", "val"]] = None
 
     @field_validator("top_k")
     @classmethod

@@ -51,9 +51,14 @@ class Dataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    @property
-    def eval_split(self) -> str:
-        return "test" if "test" in self.splits else "val"
+    def evaluation_split(self, wanted: Optional[str] = None) -> str:
+        """`wanted` (evaluate.split or --split) when the data has it; by default test, else val."""
+        if wanted is None:
+            return "test" if "test" in self.splits else "val"
+        if wanted not in self.splits:
+            raise DataError(f"this data has no {wanted} split (it has {', '.join(self.splits)}); "
+                            f"choose one of those")
+        return wanted
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {name: {cls: int(n) for cls, n in zip(self.class_names,

@@ -164,8 +164,9 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
     config = load_config(run.file(runs.CONFIG))
     model = model if model is not None else load_model(run)
     dataset = load_data(config)
-    split = split or dataset.eval_split
-    if split not in dataset.splits:
+    if split is None:
+        split = dataset.evaluation_split(config.evaluate.split)
+    elif split not in dataset.splits:
         raise RunError(f"--split {split}: this run has no {split} split (it has {', '.join(dataset.splits)})")
     y_prob = predict_probabilities(model, dataset, split, config.train.batch_size)
     data = dataset.splits[split]

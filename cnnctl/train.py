@@ -17,7 +17,7 @@ from typing import Any, Optional
 from cnnctl import faults, runs
 from cnnctl.config import Config
 from cnnctl.data import Dataset, load_data
-from cnnctl.errors import ConfigError, RunError
+from cnnctl.errors import ConfigError, DataError, RunError
 from cnnctl.runs import Run
 
 
@@ -42,6 +42,10 @@ def prepare(config: Config, origin: str = "") -> Prepared:
     dataset = load_data(config)
     try:
         class_weights(config.train.class_weight, dataset)  # checked now, not after the run folder exists
+        try:
+            dataset.evaluation_split(config.evaluate.split)
+        except DataError as exc:
+            raise ConfigError(f"evaluate.split: {exc}") from None
         model = build_and_compile(config, dataset.input_shape, dataset.num_classes,
                                   train_examples=len(dataset.splits["train"]))
     except ConfigError as exc:
@@ -246,7 +250,7 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 2, train: bool = T
         model = prepared.model
     else:
         model = evaluate.load_model(run)
-    split = dataset.eval_split
+    split = dataset.evaluation_split(config.evaluate.split)
     y_prob = evaluate.predict_probabilities(model, dataset, split, config.train.batch_size)
     data = dataset.splits[split]
     metrics = evaluate.write_evaluation(run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k,

@@ -44,9 +44,9 @@ class Workspace:
         path.write_text(text)
         return str(path)
 
-    def npz_config(self, extra: str = "", **arrays: np.ndarray) -> str:
+    def npz_config(self, extra: str = "", sections: str = "", **arrays: np.ndarray) -> str:
         np.savez(self.root / "data.npz", **arrays)
-        return self.config("data: {source: npz, path: data.npz" + extra + "}\n" + LAYERS)
+        return self.config("data: {source: npz, path: data.npz" + extra + "}\n" + sections + LAYERS)
 
     def run(self, name: str = "20260101-000000-r", environment: object = None, checkpoint: object = None,
             **files: bytes) -> str:
@@ -232,6 +232,12 @@ CASES = [
         ", validation_split: 0.01", x_train=images(200), y_train=labels(200), x_test=images(20), y_test=labels(20))],
          "error: data.validation_split: 0.01 of 200 examples is 2, too small to hold all 10 classes; use at "
          "least 0.05, or more data"),
+    Case("evaluate-split-absent", lambda w: ["check", w.npz_config(
+        ", validation_split: 0", "evaluate: {split: val}\n", x_train=images(200), y_train=labels(200),
+        x_test=images(20), y_test=labels(20))],
+         "error: {d}/c.yaml: evaluate.split: this data has no val split (it has train, test); choose one of those"),
+    Case("evaluate-split-unknown", lambda w: ["check", w.config("evaluate: {split: train}\n" + LAYERS)],
+         "error: {d}/c.yaml: evaluate.split: must be one of 'test' or 'val' (got train)"),
     # ---------------------------------------------------------------- paths and the command line
     Case("config-is-a-folder", lambda w: ["check", str(w.root)],
          "error: {d}: is a folder; give a YAML config file such as configs/digits.yaml"),

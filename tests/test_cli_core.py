@@ -108,6 +108,21 @@ def test_evaluate_on_validation_split(digits_run):
     runner.invoke(app, ["evaluate", str(run)])  # leave the test split's files for other tests
 
 
+def test_evaluate_split_val_scores_validation_and_keeps_the_test_set_out(tmp_path):
+    """While tuning, `evaluate.split: val` makes train (and a later evaluate) score the validation split."""
+    result = runner.invoke(app, ["train", str(DIGITS), *FAST, "--set", "train.epochs=1", "--set", "evaluate.split=val",
+                                 "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    (run,) = list(tmp_path.iterdir())
+    sizes = json.loads((run / "data.json").read_text())["sizes"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["split"] == "val" and metrics["num_examples"] == sizes["val"] != sizes["test"]
+    with np.load(run / "predictions.npz") as saved:
+        assert str(saved["split"]) == "val" and len(saved["y_true"]) == sizes["val"]
+    assert runner.invoke(app, ["evaluate", str(run)]).exit_code == 0
+    assert json.loads((run / "metrics.json").read_text())["split"] == "val"  # the config's choice, again
+
+
 def test_last_resolves_to_the_run(digits_run, monkeypatch):
     run, _ = digits_run
     monkeypatch.setenv("CNNCTL_RUNS_DIR", str(run.parent))
