@@ -374,9 +374,11 @@ def data(
     from cnnctl import display
     from cnnctl.config import load_config
     from cnnctl.data_overview import describe_data
+    from cnnctl.errors import in_config_file
 
     cfg = load_config(config, list(overrides or []))
-    summary, path = describe_data(cfg, out or Path(f"{cfg.name}-samples.png"))
+    with in_config_file(str(config)):
+        summary, path = describe_data(cfg, out or Path(f"{cfg.name}-samples.png"))
     display.data_overview(summary)
     display.say(f"samples: {path}")
 

@@ -1,5 +1,8 @@
 """Errors a user can fix. The CLI prints them as one `error:` line and exits with code 2."""
 
+from contextlib import contextmanager
+from typing import Iterator
+
 
 class CnnctlError(Exception):
     """Base class: the message is complete and meant for the user as it is."""
@@ -11,6 +14,18 @@ class ConfigError(CnnctlError):
 
 class DataError(CnnctlError):
     """The data named by the config cannot be loaded or split as asked."""
+
+
+@contextmanager
+def in_config_file(origin: str) -> Iterator[None]:
+    """Config and data mistakes found while acting on a config file start with that file's path, so the
+    message says which file to edit (`c.yaml: data.path: ... does not exist`). No origin, no prefix."""
+    try:
+        yield
+    except (ConfigError, DataError) as exc:
+        if not origin:
+            raise
+        raise type(exc)(f"{origin}: {exc}") from None
 
 
 class RunError(CnnctlError):

@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from cnnctl import runs
-from cnnctl.errors import RunError
+from cnnctl.errors import RunError, in_config_file
 from cnnctl.runs import Run
 
 
@@ -163,10 +163,11 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
     run.require(runs.CONFIG, runs.MODEL)
     config = load_config(run.file(runs.CONFIG))
     model = model if model is not None else load_model(run)
-    dataset = load_data(config)
-    if split is None:
-        split = dataset.evaluation_split(config.evaluate.split)
-    elif split not in dataset.splits:
+    with in_config_file(str(run.file(runs.CONFIG))):  # e.g. the data moved since training
+        dataset = load_data(config)
+        if split is None:
+            split = dataset.evaluation_split(config.evaluate.split)
+    if split not in dataset.splits:
         raise RunError(f"--split {split}: this run has no {split} split (it has {', '.join(dataset.splits)})")
     y_prob = predict_probabilities(model, dataset, split, config.train.batch_size)
     data = dataset.splits[split]

@@ -17,7 +17,7 @@ from typing import Any, Optional
 from cnnctl import faults, runs
 from cnnctl.config import Config
 from cnnctl.data import Dataset, load_data
-from cnnctl.errors import ConfigError, DataError, RunError
+from cnnctl.errors import ConfigError, DataError, RunError, in_config_file
 from cnnctl.runs import Run
 
 
@@ -33,14 +33,15 @@ class Prepared:
 
 
 def prepare(config: Config, origin: str = "") -> Prepared:
-    """Load data and build + compile the model; config mistakes are raised with `origin` (the file) in front."""
+    """Load data and build + compile the model; config and data mistakes are raised with `origin` (the file)
+    in front."""
     from cnnctl import runtime
 
     runtime.import_tensorflow()
     runtime.seed_everything(config.seed)
     policy = runtime.set_precision(config.train.mixed_precision)
-    dataset = load_data(config)
-    try:
+    with in_config_file(origin):
+        dataset = load_data(config)
         class_weights(config.train.class_weight, dataset)  # checked now, not after the run folder exists
         try:
             dataset.evaluation_split(config.evaluate.split)
@@ -48,8 +49,6 @@ def prepare(config: Config, origin: str = "") -> Prepared:
             raise ConfigError(f"evaluate.split: {exc}") from None
         model = build_and_compile(config, dataset.input_shape, dataset.num_classes,
                                   train_examples=len(dataset.splits["train"]))
-    except ConfigError as exc:
-        raise ConfigError(f"{origin}: {exc}" if origin else str(exc)) from None
     return Prepared(config, dataset, model, policy, runtime.devices())
 
 

@@ -192,45 +192,45 @@ CASES = [
          "on the last layer"),
     Case("input-shape-does-not-fit", lambda w: ["check", w.config("model: {input_shape: [5, 5, 1], layers: "
                                                                  "[Flatten, {Dense: {units: 10}}]}\n")],
-         "error: model.input_shape: [5, 5, 1] does not fit x_train examples of shape [8, 8]"),
+         "error: {d}/c.yaml: model.input_shape: [5, 5, 1] does not fit x_train examples of shape [8, 8]"),
     Case("class-weight-out-of-range", lambda w: ["check", w.config(LAYERS + "train: {class_weight: {12: 2.0}}\n")],
          "error: {d}/c.yaml: train.class_weight: class index 12 is out of range; the data has 10 classes (0..9)"),
     # ---------------------------------------------------------------- data
     Case("data-file-missing", lambda w: ["check", w.config("data: {source: npz, path: nothere.npz}\n" + LAYERS)],
-         "error: data.path: {d}/nothere.npz does not exist"),
+         "error: {d}/c.yaml: data.path: {d}/nothere.npz does not exist"),
     Case("data-file-empty", lambda w: ["check", ((w.root / "data.npz").write_bytes(b""),
                                                  w.config("data: {source: npz, path: data.npz}\n" + LAYERS))[1]],
-         "error: data.path: {d}/data.npz: not a readable .npz file (No data left in file)"),
+         "error: {d}/c.yaml: data.path: {d}/data.npz: not a readable .npz file (No data left in file)"),
     Case("csv-file-empty", lambda w: ["check", ((w.root / "e.csv").write_text(""),
                                                 w.config("data: {source: csv, path: e.csv, shape: [8, 8]}\n"
                                                          + LAYERS))[1]],
-         "error: data.path: {d}/e.csv is empty; expected a header or data row like label,pixel1,pixel2,..."),
+         "error: {d}/c.yaml: data.path: {d}/e.csv is empty; expected a header or data row like label,pixel1,pixel2,..."),
     Case("data-without-labels", lambda w: ["check", w.npz_config(x_train=images(20))],
-         "error: data.path: {d}/data.npz has arrays ['x_train']; it needs x_train and y_train (and optionally "
+         "error: {d}/c.yaml: data.path: {d}/data.npz has arrays ['x_train']; it needs x_train and y_train (and optionally "
          "x_test, y_test, x_val, y_val)"),
     Case("test-labels-out-of-range", lambda w: ["check", w.npz_config(
         x_train=images(40), y_train=labels(40), x_test=images(10), y_test=np.full(10, 12))],
-         "error: data: y_test has labels [12] that never occur in y_train"),
+         "error: {d}/c.yaml: data: y_test has labels [12] that never occur in y_train"),
     Case("only-one-class", lambda w: ["check", w.npz_config(x_train=images(40), y_train=np.zeros(40, int))],
-         "error: data: y_train has only one class (0); a classifier needs at least two"),
+         "error: {d}/c.yaml: data: y_train has only one class (0); a classifier needs at least two"),
     Case("x-y-lengths-differ", lambda w: ["check", w.npz_config(x_train=images(40), y_train=labels(30))],
-         "error: data: x_train has 40 examples but y_train has 30 labels"),
+         "error: {d}/c.yaml: data: x_train has 40 examples but y_train has 30 labels"),
     Case("nan-in-data", lambda w: ["check", w.npz_config(
         x_train=np.where(np.arange(40 * 64).reshape(40, 8, 8) == 70, np.nan, 0.5).astype(np.float32),
         y_train=labels(40))],
-         "error: data: x_train has NaN or infinite values in 1 of 40 examples (first at index 1); clean or drop them"),
+         "error: {d}/c.yaml: data: x_train has NaN or infinite values in 1 of 40 examples (first at index 1); clean or drop them"),
     Case("non-integer-labels", lambda w: ["check", w.npz_config(x_train=images(40), y_train=labels(40) + 0.5)],
-         "error: data: y_train has non-integer labels (e.g. [0.5]); labels must be class indices or names"),
+         "error: {d}/c.yaml: data: y_train has non-integer labels (e.g. [0.5]); labels must be class indices or names"),
     Case("text-instead-of-pixels", lambda w: ["check", w.npz_config(x_train=np.full((40, 8, 8), "a"),
                                                                      y_train=labels(40))],
-         "error: data: x_train has dtype <U1; expected numbers"),
+         "error: {d}/c.yaml: data: x_train has dtype <U1; expected numbers"),
     Case("split-leaves-class-empty", lambda w: ["check", w.npz_config(
         x_train=images(201), y_train=np.r_[labels(200, 9), 9], x_test=images(20), y_test=labels(20))],
-         "error: data.validation_split: class '9' has only 1 example, so the split would leave one side without "
+         "error: {d}/c.yaml: data.validation_split: class '9' has only 1 example, so the split would leave one side without "
          "it; stratified splits need at least 2 examples per class"),
     Case("split-too-small-for-classes", lambda w: ["check", w.npz_config(
         ", validation_split: 0.01", x_train=images(200), y_train=labels(200), x_test=images(20), y_test=labels(20))],
-         "error: data.validation_split: 0.01 of 200 examples is 2, too small to hold all 10 classes; use at "
+         "error: {d}/c.yaml: data.validation_split: 0.01 of 200 examples is 2, too small to hold all 10 classes; use at "
          "least 0.05, or more data"),
     Case("evaluate-split-absent", lambda w: ["check", w.npz_config(
         ", validation_split: 0", "evaluate: {split: val}\n", x_train=images(200), y_train=labels(200),

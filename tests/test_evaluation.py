@@ -149,6 +149,17 @@ def test_evaluate_refuses_an_unknown_split(digits_run_copy):
     assert result.output.strip() == "error: --split train: must be test or val"
 
 
+def test_evaluate_names_the_run_config_when_its_data_is_gone(digits_run_copy):
+    """A run trained on a file that has since moved: the error says which config.yaml to fix, writes nothing."""
+    config = digits_run_copy / "config.yaml"
+    config.write_text(config.read_text().replace("source: digits", "source: npz").replace("path: null", "path: gone.npz"))
+    before = (digits_run_copy / "metrics.json").read_bytes()
+    result = runner.invoke(app, ["evaluate", str(digits_run_copy)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {config}: data.path: {digits_run_copy / 'gone.npz'} does not exist"
+    assert (digits_run_copy / "metrics.json").read_bytes() == before
+
+
 def test_plot_redraws_every_figure_and_the_report_and_draws_feature_maps(digits_run_copy, tmp_path):
     import keras
 
