@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from cnnctl.config import Config, LayerSpec
-from cnnctl.errors import DataError
+from cnnctl.errors import ConfigError, DataError
 from cnnctl.folders import ImageFiles
 from cnnctl.sources import RawData, load_raw
 
@@ -52,12 +52,12 @@ class Dataset:
         return len(self.class_names)
 
     def evaluation_split(self, wanted: Optional[str] = None) -> str:
-        """`wanted` (evaluate.split or --split) when the data has it; by default test, else val."""
+        """The config's evaluate.split (`wanted`) when the data has it; by default test, else val."""
         if wanted is None:
             return "test" if "test" in self.splits else "val"
         if wanted not in self.splits:
-            raise DataError(f"this data has no {wanted} split (it has {', '.join(self.splits)}); "
-                            f"choose one of those")
+            raise ConfigError(f"evaluate.split: this data has no {wanted} split (it has {', '.join(self.splits)}); "
+                              f"choose one of those")
         return wanted
 
     def counts(self) -> dict[str, dict[str, int]]:

@@ -17,7 +17,7 @@ from typing import Any, Optional
 from cnnctl import faults, runs
 from cnnctl.config import Config
 from cnnctl.data import Dataset, load_data
-from cnnctl.errors import ConfigError, DataError, RunError, in_config_file
+from cnnctl.errors import ConfigError, RunError, in_config_file
 from cnnctl.runs import Run
 
 
@@ -43,10 +43,7 @@ def prepare(config: Config, origin: str = "") -> Prepared:
     with in_config_file(origin):
         dataset = load_data(config)
         class_weights(config.train.class_weight, dataset)  # checked now, not after the run folder exists
-        try:
-            dataset.evaluation_split(config.evaluate.split)
-        except DataError as exc:
-            raise ConfigError(f"evaluate.split: {exc}") from None
+        dataset.evaluation_split(config.evaluate.split)  # a split the data lacks: said now, not after training
         model = build_and_compile(config, dataset.input_shape, dataset.num_classes,
                                   train_examples=len(dataset.splits["train"]))
     return Prepared(config, dataset, model, policy, runtime.devices())

@@ -123,8 +123,8 @@ def test_evaluate_on_a_fold_rebuilds_the_same_held_out_fold(cv_run):
 
 @pytest.mark.parametrize("folds, message", [
     ("1", "error: --folds 1: cross-validation needs at least 2 folds (5 or 10 are usual)"),
-    ("21", "error: {config}: data.fold: 21 folds need at least 21 training examples of every class, but class 'a' has 20; "
-           "use fewer folds (--folds 20) or more data"),
+    ("21", "error: {config}: data.fold: 21 folds need at least 21 training examples of every class, "
+           "but class 'a' has 20; use fewer folds (--folds 20) or more data"),
 ])
 def test_impossible_fold_counts_are_errors_that_leave_nothing_behind(tmp_path, folds, message):
     config = write_data(tmp_path)

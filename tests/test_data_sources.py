@@ -100,7 +100,8 @@ def test_folder_split_tree_with_broken_and_odd_files_trains_end_to_end(tmp_path)
 
     result = runner.invoke(app, ["data", str(config), "--out", str(tmp_path / "s.png")])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert result.output.startswith(f"error: {config}: data.image_size: the images in {root} have 3 different sizes (e.g. 12×12 in ")
+    assert result.output.startswith(f"error: {config}: data.image_size: the images in {root} have 3 different sizes "
+                                    "(e.g. 12×12 in ")
     assert "set data.image_size: [height, width] to resize them" in result.output
 
     run, result = train(config, tmp_path / "runs", "--set", "data.image_size=[10,10]")
@@ -187,7 +188,8 @@ def test_csv_with_named_label_column_and_shape_trains_with_balanced_class_weight
                           train={"class_weight": "balanced"})
     result = runner.invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 2
-    assert result.output.strip() == f"error: {config}: data.shape: [4, 4] holds 16 values but {path} has 17 feature columns per row"
+    assert result.output.strip() == (f"error: {config}: data.shape: [4, 4] holds 16 values but {path} has 17 feature "
+                                     "columns per row")
 
     path.write_text("\n".join(line.split(",", 1)[1] for line in lines) + "\n")
     run, result = train(config, tmp_path / "runs")
@@ -293,8 +295,8 @@ def test_a_validation_split_too_small_for_every_class_is_an_error(tmp_path):
     config = write_config(tmp_path, {"source": "npz", "path": str(path), "validation_split": 0.1})
     result = runner.invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 2 and not (tmp_path / "runs").exists()
-    assert result.output.strip() == (f"error: {config}: data.validation_split: 0.1 of 60 examples is 6, too small to hold all "
-                                     "10 classes; use at least 0.17, or more data")
+    assert result.output.strip() == (f"error: {config}: data.validation_split: 0.1 of 60 examples is 6, too small "
+                                     "to hold all 10 classes; use at least 0.17, or more data")
 
 
 # ---------------------------------------------------------------- cnnctl data
