@@ -100,6 +100,17 @@ class OptimizerConfig(BaseModel):
         return {"learning_rate": self.learning_rate, **(self.model_extra or {})}
 
 
+class LossConfig(BaseModel):
+    """`{name: categorical_crossentropy, label_smoothing: 0.1}`: any keras.losses class and its kwargs."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    name: str
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
 class EarlyStoppingConfig(Section):
     monitor: str = "val_loss"
     patience: int = Field(3, ge=0)
@@ -179,7 +190,8 @@ class TrainConfig(Section):
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(64, gt=0)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    loss: str = "sparse_categorical_crossentropy"  # categorical_crossentropy → labels one-hot encoded for you
+    # a name, or {name, **kwargs}; categorical_crossentropy → labels one-hot encoded for you
+    loss: Union[str, LossConfig] = "sparse_categorical_crossentropy"
     metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
     early_stopping: Optional[EarlyStoppingConfig] = Field(default_factory=EarlyStoppingConfig)  # false disables
     reduce_lr_on_plateau: Optional[ReduceLROnPlateauConfig] = None  # or {monitor, factor, patience}
@@ -188,6 +200,18 @@ class TrainConfig(Section):
     jit_compile: Union[Literal["auto"], bool] = "auto"  # XLA; auto = on a GPU only (3.5x slower on our CPUs)
     steps_per_execution: Union[Literal["auto"], int] = "auto"  # batches per compiled call; auto = 16 on a CPU
     mixed_precision: Literal["auto", "off", "mixed_float16", "mixed_bfloat16"] = "auto"
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _loss_name_or_options(cls, value: Any) -> Any:
+        if isinstance(value, str) or (isinstance(value, dict) and isinstance(value.get("name"), str)):
+            return value
+        raise ValueError(f"must be a loss name or {{name, options}}, e.g. sparse_categorical_crossentropy or "
+                         f"{{name: categorical_crossentropy, label_smoothing: 0.1}} (got {value!r})")
+
+    @property
+    def loss_name(self) -> str:
+        return self.loss if isinstance(self.loss, str) else self.loss.name
 
     @model_validator(mode="after")
     def _one_learning_rate_policy(self) -> "TrainConfig":
@@ -220,6 +244,15 @@ class EvaluateConfig(Section):
     # The split `train` scores at the end: test when the data has one, else val. `val` while tuning keeps the
     # test set untouched until the final run.
     split: Optional[Literal["test", "val"]] = None
+    # flip: also score every example mirrored along its last spatial axis (left-right for images, reversed in
+    # time for signals) and average the two predictions: test-time augmentation, for classes that keep their
+    # meaning in a mirror (clothes, objects; not digits or letters). Used by train's evaluation, evaluate, predict.
+    tta: Literal["off", "flip"] = "off"
+
+    @field_validator("tta", mode="before")
+    @classmethod
+    def _off_spellings(cls, value: Any) -> Any:
+        return "off" if value is None or value is False else value
 
     @field_validator("top_k")
     @classmethod

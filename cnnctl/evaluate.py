@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from cnnctl import runs
-from cnnctl.errors import RunError, in_config_file
+from cnnctl.errors import ConfigError, RunError, in_config_file
 from cnnctl.runs import Run
 
 
@@ -124,10 +124,28 @@ def diagnose_run(run: Run, y_true: np.ndarray) -> Optional[dict[str, Any]]:
     return diagnose(history, baseline_accuracy=diagnosis_baseline(y_true))
 
 
-def predict_probabilities(model: Any, dataset: Any, split: str, train_batch_size: int) -> np.ndarray:
+def predict_probabilities(model: Any, dataset: Any, split: str, train_batch_size: int, tta: str = "off") -> np.ndarray:
+    """The model's outputs for every example of the split; `tta: flip` averages them with the mirrored examples'."""
+    import tensorflow as tf
+
     from cnnctl.runtime import inference_batch_size
 
-    return model.predict(dataset.pipeline(split, inference_batch_size(train_batch_size)), verbose=0)
+    batches = dataset.pipeline(split, inference_batch_size(train_batch_size))
+    y_prob = model.predict(batches, verbose=0)
+    if tta == "flip":
+        axis = mirror_axis(dataset.input_shape)
+        mirrored = batches.map(lambda x, y: (tf.reverse(x, [axis]), y))
+        y_prob = (y_prob + model.predict(mirrored, verbose=0)) / 2
+    return y_prob
+
+
+def mirror_axis(input_shape: Sequence[int]) -> int:
+    """The batch axis `evaluate.tta: flip` reverses: the last spatial axis of channels-last examples (an image's
+    or a volume's width, a signal's time)."""
+    if len(input_shape) < 2:
+        raise ConfigError(f"evaluate.tta: flip needs examples with a spatial and a channel axis (images, signals, "
+                          f"volumes), not flat vectors of shape {list(input_shape)}; set evaluate.tta: off")
+    return len(input_shape) - 1
 
 
 def load_model(run: Run) -> Any:
@@ -169,6 +187,6 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
             split = dataset.evaluation_split(config.evaluate.split)
     if split not in dataset.splits:
         raise RunError(f"--split {split}: this run has no {split} split (it has {', '.join(dataset.splits)})")
-    y_prob = predict_probabilities(model, dataset, split, config.train.batch_size)
+    y_prob = predict_probabilities(model, dataset, split, config.train.batch_size, config.evaluate.tta)
     data = dataset.splits[split]
     return write_evaluation(run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k, x=data.x)

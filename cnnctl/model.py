@@ -12,9 +12,9 @@ import inspect
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
-from cnnctl.config import LayerSpec, ModelConfig, TrainConfig
+from cnnctl.config import LayerSpec, LossConfig, ModelConfig, TrainConfig
 from cnnctl.errors import ConfigError
 from cnnctl.runtime import import_tensorflow
 
@@ -227,9 +227,14 @@ def make_optimizer(train_cfg: TrainConfig, steps_per_epoch: int = 1) -> keras.op
         raise ConfigError(f"train.optimizer ({cls.__name__}): {_first_line(exc)}") from None
 
 
-def resolve_loss(name: str) -> Any:
+def resolve_loss(spec: Union[str, LossConfig]) -> Any:
+    """`train.loss`: a keras.losses name as given, or `{name, **kwargs}` built as that loss's class with the kwargs
+    (label_smoothing lives on the class, not on the function)."""
+    name = spec if isinstance(spec, str) else spec.name
+    classes = {key: value for key, value in vars(keras.losses).items()
+               if inspect.isclass(value) and issubclass(value, keras.losses.Loss) and key not in ("Loss", "Reduction")}
     try:
-        return keras.losses.get(name)
+        loss = keras.losses.get(name)
     except (TypeError, ValueError):
         choices = [key for key, value in vars(keras.losses).items()
                    if not key.startswith("_") and key not in ("get", "serialize", "deserialize", "Loss", "Reduction")
@@ -237,6 +242,17 @@ def resolve_loss(name: str) -> Any:
         suggestion = closest(name, choices)
         hint = f"; did you mean '{suggestion}'?" if suggestion else ""
         raise ConfigError(f"train.loss: unknown loss '{name}'{hint}") from None
+    if isinstance(spec, str):
+        return loss
+    # The class of a loss function shares its name without underscores (aliases like mse resolve first).
+    squashed = re.sub(r"[_\s]", "", getattr(loss, "__name__", name)).lower()
+    cls = next((value for key, value in classes.items() if key.lower() == squashed), None)
+    if cls is None:
+        raise ConfigError(f"train.loss.name: '{name}' takes no options; write it as a plain name (loss: {name})")
+    try:
+        return cls(**spec.kwargs())
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"train.loss ({cls.__name__}): {_first_line(exc)}") from None
 
 
 def resolve_metrics(names: Sequence[str]) -> list[Any]:

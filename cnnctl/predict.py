@@ -51,6 +51,7 @@ class Preprocessing:
     value_range: Optional[tuple[float, float]]  # min and max of the raw training data
     reshape_to: Optional[tuple[int, ...]]       # config model.input_shape: examples were reshaped to it
     batch_size: int
+    tta: str = "off"                            # config evaluate.tta: flip averages with the mirrored example
 
     @classmethod
     def of_run(cls, run: Run) -> "Preprocessing":
@@ -65,7 +66,7 @@ class Preprocessing:
                    class_names=[str(name) for name in data["class_names"]],
                    value_range=tuple(value_range) if value_range else None,
                    reshape_to=tuple(config.model.input_shape) if config.model.input_shape else None,
-                   batch_size=inference_batch_size(config.train.batch_size))
+                   batch_size=inference_batch_size(config.train.batch_size), tta=config.evaluate.tta)
 
     @property
     def channels(self) -> Optional[int]:
@@ -118,12 +119,16 @@ def check_top_k(k: int) -> None:
 
 def predict_run(run: Run, paths: Sequence[Union[str, Path]]) -> Predictions:
     """Load, preprocess and classify every input with the run's model."""
-    from cnnctl.evaluate import as_class_probabilities, load_model
+    from cnnctl.evaluate import as_class_probabilities, load_model, mirror_axis
 
     preprocessing = Preprocessing.of_run(run)
     inputs = load_inputs(paths, preprocessing)
     model = load_model(run)
-    probabilities = model.predict(preprocessing.scale(inputs.x), batch_size=preprocessing.batch_size, verbose=0)
+    x = preprocessing.scale(inputs.x)
+    probabilities = model.predict(x, batch_size=preprocessing.batch_size, verbose=0)
+    if preprocessing.tta == "flip":  # as the run's evaluation scored it
+        mirrored = np.flip(x, axis=mirror_axis(x.shape[1:]))
+        probabilities = (probabilities + model.predict(mirrored, batch_size=preprocessing.batch_size, verbose=0)) / 2
     probabilities = as_class_probabilities(probabilities)
     if probabilities.shape[1] != len(preprocessing.class_names):
         raise DataError(f"{run.file(runs.MODEL)}: the model has {probabilities.shape[1]} outputs but data.json "

@@ -35,7 +35,7 @@ class Prepared:
 def prepare(config: Config, origin: str = "") -> Prepared:
     """Load data and build + compile the model; config and data mistakes are raised with `origin` (the file)
     in front."""
-    from cnnctl import runtime
+    from cnnctl import evaluate, runtime
 
     runtime.import_tensorflow()
     runtime.seed_everything(config.seed)
@@ -44,6 +44,8 @@ def prepare(config: Config, origin: str = "") -> Prepared:
         dataset = load_data(config)
         class_weights(config.train.class_weight, dataset)  # checked now, not after the run folder exists
         dataset.evaluation_split(config.evaluate.split)  # a split the data lacks: said now, not after training
+        if config.evaluate.tta == "flip":
+            evaluate.mirror_axis(dataset.input_shape)  # flat examples cannot be mirrored: said before training
         model = build_and_compile(config, dataset.input_shape, dataset.num_classes,
                                   train_examples=len(dataset.splits["train"]))
     return Prepared(config, dataset, model, policy, runtime.devices())
@@ -88,7 +90,7 @@ def fit(run: Run, prepared: Prepared, verbose: int = 2, extra_callbacks: Optiona
 
     config, dataset, model = prepared.config, prepared.dataset, prepared.model
     train_cfg = config.train
-    one_hot = needs_one_hot(train_cfg.loss)
+    one_hot = needs_one_hot(train_cfg.loss_name)
     augmenter = build_augmenter(config.data.augment)
     start = checkpoint.completed_epochs(run)
     if start:
@@ -247,7 +249,7 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 2, train: bool = T
     else:
         model = evaluate.load_model(run)
     split = dataset.evaluation_split(config.evaluate.split)
-    y_prob = evaluate.predict_probabilities(model, dataset, split, config.train.batch_size)
+    y_prob = evaluate.predict_probabilities(model, dataset, split, config.train.batch_size, config.evaluate.tta)
     data = dataset.splits[split]
     metrics = evaluate.write_evaluation(run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k,
                                         x=data.x)

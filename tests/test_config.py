@@ -41,6 +41,11 @@ error_cases = [
      "train.steps_per_execution: must be a positive integer or auto (got 0)"),
     ("evaluate:\n  top_k: [0, 5]\n",
      "evaluate.top_k: every k must be a positive integer (got [0, 5])"),
+    ("train:\n  loss: {label_smoothing: 0.1}\n",
+     "train.loss: must be a loss name or {name, options}, e.g. sparse_categorical_crossentropy or "
+     "{name: categorical_crossentropy, label_smoothing: 0.1} (got {'label_smoothing': 0.1})"),
+    ("evaluate:\n  tta: flop\n",
+     "evaluate.tta: must be one of 'off' or 'flip' (got flop)"),
 ]
 
 
@@ -156,7 +161,9 @@ def test_resolved_config_round_trips(tmp_path):
             - GlobalAveragePooling2D
             - Dense: {units: 2, activation: softmax}
         train: {optimizer: {name: sgd, learning_rate: 0.1, momentum: 0.9}, early_stopping: false,
-                reduce_lr_on_plateau: {factor: 0.2}, class_weight: balanced}
+                reduce_lr_on_plateau: {factor: 0.2}, class_weight: balanced,
+                loss: {name: categorical_crossentropy, label_smoothing: 0.1}}
+        evaluate: {tta: flip}
         """))
     config = load_config(path)
     assert config.data.path == str(tmp_path / "arrays.npz")  # relative paths resolve from the config's folder
@@ -168,6 +175,8 @@ def test_resolved_config_round_trips(tmp_path):
     assert raw["train"]["early_stopping"] is False
     assert raw["model"]["layers"][1] == "GlobalAveragePooling2D"
     assert raw["train"]["optimizer"] == {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9}
+    assert raw["train"]["loss"] == {"name": "categorical_crossentropy", "label_smoothing": 0.1}
+    assert raw["evaluate"]["tta"] == "flip"
 
 
 def test_shipped_configs_are_valid():

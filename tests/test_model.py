@@ -158,3 +158,35 @@ def test_cosine_schedule_decays_to_zero_over_all_steps():
                                         "optimizer": {"name": "adamw", "learning_rate": 0.01}})
     schedule = make_optimizer(train, steps_per_epoch=10)._learning_rate
     assert [round(float(schedule(step)), 6) for step in (0, 15, 30)] == [0.01, 0.005, 0.0]
+
+
+def test_a_loss_with_options_is_built_as_its_keras_class():
+    """`loss: {name, **kwargs}` like the optimizer; label smoothing checked against the formula, not the class."""
+    import keras
+    import numpy as np
+
+    train = TrainConfig.model_validate({"loss": {"name": "categorical_crossentropy", "label_smoothing": 0.2}})
+    assert train.loss_name == "categorical_crossentropy" and needs_one_hot(train.loss_name)
+    model = build_model(model_config("Flatten", {"Dense": {"units": 4, "activation": "softmax"}}), (2, 2, 1), 4)
+    loss = compile_model(model, train, jit_compile=False).loss
+    assert isinstance(loss, keras.losses.CategoricalCrossentropy)
+    y_true = np.array([[0.0, 1.0, 0.0, 0.0]])
+    y_pred = np.array([[0.1, 0.6, 0.2, 0.1]])
+    smoothed = y_true * 0.8 + 0.2 / 4  # the target after smoothing: 0.05 everywhere, 0.85 on the true class
+    assert float(loss(y_true, y_pred)) == pytest.approx(-(smoothed * np.log(y_pred)).sum(), rel=1e-5)
+    mse = TrainConfig.model_validate({"loss": {"name": "mse", "reduction": "sum"}})  # an alias finds its class
+    assert isinstance(compile_model(model, mse, jit_compile=False).loss, keras.losses.MeanSquaredError)
+
+
+@pytest.mark.parametrize("loss, message", [
+    ({"name": "categorical_crossentropy", "label_smothing": 0.1},
+     "train.loss (CategoricalCrossentropy): CategoricalCrossentropy.__init__() got an unexpected keyword argument "
+     "'label_smothing'"),
+    ({"name": "categorical_crossentropyy", "label_smoothing": 0.1},
+     "train.loss: unknown loss 'categorical_crossentropyy'; did you mean 'categorical_crossentropy'?"),
+])
+def test_loss_option_errors(loss, message):
+    model = build_model(model_config("Flatten", {"Dense": {"units": 3, "activation": "softmax"}}), (2, 2, 1), 3)
+    with pytest.raises(ConfigError) as caught:
+        compile_model(model, TrainConfig.model_validate({"loss": loss}))
+    assert str(caught.value) == message

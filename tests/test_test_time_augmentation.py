@@ -1,0 +1,81 @@
+"""`evaluate.tta: flip`: every example is scored as it is and mirrored along its last spatial axis, and the two
+predictions are averaged, by `evaluate` and `predict` alike; checked against the model run by hand on flipped
+arrays. Flat examples cannot be mirrored, which is said before any training."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import yaml
+from typer.testing import CliRunner
+
+from cnnctl.cli import app
+
+runner = CliRunner()
+
+
+def set_tta(run_path, value):
+    config = yaml.safe_load((run_path / "config.yaml").read_text())
+    config["evaluate"]["tta"] = value
+    (run_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def by_hand(run_path):
+    """The test split's probabilities without and with mirroring, from model.keras and the raw digits (0..16)."""
+    import keras
+
+    from cnnctl.config import load_config
+    from cnnctl.data import load_data
+
+    x = load_data(load_config(run_path / "config.yaml")).splits["test"].x.astype(np.float32) / 16
+    model = keras.saving.load_model(run_path / "model.keras")
+    plain = model.predict(x, verbose=0)
+    mirrored = model.predict(x[:, :, ::-1, :], verbose=0)  # (N, height, width, channels): width reversed
+    return x, plain, (plain + mirrored) / 2
+
+
+def test_evaluate_averages_each_example_with_its_mirror_image(digits_run_copy):
+    _, plain, averaged = by_hand(digits_run_copy)
+    with np.load(digits_run_copy / "predictions.npz") as archive:
+        assert np.allclose(archive["y_prob"], plain, atol=1e-5)  # trained without tta
+    set_tta(digits_run_copy, "flip")
+    result = runner.invoke(app, ["evaluate", str(digits_run_copy)])
+    assert result.exit_code == 0, result.output
+    with np.load(digits_run_copy / "predictions.npz") as archive:
+        y_true, y_prob = archive["y_true"], archive["y_prob"]
+    assert np.allclose(y_prob, averaged, atol=1e-5)
+    assert not np.allclose(y_prob, plain, atol=1e-3)  # digits are not mirror-symmetric: the flip changed them
+    metrics = json.loads((digits_run_copy / "metrics.json").read_text())
+    assert metrics["accuracy"] == np.mean(averaged.argmax(axis=1) == y_true)
+
+
+def test_predict_scores_inputs_the_way_the_run_was_evaluated(digits_run_copy, tmp_path):
+    x, _, averaged = by_hand(digits_run_copy)
+    set_tta(digits_run_copy, "flip")
+    archive = tmp_path / "digits.npz"
+    np.savez(archive, x=x[:5] * 16)  # in the training data's units, 0..16
+    out = tmp_path / "preds.csv"
+    result = runner.invoke(app, ["predict", str(digits_run_copy), str(archive), "--top-k", "10", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [line.split(",") for line in out.read_text().splitlines()[1:]]
+    found = np.zeros((5, 10))
+    for name, _, index, _, probability in rows:
+        found[int(name.rsplit("[", 1)[1].rstrip("]")), int(index)] = float(probability)
+    assert np.allclose(found, averaged[:5], atol=1e-5)
+
+
+def test_flat_examples_cannot_be_mirrored_and_nothing_is_trained(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 16)).astype(np.float32)
+    np.savez(tmp_path / "flat.npz", x_train=x, y_train=(x[:, 0] > 0).astype(int))
+    config = {"data": {"source": "npz", "path": "flat.npz", "test_split": 0.2, "normalize": False},
+              "model": {"input_shape": [16], "layers": [{"Dense": {"units": 2, "activation": "softmax"}}]},
+              "train": {"epochs": 1}, "evaluate": {"tta": "flip"}}
+    (tmp_path / "flat.yaml").write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, ["train", str(tmp_path / "flat.yaml"), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: {tmp_path / 'flat.yaml'}: evaluate.tta: flip needs examples with a spatial and a channel axis "
+        "(images, signals, volumes), not flat vectors of shape [16]; set evaluate.tta: off")
+    assert not (tmp_path / "runs").exists()
