@@ -68,7 +68,8 @@ def header(config_path: Optional[str], config: Any, data_summary: dict[str, Any]
     console.rule(f"[bold]cnnctl train[/] {config.name}")
     console.print(f"config   {config_path or '(run config)'}  ·  seed {config.seed}  ·  "
                   f"{config.train.epochs} epochs, batch {config.train.batch_size}, "
-                  f"{config.train.optimizer.name} lr {config.train.optimizer.learning_rate:g}, {config.train.loss_name}")
+                  f"{config.train.optimizer.name} lr {config.train.optimizer.learning_rate:g}, "
+                  f"{config.train.loss_name}")
     console.print(f"device   {', '.join(devices)}  ·  precision {precision}")
     console.print(f"run      {run_path}")
     console.print(data_table(data_summary))

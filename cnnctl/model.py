@@ -231,8 +231,6 @@ def resolve_loss(spec: Union[str, LossConfig]) -> Any:
     """`train.loss`: a keras.losses name as given, or `{name, **kwargs}` built as that loss's class with the kwargs
     (label_smoothing lives on the class, not on the function)."""
     name = spec if isinstance(spec, str) else spec.name
-    classes = {key: value for key, value in vars(keras.losses).items()
-               if inspect.isclass(value) and issubclass(value, keras.losses.Loss) and key not in ("Loss", "Reduction")}
     try:
         loss = keras.losses.get(name)
     except (TypeError, ValueError):
@@ -246,7 +244,8 @@ def resolve_loss(spec: Union[str, LossConfig]) -> Any:
         return loss
     # The class of a loss function shares its name without underscores (aliases like mse resolve first).
     squashed = re.sub(r"[_\s]", "", getattr(loss, "__name__", name)).lower()
-    cls = next((value for key, value in classes.items() if key.lower() == squashed), None)
+    cls = next((value for key, value in vars(keras.losses).items() if key.lower() == squashed
+                and inspect.isclass(value) and issubclass(value, keras.losses.Loss)), None)
     if cls is None:
         raise ConfigError(f"train.loss.name: '{name}' takes no options; write it as a plain name (loss: {name})")
     try:

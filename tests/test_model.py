@@ -172,7 +172,7 @@ def test_a_loss_with_options_is_built_as_its_keras_class():
     assert isinstance(loss, keras.losses.CategoricalCrossentropy)
     y_true = np.array([[0.0, 1.0, 0.0, 0.0]])
     y_pred = np.array([[0.1, 0.6, 0.2, 0.1]])
-    smoothed = y_true * 0.8 + 0.2 / 4  # the target after smoothing: 0.05 everywhere, 0.85 on the true class
+    smoothed = y_true * 0.8 + 0.2 / 4  # the smoothed target: 0.05 everywhere, 0.85 on the true class
     assert float(loss(y_true, y_pred)) == pytest.approx(-(smoothed * np.log(y_pred)).sum(), rel=1e-5)
     mse = TrainConfig.model_validate({"loss": {"name": "mse", "reduction": "sum"}})  # an alias finds its class
     assert isinstance(compile_model(model, mse, jit_compile=False).loss, keras.losses.MeanSquaredError)
