@@ -125,18 +125,24 @@ def diagnose_run(run: Run, y_true: np.ndarray) -> Optional[dict[str, Any]]:
 
 
 def predict_probabilities(model: Any, dataset: Any, split: str, train_batch_size: int, tta: str = "off") -> np.ndarray:
-    """The model's outputs for every example of the split; `tta: flip` averages them with the mirrored examples'."""
-    import tensorflow as tf
-
+    """The outputs of the model that `evaluate.tta` asks for (`scoring_model`) for every example of the split."""
     from cnnctl.runtime import inference_batch_size
 
     batches = dataset.pipeline(split, inference_batch_size(train_batch_size))
-    y_prob = model.predict(batches, verbose=0)
-    if tta == "flip":
-        axis = mirror_axis(dataset.input_shape)
-        mirrored = batches.map(lambda x, y: (tf.reverse(x, [axis]), y))
-        y_prob = (y_prob + model.predict(mirrored, verbose=0)) / 2
-    return y_prob
+    return scoring_model(model, dataset.input_shape, tta).predict(batches, verbose=0)
+
+
+def scoring_model(model: Any, input_shape: Sequence[int], tta: str) -> Any:
+    """The trained model as it is, or for `tta: flip` a model around it whose output is the average of the
+    trained model's outputs on each example and on its mirror image (one place for evaluate and predict)."""
+    if tta != "flip":
+        return model
+    import keras
+
+    axis = mirror_axis(input_shape)
+    inputs = keras.Input(tuple(input_shape))
+    mirrored = keras.ops.flip(inputs, axis=axis)
+    return keras.Model(inputs, keras.layers.Average()([model(inputs), model(mirrored)]))
 
 
 def mirror_axis(input_shape: Sequence[int]) -> int:

@@ -119,16 +119,13 @@ def check_top_k(k: int) -> None:
 
 def predict_run(run: Run, paths: Sequence[Union[str, Path]]) -> Predictions:
     """Load, preprocess and classify every input with the run's model."""
-    from cnnctl.evaluate import as_class_probabilities, load_model, mirror_axis
+    from cnnctl.evaluate import as_class_probabilities, load_model, scoring_model
 
     preprocessing = Preprocessing.of_run(run)
     inputs = load_inputs(paths, preprocessing)
-    model = load_model(run)
     x = preprocessing.scale(inputs.x)
+    model = scoring_model(load_model(run), x.shape[1:], preprocessing.tta)  # as the run's evaluation scored it
     probabilities = model.predict(x, batch_size=preprocessing.batch_size, verbose=0)
-    if preprocessing.tta == "flip":  # as the run's evaluation scored it
-        mirrored = np.flip(x, axis=mirror_axis(x.shape[1:]))
-        probabilities = (probabilities + model.predict(mirrored, batch_size=preprocessing.batch_size, verbose=0)) / 2
     probabilities = as_class_probabilities(probabilities)
     if probabilities.shape[1] != len(preprocessing.class_names):
         raise DataError(f"{run.file(runs.MODEL)}: the model has {probabilities.shape[1]} outputs but data.json "
