@@ -106,6 +106,8 @@ def metrics_table(metrics: dict[str, Any], title: Optional[str] = None) -> Table
     table.add_row("ROC-AUC (one-vs-rest, macro)" if len(metrics.get("per_class", {})) > 2 else "ROC-AUC",
                   "n/a" if metrics.get("roc_auc") is None else f"{metrics['roc_auc']:.4f}")
     table.add_row("examples", str(metrics.get("num_examples", "")))
+    if metrics.get("tta", "off") != "off":
+        table.add_row("test-time augmentation", str(metrics["tta"]))
     return table
 
 

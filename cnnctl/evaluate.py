@@ -71,13 +71,13 @@ MISCLASSIFIED_SHOWN = 24  # examples kept in predictions.npz for misclassified.p
 
 
 def write_evaluation(run: Run, split: str, y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str],
-                     top_k: Sequence[int], x: Optional[np.ndarray] = None) -> dict[str, Any]:
+                     top_k: Sequence[int], x: Optional[np.ndarray] = None, tta: str = "off") -> dict[str, Any]:
     """All of evaluate's files: metrics.json (with the diagnosis of the run's history), the classification
-    reports, confusion_matrix.csv and predictions.npz."""
+    reports, confusion_matrix.csv and predictions.npz. `tta` is recorded: flip-averaged numbers are not plain ones."""
     from sklearn.metrics import classification_report, confusion_matrix
 
     y_prob = as_class_probabilities(y_prob)
-    metrics = {"split": split, **compute_metrics(y_true, y_prob, class_names, top_k)}
+    metrics = {"split": split, "tta": tta, **compute_metrics(y_true, y_prob, class_names, top_k)}
     diagnosis = diagnose_run(run, y_true)
     if diagnosis is not None:
         metrics["diagnosis"] = diagnosis
@@ -195,4 +195,5 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
         raise RunError(f"--split {split}: this run has no {split} split (it has {', '.join(dataset.splits)})")
     y_prob = predict_probabilities(model, dataset, split, config.train.batch_size, config.evaluate.tta)
     data = dataset.splits[split]
-    return write_evaluation(run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k, x=data.x)
+    return write_evaluation(run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k, x=data.x,
+                            tta=config.evaluate.tta)

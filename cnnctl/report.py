@@ -175,6 +175,8 @@ def _metrics_section(metrics: dict) -> str:
         rows.append((label, _number(metrics.get(key))))
     if "num_examples" in metrics:
         rows.append(("examples", str(metrics["num_examples"])))
+    if metrics.get("tta", "off") != "off":
+        rows.append(("test-time augmentation", _e(metrics["tta"])))
     return _table(["metric", "value"], rows, numeric=[1])
 
 

@@ -252,7 +252,7 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 2, train: bool = T
     y_prob = evaluate.predict_probabilities(model, dataset, split, config.train.batch_size, config.evaluate.tta)
     data = dataset.splits[split]
     metrics = evaluate.write_evaluation(run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k,
-                                        x=data.x)
+                                        x=data.x, tta=config.evaluate.tta)
     figures.draw_run_figures(run, model)
     # Completed only once every file is written: a run stopped during evaluation resumes into evaluation.
     finish_run(run, "completed", epochs_run=checkpoint.completed_epochs(run))

@@ -39,6 +39,7 @@ def test_evaluate_averages_each_example_with_its_mirror_image(digits_run_copy):
     _, plain, averaged = by_hand(digits_run_copy)
     with np.load(digits_run_copy / "predictions.npz") as archive:
         assert np.allclose(archive["y_prob"], plain, atol=1e-5)  # trained without tta
+    assert json.loads((digits_run_copy / "metrics.json").read_text())["tta"] == "off"
     set_tta(digits_run_copy, "flip")
     result = runner.invoke(app, ["evaluate", str(digits_run_copy)])
     assert result.exit_code == 0, result.output
@@ -48,6 +49,8 @@ def test_evaluate_averages_each_example_with_its_mirror_image(digits_run_copy):
     assert not np.allclose(y_prob, plain, atol=1e-3)  # digits are not mirror-symmetric: the flip changed them
     metrics = json.loads((digits_run_copy / "metrics.json").read_text())
     assert metrics["accuracy"] == np.mean(averaged.argmax(axis=1) == y_true)
+    assert metrics["tta"] == "flip"  # the numbers say how they were made
+    assert "test-time augmentation" in result.output and "flip" in result.output
 
 
 def test_predict_scores_inputs_the_way_the_run_was_evaluated(digits_run_copy, tmp_path):
