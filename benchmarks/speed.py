@@ -60,7 +60,9 @@ def run_cnnctl(config: Path, runs_dir: Path, extra: list[str], show_output: bool
     # metrics.json scores the config's evaluate.split: test unless a config asks for val
     return {"epoch_s": [float(row["epoch_time_s"]) for row in rows], "test_accuracy": metrics["accuracy"],
             "evaluated_split": metrics["split"],
-            "best_val_accuracy": max(float(row["val_accuracy"]) for row in rows),
+            # None when the config trains on every training image (validation_split: 0)
+            "best_val_accuracy": max((float(row["val_accuracy"]) for row in rows if row.get("val_accuracy")),
+                                     default=None),
             "command_wall_s": wall, "run": str(run)}
 
 
@@ -211,7 +213,8 @@ def time_to_accuracy_markdown(r: dict) -> str:
         f"| {r['evaluated_split']} accuracy | {r['test_accuracy']:.4f} | ≥ {TARGET_ACCURACY} {'✓' if r['meets_accuracy'] else '✗'} |",
         f"| wall time, whole command (s) | {r['command_wall_s']:.0f} ({r['command_wall_s'] / 60:.1f} min) | "
         f"≤ {TARGET_WALL_S} {'✓' if r['meets_wall_time'] else '✗'} |",
-        f"| best validation accuracy | {r['best_val_accuracy']:.4f} | |",
+        f"| best validation accuracy | "
+        f"{'none held out' if r['best_val_accuracy'] is None else format(r['best_val_accuracy'], '.4f')} | |",
         f"| epochs, median epoch time (s) | {len(epochs)}, {statistics.median(epochs):.1f} "
         f"(min {min(epochs):.1f}, max {max(epochs):.1f}) | |",
         "",
