@@ -60,9 +60,9 @@ def run_cnnctl(config: Path, runs_dir: Path, extra: list[str], show_output: bool
     # metrics.json scores the config's evaluate.split: test unless a config asks for val
     return {"epoch_s": [float(row["epoch_time_s"]) for row in rows], "test_accuracy": metrics["accuracy"],
             "evaluated_split": metrics["split"],
-            # None when the config trains on every training image (validation_split: 0)
-            "best_val_accuracy": max((float(row["val_accuracy"]) for row in rows if row.get("val_accuracy")),
-                                     default=None),
+            # None when the config trains on every training image (validation_split: 0: CSVLogger writes NA)
+            "best_val_accuracy": max((float(row["val_accuracy"]) for row in rows
+                                      if row.get("val_accuracy") not in (None, "", "NA")), default=None),
             "command_wall_s": wall, "run": str(run)}
 
 
