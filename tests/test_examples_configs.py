@@ -181,6 +181,8 @@ def test_download_configs_validate_and_build_on_a_stand_in(monkeypatch, name, da
 def test_fashion_mnist_config_validates_on_the_debian_files(name):
     result = runner.invoke(app, ["check", str(CONFIGS / name)], terminal_width=200)
     assert result.exit_code == 0, result.output
-    assert re.search(r"total\W+54000\W+6000\W+10000\W", result.output) and "Ankle boot" in result.output
+    # fashion_mnist_best trains on every training image (its choices were made holding out 6000)
+    sizes = r"total\W+60000\W+10000\W" if name == "fashion_mnist_best.yaml" else r"total\W+54000\W+6000\W+10000\W"
+    assert re.search(sizes, result.output) and "Ankle boot" in result.output
     if name == "fashion_mnist_best.yaml":  # the cost RESULTS.md's time-to-accuracy budget was planned on
         assert "total params 290,378 (trainable 289,546) · 28.49M FLOPs per example" in result.output
