@@ -3,7 +3,7 @@
 Keras 3 normalizes a training batch on TensorFlow with separate ops (tf.nn.moments, then
 tf.nn.batch_normalization), each a pass over the activations forward and backward. TensorFlow's
 FusedBatchNormV3 does the same in one kernel each way (oneDNN on CPUs, cuDNN on GPUs). On the
-2-core CPU, a VGG-style net with five batch-norms trained 15-20% faster per step (benchmarks/RESULTS.md).
+2-core CPU, a VGG-style net with five batch-norms trained 15-18% faster per step (benchmarks/RESULTS.md).
 
 The fused `call` is bound to each layer instance rather than put in a subclass, so model.keras still
 names keras.layers.BatchNormalization and loads anywhere Keras does, cnnctl or not. Only the training
@@ -58,7 +58,7 @@ def _fused_call(self: keras.layers.BatchNormalization, inputs: Any, training: An
         exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
     # The kernel hands back n/(n-1) × the variance it normalized with; Keras keeps the plain (biased) one in
     # moving_variance, and so do we, so a model trains to the same statistics either way.
-    n = tf.cast(tf.size(x) // channels, tf.float32)
+    n = tf.cast(tf.size(x, out_type=tf.int64) // channels, tf.float32)  # int64: no overflow on huge batches
     variance = unbiased_variance * (n - 1.0) / n
     momentum = self.momentum
     self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
