@@ -540,4 +540,5 @@ def _show(value: Any) -> str:
         text = "true" if value else "false"
     else:
         text = str(value) if not isinstance(value, str) else value
+    text = " ".join(text.split())  # errors are one line: YAML's complex keys and long flows would wrap
     return text if len(text) <= 80 else text[:77] + "..."
