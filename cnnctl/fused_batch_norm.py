@@ -40,11 +40,10 @@ def _all_layers(model: keras.Model):
 
 
 def _fused_call(self: keras.layers.BatchNormalization, inputs: Any, training: Any = None, mask: Any = None) -> Any:
-    keras_call = keras.layers.BatchNormalization.call
-    if not (training and self.trainable) or mask is not None or self.renorm or self.synchronized:
-        return keras_call(self, inputs, training=training, mask=mask)
-    if len(inputs.shape) != 4 or self.axis % 4 != 3:
-        return keras_call(self, inputs, training=training, mask=mask)
+    fusable = (training and self.trainable and mask is None and not self.renorm and not self.synchronized
+               and len(inputs.shape) == 4 and self.axis % 4 == 3)  # NHWC training batches only
+    if not fusable:
+        return keras.layers.BatchNormalization.call(self, inputs, training=training, mask=mask)
 
     import tensorflow as tf
 
