@@ -68,8 +68,8 @@ def to_npz(folder: Path, path: Path) -> Path:
 
 def child(config_path: str, runs_dir: str) -> None:
     """Train one config; print one JSON line with this process's peak RSS."""
-    from cnnctl.config import load_config
-    from cnnctl.train import train_run
+    from cnnctl.config.loading import load_config
+    from cnnctl.training.loop import train_run
 
     start = time.time()
     config = load_config(config_path)

@@ -88,10 +88,10 @@ def evaluation_throughput(run_dir: str, repeats: int = 3) -> dict:
     The plain script's own `model.predict` on numpy (batch 64) is timed inside that script, in its own process:
     timing it here would run it with the TensorFlow settings cnnctl chose, not the ones a user gets."""
     sys.path.insert(0, str(ROOT))
-    from cnnctl.config import load_config
-    from cnnctl.data import load_data
-    from cnnctl.evaluate import load_model, predict_probabilities
-    from cnnctl.runs import Run
+    from cnnctl.config.loading import load_config
+    from cnnctl.data.dataset import load_data
+    from cnnctl.evaluation.scoring import load_model, predict_probabilities
+    from cnnctl.runs.folder import Run
 
     run = Run(Path(run_dir))
     config = load_config(run.file("config.yaml"))
@@ -108,8 +108,9 @@ def evaluation_throughput(run_dir: str, repeats: int = 3) -> dict:
 
 def forward_flops_per_example() -> int:
     sys.path.insert(0, str(ROOT))
-    from cnnctl.config import load_config
-    from cnnctl.model import build_model, describe
+    from cnnctl.config.loading import load_config
+    from cnnctl.model.build import build_model
+    from cnnctl.model.summary import describe
 
     config = load_config(CONFIG)
     return describe(build_model(config.model, (28, 28, 1), 10)).flops

@@ -1,3 +1,3 @@
-from cnnctl.cli import main
+from cnnctl.cli.app import main
 
 main()

@@ -1,7 +1,8 @@
 """Errors a user can fix. The CLI prints them as one `error:` line and exits with code 2."""
 
+import difflib
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Optional, Sequence
 
 
 class CnnctlError(Exception):
@@ -49,3 +50,20 @@ class Interrupted(KeyboardInterrupt):
         import signal
 
         return signal.Signals(self.signum).name
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (library errors can run to pages), else its class name."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def closest(name: str, choices: Sequence[str]) -> Optional[str]:
+    """The choice a misspelt `name` most likely meant: a case-insensitive exact match first (`conv2d` →
+    `Conv2D`), then the nearest spelling; None when nothing is close."""
+    for choice in choices:
+        if choice.lower() == name.lower():
+            return choice
+    lowered = {choice.lower(): choice for choice in choices}
+    match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return lowered[match[0]] if match else None

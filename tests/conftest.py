@@ -42,7 +42,7 @@ def trained_digits_run(tmp_path_factory) -> TrainedRun:
     don't change it (use `digits_run_copy` to run evaluate/plot/predict commands that write into it)."""
     from typer.testing import CliRunner
 
-    from cnnctl.cli import app
+    from cnnctl.cli.app import app
 
     base = tmp_path_factory.mktemp("trained-digits")
     config = base / "tiny-digits.yaml"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cnnctl.cli import app
+from cnnctl.cli.app import app
 
 runner = CliRunner()
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cnnctl.cli import app
+from cnnctl.cli.app import app
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "configs" / "digits.yaml"
@@ -54,7 +54,7 @@ def test_train_writes_the_whole_run_folder(digits_run):
 
 
 def test_saved_config_rebuilds_the_run(digits_run):
-    from cnnctl.config import load_config
+    from cnnctl.config.loading import load_config
 
     run, _ = digits_run
     saved = load_config(run / "config.yaml")
@@ -63,7 +63,12 @@ def test_saved_config_rebuilds_the_run(digits_run):
 
 
 def test_metrics_agree_with_sklearn_on_the_saved_predictions(digits_run):
-    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score, top_k_accuracy_score
+    from sklearn.metrics import (
+        accuracy_score,
+        f1_score,
+        roc_auc_score,
+        top_k_accuracy_score,
+    )
 
     run, output = digits_run
     metrics = json.loads((run / "metrics.json").read_text())
@@ -163,7 +168,7 @@ def test_model_errors_name_the_config_file(tmp_path):
 
 
 def test_help_does_not_import_tensorflow():
-    code = ("import sys; from typer.testing import CliRunner; from cnnctl.cli import app; "
+    code = ("import sys; from typer.testing import CliRunner; from cnnctl.cli.app import app; "
             "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
             "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn', 'matplotlib', 'typer.rich_utils') "
             "if m in sys.modules))")

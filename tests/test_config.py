@@ -7,7 +7,8 @@ import textwrap
 import pytest
 import yaml
 
-from cnnctl.config import Config, load_config
+from cnnctl.config.loading import load_config
+from cnnctl.config.schema import Config
 from cnnctl.errors import ConfigError
 
 MODEL = "model:\n  layers: [Flatten, {Dense: {units: 10, activation: softmax}}]\n"

@@ -6,14 +6,14 @@ import scipy.signal
 from PIL import Image
 from sklearn.datasets import load_sample_image
 
-from cnnctl.convolution_demo import (
+from cnnctl.errors import ConfigError, DataError
+from cnnctl.reporting.convolution_demo import (
     KERNELS,
     convolution_steps,
     load_grayscale,
     load_kernel,
     read_grayscale,
 )
-from cnnctl.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")

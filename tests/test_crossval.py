@@ -10,10 +10,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cnnctl.cli import app
-from cnnctl.config import Config, load_config
-from cnnctl.crossval import fold_config
-from cnnctl.data import load_data
+from cnnctl.cli.app import app
+from cnnctl.config.loading import load_config
+from cnnctl.config.schema import Config
+from cnnctl.data.dataset import load_data
+from cnnctl.training.crossval import fold_config
 
 runner = CliRunner()
 
@@ -135,7 +136,7 @@ def test_impossible_fold_counts_are_errors_that_leave_nothing_behind(tmp_path, f
 
 
 def test_fold_index_is_validated_in_the_config():
-    from cnnctl.config import validate_config
+    from cnnctl.config.loading import validate_config
 
     with pytest.raises(Exception, match=r"x.yaml: data.fold: index must be 1..3 \(got 4\)"):
         validate_config({"data": {"fold": {"index": 4, "folds": 3}}, "model": {"layers": ["Flatten"]}}, "x.yaml")

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnctl.config import Config
-from cnnctl.data import load_data, pixel_scale
+from cnnctl.config.schema import Config
+from cnnctl.data.builtin import DEBIAN_FASHION_MNIST
+from cnnctl.data.dataset import load_data, pixel_scale
 from cnnctl.errors import DataError
-from cnnctl.sources import DEBIAN_FASHION_MNIST
 
 LAYERS_2D = [{"Conv2D": {"filters": 2, "kernel_size": 3}}, "Flatten", {"Dense": {"units": 3}}]
 

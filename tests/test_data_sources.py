@@ -14,12 +14,12 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from cnnctl.cli import app
-from cnnctl.config import Config
-from cnnctl.data import load_data
+from cnnctl.cli.app import app
+from cnnctl.config.schema import Config
+from cnnctl.data.builtin import DEBIAN_FASHION_MNIST
+from cnnctl.data.dataset import load_data
+from cnnctl.data.folders import ImageFiles
 from cnnctl.errors import DataError
-from cnnctl.folders import ImageFiles
-from cnnctl.sources import DEBIAN_FASHION_MNIST
 
 runner = CliRunner()
 
@@ -204,7 +204,7 @@ def test_csv_with_named_label_column_and_shape_trains_with_balanced_class_weight
 
 
 def test_balanced_class_weights_match_the_formula(tmp_path):
-    from cnnctl.train import class_weights
+    from cnnctl.training.prepare import class_weights
 
     path = tmp_path / "d.npz"
     y = np.repeat([0, 1, 2], [60, 20, 10])
@@ -274,7 +274,7 @@ def test_npz_signals_and_volumes_get_the_layout_their_layers_take(tmp_path, shap
 
 @pytest.mark.skipif(not DEBIAN_FASHION_MNIST.exists(), reason="apt-get install dataset-fashion-mnist")
 def test_idx_source_on_the_debian_files_equals_fashion_mnist():
-    from cnnctl.sources import load_raw
+    from cnnctl.data.sources import load_raw
 
     def raw(data):
         return load_raw(Config.model_validate({"data": data, "model": {"layers": TINY_2D}}).data)

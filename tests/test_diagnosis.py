@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from cnnctl.diagnosis import VERDICTS, diagnose, read_history_csv
 from cnnctl.errors import RunError
+from cnnctl.evaluation.diagnosis import VERDICTS, diagnose, read_history_csv
 
 NAN = float("nan")
 
@@ -336,6 +336,6 @@ def test_read_history_csv_errors(tmp_path, content, message):
 def test_module_example_runs():
     import doctest
 
-    import cnnctl.diagnosis
+    import cnnctl.evaluation.diagnosis
 
-    assert doctest.testmod(cnnctl.diagnosis).failed == 0
+    assert doctest.testmod(cnnctl.evaluation.diagnosis).failed == 0

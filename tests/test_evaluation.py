@@ -16,7 +16,7 @@ from PIL import Image
 from sklearn import metrics as skm
 from typer.testing import CliRunner
 
-from cnnctl.cli import app
+from cnnctl.cli.app import app
 
 runner = CliRunner()
 
@@ -102,8 +102,8 @@ def test_metrics_json_agrees_with_scikit_learn(trained_digits_run):
 
 
 def test_the_evaluated_labels_are_the_test_split_of_the_data(trained_digits_run):
-    from cnnctl.config import load_config
-    from cnnctl.data import load_data
+    from cnnctl.config.loading import load_config
+    from cnnctl.data.dataset import load_data
 
     dataset = load_data(load_config(trained_digits_run.path / "config.yaml"))
     predictions = load_predictions(trained_digits_run.path)
@@ -164,11 +164,11 @@ def test_evaluate_names_the_run_config_when_its_data_is_gone(digits_run_copy):
 def test_plot_redraws_every_figure_and_the_report_and_draws_feature_maps(digits_run_copy, tmp_path):
     import keras
 
-    from cnnctl.config import load_config
-    from cnnctl.data import load_data
-    from cnnctl.evaluate import load_model
-    from cnnctl.feature_maps import layer_activations
-    from cnnctl.runs import Run
+    from cnnctl.config.loading import load_config
+    from cnnctl.data.dataset import load_data
+    from cnnctl.evaluation.scoring import load_model
+    from cnnctl.reporting.feature_maps import layer_activations
+    from cnnctl.runs.folder import Run
 
     dataset = load_data(load_config(digits_run_copy / "config.yaml"))
     digit = dataset.splits["test"].x[0, :, :, 0]  # digits pixels are 0..16: stored as they are in 8 bits
@@ -268,7 +268,7 @@ def _second_run(trained_digits_run, runs_dir: Path, run_id: str, **metric_change
 
 
 def test_runs_lists_every_run_newest_first(trained_digits_run, tmp_path, monkeypatch):
-    from cnnctl import display
+    from cnnctl.reporting import display
 
     monkeypatch.setattr(display.console, "width", 200)
     runs_dir = tmp_path / "runs"
@@ -297,7 +297,7 @@ def test_runs_in_an_empty_folder_says_so(tmp_path):
 
 def test_compare_shows_metrics_side_by_side_and_overlays_the_loss_curves(trained_digits_run, tmp_path,
                                                                          monkeypatch):
-    from cnnctl import display
+    from cnnctl.reporting import display
 
     monkeypatch.setattr(display.console, "width", 200)
     monkeypatch.chdir(tmp_path)

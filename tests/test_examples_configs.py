@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cnnctl.cli import app
-from cnnctl.sources import DEBIAN_FASHION_MNIST
+from cnnctl.cli.app import app
+from cnnctl.data.builtin import DEBIAN_FASHION_MNIST
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
@@ -49,9 +49,9 @@ def test_every_shipped_config_has_a_test():
 
 
 def test_lenet5_trains_on_digits_with_the_paper_shapes(tmp_path, monkeypatch):
-    from cnnctl import sources
-    from cnnctl.evaluate import load_model
-    from cnnctl.runs import Run
+    from cnnctl.data import sources
+    from cnnctl.evaluation.scoring import load_model
+    from cnnctl.runs.folder import Run
 
     def first_500_digits(data_cfg):
         raw = real_digits(data_cfg)
@@ -100,10 +100,10 @@ def test_volume_generator_and_conv3d_config_train(tmp_path):
 def test_shapes_folder_trains_with_augmentation_on_training_batches_only(tmp_path, monkeypatch):
     """The folder example with its bad files; data.augment changes what training sees, not what evaluation
     sees, and the saved model.keras carries no augmentation layer."""
-    from cnnctl.config import load_config
-    from cnnctl.data import Dataset, load_data
-    from cnnctl.evaluate import load_model
-    from cnnctl.runs import Run
+    from cnnctl.config.loading import load_config
+    from cnnctl.data.dataset import Dataset, load_data
+    from cnnctl.evaluation.scoring import load_model
+    from cnnctl.runs.folder import Run
 
     shapes = example("make_shapes_folder")
     root = shapes["write"](tmp_path / "shapes", per_class=12, bad_files=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +15,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cnnctl import checkpoint, runs
-from cnnctl.cli import app
-from cnnctl.config import load_config
+from cnnctl.cli.app import app
+from cnnctl.config.loading import load_config
 from cnnctl.errors import ConfigError, RunError
-from cnnctl.runs import Run
+from cnnctl.runs.folder import Run, resolve_run
+from cnnctl.training import checkpoint
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,15 +48,15 @@ def train_with_fault(tmp_path, monkeypatch, fault: BaseException, at_epoch: int 
     """Train TINY with `fault` raised at the start of epoch `at_epoch` (after earlier epochs are saved)."""
     import keras
 
-    from cnnctl import train
+    from cnnctl.training import loop
 
     class Fault(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             if epoch == at_epoch:
                 raise fault
 
-    make_callbacks = train.make_callbacks
-    monkeypatch.setattr(train, "make_callbacks", lambda *a, **k: make_callbacks(*a, **k) + [Fault()])
+    make_callbacks = loop.make_callbacks
+    monkeypatch.setattr(loop, "make_callbacks", lambda *a, **k: make_callbacks(*a, **k) + [Fault()])
     result = runner.invoke(app, ["train", str(write_config(tmp_path, TINY)), "--runs-dir", str(tmp_path / "runs")])
     (run,) = (tmp_path / "runs").iterdir()
     return result, run
@@ -177,9 +176,9 @@ def test_run_ids_cannot_leave_the_runs_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "cwd")  # where none of the specs below is a folder path
     for spec in ("../outside", "20260101-000000-a/../../outside", "./../outside", "..", "."):
         with pytest.raises(RunError) as caught:
-            runs.resolve_run(spec, runs_dir)
+            resolve_run(spec, runs_dir)
         assert str(caught.value).startswith(f"{spec}: ")
-    assert runs.resolve_run("20260101-000000-a", runs_dir).path == runs_dir / "20260101-000000-a"
+    assert resolve_run("20260101-000000-a", runs_dir).path == runs_dir / "20260101-000000-a"
 
 
 def test_four_trainings_started_at_once_get_four_complete_folders(tmp_path):
@@ -199,7 +198,7 @@ def test_four_trainings_started_at_once_get_four_complete_folders(tmp_path):
         assert json.loads((folder / "metrics.json").read_text())["num_examples"] == 360
         assert (folder / "history.csv").read_text().count("\n") == 2
         assert (folder / "confusion_matrix.png").stat().st_size > 0
-    assert runs.resolve_run("last", tmp_path / "runs").path == folders[-1]
+    assert resolve_run("last", tmp_path / "runs").path == folders[-1]
     assert not [path for path in (tmp_path / "runs").rglob(".*")]  # no temporary file left anywhere
 
 
@@ -207,7 +206,7 @@ def test_two_class_metrics_are_computed_not_crashed():
     """Found while cataloguing: top-k accuracy crashed scikit-learn on two-class runs (it wants one column)."""
     from sklearn.metrics import accuracy_score
 
-    from cnnctl.evaluate import compute_metrics
+    from cnnctl.evaluation.metrics import compute_metrics
 
     y_true = np.array([0, 1, 1, 0, 1])
     y_prob = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.1, 0.9]])

@@ -3,15 +3,14 @@
 import json
 import zipfile
 
+import keras  # noqa: E402 - after cnnctl has set TensorFlow up quietly
 import numpy as np
 import pytest
-
-from cnnctl.fused_batch_norm import use_fused_batch_norm
-from cnnctl.model import compile_model
-from cnnctl.config import TrainConfig
-
-import keras  # noqa: E402 - after cnnctl has set TensorFlow up quietly
 import tensorflow as tf  # noqa: E402
+
+from cnnctl.config.schema import TrainConfig
+from cnnctl.model.compile import compile_model
+from cnnctl.model.fused_batch_norm import use_fused_batch_norm
 
 
 def _twin_models(make_layers):

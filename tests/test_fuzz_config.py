@@ -18,7 +18,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cnnctl.config import load_config
+from cnnctl.config.loading import load_config
 from cnnctl.errors import CnnctlError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,7 +118,7 @@ LAYER_KEYS = ["filters", "kernel_size", "strides", "padding", "activation", "uni
 @pytest.fixture(scope="module")
 def build_model():
     # Imported before hypothesis starts timing and watching: TensorFlow's import changes the recursion limit.
-    from cnnctl.model import build_model
+    from cnnctl.model.build import build_model
 
     return build_model
 

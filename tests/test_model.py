@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from cnnctl.config import ModelConfig, TrainConfig
+from cnnctl.config.schema import ModelConfig, TrainConfig
 from cnnctl.errors import ConfigError
-from cnnctl.model import build_augmenter, build_model, compile_model, describe, make_optimizer, needs_one_hot
+from cnnctl.model.build import build_augmenter, build_model
+from cnnctl.model.compile import compile_model, make_optimizer, needs_one_hot
+from cnnctl.model.summary import describe
 
 
 def model_config(*layers, input_shape=None) -> ModelConfig:
@@ -143,7 +145,7 @@ def test_train_section_errors(train, message):
 
 
 def test_augmenter_is_keras_preprocessing_layers():
-    from cnnctl.config import DataConfig
+    from cnnctl.config.schema import DataConfig
 
     data = DataConfig.model_validate({"augment": [{"RandomFlip": {"mode": "horizontal"}},
                                                   {"RandomRotation": {"factor": 0.1}}]})

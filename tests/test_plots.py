@@ -12,7 +12,7 @@ from matplotlib.text import Text
 from PIL import Image
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
-from cnnctl import plots
+from cnnctl.reporting import plots
 
 RNG_SEED = 0
 

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from cnnctl.cli import app
+from cnnctl.cli.app import app
 
 runner = CliRunner()
 SAVED = 20  # test examples written as files
@@ -20,8 +20,8 @@ SAVED = 20  # test examples written as files
 @pytest.fixture(scope="module")
 def test_split(trained_digits_run):
     """The trained run's test split (images 0..16, as scikit-learn's digits store them) and its evaluation."""
-    from cnnctl.config import load_config
-    from cnnctl.data import load_data
+    from cnnctl.config.loading import load_config
+    from cnnctl.data.dataset import load_data
 
     dataset = load_data(load_config(trained_digits_run.path / "config.yaml"))
     with np.load(trained_digits_run.path / "predictions.npz") as archive:
@@ -91,8 +91,8 @@ def test_predict_on_an_npz_without_a_channel_axis(trained_digits_run, test_split
 
 def test_predict_mixes_files_folders_and_archives_in_the_order_given(trained_digits_run, test_split, digit_folder,
                                                                      tmp_path):
-    from cnnctl.predict import predict_run
-    from cnnctl.runs import Run
+    from cnnctl.evaluation.predict import predict_run
+    from cnnctl.runs.folder import Run
 
     x, y_prob = test_split
     archive = tmp_path / "three.npz"
@@ -130,16 +130,16 @@ def test_colour_photographs_are_converted_resized_and_warned_about(trained_digit
     text = " ".join(result.output.split())
     assert "warning: inputs range" in text and "but the training data ranged 0..16" in text
 
-    from cnnctl.predict import Preprocessing, read_image
-    from cnnctl.runs import Run
+    from cnnctl.evaluation.predict import Preprocessing, read_image
+    from cnnctl.runs.folder import Run
 
     pixels = read_image(photo, Preprocessing.of_run(Run(trained_digits_run.path)))
     assert pixels.shape == (8, 8, 1) and pixels.dtype == np.uint8
 
 
 def test_the_preprocessing_comes_from_the_run_folder(trained_digits_run):
-    from cnnctl.predict import Preprocessing
-    from cnnctl.runs import Run
+    from cnnctl.evaluation.predict import Preprocessing
+    from cnnctl.runs.folder import Run
 
     data = json.loads((trained_digits_run.path / "data.json").read_text())
     preprocessing = Preprocessing.of_run(Run(trained_digits_run.path))
@@ -191,9 +191,9 @@ def _npz(path, **arrays):
 def test_image_files_are_decoded_exactly_as_a_folder_source_decodes_its_training_images(tmp_path, color_mode,
                                                                                          channels):
     """For a `source: folder` run, predict must see the very pixels training saw: same resize, same colour."""
-    from cnnctl.config import load_config
-    from cnnctl.data import load_data
-    from cnnctl.predict import Preprocessing, load_inputs
+    from cnnctl.config.loading import load_config
+    from cnnctl.data.dataset import load_data
+    from cnnctl.evaluation.predict import Preprocessing, load_inputs
 
     rng = np.random.default_rng(0)
     for label in ("circle", "square"):

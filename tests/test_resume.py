@@ -20,10 +20,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cnnctl import checkpoint, faults, runs
-from cnnctl.cli import app
+from cnnctl.cli.app import app
 from cnnctl.errors import Interrupted
-from cnnctl.runs import Run
+from cnnctl.runs import contract
+from cnnctl.runs.folder import Run, atomic_path
+from cnnctl.runs.status import held_lock, is_training
+from cnnctl.training import checkpoint
+from cnnctl.training.callbacks import TrainingBackup
+from cnnctl.training.signals import signals_deferred, signals_interrupt
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +64,7 @@ def start_training(tmp_path: Path, args: list[str], after_epoch: int = 0) -> tup
                                stderr=subprocess.PIPE, text=True, cwd=ROOT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        for state in runs_dir.glob(f"*/{runs.CHECKPOINTS}/{checkpoint.METADATA}"):
+        for state in runs_dir.glob(f"*/{contract.CHECKPOINTS}/{checkpoint.METADATA}"):
             run = state.parent.parent
             if checkpoint.completed_epochs(Run(run)) > after_epoch:
                 return process, run
@@ -121,7 +125,7 @@ def test_sigterm_stops_after_saving_state_and_exits_143(tmp_path, monkeypatch):
         pytest.skip("signal handlers need the main thread")
     import keras
 
-    from cnnctl import train
+    from cnnctl.training import loop
 
     class TermAtSecondEpoch(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -129,8 +133,8 @@ def test_sigterm_stops_after_saving_state_and_exits_143(tmp_path, monkeypatch):
                 os.kill(os.getpid(), signal.SIGTERM)
 
     handler_before = signal.getsignal(signal.SIGTERM)
-    make_callbacks = train.make_callbacks
-    monkeypatch.setattr(train, "make_callbacks", lambda *a, **k: make_callbacks(*a, **k) + [TermAtSecondEpoch()])
+    make_callbacks = loop.make_callbacks
+    monkeypatch.setattr(loop, "make_callbacks", lambda *a, **k: make_callbacks(*a, **k) + [TermAtSecondEpoch()])
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(SLOW_TINY))
     result = runner.invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "runs")])
@@ -162,22 +166,22 @@ def test_finished_run_is_left_alone_unless_asked_for_more_epochs(digits_run_copy
 
 def test_resume_refuses_a_run_another_process_is_training(digits_run_copy):
     run = Run(digits_run_copy)
-    with faults.held_lock(run):
-        assert faults.is_training(run)
+    with held_lock(run):
+        assert is_training(run)
         result = runner.invoke(app, ["train", "--resume", str(run.path), "--set", "train.epochs=3"])
     assert result.exit_code == 2
     assert result.output.strip() == (f"error: {run.path}: another cnnctl process is training this run right now; "
                                      "wait for it to finish or stop it (Ctrl-C) first")
     assert environment(run.path)["status"] == "completed"  # the other process's run is not touched
-    assert not faults.is_training(run)
+    assert not is_training(run)
 
 
 def test_runs_tells_a_live_training_from_one_whose_process_died(digits_run_copy):
-    from cnnctl.compare import summarize_run
+    from cnnctl.reporting.compare import summarize_run
 
     run = Run(digits_run_copy)
-    run.write_json(runs.ENVIRONMENT, {**environment(run.path), "status": "running", "duration_s": None})
-    with faults.held_lock(run):
+    run.write_json(contract.ENVIRONMENT, {**environment(run.path), "status": "running", "duration_s": None})
+    with held_lock(run):
         assert summarize_run(run).status == "running"
     assert summarize_run(run).status == "stopped"  # lock file left behind, nobody holds it
 
@@ -208,13 +212,13 @@ def test_backup_restores_early_stopping_and_plateau_state(tmp_path):
 
     model, callbacks = training()
     model.fit(x, y, epochs=3, batch_size=16, verbose=0,
-              callbacks=callbacks + [Record(), checkpoint.TrainingBackup(run, callbacks)])
+              callbacks=callbacks + [Record(), TrainingBackup(run, callbacks)])
     assert checkpoint.read_state(run)["callbacks"]["EarlyStopping"]["wait"] == 2
     assert checkpoint.read_state(run)["callbacks"]["ReduceLROnPlateau"]["wait"] == 2
 
     resumed, callbacks = training()
     history = resumed.fit(x, y, epochs=20, batch_size=16, verbose=0,
-                          callbacks=callbacks + [checkpoint.TrainingBackup(run, callbacks)])
+                          callbacks=callbacks + [TrainingBackup(run, callbacks)])
     assert history.epoch == [3]  # early stopping's patience ran out at once: its wait was restored
     assert float(resumed.optimizer.learning_rate) == pytest.approx(0.005)  # the plateau halved the rate
     assert int(resumed.optimizer.iterations) == 4 * 4  # optimizer state continued: 4 epochs of 4 steps
@@ -236,8 +240,8 @@ def test_a_signal_during_a_checkpoint_waits_for_the_commit(tmp_path):
         pytest.skip("signal handlers need the main thread")
     finished = []
     with pytest.raises(Interrupted) as caught:
-        with faults.signals_interrupt():
-            with faults.signals_deferred():
+        with signals_interrupt():
+            with signals_deferred():
                 os.kill(os.getpid(), signal.SIGINT)
                 time.sleep(0.05)
                 finished.append(True)  # the block completes before the interrupt is raised
@@ -245,7 +249,7 @@ def test_a_signal_during_a_checkpoint_waits_for_the_commit(tmp_path):
 
 
 def test_atomic_weights_keep_their_double_suffix(tmp_path):
-    with runs.atomic_path(tmp_path / "epoch-0001.weights.h5") as temp:
+    with atomic_path(tmp_path / "epoch-0001.weights.h5") as temp:
         assert temp.name.endswith(".weights.h5") and temp.parent == tmp_path
         temp.write_bytes(b"x")
     assert sorted(os.listdir(tmp_path)) == ["epoch-0001.weights.h5"]

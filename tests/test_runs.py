@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
-from cnnctl import runs
 from cnnctl.errors import RunError
+from cnnctl.runs import contract
+from cnnctl.runs.folder import (
+    Run,
+    atomic_path,
+    create_run,
+    default_runs_dir,
+    list_runs,
+    resolve_run,
+)
 
 
 def make_finished(path):
     path.mkdir(parents=True, exist_ok=True)
-    (path / runs.CONFIG).write_text("model: {layers: [Flatten]}\n")
-    (path / runs.ENVIRONMENT).write_text("{}")
+    (path / contract.CONFIG).write_text("model: {layers: [Flatten]}\n")
+    (path / contract.ENVIRONMENT).write_text("{}")
     return path
 
 
 def test_runs_started_in_the_same_second_get_distinct_folders(tmp_path):
-    made = [runs.create_run(tmp_path, "net", now=1_700_000_000).path for _ in range(3)]
+    made = [create_run(tmp_path, "net", now=1_700_000_000).path for _ in range(3)]
     assert len(set(made)) == 3
     stamp = made[0].name[: len("YYYYmmdd-HHMMSS")]
     assert [p.name for p in made] == [f"{stamp}-net", f"{stamp}-net-2", f"{stamp}-net-3"]
@@ -30,8 +39,8 @@ def test_last_is_the_newest_complete_run(tmp_path):
     older = make_finished(tmp_path / "20260101-000000-a")
     newer = make_finished(tmp_path / "20260101-000000-a-2")
     (tmp_path / "20270101-000000-half").mkdir()  # being created: no environment.json yet
-    assert runs.resolve_run("last", tmp_path).path == newer
-    assert [run.path for run in runs.list_runs(tmp_path)] == [newer, older]
+    assert resolve_run("last", tmp_path).path == newer
+    assert [run.path for run in list_runs(tmp_path)] == [newer, older]
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -42,32 +51,32 @@ def test_last_is_the_newest_complete_run(tmp_path):
 def test_resolve_errors(tmp_path, spec, message):
     make_finished(tmp_path / "20260101-000000-a")
     with pytest.raises(RunError) as caught:
-        runs.resolve_run(spec, tmp_path)
+        resolve_run(spec, tmp_path)
     assert str(caught.value) == message.format(dir=tmp_path)
 
 
 def test_a_folder_that_is_not_a_run_is_refused(tmp_path):
     (tmp_path / "stuff").mkdir()
     with pytest.raises(RunError, match="not a cnnctl run folder"):
-        runs.resolve_run(str(tmp_path / "stuff"), tmp_path)
+        resolve_run(str(tmp_path / "stuff"), tmp_path)
 
 
 def test_last_with_no_runs_says_how_to_make_one(tmp_path):
     with pytest.raises(RunError, match="no runs in .*; train one first: cnnctl train configs/digits.yaml"):
-        runs.resolve_run("last", tmp_path / "empty")
+        resolve_run("last", tmp_path / "empty")
 
 
 def test_runs_dir_from_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv(runs.RUNS_DIR_ENV, str(tmp_path))
-    assert runs.default_runs_dir() == tmp_path
-    assert runs.default_runs_dir("elsewhere") == runs.Path("elsewhere")
+    monkeypatch.setenv(contract.RUNS_DIR_ENV, str(tmp_path))
+    assert default_runs_dir() == tmp_path
+    assert default_runs_dir("elsewhere") == Path("elsewhere")
 
 
 def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path):
     target = tmp_path / "metrics.json"
     target.write_text('{"accuracy": 0.9}')
     with pytest.raises(RuntimeError):
-        with runs.atomic_path(target) as temp:
+        with atomic_path(target) as temp:
             temp.write_text('{"accura')
             raise RuntimeError("crash mid-write")
     assert json.loads(target.read_text()) == {"accuracy": 0.9}
@@ -75,7 +84,7 @@ def test_atomic_write_leaves_old_file_when_writer_fails(tmp_path):
 
 
 def test_json_round_trip_and_update(tmp_path):
-    run = runs.Run(tmp_path)
+    run = Run(tmp_path)
     import numpy as np
 
     run.write_json("a.json", {"x": np.float32(0.5), "y": np.arange(3)})

@@ -10,7 +10,7 @@ import numpy as np
 import yaml
 from typer.testing import CliRunner
 
-from cnnctl.cli import app
+from cnnctl.cli.app import app
 
 runner = CliRunner()
 
@@ -25,8 +25,8 @@ def by_hand(run_path):
     """The test split's probabilities without and with mirroring, from model.keras and the raw digits (0..16)."""
     import keras
 
-    from cnnctl.config import load_config
-    from cnnctl.data import load_data
+    from cnnctl.config.loading import load_config
+    from cnnctl.data.dataset import load_data
 
     x = load_data(load_config(run_path / "config.yaml")).splits["test"].x.astype(np.float32) / 16
     model = keras.saving.load_model(run_path / "model.keras")

@@ -1,0 +1,1 @@
+"""The `cnnctl` command line: a thin shell over the library (app.py)."""

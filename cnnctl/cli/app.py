@@ -1,0 +1,408 @@
+"""The `cnnctl` command line: parse, call the library, print, map errors to exit codes.
+
+Heavy modules (TensorFlow, Keras, scikit-learn, matplotlib) are imported inside the commands that need them,
+so `cnnctl --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from cnnctl.errors import CnnctlError, Interrupted
+
+app = typer.Typer(
+    name="cnnctl",
+    help="Train, evaluate and explain convolutional neural networks from YAML files.\n\n"
+         "Example: cnnctl train configs/digits.yaml",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: rendering it with rich costs ~0.15 s of start-up (issue 6: --help ≤ 0.3 s)
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+_debug = {"on": False}
+
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML config file, e.g. configs/digits.yaml", show_default=False)]
+
+
+RunArg = Annotated[str, typer.Argument(help="Run folder, run id in the runs dir, or `last`", show_default=False)]
+
+
+SetOption = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Override a config value, e.g. --set train.epochs=3 (repeatable)", show_default=False)]
+
+
+RunsDirOption = Annotated[Optional[Path], typer.Option(
+    "--runs-dir", help="Where runs live (default: $CNNCTL_RUNS_DIR, else ./runs)", show_default=False)]
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of errors")] = False,
+) -> None:
+    _debug["on"] = debug
+    from cnnctl.runtime import prepare_tensorflow_environment
+
+    prepare_tensorflow_environment()  # before any command's imports can pull TensorFlow in
+
+
+def user_errors(command: Callable) -> Callable:
+    """Print a user mistake as one `error:` line on stderr and exit 2 (`--debug` shows the traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except CnnctlError as exc:
+            if _debug["on"]:
+                raise
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+        except Interrupted as exc:  # Ctrl-C / SIGTERM: what was saved and how to go on; 128 + signal number
+            typer.echo(str(exc) or f"interrupted ({exc.signal_name})", err=True)
+            raise typer.Exit(code=exc.exit_code) from None
+        except KeyboardInterrupt:  # Ctrl-C outside training (loading data, drawing figures): nothing to save
+            typer.echo("interrupted (SIGINT)", err=True)
+            raise typer.Exit(code=130) from None
+
+    return wrapper
+
+
+def _verbosity() -> int:
+    # A progress bar that redraws is for terminals; logs and CI get one line per epoch.
+    return 1 if sys.stdout.isatty() else 2
+
+
+@app.command()
+@user_errors
+def train(
+    config: Annotated[Optional[Path], typer.Argument(help="YAML config file (not needed with --resume)",
+                                                     show_default=False)] = None,
+    overrides: SetOption = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: config `name`, "
+                                                "else the file's stem)")] = None,
+    runs_dir: RunsDirOption = None,
+    resume: Annotated[Optional[str], typer.Option(
+        "--resume", help="Continue a stopped run (folder, run id or `last`) from its last completed epoch, "
+        "with its own config; --set train.epochs=N extends a finished one", show_default=False)] = None,
+) -> None:
+    """Train a model from a YAML config, then evaluate it and draw its figures into a new run folder.
+
+    Example: cnnctl train configs/digits.yaml --set train.epochs=3
+
+    Ctrl-C stops at once and keeps every completed epoch: cnnctl train --resume last
+    """
+    from cnnctl.config.loading import load_config
+    from cnnctl.errors import ConfigError
+    from cnnctl.reporting import display
+    from cnnctl.runs.folder import default_runs_dir
+    from cnnctl.training.loop import train_run
+
+    if resume is not None:
+        from cnnctl.training.resume import resume_run
+
+        if config is not None:
+            raise ConfigError(f"train: give CONFIG or --resume RUN, not both; a resumed run uses its own "
+                              f"config.yaml (drop {config})")
+        if name:
+            raise ConfigError("--name: a resumed run keeps its folder and name; drop --name")
+        run, metrics = resume_run(resume, runs_dir, list(overrides or []), verbose=_verbosity())
+        if metrics is None:
+            return
+    else:
+        if config is None:
+            raise ConfigError("train: give a config file, e.g. cnnctl train configs/digits.yaml, or "
+                              "--resume RUN")
+        overrides = list(overrides or [])
+        if name:
+            overrides.append(f"name={name}")
+        cfg = load_config(config, overrides)
+        run, metrics = train_run(cfg, str(config), default_runs_dir(runs_dir), verbose=_verbosity())
+    display.console.print(display.metrics_table(metrics))
+    display.diagnosis_line(metrics.get("diagnosis"))
+    display.say(f"run folder: {run.path}")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    run: RunArg,
+    split: Annotated[Optional[str], typer.Option("--split", help="test or val (default: test, or val when the "
+                                                 "data has no test split)")] = None,
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Recompute metrics and report files from the run's saved model.
+
+    Example: cnnctl evaluate last --split val
+    """
+    from cnnctl.errors import ConfigError
+    from cnnctl.evaluation.scoring import evaluate_run, load_model
+    from cnnctl.reporting import display, figures
+    from cnnctl.reporting.report import write_report
+    from cnnctl.runs.folder import resolve_run
+
+    if split not in (None, "test", "val"):
+        raise ConfigError(f"--split {split}: must be test or val")
+    resolved = resolve_run(run, runs_dir)
+    model = load_model(resolved)
+    metrics = evaluate_run(resolved, split, model)
+    figures.draw_run_figures(resolved, model)
+    write_report(resolved)
+    display.console.print(display.metrics_table(metrics))
+    display.diagnosis_line(metrics.get("diagnosis"))
+    display.say(f"run folder: {resolved.path}")
+
+
+@app.command()
+@user_errors
+def plot(
+    run: RunArg,
+    feature_maps: Annotated[Optional[Path], typer.Option(
+        "--feature-maps", help="Also draw feature_maps.png: each conv/pool layer's output for this image "
+        "(or the first example of an .npz)", show_default=False)] = None,
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Redraw every figure of a run from its files (history.csv, predictions.npz), and its report.html.
+
+    Example: cnnctl plot last --feature-maps digit.png
+    """
+    from cnnctl.reporting import display, figures
+    from cnnctl.reporting.report import write_report
+    from cnnctl.runs.folder import resolve_run
+
+    resolved = resolve_run(run, runs_dir)
+    written = []
+    if feature_maps is not None:  # first: a wrong IMAGE is reported before minutes of redrawing
+        from cnnctl.reporting.feature_maps import draw_feature_maps
+
+        path, shapes, notes = draw_feature_maps(resolved, feature_maps)
+        for note in notes:
+            display.warn(note)
+        display.say("feature maps: " + ", ".join(f"{name} {shape}" for name, shape in shapes))
+        written.append(path)
+    written = figures.draw_run_figures(resolved) + written
+    written.append(write_report(resolved))
+    for path in written:
+        display.say(str(path))
+
+
+@app.command()
+@user_errors
+def report(run: RunArg, runs_dir: RunsDirOption = None) -> None:
+    """Write the run's report.html: one self-contained page with config, data, metrics, diagnosis and figures.
+
+    Example: cnnctl report last
+    """
+    from cnnctl.reporting import display
+    from cnnctl.reporting.report import write_report
+    from cnnctl.runs.folder import resolve_run
+
+    display.say(str(write_report(resolve_run(run, runs_dir))))
+
+
+@app.command()
+@user_errors
+def predict(
+    run: RunArg,
+    inputs: Annotated[list[Path], typer.Argument(help="Image files, folders of images, or .npz files (examples "
+                                                 "under x or x_test)", show_default=False)],
+    top_k: Annotated[int, typer.Option("--top-k", help="Classes shown per input")] = 3,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write every prediction to this CSV file",
+                                                show_default=False)] = None,
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Classify new inputs with a trained run, preprocessed as its training data were (size, colour, scale).
+
+    Example: cnnctl predict last digit.png more_digits/ --top-k 3 --out preds.csv
+    """
+    from cnnctl.evaluation.predict import (
+        check_top_k,
+        predict_run,
+        write_predictions_csv,
+    )
+    from cnnctl.reporting import display
+    from cnnctl.runs.folder import resolve_run
+
+    check_top_k(top_k)
+    predictions = predict_run(resolve_run(run, runs_dir), inputs)
+    k = min(top_k, len(predictions.class_names))
+    for note in predictions.notes:
+        display.warn(note)
+    display.console.print(display.predictions_table(predictions, k))
+    if out is not None:
+        display.say(f"wrote {write_predictions_csv(out, predictions, k)} ({len(predictions.labels)} inputs)")
+
+
+@app.command()
+@user_errors
+def runs(runs_dir: RunsDirOption = None) -> None:
+    """List the runs with their headline metrics, newest first.
+
+    Example: cnnctl runs --runs-dir runs
+    """
+    from cnnctl.reporting import display
+    from cnnctl.reporting.compare import summarize_runs
+    from cnnctl.runs.folder import default_runs_dir
+
+    base = default_runs_dir(runs_dir)
+    summaries = summarize_runs(base)
+    if not summaries:
+        display.say(f"no runs in {base}; train one with: cnnctl train configs/digits.yaml")
+        return
+    display.console.print(display.runs_table(summaries, base))
+    for summary in summaries:
+        for problem in summary.problems:
+            display.warn(problem)
+
+
+@app.command()
+@user_errors
+def compare(
+    run_specs: Annotated[list[str], typer.Argument(metavar="RUN RUN...", help="Two or more runs: folders, run "
+                                                   "ids in the runs dir, or `last`", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", help="Where the overlaid loss curves go")] = Path("compare.png"),
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Compare runs: metrics side by side and their loss curves overlaid in one PNG.
+
+    Example: cnnctl compare RUN_A RUN_B --out compare.png
+    """
+    from cnnctl.reporting import display
+    from cnnctl.reporting.compare import compare_runs
+    from cnnctl.runs.folder import resolve_run
+
+    comparison = compare_runs([resolve_run(spec, runs_dir) for spec in run_specs], out)
+    display.console.print(display.compare_table(comparison))
+    for note in comparison.notes:
+        display.warn(note)
+    if comparison.figure_path is not None:
+        display.say(f"loss curves: {comparison.figure_path}")
+
+
+@app.command("filter")
+@user_errors
+def filter_image(
+    image: Annotated[Path, typer.Argument(help="A picture (PNG, JPEG, ...); used as grayscale",
+                                          show_default=False)],
+    kernel: Annotated[str, typer.Option("--kernel", help="sharpen, edge, blur, emboss, or a kernel file "
+                                        "(.npy, or .txt/.csv rows of numbers)")] = "sharpen",
+    pool: Annotated[int, typer.Option("--pool", help="Max-pooling window and stride, in pixels")] = 2,
+    out: Annotated[Optional[Path], typer.Option("--out", help="PNG to write (default: <image stem>_filter.png "
+                                                "in the current folder)", show_default=False)] = None,
+) -> None:
+    """Show what one convolutional layer does to a picture: convolution with a kernel → ReLU → max-pooling.
+
+    Example: cnnctl filter photo.jpg --kernel edge --pool 2
+    """
+    from cnnctl import runtime
+    from cnnctl.errors import ConfigError
+    from cnnctl.reporting import display, plots
+
+    runtime.import_tensorflow()  # quietly, before convolution_demo imports Keras (and TensorFlow under it)
+    from cnnctl.reporting.convolution_demo import (
+        convolution_steps,
+        load_kernel,
+        read_grayscale,
+    )
+
+    out = out if out is not None else Path(f"{image.stem}_filter.png")
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"--out {out}: the figure is a PNG; use a name ending in .png")
+    name, weights = load_kernel(kernel)
+    pixels, note = read_grayscale(image)
+    if note:
+        display.warn(note)
+    panels = convolution_steps(pixels, weights, pool=pool, kernel_name=name)
+    path = plots.save_figure(plots.filter_demo_figure(panels), out)
+    display.say(" → ".join(title for title, _ in panels))
+    display.say(str(path))
+
+
+@app.command()
+@user_errors
+def check(config: ConfigArg, overrides: SetOption = None) -> None:
+    """Validate a config and build its model without training; print the layer table.
+
+    Shows output shape, parameters, receptive field (size and jump) and FLOPs per layer.
+
+    Example: cnnctl check configs/mnist.yaml --set model.layers[0].Conv2D.filters=16
+    """
+    from cnnctl.config.loading import load_config
+    from cnnctl.model.summary import describe
+    from cnnctl.reporting import display
+    from cnnctl.training.prepare import prepare
+
+    cfg = load_config(config, list(overrides or []))
+    prepared = prepare(cfg, str(config))
+    display.console.print(display.data_table(prepared.dataset.summary()))
+    display.console.print(display.layer_table(describe(prepared.model), title=f"Model: {cfg.name}"))
+    display.say(f"[green]ok[/]: {config} is valid")
+
+
+@app.command()
+@user_errors
+def cv(
+    config: ConfigArg,
+    folds: Annotated[int, typer.Option("--folds", "-k", help="Number of folds K")] = 5,
+    overrides: SetOption = None,
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Stratified K-fold cross-validation: K full trainings, each scored on its held-out fold.
+
+    Folds come from the training data; the test split is left out of all of them.
+
+    Each fold is a complete run folder (runs/<id>-<name>-cv/fold-1, ...); cv_summary.json has mean ± std.
+
+    Example: cnnctl cv configs/digits.yaml --folds 5 --set train.epochs=10
+    """
+    from cnnctl.config.loading import load_config
+    from cnnctl.reporting import display
+    from cnnctl.runs.folder import default_runs_dir
+    from cnnctl.training.crossval import CV_SUMMARY, cross_validate
+
+    cfg = load_config(config, list(overrides or []))
+    cv_path, summary = cross_validate(cfg, str(config), default_runs_dir(runs_dir), folds, verbose=2)
+    display.console.print(display.cv_table(summary))
+    display.say(f"cv folder: {cv_path} (summary in {CV_SUMMARY})")
+
+
+@app.command()
+@user_errors
+def data(
+    config: ConfigArg,
+    overrides: SetOption = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Sample grid PNG to write (default: "
+                                                "<name>-samples.png here)", show_default=False)] = None,
+) -> None:
+    """Load and summarise a config's data without training, and draw a grid of labelled samples.
+
+    Shows the source, example shape, dtype, value range, class counts per split and any skipped files.
+
+    Example: cnnctl data configs/shapes_folder.yaml --out shapes.png
+    """
+    from cnnctl.config.loading import load_config
+    from cnnctl.errors import in_config_file
+    from cnnctl.reporting import display
+    from cnnctl.reporting.data_overview import describe_data
+
+    cfg = load_config(config, list(overrides or []))
+    with in_config_file(str(config)):
+        summary, path = describe_data(cfg, out or Path(f"{cfg.name}-samples.png"))
+    display.data_overview(summary)
+    display.say(f"samples: {path}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

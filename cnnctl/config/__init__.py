@@ -1,0 +1,5 @@
+"""Stage 1 — the config: YAML + `--set` overrides → a validated `Config`.
+
+    schema.py    the pydantic sections, their defaults and the rules each value must follow
+    loading.py   reading the YAML safely, applying `--set key.path=value`, turning validation errors into one line
+"""

@@ -1,0 +1,270 @@
+"""Config, step 1b: YAML file + `--set` overrides → a validated `Config`, every mistake one line.
+
+Override order: schema defaults, then the YAML file, then each `--set key.path=value` in the order given.
+Every error names the file and the YAML path (`train.optimizer.learning_rate`, `model.layers[3] (Conv2D)`).
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from cnnctl.config.schema import Config
+from cnnctl.errors import ConfigError
+
+
+def load_config(path: Union[str, Path], overrides: list[str] = ()) -> Config:
+    """Read a YAML file, apply `--set` overrides, validate. Raises ConfigError naming file and YAML path."""
+    path = Path(path)
+    raw = read_yaml_mapping(path)
+    for override in overrides:
+        apply_override(raw, override)
+    config = validate_config(raw, source=str(path))
+    if config.name is None:
+        config.name = re.sub(r"[^A-Za-z0-9._-]", "-", path.stem) or "run"
+    if config.data.path:
+        config.data.path = str((path.resolve().parent / config.data.path).resolve())
+    return config
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; give a YAML config file such as configs/digits.yaml")
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = yaml.load(text, Loader=_StrictSafeLoader)
+    except yaml.reader.ReaderError as exc:  # a control character; it carries an offset, not a line
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise ConfigError(f"{path}: line {line}, column {column}: invalid YAML: character #x{exc.character:04x} "
+                          "is not allowed (a control character); delete it") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = exc.problem or ""
+        tag = re.match(r"could not determine a constructor for the tag '(?:tag:yaml.org,2002:)?(.*)'", problem)
+        if tag:
+            problem = (f"the tag !!{tag.group(1).lstrip('!')} is refused: configs are plain YAML and never "
+                       "create Python objects")
+        raise ConfigError(f"{path}: {where}invalid YAML: {problem}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position {exc.start}); "
+                          "save the file as UTF-8") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    if raw is None:
+        raise ConfigError(f"{path}: the file is empty; it needs at least a model.layers list")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (name, seed, data, model, "
+                          f"train, evaluate), got {type(raw).__name__}")
+    return raw
+
+
+class _StrictSafeLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader (no tag can build a Python object) that also refuses a key given twice in one
+    mapping, which YAML loaders otherwise settle silently by keeping the last."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` overriding keys is what merges are for
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = key in first_line
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+            if seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"'{key}' appears twice in the same mapping (first on line {first_line[key] + 1}); "
+                    "keep one", key_node.start_mark)
+            first_line[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+_KEY_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def apply_override(raw: dict[str, Any], override: str) -> None:
+    """`train.epochs=3` or `model.layers[0].Conv2D.filters=8`: set one value, parsed as a YAML scalar."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {override}: expected key.path=value, e.g. --set train.epochs=3")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    parts = [name if name else int(index) for name, index in _KEY_PART.findall(key.strip())]
+    if not parts:
+        raise ConfigError(f"--set {override}: expected key.path=value, e.g. --set train.epochs=3")
+    node: Any = raw
+    for depth, part in enumerate(parts[:-1]):
+        here = _dotted(parts[: depth + 1])
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                raise ConfigError(f"--set {override}: {here}: no such list entry")
+            if isinstance(node[part], str):  # a bare layer name gains kwargs
+                node[part] = {node[part]: {}}
+            node = node[part]
+        else:
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {override}: {here}: is not a mapping")
+            if node.get(part) is None:
+                node[part] = {}
+            elif isinstance(node[part], str) and isinstance(parts[depth + 1], str):
+                node[part] = {"name": node[part]}  # `optimizer: adam` gains kwargs
+            node = node[part]
+    last = parts[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            raise ConfigError(f"--set {override}: {_dotted(parts)}: no such list entry")
+    elif not isinstance(node, dict):
+        raise ConfigError(f"--set {override}: {_dotted(parts[:-1])}: is not a mapping")
+    node[last] = value
+
+
+def _dotted(loc: Any) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not re.fullmatch(r"[\w-]+", str(part)):
+            text += f"[{str(part)!r}]"  # a key with spaces, dots or control characters, shown unambiguously
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def validate_config(raw: dict[str, Any], source: str) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        message = describe_error(errors[0], raw)
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{source}: {message}{more}") from None
+
+
+# Config sections whose YAML path is shown with the layer's name: `model.layers[3] (Conv2D)`.
+_LAYER_LISTS = {("model", "layers"), ("data", "augment")}
+
+
+def describe_error(error: dict[str, Any], raw: dict[str, Any]) -> str:
+    """One pydantic error → `yaml.path: what is wrong (got value)`, with a spelling hint for unknown keys."""
+    loc = _user_loc(error["loc"])
+    path = _dotted(loc) or "(top level)"
+    if len(loc) >= 3 and tuple(loc[:2]) in _LAYER_LISTS and isinstance(loc[2], int):
+        layer_name = _layer_name_at(raw, loc[:3])
+        if layer_name:
+            path = f"{_dotted(loc[:3])} ({layer_name})"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key{_spelling_hint(loc, raw)}"
+    if kind == "missing":
+        return f"{path}: missing; this key is required"
+    message = error["msg"]
+    if kind == "value_error":  # our own validators: the message is complete
+        return f"{path}: {re.sub(r'^Value error, ', '', message)}"
+    message = _TYPE_MESSAGES.get(kind, message)
+    message = re.sub(r"^Input should be ", "must be ", message)
+    message = re.sub(r"^Input should have ", "must have ", message)
+    message = re.sub(r"^List should have ", "must have ", message)
+    message = message.replace("a valid", "a")
+    if kind in ("literal_error", "enum") and len(loc) >= 1:
+        message = message.replace("must be ", "must be one of ", 1)
+    if "got" not in message and "input" in error:
+        message += f" (got {_show(error['input'])})"
+    return f"{path}: {message}"
+
+
+_TYPE_MESSAGES = {
+    "int_parsing": "must be an integer", "int_type": "must be an integer",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number", "float_type": "must be a number",
+    "bool_parsing": "must be true or false", "bool_type": "must be true or false",
+    "string_type": "must be a string", "list_type": "must be a list", "tuple_type": "must be a list",
+    "dict_type": "must be a mapping", "model_type": "must be a mapping", "model_attributes_type": "must be a mapping",
+}
+
+
+def _user_loc(loc: tuple) -> list:
+    """Drop pydantic's internal union/tag parts (`literal[False]`, `EarlyStoppingConfig`, `function-after[...]`)."""
+    cleaned = []
+    for part in loc:
+        if isinstance(part, str) and (re.match(r"^(literal|function-|union|bool|int|str|float)\b", part)
+                                       or part[:1].isupper() and part.endswith(("Config", "Spec"))):
+            continue
+        cleaned.append(part)
+    return cleaned
+
+
+def _layer_name_at(raw: dict[str, Any], loc: list) -> str:
+    node: Any = raw
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return ""
+    if isinstance(node, str):
+        return node
+    if isinstance(node, dict) and len(node) == 1:
+        return str(next(iter(node)))
+    return ""
+
+
+def _spelling_hint(loc: list, raw: dict[str, Any]) -> str:
+    model = _section_model(loc[:-1])
+    if model is None:
+        return ""
+    fields = list(model.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), fields, n=1, cutoff=0.6)
+    if close:
+        default = model.model_fields[close[0]].get_default(call_default_factory=True)
+        if isinstance(default, (BaseModel, dict)):
+            return f"; did you mean '{close[0]}'?"
+        return f"; did you mean '{close[0]}'? (e.g. {close[0]}: {_show(default)})"
+    return f"; valid keys are: {', '.join(fields)}"
+
+
+def _section_model(parents: list) -> Optional[type[BaseModel]]:
+    model: Any = Config
+    for part in parents:
+        if isinstance(part, int) or model is None:
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        model = next((arg for arg in _type_args(field.annotation) if isinstance(arg, type)
+                      and issubclass(arg, BaseModel)), None)
+    return model
+
+
+def _type_args(annotation: Any) -> list:
+    args = getattr(annotation, "__args__", None)
+    if not args:
+        return [annotation]
+    found = []
+    for arg in args:
+        found.extend(_type_args(arg))
+    return found
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        text = yaml.safe_dump(value, default_flow_style=True).strip()
+    elif value is None:
+        text = "null"
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = str(value) if not isinstance(value, str) else value
+    text = " ".join(text.split())  # errors are one line: YAML's complex keys and long flows would wrap
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,295 @@
+"""Config, step 1a: the schema — every section of the YAML, its defaults and the rules each value follows.
+
+This module imports no TensorFlow: layer, optimizer and loss *names* are checked when the model is built
+(cnnctl/model); here only shapes of values are checked (types, ranges, which keys exist). Layers whose
+config would run code or load foreign objects are refused here, before anything is built.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+BUILTIN_SOURCES = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
+
+
+FILE_SOURCES = ("npz", "npy", "idx", "csv", "folder")
+
+
+# Layers whose config carries code (Lambda) or loads a foreign graph (TFSMLayer); never built from a config.
+REFUSED_LAYERS = frozenset({"Lambda", "TFSMLayer", "Layer", "InputLayer", "Input"})
+
+
+# Keys that make Keras import a module or look up a registered custom object while deserializing.
+REFUSED_OBJECT_KEYS = frozenset({"module", "registered_name"})
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LayerSpec(Section):
+    """One entry of `model.layers`: a keras.layers class name and the kwargs passed to it."""
+
+    name: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _no_code(self) -> "LayerSpec":
+        if self.name in REFUSED_LAYERS:
+            raise ValueError(f"{self.name} is refused: configs must not run code (the model input is added "
+                             "for you from model.input_shape)")
+        _refuse_code_objects(self.kwargs)
+        return self
+
+    def to_yaml(self) -> Union[str, dict]:
+        return {self.name: dict(self.kwargs)} if self.kwargs else self.name
+
+
+def _parse_layer_entry(entry: Any) -> Any:
+    """`- Conv2D: {filters: 8}` or a bare `- Flatten` → {name, kwargs}."""
+    if isinstance(entry, LayerSpec):
+        return entry
+    if isinstance(entry, str):
+        return {"name": entry, "kwargs": {}}
+    if isinstance(entry, dict) and len(entry) == 1:
+        (name, kwargs), = entry.items()
+        if kwargs is None:
+            kwargs = {}
+        if not isinstance(kwargs, dict):
+            raise ValueError(f"the arguments of {name} must be a mapping like {{filters: 32}} (got {kwargs!r})")
+        return {"name": str(name), "kwargs": kwargs}
+    raise ValueError(f"must be a layer name or `LayerName: {{kwargs}}`, e.g. `Conv2D: {{filters: 32, kernel_size: 3}}` (got {entry!r})")
+
+
+def _refuse_code_objects(value: Any) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key in REFUSED_OBJECT_KEYS:
+                raise ValueError(f"'{key}: {inner}' is refused: configs must not load code")
+            _refuse_code_objects(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            _refuse_code_objects(inner)
+
+
+def _parse_layer_list(value: Any) -> Any:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of layers, e.g. [Flatten, {{Dense: {{units: 10}}}}] (got {value!r})")
+    return [_parse_layer_entry(entry) for entry in value]
+
+
+class OptimizerConfig(BaseModel):
+    """`{name: adam, learning_rate: 0.001, ...}`: any keras.optimizers class and its kwargs."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    name: str = "adam"
+    learning_rate: float = Field(0.001, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"learning_rate": self.learning_rate, **(self.model_extra or {})}
+
+
+class LossConfig(BaseModel):
+    """`{name: categorical_crossentropy, label_smoothing: 0.1}`: any keras.losses class and its kwargs."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    name: str
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class EarlyStoppingConfig(Section):
+    monitor: str = "val_loss"
+    patience: int = Field(3, ge=0)
+    min_delta: float = Field(0.0, ge=0)
+    restore_best_weights: bool = True
+
+
+class ReduceLROnPlateauConfig(Section):
+    monitor: str = "val_loss"
+    factor: float = Field(0.5, gt=0, lt=1)
+    patience: int = Field(2, ge=0)
+    min_lr: float = Field(0.0, ge=0)
+
+
+class FoldConfig(Section):
+    """One fold of a stratified K-fold split of the training data; `cnnctl cv` sets it for each fold's run."""
+
+    index: int = Field(ge=1)   # this fold (1..folds) is held out as the run's test split
+    folds: int = Field(ge=2)   # K
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> "FoldConfig":
+        if self.index > self.folds:
+            raise ValueError(f"index must be 1..{self.folds} (got {self.index})")
+        return self
+
+
+class DataConfig(Section):
+    source: Literal["digits", "mnist", "fashion_mnist", "cifar10", "cifar100",
+                    "npz", "npy", "idx", "csv", "folder"] = "digits"
+    path: Optional[str] = None                    # npz | npy | idx | csv | folder; relative to the config file
+    image_size: Optional[tuple[int, int]] = None  # folder: resize target (height, width)
+    color_mode: Literal["grayscale", "rgb"] = "rgb"  # folder: channels after decoding
+    validation_split: float = Field(0.1, ge=0, lt=1)  # carved from train, stratified, seeded
+    test_split: Optional[float] = Field(None, gt=0, lt=1)  # carved first, when the source has no test set
+    normalize: bool = True                        # scale pixel values to [0, 1]
+    label_column: Union[str, int] = "label"       # csv: name or index of the label column
+    shape: Optional[list[int]] = None             # csv: shape of one example, e.g. [28, 28]
+    augment: list[LayerSpec] = Field(default_factory=list)  # keras preprocessing layers, training only
+    fold: Optional[FoldConfig] = None             # cv: {index, folds}: test on this fold of train (cnnctl cv sets it)
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _parse_augment(cls, value: Any) -> Any:
+        return _parse_layer_list(value)
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _square_size(cls, value: Any) -> Any:
+        return [value, value] if isinstance(value, int) else value
+
+    @field_validator("image_size")
+    @classmethod
+    def _positive_size(cls, value: Optional[tuple[int, int]]) -> Optional[tuple[int, int]]:
+        if value is not None and min(value) <= 0:
+            raise ValueError(f"must be two positive integers [height, width] (got {list(value)})")
+        return value
+
+    @model_validator(mode="after")
+    def _path_when_needed(self) -> "DataConfig":
+        if self.source in FILE_SOURCES and not self.path:
+            raise ValueError(f"source '{self.source}' needs data.path (a file or folder)")
+        return self
+
+
+class ModelConfig(Section):
+    input_shape: Optional[list[int]] = None  # inferred from the data when omitted
+    layers: list[LayerSpec] = Field(min_length=1)
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _parse_layers(cls, value: Any) -> Any:
+        return _parse_layer_list(value)
+
+
+class TrainConfig(Section):
+    epochs: int = Field(10, gt=0)
+    batch_size: int = Field(64, gt=0)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    # a name, or {name, **kwargs}; categorical_crossentropy → labels one-hot encoded for you
+    loss: Union[str, LossConfig] = "sparse_categorical_crossentropy"
+    metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
+    early_stopping: Optional[EarlyStoppingConfig] = Field(default_factory=EarlyStoppingConfig)  # false disables
+    reduce_lr_on_plateau: Optional[ReduceLROnPlateauConfig] = None  # or {monitor, factor, patience}
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: learning_rate decays to 0 over the epochs
+    class_weight: Union[Literal["balanced"], dict[int, float], None] = None
+    jit_compile: Union[Literal["auto"], bool] = "auto"  # XLA; auto = on a GPU only (3.5x slower on our CPUs)
+    steps_per_execution: Union[Literal["auto"], int] = "auto"  # batches per compiled call; auto = 16 on a CPU
+    mixed_precision: Literal["auto", "off", "mixed_float16", "mixed_bfloat16"] = "auto"
+
+    @field_validator("loss", mode="before")
+    @classmethod
+    def _loss_name_or_options(cls, value: Any) -> Any:
+        if isinstance(value, str) or (isinstance(value, dict) and isinstance(value.get("name"), str)):
+            return value
+        raise ValueError(f"must be a loss name or {{name, options}}, e.g. sparse_categorical_crossentropy or "
+                         f"{{name: categorical_crossentropy, label_smoothing: 0.1}} (got {value!r})")
+
+    @property
+    def loss_name(self) -> str:
+        return self.loss if isinstance(self.loss, str) else self.loss.name
+
+    @model_validator(mode="after")
+    def _one_learning_rate_policy(self) -> "TrainConfig":
+        if self.lr_schedule != "constant" and self.reduce_lr_on_plateau is not None:
+            raise ValueError(f"lr_schedule: {self.lr_schedule} already sets the learning rate every step; "
+                             "set reduce_lr_on_plateau: false or lr_schedule: constant")
+        return self
+
+    @field_validator("steps_per_execution")
+    @classmethod
+    def _positive_steps(cls, value: Any) -> Any:
+        if value != "auto" and value <= 0:
+            raise ValueError(f"must be a positive integer or auto (got {value})")
+        return value
+
+    @field_validator("early_stopping", "reduce_lr_on_plateau", mode="before")
+    @classmethod
+    def _true_means_defaults(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return None if value is False else value
+
+    @field_serializer("early_stopping", "reduce_lr_on_plateau")
+    def _none_means_false(self, value: Any) -> Any:
+        return False if value is None else value
+
+
+class EvaluateConfig(Section):
+    top_k: list[int] = Field(default_factory=lambda: [1, 5])  # k larger than the number of classes is dropped
+    # The split `train` scores at the end: test when the data has one, else val. `val` while tuning keeps the
+    # test set untouched until the final run.
+    split: Optional[Literal["test", "val"]] = None
+    # flip: also score every example mirrored along its last spatial axis (left-right for images, reversed in
+    # time for signals) and average the two predictions: test-time augmentation, for classes that keep their
+    # meaning in a mirror (clothes, objects; not digits or letters). Used by train's evaluation, evaluate, predict.
+    tta: Literal["off", "flip"] = "off"
+
+    @field_validator("tta", mode="before")
+    @classmethod
+    def _off_spellings(cls, value: Any) -> Any:
+        return "off" if value is None or value is False else value
+
+    @field_validator("top_k")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        if any(k <= 0 for k in values):
+            raise ValueError(f"every k must be a positive integer (got {values})")
+        return values
+
+
+class Config(Section):
+    name: Optional[str] = None  # run name; default: the config file's stem
+    seed: int = 42
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+            raise ValueError(f"must be letters, digits, '.', '_' or '-' (got {value!r})")
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain YAML-able data, layers in the `- Name: {kwargs}` form."""
+        data = self.model_dump(mode="json")
+        data["model"]["layers"] = [layer.to_yaml() for layer in self.model.layers]
+        data["data"]["augment"] = [layer.to_yaml() for layer in self.data.augment]
+        return data
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)

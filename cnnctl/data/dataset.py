@@ -1,0 +1,195 @@
+"""Data, step 2g: `load_data` — a config's source → a `Dataset` of splits, and its batched tf.data pipelines.
+
+Order: load the source's arrays once → map labels to class indices → put examples in the layout the model
+takes (channel axis) → carve test (when the source has none) then validation, stratified and seeded →
+pipelines that cast, one-hot encode and augment per batch, with prefetch. Scaling to [0, 1] is not done here:
+the model carries it (cnnctl/model/build.py), so every consumer of model.keras sees what training saw.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from cnnctl.config.schema import Config
+from cnnctl.data.arrays import (
+    check_arrays,
+    encode_labels,
+    fold_split,
+    spatial_rank_of,
+    stratified_split,
+    to_model_layout,
+)
+from cnnctl.data.folders import ImageFiles
+from cnnctl.data.sources import load_raw
+from cnnctl.errors import ConfigError
+
+SPLITS = ("train", "val", "test")
+
+
+DEFAULT_TEST_SPLIT = 0.2       # used when the source has no test set and data.test_split is null
+
+
+IMBALANCE_RATIO = 3.0          # largest / smallest class count in train above which the header warns
+
+
+VALUE_RANGE_SAMPLE = 64        # image files decoded for data.json's value range (all of them would read every file)
+
+
+@dataclass
+class Split:
+    x: np.ndarray  # examples in model layout, source dtype (scaled per batch in the pipeline); for a folder
+                   # source an ImageFiles: the file list, decoded only in the pipeline or when indexed
+    y: np.ndarray  # int64 class indices
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class Dataset:
+    splits: dict[str, Split]
+    class_names: list[str]
+    input_shape: tuple[int, ...]
+    pixel_scale: float                      # examples are divided by this (1.0 = as given)
+    source: str
+    origin: str
+    notes: list[str] = field(default_factory=list)    # things the user should know (carved splits, imbalance)
+    skipped: list[str] = field(default_factory=list)  # files that could not be read
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def evaluation_split(self, wanted: Optional[str] = None) -> str:
+        """The config's evaluate.split (`wanted`) when the data has it; by default test, else val."""
+        if wanted is None:
+            return "test" if "test" in self.splits else "val"
+        if wanted not in self.splits:
+            raise ConfigError(f"evaluate.split: this data has no {wanted} split (it has {', '.join(self.splits)}); "
+                              f"choose one of those")
+        return wanted
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {name: {cls: int(n) for cls, n in zip(self.class_names,
+                                                     np.bincount(split.y, minlength=self.num_classes))}
+                for name, split in self.splits.items()}
+
+    def summary(self) -> dict[str, Any]:
+        """What data.json holds: enough to rebuild inputs for `predict` without loading the data."""
+        train = self.splits["train"].x
+        return {
+            "source": self.source,
+            "origin": self.origin,
+            "input_shape": list(self.input_shape),
+            "dtype": str(train.dtype),
+            "value_range": value_range(train),
+            **({"value_range_examples": VALUE_RANGE_SAMPLE}
+               if isinstance(train, ImageFiles) and len(train) > VALUE_RANGE_SAMPLE else {}),
+            "pixel_scale": self.pixel_scale,
+            "class_names": self.class_names,
+            "num_classes": self.num_classes,
+            "sizes": {name: len(split) for name, split in self.splits.items()},
+            "counts": self.counts(),
+            "notes": self.notes,
+            "skipped": self.skipped,
+        }
+
+    def pipeline(self, split: str, batch_size: int, *, one_hot: bool = False, shuffle: bool = False,
+                 seed: Optional[int] = None, augment: Any = None):
+        """Batched tf.data for one split: cast and scale per batch (cheaper than per example), prefetch."""
+        import tensorflow as tf
+
+        data = self.splits[split]
+        if isinstance(data.x, ImageFiles):
+            files = data.x
+            dataset = tf.data.Dataset.from_tensor_slices((files.paths, data.y))
+            if shuffle:  # only the paths are shuffled, so the buffer costs bytes per example, not pixels
+                dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+            dataset = dataset.map(lambda path, y: (files.decode(path), y), num_parallel_calls=tf.data.AUTOTUNE)
+            dataset = dataset.batch(batch_size)
+        else:
+            # In memory: shuffle and batch indices, then gather whole batches: one vectorized copy per batch
+            # instead of every example passing through a shuffle buffer and a batching step on its own.
+            x, y = tf.constant(data.x), tf.constant(data.y)
+            dataset = tf.data.Dataset.range(len(data))
+            if shuffle:
+                dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+            dataset = dataset.batch(batch_size).map(lambda index: (tf.gather(x, index), tf.gather(y, index)),
+                                                    num_parallel_calls=tf.data.AUTOTUNE)
+        scale = np.float32(self.pixel_scale)
+        num_classes = self.num_classes
+
+        def prepare(x, y):
+            x = tf.cast(x, tf.float32)
+            if scale != 1:
+                x = x / scale
+            if one_hot:
+                y = tf.one_hot(y, num_classes)
+            return x, y
+
+        dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        if augment is not None:
+            dataset = dataset.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def load_data(config: Config) -> Dataset:
+    data_cfg = config.data
+    raw = load_raw(data_cfg)
+    arrays = {name: (getattr(raw, f"x_{name}"), getattr(raw, f"y_{name}")) for name in SPLITS
+              if getattr(raw, f"x_{name}") is not None}
+    for name, (x, y) in arrays.items():
+        check_arrays(name, x, y)
+    labels, class_names = encode_labels({name: y for name, (x, y) in arrays.items()}, raw.class_names)
+    spatial_rank = spatial_rank_of(config.model.layers)
+    arrays = {name: (to_model_layout(x, spatial_rank, config.model.input_shape, name), labels[name])
+              for name, (x, _) in arrays.items()}
+
+    notes: list[str] = []
+    x_train, y_train = arrays.pop("train")
+    if "test" not in arrays:
+        fraction = data_cfg.test_split or DEFAULT_TEST_SPLIT
+        x_train, y_train, x_test, y_test = stratified_split(x_train, y_train, fraction, config.seed,
+                                                            "test_split", class_names)
+        arrays["test"] = (x_test, y_test)
+        notes.append(f"test: {len(y_test)} examples ({fraction:g}) carved from train, stratified "
+                     f"(the source has no test set; data.test_split)")
+    if data_cfg.fold:
+        left_out = len(arrays["test"][1])
+        x_train, y_train, x_fold, y_fold = fold_split(x_train, y_train, data_cfg.fold.index, data_cfg.fold.folds,
+                                                      config.seed, class_names)
+        arrays["test"] = (x_fold, y_fold)
+        notes.append(f"test: fold {data_cfg.fold.index} of {data_cfg.fold.folds} ({len(y_fold)} examples) held out "
+                     f"of train for cross-validation; the {left_out} test examples are left out")
+    if "val" not in arrays and data_cfg.validation_split > 0:
+        x_train, y_train, x_val, y_val = stratified_split(x_train, y_train, data_cfg.validation_split,
+                                                          config.seed, "validation_split", class_names)
+        arrays["val"] = (x_val, y_val)
+    splits = {"train": Split(x_train, y_train)}
+    splits.update({name: Split(*arrays[name]) for name in ("val", "test") if name in arrays})
+
+    train_counts = np.bincount(y_train, minlength=len(class_names))
+    if train_counts.min() > 0 and train_counts.max() / train_counts.min() > IMBALANCE_RATIO:
+        notes.append(f"imbalanced classes: train has {train_counts.max()} of '{class_names[train_counts.argmax()]}' "
+                     f"but {train_counts.min()} of '{class_names[train_counts.argmin()]}'; consider "
+                     "train.class_weight: balanced")
+    return Dataset(splits=splits, class_names=class_names, input_shape=tuple(int(d) for d in x_train.shape[1:]),
+                   pixel_scale=pixel_scale(x_train) if data_cfg.normalize else 1.0,
+                   source=data_cfg.source, origin=raw.origin, notes=notes, skipped=list(raw.skipped))
+
+
+def value_range(x: np.ndarray) -> Optional[list[float]]:
+    """[min, max] of the examples; for image files, of the first VALUE_RANGE_SAMPLE of them."""
+    if isinstance(x, ImageFiles):
+        x = np.asarray(x[:VALUE_RANGE_SAMPLE])
+    return [float(np.min(x)), float(np.max(x))] if x.size else None
+
+
+def pixel_scale(x: np.ndarray) -> float:
+    """The divisor that brings examples into [0, 1]: 255 for 8-bit images, else the largest magnitude (if > 1)."""
+    if x.dtype == np.uint8:
+        return 255.0
+    largest = float(np.max(np.abs(x))) if x.size else 1.0
+    return largest if largest > 1 else 1.0

@@ -1,0 +1,7 @@
+"""Stage 5 — evaluation: a trained model and a held-out split → numbers, the diagnosis, predictions.
+
+    metrics.py    accuracy, top-k, precision/recall/F1, ROC-AUC with scikit-learn; the report files
+    diagnosis.py  over- or underfitting, read from history.csv, with evidence and advice
+    scoring.py    loading model.keras safely, test-time augmentation, re-evaluating a run folder
+    predict.py    classifying new files and arrays with a run
+"""

@@ -1,0 +1,120 @@
+"""Evaluation, step 5a: labels and probabilities → metrics with scikit-learn, and the report files of the run.
+
+`compute_metrics` is pure (labels and probabilities in, numbers out); `write_evaluation` writes metrics.json
+(with the diagnosis of history.csv), the classification reports, the confusion matrix and predictions.npz.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from cnnctl.runs import contract
+from cnnctl.runs.folder import Run, atomic_path, write_csv_atomic, write_text_atomic
+
+
+def as_class_probabilities(y_prob: np.ndarray) -> np.ndarray:
+    """A single sigmoid unit (N, 1) becomes two columns [P(class 0), P(class 1)]."""
+    y_prob = np.asarray(y_prob, dtype=np.float64)
+    if y_prob.ndim == 2 and y_prob.shape[1] == 1:
+        return np.hstack([1 - y_prob, y_prob])
+    return y_prob
+
+
+def compute_metrics(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str],
+                    top_k: Sequence[int] = (1, 5)) -> dict[str, Any]:
+    """Accuracy, top-k, macro/weighted precision-recall-F1, ROC-AUC and per-class numbers, via sklearn."""
+    from sklearn import metrics as skm
+
+    num_classes = len(class_names)
+    labels = np.arange(num_classes)
+    y_prob = as_class_probabilities(y_prob)
+    y_pred = y_prob.argmax(axis=1)
+    result: dict[str, Any] = {"accuracy": float(skm.accuracy_score(y_true, y_pred))}
+    ks = sorted({k for k in top_k if k < num_classes})
+    # sklearn wants the positive class's score alone for two classes (and refuses the two columns).
+    scores = y_prob[:, 1] if num_classes == 2 else y_prob
+    result["top_k_accuracy"] = {str(k): float(skm.top_k_accuracy_score(y_true, scores, k=k, labels=labels))
+                                for k in ks}
+    for average in ("macro", "weighted"):
+        precision, recall, f1, _ = skm.precision_recall_fscore_support(
+            y_true, y_pred, labels=labels, average=average, zero_division=0)
+        result[f"precision_{average}"] = float(precision)
+        result[f"recall_{average}"] = float(recall)
+        result[f"f1_{average}"] = float(f1)
+    result["roc_auc"] = roc_auc(y_true, y_prob, num_classes)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0)
+    result["per_class"] = {name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                           for name, p, r, f, s in zip(class_names, precision, recall, f1, support)}
+    result["num_examples"] = int(len(y_true))
+    return result
+
+
+def roc_auc(y_true: np.ndarray, y_prob: np.ndarray, num_classes: int) -> Optional[float]:
+    """Binary: AUC of the positive class; multi-class: one-vs-rest macro average. None when undefined
+    (a class missing from y_true)."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(np.unique(y_true)) < num_classes:
+        return None
+    if num_classes == 2:
+        return float(roc_auc_score(y_true, y_prob[:, 1]))
+    return float(roc_auc_score(y_true, y_prob, multi_class="ovr", average="macro", labels=np.arange(num_classes)))
+
+
+MISCLASSIFIED_SHOWN = 24  # examples kept in predictions.npz for misclassified.png
+
+
+def write_evaluation(run: Run, split: str, y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str],
+                     top_k: Sequence[int], x: Optional[np.ndarray] = None, tta: str = "off") -> dict[str, Any]:
+    """All of evaluate's files: metrics.json (with the diagnosis of the run's history), the classification
+    reports, confusion_matrix.csv and predictions.npz. `tta` is recorded: flip-averaged numbers are not plain ones."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    y_prob = as_class_probabilities(y_prob)
+    metrics = {"split": split, "tta": tta, **compute_metrics(y_true, y_prob, class_names, top_k)}
+    diagnosis = diagnose_run(run, y_true)
+    if diagnosis is not None:
+        metrics["diagnosis"] = diagnosis
+    run.write_json(contract.METRICS, metrics)
+
+    labels = np.arange(len(class_names))
+    y_pred = y_prob.argmax(axis=1)
+    report_args = dict(labels=labels, target_names=list(class_names), zero_division=0, digits=4)
+    write_text_atomic(run.file(contract.REPORT_TXT), classification_report(y_true, y_pred, **report_args))
+    run.write_json(contract.REPORT_JSON, classification_report(y_true, y_pred, output_dict=True, **report_args))
+    matrix = confusion_matrix(y_true, y_pred, labels=labels)
+    write_csv_atomic(run.file(contract.CONFUSION_CSV), list(class_names), matrix.tolist())
+    arrays = dict(y_true=y_true, y_prob=y_prob.astype(np.float32), split=np.array(split),
+                  class_names=np.array(list(class_names)))
+    if x is not None:
+        wrong = most_confidently_wrong(y_true, y_prob, MISCLASSIFIED_SHOWN)
+        arrays.update(wrong_index=wrong, wrong_x=x[wrong])
+    with atomic_path(run.file(contract.PREDICTIONS)) as temp:
+        np.savez_compressed(temp, **arrays)
+    return metrics
+
+
+def most_confidently_wrong(y_true: np.ndarray, y_prob: np.ndarray, count: int) -> np.ndarray:
+    """Indices of wrong predictions, most confident first, so `plot` can redraw them without the data."""
+    predicted = y_prob.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != y_true)
+    order = np.argsort(-y_prob[wrong, predicted[wrong]], kind="stable")
+    return wrong[order[:count]]
+
+
+def diagnosis_baseline(y_true: np.ndarray) -> float:
+    """Accuracy of always answering the most common class: what a model must beat to have learned anything."""
+    return float(np.bincount(y_true).max() / len(y_true))
+
+
+def diagnose_run(run: Run, y_true: np.ndarray) -> Optional[dict[str, Any]]:
+    from cnnctl.evaluation.diagnosis import diagnose, read_history_csv
+
+    if not run.has(contract.HISTORY):
+        return None
+    history = read_history_csv(run.file(contract.HISTORY))
+    if not history.get("loss"):
+        return None
+    return diagnose(history, baseline_accuracy=diagnosis_baseline(y_true))

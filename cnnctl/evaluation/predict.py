@@ -1,0 +1,253 @@
+"""Classify new inputs with a trained run, preprocessing them exactly as its training data were.
+
+What training did to every example is recorded in the run folder, so `predict` needs nothing else:
+
+- data.json `input_shape` (height, width, channels): image files are decoded by the same function that
+  decodes a `source: folder` run's training images: RGB, bilinear resize to that size, then grayscale when
+  the model takes one channel, rounded to 8 bits;
+- data.json `pixel_scale`: examples are divided by it (255 for 8-bit data, 16 for scikit-learn's digits,
+  1 when `data.normalize` was off), in float32 like the training pipeline;
+- config.yaml `model.input_shape` and the first layer family: an .npz's examples get the channel axis or the
+  reshape that training gave them.
+
+Inputs are image files, folders of images (searched recursively, in sorted order), or .npz files holding
+examples under `x` or `x_test`. Pixel values are taken as they are stored, in the units of the training data:
+the digits run expects 0..16, an MNIST run 0..255.
+
+Example:
+
+    predictions = predict_run(resolve_run("last"), ["digit.png", "more_digits/"])
+    for label, probabilities, ranked in zip(predictions.labels, predictions.probabilities, predictions.top_k(3)):
+        print(label, [(predictions.class_names[c], probabilities[c]) for c in ranked])
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from cnnctl.errors import ConfigError, DataError, first_line
+from cnnctl.runs import contract
+from cnnctl.runs.folder import Run, write_csv_atomic
+from cnnctl.runtime import inference_batch_size
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")  # what TensorFlow's image decoder reads
+
+
+NPZ_KEYS = ("x", "x_test")  # where an .npz keeps the examples to classify, first match wins
+
+
+CSV_HEADER = ["input", "rank", "class_index", "class", "probability"]
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How the run's training data reached the model, read back from data.json and config.yaml."""
+
+    input_shape: tuple[int, ...]      # one example, channel axis included: (8, 8, 1)
+    pixel_scale: float                # divisor applied per batch in training
+    class_names: list[str]
+    value_range: Optional[tuple[float, float]]  # min and max of the raw training data
+    reshape_to: Optional[tuple[int, ...]]       # config model.input_shape: examples were reshaped to it
+    batch_size: int
+    tta: str = "off"                            # config evaluate.tta: flip averages with the mirrored example
+
+    @classmethod
+    def of_run(cls, run: Run) -> "Preprocessing":
+        from cnnctl.config.loading import load_config
+
+        run.require(contract.CONFIG, contract.DATA)
+        config = load_config(run.file(contract.CONFIG))
+        data = run.read_json(contract.DATA)
+        value_range = data.get("value_range")
+        return cls(input_shape=tuple(int(d) for d in data["input_shape"]),
+                   pixel_scale=float(data.get("pixel_scale", 1.0)),
+                   class_names=[str(name) for name in data["class_names"]],
+                   value_range=tuple(value_range) if value_range else None,
+                   reshape_to=tuple(config.model.input_shape) if config.model.input_shape else None,
+                   batch_size=inference_batch_size(config.train.batch_size), tta=config.evaluate.tta)
+
+    @property
+    def channels(self) -> Optional[int]:
+        """1 (grayscale) or 3 (RGB) when the model takes (height, width, channels) images, else None."""
+        if len(self.input_shape) != 3 or self.input_shape[-1] not in (1, 3):
+            return None
+        return self.input_shape[-1]
+
+    def scale(self, x: np.ndarray) -> np.ndarray:
+        """Raw examples → model inputs: float32 and divided by pixel_scale, as the training pipeline does."""
+        x = x.astype(np.float32)
+        if self.pixel_scale != 1:
+            x = x / np.float32(self.pixel_scale)
+        return x
+
+
+@dataclass
+class Inputs:
+    """Examples in the model's layout and raw units, one label each (a file path, or `file.npz[i]`)."""
+
+    labels: list[str]
+    x: np.ndarray
+    notes: list[str] = field(default_factory=list)  # things the user should know (skipped files, ranges)
+
+
+@dataclass
+class Predictions:
+    labels: list[str]
+    probabilities: np.ndarray  # (N, C)
+    class_names: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    def top_k(self, k: int) -> np.ndarray:
+        """(N, k) class indices, most probable first; ties keep the lower class index first."""
+        return np.argsort(-self.probabilities, axis=1, kind="stable")[:, :k]
+
+    def csv_rows(self, k: int) -> list[list[Any]]:
+        rows = []
+        for label, probabilities, ranked in zip(self.labels, self.probabilities, self.top_k(k)):
+            for rank, index in enumerate(ranked, start=1):
+                rows.append([label, rank, int(index), self.class_names[index], f"{probabilities[index]:.6f}"])
+        return rows
+
+
+def check_top_k(k: int) -> None:
+    """--top-k must be ≥ 1 (a k above the number of classes shows them all)."""
+    if k < 1:
+        raise ConfigError(f"--top-k {k}: must be at least 1, e.g. --top-k 3")
+
+
+def predict_run(run: Run, paths: Sequence[Union[str, Path]]) -> Predictions:
+    """Load, preprocess and classify every input with the run's model."""
+    from cnnctl.evaluation.metrics import as_class_probabilities
+    from cnnctl.evaluation.scoring import load_model, scoring_model
+
+    preprocessing = Preprocessing.of_run(run)
+    inputs = load_inputs(paths, preprocessing)
+    x = preprocessing.scale(inputs.x)
+    model = scoring_model(load_model(run), x.shape[1:], preprocessing.tta)  # as the run's evaluation scored it
+    probabilities = model.predict(x, batch_size=preprocessing.batch_size, verbose=0)
+    probabilities = as_class_probabilities(probabilities)
+    if probabilities.shape[1] != len(preprocessing.class_names):
+        raise DataError(f"{run.file(contract.MODEL)}: the model has {probabilities.shape[1]} outputs but data.json "
+                        f"names {len(preprocessing.class_names)} classes; the run folder is inconsistent")
+    return Predictions(inputs.labels, probabilities, preprocessing.class_names, inputs.notes)
+
+
+def write_predictions_csv(path: Union[str, Path], predictions: Predictions, k: int) -> Path:
+    """One row per input and rank: input, rank, class_index, class, probability (atomic write)."""
+    return write_csv_atomic(path, CSV_HEADER, predictions.csv_rows(k))
+
+
+def load_inputs(paths: Sequence[Union[str, Path]], preprocessing: Preprocessing) -> Inputs:
+    """Every example named by `paths` (image files, folders of images, .npz files), in the order given."""
+    if not paths:
+        raise ConfigError("predict: give at least one INPUT: an image file, a folder of images or an .npz file")
+    labels: list[str] = []
+    arrays: list[np.ndarray] = []
+    notes: list[str] = []
+    for spec in paths:
+        path = Path(spec)
+        if path.is_dir():
+            files = image_files(path)
+            if not files:
+                raise DataError(f"INPUT {path}: no image files in this folder ({', '.join(IMAGE_SUFFIXES)})")
+            for file in files:
+                arrays.append(read_image(file, preprocessing)[np.newaxis])
+                labels.append(str(file))
+        elif not path.exists():
+            raise DataError(f"INPUT {path}: no such file or folder")
+        elif path.suffix.lower() == ".npz":
+            x, _ = read_npz(path, preprocessing)
+            arrays.append(x)
+            labels.extend(f"{path}[{i}]" for i in range(len(x)))
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            arrays.append(read_image(path, preprocessing)[np.newaxis])
+            labels.append(str(path))
+        else:
+            raise DataError(f"INPUT {path}: not an image ({', '.join(IMAGE_SUFFIXES)}) or .npz file")
+    x = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+    note = range_note(x, preprocessing)
+    if note:
+        notes.append(note)
+    return Inputs(labels, x, notes)
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.rglob("*")
+                  if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."))
+
+
+def read_image(path: Path, preprocessing: Preprocessing) -> np.ndarray:
+    """One image file → (height, width, channels) uint8, decoded and resized exactly as `source: folder`
+    decodes training images (TensorFlow's decoder, RGB, bilinear resize, then grayscale when the model takes
+    one channel)."""
+    from cnnctl import runtime
+    from cnnctl.data.folders import decode_image_file
+
+    channels = preprocessing.channels
+    if channels is None:
+        raise DataError(f"INPUT {path}: this run's model takes examples of shape {list(preprocessing.input_shape)}, "
+                        "not images; give an .npz file with the examples under `x`")
+    tf = runtime.import_tensorflow()
+    try:
+        with runtime._silence_native_stderr():  # libjpeg prints its complaints straight to file descriptor 2
+            return decode_image_file(str(path), preprocessing.input_shape[:2], channels).numpy()
+    except tf.errors.OpError as exc:
+        raise DataError(f"INPUT {path}: cannot read as an image ({_tf_reason(exc.message)})") from None
+
+
+def read_npz(path: Path, preprocessing: Preprocessing) -> tuple[np.ndarray, str]:
+    """The examples of an .npz (under `x` or `x_test`), in the model's layout; returns them and the key."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            key = next((name for name in NPZ_KEYS if name in archive.files), None)
+            if key is None:
+                raise DataError(f"INPUT {path}: no array named {' or '.join(NPZ_KEYS)} (it has "
+                                f"{', '.join(archive.files) or 'no arrays'}); save the examples under x")
+            x = archive[key]
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"INPUT {path}: not a readable .npz file ({first_line(exc)})") from None
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool) or x.ndim < 2:
+        raise DataError(f"INPUT {path}: {key} has shape {list(x.shape)} and dtype {x.dtype}; expected numbers, "
+                        "one example per row")
+    return to_input_layout(x, preprocessing, f"INPUT {path}: {key}"), key
+
+
+def to_input_layout(x: np.ndarray, preprocessing: Preprocessing, where: str) -> np.ndarray:
+    """Give examples the layout training gave them: the missing channel axis, or model.input_shape."""
+    target = preprocessing.input_shape
+    example = tuple(x.shape[1:])
+    if example == target:
+        return x
+    if example + (1,) == target:
+        return x[..., np.newaxis]
+    if preprocessing.reshape_to is not None and math.prod(example) == math.prod(target):
+        return x.reshape((len(x),) + target)
+    raise DataError(f"{where} examples have shape {list(example)}; this run's model takes {list(target)}")
+
+
+def range_note(x: np.ndarray, preprocessing: Preprocessing) -> Optional[str]:
+    """A warning when inputs are far outside the training data's values: the usual cause is 0..255 images
+    given to a run trained on other units (the digits run expects 0..16)."""
+    if preprocessing.value_range is None or not x.size:
+        return None
+    low, high = preprocessing.value_range
+    span = max(high - low, 1e-12)
+    x_low, x_high = float(np.min(x)), float(np.max(x))
+    if x_high <= high + 0.5 * span and x_low >= low - 0.5 * span:
+        return None
+    return (f"inputs range {x_low:g}..{x_high:g} but the training data ranged {low:g}..{high:g}; predict divides "
+            f"by the run's pixel_scale {preprocessing.pixel_scale:g} as training did, so give inputs in the "
+            "training data's units")
+
+
+def _tf_reason(message: str) -> str:
+    """TensorFlow's op error without its graph-node prefix and op suffix: "Unknown image file format. ..." """
+    message = re.sub(r"\{\{.*?\}\}\s*", "", message)
+    message = re.sub(r"\s*\[Op:.*$", "", message, flags=re.S).strip()
+    return message.splitlines()[0] if message else "not a decodable image"

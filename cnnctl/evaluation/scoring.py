@@ -1,0 +1,92 @@
+"""Evaluation, step 5c: a model and a split → probabilities; model.keras loaded safely; a run re-evaluated from its folder.
+
+`evaluate_run` rebuilds everything from the run folder alone (config.yaml → same data splits, model.keras
+loaded in Keras' safe mode). Test-time augmentation (`evaluate.tta: flip`) is one Keras model around the
+trained one, used by evaluate and predict alike.
+"""
+from __future__ import annotations
+
+import zipfile
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from cnnctl.errors import ConfigError, RunError, in_config_file
+from cnnctl.evaluation.metrics import write_evaluation
+from cnnctl.runs import contract
+from cnnctl.runs.folder import Run
+
+
+def predict_probabilities(model: Any, dataset: Any, split: str, train_batch_size: int, tta: str = "off") -> np.ndarray:
+    """The outputs of the model that `evaluate.tta` asks for (`scoring_model`) for every example of the split."""
+    from cnnctl.runtime import inference_batch_size
+
+    batches = dataset.pipeline(split, inference_batch_size(train_batch_size))
+    return scoring_model(model, dataset.input_shape, tta).predict(batches, verbose=0)
+
+
+def scoring_model(model: Any, input_shape: Sequence[int], tta: str) -> Any:
+    """The trained model as it is, or for `tta: flip` a model around it whose output is the average of the
+    trained model's outputs on each example and on its mirror image (one place for evaluate and predict)."""
+    if tta != "flip":
+        return model
+    import keras
+
+    axis = mirror_axis(input_shape)
+    inputs = keras.Input(tuple(input_shape))
+    mirrored = keras.ops.flip(inputs, axis=axis)
+    return keras.Model(inputs, keras.layers.Average()([model(inputs), model(mirrored)]))
+
+
+def mirror_axis(input_shape: Sequence[int]) -> int:
+    """The batch axis `evaluate.tta: flip` reverses: the last spatial axis of channels-last examples (an image's
+    or a volume's width, a signal's time)."""
+    if len(input_shape) < 2:
+        raise ConfigError(f"evaluate.tta: flip needs examples with a spatial and a channel axis (images, signals, "
+                          f"volumes), not flat vectors of shape {list(input_shape)}; set evaluate.tta: off")
+    return len(input_shape) - 1
+
+
+def load_model(run: Run) -> Any:
+    """model.keras in Keras' safe mode: a file that carries code (a Lambda layer) is refused."""
+    from cnnctl import runtime
+
+    runtime.import_tensorflow()  # before Keras, which would import TensorFlow with its start-up noise
+    import keras
+
+    run.require(contract.MODEL)
+    path = run.file(contract.MODEL)
+    if not zipfile.is_zipfile(path):  # else Keras answers "File not found" for a file that is there
+        raise RunError(f"{path}: not a Keras model file (a .keras file is a zip archive); it is damaged or was "
+                       "never finished; train the run again or resume it") from None
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except ValueError as exc:
+        text = str(exc)
+        if "safe_mode" in text or "Lambda" in text:
+            raise RunError(f"{path}: refused: the model contains code (a Lambda layer), which cnnctl never "
+                           "loads; rebuild it from a config") from None
+        raise RunError(f"{path}: cannot load the model ({text.splitlines()[0] if text else 'ValueError'})") from None
+    except (OSError, EOFError, KeyError) as exc:
+        raise RunError(f"{path}: cannot load the model ({type(exc).__name__}: {exc}); the file may be damaged") from None
+
+
+def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> dict[str, Any]:
+    """Recompute predictions and every report file from the run folder alone (`model`: the run's model.keras
+    when the caller has loaded it already)."""
+    from cnnctl.config.loading import load_config
+    from cnnctl.data.dataset import load_data
+
+    run.require(contract.CONFIG, contract.MODEL)
+    config = load_config(run.file(contract.CONFIG))
+    model = model if model is not None else load_model(run)
+    with in_config_file(str(run.file(contract.CONFIG))):  # e.g. the data moved since training
+        dataset = load_data(config)
+        if split is None:
+            split = dataset.evaluation_split(config.evaluate.split)
+    if split not in dataset.splits:
+        raise RunError(f"--split {split}: this run has no {split} split (it has {', '.join(dataset.splits)})")
+    y_prob = predict_probabilities(model, dataset, split, config.train.batch_size, config.evaluate.tta)
+    data = dataset.splits[split]
+    return write_evaluation(run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k, x=data.x,
+                            tta=config.evaluate.tta)

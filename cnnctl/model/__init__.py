@@ -1,0 +1,14 @@
+"""Stage 3 — the network: `model.layers` → a Keras model that carries its input preprocessing; `train` → compiled.
+
+    layers.py            any keras.layers class by name, built with its kwargs; errors that name the YAML path
+    build.py             keras.Input, the input scaling, each configured layer, the output check; augmentation
+    compile.py           optimizer, loss and metrics through Keras' own namespaces
+    fused_batch_norm.py  TensorFlow's fused batch-norm kernel for training steps
+    summary.py           the layer table: shapes, parameters, receptive field, FLOPs
+"""
+
+from cnnctl.runtime import import_tensorflow
+
+# Every module here uses Keras, and Keras imports TensorFlow with pages of C++ start-up logs: import it quietly
+# first. A package's __init__ runs before any of its modules, so this holds whichever module is imported first.
+import_tensorflow()

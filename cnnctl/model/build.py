@@ -1,0 +1,81 @@
+"""Model, step 3b: keras.Input → the input scaling → each configured layer → a checked output; plus augmentation."""
+from __future__ import annotations
+
+import re
+from typing import Optional, Sequence
+
+import keras
+
+from cnnctl.config.schema import LayerSpec, ModelConfig
+from cnnctl.errors import ConfigError
+from cnnctl.model.layers import flow_text, keras_message, make_layer, shape_text
+
+
+def build_augmenter(specs: Sequence[LayerSpec]) -> Optional[keras.Sequential]:
+    """`data.augment` as one Sequential, applied to training batches in the tf.data pipeline only, so it
+    is never part of the saved model's inference."""
+    if not specs:
+        return None
+    return keras.Sequential([make_layer(spec, f"data.augment[{index}]") for index, spec in enumerate(specs)],
+                            name="augment")
+
+
+def build_model(model_cfg: ModelConfig, input_shape: Sequence[int], num_classes: int,
+                name: str = "cnn") -> keras.Sequential:
+    """keras.Input(input_shape) followed by each configured layer; shape problems are reported per layer."""
+    shape = tuple(model_cfg.input_shape or input_shape)
+    model = keras.Sequential(name=_keras_name(name))
+    model.add(keras.Input(shape=shape))
+    before = (None,) + shape
+    # Under mixed precision the output layer computes in float32, as Keras' guide advises: softmax
+    # probabilities in float16/bfloat16 are too coarse for ROC curves and top-k ties.
+    mixed = keras.mixed_precision.global_policy().compute_dtype != "float32"
+    last = len(model_cfg.layers) - 1
+    for index, spec in enumerate(model_cfg.layers):
+        where = f"model.layers[{index}]"
+        layer = make_layer(spec, where, {"dtype": "float32"} if mixed and index == last else None)
+        try:
+            model.add(layer)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where} ({spec.name}): {_explain_shape_error(exc, spec, before)}") from None
+        except Exception as exc:  # noqa: BLE001 - e.g. ZeroDivisionError for strides: 0, from Keras' shape code
+            raise ConfigError(f"{where} ({spec.name}): cannot be applied to its input {shape_text(before)} "
+                              f"({type(exc).__name__}: {keras_message(exc)}); given {flow_text(spec.kwargs)}") from None
+        after = tuple(layer.output.shape)
+        if any(dim is not None and dim <= 0 for dim in after[1:]):
+            raise ConfigError(f"{where} ({spec.name}): output shape {shape_text(after)} is empty: the kernel or pool "
+                              f"window is larger than its input {shape_text(before)}; use padding: same or a smaller size")
+        before = after
+    check_output(model, model_cfg.layers, num_classes)
+    return model
+
+
+def _keras_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name) or "cnn"
+
+
+def _explain_shape_error(exc: BaseException, spec: LayerSpec, before: Sequence) -> str:
+    message = keras_message(exc)
+    if "zero or negative" in message or "negative dimension" in message.lower():
+        return (f"the kernel or pool window is larger than its input {shape_text(before)}; use padding: same, "
+                "a smaller kernel_size, or fewer pooling layers before it")
+    rank = re.search(r"expected (?:min_)?ndim=(\d+), found ndim=\d+", message)
+    kernel = re.search(r"received kernel of shape \(([^)]*)\)", message)
+    if rank or kernel:
+        expected = rank.group(1) if rank else str(len([d for d in kernel.group(1).split(",") if d.strip()]))
+        return (f"expects input of rank {expected} but gets {shape_text(before)} (rank {len(before)}); "
+                "check the data shape, model.input_shape, or the layer family (Conv1D/2D/3D)")
+    return f"{message} (input shape {shape_text(before)})"
+
+
+def check_output(model: keras.Sequential, layers: Sequence[LayerSpec], num_classes: int) -> None:
+    """The last layer must give one score per class (or a single sigmoid unit for two classes)."""
+    where = f"model.layers[{len(layers) - 1}] ({layers[-1].name})"
+    output = model.output_shape
+    if len(output) != 2:
+        raise ConfigError(f"{where}: output shape {shape_text(output)} is not flat: add Flatten (or "
+                          "GlobalAveragePooling) before the Dense layers")
+    units = output[-1]
+    if units != num_classes and not (num_classes == 2 and units == 1):
+        raise ConfigError(f"{where}: gives {units} outputs but the data has {num_classes} classes; "
+                          f"set units: {num_classes} on the last layer")

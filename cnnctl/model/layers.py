@@ -1,0 +1,92 @@
+"""Model, step 3a: one `model.layers` entry → the keras.layers class of that name, built with its kwargs.
+
+Layers are resolved in the keras.layers namespace and built with the class itself (`cls(**kwargs)`): every
+Keras layer works and there is no table of ours to fall behind Keras. Every error names its YAML path.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+from typing import Any, Optional, Sequence
+
+import keras
+
+from cnnctl.config.schema import LayerSpec
+from cnnctl.errors import ConfigError, closest, first_line
+
+
+def layer_classes() -> dict[str, type]:
+    """Every public Layer class in keras.layers, by the name a config uses (aliases included)."""
+    return {name: value for name, value in vars(keras.layers).items()
+            if inspect.isclass(value) and issubclass(value, keras.layers.Layer) and not name.startswith("_")}
+
+def make_layer(spec: LayerSpec, where: str, defaults: Optional[dict[str, Any]] = None) -> keras.layers.Layer:
+    """`where` is the YAML path shown in errors, e.g. `model.layers[3]`; `defaults` yield to the config's kwargs."""
+    classes = layer_classes()
+    cls = classes.get(spec.name)
+    if cls is None:
+        suggestion = closest(spec.name, list(classes))
+        hint = f"; did you mean {suggestion}?" if suggestion else "; see the keras.layers documentation for names"
+        raise ConfigError(f"{where}: unknown layer '{spec.name}'{hint}")
+    try:
+        return cls(**{**(defaults or {}), **spec.kwargs})
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where} ({spec.name}): {_explain_layer_error(exc, cls)}") from None
+    except Exception as exc:  # noqa: BLE001 - Keras raises whatever its code hits: `.lower()` on a null, ...
+        raise ConfigError(f"{where} ({spec.name}): an argument has the wrong type or value "
+                          f"({type(exc).__name__}: {keras_message(exc)}); given {flow_text(spec.kwargs)}") from None
+
+
+def flow_text(kwargs: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(kwargs, default_flow_style=True, width=10_000).strip()
+
+
+def keras_message(exc: BaseException) -> str:
+    """The cause inside Keras' "Exception encountered when calling X.call()" wrapper (shown in bold), else the
+    first line."""
+    inner = re.search(r"\x1b\[1m(.*?)\x1b\[0m", str(exc), re.S)
+    return " ".join(inner.group(1).split()) if inner else first_line(exc)
+
+def _explain_layer_error(exc: BaseException, cls: type) -> str:
+    message = first_line(exc)
+    unknown = re.search(r"Unrecognized keyword arguments passed to \w+: (\{.*\})", message)
+    if unknown:
+        keys = re.findall(r"'(\w+)':", unknown.group(1))
+        accepted = _accepted_kwargs(cls)
+        hints = []
+        for key in keys:
+            guess = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6) or [
+                name for name in accepted if name.startswith(key) or key.startswith(name)][:1]
+            hints.append(f"'{key}' (did you mean '{guess[0]}'?)" if guess else f"'{key}'")
+        return (f"unknown argument {', '.join(hints)}; {cls.__name__} accepts: {', '.join(accepted)}")
+    identifier = re.search(r"Could not interpret (\w+)(?: function)? identifier: (.+)$", message)
+    if identifier:
+        kind, value = identifier.groups()
+        namespace = getattr(keras, kind + "s", None) or getattr(keras, kind, None)
+        names = [name for name in vars(namespace) if not name.startswith("_")] if namespace else []
+        names = [name for name in names if name not in ("get", "serialize", "deserialize")]
+        suggestion = closest(value, names)
+        hint = f"; did you mean '{suggestion}'?" if suggestion else ""
+        return f"unknown {kind} '{value}'{hint}"
+    return message
+
+
+def _accepted_kwargs(cls: type) -> list[str]:
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if klass is object or "__init__" not in vars(klass):
+            continue
+        for param in inspect.signature(klass.__init__).parameters.values():
+            if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY) and param.name != "self":
+                if param.name not in names:
+                    names.append(param.name)
+        if klass is keras.layers.Layer:
+            break
+    return names
+
+
+def shape_text(shape: Sequence[Optional[int]]) -> str:
+    return "(" + ", ".join("None" if dim is None else str(dim) for dim in shape) + ")"

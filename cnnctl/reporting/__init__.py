@@ -1,0 +1,11 @@
+"""Stage 6 — reporting: a run folder → figures, report.html and what the console shows.
+
+    plots.py             pure functions: arrays in, matplotlib figures out
+    figures.py           which run file feeds which figure
+    feature_maps.py      each conv/pool layer's output for one input
+    report.py            report.html: the whole run on one self-contained page
+    compare.py           `cnnctl runs` and `cnnctl compare`
+    data_overview.py     `cnnctl data`: a config's data without training, and a grid of samples
+    convolution_demo.py  `cnnctl filter`: convolution → ReLU → max-pooling on a picture
+    display.py           the console: header, tables, notes (rendering only)
+"""

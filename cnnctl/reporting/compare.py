@@ -1,0 +1,207 @@
+"""Runs side by side: the headline numbers of each run folder (`cnnctl runs`) and metric-by-metric comparison
+with overlaid loss curves (`cnnctl compare`).
+
+Everything is read from the run folders' small files (config.yaml, data.json, environment.json,
+metrics.json, history.csv): no TensorFlow, so listing a hundred runs takes a moment.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import yaml
+
+from cnnctl.errors import CnnctlError, ConfigError, RunError
+from cnnctl.runs import contract
+from cnnctl.runs.folder import Run, list_runs
+from cnnctl.runs.status import abandoned
+
+STOPPED = "stopped"  # shown for a run left `running` by a process that no longer exists; --resume continues it
+
+
+@dataclass
+class RunSummary:
+    """One row of `cnnctl runs`; None where the run folder does not say (still running, never evaluated)."""
+
+    id: str
+    path: Path
+    name: Optional[str] = None
+    dataset: Optional[str] = None
+    status: Optional[str] = None
+    epochs_run: Optional[int] = None
+    duration_s: Optional[float] = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # files that could not be read
+
+    @property
+    def split(self) -> Optional[str]:
+        return self.metrics.get("split")
+
+    @property
+    def accuracy(self) -> Optional[float]:
+        return self.metrics.get("accuracy")
+
+    @property
+    def f1_macro(self) -> Optional[float]:
+        return self.metrics.get("f1_macro")
+
+
+def summarize_run(run: Run, now: Optional[float] = None) -> RunSummary:
+    """Read what a run folder says about itself; a damaged file is noted, never fatal (a listing must go on)."""
+    summary = RunSummary(id=run.id, path=run.path)
+    config = _read(run, contract.CONFIG, summary, _read_yaml)
+    summary.name = config.get("name") if isinstance(config, dict) else None
+    data = _read(run, contract.DATA, summary, Run.read_json)
+    summary.dataset = data.get("source")
+    environment = _read(run, contract.ENVIRONMENT, summary, Run.read_json)
+    summary.status = environment.get("status")
+    summary.epochs_run = environment.get("epochs_run")
+    summary.duration_s = environment.get("duration_s")
+    if summary.status == "running" and abandoned(run):
+        summary.status = STOPPED  # its process died (kill -9, a crash, a power cut) without recording why
+    if summary.duration_s is None and summary.status == "running" and environment.get("started_unix"):
+        summary.duration_s = round((now or time.time()) - environment["started_unix"], 1)
+    summary.metrics = _read(run, contract.METRICS, summary, Run.read_json)
+    return summary
+
+
+def _read(run: Run, name: str, summary: RunSummary, reader) -> dict[str, Any]:
+    if not run.has(name):
+        return {}
+    try:
+        value = reader(run, name)
+    except CnnctlError as exc:
+        summary.problems.append(str(exc))
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _read_yaml(run: Run, name: str) -> Any:
+    path = run.file(name)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise RunError(f"{path}: cannot read ({type(exc).__name__})") from None
+
+
+def summarize_runs(runs_dir: Union[str, Path]) -> list[RunSummary]:
+    """Every run in the folder, newest first."""
+    now = time.time()
+    return [summarize_run(run, now) for run in list_runs(runs_dir)]
+
+
+def format_duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {seconds:02d}s"
+    return f"{seconds}s"
+
+
+# (label, metrics.json key, higher is better) in the order `cnnctl compare` shows them.
+COMPARED_METRICS = [
+    ("accuracy", "accuracy", True),
+    ("precision macro", "precision_macro", True),
+    ("recall macro", "recall_macro", True),
+    ("F1 macro", "f1_macro", True),
+    ("precision weighted", "precision_weighted", True),
+    ("recall weighted", "recall_weighted", True),
+    ("F1 weighted", "f1_weighted", True),
+    ("ROC-AUC", "roc_auc", True),
+]
+
+
+@dataclass
+class Comparison:
+    summaries: list[RunSummary]
+    rows: list[tuple[str, list[Optional[float]], Optional[int]]]  # label, value per run, index of the best
+    facts: list[tuple[str, list[str]]]                            # split, epochs, verdict...: shown, not ranked
+    figure_path: Optional[Path]
+    notes: list[str]
+
+
+def compare_runs(run_list: Sequence[Run], out: Union[str, Path]) -> Comparison:
+    """Metrics of several runs side by side, and their loss curves overlaid in one PNG at `out`."""
+    from cnnctl.evaluation.diagnosis import read_history_csv
+    from cnnctl.reporting import plots
+
+    if len(run_list) < 2:
+        raise ConfigError("compare: give at least two runs, e.g. cnnctl compare RUN_A RUN_B")
+    seen: dict[Path, str] = {}
+    for run in run_list:
+        key = run.path.resolve()
+        if key in seen:
+            raise ConfigError(f"compare: run {run.id} is given twice")
+        seen[key] = run.id
+    if Path(out).suffix.lower() != ".png":
+        raise ConfigError(f"--out {out}: the comparison figure is a PNG; use a name ending in .png")
+    summaries = [summarize_run(run) for run in run_list]
+    labels = _unique_labels(summaries)
+
+    rows = []
+    top_ks = sorted({k for summary in summaries for k in summary.metrics.get("top_k_accuracy", {})}, key=int)
+    metric_rows = COMPARED_METRICS[:1] + [(f"top-{k} accuracy", ("top_k_accuracy", k), True)
+                                          for k in top_ks if k != "1"] + COMPARED_METRICS[1:]
+    for label, key, higher_is_better in metric_rows:
+        values = [_metric(summary.metrics, key) for summary in summaries]
+        present = [(value, index) for index, value in enumerate(values) if value is not None]
+        best = None
+        if len(present) > 1 and len({value for value, _ in present}) > 1:
+            best = (max if higher_is_better else min)(present)[1]
+        rows.append((label, values, best))
+
+    histories, notes = {}, []
+    for summary, run, label in zip(summaries, run_list, labels):
+        try:
+            history = read_history_csv(run.file(contract.HISTORY)) if run.has(contract.HISTORY) else {}
+        except RunError as exc:
+            history = {}
+            notes.append(str(exc))
+        if history.get("loss"):
+            histories[label] = history
+        else:
+            notes.append(f"{run.id}: no epochs in history.csv, so no loss curve")
+        if not summary.metrics:
+            notes.append(f"{run.id}: not evaluated yet (no metrics.json); `cnnctl evaluate {run.path}` makes one")
+        notes.extend(summary.problems)
+    facts = [
+        ("split", [summary.split or "" for summary in summaries]),
+        ("dataset", [summary.dataset or "" for summary in summaries]),
+        ("epochs run", ["" if summary.epochs_run is None else str(summary.epochs_run) for summary in summaries]),
+        ("best val loss", [_best_loss(histories.get(label)) for label in labels]),
+        ("diagnosis", [(summary.metrics.get("diagnosis") or {}).get("verdict", "") for summary in summaries]),
+        ("status", [summary.status or "" for summary in summaries]),
+    ]
+    figure_path = None
+    if histories:
+        figure_path = plots.save_figure(plots.compare_figure(histories, "loss"), out)
+    return Comparison(summaries, rows, facts, figure_path, notes)
+
+
+def _metric(metrics: dict[str, Any], key: Union[str, tuple[str, str]]) -> Optional[float]:
+    if isinstance(key, tuple):
+        return metrics.get(key[0], {}).get(key[1])
+    return metrics.get(key)
+
+
+def _best_loss(history: Optional[dict[str, list]]) -> str:
+    values = [value for value in (history or {}).get("val_loss", []) if math.isfinite(value)]
+    return f"{min(values):.4f}" if values else ""
+
+
+def _unique_labels(summaries: Sequence[RunSummary]) -> list[str]:
+    """The run ids: unique inside one runs folder, but two folders may hold runs with the same id."""
+    labels, counts = [], {}
+    for summary in summaries:
+        counts[summary.id] = counts.get(summary.id, 0) + 1
+        labels.append(summary.id if counts[summary.id] == 1 else f"{summary.id} ({summary.path.parent})")
+    return labels

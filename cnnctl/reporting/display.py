@@ -1,0 +1,239 @@
+"""What the console shows: the run header, the layer table, metrics. Rendering only; no computation."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Any, Callable, Iterator, Optional
+
+from rich.console import Console
+from rich.table import Table
+
+# Piped output (logs, CI, tests) has no terminal width; 80 columns would wrap the layer table.
+# (pytest-xdist even sets COLUMNS=80 for its workers.) Plain lines never wrap: paths must stay copyable.
+_width = None if sys.stdout.isatty() else 120
+
+
+console = Console(highlight=False, width=_width, soft_wrap=True)
+
+
+error_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def say(text: str) -> None:
+    console.print(text)
+
+
+def warn(text: str) -> None:
+    error_console.print(f"[yellow]warning:[/] {text}")
+
+
+def format_count(value: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= size:
+            return f"{value / size:.2f}{unit}"
+    return str(value)
+
+
+def layer_table(summary: Any, title: str = "Model") -> Table:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for header, justify in (("#", "right"), ("layer", "left"), ("output shape", "left"), ("params", "right"),
+                            ("receptive field", "right"), ("jump", "right"), ("FLOPs", "right")):
+        table.add_column(header, justify=justify)
+    for row in summary.rows:
+        table.add_row(str(row.index), f"{row.name} ({row.kind})", row.output_shape, f"{row.params:,}",
+                      row.receptive_field, row.jump, format_count(row.flops))
+    table.caption = (f"total params {summary.total_params:,} (trainable {summary.trainable_params:,}) · "
+                     f"{format_count(summary.flops)} FLOPs per example")
+    table.caption_justify = "left"
+    return table
+
+
+def data_table(summary: dict[str, Any]) -> Table:
+    """Class counts per split, one row per class (at most 20, then a total)."""
+    counts = summary["counts"]
+    splits = list(counts)
+    table = Table(title=f"Data: {summary['source']} · input {tuple(summary['input_shape'])} · "
+                        f"{summary['num_classes']} classes", title_justify="left")
+    table.add_column("class")
+    for split in splits:
+        table.add_column(split, justify="right")
+    names = summary["class_names"]
+    for name in names[:20]:
+        table.add_row(name, *[str(counts[split][name]) for split in splits])
+    if len(names) > 20:
+        table.add_row(f"… {len(names) - 20} more", *["" for _ in splits])
+    table.add_row("[bold]total[/]", *[f"[bold]{summary['sizes'][split]}[/]" for split in splits])
+    return table
+
+
+def header(config_path: Optional[str], config: Any, data_summary: dict[str, Any], devices: list[str],
+           precision: str, run_path: Any, model_summary: Any) -> None:
+    console.rule(f"[bold]cnnctl train[/] {config.name}")
+    console.print(f"config   {config_path or '(run config)'}  ·  seed {config.seed}  ·  "
+                  f"{config.train.epochs} epochs, batch {config.train.batch_size}, "
+                  f"{config.train.optimizer.name} lr {config.train.optimizer.learning_rate:g}, "
+                  f"{config.train.loss_name}")
+    console.print(f"device   {', '.join(devices)}  ·  precision {precision}")
+    console.print(f"run      {run_path}")
+    console.print(data_table(data_summary))
+    for note in data_summary.get("notes", []):
+        console.print(f"[yellow]note:[/] {note}")
+    skipped_files_warning(data_summary.get("skipped"))
+    console.print(f"model    {len(model_summary.rows)} layers · {model_summary.total_params:,} params · "
+                  f"{format_count(model_summary.flops)} FLOPs per example  (`cnnctl check` shows the layer table)")
+
+
+SKIPPED_SHOWN = 10  # skipped files named on the console; data.json lists them all
+
+
+def skipped_files_warning(skipped: Optional[list[str]]) -> None:
+    """One warning naming the files a folder source could not decode (the first few)."""
+    if not skipped:
+        return
+    shown = ", ".join(skipped[:SKIPPED_SHOWN])
+    more = f", and {len(skipped) - SKIPPED_SHOWN} more" if len(skipped) > SKIPPED_SHOWN else ""
+    warn(f"skipped {len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''}: {shown}{more} "
+         "(listed in data.json)")
+
+
+def metrics_table(metrics: dict[str, Any], title: Optional[str] = None) -> Table:
+    table = Table(title=title or f"Metrics on the {metrics.get('split', 'test')} split", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("accuracy", f"{metrics['accuracy']:.4f}")
+    for k, value in metrics.get("top_k_accuracy", {}).items():
+        if k != "1":
+            table.add_row(f"top-{k} accuracy", f"{value:.4f}")
+    for key in ("precision_macro", "recall_macro", "f1_macro", "f1_weighted"):
+        table.add_row(key.replace("_", " "), f"{metrics[key]:.4f}")
+    table.add_row("ROC-AUC (one-vs-rest, macro)" if len(metrics.get("per_class", {})) > 2 else "ROC-AUC",
+                  "n/a" if metrics.get("roc_auc") is None else f"{metrics['roc_auc']:.4f}")
+    table.add_row("examples", str(metrics.get("num_examples", "")))
+    if metrics.get("tta", "off") != "off":
+        table.add_row("test-time augmentation", str(metrics["tta"]))
+    return table
+
+
+def diagnosis_line(diagnosis: Optional[dict[str, Any]]) -> None:
+    if diagnosis:
+        color = {"good fit": "green", "still improving": "cyan"}.get(diagnosis["verdict"], "yellow")
+        console.print(f"[{color}]diagnosis:[/] {diagnosis['summary']}")
+
+
+def predictions_table(predictions: Any, k: int, max_inputs: int = 50) -> Table:
+    """Top-k classes per input (`cnnctl predict`); the first `max_inputs` inputs, the CSV has them all."""
+    table = Table(title=f"Top-{k} predictions", title_justify="left")
+    table.add_column("input", overflow="fold")
+    table.add_column("rank", justify="right")
+    table.add_column("class")
+    table.add_column("probability", justify="right")
+    for label, probabilities, ranked in zip(predictions.labels[:max_inputs], predictions.probabilities,
+                                            predictions.top_k(k)):
+        for rank, index in enumerate(ranked, start=1):
+            table.add_row(label if rank == 1 else "", str(rank), predictions.class_names[index],
+                          f"{probabilities[index]:.4f}", style="bold" if rank == 1 else None)
+        if k > 1:
+            table.add_section()
+    hidden = len(predictions.labels) - max_inputs
+    if hidden > 0:
+        table.caption = f"… {hidden} more inputs not shown; --out FILE writes them all"
+        table.caption_justify = "left"
+    return table
+
+
+def runs_table(summaries: list[Any], runs_dir: Any) -> Table:
+    """`cnnctl runs`: one row per run, newest first."""
+    from cnnctl.reporting.compare import format_duration
+
+    table = Table(title=f"Runs in {runs_dir}", title_justify="left")
+    for header, justify in (("id", "left"), ("name", "left"), ("dataset", "left"), ("epochs", "right"),
+                            ("accuracy", "right"), ("F1 macro", "right"), ("status", "left"),
+                            ("duration", "right")):
+        # Numbers never wrap; in a narrow terminal the text columns fold instead.
+        table.add_column(header, justify=justify, overflow="fold", no_wrap=justify == "right")
+    colors = {"completed": "green", "running": "cyan", "interrupted": "yellow", "stopped": "yellow", "failed": "red"}
+    for summary in summaries:
+        split = "" if summary.split in (None, "test") else f" ({summary.split})"
+        status = summary.status or "?"
+        table.add_row(summary.id, summary.name or "", summary.dataset or "",
+                      "" if summary.epochs_run is None else str(summary.epochs_run),
+                      "" if summary.accuracy is None else f"{summary.accuracy:.4f}{split}",
+                      "" if summary.f1_macro is None else f"{summary.f1_macro:.4f}",
+                      f"[{colors.get(status, 'red')}]{status}[/]", format_duration(summary.duration_s))
+    table.caption = "accuracy and F1 on the test split unless marked"
+    if any(summary.status == "stopped" for summary in summaries):
+        table.caption += "; stopped = its process died mid-training: cnnctl train --resume <id> continues it"
+    table.caption_justify = "left"
+    return table
+
+
+def compare_table(comparison: Any) -> Table:
+    """`cnnctl compare`: one column per run, one row per metric; the best value of each row in bold green."""
+    table = Table(title="Comparison", title_justify="left")
+    table.add_column("metric")
+    for summary in comparison.summaries:
+        table.add_column(summary.id, justify="right", overflow="fold")
+    for label, values in comparison.facts[:1]:
+        table.add_row(label, *values)
+    for label, values, best in comparison.rows:
+        cells = ["n/a" if value is None else f"{value:.4f}" for value in values]
+        if best is not None:
+            cells[best] = f"[bold green]{cells[best]}[/]"
+        table.add_row(label, *cells)
+    for label, values in comparison.facts[1:]:
+        table.add_row(label, *values)
+    return table
+
+
+@contextlib.contextmanager
+def fold_progress(total: int) -> Iterator[Callable[[str], None]]:
+    """A progress bar over the folds of `cnnctl cv`; each fold's training log scrolls above it.
+    Yields `advance(text)`, called when a fold ends."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    progress = Progress(TextColumn("[bold]cross-validation[/]"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("folds"), TimeElapsedColumn(), TextColumn("{task.description}"), console=console)
+    with progress:
+        task = progress.add_task("", total=total)
+        yield lambda text: progress.update(task, advance=1, description=text)
+
+
+def cv_table(summary: dict[str, Any]) -> Table:
+    """Metrics per fold (each measured on its held-out fold) and their mean ± std."""
+    per_fold = summary["per_fold"]
+    table = Table(title=f"Cross-validation: {summary['folds']} folds, each model scored on its held-out fold",
+                  title_justify="left")
+    table.add_column("metric")
+    for fold in per_fold:
+        table.add_column(f"fold {fold['fold']}", justify="right")
+    table.add_column("mean ± std", justify="right", style="bold")
+    for name in summary["metrics"]:
+        cells = ["n/a" if fold.get(name) is None else f"{fold[name]:.4f}" for fold in per_fold]
+        mean = summary["mean"].get(name)
+        table.add_row(name.replace("_", " "), *cells,
+                      "n/a" if mean is None else f"{mean:.4f} ± {summary['std'][name]:.4f}")
+    table.add_row("examples", *[str(fold.get("examples", "")) for fold in per_fold], "")
+    table.add_row("epochs", *[str(fold.get("epochs_run", "")) for fold in per_fold], "")
+    return table
+
+
+def data_overview(summary: dict[str, Any]) -> None:
+    """What `cnnctl data` prints: where the data come from, their layout and range, counts per split."""
+    low_high = summary.get("value_range")
+    shown = "n/a" if low_high is None else f"{low_high[0]:g} .. {low_high[1]:g}"
+    if summary.get("value_range_examples"):
+        shown += f" (first {summary['value_range_examples']} examples)"
+    console.print(f"source   {summary['source']}  ·  {summary['origin']}")
+    console.print(f"examples {tuple(summary['input_shape'])} {summary['dtype']}  ·  values {shown}  ·  "
+                  f"divided by {summary['pixel_scale']:g} when normalized")
+    console.print(data_table(summary))
+    for note in summary.get("notes", []):
+        console.print(f"[yellow]note:[/] {note}")
+    skipped_files_warning(summary.get("skipped"))

@@ -1,0 +1,738 @@
+"""Figures: arrays in, matplotlib `Figure` out.
+
+Every function here is pure: it takes plain arrays (or dicts of lists, as read from history.csv) and returns a
+new `matplotlib.figure.Figure`. Nothing touches pyplot, so no global figure registry fills up, no backend has
+to be chosen, and figures can be drawn from threads or tests without closing anything. The only file I/O is
+`save_figure`, which writes a PNG atomically so `cnnctl plot` never leaves a half-written image behind.
+
+Example:
+
+```python
+from cnnctl.reporting import plots
+history = {"epoch": [0, 1, 2], "loss": [0.9, 0.5, 0.4], "val_loss": [0.8, 0.6, 0.7]}
+fig = plots.loss_curve(history, best_epoch=plots.find_best_epoch(history))
+plots.save_figure(fig, "runs/last/loss_curve.png")
+```
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+from sklearn.metrics import (
+    auc,
+    average_precision_score,
+    precision_recall_curve,
+    roc_curve,
+)
+
+from cnnctl.runs.folder import atomic_path
+
+# Pixels per inch of every saved PNG: a figsize of (8, 5) inches becomes an 800×500 image.
+DPI = 100
+
+
+# The four verdicts cnnctl.evaluation.diagnosis can reach, with the colour of the caption box that states them.
+VERDICT_COLORS = {
+    "overfitting": "tab:red",
+    "underfitting": "tab:orange",
+    "good fit": "tab:green",
+    "still improving": "tab:blue",
+}
+
+
+# Metric names (as substrings) where a larger value is better; anything else is treated like a loss.
+HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1")
+
+
+# Above this many classes a per-cell number no longer fits in a confusion-matrix cell.
+MAX_ANNOTATED_CLASSES = 20
+
+
+# Above this many classes a per-class ROC/PR legend stops being readable: only the weakest are named.
+MAX_LABELLED_CLASSES = 10
+
+
+WEAKEST_CLASSES_SHOWN = 5
+
+
+History = Mapping[str, Sequence[float]]
+
+
+def save_figure(fig: Figure, path: Union[str, os.PathLike], dpi: int = DPI) -> Path:
+    """Write `fig` as a PNG to `path` atomically and return the path.
+
+    The image is rendered to a temporary file in the target's folder and renamed onto `path`, so a reader
+    sees either the old image or the new one, never a truncated file. The figure is left open: it belongs
+    to the caller.
+
+    Args:
+        fig: the figure to render.
+        path: where the PNG goes; missing parent folders are created. Always written as PNG.
+        dpi: pixels per inch. Defaults to `DPI` (100).
+    """
+    path = Path(path)
+    with atomic_path(path) as temp:
+        fig.savefig(temp, format="png", dpi=dpi)
+    return path
+
+
+def find_best_epoch(history: History, monitor: str = "val_loss") -> Optional[int]:
+    """Return the 1-based epoch where `monitor` was best, or None when the history lacks it.
+
+    Higher is better for accuracy, AUC, precision, recall and F1 scores; lower for everything else (losses,
+    errors such as mae). Ties go to the earliest epoch, as Keras' EarlyStopping(restore_best_weights=True) does.
+
+    Args:
+        history: columns of history.csv, e.g. {"epoch": [0, 1], "loss": [...], "val_loss": [...]}.
+        monitor: the column to rank epochs by. Defaults to "val_loss".
+    """
+    if monitor not in history:
+        return None
+    values = _column(history, monitor)
+    if np.all(np.isnan(values)):
+        return None
+    higher_is_better = any(word in monitor for word in HIGHER_IS_BETTER)
+    index = np.nanargmax(values) if higher_is_better else np.nanargmin(values)
+    return int(_epochs(history)[index])
+
+
+def loss_curve(history: History, best_epoch: Optional[int] = None, diagnosis: Optional[Mapping] = None) -> Figure:
+    """Plot training and validation loss per epoch, with the best epoch and an optional diagnosis.
+
+    Args:
+        history: columns of history.csv: "epoch" (0-based, as Keras' CSVLogger writes it; optional),
+            "loss" and/or "val_loss".
+        best_epoch: 1-based epoch to mark (the one early stopping restored). Defaults to None (no mark).
+        diagnosis: {"verdict": one of VERDICT_COLORS, "summary": one sentence, "turn_epoch": optional
+            1-based epoch where validation loss turned up}. The verdict is written on the plot; for
+            "overfitting" the epochs from turn_epoch on are shaded. Defaults to None.
+    """
+    return _history_figure(history, "loss", best_epoch, diagnosis)
+
+
+def metric_curve(history: History, metric: str = "accuracy", best_epoch: Optional[int] = None) -> Figure:
+    """Plot a metric's training and validation values per epoch (validation omitted when not recorded).
+
+    Args:
+        history: columns of history.csv, including `metric` and ideally `val_<metric>`.
+        metric: the column to plot. Defaults to "accuracy".
+        best_epoch: 1-based epoch to mark. Defaults to None (no mark).
+    """
+    return _history_figure(history, metric, best_epoch, None)
+
+
+def compare_figure(histories: Mapping[str, History], metric: str = "loss") -> Figure:
+    """Overlay several runs' curves: one colour per run, validation solid, training dashed.
+
+    Args:
+        histories: run label → that run's history columns.
+        metric: which column pair to draw (`metric` and `val_<metric>`). Defaults to "loss".
+    """
+    if not histories:
+        return _message_figure("no runs to compare")
+    fig = _new_figure(8, 5)
+    ax = fig.subplots()
+    palette = colormaps["tab10" if len(histories) <= 10 else "tab20"]
+    run_handles = []
+    for index, (label, history) in enumerate(histories.items()):
+        val_key = f"val_{metric}"
+        if metric not in history and val_key not in history:
+            raise ValueError(
+                f"run {label!r} has no {metric!r} or {val_key!r} column; it has: {', '.join(history) or 'nothing'}"
+            )
+        epochs = _epochs(history)
+        color = palette(index % palette.N)
+        if val_key in history:
+            run_handles += ax.plot(epochs, _column(history, val_key), color=color, lw=2, label=label)
+        if metric in history:
+            # A run without validation data is still listed, under its training line.
+            train_label = None if val_key in history else label
+            lines = ax.plot(epochs, _column(history, metric), color=color, lw=1.2, ls="--", alpha=0.8,
+                            label=train_label)
+            if train_label:
+                run_handles += lines
+    style_handles = [
+        Line2D([], [], color="black", lw=2, label="validation"),
+        Line2D([], [], color="black", lw=1.2, ls="--", label="train"),
+    ]
+    ax.legend(handles=run_handles + style_handles, fontsize="small")
+    ax.set_title(f"{_pretty(metric)} per epoch, {len(histories)} runs")
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel(_pretty(metric))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _history_figure(history: History, metric: str, best_epoch: Optional[int], diagnosis: Optional[Mapping]) -> Figure:
+    val_key = f"val_{metric}"
+    if metric not in history and val_key not in history:
+        raise ValueError(f"history has no {metric!r} or {val_key!r} column; it has: {', '.join(history) or 'nothing'}")
+    epochs = _epochs(history)
+    fig = _new_figure(8, 5)
+    ax = fig.subplots()
+    # Dots show where the epochs are; past ~30 they only clutter the line.
+    marker = "o" if len(epochs) <= 30 else None
+    if metric in history:
+        ax.plot(epochs, _column(history, metric), marker=marker, ms=3, lw=1.8, label=f"train {metric}")
+    if val_key in history:
+        ax.plot(epochs, _column(history, val_key), marker=marker, ms=3, lw=1.8, label=f"validation {metric}")
+
+    if best_epoch is not None:
+        index = _epoch_index(epochs, best_epoch, "best_epoch")
+        # Mark the value the choice was made on: the validation curve when there is one.
+        reference = val_key if val_key in history else metric
+        value = _column(history, reference)[index]
+        ax.axvline(best_epoch, color="gray", ls="--", lw=1)
+        ax.plot([best_epoch], [value], ls="none", marker="*", ms=15, color="gold", mec="black", zorder=5,
+                label=f"best epoch {best_epoch} ({reference} {value:.4g})")
+
+    if diagnosis is not None:
+        _annotate_diagnosis(ax, epochs, diagnosis)
+
+    ax.set_title(f"{_pretty(metric)} per epoch")
+    ax.set_xlabel("Epoch")
+    ax.set_ylabel(_pretty(metric))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def _annotate_diagnosis(ax, epochs: np.ndarray, diagnosis: Mapping) -> None:
+    verdict = diagnosis.get("verdict")
+    if verdict not in VERDICT_COLORS:
+        raise ValueError(
+            f"diagnosis verdict must be one of {', '.join(map(repr, VERDICT_COLORS))}. Received: {verdict!r}"
+        )
+    color = VERDICT_COLORS[verdict]
+    turn_epoch = diagnosis.get("turn_epoch")
+    if verdict == "overfitting" and turn_epoch is not None:
+        _epoch_index(epochs, turn_epoch, "diagnosis turn_epoch")
+        # fill_between rather than axvspan: the legend's "best" placement avoids a span rectangle entirely,
+        # which leaves it little room; of a fill only the edges count.
+        ax.fill_between([turn_epoch, epochs[-1]], 0, 1, transform=ax.get_xaxis_transform(), color=color,
+                        alpha=0.12, linewidth=0, label=f"overfitting from epoch {turn_epoch}")
+    summary = str(diagnosis.get("summary") or "")
+    # cnnctl.evaluation.diagnosis summaries often open with the verdict already ("Overfitting: ..."); don't say it twice.
+    heading = "" if summary.lower().startswith(verdict) else verdict.capitalize() + ("." if summary else "")
+    text = textwrap.fill(" ".join(part for part in (heading, summary) if part), 100)
+    # A caption under the plot rather than a box inside it: it can never hide the curves it explains, nor
+    # fight the legend for the one empty corner.
+    fig = ax.get_figure()
+    fig.supxlabel(text, fontsize=9, bbox={"boxstyle": "round,pad=0.4", "facecolor": "white", "edgecolor": color})
+    # The layout measures the caption's text, not its box: leave room for the box's padding at the bottom edge.
+    fig.get_layout_engine().set(h_pad=0.1)
+
+
+def _epochs(history: History) -> np.ndarray:
+    """1-based epoch numbers: CSVLogger counts from 0, people count from 1.
+
+    The "epoch" column is used when it is finite and increasing (a resumed run continues it); otherwise rows
+    are numbered 1, 2, ... The rule is cnnctl.evaluation.diagnosis's, so its best_epoch and turn_epoch land on this axis.
+    """
+    lengths = {key: len(values) for key, values in history.items()}
+    rows = max(lengths.values(), default=0)
+    column = _column(history, "epoch") if "epoch" in history else None
+    if column is not None and np.all(np.isfinite(column)) and np.all(np.diff(column) > 0):
+        epochs = column.astype(int) + 1
+    else:
+        epochs = np.arange(1, rows + 1)
+    uneven = [key for key, length in lengths.items() if length != len(epochs)]
+    if uneven:
+        raise ValueError(f"history columns must all have {len(epochs)} values; {', '.join(uneven)} differ: {lengths}")
+    return epochs
+
+
+def _epoch_index(epochs: np.ndarray, epoch: int, what: str) -> int:
+    matches = np.flatnonzero(epochs == epoch)
+    if len(matches) == 0:
+        span = f"{epochs[0]}..{epochs[-1]}" if len(epochs) else "none"
+        raise ValueError(f"{what} must be a 1-based epoch of the history ({span}). Received: {epoch!r}")
+    return int(matches[0])
+
+
+def _column(history: History, key: str) -> np.ndarray:
+    # Missing cells (None) become NaN, which matplotlib leaves as a gap.
+    return np.asarray([np.nan if value is None else value for value in history[key]], dtype=float)
+
+
+def _pretty(metric: str) -> str:
+    return metric.replace("_", " ").capitalize()
+
+
+def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str], normalized: bool = False) -> Figure:
+    """Draw a confusion matrix as a heatmap: rows are true classes, columns predicted ones.
+
+    Args:
+        matrix: (C, C) counts, as in confusion_matrix.csv.
+        class_names: the C class names, in label order.
+        normalized: show each row divided by its total (the per-class recall is on the diagonal), two
+            decimals; a class with no samples shows a row of zeros. Defaults to False (raw counts).
+    """
+    counts = np.asarray(matrix, dtype=float)
+    n = len(class_names)
+    if counts.shape != (n, n):
+        raise ValueError(f"matrix must be ({n}, {n}) for {n} class names. Received shape: {counts.shape}")
+    if normalized:
+        totals = counts.sum(axis=1, keepdims=True)
+        values = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+        vmax = 1.0
+    else:
+        values = counts
+        vmax = max(float(counts.max(initial=0)), 1.0)
+
+    # Grow with the class count so labels stay legible, within what a screen (and report.html) can show.
+    side = float(np.clip(2.5 + 0.45 * n, 5, 16))
+    fig = _new_figure(side + 1.2, side)
+    ax = fig.subplots()
+    cmap = colormaps["Blues"]
+    image = ax.imshow(values, cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="fraction of true class" if normalized else "samples")
+
+    cell_points = side * 72 * 0.7 / max(n, 1)
+    label_size = float(np.clip(cell_points * 0.7, 3, 10))
+    ax.set_xticks(range(n), labels=list(class_names), fontsize=label_size)
+    ax.set_yticks(range(n), labels=list(class_names), fontsize=label_size)
+    if n > 6 or max((len(str(name)) for name in class_names), default=0) > 4:
+        ax.tick_params(axis="x", labelrotation=45)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+            label.set_rotation_mode("anchor")
+
+    if n <= MAX_ANNOTATED_CLASSES:
+        text_size = float(np.clip(cell_points / 4, 6, 11))
+        for row in range(n):
+            for col in range(n):
+                value = values[row, col]
+                text = f"{value:.2f}" if normalized else _format_count(value)
+                # Dark cells get white text: judge by the cell colour's luminance, not by its value.
+                red, green, blue, _ = cmap(value / vmax)
+                color = "white" if 0.2126 * red + 0.7152 * green + 0.0722 * blue < 0.5 else "black"
+                ax.text(col, row, text, ha="center", va="center", color=color, fontsize=text_size)
+
+    ax.set_xlabel("Predicted")
+    ax.set_ylabel("True")
+    ax.set_title("Confusion matrix (row-normalized)" if normalized else "Confusion matrix (counts)")
+    return fig
+
+
+def roc_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str]) -> Figure:
+    """Draw one-vs-rest ROC curves with their AUC, plus micro- and macro-averages.
+
+    Two classes give one curve, for the positive class (label 1). Classes absent from `y_true` have no
+    ROC curve and are skipped (the micro-average still counts their scores as negatives). With more than
+    MAX_LABELLED_CLASSES classes only the weakest few are named in the legend; the rest are drawn in gray.
+
+    Args:
+        y_true: (N,) integer labels.
+        y_prob: (N, C) predicted probabilities; for two classes (N,) or (N, 1) positive-class scores work too.
+        class_names: the C class names, in label order.
+    """
+    y_true, y_prob = _check_scores(y_true, y_prob, class_names)
+    n_classes = y_prob.shape[1]
+    if n_classes == 2:
+        if len(np.unique(y_true)) < 2:
+            return _message_figure(f"ROC undefined: y_true holds only {class_names[int(y_true[0])]!r}" if len(y_true)
+                                   else "ROC undefined: no samples", "ROC curve")
+        fpr, tpr, _ = roc_curve(y_true == 1, y_prob[:, 1])
+        fig, ax = _score_axes("ROC curve", "False positive rate", "True positive rate")
+        ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="chance (AUC = 0.500)")
+        ax.plot(fpr, tpr, lw=2, label=f"{class_names[1]} (AUC = {auc(fpr, tpr):.3f})")
+        ax.legend(loc="lower right", fontsize="small")
+        return fig
+
+    curves = {}
+    for label in range(n_classes):
+        positives = y_true == label
+        # A class needs both positives and negatives for its ROC curve to exist.
+        if positives.any() and not positives.all():
+            fpr, tpr, _ = roc_curve(positives, y_prob[:, label])
+            curves[label] = (fpr, tpr, auc(fpr, tpr))
+    if not curves:
+        return _message_figure("ROC undefined: y_true holds fewer than two classes", "ROC curves (one-vs-rest)")
+
+    one_hot = np.eye(n_classes)[y_true]
+    micro_fpr, micro_tpr, _ = roc_curve(one_hot.ravel(), y_prob.ravel())
+    # Macro-average curve: mean TPR over a shared FPR grid. Its area equals the mean of the class AUCs.
+    grid = np.unique(np.concatenate([fpr for fpr, _, _ in curves.values()]))
+    mean_tpr = np.mean([np.interp(grid, fpr, tpr) for fpr, tpr, _ in curves.values()], axis=0)
+    macro_auc = float(np.mean([score for _, _, score in curves.values()]))
+
+    fig, ax = _score_axes("ROC curves (one-vs-rest)", "False positive rate", "True positive rate")
+    ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="chance (AUC = 0.500)")
+    ax.plot(micro_fpr, micro_tpr, color="deeppink", ls=":", lw=2.5,
+            label=f"micro-average (AUC = {auc(micro_fpr, micro_tpr):.3f})")
+    ax.plot(grid, mean_tpr, color="navy", ls=":", lw=2.5, label=f"macro-average (AUC = {macro_auc:.3f})")
+    _plot_class_curves(ax, curves, class_names, "AUC", drawstyle="default")
+    ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+def pr_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str]) -> Figure:
+    """Draw one-vs-rest precision-recall curves with their average precision (AP), plus the micro-average.
+
+    Two classes give one curve, for the positive class (label 1), over a chance line at its prevalence.
+    Classes absent from `y_true` are skipped. The title carries the macro AP over the classes drawn.
+
+    Args:
+        y_true: (N,) integer labels.
+        y_prob: (N, C) predicted probabilities; for two classes (N,) or (N, 1) positive-class scores work too.
+        class_names: the C class names, in label order.
+    """
+    y_true, y_prob = _check_scores(y_true, y_prob, class_names)
+    n_classes = y_prob.shape[1]
+    if n_classes == 2:
+        positives = y_true == 1
+        if not positives.any():
+            return _message_figure(f"precision-recall undefined: no {class_names[1]!r} in y_true", "Precision-recall")
+        precision, recall, _ = precision_recall_curve(positives, y_prob[:, 1])
+        score = average_precision_score(positives, y_prob[:, 1])
+        fig, ax = _score_axes(f"Precision-recall ({class_names[1]})", "Recall", "Precision")
+        prevalence = float(positives.mean())
+        ax.axhline(prevalence, ls="--", color="gray", lw=1, label=f"chance (AP = {prevalence:.3f})")
+        ax.plot(recall, precision, lw=2, drawstyle="steps-post", label=f"{class_names[1]} (AP = {score:.3f})")
+        ax.legend(loc="lower left", fontsize="small")
+        return fig
+
+    curves = {}
+    for label in range(n_classes):
+        positives = y_true == label
+        if positives.any():
+            precision, recall, _ = precision_recall_curve(positives, y_prob[:, label])
+            curves[label] = (recall, precision, average_precision_score(positives, y_prob[:, label]))
+    if not curves:
+        return _message_figure("precision-recall undefined: no samples", "Precision-recall (one-vs-rest)")
+
+    one_hot = np.eye(n_classes)[y_true]
+    micro_precision, micro_recall, _ = precision_recall_curve(one_hot.ravel(), y_prob.ravel())
+    micro_ap = average_precision_score(one_hot.ravel(), y_prob.ravel())
+    macro_ap = float(np.mean([score for _, _, score in curves.values()]))
+
+    fig, ax = _score_axes(f"Precision-recall (one-vs-rest), macro AP = {macro_ap:.3f}", "Recall", "Precision")
+    ax.plot(micro_recall, micro_precision, color="deeppink", ls=":", lw=2.5, drawstyle="steps-post",
+            label=f"micro-average (AP = {micro_ap:.3f})")
+    _plot_class_curves(ax, curves, class_names, "AP", drawstyle="steps-post")
+    ax.legend(loc="lower left", fontsize="small")
+    return fig
+
+
+def _check_scores(y_true, y_prob, class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    y_true = np.asarray(y_true)
+    y_prob = np.asarray(y_prob, dtype=float)
+    n = len(class_names)
+    if y_true.ndim != 1:
+        raise ValueError(f"y_true must be (N,) integer labels. Received shape: {y_true.shape}")
+    if n == 2 and (y_prob.ndim == 1 or y_prob.shape[1:] == (1,)):
+        # A sigmoid output scores the positive class only; the negative class is its complement.
+        positive = y_prob.reshape(-1)
+        y_prob = np.column_stack([1 - positive, positive])
+    if y_prob.ndim != 2 or y_prob.shape != (len(y_true), n):
+        raise ValueError(
+            f"y_prob must be (N, C) = ({len(y_true)}, {n}) for {len(y_true)} labels and {n} class names. "
+            f"Received shape: {y_prob.shape}"
+        )
+    y_true = y_true.astype(int)
+    outside = sorted(set(y_true[(y_true < 0) | (y_true >= n)].tolist()))
+    if outside:
+        raise ValueError(f"y_true labels must be in 0..{n - 1} for {n} class names. Received: {outside[:5]}")
+    return y_true, y_prob
+
+
+def _score_axes(title: str, xlabel: str, ylabel: str):
+    fig = _new_figure(7, 6)
+    ax = fig.subplots()
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def _plot_class_curves(ax, curves: dict, class_names: Sequence[str], score_name: str, drawstyle: str) -> None:
+    """Draw per-class (x, y, score) curves; with many classes name only the weakest, the ones worth a look."""
+    palette = colormaps["tab10"]  # at most MAX_LABELLED_CLASSES curves get a colour
+    if len(curves) <= MAX_LABELLED_CLASSES:
+        named = list(curves)
+    else:
+        named = sorted(curves, key=lambda label: curves[label][2])[:WEAKEST_CLASSES_SHOWN]
+        others = [label for label in curves if label not in named]
+        for position, label in enumerate(others):
+            x, y, _ = curves[label]
+            ax.plot(x, y, color="lightgray", lw=0.7, drawstyle=drawstyle,
+                    label=f"{len(others)} other classes" if position == 0 else None)
+    for position, label in enumerate(named):
+        x, y, score = curves[label]
+        ax.plot(x, y, color=palette(position % palette.N), lw=1.3, drawstyle=drawstyle,
+                label=f"{class_names[label]} ({score_name} = {score:.3f})")
+
+
+def _format_count(value: float) -> str:
+    return str(int(round(value))) if float(value).is_integer() else f"{value:.3g}"
+
+
+def example_grid(
+    examples: Union[np.ndarray, Sequence[np.ndarray]],
+    titles: Optional[Sequence[str]] = None,
+    colors: Optional[Sequence[str]] = None,
+    ncols: int = 8,
+    kind: str = "auto",
+    title: Optional[str] = None,
+) -> Figure:
+    """Show examples in a grid: images, 1-D signals, or the middle slice of 3-D volumes.
+
+    Used for the misclassified examples (titles like "true: 3\\npred: 8 (0.97)", red) and data samples.
+    Each image is scaled to its own min..max so faint and bright ones are equally visible.
+
+    Args:
+        examples: (N, ...) array or a list of arrays, one per example, each shaped
+            (H, W), (H, W, 1|3) image; (L,) or (L, C) signal; (D, H, W[, C]) volume.
+        titles: one title per example. Defaults to None (no titles).
+        colors: one title colour per example. Defaults to None (black).
+        ncols: examples per row. Defaults to 8.
+        kind: "image", "signal", "volume", or "auto" to guess from the shape: 2-D arrays are signals when
+            they are long and have at most 16 channels, 3-D arrays are images when they have at most 4
+            channels. Defaults to "auto".
+        title: a title over the whole grid. Defaults to None.
+    """
+    examples = [np.asarray(example) for example in examples]
+    count = len(examples)
+    if count == 0:
+        return _message_figure("no examples", title)
+    for name, values in (("titles", titles), ("colors", colors)):
+        if values is not None and len(values) != count:
+            raise ValueError(f"{name} must have one entry per example ({count}). Received {len(values)}")
+    if kind not in ("auto", "image", "signal", "volume"):
+        raise ValueError(f"kind must be 'auto', 'image', 'signal' or 'volume'. Received: {kind!r}")
+
+    ncols = max(1, min(ncols, count))
+    nrows = math.ceil(count / ncols)
+    title_lines = max((str(text).count("\n") + 1 for text in titles), default=0) if titles else 0
+    fig = _new_figure(max(3.0, 1.5 * ncols), (1.5 + 0.2 * title_lines) * nrows + (0.4 if title else 0))
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for index, ax in enumerate(axes):
+        if index >= count:
+            ax.set_axis_off()
+            continue
+        _draw_example(ax, examples[index], kind)
+        if titles is not None:
+            ax.set_title(str(titles[index]), fontsize=8, color=colors[index] if colors is not None else "black")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def filters_figure(kernel: np.ndarray, max_filters: int = 64) -> Figure:
+    """Show the first convolution layer's filters, one panel per output filter, titled with its index.
+
+    Conv2D kernels (kh, kw, in, out) are drawn as small images: in colour when in == 3 (RGB input),
+    otherwise averaged over the input channels. Conv1D kernels (k, in, out) are drawn as bars of the
+    weights averaged over the input channels, or as one line per input channel when there are 2 or 3.
+    Conv3D kernels show their middle depth slice.
+
+    Args:
+        kernel: the layer's kernel weights.
+        max_filters: draw at most this many (the first ones). Defaults to 64.
+    """
+    kernel = np.asarray(kernel, dtype=float)
+    if kernel.ndim == 5:
+        kernel = kernel[kernel.shape[0] // 2]
+    if kernel.ndim not in (3, 4):
+        raise ValueError(
+            f"kernel must be (kh, kw, in, out) for Conv2D or (k, in, out) for Conv1D. Received shape: {kernel.shape}"
+        )
+    total = kernel.shape[-1]
+    shown = min(total, max_filters)
+    ncols = max(1, min(8, shown))
+    nrows = max(1, math.ceil(shown / ncols))
+    fig = _new_figure(max(3.0, 1.3 * ncols), 1.3 * nrows + 0.5)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    in_channels = kernel.shape[-2]
+    for index, ax in enumerate(axes):
+        if index >= shown:
+            ax.set_axis_off()
+            continue
+        weights = kernel[..., index]
+        if kernel.ndim == 4:
+            if in_channels == 3:
+                ax.imshow(_normalize(weights), interpolation="nearest")
+            else:
+                ax.imshow(_normalize(weights.mean(axis=-1)), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_axis_off()
+        else:
+            ax.axhline(0, color="gray", lw=0.5)
+            if in_channels in (2, 3):
+                ax.plot(weights, lw=1)
+            else:
+                mean = weights.mean(axis=-1)
+                ax.bar(np.arange(len(mean)), mean, color=np.where(mean >= 0, "tab:blue", "tab:red"))
+            ax.set_xticks([])
+            ax.set_yticks([])
+        ax.set_title(str(index), fontsize=8)
+    size = "×".join(str(dim) for dim in kernel.shape[:-1])
+    fig.suptitle(f"First conv layer: {total} filters of {size}" + (f" (first {shown} shown)" if shown < total else ""))
+    return fig
+
+
+def feature_maps_figure(activations: Sequence[tuple[str, np.ndarray]], max_channels: int = 16) -> Figure:
+    """Show what each layer outputs for one example: one row per layer, up to `max_channels` channels.
+
+    Each row is labelled with the layer name and the activation's shape. (H, W, C) maps are drawn as
+    images, (L, C) as lines, (units,) vectors as one bar chart, (D, H, W, C) as their middle slice.
+
+    Args:
+        activations: (layer name, activation of one example without the batch axis) pairs, in layer order.
+        max_channels: channels shown per layer (the first ones). Defaults to 16.
+    """
+    if not activations:
+        return _message_figure("no activations")
+    rows = []
+    for name, activation in activations:
+        activation = np.asarray(activation, dtype=float)
+        shape = activation.shape
+        if activation.ndim == 4:
+            activation = activation[activation.shape[0] // 2]
+        if activation.ndim not in (1, 2, 3):
+            raise ValueError(
+                f"activation of layer {name!r} must be (H, W, C), (L, C) or (units,). Received shape: {shape}"
+            )
+        panels = 1 if activation.ndim == 1 else min(activation.shape[-1], max_channels)
+        rows.append((name, shape, activation, panels))
+
+    ncols = max(panels for _, _, _, panels in rows)
+    fig = _new_figure(1.1 * ncols + 2.0, 1.15 * len(rows) + 0.3)
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    for row, (name, shape, activation, panels) in enumerate(rows):
+        for channel in range(ncols):
+            ax = axes[row, channel]
+            if channel >= panels:
+                ax.set_axis_off()
+                continue
+            if activation.ndim == 1:
+                ax.bar(np.arange(len(activation)), activation, width=1.0)
+            elif activation.ndim == 2:
+                ax.plot(activation[:, channel], lw=0.8)
+                ax.margins(x=0)
+            else:
+                ax.imshow(_normalize(activation[..., channel]), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+            # Ticks off but the frame kept: hiding the axis would hide the row label too.
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if activation.ndim > 1:
+                ax.set_title(str(channel), fontsize=7)
+        total = 1 if activation.ndim == 1 else activation.shape[-1]
+        channels = f"\n{panels} of {total} ch." if panels < total else ""
+        axes[row, 0].set_ylabel(f"{name}\n{tuple(shape)}{channels}", rotation=0, ha="right", va="center", fontsize=8)
+    return fig
+
+
+def filter_demo_figure(panels: Sequence[tuple[str, np.ndarray]]) -> Figure:
+    """Show 2-D images side by side with their titles and sizes (original → convolution → ReLU → pooled).
+
+    Each panel is scaled to its own 1st..99th percentile, so negative convolution outputs show dark rather
+    than clipped, and a few extreme pixels (the zero-padded border of a sharpened image) cannot wash the
+    rest out to flat gray; drawn without smoothing, so pooling's coarser grid is visible.
+
+    Args:
+        panels: (title, image) pairs; images (H, W), (H, W, 1) or (H, W, 3).
+    """
+    if not panels:
+        return _message_figure("no images")
+    fig = _new_figure(3.0 * len(panels), 3.4)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, image) in zip(axes, panels):
+        image = np.asarray(image, dtype=float)
+        if image.ndim == 3 and image.shape[-1] == 1:
+            image = image[..., 0]
+        if image.ndim == 2:
+            low, high = np.percentile(image, [1, 99]) if image.size else (0.0, 1.0)
+            ax.imshow(image, cmap="gray", interpolation="nearest", vmin=low, vmax=max(high, low + 1e-12))
+        elif image.ndim == 3 and image.shape[-1] == 3:
+            ax.imshow(_normalize(image), interpolation="nearest")
+        else:
+            raise ValueError(f"panel {title!r} must be an (H, W) or (H, W, 1|3) image. Received shape: {image.shape}")
+        ax.set_title(title)
+        ax.set_xlabel(f"{image.shape[0]} × {image.shape[1]}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
+def _draw_example(ax, example: np.ndarray, kind: str) -> None:
+    if kind == "auto":
+        kind = _example_kind(example)
+    if kind == "volume":
+        example = example[example.shape[0] // 2]
+        kind = "image"
+    if kind == "signal":
+        ax.plot(example.reshape(len(example), -1), lw=0.8)
+        ax.margins(x=0)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
+    ax.set_axis_off()
+    if example.ndim == 3 and example.shape[-1] == 1:
+        example = example[..., 0]
+    if example.ndim == 3:
+        if example.shape[-1] in (3, 4):
+            # RGB, or RGBA with alpha dropped; the channels are scaled together so hue survives.
+            ax.imshow(_normalize(example[..., :3]), interpolation="nearest")
+            return
+        example = example.mean(axis=-1)
+    if example.ndim != 2:
+        raise ValueError(f"cannot show an example of shape {example.shape} as an image")
+    ax.imshow(_normalize(example), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+
+
+def _example_kind(example: np.ndarray) -> str:
+    shape = example.shape
+    if example.ndim == 1:
+        return "signal"
+    if example.ndim == 2:
+        return "signal" if shape[1] <= 16 and shape[0] >= 4 * shape[1] else "image"
+    if example.ndim == 3:
+        return "image" if shape[-1] <= 4 else "volume"
+    if example.ndim == 4:
+        return "volume"
+    raise ValueError(f"examples must be 1-D to 4-D (signal, image or volume). Received shape: {shape}")
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    # Constrained layout keeps titles, rotated labels and colorbars inside the canvas at any size.
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _message_figure(message: str, title: Optional[str] = None) -> Figure:
+    """A small figure that says why there is nothing to draw, so a report never shows a missing image."""
+    fig = _new_figure(6, 2)
+    ax = fig.subplots()
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, transform=ax.transAxes)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def _normalize(values: np.ndarray) -> np.ndarray:
+    """Scale to 0..1 by the array's own min and max; a constant array becomes all zeros."""
+    values = np.nan_to_num(np.asarray(values, dtype=float), nan=0.0, posinf=0.0, neginf=0.0)
+    if values.size == 0:
+        return values
+    low, high = values.min(), values.max()
+    if high <= low:
+        return np.zeros_like(values)
+    return (values - low) / (high - low)

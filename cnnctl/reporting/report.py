@@ -1,0 +1,357 @@
+"""report.html: one self-contained page per run, to open in any browser or attach to an e-mail.
+
+Everything is in the one file: figures are embedded as base64 `data:` URIs and the styling is an inline
+<style> block, so the page needs no network, no other file and no JavaScript. It is built from the run
+folder alone (like `cnnctl plot`) and shows what exists: a run that failed or was never evaluated still gets
+a page, saying what is missing.
+
+Example:
+
+    path = write_report(resolve_run("last"))   # runs/<id>/report.html
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+from cnnctl.errors import CnnctlError
+from cnnctl.reporting import figures
+from cnnctl.reporting.feature_maps import FEATURE_MAPS
+from cnnctl.runs import contract
+from cnnctl.runs.folder import Run, write_text_atomic
+
+REPORT_HTML = "report.html"
+
+
+# Figures in reading order, with the caption that tells a reader what to look for.
+FIGURE_CAPTIONS = {
+    figures.LOSS_CURVE: "Loss per epoch: training vs validation, best epoch starred, diagnosis annotated.",
+    figures.ACCURACY_CURVE: "Accuracy per epoch: training vs validation.",
+    figures.CONFUSION_PNG: "Confusion matrix (counts): rows are true classes, columns predictions.",
+    figures.CONFUSION_NORMALIZED_PNG: "Confusion matrix, each row divided by its total: recall on the diagonal.",
+    figures.ROC_CURVE: "ROC curves, one-vs-rest, with the AUC of each class and the micro/macro averages.",
+    figures.PR_CURVE: "Precision-recall curves with average precision per class.",
+    figures.MISCLASSIFIED: "The most confidently wrong examples: true label, prediction and its probability.",
+    figures.FILTERS: "The first convolution's learned kernels.",
+    FEATURE_MAPS: "Feature maps: what each convolution and pooling layer outputs for one input.",
+}
+
+
+WIDE_FIGURES = {figures.MISCLASSIFIED, figures.FILTERS, FEATURE_MAPS}
+
+
+METRIC_ROWS = [
+    ("accuracy", "accuracy"),
+    ("precision (macro)", "precision_macro"),
+    ("recall (macro)", "recall_macro"),
+    ("F1 (macro)", "f1_macro"),
+    ("precision (weighted)", "precision_weighted"),
+    ("recall (weighted)", "recall_weighted"),
+    ("F1 (weighted)", "f1_weighted"),
+    ("ROC-AUC", "roc_auc"),
+]
+
+
+VERDICT_COLORS = {"overfitting": "#d62728", "underfitting": "#ff7f0e", "good fit": "#2ca02c",
+                  "still improving": "#1f77b4"}
+
+
+MAX_CLASS_ROWS = 100  # data and per-class tables beyond this are cut, with a line saying how many more
+
+
+STYLE = """
+body { font-family: -apple-system, "Segoe UI", Roboto, "DejaVu Sans", Arial, sans-serif; margin: 0;
+       color: #1d2430; background: #f5f6f8; line-height: 1.45; }
+main { max-width: 1100px; margin: 0 auto; padding: 24px 32px 48px; background: #fff; }
+h1 { font-size: 1.7em; margin: 0 0 4px; }
+h2 { font-size: 1.25em; border-bottom: 2px solid #e3e6eb; padding-bottom: 4px; margin-top: 32px; }
+.subtitle { color: #5b6575; margin: 0 0 16px; }
+.status { display: inline-block; padding: 1px 10px; border-radius: 10px; color: #fff; font-size: 0.85em; }
+table { border-collapse: collapse; margin: 8px 0; font-size: 0.92em; }
+th, td { padding: 4px 12px; border-bottom: 1px solid #e3e6eb; text-align: left; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f0f2f5; }
+.headline { display: flex; flex-wrap: wrap; gap: 12px; margin: 12px 0; }
+.card { border: 1px solid #e3e6eb; border-radius: 8px; padding: 8px 16px; min-width: 120px; }
+.card .value { font-size: 1.6em; font-weight: 600; }
+.card .label { color: #5b6575; font-size: 0.85em; }
+.verdict { border-left: 6px solid; padding: 8px 16px; background: #f8f9fb; margin: 8px 0; }
+.verdict strong { text-transform: capitalize; }
+.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(460px, 1fr)); gap: 8px 20px; }
+figure { margin: 12px 0 20px; }
+figure img { width: 100%; height: auto; border: 1px solid #e3e6eb; }
+figure.wide { grid-column: 1 / -1; }
+figcaption { color: #5b6575; font-size: 0.9em; margin-top: 4px; }
+pre { background: #f6f8fa; border: 1px solid #e3e6eb; padding: 10px 14px; overflow-x: auto; font-size: 0.85em; }
+.missing { color: #8a6d00; background: #fff8e1; padding: 6px 12px; border-radius: 4px; }
+nav a { margin-right: 14px; color: #1f5fbf; text-decoration: none; }
+"""
+
+
+def write_report(run: Run) -> Path:
+    """Build report.html from the run folder and write it atomically; returns its path."""
+    return write_text_atomic(run.file(REPORT_HTML), render_report(run))
+
+
+def render_report(run: Run) -> str:
+    config_text = _read_text(run, contract.CONFIG)
+    environment = _read_json(run, contract.ENVIRONMENT)
+    data = _read_json(run, contract.DATA)
+    metrics = _read_json(run, contract.METRICS)
+    class_report = _read_json(run, contract.REPORT_JSON)
+    name = _config_name(config_text) or run.id
+
+    sections = [
+        ("metrics", "Metrics", _metrics_section(metrics)),
+        ("diagnosis", "Diagnosis", _diagnosis_section(metrics.get("diagnosis"))),
+        ("per-class", "Classification report", _class_report_section(class_report, metrics)),
+        ("figures", "Figures", _figures_section(run)),
+        ("data", "Data", _data_section(data)),
+        ("config", "Config", f"<pre>{_e(config_text)}</pre>" if config_text
+         else _missing(f"{contract.CONFIG} is missing.")),
+        ("environment", "Environment", _environment_section(environment)),
+    ]
+    nav = " ".join(f'<a href="#{anchor}">{_e(title)}</a>' for anchor, title, _ in sections)
+    body = "\n".join(f'<section id="{anchor}">\n<h2>{_e(title)}</h2>\n{content}\n</section>'
+                     for anchor, title, content in sections)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>cnnctl report: {_e(name)}</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<main>
+<h1>{_e(name)}</h1>
+<p class="subtitle">{_header_line(run, environment, data)}</p>
+{_headline(metrics)}
+<nav>{nav}</nav>
+{body}
+</main>
+</body>
+</html>
+"""
+
+
+def _header_line(run: Run, environment: dict, data: dict) -> str:
+    status = environment.get("status", "unknown")
+    color = {"completed": "#2ca02c", "running": "#1f77b4"}.get(status, "#d62728")
+    parts = [f"run <code>{_e(run.id)}</code>", f'<span class="status" style="background:{color}">{_e(status)}</span>']
+    if data.get("source"):
+        parts.append(f"data: {_e(data['source'])}")
+    if environment.get("epochs_run") is not None:
+        parts.append(f"{environment['epochs_run']} epochs")
+    if environment.get("duration_s") is not None:
+        parts.append(f"{environment['duration_s']:g} s")
+    if environment.get("started"):
+        parts.append(f"started {_e(environment['started'])}")
+    return " · ".join(parts)
+
+
+def _headline(metrics: dict) -> str:
+    if not metrics:
+        return ""
+    cards = [("accuracy", metrics.get("accuracy")), ("F1 (macro)", metrics.get("f1_macro")),
+             ("ROC-AUC", metrics.get("roc_auc"))]
+    cards += [(f"top-{k} accuracy", value) for k, value in metrics.get("top_k_accuracy", {}).items() if k != "1"]
+    split = metrics.get("split", "test")
+    return '<div class="headline">' + "".join(
+        f'<div class="card"><div class="value">{_number(value)}</div><div class="label">{_e(label)} '
+        f'({_e(split)})</div></div>' for label, value in cards) + "</div>"
+
+
+def _metrics_section(metrics: dict) -> str:
+    if not metrics:
+        return _missing(f"Not evaluated yet: no {contract.METRICS}. `cnnctl evaluate RUN` computes the metrics.")
+    rows = [("split", _e(metrics.get("split", "")))]
+    for label, key in METRIC_ROWS[:1]:
+        rows.append((label, _number(metrics.get(key))))
+    for k, value in metrics.get("top_k_accuracy", {}).items():
+        if k != "1":
+            rows.append((f"top-{k} accuracy", _number(value)))
+    for label, key in METRIC_ROWS[1:]:
+        rows.append((label, _number(metrics.get(key))))
+    if "num_examples" in metrics:
+        rows.append(("examples", str(metrics["num_examples"])))
+    if metrics.get("tta", "off") != "off":
+        rows.append(("test-time augmentation", _e(metrics["tta"])))
+    return _table(["metric", "value"], rows, numeric=[1])
+
+
+def _diagnosis_section(diagnosis: Optional[dict]) -> str:
+    if not diagnosis:
+        return _missing("No diagnosis: the run has no training history or was not evaluated.")
+    verdict = str(diagnosis.get("verdict", ""))
+    color = VERDICT_COLORS.get(verdict, "#7f7f7f")
+    parts = [f'<div class="verdict" style="border-color:{color}"><strong>{_e(verdict)}</strong>: '
+             f'{_e(diagnosis.get("summary", ""))}</div>']
+    advice = diagnosis.get("advice") or []
+    if advice:
+        parts.append("<ul>" + "".join(f"<li>{_e(item)}</li>" for item in advice) + "</ul>")
+    evidence = [
+        ("best epoch", diagnosis.get("best_epoch")),
+        ("validation loss turned up at epoch", diagnosis.get("turn_epoch")),
+        ("final training loss", diagnosis.get("final_train_loss")),
+        ("final validation loss", diagnosis.get("final_val_loss")),
+        ("final training accuracy", diagnosis.get("final_train_accuracy")),
+        ("final validation accuracy", diagnosis.get("final_val_accuracy")),
+        ("majority-class baseline accuracy", diagnosis.get("baseline_accuracy")),
+    ]
+    gap = diagnosis.get("generalization_gap")
+    if isinstance(gap, dict):
+        evidence.append(("validation − training loss", gap.get("absolute")))
+    rows = [(label, _number(value)) for label, value in evidence if value is not None]
+    if rows:
+        parts.append(_table(["evidence", "value"], rows, numeric=[1]))
+    for note in diagnosis.get("notes") or []:
+        parts.append(f"<p>{_e(note)}</p>")
+    return "\n".join(parts)
+
+
+def _class_report_section(class_report: dict, metrics: dict) -> str:
+    per_class = {name: values for name, values in class_report.items() if isinstance(values, dict)}
+    if not per_class and metrics.get("per_class"):
+        per_class = {name: {**values, "f1-score": values.get("f1")} for name, values in metrics["per_class"].items()}
+    if not per_class:
+        return _missing(f"No {contract.REPORT_JSON}: the run was not evaluated.")
+    rows = []
+    names = list(per_class)
+    for name in names[:MAX_CLASS_ROWS] + [n for n in names[MAX_CLASS_ROWS:] if n.endswith(" avg")]:
+        values = per_class[name]
+        support = values.get("support")
+        rows.append((_e(name), _number(values.get("precision")), _number(values.get("recall")),
+                     _number(values.get("f1-score")), "" if support is None else str(int(support))))
+    table = _table(["class", "precision", "recall", "F1", "support"], rows, numeric=[1, 2, 3, 4])
+    hidden = len([n for n in names[MAX_CLASS_ROWS:] if not n.endswith(" avg")])
+    if hidden:
+        table += f"<p>… {hidden} more classes in {contract.REPORT_JSON}.</p>"
+    if "accuracy" in class_report:
+        table += f"<p>accuracy: {_number(class_report['accuracy'])}</p>"
+    return table
+
+
+def _figures_section(run: Run) -> str:
+    present = sorted(path.name for path in run.path.glob("*.png") if not path.name.startswith("."))
+    ordered = [name for name in FIGURE_CAPTIONS if name in present]
+    ordered += [name for name in present if name not in FIGURE_CAPTIONS]
+    if not ordered:
+        return _missing("No figures yet: `cnnctl plot RUN` draws them.")
+    parts = []
+    for name in ordered:
+        try:
+            encoded = base64.b64encode(run.file(name).read_bytes()).decode("ascii")
+        except OSError as exc:
+            parts.append(_missing(f"{name}: cannot read ({exc.strerror})."))
+            continue
+        caption = FIGURE_CAPTIONS.get(name, "")
+        # Grids of many small panels need the whole width to stay legible; curves read fine at half.
+        klass = ' class="wide"' if name in WIDE_FIGURES else ""
+        parts.append(f'<figure id="{_e(name)}"{klass}><img src="data:image/png;base64,{encoded}" '
+                     f'alt="{_e(name)}"><figcaption><code>{_e(name)}</code> {_e(caption)}</figcaption></figure>')
+    return '<div class="figures">\n' + "\n".join(parts) + "\n</div>"
+
+
+def _data_section(data: dict) -> str:
+    if not data:
+        return _missing(f"{contract.DATA} is missing.")
+    facts = [("source", data.get("source")), ("origin", data.get("origin")),
+             ("input shape", " × ".join(str(d) for d in data.get("input_shape", []))),
+             ("stored dtype", data.get("dtype")),
+             ("value range", " .. ".join(f"{v:g}" for v in data.get("value_range") or [])),
+             ("pixel scale (inputs divided by)", data.get("pixel_scale")),
+             ("classes", data.get("num_classes"))]
+    parts = [_table(["", ""], [(_e(label), _e(value)) for label, value in facts if value not in (None, "")],
+                    header=False)]
+    counts, sizes = data.get("counts") or {}, data.get("sizes") or {}
+    splits = list(counts)
+    if splits:
+        names = list(data.get("class_names") or next(iter(counts.values())))
+        rows = [(_e(name), *[str(counts[split].get(name, "")) for split in splits]) for name in names[:MAX_CLASS_ROWS]]
+        if len(names) > MAX_CLASS_ROWS:
+            rows.append((f"… {len(names) - MAX_CLASS_ROWS} more", *["" for _ in splits]))
+        rows.append(("<strong>total</strong>", *[f"<strong>{sizes.get(split, '')}</strong>" for split in splits]))
+        parts.append(_table(["class", *splits], rows, numeric=list(range(1, len(splits) + 1)), escape=False))
+    for note in data.get("notes") or []:
+        parts.append(f"<p>note: {_e(note)}</p>")
+    if data.get("skipped"):
+        parts.append(f"<p>{len(data['skipped'])} unreadable files were skipped (listed in {contract.DATA}).</p>")
+    return "\n".join(parts)
+
+
+def _environment_section(environment: dict) -> str:
+    if not environment:
+        return _missing(f"{contract.ENVIRONMENT} is missing.")
+    facts = [("status", environment.get("status")), ("started", environment.get("started")),
+             ("ended", environment.get("ended")), ("devices", ", ".join(environment.get("devices") or [])),
+             ("precision", environment.get("precision")), ("seed", environment.get("seed")),
+             ("error", environment.get("error"))]
+    facts += [(name, version) for name, version in (environment.get("versions") or {}).items()]
+    return _table(["", ""], [(_e(label), _e(value)) for label, value in facts if value not in (None, "")],
+                  header=False)
+
+
+def _table(headers: list[str], rows: list[tuple], numeric: list[int] = (), header: bool = True,
+           escape: bool = False) -> str:
+    """Rows are HTML already (escaped by the caller), unless `escape`."""
+    def cell(tag: str, index: int, value: Any) -> str:
+        klass = ' class="num"' if index in numeric else ""
+        text = _e(value) if escape else str(value)
+        return f"<{tag}{klass}>{text}</{tag}>"
+
+    head = ("<tr>" + "".join(cell("th", i, _e(h)) for i, h in enumerate(headers)) + "</tr>") if header else ""
+    body = "".join("<tr>" + "".join(cell("td", i, value) for i, value in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table>{head}{body}</table>"
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return _e(value)
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.4f}"
+
+
+def _missing(text: str) -> str:
+    return f'<p class="missing">{_e(text)}</p>'
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _read_json(run: Run, name: str) -> dict:
+    """A missing or damaged file leaves its section saying so; the page is still written."""
+    if not run.has(name):
+        return {}
+    try:
+        value = run.read_json(name)
+    except CnnctlError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _read_text(run: Run, name: str) -> str:
+    try:
+        return run.file(name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _config_name(config_text: str) -> Optional[str]:
+    import yaml
+
+    try:
+        config = yaml.safe_load(config_text) if config_text else None
+    except yaml.YAMLError:
+        return None
+    return str(config["name"]) if isinstance(config, dict) and config.get("name") else None

@@ -1,0 +1,199 @@
+"""The run folder: creating it (unique, never overwritten), finding it again, and writing its files atomically.
+
+Every file of a run is written to a temporary name in the same folder and renamed into place, so a crash
+never leaves a half-written file for a later command to trip over.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import difflib
+import io
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
+
+from cnnctl.errors import RunError
+from cnnctl.runs.contract import CONFIG, ENVIRONMENT, RUNS_DIR_ENV
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def default_runs_dir(runs_dir: Optional[Union[str, Path]] = None) -> Path:
+    """`--runs-dir DIR`, else $CNNCTL_RUNS_DIR, else ./runs."""
+    return Path(runs_dir or os.environ.get(RUNS_DIR_ENV) or "runs")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder. Paths of its files are attributes so no caller spells a file name."""
+
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def has(self, name: str) -> bool:
+        return (self.path / name).exists()
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        path = self.file(name)
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunError(f"{path}: missing; the run folder is incomplete") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RunError(f"{path}: not valid JSON ({exc})") from None
+
+    def write_json(self, name: str, data: Any) -> Path:
+        return write_text_atomic(self.file(name), json.dumps(data, indent=2, default=_json_default) + "\n")
+
+    def update_json(self, name: str, **changes: Any) -> dict[str, Any]:
+        data = self.read_json(name) if self.has(name) else {}
+        data.update(changes)
+        self.write_json(name, data)
+        return data
+
+    def require(self, *names: str) -> None:
+        missing = [name for name in names if not self.has(name)]
+        if missing:
+            raise RunError(f"{self.path}: missing {', '.join(missing)}; is this a finished cnnctl run? "
+                           "(`cnnctl runs` lists them)")
+
+
+def create_run(runs_dir: Union[str, Path], name: str, now: Optional[float] = None) -> Run:
+    """Make `runs_dir/<YYYYmmdd-HHMMSS>-<name>`; a second run in the same second gets `-2`, `-3`, ...
+
+    os.mkdir is atomic, so concurrent trainings can never share a folder.
+    """
+    runs_dir = Path(runs_dir)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"{runs_dir}: cannot create the runs folder ({exc.strerror})") from None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    base = f"{stamp}-{name}"
+    for attempt in range(1, 10_000):
+        path = runs_dir / (base if attempt == 1 else f"{base}-{attempt}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise RunError(f"{path}: cannot create the run folder ({exc.strerror})") from None
+        return Run(path)
+    raise RunError(f"{runs_dir}: too many runs named {base}")
+
+
+def is_run(path: Path) -> bool:
+    # environment.json is written when a run starts, after config.yaml: a folder without it is still being created.
+    return (path / ENVIRONMENT).is_file() and (path / CONFIG).is_file()
+
+
+def list_runs(runs_dir: Union[str, Path]) -> list[Run]:
+    """Runs in the folder, newest first (ids start with their start time)."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    found = [Run(path) for path in runs_dir.iterdir() if path.is_dir() and is_run(path)]
+    return sorted(found, key=lambda run: _sort_key(run.id), reverse=True)
+
+
+def _sort_key(run_id: str) -> tuple:
+    # `-2` suffixes order runs started in the same second.
+    match = re.match(r"^(\d{8}-\d{6})-(.*?)(?:-(\d+))?$", run_id)
+    if not match:
+        return ("", 0, run_id)
+    return (match.group(1), int(match.group(3) or 1), run_id)
+
+
+def resolve_run(spec: str, runs_dir: Optional[Union[str, Path]] = None) -> Run:
+    """RUN on the command line: a folder path, a run id inside the runs dir, or `last`."""
+    base = default_runs_dir(runs_dir)
+    if spec == "last":
+        runs = list_runs(base)
+        if not runs:
+            raise RunError(f"no runs in {base}; train one first: cnnctl train configs/digits.yaml")
+        return runs[0]
+    candidate = Path(spec)
+    if candidate.is_dir():
+        if not is_run(candidate):
+            raise RunError(f"{spec}: not a cnnctl run folder (no {CONFIG} and {ENVIRONMENT})")
+        return Run(candidate)
+    if candidate.name != spec or spec in (".", ".."):
+        raise RunError(f"{spec}: no such run folder")
+    inside = base / spec
+    if inside.is_dir() and is_run(inside):
+        return Run(inside)
+    hint = ""
+    names = [run.id for run in list_runs(base)]
+    close = difflib.get_close_matches(spec, names, n=1)
+    if close:
+        hint = f"; did you mean {close[0]}?"
+    elif names:
+        hint = f"; `cnnctl runs --runs-dir {base}` lists the {len(names)} runs there"
+    raise RunError(f"{spec}: no such run in {base}{hint}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
+    """Yield a temporary path beside `path` (same suffix, so writers that check it are content); rename on success.
+
+    The whole suffix chain is kept (`.weights.h5`, not just `.h5`): Keras checks it when saving weights.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name[: len(path.name) - len(suffix)]}.", suffix=suffix,
+                                    dir=path.parent)
+    os.close(handle)
+    temp_path = Path(temp)
+    os.chmod(temp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; run files are ordinary files
+    try:
+        yield temp_path
+        os.replace(temp_path, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            temp_path.unlink()
+        if isinstance(exc, OSError) and exc.filename == str(temp_path):
+            exc.filename = str(path)  # a disk-full message names the file the user knows, not our temporary one
+        raise
+
+
+def write_text_atomic(path: Union[str, Path], text: str) -> Path:
+    with atomic_path(path) as temp:
+        temp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_csv_atomic(path: Union[str, Path], header: list[str], rows: list[list[Any]]) -> Path:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return write_text_atomic(path, buffer.getvalue())
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and arrays, Paths: without importing numpy here.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

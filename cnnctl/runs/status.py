@@ -1,0 +1,78 @@
+"""The run's status in environment.json (running → completed | interrupted | failed) and its training lock."""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import Any, Iterator
+
+from cnnctl.errors import RunError
+from cnnctl.runs import contract
+from cnnctl.runs.folder import Run
+
+
+def finish_run(run: Run, status: str, **extra: Any) -> None:
+    """Record the run's final status (and `extra` facts such as epochs_run or error) in environment.json."""
+    environment = run.read_json(contract.ENVIRONMENT) if run.has(contract.ENVIRONMENT) else {}
+    started = environment.get("started_unix")
+    changes: dict[str, Any] = {"status": status, "ended": now(), **extra}
+    if started:
+        changes["duration_s"] = round(time.time() - started, 1)
+    run.update_json(contract.ENVIRONMENT, **changes)
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+LOCK = "lock"  # in checkpoints/: held while a process trains the run
+
+
+@contextlib.contextmanager
+def held_lock(run: Run) -> Iterator[None]:
+    """An exclusive lock on checkpoints/lock while training, so two processes never train one run folder.
+    The kernel drops it when the process dies, even by kill -9, so a crashed run is never locked out."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        yield
+        return
+    path = run.file(contract.CHECKPOINTS) / LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise RunError(f"{run.path}: another cnnctl process is training this run right now; wait for it "
+                           "to finish or stop it (Ctrl-C) first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def abandoned(run: Run) -> bool:
+    """A run whose training lock was taken once and is held by no process now: its trainer is gone."""
+    return (run.file(contract.CHECKPOINTS) / LOCK).exists() and not is_training(run)
+
+
+def is_training(run: Run) -> bool:
+    """Whether a live process holds the run's training lock; a run left `running` by a kill is not."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    path = run.file(contract.CHECKPOINTS) / LOCK
+    if not path.exists():
+        return False
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False

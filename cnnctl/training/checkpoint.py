@@ -1,0 +1,121 @@
+"""Training state saved at the end of every epoch in `<run>/checkpoints/`, so `cnnctl train --resume` can
+continue a run from its last completed epoch.
+
+Keras' BackupAndRestore saves the model and optimizer weights (learning rate and step count included) and the
+epoch number, but not the state of the other callbacks: EarlyStopping would forget its patience count and
+best weights, ReduceLROnPlateau its wait and cooldown, and the best-model checkpoint its best value. Those
+are saved here beside it, in the same commit.
+
+Files, all written to a temporary name and renamed:
+    checkpoints/training_metadata.json   {"epoch": completed epochs, "weights": ..., "callbacks": {...}}
+    checkpoints/epoch-0003.weights.h5    model + optimizer weights after 3 completed epochs
+    checkpoints/best-epoch-0002.npz      EarlyStopping's best weights (restore_best_weights)
+training_metadata.json is renamed into place last and names the other files, so a crash at any moment
+leaves either the previous epoch's state or the new one, never a mixture. Stale files are deleted after.
+"""
+
+from __future__ import annotations
+
+import csv
+import numbers
+from pathlib import Path
+from typing import Any, Optional
+
+from cnnctl.errors import RunError
+from cnnctl.runs import contract
+from cnnctl.runs.folder import Run, write_text_atomic
+
+METADATA = "training_metadata.json"  # BackupAndRestore's own name, extended with our keys
+
+
+# Callback attributes that carry state from one epoch to the next, by the Keras class that holds them.
+# Everything else (monitor, patience, ...) comes from the config on resume.
+CALLBACK_STATE = {
+    "EarlyStopping": ("wait", "stopped_epoch", "best", "best_epoch"),
+    "ReduceLROnPlateau": ("wait", "cooldown_counter", "best"),
+    "ModelCheckpoint": ("best",),
+}
+
+
+def folder(run: Run) -> Path:
+    return run.file(contract.CHECKPOINTS)
+
+
+def read_state(run: Run) -> Optional[dict[str, Any]]:
+    """The last committed training state, or None when the run never finished an epoch under cnnctl's care."""
+    path = folder(run) / METADATA
+    if not path.is_file():
+        return None
+    state = Run(folder(run)).read_json(METADATA)
+    if not isinstance(state.get("epoch"), int) or not state.get("weights"):
+        raise RunError(f"{path}: not a cnnctl training state (no epoch and weights); it cannot be resumed")
+    return state
+
+
+def completed_epochs(run: Run) -> int:
+    state = read_state(run)
+    return state["epoch"] if state else 0
+
+
+def mark_finished(run: Run, finished: bool = True) -> None:
+    """Recorded once fit() has returned and model.keras holds the final model: a resume then only evaluates."""
+    state = read_state(run)
+    if state is not None:
+        state["finished"] = finished
+        Run(folder(run)).write_json(METADATA, state)
+
+
+def reopen(run: Run) -> None:
+    """Training a finished run for more epochs: early stopping starts counting its patience afresh, else a run
+    that stopped early would stop again after one epoch."""
+    state = read_state(run)
+    if state is None:
+        return
+    state["finished"] = False
+    stopping = state.get("callbacks", {}).get("EarlyStopping")
+    if stopping:
+        stopping.update(wait=0, stopped_epoch=0)
+    Run(folder(run)).write_json(METADATA, state)
+
+
+def truncate_history(path: Path, epochs: int) -> int:
+    """Keep the header and one complete row for each of the first `epochs` epochs of history.csv.
+
+    CSVLogger appends a row before the epoch's state is committed, and a kill can tear the last line: rows past
+    the checkpoint, torn rows and repeated epochs are dropped so the resumed run appends each epoch once.
+    Returns the number of rows kept.
+    """
+    if not path.exists():
+        return 0
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines(keepends=True)
+    kept: list[str] = []
+    seen: set[int] = set()
+    if lines and lines[0].endswith("\n"):
+        header = next(csv.reader([lines[0]]))
+        if header and header[0] == "epoch":
+            kept.append(lines[0])
+            for line in lines[1:]:
+                if not line.endswith("\n"):
+                    continue  # torn by a crash mid-write
+                fields = next(csv.reader([line]), [])
+                try:
+                    epoch = int(fields[0])
+                except (ValueError, IndexError):
+                    continue
+                if len(fields) == len(header) and 0 <= epoch < epochs and epoch not in seen:
+                    seen.add(epoch)
+                    kept.append(line)
+    write_text_atomic(path, "".join(kept))
+    return len(kept) - 1 if kept else 0
+
+
+def plain_value(value: Any) -> Any:
+    """numpy scalars → Python numbers, so the state is plain JSON (infinities as JSON's Infinity)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None

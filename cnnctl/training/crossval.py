@@ -1,0 +1,110 @@
+"""Stratified K-fold cross-validation: K full trainings of one config, a run folder per fold, one summary.
+
+`cnnctl cv CONFIG --folds K` makes `runs/<id>-<name>-cv/` holding the resolved config.yaml, `fold-1/` ...
+`fold-K/` and cv_summary.json. Each fold folder is a complete run folder (every file `cnnctl train` writes):
+its config.yaml carries `data.fold: {index, folds}`, so `cnnctl evaluate` on it rebuilds the same split, and
+its test split is the held-out fold. The folds are carved from the training data only: the source's test
+split (or the one carved from train first) is left out of every fold, untouched for a final check.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnctl.config.schema import Config, FoldConfig
+from cnnctl.errors import ConfigError
+from cnnctl.runs import contract
+from cnnctl.runs.folder import Run, create_run, write_text_atomic
+
+CV_SUMMARY = "cv_summary.json"
+
+
+# metrics.json keys summarised over folds, in the order of the console table
+SUMMARY_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted", "roc_auc")
+
+
+def fold_config(config: Config, index: int, folds: int) -> Config:
+    """The config of fold `index` (1-based): the same config with data.fold set."""
+    fold = config.model_copy(deep=True)
+    fold.data.fold = FoldConfig(index=index, folds=folds)
+    return fold
+
+
+def cross_validate(config: Config, origin: str, runs_dir: Any, folds: int,
+                   verbose: int = 2) -> tuple[Path, dict[str, Any]]:
+    """Train every fold into its own run folder; returns the cv folder and the summary written there."""
+    import keras
+
+    from cnnctl.reporting import display
+    from cnnctl.training.loop import train_run
+    from cnnctl.training.prepare import prepare
+
+    if folds < 2:
+        raise ConfigError(f"--folds {folds}: cross-validation needs at least 2 folds (5 or 10 are usual)")
+    if config.data.fold is not None:
+        raise ConfigError(f"{origin}: data.fold is set; cnnctl cv chooses the folds itself, remove data.fold")
+    # Fold 1 is prepared before any folder exists, so a data or model mistake leaves nothing behind.
+    prepared = prepare(fold_config(config, 1, folds), origin)
+    cv_run = create_run(runs_dir, f"{config.name or 'run'}-cv")
+    write_text_atomic(cv_run.file(contract.CONFIG), config.to_yaml())
+    summary: dict[str, Any] = {"config": origin, "name": config.name, "folds": folds, "seed": config.seed,
+                               "status": "running", "per_fold": []}
+    cv_run.write_json(CV_SUMMARY, summary)
+    try:
+        with display.fold_progress(folds) as advance:
+            for index in range(1, folds + 1):
+                if prepared is None:
+                    keras.backend.clear_session()  # the previous fold's model is saved; free its graph
+                    prepared = prepare(fold_config(config, index, folds), origin)
+                fold_run = Run(cv_run.path / f"fold-{index}")
+                fold_run.path.mkdir()
+                run, metrics = train_run(prepared.config, origin, runs_dir, verbose, prepared=prepared, into=fold_run)
+                summary["per_fold"].append(fold_result(index, run, metrics))
+                cv_run.write_json(CV_SUMMARY, summarise(summary))
+                advance(f"fold {index}: accuracy {metrics['accuracy']:.4f}")
+                prepared = None
+    except BaseException as exc:
+        summary["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        summary["error"] = f"{type(exc).__name__}: {exc}"
+        cv_run.write_json(CV_SUMMARY, summarise(summary))
+        raise
+    summary["status"] = "completed"
+    cv_run.write_json(CV_SUMMARY, summarise(summary))
+    return cv_run.path, summary
+
+
+def fold_result(index: int, run: Run, metrics: dict[str, Any]) -> dict[str, Any]:
+    """One fold's line of the summary: its held-out metrics, flattened (top-k as `top_3_accuracy`)."""
+    result: dict[str, Any] = {"fold": index, "run": run.path.name, "examples": metrics.get("num_examples")}
+    for key in SUMMARY_METRICS:
+        result[key] = metrics.get(key)
+    for k, value in metrics.get("top_k_accuracy", {}).items():
+        if k != "1":
+            result[f"top_{k}_accuracy"] = value
+    environment = run.read_json(contract.ENVIRONMENT) if run.has(contract.ENVIRONMENT) else {}
+    result["epochs_run"] = environment.get("epochs_run")
+    return result
+
+
+def metric_names(per_fold: list[dict[str, Any]]) -> list[str]:
+    names = [key for key in SUMMARY_METRICS if any(fold.get(key) is not None for fold in per_fold)]
+    top_k = sorted({key for fold in per_fold for key in fold if key.startswith("top_")},
+                   key=lambda key: int(key.split("_")[1]))
+    return names[:1] + top_k + names[1:]
+
+
+def summarise(summary: dict[str, Any]) -> dict[str, Any]:
+    """Add mean and std (population, numpy's default) of each metric over the folds that have it."""
+    per_fold = summary["per_fold"]
+    summary["metrics"] = metric_names(per_fold)
+    summary["mean"], summary["std"] = {}, {}
+    for name in summary["metrics"]:
+        values = np.array([fold[name] for fold in per_fold if fold.get(name) is not None], dtype=float)
+        if values.size:
+            summary["mean"][name] = float(values.mean())
+            summary["std"][name] = float(values.std())
+    summary["folds_completed"] = len(per_fold)
+    return summary

@@ -1,0 +1,73 @@
+"""Training, step 4a: a Config → data loaded, model built and compiled; every mistake found before a run folder exists."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from cnnctl.config.schema import Config
+from cnnctl.data.dataset import Dataset, load_data
+from cnnctl.errors import ConfigError, in_config_file
+from cnnctl.evaluation.scoring import mirror_axis
+
+
+@dataclass
+class Prepared:
+    """Everything validated and built, before a run folder exists."""
+
+    config: Config
+    dataset: Dataset
+    model: Any
+    policy: str
+    devices: list[str]
+
+
+def prepare(config: Config, origin: str = "") -> Prepared:
+    """Load data and build + compile the model; config and data mistakes are raised with `origin` (the file)
+    in front."""
+    from cnnctl import runtime
+
+    runtime.import_tensorflow()
+    runtime.seed_everything(config.seed)
+    policy = runtime.set_precision(config.train.mixed_precision)
+    with in_config_file(origin):
+        dataset = load_data(config)
+        class_weights(config.train.class_weight, dataset)  # checked now, not after the run folder exists
+        dataset.evaluation_split(config.evaluate.split)  # a split the data lacks: said now, not after training
+        if config.evaluate.tta == "flip":
+            mirror_axis(dataset.input_shape)  # flat examples cannot be mirrored: said before training
+        model = build_and_compile(config, dataset.input_shape, dataset.num_classes,
+                                  train_examples=len(dataset.splits["train"]))
+    return Prepared(config, dataset, model, policy, runtime.devices())
+
+
+def build_and_compile(config: Config, input_shape: tuple, num_classes: int, train_examples: int = 0) -> Any:
+    from cnnctl import runtime
+    from cnnctl.model.build import build_augmenter, build_model
+    from cnnctl.model.compile import compile_model
+
+    build_augmenter(config.data.augment)  # augmentation mistakes are config mistakes: report them before training
+    model = build_model(config.model, input_shape, num_classes, name=config.name or "cnn")
+    return compile_model(model, config.train, jit_compile=runtime.resolve_jit_compile(config.train.jit_compile),
+                         steps_per_execution=runtime.resolve_steps_per_execution(config.train.steps_per_execution),
+                         steps_per_epoch=math.ceil(train_examples / config.train.batch_size))
+
+
+def class_weights(setting: Any, dataset: Dataset) -> Optional[dict[int, float]]:
+    if setting is None:
+        return None
+    if setting == "balanced":
+        import numpy as np
+        from sklearn.utils.class_weight import compute_class_weight
+
+        y = dataset.splits["train"].y
+        classes = np.arange(dataset.num_classes)
+        present = np.unique(y)
+        weights = compute_class_weight("balanced", classes=present, y=y)
+        mapping = dict(zip(present.tolist(), weights.tolist()))
+        return {int(c): float(mapping.get(int(c), 1.0)) for c in classes}
+    unknown = [k for k in setting if not 0 <= k < dataset.num_classes]
+    if unknown:
+        raise ConfigError(f"train.class_weight: class index {unknown[0]} is out of range; the data has "
+                          f"{dataset.num_classes} classes (0..{dataset.num_classes - 1})")
+    return {c: float(setting.get(c, 1.0)) for c in range(dataset.num_classes)}

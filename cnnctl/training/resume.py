@@ -1,0 +1,89 @@
+"""`cnnctl train --resume RUN`: continue a run in its own folder, from its last completed epoch, with its own
+config.yaml, and finish it with the same files a straight run writes.
+
+A completed run is left alone unless `--set train.epochs=N` asks for more epochs than it was trained for.
+Only settings that the saved training state does not depend on may change: the epoch count and the batch
+size (a smaller batch is the way on after running out of memory).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from cnnctl.errors import ConfigError, RunError
+from cnnctl.runs import contract
+from cnnctl.runs.folder import Run, resolve_run, write_text_atomic
+from cnnctl.training import checkpoint
+from cnnctl.training.guard import NAN_ERROR, guarded, resume_command
+
+RESUMABLE_SETTINGS = ("train.epochs", "train.batch_size")
+
+
+def resume_run(spec: str, runs_dir: Optional[Union[str, Path]], overrides: list[str],
+               verbose: int = 2) -> tuple[Run, Optional[dict[str, Any]]]:
+    """Returns the run and its test metrics, or None for metrics when there was nothing to do."""
+    from cnnctl.config.loading import load_config
+    from cnnctl.model.summary import describe
+    from cnnctl.reporting import display
+    from cnnctl.training.loop import complete_run
+    from cnnctl.training.prepare import prepare
+
+    for override in overrides:
+        key = override.partition("=")[0].strip()
+        if key not in RESUMABLE_SETTINGS:
+            raise ConfigError(f"--set {override}: a resumed run keeps its config; only "
+                              f"{' and '.join(RESUMABLE_SETTINGS)} can change (e.g. --set train.epochs=20)")
+    run = resolve_run(spec, runs_dir)
+    config_path = run.file(contract.CONFIG)
+    saved = load_config(config_path)
+    config = load_config(config_path, overrides)
+    environment = run.read_json(contract.ENVIRONMENT)
+    status = environment.get("status")
+    extend = config.train.epochs > saved.train.epochs
+    if status == "completed" and not extend:
+        display.say(f"{run.path}: already completed ({environment.get('epochs_run', '?')} epochs of "
+                    f"{saved.train.epochs}); nothing to do. To train it longer: "
+                    f"{resume_command(run)} --set train.epochs={saved.train.epochs * 2}")
+        return run, None
+    if status == "failed" and environment.get("error") == NAN_ERROR:
+        raise RunError(f"{run.path}: cannot resume: its loss became NaN or infinite and would again; train "
+                       f"anew with a lower learning rate: cnnctl train {config_path} "
+                       f"--set train.optimizer.learning_rate={saved.train.optimizer.learning_rate / 10:g}")
+    state = checkpoint.read_state(run)
+    if state is None:
+        raise RunError(f"{run.path}: no training state in {contract.CHECKPOINTS}/ to resume from (the run stopped "
+                       f"before its first epoch ended, or an older cnnctl made it); train it anew: "
+                       f"cnnctl train {config_path}")
+    done = state["epoch"]
+    if config.train.epochs < done:
+        raise ConfigError(f"--set train.epochs={config.train.epochs}: {run.path} has already trained {done} "
+                          f"epochs; give more than {done} to extend it")
+    prepared = prepare(config, str(config_path))
+    with guarded(run):
+        if config != saved:
+            write_text_atomic(config_path, config.to_yaml())
+        if extend and state.get("finished"):
+            checkpoint.reopen(run)
+        train = extend or not state.get("finished")
+        checkpoint.truncate_history(run.file(contract.HISTORY), done)
+        _mark_resumed(run, environment, done)
+        display.header(str(config_path), config, prepared.dataset.summary(), prepared.devices, prepared.policy,
+                       run.path, describe(prepared.model))
+        display.say(f"resuming {run.path} after epoch {done} of {config.train.epochs}"
+                    if train else f"resuming {run.path}: training had finished; evaluating the saved model")
+        metrics = complete_run(run, prepared, verbose, train=train)
+    return run, metrics
+
+
+def _mark_resumed(run: Run, environment: dict[str, Any], done: int) -> None:
+    import os
+
+    from cnnctl.runs.status import now
+
+    for stale in ("error", "hint", "signal"):
+        environment.pop(stale, None)
+    resumes = environment.get("resumed", [])
+    resumes.append({"at": now(), "after_epoch": done, "previous_status": environment.get("status")})
+    environment.update(status="running", ended=None, epochs_run=done, pid=os.getpid(), resumed=resumes)
+    run.write_json(contract.ENVIRONMENT, environment)
