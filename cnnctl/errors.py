@@ -1,6 +1,7 @@
 """Errors a user can fix. The CLI prints them as one `error:` line and exits with code 2."""
 
 import difflib
+import signal
 from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence
 
@@ -47,8 +48,6 @@ class Interrupted(KeyboardInterrupt):
 
     @property
     def signal_name(self) -> str:
-        import signal
-
         return signal.Signals(self.signum).name
 
 

@@ -87,17 +87,27 @@ def has_gpu() -> bool:
     return bool(import_tensorflow().config.list_physical_devices("GPU"))
 
 
-def set_precision(mixed_precision: str) -> str:
-    """`auto` = mixed_float16 on a GPU, float32 on a CPU. Returns the Keras dtype policy in force."""
+def resolve_precision(mixed_precision: str) -> str:
+    """`train.mixed_precision` → a Keras dtype policy name: `auto` = mixed_float16 on a GPU, float32 on a CPU."""
+    if mixed_precision == "auto":
+        return "mixed_float16" if has_gpu() else "float32"
+    return "float32" if mixed_precision == "off" else mixed_precision
+
+
+@contextlib.contextmanager
+def precision_policy(mixed_precision: str) -> Iterator[str]:
+    """Keras' global dtype policy for the layers built inside the block, put back afterwards. Each layer keeps
+    the policy it was built with (and model.keras records it), so nothing after building needs the global one,
+    and a Python caller's own Keras code is not switched to mixed precision behind its back."""
     import keras
 
-    policy = mixed_precision
-    if policy == "auto":
-        policy = "mixed_float16" if has_gpu() else "float32"
-    elif policy == "off":
-        policy = "float32"
+    previous = keras.mixed_precision.global_policy()
+    policy = resolve_precision(mixed_precision)
     keras.mixed_precision.set_global_policy(policy)
-    return policy
+    try:
+        yield policy
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 # Measured on the 2-core CPU machine (benchmarks/RESULTS.md): forcing XLA (jit_compile: true) made CPU training

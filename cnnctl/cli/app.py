@@ -1,7 +1,9 @@
-"""The `cnnctl` command line: parse, call the library, print, map errors to exit codes.
+"""The `cnnctl` command line: parse, call the library, print, map errors to exit codes, turn signals into
+interrupts. The library (cnnctl.train, cnnctl.evaluate, ...) is silent; everything the console shows is here
+or in cnnctl/reporting/display.py.
 
-Heavy modules (TensorFlow, Keras, scikit-learn, matplotlib) are imported inside the commands that need them,
-so `cnnctl --help` answers at once.
+Modules that load heavy libraries (TensorFlow, Keras, scikit-learn, matplotlib, pydantic, numpy) are imported
+inside the commands that need them, so `cnnctl --help` answers at once.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from cnnctl.errors import CnnctlError, Interrupted
+from cnnctl import runtime
+from cnnctl.errors import CnnctlError, ConfigError, Interrupted, in_config_file
+from cnnctl.runs import contract
+from cnnctl.runs.folder import Run, default_runs_dir, resolve_run
+from cnnctl.training.signals import signals_interrupt
 
 app = typer.Typer(
     name="cnnctl",
@@ -49,9 +55,7 @@ def _global_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of errors")] = False,
 ) -> None:
     _debug["on"] = debug
-    from cnnctl.runtime import prepare_tensorflow_environment
-
-    prepare_tensorflow_environment()  # before any command's imports can pull TensorFlow in
+    runtime.prepare_tensorflow_environment()  # before any command's imports can pull TensorFlow in
 
 
 def user_errors(command: Callable) -> Callable:
@@ -101,21 +105,21 @@ def train(
     Ctrl-C stops at once and keeps every completed epoch: cnnctl train --resume last
     """
     from cnnctl.config.loading import load_config
-    from cnnctl.errors import ConfigError
     from cnnctl.reporting import display
-    from cnnctl.runs.folder import default_runs_dir
     from cnnctl.training.loop import train_run
+    from cnnctl.training.resume import resume_run
 
     if resume is not None:
-        from cnnctl.training.resume import resume_run
-
         if config is not None:
             raise ConfigError(f"train: give CONFIG or --resume RUN, not both; a resumed run uses its own "
                               f"config.yaml (drop {config})")
         if name:
             raise ConfigError("--name: a resumed run keeps its folder and name; drop --name")
-        run, metrics = resume_run(resume, runs_dir, list(overrides or []), verbose=_verbosity())
-        if metrics is None:
+        with signals_interrupt():
+            result = resume_run(resume, runs_dir, list(overrides or []), verbose=_verbosity(),
+                                announce=_announce(None))
+        if result.note:
+            display.say(result.note)
             return
     else:
         if config is None:
@@ -125,10 +129,27 @@ def train(
         if name:
             overrides.append(f"name={name}")
         cfg = load_config(config, overrides)
-        run, metrics = train_run(cfg, str(config), default_runs_dir(runs_dir), verbose=_verbosity())
-    display.console.print(display.metrics_table(metrics))
-    display.diagnosis_line(metrics.get("diagnosis"))
-    display.say(f"run folder: {run.path}")
+        with signals_interrupt():
+            result = train_run(cfg, default_runs_dir(runs_dir), origin=str(config), verbose=_verbosity(),
+                               announce=_announce(str(config)))
+    display.console.print(display.metrics_table(result.metrics))
+    display.diagnosis_line(result.metrics.get("diagnosis"))
+    display.say(f"run folder: {result.path}")
+
+
+def _announce(config_path: Optional[str]) -> Callable[[Run, object, str], None]:
+    """The run header, printed when a run's folder is ready and before its first epoch (`config_path`: the
+    config file given; a resumed run shows its own config.yaml)."""
+    from cnnctl.model.summary import describe
+    from cnnctl.reporting import display
+
+    def announce(run: Run, prepared, note: str) -> None:
+        display.header(config_path or str(run.file(contract.CONFIG)), prepared.config, prepared.dataset.summary(),
+                       prepared.devices, prepared.policy, run.path, describe(prepared.model))
+        if note:
+            display.say(note)
+
+    return announce
 
 
 @app.command()
@@ -143,11 +164,9 @@ def evaluate(
 
     Example: cnnctl evaluate last --split val
     """
-    from cnnctl.errors import ConfigError
     from cnnctl.evaluation.scoring import evaluate_run, load_model
     from cnnctl.reporting import display, figures
     from cnnctl.reporting.report import write_report
-    from cnnctl.runs.folder import resolve_run
 
     if split not in (None, "test", "val"):
         raise ConfigError(f"--split {split}: must be test or val")
@@ -176,7 +195,6 @@ def plot(
     """
     from cnnctl.reporting import display, figures
     from cnnctl.reporting.report import write_report
-    from cnnctl.runs.folder import resolve_run
 
     resolved = resolve_run(run, runs_dir)
     written = []
@@ -203,7 +221,6 @@ def report(run: RunArg, runs_dir: RunsDirOption = None) -> None:
     """
     from cnnctl.reporting import display
     from cnnctl.reporting.report import write_report
-    from cnnctl.runs.folder import resolve_run
 
     display.say(str(write_report(resolve_run(run, runs_dir))))
 
@@ -229,7 +246,6 @@ def predict(
         write_predictions_csv,
     )
     from cnnctl.reporting import display
-    from cnnctl.runs.folder import resolve_run
 
     check_top_k(top_k)
     predictions = predict_run(resolve_run(run, runs_dir), inputs)
@@ -250,7 +266,6 @@ def runs(runs_dir: RunsDirOption = None) -> None:
     """
     from cnnctl.reporting import display
     from cnnctl.reporting.compare import summarize_runs
-    from cnnctl.runs.folder import default_runs_dir
 
     base = default_runs_dir(runs_dir)
     summaries = summarize_runs(base)
@@ -277,7 +292,6 @@ def compare(
     """
     from cnnctl.reporting import display
     from cnnctl.reporting.compare import compare_runs
-    from cnnctl.runs.folder import resolve_run
 
     comparison = compare_runs([resolve_run(spec, runs_dir) for spec in run_specs], out)
     display.console.print(display.compare_table(comparison))
@@ -302,8 +316,6 @@ def filter_image(
 
     Example: cnnctl filter photo.jpg --kernel edge --pool 2
     """
-    from cnnctl import runtime
-    from cnnctl.errors import ConfigError
     from cnnctl.reporting import display, plots
 
     runtime.import_tensorflow()  # quietly, before convolution_demo imports Keras (and TensorFlow under it)
@@ -365,11 +377,13 @@ def cv(
     """
     from cnnctl.config.loading import load_config
     from cnnctl.reporting import display
-    from cnnctl.runs.folder import default_runs_dir
     from cnnctl.training.crossval import CV_SUMMARY, cross_validate
 
     cfg = load_config(config, list(overrides or []))
-    cv_path, summary = cross_validate(cfg, str(config), default_runs_dir(runs_dir), folds, verbose=2)
+    with signals_interrupt(), display.fold_progress(folds) as advance:
+        cv_path, summary = cross_validate(
+            cfg, default_runs_dir(runs_dir), folds, origin=str(config), verbose=2, announce=_announce(str(config)),
+            on_fold=lambda index, metrics: advance(f"fold {index}: accuracy {metrics['accuracy']:.4f}"))
     display.console.print(display.cv_table(summary))
     display.say(f"cv folder: {cv_path} (summary in {CV_SUMMARY})")
 
@@ -389,7 +403,6 @@ def data(
     Example: cnnctl data configs/shapes_folder.yaml --out shapes.png
     """
     from cnnctl.config.loading import load_config
-    from cnnctl.errors import in_config_file
     from cnnctl.reporting import display
     from cnnctl.reporting.data_overview import describe_data
 

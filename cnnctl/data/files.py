@@ -13,7 +13,7 @@ import numpy as np
 
 from cnnctl.config.schema import DataConfig
 from cnnctl.data.raw import RawData, raw_from_arrays
-from cnnctl.errors import DataError, first_line
+from cnnctl.errors import DataError, closest, first_line
 
 
 def load_npz(data_cfg: DataConfig) -> RawData:
@@ -139,10 +139,8 @@ def _label_index(column, first_row: list[str], path: Path) -> int:
         names = [cell.strip() for cell in first_row]
         if column in names:
             return names.index(column)
-        import difflib
-
-        close = difflib.get_close_matches(column, names, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
+        close = closest(column, names)
+        hint = f"did you mean '{close}'? " if close else ""
         shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
         raise DataError(f"data.label_column: '{column}' is not a column of {path}; {hint}its header is: {shown} "
                         "(or give the column's index, e.g. label_column: 0)")

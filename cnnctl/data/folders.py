@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from cnnctl import runtime
 from cnnctl.config.schema import DataConfig
 from cnnctl.errors import DataError
 
@@ -68,8 +69,6 @@ class ImageFiles:
         return decode_image_file(path, self.image_size, self.channels)
 
     def load(self, paths: Sequence[str]) -> np.ndarray:
-        from cnnctl import runtime
-
         runtime.import_tensorflow()
         if len(paths) == 0:
             return np.zeros((0, *self.image_size, self.channels), np.uint8)
@@ -199,8 +198,6 @@ _SCAN_CACHE: dict[tuple[str, int, int], Any] = {}
 
 def decodable_sizes(paths: list[str]) -> dict[str, Any]:
     """Decode every file once (in parallel, through tf.data) → {path: (height, width)} or {path: reason}."""
-    from cnnctl import runtime
-
     keys = {}
     for path in paths:
         stat = os.stat(path)

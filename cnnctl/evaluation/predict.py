@@ -31,6 +31,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from cnnctl import runtime
 from cnnctl.errors import ConfigError, DataError, first_line
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, write_csv_atomic
@@ -186,7 +187,6 @@ def read_image(path: Path, preprocessing: Preprocessing) -> np.ndarray:
     """One image file → (height, width, channels) uint8, decoded and resized exactly as `source: folder`
     decodes training images (TensorFlow's decoder, RGB, bilinear resize, then grayscale when the model takes
     one channel)."""
-    from cnnctl import runtime
     from cnnctl.data.folders import decode_image_file
 
     channels = preprocessing.channels

@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from cnnctl import runtime
 from cnnctl.errors import ConfigError, RunError, in_config_file
 from cnnctl.evaluation.metrics import write_evaluation
 from cnnctl.runs import contract
@@ -19,9 +20,7 @@ from cnnctl.runs.folder import Run
 
 def predict_probabilities(model: Any, dataset: Any, split: str, train_batch_size: int, tta: str = "off") -> np.ndarray:
     """The outputs of the model that `evaluate.tta` asks for (`scoring_model`) for every example of the split."""
-    from cnnctl.runtime import inference_batch_size
-
-    batches = dataset.pipeline(split, inference_batch_size(train_batch_size))
+    batches = dataset.pipeline(split, runtime.inference_batch_size(train_batch_size))
     return scoring_model(model, dataset.input_shape, tta).predict(batches, verbose=0)
 
 
@@ -49,8 +48,6 @@ def mirror_axis(input_shape: Sequence[int]) -> int:
 
 def load_model(run: Run) -> Any:
     """model.keras in Keras' safe mode: a file that carries code (a Lambda layer) is refused."""
-    from cnnctl import runtime
-
     runtime.import_tensorflow()  # before Keras, which would import TensorFlow with its start-up noise
     import keras
 

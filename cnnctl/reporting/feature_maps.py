@@ -15,6 +15,7 @@ from typing import Any, Union
 
 import numpy as np
 
+from cnnctl import runtime
 from cnnctl.errors import DataError
 from cnnctl.reporting import plots
 from cnnctl.runs.folder import Run
@@ -30,8 +31,6 @@ def is_feature_layer(layer: Any) -> bool:
 
 def layer_activations(model: Any, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """(layer name, activation) for each conv/pool layer, for one preprocessed example `x` (no batch axis)."""
-    from cnnctl import runtime
-
     runtime.import_tensorflow()  # quietly, before Keras imports it
     import keras
 

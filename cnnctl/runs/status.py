@@ -10,6 +10,11 @@ from cnnctl.errors import RunError
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
 
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): runs are not locked there
+    fcntl = None
+
 
 def finish_run(run: Run, status: str, **extra: Any) -> None:
     """Record the run's final status (and `extra` facts such as epochs_run or error) in environment.json."""
@@ -32,9 +37,7 @@ LOCK = "lock"  # in checkpoints/: held while a process trains the run
 def held_lock(run: Run) -> Iterator[None]:
     """An exclusive lock on checkpoints/lock while training, so two processes never train one run folder.
     The kernel drops it when the process dies, even by kill -9, so a crashed run is never locked out."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock, as before
+    if fcntl is None:  # not POSIX: no lock, as before
         yield
         return
     path = run.file(contract.CHECKPOINTS) / LOCK
@@ -62,9 +65,7 @@ def abandoned(run: Run) -> bool:
 
 def is_training(run: Run) -> bool:
     """Whether a live process holds the run's training lock; a run left `running` by a kill is not."""
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return False
     path = run.file(contract.CHECKPOINTS) / LOCK
     if not path.exists():

@@ -26,7 +26,8 @@ def monitored(name: str, has_validation: bool) -> str:
     return name if has_validation or not name.startswith("val_") else name[len("val_"):]
 
 
-def make_callbacks(run: Run, config: Config, has_validation: bool) -> list:
+def make_callbacks(run: Run, config: Config, has_validation: bool, verbose: int = 0) -> list:
+    """The callbacks of one fit; with `verbose`, early stopping and learning-rate changes say when they act."""
     import keras
 
     train_cfg = config.train
@@ -41,12 +42,12 @@ def make_callbacks(run: Run, config: Config, has_validation: bool) -> list:
     if stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor=monitored(stopping.monitor, has_validation), patience=stopping.patience,
-            min_delta=stopping.min_delta, restore_best_weights=stopping.restore_best_weights, verbose=1))
+            min_delta=stopping.min_delta, restore_best_weights=stopping.restore_best_weights, verbose=int(bool(verbose))))
     plateau = train_cfg.reduce_lr_on_plateau
     if plateau:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor=monitored(plateau.monitor, has_validation), factor=plateau.factor,
-            patience=plateau.patience, min_lr=plateau.min_lr, verbose=1))
+            patience=plateau.patience, min_lr=plateau.min_lr, verbose=int(bool(verbose))))
     return callbacks
 
 

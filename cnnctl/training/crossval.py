@@ -10,7 +10,7 @@ split (or the one carved from train first) is left out of every fold, untouched 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -18,6 +18,8 @@ from cnnctl.config.schema import Config, FoldConfig
 from cnnctl.errors import ConfigError
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, create_run, write_text_atomic
+from cnnctl.training.loop import Announce, train_run
+from cnnctl.training.prepare import prepare
 
 CV_SUMMARY = "cv_summary.json"
 
@@ -33,14 +35,12 @@ def fold_config(config: Config, index: int, folds: int) -> Config:
     return fold
 
 
-def cross_validate(config: Config, origin: str, runs_dir: Any, folds: int,
-                   verbose: int = 2) -> tuple[Path, dict[str, Any]]:
-    """Train every fold into its own run folder; returns the cv folder and the summary written there."""
+def cross_validate(config: Config, runs_dir: Any, folds: int, *, origin: str = "", verbose: int = 0,
+                   announce: Optional[Announce] = None,
+                   on_fold: Optional[Callable[[int, dict[str, Any]], None]] = None) -> tuple[Path, dict[str, Any]]:
+    """Train every fold into its own run folder; returns the cv folder and the summary written there.
+    `announce` is told when each fold's run starts, `on_fold(index, metrics)` when it ends."""
     import keras
-
-    from cnnctl.reporting import display
-    from cnnctl.training.loop import train_run
-    from cnnctl.training.prepare import prepare
 
     if folds < 2:
         raise ConfigError(f"--folds {folds}: cross-validation needs at least 2 folds (5 or 10 are usual)")
@@ -54,18 +54,19 @@ def cross_validate(config: Config, origin: str, runs_dir: Any, folds: int,
                                "status": "running", "per_fold": []}
     cv_run.write_json(CV_SUMMARY, summary)
     try:
-        with display.fold_progress(folds) as advance:
-            for index in range(1, folds + 1):
-                if prepared is None:
-                    keras.backend.clear_session()  # the previous fold's model is saved; free its graph
-                    prepared = prepare(fold_config(config, index, folds), origin)
-                fold_run = Run(cv_run.path / f"fold-{index}")
-                fold_run.path.mkdir()
-                run, metrics = train_run(prepared.config, origin, runs_dir, verbose, prepared=prepared, into=fold_run)
-                summary["per_fold"].append(fold_result(index, run, metrics))
-                cv_run.write_json(CV_SUMMARY, summarise(summary))
-                advance(f"fold {index}: accuracy {metrics['accuracy']:.4f}")
-                prepared = None
+        for index in range(1, folds + 1):
+            if prepared is None:
+                keras.backend.clear_session()  # the previous fold's model is saved; free its graph
+                prepared = prepare(fold_config(config, index, folds), origin)
+            fold_run = Run(cv_run.path / f"fold-{index}")
+            fold_run.path.mkdir()
+            result = train_run(prepared.config, origin=origin, verbose=verbose, announce=announce,
+                               prepared=prepared, into=fold_run)
+            summary["per_fold"].append(fold_result(index, result.run, result.metrics))
+            cv_run.write_json(CV_SUMMARY, summarise(summary))
+            if on_fold is not None:
+                on_fold(index, result.metrics)
+            prepared = None
     except BaseException as exc:
         summary["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         summary["error"] = f"{type(exc).__name__}: {exc}"

@@ -13,13 +13,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import shlex
+import signal
 from typing import Any, Iterator, Optional
 
 from cnnctl.errors import CnnctlError, Interrupted, RunError, first_line
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
-from cnnctl.runs.status import held_lock
-from cnnctl.training.signals import signals_interrupt
+from cnnctl.runs.status import finish_run, held_lock
+from cnnctl.training.checkpoint import completed_epochs
 
 NAN_ERROR = "loss became NaN or infinite"  # environment.json `error` of a diverged run; resume refuses it
 
@@ -30,14 +31,15 @@ def resume_command(run: Run) -> str:
 
 @contextlib.contextmanager
 def guarded(run: Run) -> Iterator[None]:
-    """Train `run` inside: one process at a time, signals become `Interrupted`, and however the block ends the
-    run's status is recorded in environment.json (failed / interrupted; the block itself records completed)."""
-    from cnnctl.training.checkpoint import completed_epochs
-
-    with held_lock(run), signals_interrupt():
+    """Train `run` inside: one process at a time, and however the block ends the run's status is recorded in
+    environment.json (failed / interrupted; the block itself records completed). An interrupt — Ctrl-C in a
+    notebook, or a signal the command line turned into `Interrupted` — comes out as `Interrupted` whose
+    message says what was saved and how to resume."""
+    with held_lock(run):
         try:
             yield
-        except Interrupted as exc:
+        except KeyboardInterrupt as raw:
+            exc = raw if isinstance(raw, Interrupted) else Interrupted(signal.SIGINT)
             epochs = _quietly(completed_epochs, run) or 0
             _record(run, "interrupted", epochs_run=epochs, signal=exc.signal_name)
             raise Interrupted(exc.signum, f"interrupted ({exc.signal_name}): {run.path} stopped after "
@@ -70,8 +72,6 @@ def failure_message(exc: BaseException, run: Run) -> Optional[str]:
 
 def _record(run: Run, status: str, **extra: Any) -> None:
     """Record the status without masking the error being raised (on a full disk this write may fail too)."""
-    from cnnctl.runs.status import finish_run
-
     with contextlib.suppress(OSError, CnnctlError):
         finish_run(run, status, **extra)
 

@@ -10,23 +10,53 @@ import math
 import os
 import time
 import warnings
-from typing import Any, Optional
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
 
+from cnnctl import runtime
 from cnnctl.config.schema import Config
 from cnnctl.errors import RunError
+from cnnctl.evaluation.diagnosis import read_history_csv
 from cnnctl.evaluation.metrics import write_evaluation
 from cnnctl.evaluation.scoring import load_model, predict_probabilities
+from cnnctl.model.build import build_augmenter
+from cnnctl.model.compile import needs_one_hot
+from cnnctl.reporting import figures, report
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, create_run, write_text_atomic
+from cnnctl.runs.folder import Run, create_run, default_runs_dir, write_text_atomic
 from cnnctl.runs.status import finish_run, now
+from cnnctl.training import checkpoint
 from cnnctl.training.callbacks import TrainingBackup, make_callbacks, save_model
 from cnnctl.training.guard import NAN_ERROR, guarded
 from cnnctl.training.prepare import Prepared, class_weights, prepare
 
 
-def write_run_start(run: Run, prepared: Prepared) -> None:
-    from cnnctl import runtime
+@dataclass
+class TrainResult:
+    """What a training leaves: its run folder, the trained model, every epoch's history and the metrics.
 
+    `model` is the model that was evaluated (with early stopping's best weights when they were restored); it
+    is None only when nothing was trained or evaluated (`note` says why, e.g. a completed run resumed without
+    more epochs)."""
+
+    run: Run
+    model: Any
+    history: dict[str, list[float]]  # history.csv as columns: epoch, loss, val_loss, accuracy, epoch_time_s, ...
+    metrics: dict[str, Any]          # metrics.json: the evaluation split's numbers and the diagnosis
+    note: Optional[str] = None
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+
+# Called once the run folder holds config.yaml and data.json, before the first epoch: the command line prints
+# its header here. The note says what kind of start it is ("resuming ... after epoch 3"), or is empty.
+Announce = Callable[[Run, Prepared, str], None]
+
+
+def write_run_start(run: Run, prepared: Prepared) -> None:
     config = prepared.config
     write_text_atomic(run.file(contract.CONFIG), config.to_yaml())
     run.write_json(contract.DATA, prepared.dataset.summary())
@@ -44,14 +74,10 @@ def write_run_start(run: Run, prepared: Prepared) -> None:
     })
 
 
-def fit(run: Run, prepared: Prepared, verbose: int = 2, extra_callbacks: Optional[list] = None) -> dict[str, list]:
+def fit(run: Run, prepared: Prepared, verbose: int = 0) -> dict[str, list]:
     """model.fit with early stopping, best checkpoint, CSV history and a checkpoint of the training state every
-    epoch; continues from that checkpoint when there is one. Returns the Keras history of this call."""
-    from cnnctl import runtime
-    from cnnctl.model.build import build_augmenter
-    from cnnctl.model.compile import needs_one_hot
-    from cnnctl.training import checkpoint
-
+    epoch; continues from that checkpoint when there is one. Returns the Keras history of this call.
+    `verbose` is Keras': 0 silent, 1 a progress bar, 2 one line per epoch."""
     config, dataset, model = prepared.config, prepared.dataset, prepared.model
     train_cfg = config.train
     one_hot = needs_one_hot(train_cfg.loss_name)
@@ -65,7 +91,7 @@ def fit(run: Run, prepared: Prepared, verbose: int = 2, extra_callbacks: Optiona
     val_data = (dataset.pipeline("val", runtime.inference_batch_size(train_cfg.batch_size), one_hot=one_hot)
                 if "val" in dataset.splits else None)
     warnings.filterwarnings("ignore", message=".*shuffle=True.* was passed")  # our pipeline shuffles itself
-    callbacks = make_callbacks(run, config, has_validation=val_data is not None) + list(extra_callbacks or [])
+    callbacks = make_callbacks(run, config, has_validation=val_data is not None, verbose=verbose)
     history = model.fit(
         train_data,
         validation_data=val_data,
@@ -79,31 +105,27 @@ def fit(run: Run, prepared: Prepared, verbose: int = 2, extra_callbacks: Optiona
     return history.history
 
 
-def train_run(config: Config, origin: str, runs_dir: Any, verbose: int = 2, *, prepared: Optional[Prepared] = None,
-              into: Optional[Run] = None) -> tuple[Run, dict[str, Any]]:
-    """The whole `cnnctl train`: returns the run and its test metrics. The run's status is always recorded.
+def train_run(config: Config, runs_dir: Union[str, Path, None] = None, *, origin: str = "", verbose: int = 0,
+              announce: Optional[Announce] = None, prepared: Optional[Prepared] = None,
+              into: Optional[Run] = None) -> TrainResult:
+    """The whole `cnnctl train`, silent unless `verbose`: a new run folder in `runs_dir` (default: the usual runs
+    dir), trained, evaluated, drawn and reported. The run's status is recorded however it ends.
 
+    `origin` is the config file, named in data and config errors; `announce` is told when the run starts;
     `prepared` skips loading and building when the caller has done it; `into` is an empty folder to use
-    instead of a new run in `runs_dir` (cross-validation puts each fold's run inside its own folder)."""
-    from cnnctl.model.summary import describe
-    from cnnctl.reporting import display
-
+    instead of a new run (cross-validation puts each fold's run inside its own folder)."""
     prepared = prepared or prepare(config, origin)
-    run = into or create_run(runs_dir, config.name or "run")
-    with guarded(run):  # status recorded however it ends; signals, out-of-memory, disk full handled
+    run = into or create_run(default_runs_dir(runs_dir), config.name or "run")
+    with guarded(run):  # status recorded however it ends; interrupts, out-of-memory, disk full handled
         write_run_start(run, prepared)
-        display.header(origin, config, prepared.dataset.summary(), prepared.devices, prepared.policy, run.path,
-                       describe(prepared.model))
-        metrics = complete_run(run, prepared, verbose)
-    return run, metrics
+        if announce is not None:
+            announce(run, prepared, "")
+        return complete_run(run, prepared, verbose)
 
 
-def complete_run(run: Run, prepared: Prepared, verbose: int = 2, train: bool = True) -> dict[str, Any]:
+def complete_run(run: Run, prepared: Prepared, verbose: int = 0, train: bool = True) -> TrainResult:
     """Fit (from the run's checkpoint, if any), evaluate, draw the figures, mark the run completed. With
     `train=False` (a resumed run whose training had finished) the saved model.keras is evaluated."""
-    from cnnctl.reporting import figures, report
-    from cnnctl.training import checkpoint
-
     config, dataset = prepared.config, prepared.dataset
     if train:
         history = fit(run, prepared, verbose=verbose)
@@ -120,12 +142,12 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 2, train: bool = T
     y_prob = predict_probabilities(model, dataset, split, config.train.batch_size, config.evaluate.tta)
     data = dataset.splits[split]
     metrics = write_evaluation(run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k,
-                                        x=data.x, tta=config.evaluate.tta)
+                               x=data.x, tta=config.evaluate.tta)
     figures.draw_run_figures(run, model)
     # Completed only once every file is written: a run stopped during evaluation resumes into evaluation.
     finish_run(run, "completed", epochs_run=checkpoint.completed_epochs(run))
     report.write_report(run)  # after the status, so the page says completed; `cnnctl report` rewrites it
-    return metrics
+    return TrainResult(run, model, read_history_csv(run.file(contract.HISTORY)), metrics)
 
 
 def _has_nan(history: dict[str, list]) -> bool:

@@ -5,10 +5,15 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
+
+from cnnctl import runtime
 from cnnctl.config.schema import Config
 from cnnctl.data.dataset import Dataset, load_data
 from cnnctl.errors import ConfigError, in_config_file
 from cnnctl.evaluation.scoring import mirror_axis
+from cnnctl.model.build import build_augmenter, build_model
+from cnnctl.model.compile import compile_model
 
 
 @dataclass
@@ -24,28 +29,22 @@ class Prepared:
 
 def prepare(config: Config, origin: str = "") -> Prepared:
     """Load data and build + compile the model; config and data mistakes are raised with `origin` (the file)
-    in front."""
-    from cnnctl import runtime
-
-    runtime.import_tensorflow()
+    in front. Seeds Python, NumPy and the backend with `config.seed` (keras.utils.set_random_seed), so a run
+    is repeatable."""
     runtime.seed_everything(config.seed)
-    policy = runtime.set_precision(config.train.mixed_precision)
     with in_config_file(origin):
         dataset = load_data(config)
         class_weights(config.train.class_weight, dataset)  # checked now, not after the run folder exists
         dataset.evaluation_split(config.evaluate.split)  # a split the data lacks: said now, not after training
         if config.evaluate.tta == "flip":
             mirror_axis(dataset.input_shape)  # flat examples cannot be mirrored: said before training
-        model = build_and_compile(config, dataset.input_shape, dataset.num_classes,
-                                  train_examples=len(dataset.splits["train"]))
+        with runtime.precision_policy(config.train.mixed_precision) as policy:
+            model = build_and_compile(config, dataset.input_shape, dataset.num_classes,
+                                      train_examples=len(dataset.splits["train"]))
     return Prepared(config, dataset, model, policy, runtime.devices())
 
 
 def build_and_compile(config: Config, input_shape: tuple, num_classes: int, train_examples: int = 0) -> Any:
-    from cnnctl import runtime
-    from cnnctl.model.build import build_augmenter, build_model
-    from cnnctl.model.compile import compile_model
-
     build_augmenter(config.data.augment)  # augmentation mistakes are config mistakes: report them before training
     model = build_model(config.model, input_shape, num_classes, name=config.name or "cnn")
     return compile_model(model, config.train, jit_compile=runtime.resolve_jit_compile(config.train.jit_compile),
@@ -57,7 +56,6 @@ def class_weights(setting: Any, dataset: Dataset) -> Optional[dict[int, float]]:
     if setting is None:
         return None
     if setting == "balanced":
-        import numpy as np
         from sklearn.utils.class_weight import compute_class_weight
 
         y = dataset.splits["train"].y

@@ -8,33 +8,35 @@ size (a smaller batch is the way on after running out of memory).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
+from cnnctl.config.loading import load_config
 from cnnctl.errors import ConfigError, RunError
+from cnnctl.evaluation.diagnosis import read_history_csv
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, resolve_run, write_text_atomic
+from cnnctl.runs.status import now
 from cnnctl.training import checkpoint
 from cnnctl.training.guard import NAN_ERROR, guarded, resume_command
+from cnnctl.training.loop import Announce, TrainResult, complete_run
+from cnnctl.training.prepare import prepare
 
 RESUMABLE_SETTINGS = ("train.epochs", "train.batch_size")
 
 
-def resume_run(spec: str, runs_dir: Optional[Union[str, Path]], overrides: list[str],
-               verbose: int = 2) -> tuple[Run, Optional[dict[str, Any]]]:
-    """Returns the run and its test metrics, or None for metrics when there was nothing to do."""
-    from cnnctl.config.loading import load_config
-    from cnnctl.model.summary import describe
-    from cnnctl.reporting import display
-    from cnnctl.training.loop import complete_run
-    from cnnctl.training.prepare import prepare
-
+def resume_run(spec: Union[str, Path, Run], runs_dir: Optional[Union[str, Path]] = None,
+               overrides: Sequence[str] = (), *, verbose: int = 0,
+               announce: Optional[Announce] = None) -> TrainResult:
+    """Continue the run `spec` (a folder, a run id in `runs_dir`, or `last`) and finish it. When there is nothing
+    to do (a completed run, no more epochs asked for) the result has no model and its `note` says so."""
     for override in overrides:
         key = override.partition("=")[0].strip()
         if key not in RESUMABLE_SETTINGS:
             raise ConfigError(f"--set {override}: a resumed run keeps its config; only "
                               f"{' and '.join(RESUMABLE_SETTINGS)} can change (e.g. --set train.epochs=20)")
-    run = resolve_run(spec, runs_dir)
+    run = spec if isinstance(spec, Run) else resolve_run(str(spec), runs_dir)
     config_path = run.file(contract.CONFIG)
     saved = load_config(config_path)
     config = load_config(config_path, overrides)
@@ -42,10 +44,12 @@ def resume_run(spec: str, runs_dir: Optional[Union[str, Path]], overrides: list[
     status = environment.get("status")
     extend = config.train.epochs > saved.train.epochs
     if status == "completed" and not extend:
-        display.say(f"{run.path}: already completed ({environment.get('epochs_run', '?')} epochs of "
-                    f"{saved.train.epochs}); nothing to do. To train it longer: "
-                    f"{resume_command(run)} --set train.epochs={saved.train.epochs * 2}")
-        return run, None
+        note = (f"{run.path}: already completed ({environment.get('epochs_run', '?')} epochs of "
+                f"{saved.train.epochs}); nothing to do. To train it longer: "
+                f"{resume_command(run)} --set train.epochs={saved.train.epochs * 2}")
+        history = read_history_csv(run.file(contract.HISTORY)) if run.has(contract.HISTORY) else {}
+        metrics = run.read_json(contract.METRICS) if run.has(contract.METRICS) else {}
+        return TrainResult(run, None, history, metrics, note=note)
     if status == "failed" and environment.get("error") == NAN_ERROR:
         raise RunError(f"{run.path}: cannot resume: its loss became NaN or infinite and would again; train "
                        f"anew with a lower learning rate: cnnctl train {config_path} "
@@ -68,19 +72,13 @@ def resume_run(spec: str, runs_dir: Optional[Union[str, Path]], overrides: list[
         train = extend or not state.get("finished")
         checkpoint.truncate_history(run.file(contract.HISTORY), done)
         _mark_resumed(run, environment, done)
-        display.header(str(config_path), config, prepared.dataset.summary(), prepared.devices, prepared.policy,
-                       run.path, describe(prepared.model))
-        display.say(f"resuming {run.path} after epoch {done} of {config.train.epochs}"
-                    if train else f"resuming {run.path}: training had finished; evaluating the saved model")
-        metrics = complete_run(run, prepared, verbose, train=train)
-    return run, metrics
+        if announce is not None:
+            announce(run, prepared, f"resuming {run.path} after epoch {done} of {config.train.epochs}" if train
+                     else f"resuming {run.path}: training had finished; evaluating the saved model")
+        return complete_run(run, prepared, verbose, train=train)
 
 
 def _mark_resumed(run: Run, environment: dict[str, Any], done: int) -> None:
-    import os
-
-    from cnnctl.runs.status import now
-
     for stale in ("error", "hint", "signal"):
         environment.pop(stale, None)
     resumes = environment.get("resumed", [])
