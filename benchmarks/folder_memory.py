@@ -68,16 +68,14 @@ def to_npz(folder: Path, path: Path) -> Path:
 
 def child(config_path: str, runs_dir: str) -> None:
     """Train one config; print one JSON line with this process's peak RSS."""
-    from cnnctl.config.loading import load_config
-    from cnnctl.training.loop import train_run
+    import cnnctl
 
     start = time.time()
-    config = load_config(config_path)
-    run, metrics = train_run(config, config_path, runs_dir, verbose=0)
+    result = cnnctl.train(config_path, runs_dir=runs_dir)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({"peak_rss_mib": round(peak_kib / 1024, 1), "seconds": round(time.time() - start, 1),
-                      "accuracy": metrics["accuracy"], "examples": sum(json.loads((run.path / "data.json")
-                                                                                  .read_text())["sizes"].values())}))
+                      "accuracy": result.metrics["accuracy"],
+                      "examples": sum(json.loads((result.path / "data.json").read_text())["sizes"].values())}))
 
 
 def measure(source: str, path: Path, workdir: Path, label: str) -> dict:

@@ -1,3 +1,36 @@
-"""cnnctl: train, evaluate and explain convolutional networks from YAML files."""
+"""cnnctl: train, evaluate and explain convolutional networks from YAML files — from the shell or from Python.
+
+    import cnnctl
+    result = cnnctl.train("configs/digits.yaml")     # or a dict, a Config; arrays={...} to train on numpy arrays
+    result.metrics["accuracy"], result.model, result.history, result.path
+    cnnctl.evaluate(result), cnnctl.predict(result, ["digit.png"]), cnnctl.resume("last", epochs=20)
+
+The package follows the pipeline, one sub-package per stage: config/ → data/ → model/ → training/ → runs/ (the
+folder every stage writes and reads) → evaluation/ → reporting/, with cli/ as a thin shell over api.py.
+"""
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+# The API loads pydantic, numpy and (when called) TensorFlow; `cnnctl --help` imports this package too, so the
+# names below are looked up on first use (PEP 562) instead of at `import cnnctl`.
+_API = {
+    "train": "cnnctl.api", "resume": "cnnctl.api", "evaluate": "cnnctl.api", "predict": "cnnctl.api",
+    "TrainResult": "cnnctl.training.loop", "Predictions": "cnnctl.evaluation.predict",
+    "register_source": "cnnctl.data.raw", "load_config": "cnnctl.config.loading", "Config": "cnnctl.config.schema",
+    "CnnctlError": "cnnctl.errors", "ConfigError": "cnnctl.errors", "DataError": "cnnctl.errors",
+    "RunError": "cnnctl.errors",
+}
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'cnnctl' has no attribute {name!r}")
+    return getattr(importlib.import_module(_API[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

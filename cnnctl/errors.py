@@ -66,3 +66,17 @@ def closest(name: str, choices: Sequence[str]) -> Optional[str]:
     lowered = {choice.lower(): choice for choice in choices}
     match = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
     return lowered[match[0]] if match else None
+
+
+def did_you_mean(name: str, choices: Sequence[str], quote: bool = True) -> str:
+    """`; did you mean 'x'?` for the `closest` choice, to end an error message with; "" when none is close.
+
+    Args:
+        name: what the user wrote.
+        choices: the names that exist.
+        quote: put the suggestion in quotes; layer classes and run ids are shown bare. Defaults to True.
+    """
+    suggestion = closest(name, choices)
+    if suggestion is None:
+        return ""
+    return f"; did you mean '{suggestion}'?" if quote else f"; did you mean {suggestion}?"

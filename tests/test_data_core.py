@@ -69,7 +69,7 @@ def test_npz_with_string_labels_and_given_test_set(tmp_path):
     assert not any("carved" in note for note in dataset.notes)  # the source's own test set is used
 
 
-def test_pipeline_scales_one_hot_encodes_and_batches(tmp_path):
+def test_pipeline_casts_one_hot_encodes_and_batches_and_leaves_scaling_to_the_model(tmp_path):
     rng = np.random.default_rng(1)
     x = rng.integers(0, 256, (40, 4, 4, 3), dtype=np.uint8)
     y = np.tile(np.arange(4), 10)
@@ -79,8 +79,25 @@ def test_pipeline_scales_one_hot_encodes_and_batches(tmp_path):
     assert [tuple(b[0].shape) for b in batches] == [(5, 4, 4, 3), (3, 4, 4, 3)]
     images = np.concatenate([b[0].numpy() for b in batches])
     labels = np.concatenate([b[1].numpy() for b in batches])
-    np.testing.assert_allclose(images, x[:8] / 255.0, rtol=1e-6)
+    assert images.dtype == np.float32
+    np.testing.assert_array_equal(images, x[:8])  # 0..255: the model's first layer divides by 255
     np.testing.assert_array_equal(labels, np.eye(4)[y[:8]])
+    # A model saved before models carried their scaling is fed as its training pipeline fed it.
+    old_style = np.concatenate([b[0].numpy() for b in dataset.pipeline("test", batch_size=5, scale_outside=True)])
+    np.testing.assert_allclose(old_style, x[:8] / 255.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("normalize, pixel_scale, scaling", [(True, 16.0, "in_model"), (False, 1.0, "none")])
+def test_data_json_records_how_inputs_reach_the_model(normalize, pixel_scale, scaling):
+    """`scaling` says model.keras takes examples as stored; `full_scale` (what an 8-bit 255 means to predict)
+    is recorded whether or not the data are normalized."""
+    from cnnctl.data.dataset import scaled_outside_model
+
+    summary = load_data(make_config({"source": "digits", "normalize": normalize})).summary()
+    assert (summary["pixel_scale"], summary["full_scale"], summary["scaling"]) == (pixel_scale, 16.0, scaling)
+    assert not scaled_outside_model(summary)
+    older = {key: value for key, value in summary.items() if key not in ("scaling", "full_scale")}
+    assert scaled_outside_model(older) == normalize  # an older run's model takes examples divided by 16
 
 
 def test_signals_get_a_channel_axis_for_conv1d(tmp_path):

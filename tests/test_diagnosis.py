@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from cnnctl.errors import RunError
-from cnnctl.evaluation.diagnosis import VERDICTS, diagnose, read_history_csv
+from cnnctl.evaluation.diagnosis import diagnose, read_history_csv
+from cnnctl.runs.contract import VERDICTS
 
 NAN = float("nan")
 

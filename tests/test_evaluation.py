@@ -171,9 +171,9 @@ def test_plot_redraws_every_figure_and_the_report_and_draws_feature_maps(digits_
     from cnnctl.runs.folder import Run
 
     dataset = load_data(load_config(digits_run_copy / "config.yaml"))
-    digit = dataset.splits["test"].x[0, :, :, 0]  # digits pixels are 0..16: stored as they are in 8 bits
+    digit = dataset.splits["test"].x[0, :, :, 0]  # digits pixels are 0..16: saved as an ordinary 0..255 image
     image = tmp_path / "digit.png"
-    Image.fromarray(digit.astype(np.uint8), mode="L").save(image)
+    Image.fromarray(np.round(digit * 255 / 16).astype(np.uint8), mode="L").save(image)
     for name in [*EXPECTED_PNG_SIZES, "report.html"]:
         (digits_run_copy / name).unlink()
 
@@ -192,14 +192,20 @@ def test_plot_redraws_every_figure_and_the_report_and_draws_feature_maps(digits_
     assert_not_blank(pixels, "feature_maps.png")
     assert "feature_maps.png" in (digits_run_copy / "report.html").read_text()
 
-    # The activations are the layers' outputs: recompute them by calling the layers one after the other.
+    # The activations are the layers' outputs: recompute them by calling the layers one after the other, from
+    # the raw digit (the model's first layer divides by 16), then from the same digit scaled by hand.
     model = load_model(Run(digits_run_copy))
-    x = (digit / 16.0).astype(np.float32)[..., np.newaxis]
+    assert model.layers[0].name == "scale_inputs"
+    x = digit.astype(np.float32)[..., np.newaxis]
     activations = dict(layer_activations(model, x))
+    assert list(activations) == [layer.name for layer in model.layers[1:4]]  # conv, pool, conv: not the scaling
     value = x[np.newaxis]
-    for layer in model.layers[:3]:
+    for layer in model.layers[:4]:
         value = layer(value)
-        assert np.allclose(activations[layer.name], keras.ops.convert_to_numpy(value)[0], atol=1e-5)
+        if layer.name in activations:
+            assert np.allclose(activations[layer.name], keras.ops.convert_to_numpy(value)[0], atol=1e-5)
+    by_hand = model.layers[1]((x / 16.0)[np.newaxis])
+    assert np.allclose(activations[model.layers[1].name], keras.ops.convert_to_numpy(by_hand)[0], atol=1e-5)
 
 
 def test_feature_maps_of_a_missing_image_is_a_one_line_error(digits_run_copy):

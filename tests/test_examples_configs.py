@@ -64,7 +64,9 @@ def test_lenet5_trains_on_digits_with_the_paper_shapes(tmp_path, monkeypatch):
     assert read_json(run / "environment.json")["status"] == "completed"
     data = read_json(run / "data.json")
     assert data["input_shape"] == [8, 8, 1] and sum(data["sizes"].values()) == 500
-    shapes = [tuple(layer.output.shape[1:]) for layer in load_model(Run(run)).layers]
+    layers = load_model(Run(run)).layers
+    assert layers[0].name == "scale_inputs"  # 0..16 → 0..1 inside the model, then the config's layers
+    shapes = [tuple(layer.output.shape[1:]) for layer in layers[1:]]
     assert shapes[:6] == [(32, 32, 1), (28, 28, 6), (14, 14, 6), (10, 10, 16), (5, 5, 16), (1, 1, 120)]
     assert shapes[-2:] == [(84,), (10,)]
 
@@ -139,7 +141,7 @@ def test_shapes_folder_trains_with_augmentation_on_training_batches_only(tmp_pat
     assert not [name for name in ("RandomFlip", "RandomTranslation", "augment") if name in model_json]
     test_files = load_data(load_config(run / "config.yaml")).splits["test"].x
     with np.load(run / "predictions.npz") as predictions:  # evaluation saw the plain test images
-        expected = load_model(Run(run)).predict(np.asarray(test_files) / 255.0, verbose=0)
+        expected = load_model(Run(run)).predict(np.asarray(test_files).astype(np.float32), verbose=0)
         np.testing.assert_allclose(predictions["y_prob"], expected, atol=1e-5)
 
 

@@ -65,11 +65,53 @@ error_cases = [
 ]
 
 
+@pytest.mark.parametrize("pixel_scale", [1.0, 16.0])  # the scaling layer in front shifts no config index
 @pytest.mark.parametrize("layers, message", error_cases)
-def test_builder_errors_name_layer_index_and_argument(layers, message):
+def test_builder_errors_name_layer_index_and_argument(layers, message, pixel_scale):
     with pytest.raises(ConfigError) as caught:
-        build_model(model_config(*layers), (8, 8, 1), num_classes=10)
+        build_model(model_config(*layers), (8, 8, 1), num_classes=10, pixel_scale=pixel_scale)
     assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_the_model_scales_its_inputs_and_loads_in_plain_keras(tmp_path):
+    """pixel_scale becomes a stock Rescaling layer first: model.keras takes examples in their own units."""
+    import keras
+    import numpy as np
+
+    cfg = model_config({"Conv2D": {"filters": 4, "kernel_size": 3}}, {"MaxPooling2D": {"pool_size": 2}},
+                       "Flatten", {"Dense": {"units": 3, "activation": "softmax"}})
+    model = build_model(cfg, (8, 8, 1), 3, pixel_scale=255.0)
+    assert [type(layer).__name__ for layer in model.layers] == ["Rescaling", "Conv2D", "MaxPooling2D", "Flatten",
+                                                                 "Dense"]
+    assert model.layers[0].name == "scale_inputs"
+    rows = describe(model).rows
+    assert [(row.index, row.kind) for row in rows] == [(None, "Rescaling"), (0, "Conv2D"), (1, "MaxPooling2D"),
+                                                       (2, "Flatten"), (3, "Dense")]
+    assert (rows[0].params, rows[0].flops, rows[1].receptive_field) == (0, 0, "3×3")
+    assert describe(model).flops == describe(build_model(cfg, (8, 8, 1), 3)).flops
+    assert [layer.name for layer in build_model(cfg, (8, 8, 1), 3).layers][0] != "scale_inputs"  # scale 1: none
+
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    raw = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1)).astype(np.float32)
+    unscaled = keras.Sequential([keras.Input((8, 8, 1))] + loaded.layers[1:])  # the same weights, no scaling
+    np.testing.assert_allclose(loaded.predict(raw, verbose=0), unscaled.predict(raw / 255, verbose=0), atol=1e-6)
+
+
+def test_the_scaling_layer_computes_in_float32_under_mixed_precision():
+    """Raw values need not fit float16 (largest 65504): the scaling runs in float32, the layers after it in
+    the policy's dtype."""
+    import numpy as np
+
+    from cnnctl import runtime
+
+    cfg = model_config({"Conv2D": {"filters": 2, "kernel_size": 3}}, "Flatten",
+                       {"Dense": {"units": 2, "activation": "softmax"}})
+    with runtime.precision_policy("mixed_float16"):
+        model = build_model(cfg, (6, 6, 1), 2, pixel_scale=100000.0)
+        assert [layer.dtype_policy.name for layer in model.layers][:2] == ["float32", "mixed_float16"]
+        probabilities = model.predict(np.full((2, 6, 6, 1), 100000.0, np.float32), verbose=0)
+    assert np.all(np.isfinite(probabilities))
 
 
 def test_two_classes_may_use_one_sigmoid_unit():

@@ -5,6 +5,7 @@ the state of early stopping and the learning-rate schedule survives a resume."""
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import shlex
@@ -26,7 +27,7 @@ from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, atomic_path
 from cnnctl.runs.status import held_lock, is_training
 from cnnctl.training import checkpoint
-from cnnctl.training.callbacks import TrainingBackup
+from cnnctl.training.callbacks import BestModelCheckpoint, TrainingBackup, higher_is_better
 from cnnctl.training.signals import signals_deferred, signals_interrupt
 
 runner = CliRunner()
@@ -186,9 +187,10 @@ def test_runs_tells_a_live_training_from_one_whose_process_died(digits_run_copy)
     assert summarize_run(run).status == "stopped"  # lock file left behind, nobody holds it
 
 
-def test_backup_restores_early_stopping_and_plateau_state(tmp_path):
+def test_backup_restores_early_stopping_plateau_and_best_model_state(tmp_path):
     """Stopped after 3 epochs, early stopping (patience 3) has waited 2 and the plateau schedule (patience 3)
-    too: on resume, both act at the very next epoch, and early stopping restores the best weights it kept."""
+    too: on resume, both act at the very next epoch, early stopping restores the best weights it kept, and the
+    best-model checkpoint starts from the best loss it had seen."""
     import keras
 
     rng = np.random.default_rng(0)
@@ -202,28 +204,100 @@ def test_backup_restores_early_stopping_and_plateau_state(tmp_path):
         # mode=max on a falling loss: only epoch 0 is ever "best", so both callbacks count waits from there.
         stopping = keras.callbacks.EarlyStopping(monitor="loss", mode="max", patience=3, restore_best_weights=True)
         plateau = keras.callbacks.ReduceLROnPlateau(monitor="loss", mode="max", patience=3, factor=0.5)
-        return model, [stopping, plateau]
+        return model, [stopping, plateau, BestModelCheckpoint(tmp_path / "model.keras", monitor="loss")]
 
-    weights_after = []
+    weights_after, losses, best_loss_at_resume = [], [], []
 
     class Record(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             weights_after.append(self.model.get_weights())
+            losses.append(logs["loss"])
 
     model, callbacks = training()
-    model.fit(x, y, epochs=3, batch_size=16, verbose=0,
-              callbacks=callbacks + [Record(), TrainingBackup(run, callbacks)])
+    backup = TrainingBackup(run, callbacks)
+    model.fit(x, y, epochs=3, batch_size=16, verbose=0, initial_epoch=backup.restore(model),
+              callbacks=callbacks + [Record(), backup])
     assert checkpoint.read_state(run)["callbacks"]["EarlyStopping"]["wait"] == 2
     assert checkpoint.read_state(run)["callbacks"]["ReduceLROnPlateau"]["wait"] == 2
+    assert checkpoint.read_state(run)["callbacks"]["ModelCheckpoint"]["best"] == pytest.approx(min(losses))
+
+    class BestLossAtResume(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            best_loss_at_resume.append(callbacks[2].best)
 
     resumed, callbacks = training()
-    history = resumed.fit(x, y, epochs=20, batch_size=16, verbose=0,
-                          callbacks=callbacks + [TrainingBackup(run, callbacks)])
+    backup = TrainingBackup(run, callbacks)
+    history = resumed.fit(x, y, epochs=20, batch_size=16, verbose=0, initial_epoch=backup.restore(resumed),
+                          callbacks=callbacks + [BestLossAtResume(), backup])
+    assert best_loss_at_resume == [pytest.approx(min(losses))]
     assert history.epoch == [3]  # early stopping's patience ran out at once: its wait was restored
     assert float(resumed.optimizer.learning_rate) == pytest.approx(0.005)  # the plateau halved the rate
     assert int(resumed.optimizer.iterations) == 4 * 4  # optimizer state continued: 4 epochs of 4 steps
     for restored, best in zip(resumed.get_weights(), weights_after[0]):
         np.testing.assert_allclose(restored, best)  # the best weights (epoch 1) survived the restart
+
+
+def test_best_model_is_the_epoch_keras_calls_best(tmp_path):
+    """Loss is best when lowest, accuracy when highest (Keras' mode="auto" rule): model.keras holds the weights
+    of that epoch."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 4)).astype("float32"), rng.integers(0, 3, 64)
+    for monitor, pick in [("loss", np.argmin), ("accuracy", np.argmax)]:
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+        model.compile(keras.optimizers.SGD(0.5), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        values, weights = [], []
+
+        class Record(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                values.append(logs[monitor])
+                weights.append(self.model.get_weights())
+
+        path = tmp_path / f"{monitor}.keras"
+        best_model = BestModelCheckpoint(path, monitor=monitor)
+        model.fit(x, y, epochs=6, batch_size=16, verbose=0, callbacks=[Record(), best_model])
+        best = int(pick(values))
+        assert best_model.best == pytest.approx(values[best]), (monitor, values)
+        for saved, expected in zip(keras.saving.load_model(path).get_weights(), weights[best]):
+            np.testing.assert_allclose(saved, expected)
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(monitor)) == [path.name]
+
+
+def test_direction_of_a_monitored_value_is_keras_own():
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("sgd", "binary_crossentropy", metrics=["accuracy", "auc", "precision", "mae"])
+    model.fit(np.zeros((4, 4)), np.array([0, 1, 0, 1]), verbose=0)  # Keras names the metrics once they are built
+    cases = [("loss", False), ("val_loss", False), ("accuracy", True), ("val_accuracy", True), ("auc", True),
+             ("val_precision", True), ("mae", False)]
+    assert [(name, higher_is_better(model, name)) for name in dict(cases)] == cases
+    with pytest.raises(ValueError, match="monitor=val_f1"):
+        higher_is_better(model, "val_f1")
+
+
+def test_a_crash_while_saving_the_best_model_keeps_the_previous_one(tmp_path, monkeypatch):
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    path = tmp_path / "model.keras"
+    best_model = BestModelCheckpoint(path, monitor="loss")
+    best_model.set_model(model)
+    best_model.on_epoch_end(0, {"loss": 1.0})
+    saved = path.read_bytes()
+
+    def crash_mid_save(self, filepath, *args, **kwargs):
+        Path(filepath).write_bytes(b"half a mod")
+        raise OSError(errno.EIO, "Input/output error", str(filepath))
+
+    monkeypatch.setattr(keras.Model, "save", crash_mid_save)
+    with pytest.raises(OSError):
+        best_model.on_epoch_end(1, {"loss": 0.5})
+    assert path.read_bytes() == saved
+    assert os.listdir(tmp_path) == ["model.keras"]  # no temporary file left behind
 
 
 def test_history_keeps_one_complete_row_per_checkpointed_epoch(tmp_path):

@@ -28,7 +28,7 @@ def by_hand(run_path):
     from cnnctl.config.loading import load_config
     from cnnctl.data.dataset import load_data
 
-    x = load_data(load_config(run_path / "config.yaml")).splits["test"].x.astype(np.float32) / 16
+    x = load_data(load_config(run_path / "config.yaml")).splits["test"].x.astype(np.float32)  # the model scales
     model = keras.saving.load_model(run_path / "model.keras")
     plain = model.predict(x, verbose=0)
     mirrored = model.predict(x[:, :, ::-1, :], verbose=0)  # (N, height, width, channels): width reversed
@@ -57,7 +57,7 @@ def test_predict_scores_inputs_the_way_the_run_was_evaluated(digits_run_copy, tm
     x, _, averaged = by_hand(digits_run_copy)
     set_tta(digits_run_copy, "flip")
     archive = tmp_path / "digits.npz"
-    np.savez(archive, x=x[:5] * 16)  # in the training data's units, 0..16
+    np.savez(archive, x=x[:5])  # in the training data's units, 0..16
     out = tmp_path / "preds.csv"
     result = runner.invoke(app, ["predict", str(digits_run_copy), str(archive), "--top-k", "10", "--out", str(out)])
     assert result.exit_code == 0, result.output

@@ -8,6 +8,7 @@ inside the commands that need them, so `cnnctl --help` answers at once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -164,17 +165,13 @@ def evaluate(
 
     Example: cnnctl evaluate last --split val
     """
-    from cnnctl.evaluation.scoring import evaluate_run, load_model
-    from cnnctl.reporting import display, figures
-    from cnnctl.reporting.report import write_report
+    from cnnctl import api
+    from cnnctl.reporting import display
 
     if split not in (None, "test", "val"):
         raise ConfigError(f"--split {split}: must be test or val")
     resolved = resolve_run(run, runs_dir)
-    model = load_model(resolved)
-    metrics = evaluate_run(resolved, split, model)
-    figures.draw_run_figures(resolved, model)
-    write_report(resolved)
+    metrics = api.evaluate(resolved, split)
     display.console.print(display.metrics_table(metrics))
     display.diagnosis_line(metrics.get("diagnosis"))
     display.say(f"run folder: {resolved.path}")
@@ -377,15 +374,23 @@ def cv(
     """
     from cnnctl.config.loading import load_config
     from cnnctl.reporting import display
-    from cnnctl.training.crossval import CV_SUMMARY, cross_validate
+    from cnnctl.training.crossval import cross_validate
 
     cfg = load_config(config, list(overrides or []))
-    with signals_interrupt(), display.fold_progress(folds) as advance:
+    header = _announce(str(config))
+    with signals_interrupt(), contextlib.ExitStack() as stack:
+        progress = []
+
+        def announce(run: Run, prepared, note: str) -> None:
+            if not progress:  # the bar opens with the first fold, so a mistake found before it prints alone
+                progress.append(stack.enter_context(display.fold_progress(folds)))
+            header(run, prepared, note)
+
         cv_path, summary = cross_validate(
-            cfg, default_runs_dir(runs_dir), folds, origin=str(config), verbose=2, announce=_announce(str(config)),
-            on_fold=lambda index, metrics: advance(f"fold {index}: accuracy {metrics['accuracy']:.4f}"))
+            cfg, default_runs_dir(runs_dir), folds, origin=str(config), verbose=2, announce=announce,
+            on_fold=lambda index, metrics: progress[0](f"fold {index}: accuracy {metrics['accuracy']:.4f}"))
     display.console.print(display.cv_table(summary))
-    display.say(f"cv folder: {cv_path} (summary in {CV_SUMMARY})")
+    display.say(f"cv folder: {cv_path} (summary in {contract.CV_SUMMARY})")
 
 
 @app.command()

@@ -5,29 +5,41 @@ Every error names the file and the YAML path (`train.optimizer.learning_rate`, `
 """
 from __future__ import annotations
 
-import difflib
+import copy
 import re
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from cnnctl.config.schema import Config
-from cnnctl.errors import ConfigError
+from cnnctl.errors import ConfigError, closest
 
 
-def load_config(path: Union[str, Path], overrides: list[str] = ()) -> Config:
-    """Read a YAML file, apply `--set` overrides, validate. Raises ConfigError naming file and YAML path."""
-    path = Path(path)
-    raw = read_yaml_mapping(path)
+def load_config(source: Union[str, Path, Mapping[str, Any], Config], overrides: Sequence[str] = ()) -> Config:
+    """A YAML file, a dict shaped like one, or a Config → a validated Config with `--set` overrides applied.
+    Raises ConfigError naming the file (or "config" for a dict) and the YAML path.
+
+    A relative data.path is read from the config file's folder; for a dict or Config, from the working folder.
+    The run name defaults to the file's stem, else "run". The caller's dict or Config is never modified.
+    """
+    if isinstance(source, Config):
+        if not overrides:
+            return source.model_copy(deep=True)
+        raw, origin, base, stem = source.to_dict(), "config", Path.cwd(), None
+    elif isinstance(source, Mapping):
+        raw, origin, base, stem = copy.deepcopy(dict(source)), "config", Path.cwd(), None
+    else:
+        path = Path(source)
+        raw, origin, base, stem = read_yaml_mapping(path), str(path), path.resolve().parent, path.stem
     for override in overrides:
         apply_override(raw, override)
-    config = validate_config(raw, source=str(path))
+    config = validate_config(raw, source=origin)
     if config.name is None:
-        config.name = re.sub(r"[^A-Za-z0-9._-]", "-", path.stem) or "run"
+        config.name = re.sub(r"[^A-Za-z0-9._-]", "-", stem or "") or "run"
     if config.data.path:
-        config.data.path = str((path.resolve().parent / config.data.path).resolve())
+        config.data.path = str((base / config.data.path).resolve())
     return config
 
 
@@ -225,13 +237,13 @@ def _spelling_hint(loc: list, raw: dict[str, Any]) -> str:
     if model is None:
         return ""
     fields = list(model.model_fields)
-    close = difflib.get_close_matches(str(loc[-1]), fields, n=1, cutoff=0.6)
-    if close:
-        default = model.model_fields[close[0]].get_default(call_default_factory=True)
-        if isinstance(default, (BaseModel, dict)):
-            return f"; did you mean '{close[0]}'?"
-        return f"; did you mean '{close[0]}'? (e.g. {close[0]}: {_show(default)})"
-    return f"; valid keys are: {', '.join(fields)}"
+    suggestion = closest(str(loc[-1]), fields)
+    if suggestion is None:
+        return f"; valid keys are: {', '.join(fields)}"
+    default = model.model_fields[suggestion].get_default(call_default_factory=True)
+    # A section's default is a whole mapping, with no one-line example to paste.
+    example = "" if isinstance(default, (BaseModel, dict)) else f" (e.g. {suggestion}: {_show(default)})"
+    return f"; did you mean '{suggestion}'?{example}"
 
 
 def _section_model(parents: list) -> Optional[type[BaseModel]]:

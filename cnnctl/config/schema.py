@@ -19,11 +19,13 @@ from pydantic import (
     model_validator,
 )
 
-BUILTIN_SOURCES = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")
-
-
-FILE_SOURCES = ("npz", "npy", "idx", "csv", "folder")
-
+from cnnctl.data.raw import (
+    ARRAYS_SOURCE,
+    BUILTIN_SOURCES,
+    FILE_SOURCES,
+    registered_sources,
+)
+from cnnctl.errors import did_you_mean
 
 # Layers whose config carries code (Lambda) or loads a foreign graph (TFSMLayer); never built from a config.
 REFUSED_LAYERS = frozenset({"Lambda", "TFSMLayer", "Layer", "InputLayer", "Input"})
@@ -146,8 +148,7 @@ class FoldConfig(Section):
 
 
 class DataConfig(Section):
-    source: Literal["digits", "mnist", "fashion_mnist", "cifar10", "cifar100",
-                    "npz", "npy", "idx", "csv", "folder"] = "digits"
+    source: str = "digits"  # a built-in or file source, one registered from Python, or `arrays` (from Python)
     path: Optional[str] = None                    # npz | npy | idx | csv | folder; relative to the config file
     image_size: Optional[tuple[int, int]] = None  # folder: resize target (height, width)
     color_mode: Literal["grayscale", "rgb"] = "rgb"  # folder: channels after decoding
@@ -163,6 +164,17 @@ class DataConfig(Section):
     @classmethod
     def _parse_augment(cls, value: Any) -> Any:
         return _parse_layer_list(value)
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        registered = [name for name in registered_sources() if name != ARRAYS_SOURCE]
+        known = [*BUILTIN_SOURCES, *FILE_SOURCES, *registered]
+        if value in known or value == ARRAYS_SOURCE:
+            return value
+        listed = ", ".join(f"'{name}'" for name in known[:-1]) + f" or '{known[-1]}'"
+        hint = did_you_mean(value, known) or "; or register it from Python first: cnnctl.register_source(name, loader)"
+        raise ValueError(f"must be one of {listed} (got {value}){hint}")
 
     @field_validator("image_size", mode="before")
     @classmethod

@@ -3,7 +3,9 @@
 Order: load the source's arrays once → map labels to class indices → put examples in the layout the model
 takes (channel axis) → carve test (when the source has none) then validation, stratified and seeded →
 pipelines that cast, one-hot encode and augment per batch, with prefetch. Scaling to [0, 1] is not done here:
-the model carries it (cnnctl/model/build.py), so every consumer of model.keras sees what training saw.
+the model carries it (cnnctl/model/build.py), so every consumer of model.keras sees what training saw, and
+data.json's `scaling` says so. Run folders saved before that (data.json without `scaling`) hold a model that
+takes examples already divided by `pixel_scale`: `pipeline(..., scale_outside=True)` still feeds those.
 """
 from __future__ import annotations
 
@@ -37,9 +39,14 @@ IMBALANCE_RATIO = 3.0          # largest / smallest class count in train above w
 VALUE_RANGE_SAMPLE = 64        # image files decoded for data.json's value range (all of them would read every file)
 
 
+SCALING = "scaling"            # data.json key: how examples reach model.keras; absent in older run folders
+SCALED_IN_MODEL = "in_model"   # the model's first layer divides by pixel_scale: it takes examples as stored
+NOT_SCALED = "none"            # pixel_scale is 1 (data.normalize: false, or data already within [-1, 1])
+
+
 @dataclass
 class Split:
-    x: np.ndarray  # examples in model layout, source dtype (scaled per batch in the pipeline); for a folder
+    x: np.ndarray  # examples in model layout, source dtype and units (the model scales them); for a folder
                    # source an ImageFiles: the file list, decoded only in the pipeline or when indexed
     y: np.ndarray  # int64 class indices
 
@@ -52,7 +59,9 @@ class Dataset:
     splits: dict[str, Split]
     class_names: list[str]
     input_shape: tuple[int, ...]
-    pixel_scale: float                      # examples are divided by this (1.0 = as given)
+    pixel_scale: float                      # the model divides examples by this (1.0 = as given)
+    full_scale: float                       # the data's full-scale value (255 for 8-bit data), even when not
+                                            # normalized: what an 8-bit 255 means in predict
     source: str
     origin: str
     notes: list[str] = field(default_factory=list)    # things the user should know (carved splits, imbalance)
@@ -88,6 +97,8 @@ class Dataset:
             **({"value_range_examples": VALUE_RANGE_SAMPLE}
                if isinstance(train, ImageFiles) and len(train) > VALUE_RANGE_SAMPLE else {}),
             "pixel_scale": self.pixel_scale,
+            "full_scale": self.full_scale,
+            SCALING: SCALED_IN_MODEL if self.pixel_scale != 1 else NOT_SCALED,
             "class_names": self.class_names,
             "num_classes": self.num_classes,
             "sizes": {name: len(split) for name, split in self.splits.items()},
@@ -97,8 +108,12 @@ class Dataset:
         }
 
     def pipeline(self, split: str, batch_size: int, *, one_hot: bool = False, shuffle: bool = False,
-                 seed: Optional[int] = None, augment: Any = None):
-        """Batched tf.data for one split: cast and scale per batch (cheaper than per example), prefetch."""
+                 seed: Optional[int] = None, augment: Any = None, scale_outside: bool = False):
+        """Batched tf.data for one split: cast to float32 per batch (cheaper than per example), augment, prefetch.
+
+        Examples keep their units: the model divides them by `pixel_scale` itself, and `augment` sees them as
+        stored (0..255 for 8-bit images). `scale_outside` divides here instead, for a model saved before models
+        carried their scaling (`scaled_outside_model` of its data.json)."""
         import tensorflow as tf
 
         data = self.splits[split]
@@ -118,7 +133,7 @@ class Dataset:
                 dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
             dataset = dataset.batch(batch_size).map(lambda index: (tf.gather(x, index), tf.gather(y, index)),
                                                     num_parallel_calls=tf.data.AUTOTUNE)
-        scale = np.float32(self.pixel_scale)
+        scale = np.float32(self.pixel_scale if scale_outside else 1.0)
         num_classes = self.num_classes
 
         def prepare(x, y):
@@ -175,8 +190,9 @@ def load_data(config: Config) -> Dataset:
         notes.append(f"imbalanced classes: train has {train_counts.max()} of '{class_names[train_counts.argmax()]}' "
                      f"but {train_counts.min()} of '{class_names[train_counts.argmin()]}'; consider "
                      "train.class_weight: balanced")
+    full_scale = pixel_scale(x_train)
     return Dataset(splits=splits, class_names=class_names, input_shape=tuple(int(d) for d in x_train.shape[1:]),
-                   pixel_scale=pixel_scale(x_train) if data_cfg.normalize else 1.0,
+                   pixel_scale=full_scale if data_cfg.normalize else 1.0, full_scale=full_scale,
                    source=data_cfg.source, origin=raw.origin, notes=notes, skipped=list(raw.skipped))
 
 
@@ -188,8 +204,15 @@ def value_range(x: np.ndarray) -> Optional[list[float]]:
 
 
 def pixel_scale(x: np.ndarray) -> float:
-    """The divisor that brings examples into [0, 1]: 255 for 8-bit images, else the largest magnitude (if > 1)."""
+    """The data's full-scale value, the divisor that brings examples into [0, 1]: 255 for 8-bit images, else
+    the largest magnitude (if > 1)."""
     if x.dtype == np.uint8:
         return 255.0
     largest = float(np.max(np.abs(x))) if x.size else 1.0
     return largest if largest > 1 else 1.0
+
+
+def scaled_outside_model(summary: dict[str, Any]) -> bool:
+    """Whether a run's model.keras takes examples already divided by pixel_scale, given its data.json: true only
+    for run folders saved before models carried their scaling (no `scaling` key) with a pixel_scale other than 1."""
+    return SCALING not in summary and float(summary.get("pixel_scale", 1.0)) != 1

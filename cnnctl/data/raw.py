@@ -5,12 +5,20 @@ later steps (cnnctl/data/dataset.py) never need to know where the arrays came fr
 """
 from __future__ import annotations
 
+import contextlib
+import re
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
 import numpy as np
 
-from cnnctl.errors import DataError
+from cnnctl.errors import ConfigError, DataError
+
+BUILTIN_SOURCES = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")  # no data.path needed
+FILE_SOURCES = ("npz", "npy", "idx", "csv", "folder")                          # read from data.path
+# The arrays handed to cnnctl.train(config, arrays={...}) from Python; the run keeps a copy as arrays.npz.
+ARRAYS_SOURCE = "arrays"
+ARRAY_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 
 @dataclass
@@ -28,9 +36,97 @@ class RawData:
     skipped: list[str] = field(default_factory=list)  # files that could not be read (folder)
 
 
-def raw_from_arrays(arrays: dict[str, np.ndarray], origin: str) -> RawData:
+def raw_from_arrays(arrays: Mapping[str, np.ndarray], origin: str) -> RawData:
+    """x_train, y_train (+ x_val, y_val, x_test, y_test in pairs) and optional class_names → RawData."""
     for split in ("test", "val"):
         if (f"x_{split}" in arrays) != (f"y_{split}" in arrays):
             raise DataError(f"data.path: {origin} has only one of x_{split} and y_{split}; give both or neither")
+    names = arrays.get("class_names")
     return RawData(arrays["x_train"], arrays["y_train"], arrays.get("x_test"), arrays.get("y_test"),
-                   arrays.get("x_val"), arrays.get("y_val"), origin=origin)
+                   arrays.get("x_val"), arrays.get("y_val"), origin=origin,
+                   class_names=None if names is None else [str(name) for name in np.asarray(names).reshape(-1)])
+
+
+# ---------------------------------------------------------------- sources registered from Python
+
+# A loader gets the config's `data:` section (a DataConfig: path, shape, ... as the user wrote them) and returns
+# a RawData, or a mapping of arrays under ARRAY_KEYS with optional "class_names" and "origin".
+Loader = Callable[[Any], Union[RawData, Mapping[str, Any]]]
+
+_registered: dict[str, Loader] = {}
+
+
+def register_source(name: str, loader: Loader) -> None:
+    """Make `data: {source: name}` call `loader(data_config)` in this process (a notebook's own dataset, a
+    database query, ...). A run trained on it records the name only: register it again before evaluating,
+    resuming or predicting in another process.
+
+    Example:
+
+        cnnctl.register_source("sines", lambda data: {"x_train": x, "y_train": y})
+        cnnctl.train({"data": {"source": "sines"}, "model": {...}})
+    """
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ConfigError(f"register_source: name {name!r} must be letters, digits and '_' (e.g. 'my_data')")
+    if name in (*BUILTIN_SOURCES, *FILE_SOURCES, ARRAYS_SOURCE):
+        raise ConfigError(f"register_source: '{name}' is a built-in source; choose another name")
+    if not callable(loader):
+        raise ConfigError(f"register_source: the loader of '{name}' must be a function taking the data config")
+    _registered[name] = loader
+
+
+def registered_sources() -> dict[str, Loader]:
+    return dict(_registered)
+
+
+@contextlib.contextmanager
+def arrays_source(arrays: Union[RawData, Mapping[str, Any]]) -> Iterator[None]:
+    """`data.source: arrays` reads `arrays` inside the block."""
+    _registered[ARRAYS_SOURCE] = lambda data_cfg: arrays
+    try:
+        yield
+    finally:
+        _registered.pop(ARRAYS_SOURCE, None)
+
+
+def load_registered(name: str, data_cfg: Any) -> RawData:
+    """Call the loader registered as `name`; what it returns is checked like an npz file's arrays."""
+    loader = _registered.get(name)
+    if loader is None:
+        if name == ARRAYS_SOURCE:
+            raise DataError("data.source: arrays are passed from Python: cnnctl.train(config, arrays={'x_train': "
+                            "..., 'y_train': ...}); from the command line use source: npz")
+        raise DataError(f"data.source: '{name}' is not registered in this process; call "
+                        f"cnnctl.register_source('{name}', loader) first")
+    origin = "arrays passed to cnnctl.train" if name == ARRAYS_SOURCE else f"source '{name}' registered from Python"
+    try:
+        result = loader(data_cfg)
+    except (ConfigError, DataError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's own code: name it, keep the message
+        raise DataError(f"data.source {name}: the loader raised {type(exc).__name__}: {exc}") from exc
+    if isinstance(result, RawData):
+        return result
+    return raw_from_mapping(result, origin)
+
+
+def raw_from_mapping(arrays: Any, origin: str) -> RawData:
+    """A mapping of numpy-like arrays (x_train, y_train[, x_val, y_val, x_test, y_test][, class_names]) → RawData."""
+    if not isinstance(arrays, Mapping):
+        raise DataError(f"data: {origin} gave {type(arrays).__name__}; expected a mapping such as "
+                        "{'x_train': x, 'y_train': y}")
+    unknown = [key for key in arrays if key not in (*ARRAY_KEYS, "class_names", "origin")]
+    if unknown:
+        raise DataError(f"data: {origin} has key '{unknown[0]}'; the keys are {', '.join(ARRAY_KEYS)} "
+                        "(and class_names)")
+    if "x_train" not in arrays or "y_train" not in arrays:
+        raise DataError(f"data: {origin} needs x_train and y_train (and optionally x_val, y_val, x_test, y_test)")
+    converted = {}
+    for key in (*ARRAY_KEYS, "class_names"):
+        if arrays.get(key) is not None:
+            value = np.asarray(arrays[key])
+            if value.dtype == object:
+                raise DataError(f"data: {origin}: {key} has Python objects (dtype object); give numbers, or "
+                                "strings for labels")
+            converted[key] = value
+    return raw_from_arrays(converted, str(arrays.get("origin") or origin))

@@ -11,21 +11,15 @@ from cnnctl.data.builtin import (
     load_fashion_mnist,
 )
 from cnnctl.data.files import load_csv, load_idx, load_npz
-from cnnctl.data.raw import RawData
-from cnnctl.errors import DataError
+from cnnctl.data.folders import load_folder
+from cnnctl.data.raw import RawData, load_registered
 
 
 def load_raw(data_cfg: DataConfig) -> RawData:
     loader = _LOADERS.get(data_cfg.source)
-    if loader is None:
-        raise DataError(f"data.source: '{data_cfg.source}' is not an in-memory source")
+    if loader is None:  # not built in: registered from Python (or the arrays given to cnnctl.train)
+        return load_registered(data_cfg.source, data_cfg)
     return loader(data_cfg)
-
-
-def _folder(data_cfg: DataConfig) -> RawData:
-    from cnnctl.data.folders import load_folder
-
-    return load_folder(data_cfg)
 
 
 _LOADERS: dict[str, Callable[[DataConfig], RawData]] = {
@@ -38,5 +32,5 @@ _LOADERS: dict[str, Callable[[DataConfig], RawData]] = {
     "npy": load_npz,
     "idx": load_idx,
     "csv": load_csv,
-    "folder": _folder,
+    "folder": load_folder,
 }

@@ -23,6 +23,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from cnnctl.errors import RunError
+from cnnctl.runs import contract
 
 # Thresholds. Why each has its value is explained in `diagnose`'s docstring.
 MIN_EPOCHS = 3              # fewer finite epochs than this: too little history for a trend
@@ -50,9 +51,6 @@ UNDERFIT_HEADROOM = 0.2     # accuracy within 20% of the headroom above the majo
 
 
 CONFIDENT_ACCURACY = 0.9    # a model this accurate on its training data is never called underfitting
-
-
-VERDICTS = ("overfitting", "underfitting", "good fit", "still improving")
 
 
 def read_history_csv(path: Union[str, Path]) -> dict[str, list[float]]:
@@ -145,7 +143,7 @@ def diagnose(history: dict[str, list[float]], baseline_accuracy: Optional[float]
             Defaults to "accuracy".
 
     Returns:
-        A JSON-serializable dict: `verdict` (one of VERDICTS), `summary` (one sentence), `advice` (list of
+        A JSON-serializable dict: `verdict` (one of contract.VERDICTS), `summary` (one sentence), `advice` (list of
         suggestions), `epochs` (rows), `monitor` ("val_loss", or "loss" without validation), `best_epoch`
         (1-based epoch of the minimum monitored loss), `turn_epoch` (1-based epoch where validation loss turned
         upward, else None), `first_train_loss`, `final_train_loss`, `final_val_loss`, `min_val_loss`,
@@ -164,7 +162,7 @@ def diagnose(history: dict[str, list[float]], baseline_accuracy: Optional[float]
         raise ValueError("baseline_accuracy must be between 0 and 1. "
                          f"Received: baseline_accuracy={baseline_accuracy}")
     rows = len(columns["loss"])
-    epochs = _epoch_numbers(columns.get("epoch"), rows)
+    epochs = np.asarray(contract.epoch_numbers(columns.get("epoch"), rows), dtype=int)
     train = _Curve(epochs, columns["loss"])
     val = _Curve(epochs, columns["val_loss"]) if "val_loss" in columns else None
     notes = []
@@ -424,13 +422,6 @@ def _columns(history: dict[str, list[float]]) -> dict[str, np.ndarray]:
     if lengths["loss"] == 0:
         raise ValueError("history has no epochs: the run stopped before its first epoch ended")
     return columns
-
-
-def _epoch_numbers(epoch_column: Optional[np.ndarray], rows: int) -> np.ndarray:
-    """1-based epoch numbers: from the 0-based `epoch` column when it is usable (resumed runs continue it)."""
-    if epoch_column is not None and np.all(np.isfinite(epoch_column)) and np.all(np.diff(epoch_column) > 0):
-        return epoch_column.astype(int) + 1
-    return np.arange(1, rows + 1)
 
 
 def _recent_window(n: int) -> int:

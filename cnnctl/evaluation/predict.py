@@ -1,18 +1,24 @@
-"""Classify new inputs with a trained run, preprocessing them exactly as its training data were.
+"""Classify new inputs with a trained run, bringing them to the units and layout of its training data.
 
-What training did to every example is recorded in the run folder, so `predict` needs nothing else:
+model.keras divides its inputs by the data's `pixel_scale` itself (its first layer, "scale_inputs"), so
+`predict` only has to hand it examples in the training data's own units. What that takes is recorded in the
+run folder, so `predict` needs nothing else:
 
 - data.json `input_shape` (height, width, channels): image files are decoded by the same function that
   decodes a `source: folder` run's training images: RGB, bilinear resize to that size, then grayscale when
   the model takes one channel, rounded to 8 bits;
-- data.json `pixel_scale`: examples are divided by it (255 for 8-bit data, 16 for scikit-learn's digits,
-  1 when `data.normalize` was off), in float32 like the training pipeline;
+- data.json `full_scale`: an image's 8-bit pixels are mapped onto the training data's units by rule, 255 to
+  the data's full-scale value: x = pixel * full_scale / 255. For 8-bit training data (full scale 255) the
+  pixels are taken as they are; for scikit-learn's digits (full scale 16) a 0..255 PNG becomes 0..16;
 - config.yaml `model.input_shape` and the first layer family: an .npz's examples get the channel axis or the
-  reshape that training gave them.
+  reshape that training gave them. Their values are taken as given, in the training data's units (the digits
+  run expects 0..16), with a warning when they lie far outside the training data's range.
+
+Run folders saved before models carried their scaling (data.json without `scaling`) still work: for them the
+examples are divided by `pixel_scale` here, as their training pipeline did.
 
 Inputs are image files, folders of images (searched recursively, in sorted order), or .npz files holding
-examples under `x` or `x_test`. Pixel values are taken as they are stored, in the units of the training data:
-the digits run expects 0..16, an MNIST run 0..255.
+examples under `x` or `x_test`.
 
 Example:
 
@@ -32,6 +38,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from cnnctl import runtime
+from cnnctl.data.dataset import pixel_scale, scaled_outside_model
 from cnnctl.errors import ConfigError, DataError, first_line
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, write_csv_atomic
@@ -51,12 +58,14 @@ class Preprocessing:
     """How the run's training data reached the model, read back from data.json and config.yaml."""
 
     input_shape: tuple[int, ...]      # one example, channel axis included: (8, 8, 1)
-    pixel_scale: float                # divisor applied per batch in training
+    pixel_scale: float                # what the model divides its inputs by (1.0: nothing)
+    full_scale: float                 # the training data's full-scale value: an 8-bit 255 maps to it
     class_names: list[str]
     value_range: Optional[tuple[float, float]]  # min and max of the raw training data
     reshape_to: Optional[tuple[int, ...]]       # config model.input_shape: examples were reshaped to it
     batch_size: int
     tta: str = "off"                            # config evaluate.tta: flip averages with the mirrored example
+    scale_outside: bool = False                 # an older run's model takes examples divided by pixel_scale
 
     @classmethod
     def of_run(cls, run: Run) -> "Preprocessing":
@@ -67,11 +76,12 @@ class Preprocessing:
         data = run.read_json(contract.DATA)
         value_range = data.get("value_range")
         return cls(input_shape=tuple(int(d) for d in data["input_shape"]),
-                   pixel_scale=float(data.get("pixel_scale", 1.0)),
+                   pixel_scale=float(data.get("pixel_scale", 1.0)), full_scale=_full_scale(data),
                    class_names=[str(name) for name in data["class_names"]],
                    value_range=tuple(value_range) if value_range else None,
                    reshape_to=tuple(config.model.input_shape) if config.model.input_shape else None,
-                   batch_size=inference_batch_size(config.train.batch_size), tta=config.evaluate.tta)
+                   batch_size=inference_batch_size(config.train.batch_size), tta=config.evaluate.tta,
+                   scale_outside=scaled_outside_model(data))
 
     @property
     def channels(self) -> Optional[int]:
@@ -80,17 +90,30 @@ class Preprocessing:
             return None
         return self.input_shape[-1]
 
+    def from_8bit(self, pixels: np.ndarray) -> np.ndarray:
+        """Decoded 8-bit pixels → the training data's units, float32: 255 becomes the full-scale value."""
+        if self.full_scale == 255:
+            return pixels.astype(np.float32)
+        return (pixels.astype(np.float64) * self.full_scale / 255).astype(np.float32)
+
     def scale(self, x: np.ndarray) -> np.ndarray:
-        """Raw examples → model inputs: float32 and divided by pixel_scale, as the training pipeline does."""
+        """Examples in the training data's units → what the first configured layer sees: float32 divided by
+        pixel_scale, as the model's scaling layer does."""
         x = x.astype(np.float32)
         if self.pixel_scale != 1:
             x = x / np.float32(self.pixel_scale)
         return x
 
+    def model_inputs(self, x: np.ndarray) -> np.ndarray:
+        """Examples in the training data's units → what model.keras takes: float32, divided by pixel_scale only
+        for a run saved before models carried their scaling."""
+        return self.scale(x) if self.scale_outside else x.astype(np.float32)
+
 
 @dataclass
 class Inputs:
-    """Examples in the model's layout and raw units, one label each (a file path, or `file.npz[i]`)."""
+    """Examples in the model's layout and the training data's units, one label each (a file path, or
+    `file.npz[i]`)."""
 
     labels: list[str]
     x: np.ndarray
@@ -122,14 +145,15 @@ def check_top_k(k: int) -> None:
         raise ConfigError(f"--top-k {k}: must be at least 1, e.g. --top-k 3")
 
 
-def predict_run(run: Run, paths: Sequence[Union[str, Path]]) -> Predictions:
-    """Load, preprocess and classify every input with the run's model."""
+def predict_run(run: Run, paths: Sequence[Union[str, Path]], arrays: Optional[np.ndarray] = None) -> Predictions:
+    """Load, preprocess and classify every input with the run's model: the files of `paths`, then the examples
+    of `arrays` (one per row, in the training data's units, labelled `array[i]`)."""
     from cnnctl.evaluation.metrics import as_class_probabilities
     from cnnctl.evaluation.scoring import load_model, scoring_model
 
     preprocessing = Preprocessing.of_run(run)
-    inputs = load_inputs(paths, preprocessing)
-    x = preprocessing.scale(inputs.x)
+    inputs = load_inputs(paths, preprocessing, arrays)
+    x = preprocessing.model_inputs(inputs.x)
     model = scoring_model(load_model(run), x.shape[1:], preprocessing.tta)  # as the run's evaluation scored it
     probabilities = model.predict(x, batch_size=preprocessing.batch_size, verbose=0)
     probabilities = as_class_probabilities(probabilities)
@@ -144,9 +168,11 @@ def write_predictions_csv(path: Union[str, Path], predictions: Predictions, k: i
     return write_csv_atomic(path, CSV_HEADER, predictions.csv_rows(k))
 
 
-def load_inputs(paths: Sequence[Union[str, Path]], preprocessing: Preprocessing) -> Inputs:
-    """Every example named by `paths` (image files, folders of images, .npz files), in the order given."""
-    if not paths:
+def load_inputs(paths: Sequence[Union[str, Path]], preprocessing: Preprocessing,
+                given: Optional[np.ndarray] = None) -> Inputs:
+    """Every example named by `paths` (image files, folders of images, .npz files), in the order given, then
+    the examples of the array `given`."""
+    if not paths and given is None:
         raise ConfigError("predict: give at least one INPUT: an image file, a folder of images or an .npz file")
     labels: list[str] = []
     arrays: list[np.ndarray] = []
@@ -158,23 +184,26 @@ def load_inputs(paths: Sequence[Union[str, Path]], preprocessing: Preprocessing)
             if not files:
                 raise DataError(f"INPUT {path}: no image files in this folder ({', '.join(IMAGE_SUFFIXES)})")
             for file in files:
-                arrays.append(read_image(file, preprocessing)[np.newaxis])
+                arrays.append(preprocessing.from_8bit(read_image(file, preprocessing))[np.newaxis])
                 labels.append(str(file))
         elif not path.exists():
             raise DataError(f"INPUT {path}: no such file or folder")
         elif path.suffix.lower() == ".npz":
             x, _ = read_npz(path, preprocessing)
+            notes.extend(range_note(x, preprocessing, f"INPUT {path}"))
             arrays.append(x)
             labels.extend(f"{path}[{i}]" for i in range(len(x)))
         elif path.suffix.lower() in IMAGE_SUFFIXES:
-            arrays.append(read_image(path, preprocessing)[np.newaxis])
+            arrays.append(preprocessing.from_8bit(read_image(path, preprocessing))[np.newaxis])
             labels.append(str(path))
         else:
             raise DataError(f"INPUT {path}: not an image ({', '.join(IMAGE_SUFFIXES)}) or .npz file")
+    if given is not None:
+        x = examples(np.asarray(given), preprocessing, "array")
+        notes.extend(range_note(x, preprocessing, "array"))
+        arrays.append(x)
+        labels.extend(f"array[{i}]" for i in range(len(x)))
     x = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-    note = range_note(x, preprocessing)
-    if note:
-        notes.append(note)
     return Inputs(labels, x, notes)
 
 
@@ -212,10 +241,15 @@ def read_npz(path: Path, preprocessing: Preprocessing) -> tuple[np.ndarray, str]
             x = archive[key]
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"INPUT {path}: not a readable .npz file ({first_line(exc)})") from None
+    return examples(x, preprocessing, f"INPUT {path}: {key}"), key
+
+
+def examples(x: np.ndarray, preprocessing: Preprocessing, where: str) -> np.ndarray:
+    """An array of examples, one per row, checked and put in the model's layout (`where` names it in errors)."""
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool) or x.ndim < 2:
-        raise DataError(f"INPUT {path}: {key} has shape {list(x.shape)} and dtype {x.dtype}; expected numbers, "
+        raise DataError(f"{where} has shape {list(x.shape)} and dtype {x.dtype}; expected numbers, "
                         "one example per row")
-    return to_input_layout(x, preprocessing, f"INPUT {path}: {key}"), key
+    return to_input_layout(x, preprocessing, where)
 
 
 def to_input_layout(x: np.ndarray, preprocessing: Preprocessing, where: str) -> np.ndarray:
@@ -231,19 +265,32 @@ def to_input_layout(x: np.ndarray, preprocessing: Preprocessing, where: str) -> 
     raise DataError(f"{where} examples have shape {list(example)}; this run's model takes {list(target)}")
 
 
-def range_note(x: np.ndarray, preprocessing: Preprocessing) -> Optional[str]:
-    """A warning when inputs are far outside the training data's values: the usual cause is 0..255 images
-    given to a run trained on other units (the digits run expects 0..16)."""
+def range_note(x: np.ndarray, preprocessing: Preprocessing, where: str) -> list[str]:
+    """A warning (or none) when an array's examples are far outside the training data's values: arrays and
+    .npz files are taken as given, so the usual cause is other units (0..255 given to the digits run, which
+    expects 0..16)."""
     if preprocessing.value_range is None or not x.size:
-        return None
+        return []
     low, high = preprocessing.value_range
     span = max(high - low, 1e-12)
     x_low, x_high = float(np.min(x)), float(np.max(x))
     if x_high <= high + 0.5 * span and x_low >= low - 0.5 * span:
-        return None
-    return (f"inputs range {x_low:g}..{x_high:g} but the training data ranged {low:g}..{high:g}; predict divides "
-            f"by the run's pixel_scale {preprocessing.pixel_scale:g} as training did, so give inputs in the "
-            "training data's units")
+        return []
+    return [f"{where}: values range {x_low:g}..{x_high:g} but the training data ranged {low:g}..{high:g}; arrays "
+            "and .npz files are taken as given, so give them in the training data's units (image files are "
+            "mapped to them for you)"]
+
+
+def _full_scale(data: dict[str, Any]) -> float:
+    """data.json's `full_scale`; for run folders saved before it was recorded, what `pixel_scale()` computed:
+    the divisor when the data were normalized, else from the stored dtype and value range."""
+    if "full_scale" in data:
+        return float(data["full_scale"])
+    if float(data.get("pixel_scale", 1.0)) != 1:
+        return float(data["pixel_scale"])
+    if data.get("dtype") == "uint8":
+        return 255.0
+    return pixel_scale(np.asarray(data.get("value_range") or [1.0], dtype=np.float64))
 
 
 def _tf_reason(message: str) -> str:

@@ -1,8 +1,9 @@
 """Evaluation, step 5c: a model and a split → probabilities; model.keras loaded safely; a run re-evaluated from its folder.
 
 `evaluate_run` rebuilds everything from the run folder alone (config.yaml → same data splits, model.keras
-loaded in Keras' safe mode). Test-time augmentation (`evaluate.tta: flip`) is one Keras model around the
-trained one, used by evaluate and predict alike.
+loaded in Keras' safe mode, fed as data.json's `scaling` says: examples as stored, or divided by pixel_scale
+for run folders saved before models carried their scaling). Test-time augmentation (`evaluate.tta: flip`) is
+one Keras model around the trained one, used by evaluate and predict alike.
 """
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
 
 
-def predict_probabilities(model: Any, dataset: Any, split: str, train_batch_size: int, tta: str = "off") -> np.ndarray:
-    """The outputs of the model that `evaluate.tta` asks for (`scoring_model`) for every example of the split."""
-    batches = dataset.pipeline(split, runtime.inference_batch_size(train_batch_size))
+def predict_probabilities(model: Any, dataset: Any, split: str, train_batch_size: int, tta: str = "off",
+                          scale_outside: bool = False) -> np.ndarray:
+    """The outputs of the model that `evaluate.tta` asks for (`scoring_model`) for every example of the split.
+    `scale_outside`: the model predates in-model scaling, so the examples are divided by pixel_scale first."""
+    batches = dataset.pipeline(split, runtime.inference_batch_size(train_batch_size), scale_outside=scale_outside)
     return scoring_model(model, dataset.input_shape, tta).predict(batches, verbose=0)
 
 
@@ -72,7 +75,7 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
     """Recompute predictions and every report file from the run folder alone (`model`: the run's model.keras
     when the caller has loaded it already)."""
     from cnnctl.config.loading import load_config
-    from cnnctl.data.dataset import load_data
+    from cnnctl.data.dataset import load_data, scaled_outside_model
 
     run.require(contract.CONFIG, contract.MODEL)
     config = load_config(run.file(contract.CONFIG))
@@ -83,7 +86,9 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
             split = dataset.evaluation_split(config.evaluate.split)
     if split not in dataset.splits:
         raise RunError(f"--split {split}: this run has no {split} split (it has {', '.join(dataset.splits)})")
-    y_prob = predict_probabilities(model, dataset, split, config.train.batch_size, config.evaluate.tta)
+    scale_outside = run.has(contract.DATA) and scaled_outside_model(run.read_json(contract.DATA))
+    y_prob = predict_probabilities(model, dataset, split, config.train.batch_size, config.evaluate.tta,
+                                   scale_outside=scale_outside)
     data = dataset.splits[split]
     return write_evaluation(run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k, x=data.x,
                             tta=config.evaluate.tta)

@@ -10,6 +10,8 @@ from cnnctl.config.schema import LayerSpec, ModelConfig
 from cnnctl.errors import ConfigError
 from cnnctl.model.layers import flow_text, keras_message, make_layer, shape_text
 
+SCALING_LAYER = "scale_inputs"  # the Rescaling layer build_model puts first; not one of the config's layers
+
 
 def build_augmenter(specs: Sequence[LayerSpec]) -> Optional[keras.Sequential]:
     """`data.augment` as one Sequential, applied to training batches in the tf.data pipeline only, so it
@@ -21,11 +23,22 @@ def build_augmenter(specs: Sequence[LayerSpec]) -> Optional[keras.Sequential]:
 
 
 def build_model(model_cfg: ModelConfig, input_shape: Sequence[int], num_classes: int,
-                name: str = "cnn") -> keras.Sequential:
-    """keras.Input(input_shape) followed by each configured layer; shape problems are reported per layer."""
+                name: str = "cnn", pixel_scale: float = 1.0) -> keras.Sequential:
+    """keras.Input(input_shape), the input scaling, then each configured layer; shape problems are reported per
+    layer, with the config's index.
+
+    Args:
+        pixel_scale: the model divides its inputs by this first (a `Rescaling` layer named "scale_inputs"), so
+            model.keras takes examples in the data's own units (0..255 for 8-bit images) wherever it is
+            loaded. Defaults to 1.0: no scaling layer.
+    """
     shape = tuple(model_cfg.input_shape or input_shape)
     model = keras.Sequential(name=_keras_name(name))
     model.add(keras.Input(shape=shape))
+    if pixel_scale != 1:
+        # float32 whatever the precision policy: raw values above 65504 would overflow float16; the next layer
+        # casts the [0, 1] result to its own compute dtype.
+        model.add(keras.layers.Rescaling(1.0 / pixel_scale, name=SCALING_LAYER, dtype="float32"))
     before = (None,) + shape
     # Under mixed precision the output layer computes in float32, as Keras' guide advises: softmax
     # probabilities in float16/bfloat16 are too coarse for ROC curves and top-k ties.
@@ -48,6 +61,11 @@ def build_model(model_cfg: ModelConfig, input_shape: Sequence[int], num_classes:
         before = after
     check_output(model, model_cfg.layers, num_classes)
     return model
+
+
+def is_scaling_layer(layer: keras.layers.Layer) -> bool:
+    """The input scaling build_model adds (a layer of the model, not of the config)."""
+    return isinstance(layer, keras.layers.Rescaling) and layer.name == SCALING_LAYER
 
 
 def _keras_name(name: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any, Sequence, Union
 import keras
 
 from cnnctl.config.schema import LossConfig, TrainConfig
-from cnnctl.errors import ConfigError, closest, first_line
+from cnnctl.errors import ConfigError, closest, did_you_mean, first_line
 
 
 def needs_one_hot(loss: str) -> bool:
@@ -60,9 +60,7 @@ def resolve_loss(spec: Union[str, LossConfig]) -> Any:
         choices = [key for key, value in vars(keras.losses).items()
                    if not key.startswith("_") and key not in ("get", "serialize", "deserialize", "Loss", "Reduction")
                    and callable(value)]
-        suggestion = closest(name, choices)
-        hint = f"; did you mean '{suggestion}'?" if suggestion else ""
-        raise ConfigError(f"train.loss: unknown loss '{name}'{hint}") from None
+        raise ConfigError(f"train.loss: unknown loss '{name}'{did_you_mean(name, choices)}") from None
     if isinstance(spec, str):
         return loss
     # The class of a loss function shares its name without underscores (aliases like mse resolve first).
@@ -85,7 +83,5 @@ def resolve_metrics(names: Sequence[str]) -> list[Any]:
         except (TypeError, ValueError):
             choices = [key for key in vars(keras.metrics) if not key.startswith("_")
                        and key not in ("get", "serialize", "deserialize", "Metric")] + ["accuracy"]
-            suggestion = closest(name, choices)
-            hint = f"; did you mean '{suggestion}'?" if suggestion else ""
-            raise ConfigError(f"train.metrics[{index}]: unknown metric '{name}'{hint}") from None
+            raise ConfigError(f"train.metrics[{index}]: unknown metric '{name}'{did_you_mean(name, choices)}") from None
     return list(names)

@@ -5,7 +5,6 @@ Keras layer works and there is no table of ours to fall behind Keras. Every erro
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 from typing import Any, Optional, Sequence
@@ -13,7 +12,7 @@ from typing import Any, Optional, Sequence
 import keras
 
 from cnnctl.config.schema import LayerSpec
-from cnnctl.errors import ConfigError, closest, first_line
+from cnnctl.errors import ConfigError, closest, did_you_mean, first_line
 
 
 def layer_classes() -> dict[str, type]:
@@ -26,8 +25,7 @@ def make_layer(spec: LayerSpec, where: str, defaults: Optional[dict[str, Any]] =
     classes = layer_classes()
     cls = classes.get(spec.name)
     if cls is None:
-        suggestion = closest(spec.name, list(classes))
-        hint = f"; did you mean {suggestion}?" if suggestion else "; see the keras.layers documentation for names"
+        hint = did_you_mean(spec.name, list(classes), quote=False) or "; see the keras.layers documentation for names"
         raise ConfigError(f"{where}: unknown layer '{spec.name}'{hint}")
     try:
         return cls(**{**(defaults or {}), **spec.kwargs})
@@ -58,9 +56,9 @@ def _explain_layer_error(exc: BaseException, cls: type) -> str:
         accepted = _accepted_kwargs(cls)
         hints = []
         for key in keys:
-            guess = difflib.get_close_matches(key, accepted, n=1, cutoff=0.6) or [
-                name for name in accepted if name.startswith(key) or key.startswith(name)][:1]
-            hints.append(f"'{key}' (did you mean '{guess[0]}'?)" if guess else f"'{key}'")
+            guess = closest(key, accepted) or next(
+                (name for name in accepted if name.startswith(key) or key.startswith(name)), None)
+            hints.append(f"'{key}' (did you mean '{guess}'?)" if guess else f"'{key}'")
         return (f"unknown argument {', '.join(hints)}; {cls.__name__} accepts: {', '.join(accepted)}")
     identifier = re.search(r"Could not interpret (\w+)(?: function)? identifier: (.+)$", message)
     if identifier:
@@ -68,9 +66,7 @@ def _explain_layer_error(exc: BaseException, cls: type) -> str:
         namespace = getattr(keras, kind + "s", None) or getattr(keras, kind, None)
         names = [name for name in vars(namespace) if not name.startswith("_")] if namespace else []
         names = [name for name in names if name not in ("get", "serialize", "deserialize")]
-        suggestion = closest(value, names)
-        hint = f"; did you mean '{suggestion}'?" if suggestion else ""
-        return f"unknown {kind} '{value}'{hint}"
+        return f"unknown {kind} '{value}'{did_you_mean(value, names)}"
     return message
 
 

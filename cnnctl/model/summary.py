@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import keras
 
+from cnnctl.model.build import is_scaling_layer
 from cnnctl.model.layers import shape_text
 
 
 @dataclass
 class LayerRow:
-    index: int           # position in model.layers
+    index: Optional[int]  # the config's model.layers index; None for the input scaling cnnctl adds
     name: str            # keras layer name
     kind: str            # class name
     output_shape: str
@@ -39,9 +40,12 @@ def describe(model: keras.Model) -> ModelSummary:
     flattened = False
     rows = []
     previous_shape = input_shape
-    for index, layer in enumerate(model.layers):
+    config_index = 0
+    for layer in model.layers:
         output_shape = layer.output.shape
         field, jump, flattened = _grow_receptive_field(layer, field, jump, flattened, previous_shape)
+        index = None if is_scaling_layer(layer) else config_index
+        config_index += index is not None
         rows.append(LayerRow(
             index=index, name=layer.name, kind=type(layer).__name__, output_shape=shape_text(output_shape),
             params=layer.count_params(),

@@ -107,19 +107,6 @@ def format_duration(seconds: Optional[float]) -> str:
     return f"{seconds}s"
 
 
-# (label, metrics.json key, higher is better) in the order `cnnctl compare` shows them.
-COMPARED_METRICS = [
-    ("accuracy", "accuracy", True),
-    ("precision macro", "precision_macro", True),
-    ("recall macro", "recall_macro", True),
-    ("F1 macro", "f1_macro", True),
-    ("precision weighted", "precision_weighted", True),
-    ("recall weighted", "recall_weighted", True),
-    ("F1 weighted", "f1_weighted", True),
-    ("ROC-AUC", "roc_auc", True),
-]
-
-
 @dataclass
 class Comparison:
     summaries: list[RunSummary]
@@ -148,16 +135,14 @@ def compare_runs(run_list: Sequence[Run], out: Union[str, Path]) -> Comparison:
     labels = _unique_labels(summaries)
 
     rows = []
-    top_ks = sorted({k for summary in summaries for k in summary.metrics.get("top_k_accuracy", {})}, key=int)
-    metric_rows = COMPARED_METRICS[:1] + [(f"top-{k} accuracy", ("top_k_accuracy", k), True)
-                                          for k in top_ks if k != "1"] + COMPARED_METRICS[1:]
-    for label, key, higher_is_better in metric_rows:
-        values = [_metric(summary.metrics, key) for summary in summaries]
+    top_ks = {k for summary in summaries for k in summary.metrics.get("top_k_accuracy", {})}
+    for metric in contract.metric_rows(ks=top_ks):
+        values = [metric.value(summary.metrics) for summary in summaries]
         present = [(value, index) for index, value in enumerate(values) if value is not None]
         best = None
         if len(present) > 1 and len({value for value, _ in present}) > 1:
-            best = (max if higher_is_better else min)(present)[1]
-        rows.append((label, values, best))
+            best = (max if metric.higher_is_better else min)(present)[1]
+        rows.append((_label(metric), values, best))
 
     histories, notes = {}, []
     for summary, run, label in zip(summaries, run_list, labels):
@@ -169,9 +154,9 @@ def compare_runs(run_list: Sequence[Run], out: Union[str, Path]) -> Comparison:
         if history.get("loss"):
             histories[label] = history
         else:
-            notes.append(f"{run.id}: no epochs in history.csv, so no loss curve")
+            notes.append(f"{run.id}: no epochs in {contract.HISTORY}, so no loss curve")
         if not summary.metrics:
-            notes.append(f"{run.id}: not evaluated yet (no metrics.json); `cnnctl evaluate {run.path}` makes one")
+            notes.append(f"{run.id}: not evaluated yet (no {contract.METRICS}); `cnnctl evaluate {run.path}` makes one")
         notes.extend(summary.problems)
     facts = [
         ("split", [summary.split or "" for summary in summaries]),
@@ -187,10 +172,9 @@ def compare_runs(run_list: Sequence[Run], out: Union[str, Path]) -> Comparison:
     return Comparison(summaries, rows, facts, figure_path, notes)
 
 
-def _metric(metrics: dict[str, Any], key: Union[str, tuple[str, str]]) -> Optional[float]:
-    if isinstance(key, tuple):
-        return metrics.get(key[0], {}).get(key[1])
-    return metrics.get(key)
+def _label(metric: contract.Metric) -> str:
+    # A console column is narrower than report.html's table: "F1 macro" rather than "F1 (macro)".
+    return metric.label.replace("(", "").replace(")", "")
 
 
 def _best_loss(history: Optional[dict[str, list]]) -> str:

@@ -26,7 +26,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import io
 import numbers
 import warnings
@@ -36,7 +35,7 @@ import keras
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from cnnctl.errors import ConfigError, DataError
+from cnnctl.errors import ConfigError, DataError, closest
 
 
 def _frozen(rows: list[list[float]], scale: float = 1.0) -> np.ndarray:
@@ -93,10 +92,10 @@ def load_kernel(spec: str) -> tuple[str, np.ndarray]:
             raise ConfigError(
                 f"--kernel {spec}: no such file; use {_KERNEL_NAMES}, or an existing .npy/.txt/.csv file"
             )
-        close = difflib.get_close_matches(name, list(KERNELS), n=1)
+        close = closest(name, list(KERNELS))
         if close:
             raise ConfigError(
-                f"--kernel {spec}: unknown kernel; did you mean '{close[0]}'? "
+                f"--kernel {spec}: unknown kernel; did you mean '{close}'? "
                 f"({_KERNEL_NAMES}, or a .npy/.txt/.csv file)"
             )
         raise ConfigError(f"--kernel {spec}: unknown kernel; use {_KERNEL_NAMES}, or a .npy/.txt/.csv file")

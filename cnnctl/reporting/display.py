@@ -9,6 +9,8 @@ from typing import Any, Callable, Iterator, Optional
 from rich.console import Console
 from rich.table import Table
 
+from cnnctl.runs import contract
+
 # Piped output (logs, CI, tests) has no terminal width; 80 columns would wrap the layer table.
 # (pytest-xdist even sets COLUMNS=80 for its workers.) Plain lines never wrap: paths must stay copyable.
 _width = None if sys.stdout.isatty() else 120
@@ -94,19 +96,20 @@ def skipped_files_warning(skipped: Optional[list[str]]) -> None:
     shown = ", ".join(skipped[:SKIPPED_SHOWN])
     more = f", and {len(skipped) - SKIPPED_SHOWN} more" if len(skipped) > SKIPPED_SHOWN else ""
     warn(f"skipped {len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''}: {shown}{more} "
-         "(listed in data.json)")
+         f"(listed in {contract.DATA})")
+
+
+# The metrics a run's console table shows, before ROC-AUC (last, with a label saying how it averages).
+CONSOLE_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted")
 
 
 def metrics_table(metrics: dict[str, Any], title: Optional[str] = None) -> Table:
     table = Table(title=title or f"Metrics on the {metrics.get('split', 'test')} split", title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    table.add_row("accuracy", f"{metrics['accuracy']:.4f}")
-    for k, value in metrics.get("top_k_accuracy", {}).items():
-        if k != "1":
-            table.add_row(f"top-{k} accuracy", f"{value:.4f}")
-    for key in ("precision_macro", "recall_macro", "f1_macro", "f1_weighted"):
-        table.add_row(key.replace("_", " "), f"{metrics[key]:.4f}")
+    for metric in contract.metric_rows(CONSOLE_METRICS, metrics.get("top_k_accuracy", {})):
+        # Named by its metrics.json key ("f1 macro"); a top-k accuracy has no key of its own there.
+        table.add_row(metric.label if metric.k else metric.key.replace("_", " "), f"{metric.value(metrics):.4f}")
     table.add_row("ROC-AUC (one-vs-rest, macro)" if len(metrics.get("per_class", {})) > 2 else "ROC-AUC",
                   "n/a" if metrics.get("roc_auc") is None else f"{metrics['roc_auc']:.4f}")
     table.add_row("examples", str(metrics.get("num_examples", "")))
@@ -117,8 +120,7 @@ def metrics_table(metrics: dict[str, Any], title: Optional[str] = None) -> Table
 
 def diagnosis_line(diagnosis: Optional[dict[str, Any]]) -> None:
     if diagnosis:
-        color = {"good fit": "green", "still improving": "cyan"}.get(diagnosis["verdict"], "yellow")
-        console.print(f"[{color}]diagnosis:[/] {diagnosis['summary']}")
+        console.print(f"[{contract.verdict_color(diagnosis['verdict'])}]diagnosis:[/] {diagnosis['summary']}")
 
 
 def predictions_table(predictions: Any, k: int, max_inputs: int = 50) -> Table:
@@ -152,7 +154,6 @@ def runs_table(summaries: list[Any], runs_dir: Any) -> Table:
                             ("duration", "right")):
         # Numbers never wrap; in a narrow terminal the text columns fold instead.
         table.add_column(header, justify=justify, overflow="fold", no_wrap=justify == "right")
-    colors = {"completed": "green", "running": "cyan", "interrupted": "yellow", "stopped": "yellow", "failed": "red"}
     for summary in summaries:
         split = "" if summary.split in (None, "test") else f" ({summary.split})"
         status = summary.status or "?"
@@ -160,7 +161,7 @@ def runs_table(summaries: list[Any], runs_dir: Any) -> Table:
                       "" if summary.epochs_run is None else str(summary.epochs_run),
                       "" if summary.accuracy is None else f"{summary.accuracy:.4f}{split}",
                       "" if summary.f1_macro is None else f"{summary.f1_macro:.4f}",
-                      f"[{colors.get(status, 'red')}]{status}[/]", format_duration(summary.duration_s))
+                      f"[{contract.status_color(status)}]{status}[/]", format_duration(summary.duration_s))
     table.caption = "accuracy and F1 on the test split unless marked"
     if any(summary.status == "stopped" for summary in summaries):
         table.caption += "; stopped = its process died mid-training: cnnctl train --resume <id> continues it"

@@ -1,7 +1,7 @@
 """feature_maps.png: what each convolution and pooling layer of a trained run outputs for one input.
 
-The input is preprocessed as `cnnctl predict` does (the run's size, colour mode and pixel scale), then one
-`keras.Model` with the same input and the conv/pool layers' outputs returns every activation in one pass.
+The input is prepared as `cnnctl predict` does (the run's size, colour mode and units), then one `keras.Model`
+with the same input and the conv/pool layers' outputs returns every activation in one pass.
 
 Example:
 
@@ -18,9 +18,8 @@ import numpy as np
 from cnnctl import runtime
 from cnnctl.errors import DataError
 from cnnctl.reporting import plots
+from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
-
-FEATURE_MAPS = "feature_maps.png"
 
 
 def is_feature_layer(layer: Any) -> bool:
@@ -30,7 +29,8 @@ def is_feature_layer(layer: Any) -> bool:
 
 
 def layer_activations(model: Any, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """(layer name, activation) for each conv/pool layer, for one preprocessed example `x` (no batch axis)."""
+    """(layer name, activation) for each conv/pool layer, for one model input `x` (no batch axis; in the
+    training data's units for a model that scales its inputs itself)."""
     runtime.import_tensorflow()  # quietly, before Keras imports it
     import keras
 
@@ -59,11 +59,11 @@ def draw_feature_maps(run: Run, input_path: Union[str, Path]) -> tuple[Path, lis
         notes.append(f"{input_path} holds {len(inputs.labels)} examples; feature maps show the first, "
                      f"{inputs.labels[0]}")
     model = load_model(run)
-    activations = layer_activations(model, preprocessing.scale(inputs.x)[0])
+    activations = layer_activations(model, preprocessing.model_inputs(inputs.x)[0])
     if not activations:
         raise DataError(f"{run.path}: the model has no convolution or pooling layers to show feature maps of")
-    # The input first, as the model sees it (scaled), so each row can be read against it.
+    # The input first, as the configured layers see it (scaled), so each row can be read against it.
     figure = plots.feature_maps_figure([("input", preprocessing.scale(inputs.x)[0])] + activations)
     figure.suptitle(f"Feature maps of {inputs.labels[0]}", fontsize=10)
-    path = plots.save_figure(figure, run.file(FEATURE_MAPS))
+    path = plots.save_figure(figure, run.file(contract.FEATURE_MAPS))
     return path, [(name, tuple(activation.shape)) for name, activation in activations], notes

@@ -14,29 +14,6 @@ from cnnctl.reporting import plots
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
 
-LOSS_CURVE = "loss_curve.png"
-
-
-ACCURACY_CURVE = "accuracy_curve.png"
-
-
-CONFUSION_PNG = "confusion_matrix.png"
-
-
-CONFUSION_NORMALIZED_PNG = "confusion_matrix_normalized.png"
-
-
-ROC_CURVE = "roc_curve.png"
-
-
-PR_CURVE = "pr_curve.png"
-
-
-MISCLASSIFIED = "misclassified.png"
-
-
-FILTERS = "filters.png"
-
 
 def draw_run_figures(run: Run, model: Any = None) -> list[Path]:
     """Every figure the run's files allow; returns the paths written. Pass the run's `model` when it is already
@@ -62,11 +39,11 @@ def draw_history_figures(run: Run) -> list[Path]:
     monitor = "val_loss" if history.get("val_loss") else "loss"
     best = plots.find_best_epoch(history, monitor)
     diagnosis = _diagnosis(run)
-    written = [plots.save_figure(plots.loss_curve(history, best, diagnosis), run.file(LOSS_CURVE))]
+    written = [plots.save_figure(plots.loss_curve(history, best, diagnosis), run.file(contract.LOSS_CURVE))]
     metric = next((key for key in ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy")
                    if key in history), None)
     if metric:
-        written.append(plots.save_figure(plots.metric_curve(history, metric, best), run.file(ACCURACY_CURVE)))
+        written.append(plots.save_figure(plots.metric_curve(history, metric, best), run.file(contract.ACCURACY_CURVE)))
     return written
 
 
@@ -90,14 +67,15 @@ def draw_prediction_figures(run: Run) -> list[Path]:
     matrix = confusion_matrix(y_true, y_prob.argmax(axis=1), labels=np.arange(len(class_names)))
     written = [
         plots.save_figure(plots.confusion_matrix_figure(matrix, class_names, normalized=False),
-                          run.file(CONFUSION_PNG)),
+                          run.file(contract.CONFUSION_PNG)),
         plots.save_figure(plots.confusion_matrix_figure(matrix, class_names, normalized=True),
-                          run.file(CONFUSION_NORMALIZED_PNG)),
-        plots.save_figure(plots.roc_figure(y_true, y_prob, class_names), run.file(ROC_CURVE)),
-        plots.save_figure(plots.pr_figure(y_true, y_prob, class_names), run.file(PR_CURVE)),
+                          run.file(contract.CONFUSION_NORMALIZED_PNG)),
+        plots.save_figure(plots.roc_figure(y_true, y_prob, class_names), run.file(contract.ROC_CURVE)),
+        plots.save_figure(plots.pr_figure(y_true, y_prob, class_names), run.file(contract.PR_CURVE)),
     ]
     if "wrong_x" in predictions:
-        written.append(plots.save_figure(misclassified_figure(predictions, class_names), run.file(MISCLASSIFIED)))
+        written.append(plots.save_figure(misclassified_figure(predictions, class_names),
+                                         run.file(contract.MISCLASSIFIED)))
     return written
 
 
@@ -125,4 +103,4 @@ def draw_filters(run: Run, model: Any = None) -> Optional[Path]:
     kernel = np.asarray(conv.kernel.numpy() if hasattr(conv.kernel, "numpy") else conv.kernel)
     if kernel.ndim not in (3, 4):
         return None
-    return plots.save_figure(plots.filters_figure(kernel), run.file(FILTERS))
+    return plots.save_figure(plots.filters_figure(kernel), run.file(contract.FILTERS))

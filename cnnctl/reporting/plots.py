@@ -36,19 +36,11 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from cnnctl.runs import contract
 from cnnctl.runs.folder import atomic_path
 
 # Pixels per inch of every saved PNG: a figsize of (8, 5) inches becomes an 800×500 image.
 DPI = 100
-
-
-# The four verdicts cnnctl.evaluation.diagnosis can reach, with the colour of the caption box that states them.
-VERDICT_COLORS = {
-    "overfitting": "tab:red",
-    "underfitting": "tab:orange",
-    "good fit": "tab:green",
-    "still improving": "tab:blue",
-}
 
 
 # Metric names (as substrings) where a larger value is better; anything else is treated like a loss.
@@ -114,7 +106,7 @@ def loss_curve(history: History, best_epoch: Optional[int] = None, diagnosis: Op
         history: columns of history.csv: "epoch" (0-based, as Keras' CSVLogger writes it; optional),
             "loss" and/or "val_loss".
         best_epoch: 1-based epoch to mark (the one early stopping restored). Defaults to None (no mark).
-        diagnosis: {"verdict": one of VERDICT_COLORS, "summary": one sentence, "turn_epoch": optional
+        diagnosis: {"verdict": one of contract.VERDICTS, "summary": one sentence, "turn_epoch": optional
             1-based epoch where validation loss turned up}. The verdict is written on the plot; for
             "overfitting" the epochs from turn_epoch on are shaded. Defaults to None.
     """
@@ -212,11 +204,11 @@ def _history_figure(history: History, metric: str, best_epoch: Optional[int], di
 
 def _annotate_diagnosis(ax, epochs: np.ndarray, diagnosis: Mapping) -> None:
     verdict = diagnosis.get("verdict")
-    if verdict not in VERDICT_COLORS:
+    if verdict not in contract.VERDICTS:
         raise ValueError(
-            f"diagnosis verdict must be one of {', '.join(map(repr, VERDICT_COLORS))}. Received: {verdict!r}"
+            f"diagnosis verdict must be one of {', '.join(map(repr, contract.VERDICTS))}. Received: {verdict!r}"
         )
-    color = VERDICT_COLORS[verdict]
+    color = contract.verdict_color(verdict)
     turn_epoch = diagnosis.get("turn_epoch")
     if verdict == "overfitting" and turn_epoch is not None:
         _epoch_index(epochs, turn_epoch, "diagnosis turn_epoch")
@@ -237,18 +229,12 @@ def _annotate_diagnosis(ax, epochs: np.ndarray, diagnosis: Mapping) -> None:
 
 
 def _epochs(history: History) -> np.ndarray:
-    """1-based epoch numbers: CSVLogger counts from 0, people count from 1.
-
-    The "epoch" column is used when it is finite and increasing (a resumed run continues it); otherwise rows
-    are numbered 1, 2, ... The rule is cnnctl.evaluation.diagnosis's, so its best_epoch and turn_epoch land on this axis.
-    """
+    """1-based epoch numbers by contract.epoch_numbers, the rule diagnosis follows too, so its best_epoch and
+    turn_epoch land on this axis; every column must have one value per epoch."""
     lengths = {key: len(values) for key, values in history.items()}
     rows = max(lengths.values(), default=0)
     column = _column(history, "epoch") if "epoch" in history else None
-    if column is not None and np.all(np.isfinite(column)) and np.all(np.diff(column) > 0):
-        epochs = column.astype(int) + 1
-    else:
-        epochs = np.arange(1, rows + 1)
+    epochs = np.asarray(contract.epoch_numbers(column, rows), dtype=int)
     uneven = [key for key, length in lengths.items() if length != len(epochs)]
     if uneven:
         raise ValueError(f"history columns must all have {len(epochs)} values; {', '.join(uneven)} differ: {lengths}")

@@ -18,46 +18,31 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
+import yaml
+
 from cnnctl.errors import CnnctlError
-from cnnctl.reporting import figures
-from cnnctl.reporting.feature_maps import FEATURE_MAPS
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, write_text_atomic
 
-REPORT_HTML = "report.html"
-
-
 # Figures in reading order, with the caption that tells a reader what to look for.
 FIGURE_CAPTIONS = {
-    figures.LOSS_CURVE: "Loss per epoch: training vs validation, best epoch starred, diagnosis annotated.",
-    figures.ACCURACY_CURVE: "Accuracy per epoch: training vs validation.",
-    figures.CONFUSION_PNG: "Confusion matrix (counts): rows are true classes, columns predictions.",
-    figures.CONFUSION_NORMALIZED_PNG: "Confusion matrix, each row divided by its total: recall on the diagonal.",
-    figures.ROC_CURVE: "ROC curves, one-vs-rest, with the AUC of each class and the micro/macro averages.",
-    figures.PR_CURVE: "Precision-recall curves with average precision per class.",
-    figures.MISCLASSIFIED: "The most confidently wrong examples: true label, prediction and its probability.",
-    figures.FILTERS: "The first convolution's learned kernels.",
-    FEATURE_MAPS: "Feature maps: what each convolution and pooling layer outputs for one input.",
+    contract.LOSS_CURVE: "Loss per epoch: training vs validation, best epoch starred, diagnosis annotated.",
+    contract.ACCURACY_CURVE: "Accuracy per epoch: training vs validation.",
+    contract.CONFUSION_PNG: "Confusion matrix (counts): rows are true classes, columns predictions.",
+    contract.CONFUSION_NORMALIZED_PNG: "Confusion matrix, each row divided by its total: recall on the diagonal.",
+    contract.ROC_CURVE: "ROC curves, one-vs-rest, with the AUC of each class and the micro/macro averages.",
+    contract.PR_CURVE: "Precision-recall curves with average precision per class.",
+    contract.MISCLASSIFIED: "The most confidently wrong examples: true label, prediction and its probability.",
+    contract.FILTERS: "The first convolution's learned kernels.",
+    contract.FEATURE_MAPS: "Feature maps: what each convolution and pooling layer outputs for one input.",
 }
 
 
-WIDE_FIGURES = {figures.MISCLASSIFIED, figures.FILTERS, FEATURE_MAPS}
+WIDE_FIGURES = {contract.MISCLASSIFIED, contract.FILTERS, contract.FEATURE_MAPS}
 
 
-METRIC_ROWS = [
-    ("accuracy", "accuracy"),
-    ("precision (macro)", "precision_macro"),
-    ("recall (macro)", "recall_macro"),
-    ("F1 (macro)", "f1_macro"),
-    ("precision (weighted)", "precision_weighted"),
-    ("recall (weighted)", "recall_weighted"),
-    ("F1 (weighted)", "f1_weighted"),
-    ("ROC-AUC", "roc_auc"),
-]
-
-
-VERDICT_COLORS = {"overfitting": "#d62728", "underfitting": "#ff7f0e", "good fit": "#2ca02c",
-                  "still improving": "#1f77b4"}
+# The metrics table shows every headline metric; the cards at the top of the page, the few a reader wants first.
+HEADLINE_METRICS = ("accuracy", "f1_macro", "roc_auc")
 
 
 MAX_CLASS_ROWS = 100  # data and per-class tables beyond this are cut, with a line saying how many more
@@ -94,7 +79,7 @@ nav a { margin-right: 14px; color: #1f5fbf; text-decoration: none; }
 
 def write_report(run: Run) -> Path:
     """Build report.html from the run folder and write it atomically; returns its path."""
-    return write_text_atomic(run.file(REPORT_HTML), render_report(run))
+    return write_text_atomic(run.file(contract.REPORT_HTML), render_report(run))
 
 
 def render_report(run: Run) -> str:
@@ -141,7 +126,7 @@ def render_report(run: Run) -> str:
 
 def _header_line(run: Run, environment: dict, data: dict) -> str:
     status = environment.get("status", "unknown")
-    color = {"completed": "#2ca02c", "running": "#1f77b4"}.get(status, "#d62728")
+    color = contract.status_color(status)
     parts = [f"run <code>{_e(run.id)}</code>", f'<span class="status" style="background:{color}">{_e(status)}</span>']
     if data.get("source"):
         parts.append(f"data: {_e(data['source'])}")
@@ -157,26 +142,19 @@ def _header_line(run: Run, environment: dict, data: dict) -> str:
 def _headline(metrics: dict) -> str:
     if not metrics:
         return ""
-    cards = [("accuracy", metrics.get("accuracy")), ("F1 (macro)", metrics.get("f1_macro")),
-             ("ROC-AUC", metrics.get("roc_auc"))]
-    cards += [(f"top-{k} accuracy", value) for k, value in metrics.get("top_k_accuracy", {}).items() if k != "1"]
+    cards = contract.metric_rows(HEADLINE_METRICS) + contract.top_k_rows(metrics.get("top_k_accuracy", {}))
     split = metrics.get("split", "test")
     return '<div class="headline">' + "".join(
-        f'<div class="card"><div class="value">{_number(value)}</div><div class="label">{_e(label)} '
-        f'({_e(split)})</div></div>' for label, value in cards) + "</div>"
+        f'<div class="card"><div class="value">{_number(metric.value(metrics))}</div><div class="label">'
+        f'{_e(metric.label)} ({_e(split)})</div></div>' for metric in cards) + "</div>"
 
 
 def _metrics_section(metrics: dict) -> str:
     if not metrics:
         return _missing(f"Not evaluated yet: no {contract.METRICS}. `cnnctl evaluate RUN` computes the metrics.")
     rows = [("split", _e(metrics.get("split", "")))]
-    for label, key in METRIC_ROWS[:1]:
-        rows.append((label, _number(metrics.get(key))))
-    for k, value in metrics.get("top_k_accuracy", {}).items():
-        if k != "1":
-            rows.append((f"top-{k} accuracy", _number(value)))
-    for label, key in METRIC_ROWS[1:]:
-        rows.append((label, _number(metrics.get(key))))
+    rows += [(metric.label, _number(metric.value(metrics)))
+             for metric in contract.metric_rows(ks=metrics.get("top_k_accuracy", {}))]
     if "num_examples" in metrics:
         rows.append(("examples", str(metrics["num_examples"])))
     if metrics.get("tta", "off") != "off":
@@ -188,7 +166,7 @@ def _diagnosis_section(diagnosis: Optional[dict]) -> str:
     if not diagnosis:
         return _missing("No diagnosis: the run has no training history or was not evaluated.")
     verdict = str(diagnosis.get("verdict", ""))
-    color = VERDICT_COLORS.get(verdict, "#7f7f7f")
+    color = contract.verdict_color(verdict)
     parts = [f'<div class="verdict" style="border-color:{color}"><strong>{_e(verdict)}</strong>: '
              f'{_e(diagnosis.get("summary", ""))}</div>']
     advice = diagnosis.get("advice") or []
@@ -348,8 +326,6 @@ def _read_text(run: Run, name: str) -> str:
 
 
 def _config_name(config_text: str) -> Optional[str]:
-    import yaml
-
     try:
         config = yaml.safe_load(config_text) if config_text else None
     except yaml.YAMLError:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import difflib
 import io
 import json
 import os
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
-from cnnctl.errors import RunError
+from cnnctl.errors import RunError, did_you_mean
 from cnnctl.runs.contract import CONFIG, ENVIRONMENT, RUNS_DIR_ENV
 
 
@@ -141,12 +140,9 @@ def resolve_run(spec: str, runs_dir: Optional[Union[str, Path]] = None) -> Run:
     inside = base / spec
     if inside.is_dir() and is_run(inside):
         return Run(inside)
-    hint = ""
     names = [run.id for run in list_runs(base)]
-    close = difflib.get_close_matches(spec, names, n=1)
-    if close:
-        hint = f"; did you mean {close[0]}?"
-    elif names:
+    hint = did_you_mean(spec, names, quote=False)
+    if not hint and names:
         hint = f"; `cnnctl runs --runs-dir {base}` lists the {len(names)} runs there"
     raise RunError(f"{spec}: no such run in {base}{hint}")
 

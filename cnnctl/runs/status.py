@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 from cnnctl.errors import RunError
@@ -30,7 +31,8 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-LOCK = "lock"  # in checkpoints/: held while a process trains the run
+def _lock_path(run: Run) -> Path:
+    return run.file(contract.CHECKPOINTS) / contract.LOCK
 
 
 @contextlib.contextmanager
@@ -40,7 +42,7 @@ def held_lock(run: Run) -> Iterator[None]:
     if fcntl is None:  # not POSIX: no lock, as before
         yield
         return
-    path = run.file(contract.CHECKPOINTS) / LOCK
+    path = _lock_path(run)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "a+")
     try:
@@ -60,14 +62,14 @@ def held_lock(run: Run) -> Iterator[None]:
 
 def abandoned(run: Run) -> bool:
     """A run whose training lock was taken once and is held by no process now: its trainer is gone."""
-    return (run.file(contract.CHECKPOINTS) / LOCK).exists() and not is_training(run)
+    return (_lock_path(run)).exists() and not is_training(run)
 
 
 def is_training(run: Run) -> bool:
     """Whether a live process holds the run's training lock; a run left `running` by a kill is not."""
     if fcntl is None:
         return False
-    path = run.file(contract.CHECKPOINTS) / LOCK
+    path = _lock_path(run)
     if not path.exists():
         return False
     with open(path, "a+") as handle:

@@ -1,11 +1,19 @@
 """Training, step 4b: the Keras callbacks of a run — NaN stop, epoch times, CSV history, best model, early stopping,
 learning-rate plateaus, and the training state saved after every epoch.
+
+Three callbacks are cnnctl's own, each for a reason given in its docstring. They use only public Keras API (the
+`on_*` hooks, `fit(initial_epoch=...)`, `load_weights`/`save_weights`), so no Keras release can break them by
+renaming a private method.
 """
 from __future__ import annotations
 
 import math
 import time
-from typing import Any
+import warnings
+from typing import Any, Optional
+
+import keras
+import numpy as np
 
 from cnnctl.config.schema import Config
 from cnnctl.errors import RunError
@@ -27,16 +35,15 @@ def monitored(name: str, has_validation: bool) -> str:
 
 
 def make_callbacks(run: Run, config: Config, has_validation: bool, verbose: int = 0) -> list:
-    """The callbacks of one fit; with `verbose`, early stopping and learning-rate changes say when they act."""
-    import keras
-
+    """The callbacks of one fit; with `verbose`, early stopping and learning-rate changes say when they act.
+    The fit adds a TrainingBackup of these after them."""
     train_cfg = config.train
     stopping = train_cfg.early_stopping
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
         EpochTimer(),  # before CSVLogger, so history.csv gets an epoch_time_s column
         keras.callbacks.CSVLogger(str(run.file(contract.HISTORY)), append=True),
-        BestModelCheckpoint(str(run.file(contract.MODEL)),
+        BestModelCheckpoint(run.file(contract.MODEL),
                             monitor=monitored(stopping.monitor if stopping else "val_loss", has_validation)),
     ]
     if stopping:
@@ -51,33 +58,75 @@ def make_callbacks(run: Run, config: Config, has_validation: bool, verbose: int 
     return callbacks
 
 
-def EpochTimer():  # noqa: N802 - reads like the Keras callbacks beside it
-    """Adds `epoch_time_s` (wall seconds of the epoch, validation included) to the epoch's logs."""
-    import keras
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_time_s` (wall seconds of the epoch, validation included) to the epoch's logs.
 
-    class _EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self._started = time.perf_counter()
+    Ours because Keras logs no epoch time. Put it before CSVLogger, which writes the logs it is given.
+    """
 
-        def on_epoch_end(self, epoch, logs=None):
-            if logs is not None:
-                logs["epoch_time_s"] = round(time.perf_counter() - self._started, 3)
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.perf_counter()
 
-    return _EpochTimer()
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_time_s"] = round(time.perf_counter() - self.epoch_started, 3)
 
 
-def BestModelCheckpoint(filepath: str, monitor: str):  # noqa: N802 - reads like the Keras class it makes
-    """ModelCheckpoint(save_best_only) whose writes are atomic, so a crash mid-save never leaves a truncated
-    model.keras. Keras 3's ModelCheckpoint has no hook for this; its `_save_model` is the one place to change."""
-    import keras
+class BestModelCheckpoint(keras.callbacks.Callback):
+    """Saves the whole model to `filepath` at the end of every epoch whose `monitor` value is the best so far.
 
-    class _AtomicBestCheckpoint(keras.callbacks.ModelCheckpoint):
-        def _save_model(self, epoch, batch, logs):
-            filepath = self._get_file_path(epoch, batch, logs)
-            if self._should_save_model(epoch, batch, logs, filepath):
-                save_model(self.model, filepath)
+    Ours rather than `keras.callbacks.ModelCheckpoint(save_best_only=True)` because that one writes the file in
+    place, so a crash mid-save leaves a truncated model.keras, and it offers no public way to change how the file
+    is written. Here the model is written to a temporary file and renamed over `filepath`.
 
-    return _AtomicBestCheckpoint(filepath, monitor=monitor, save_best_only=True, verbose=0)
+    Args:
+        filepath: where the model is saved; it must end in `.keras`.
+        monitor: the logged value to watch, e.g. `"val_loss"` or `"val_accuracy"`. Whether higher or lower is
+            better is decided by Keras' own `mode="auto"` rule (see `higher_is_better`), so the best model is
+            the one early stopping on the same value calls best. Defaults to `"val_loss"`.
+
+    `best` is the best value seen (None before the first epoch); the training state saves and restores it.
+    """
+
+    def __init__(self, filepath, monitor: str = "val_loss"):
+        super().__init__()
+        self.filepath = str(filepath)
+        self.monitor = monitor
+        self.best: Optional[float] = None
+        self.higher_is_better: Optional[bool] = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None:  # as Keras' ModelCheckpoint does: say so, and keep the latest model
+            warnings.warn(f"Can save best model only with {self.monitor} available. Available values are: "
+                          f"{', '.join(logs or {})}", stacklevel=2)
+            save_model(self.model, self.filepath)
+            return
+        current = float(current)
+        if not math.isfinite(current):
+            return  # a diverged model is never the best one
+        if self.higher_is_better is None:  # decided once the model's metrics exist, as Keras does
+            self.higher_is_better = higher_is_better(self.model, self.monitor)
+        # A restored infinite best (the start value of older Keras' ModelCheckpoint) counts as no best yet.
+        if (self.best is None or not math.isfinite(self.best)
+                or (current > self.best if self.higher_is_better else current < self.best)):
+            self.best = current
+            save_model(self.model, self.filepath)
+
+
+def higher_is_better(model: Any, monitor: str) -> bool:
+    """Whether a larger `monitor` value is an improvement, by the rule Keras' callbacks follow in `mode="auto"`:
+    `loss` goes down, and a metric goes the way Keras declares for it (accuracy, AUC, precision, recall, F1 up;
+    errors and crossentropies down). An unknown name raises Keras' own ValueError.
+
+    Keras keeps each metric's direction in a private attribute; rather than read it, a throwaway EarlyStopping
+    applies the rule through its public hooks and its public `monitor_op` is asked which way it compares.
+    """
+    probe = keras.callbacks.EarlyStopping(monitor=monitor)
+    probe.set_model(model)
+    probe.on_train_begin()
+    probe.on_epoch_end(0, {monitor: 0.0})
+    return bool(probe.monitor_op(1.0, 0.0))
 
 
 def save_model(model: Any, path) -> None:
@@ -85,80 +134,105 @@ def save_model(model: Any, path) -> None:
         model.save(temp)
 
 
-def TrainingBackup(run: Run, callbacks: list):  # noqa: N802 - reads like the Keras class it makes
-    """keras.callbacks.BackupAndRestore for `run`, extended to save the state of `callbacks` too.
+# The callbacks whose state TrainingBackup keeps, under the names in checkpoint.CALLBACK_STATE. BestModelCheckpoint
+# is saved as "ModelCheckpoint", the name its state had when it was a ModelCheckpoint subclass: older runs resume.
+STATEFUL_CALLBACKS = {
+    "EarlyStopping": keras.callbacks.EarlyStopping,
+    "ReduceLROnPlateau": keras.callbacks.ReduceLROnPlateau,
+    "ModelCheckpoint": BestModelCheckpoint,
+}
 
-    Put it last in the callback list: its on_train_begin must restore after the others have reset themselves,
-    and its on_epoch_end must save after they have updated.
+
+class TrainingBackup(keras.callbacks.Callback):
+    """Saves the training state of `run` after every completed epoch, and restores it when the run is resumed.
+
+    Ours rather than `keras.callbacks.BackupAndRestore`, which saves the model and optimizer weights and the
+    epoch count but (1) writes them in place, so a kill mid-save leaves a torn file; (2) saves a diverged (NaN)
+    state just the same; (3) knows nothing of the other callbacks, so a resumed EarlyStopping would forget its
+    patience count and best weights, ReduceLROnPlateau its wait and cooldown, BestModelCheckpoint its best value.
+    The state's files and their commit order are described in cnnctl/training/checkpoint.py; it is written in the
+    format BackupAndRestore subclasses of older cnnctl versions wrote, so their runs resume too.
+
+    Use: the weights are loaded before fit and fit is told where the epoch count stands; the other callbacks'
+    state is restored in `on_train_begin`. Put it last in the list: it must restore after the others have reset
+    themselves in their own `on_train_begin`, and save after they have updated in their `on_epoch_end`.
+
+    ```python
+    backup = TrainingBackup(run, callbacks)
+    model.fit(x, y, epochs=10, initial_epoch=backup.restore(model), callbacks=callbacks + [backup])
+    ```
+
+    Args:
+        run: the run whose `checkpoints/` folder holds the state.
+        callbacks: the fit's other callbacks; the state of the EarlyStopping, ReduceLROnPlateau and
+            BestModelCheckpoint among them is saved and restored.
     """
-    import keras
-    import numpy as np
 
-    state_classes = {name: getattr(keras.callbacks, name) for name in CALLBACK_STATE}
-    tracked = {name: next((cb for cb in callbacks if isinstance(cb, cls)), None)
-               for name, cls in state_classes.items()}
-    checkpoints = folder(run)
+    def __init__(self, run: Run, callbacks: list):
+        super().__init__()
+        self.run = run
+        self.checkpoints = folder(run)
+        self.tracked = {name: next((callback for callback in callbacks if isinstance(callback, cls)), None)
+                        for name, cls in STATEFUL_CALLBACKS.items()}
+        self.restored: Optional[dict[str, Any]] = None
 
-    class _TrainingBackup(keras.callbacks.BackupAndRestore):
-        def __init__(self):
-            # delete_checkpoint=False: a finished run keeps its state, so `--set train.epochs=N` can extend it.
-            super().__init__(backup_dir=str(checkpoints), save_freq="epoch", delete_checkpoint=False)
+    def restore(self, model: Any) -> int:
+        """Load the last committed model and optimizer weights into `model` (built and compiled); returns the
+        number of epochs they completed, fit's `initial_epoch` (0 when the run has no state yet)."""
+        self.restored = state = read_state(self.run)
+        if state is None:
+            return 0
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)  # its slots must exist to be loaded
+        weights = self.checkpoints / state["weights"]
+        try:
+            model.load_weights(str(weights))
+        except (ValueError, OSError, KeyError) as exc:
+            raise RunError(f"{weights}: does not fit the model built from {self.run.file(contract.CONFIG)} "
+                           f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); the "
+                           "checkpoint cannot be resumed") from None
+        return state["epoch"]
 
-        def _load_model(self):
-            state = read_state(run)
-            if state is None:
-                return
-            if self.model.optimizer is not None and not self.model.optimizer.built:
-                self.model.optimizer.build(self.model.trainable_variables)  # its slots must exist to be loaded
-            weights = checkpoints / state["weights"]
-            try:
-                self.model.load_weights(str(weights))
-            except (ValueError, OSError, KeyError) as exc:
-                raise RunError(f"{weights}: does not fit the model built from {run.file(contract.CONFIG)} "
-                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); the "
-                               "checkpoint cannot be resumed") from None
-            self.model._initial_epoch = state["epoch"]
-            for name, values in state.get("callbacks", {}).items():
-                callback = tracked.get(name)
-                if callback is not None:
-                    for key, value in values.items():
-                        setattr(callback, key, value)
-            stopping = tracked["EarlyStopping"]
-            if stopping is not None and state.get("best_weights"):
-                with np.load(checkpoints / state["best_weights"], allow_pickle=False) as archive:
-                    stopping.best_weights = [archive[f"w{i}"] for i in range(len(archive.files))]
+    def on_train_begin(self, logs=None):
+        state = self.restored
+        if state is None:
+            return
+        for name, values in state.get("callbacks", {}).items():
+            callback = self.tracked.get(name)
+            if callback is not None:
+                for key, value in values.items():
+                    setattr(callback, key, value)
+        stopping = self.tracked["EarlyStopping"]
+        if stopping is not None and state.get("best_weights"):
+            with np.load(self.checkpoints / state["best_weights"], allow_pickle=False) as archive:
+                stopping.best_weights = [archive[f"w{i}"] for i in range(len(archive.files))]
 
-        def on_epoch_end(self, epoch, logs=None):
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                return  # TerminateOnNaN is stopping the run: keep the last finite state
-            super().on_epoch_end(epoch, logs)
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            return  # TerminateOnNaN is stopping the run: keep the last finite state
+        with signals_deferred():  # the writes of one epoch are one unit: a signal waits until they are committed
+            self.commit(epoch + 1)
 
-        def _save_model(self):
-            # The writes of one epoch are one unit: a signal waits until the state is committed.
-            with signals_deferred():
-                self._commit(self._current_epoch)
-
-        def _commit(self, epoch: int) -> None:
-            previous = read_state(run) or {}
-            weights = f"epoch-{epoch:04d}.weights.h5"
-            with atomic_path(checkpoints / weights) as temp:
-                self.model.save_weights(str(temp))
-            state = {"epoch": epoch, "batch": 0, "weights": weights, "finished": False,
-                     "callbacks": {name: {key: plain_value(getattr(callback, key, None))
-                                          for key in CALLBACK_STATE[name]}
-                                   for name, callback in tracked.items() if callback is not None}}
-            stopping = tracked["EarlyStopping"]
-            if stopping is not None and stopping.best_weights is not None:
-                best = f"best-epoch-{stopping.best_epoch + 1:04d}.npz"
-                if best != previous.get("best_weights") or not (checkpoints / best).exists():
-                    with atomic_path(checkpoints / best) as temp:
-                        np.savez(temp, **{f"w{i}": w for i, w in enumerate(stopping.best_weights)})
-                state["best_weights"] = best
-            Run(checkpoints).write_json(METADATA, state)
-            keep = {METADATA, weights, state.get("best_weights")}
-            for path in checkpoints.iterdir():
-                if path.name not in keep and path.suffix in (".h5", ".npz") and not path.name.startswith("."):
-                    path.unlink(missing_ok=True)
-
-    return _TrainingBackup()
+    def commit(self, epochs: int) -> None:
+        """Write the state after `epochs` completed epochs: weights first, training_metadata.json last."""
+        previous = read_state(self.run) or {}
+        weights = f"epoch-{epochs:04d}.weights.h5"
+        with atomic_path(self.checkpoints / weights) as temp:
+            self.model.save_weights(str(temp))
+        state = {"epoch": epochs, "batch": 0, "weights": weights, "finished": False,
+                 "callbacks": {name: {key: plain_value(getattr(callback, key, None))
+                                      for key in CALLBACK_STATE[name]}
+                               for name, callback in self.tracked.items() if callback is not None}}
+        stopping = self.tracked["EarlyStopping"]
+        if stopping is not None and stopping.best_weights is not None:
+            best = f"best-epoch-{stopping.best_epoch + 1:04d}.npz"
+            if best != previous.get("best_weights") or not (self.checkpoints / best).exists():
+                with atomic_path(self.checkpoints / best) as temp:
+                    np.savez(temp, **{f"w{i}": w for i, w in enumerate(stopping.best_weights)})
+            state["best_weights"] = best
+        Run(self.checkpoints).write_json(METADATA, state)
+        keep = {METADATA, weights, state.get("best_weights")}
+        for path in self.checkpoints.iterdir():
+            if path.name not in keep and path.suffix in (".h5", ".npz") and not path.name.startswith("."):
+                path.unlink(missing_ok=True)

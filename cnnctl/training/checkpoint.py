@@ -1,10 +1,11 @@
 """Training state saved at the end of every epoch in `<run>/checkpoints/`, so `cnnctl train --resume` can
 continue a run from its last completed epoch.
 
-Keras' BackupAndRestore saves the model and optimizer weights (learning rate and step count included) and the
-epoch number, but not the state of the other callbacks: EarlyStopping would forget its patience count and
-best weights, ReduceLROnPlateau its wait and cooldown, and the best-model checkpoint its best value. Those
-are saved here beside it, in the same commit.
+The state is the model and optimizer weights (learning rate and step count included), the number of completed
+epochs, and the state of the callbacks that carry one from epoch to epoch: EarlyStopping's patience count and
+best weights, ReduceLROnPlateau's wait and cooldown, and the best-model checkpoint's best value. The
+TrainingBackup callback (cnnctl/training/callbacks.py) writes it; an epoch whose loss is NaN or infinite is not
+saved, so a diverged run keeps its last finite state.
 
 Files, all written to a temporary name and renamed:
     checkpoints/training_metadata.json   {"epoch": completed epochs, "weights": ..., "callbacks": {...}}
@@ -25,10 +26,11 @@ from cnnctl.errors import RunError
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, write_text_atomic
 
-METADATA = "training_metadata.json"  # BackupAndRestore's own name, extended with our keys
+METADATA = "training_metadata.json"  # Keras BackupAndRestore's name and keys ("epoch", "batch"), plus ours
 
 
-# Callback attributes that carry state from one epoch to the next, by the Keras class that holds them.
+# Callback attributes that carry state from one epoch to the next, by the name they are saved under: the Keras
+# class that holds them; "ModelCheckpoint" is cnnctl's BestModelCheckpoint (the name older runs saved it under).
 # Everything else (monitor, patience, ...) comes from the config on resume.
 CALLBACK_STATE = {
     "EarlyStopping": ("wait", "stopped_epoch", "best", "best_epoch"),

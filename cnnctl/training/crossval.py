@@ -21,10 +21,7 @@ from cnnctl.runs.folder import Run, create_run, write_text_atomic
 from cnnctl.training.loop import Announce, train_run
 from cnnctl.training.prepare import prepare
 
-CV_SUMMARY = "cv_summary.json"
-
-
-# metrics.json keys summarised over folds, in the order of the console table
+# metrics.json keys summarised over folds, besides the top-k accuracies; contract.metric_rows orders them
 SUMMARY_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted", "roc_auc")
 
 
@@ -52,7 +49,7 @@ def cross_validate(config: Config, runs_dir: Any, folds: int, *, origin: str = "
     write_text_atomic(cv_run.file(contract.CONFIG), config.to_yaml())
     summary: dict[str, Any] = {"config": origin, "name": config.name, "folds": folds, "seed": config.seed,
                                "status": "running", "per_fold": []}
-    cv_run.write_json(CV_SUMMARY, summary)
+    cv_run.write_json(contract.CV_SUMMARY, summary)
     try:
         for index in range(1, folds + 1):
             if prepared is None:
@@ -63,38 +60,34 @@ def cross_validate(config: Config, runs_dir: Any, folds: int, *, origin: str = "
             result = train_run(prepared.config, origin=origin, verbose=verbose, announce=announce,
                                prepared=prepared, into=fold_run)
             summary["per_fold"].append(fold_result(index, result.run, result.metrics))
-            cv_run.write_json(CV_SUMMARY, summarise(summary))
+            cv_run.write_json(contract.CV_SUMMARY, summarise(summary))
             if on_fold is not None:
                 on_fold(index, result.metrics)
             prepared = None
     except BaseException as exc:
         summary["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         summary["error"] = f"{type(exc).__name__}: {exc}"
-        cv_run.write_json(CV_SUMMARY, summarise(summary))
+        cv_run.write_json(contract.CV_SUMMARY, summarise(summary))
         raise
     summary["status"] = "completed"
-    cv_run.write_json(CV_SUMMARY, summarise(summary))
+    cv_run.write_json(contract.CV_SUMMARY, summarise(summary))
     return cv_run.path, summary
 
 
 def fold_result(index: int, run: Run, metrics: dict[str, Any]) -> dict[str, Any]:
     """One fold's line of the summary: its held-out metrics, flattened (top-k as `top_3_accuracy`)."""
     result: dict[str, Any] = {"fold": index, "run": run.path.name, "examples": metrics.get("num_examples")}
-    for key in SUMMARY_METRICS:
-        result[key] = metrics.get(key)
-    for k, value in metrics.get("top_k_accuracy", {}).items():
-        if k != "1":
-            result[f"top_{k}_accuracy"] = value
+    for metric in contract.metric_rows(SUMMARY_METRICS, metrics.get("top_k_accuracy", {})):
+        result[metric.key] = metric.value(metrics)
     environment = run.read_json(contract.ENVIRONMENT) if run.has(contract.ENVIRONMENT) else {}
     result["epochs_run"] = environment.get("epochs_run")
     return result
 
 
 def metric_names(per_fold: list[dict[str, Any]]) -> list[str]:
-    names = [key for key in SUMMARY_METRICS if any(fold.get(key) is not None for fold in per_fold)]
-    top_k = sorted({key for fold in per_fold for key in fold if key.startswith("top_")},
-                   key=lambda key: int(key.split("_")[1]))
-    return names[:1] + top_k + names[1:]
+    ks = {key.split("_")[1] for fold in per_fold for key in fold if key.startswith("top_")}  # top_<k>_accuracy
+    return [metric.key for metric in contract.metric_rows(SUMMARY_METRICS, ks)
+            if any(fold.get(metric.key) is not None for fold in per_fold)]
 
 
 def summarise(summary: dict[str, Any]) -> dict[str, Any]:

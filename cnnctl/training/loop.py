@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional, Union
 
 from cnnctl import runtime
 from cnnctl.config.schema import Config
+from cnnctl.data.dataset import scaled_outside_model
 from cnnctl.errors import RunError
 from cnnctl.evaluation.diagnosis import read_history_csv
 from cnnctl.evaluation.metrics import write_evaluation
@@ -82,7 +83,9 @@ def fit(run: Run, prepared: Prepared, verbose: int = 0) -> dict[str, list]:
     train_cfg = config.train
     one_hot = needs_one_hot(train_cfg.loss_name)
     augmenter = build_augmenter(config.data.augment)
-    start = checkpoint.completed_epochs(run)
+    callbacks = make_callbacks(run, config, has_validation="val" in dataset.splits, verbose=verbose)
+    backup = TrainingBackup(run, callbacks)
+    start = backup.restore(model)  # the saved model and optimizer weights: epochs already done, 0 for a new run
     if start:
         # A resumed run must not replay the first epoch's shuffle and augmentation: seed them for where it resumes.
         runtime.seed_everything(config.seed + start)
@@ -91,12 +94,12 @@ def fit(run: Run, prepared: Prepared, verbose: int = 0) -> dict[str, list]:
     val_data = (dataset.pipeline("val", runtime.inference_batch_size(train_cfg.batch_size), one_hot=one_hot)
                 if "val" in dataset.splits else None)
     warnings.filterwarnings("ignore", message=".*shuffle=True.* was passed")  # our pipeline shuffles itself
-    callbacks = make_callbacks(run, config, has_validation=val_data is not None, verbose=verbose)
     history = model.fit(
         train_data,
         validation_data=val_data,
         epochs=train_cfg.epochs,
-        callbacks=callbacks + [TrainingBackup(run, callbacks)],  # last: it saves the others' state
+        initial_epoch=start,
+        callbacks=callbacks + [backup],  # last: it restores the others' state after they reset, saves it after
         class_weight=class_weights(train_cfg.class_weight, dataset),
         verbose=verbose,
     )
@@ -127,7 +130,12 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 0, train: bool = T
     """Fit (from the run's checkpoint, if any), evaluate, draw the figures, mark the run completed. With
     `train=False` (a resumed run whose training had finished) the saved model.keras is evaluated."""
     config, dataset = prepared.config, prepared.dataset
+    # True for a run begun by an older cnnctl: its model.keras takes examples already divided by pixel_scale.
+    scale_outside = scaled_outside_model(run.read_json(contract.DATA))
     if train:
+        if scale_outside:  # prepared.model scales its own inputs, as will the model.keras this fit saves
+            run.write_json(contract.DATA, dataset.summary())
+            scale_outside = False
         history = fit(run, prepared, verbose=verbose)
         if _has_nan(history):
             finish_run(run, "failed", epochs_run=checkpoint.completed_epochs(run), error=NAN_ERROR,
@@ -139,7 +147,8 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 0, train: bool = T
     else:
         model = load_model(run)
     split = dataset.evaluation_split(config.evaluate.split)
-    y_prob = predict_probabilities(model, dataset, split, config.train.batch_size, config.evaluate.tta)
+    y_prob = predict_probabilities(model, dataset, split, config.train.batch_size, config.evaluate.tta,
+                                   scale_outside=scale_outside)
     data = dataset.splits[split]
     metrics = write_evaluation(run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k,
                                x=data.x, tta=config.evaluate.tta)

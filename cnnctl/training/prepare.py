@@ -40,13 +40,15 @@ def prepare(config: Config, origin: str = "") -> Prepared:
             mirror_axis(dataset.input_shape)  # flat examples cannot be mirrored: said before training
         with runtime.precision_policy(config.train.mixed_precision) as policy:
             model = build_and_compile(config, dataset.input_shape, dataset.num_classes,
-                                      train_examples=len(dataset.splits["train"]))
+                                      train_examples=len(dataset.splits["train"]), pixel_scale=dataset.pixel_scale)
     return Prepared(config, dataset, model, policy, runtime.devices())
 
 
-def build_and_compile(config: Config, input_shape: tuple, num_classes: int, train_examples: int = 0) -> Any:
+def build_and_compile(config: Config, input_shape: tuple, num_classes: int, train_examples: int = 0,
+                      pixel_scale: float = 1.0) -> Any:
+    """The compiled model; it divides its inputs by `pixel_scale` itself (the data's, see build_model)."""
     build_augmenter(config.data.augment)  # augmentation mistakes are config mistakes: report them before training
-    model = build_model(config.model, input_shape, num_classes, name=config.name or "cnn")
+    model = build_model(config.model, input_shape, num_classes, name=config.name or "cnn", pixel_scale=pixel_scale)
     return compile_model(model, config.train, jit_compile=runtime.resolve_jit_compile(config.train.jit_compile),
                          steps_per_execution=runtime.resolve_steps_per_execution(config.train.steps_per_execution),
                          steps_per_epoch=math.ceil(train_examples / config.train.batch_size))

@@ -1,0 +1,154 @@
+"""cnnctl from Python: train on a config file, a dict or numpy arrays, silently; evaluate, predict and resume a
+run; register a data source; mistakes raise the CLI's one-line errors as exceptions."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score
+from typer.testing import CliRunner
+
+import cnnctl
+from cnnctl.cli.app import app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SMALL_CNN = [{"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}}, {"MaxPooling2D": {"pool_size": 2}},
+             "Flatten", {"Dense": {"units": 2, "activation": "softmax"}}]
+
+
+def halves(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """12×12 uint8 images whose bright half (left or right) is the class: learnable in a couple of epochs."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    x = rng.integers(0, 60, (n, 12, 12)).astype(np.uint8)
+    for image, label in zip(x, y):
+        (image[:, 6:] if label else image[:, :6])[...] += 150
+    return {"x_train": x, "y_train": np.where(y == 1, "right", "left")}
+
+
+def config(**train) -> dict:
+    return {"name": "halves", "seed": 1, "model": {"layers": SMALL_CNN},
+            "train": {"epochs": 3, "batch_size": 32, **train}, "evaluate": {"top_k": [1]}}
+
+
+@pytest.fixture(scope="module")
+def arrays_run(tmp_path_factory):
+    runs_dir = tmp_path_factory.mktemp("runs")
+    data = halves(300)
+    handler = signal.getsignal(signal.SIGTERM)
+    given = config()
+    result = cnnctl.train(given, arrays=data, runs_dir=runs_dir)
+    assert given == config(), "the caller's dict must not change"
+    assert signal.getsignal(signal.SIGTERM) is handler, "the library must not install signal handlers"
+    return result, data
+
+
+def test_training_on_arrays_returns_the_run_model_history_and_metrics(arrays_run):
+    result, _ = arrays_run
+    assert result.metrics["accuracy"] > 0.9  # the bright half is easy
+    assert result.history["epoch"] == [0.0, 1.0, 2.0] and len(result.history["val_loss"]) == 3
+    saved = np.load(result.path / "predictions.npz")
+    assert result.metrics["accuracy"] == pytest.approx(accuracy_score(saved["y_true"], saved["y_prob"].argmax(1)))
+    assert json.loads((result.path / "metrics.json").read_text())["accuracy"] == result.metrics["accuracy"]
+    assert json.loads((result.path / "data.json").read_text())["class_names"] == ["left", "right"]
+    assert result.model.output_shape == (None, 2)
+
+
+def test_a_run_trained_on_arrays_rebuilds_from_its_folder_alone(arrays_run):
+    result, data = arrays_run
+    with np.load(result.path / "arrays.npz") as kept:
+        assert np.array_equal(kept["x_train"], data["x_train"]) and list(kept["y_train"][:3]) == list(data["y_train"][:3])
+    assert "source: npz" in (result.path / "config.yaml").read_text()
+    # A fresh process knows nothing of the arrays: the folder is enough for evaluate.
+    out = CliRunner().invoke(app, ["evaluate", str(result.path)])
+    assert out.exit_code == 0, out.output
+    assert json.loads((result.path / "metrics.json").read_text())["accuracy"] == result.metrics["accuracy"]
+    assert cnnctl.evaluate(result)["accuracy"] == result.metrics["accuracy"]
+
+
+def test_predict_takes_an_array_in_training_units(arrays_run):
+    result, data = arrays_run
+    predictions = cnnctl.predict(result, data["x_train"][:20])
+    assert predictions.class_names == ["left", "right"] and predictions.probabilities.shape == (20, 2)
+    expected = result.model.predict(data["x_train"][:20, ..., None].astype("float32"), verbose=0).argmax(1)
+    assert list(predictions.probabilities.argmax(1)) == list(expected)
+
+
+def test_resume_extends_a_completed_run_and_says_when_there_is_nothing_to_do(arrays_run):
+    result, _ = arrays_run
+    nothing = cnnctl.resume(result)
+    assert nothing.model is None and "already completed (3 epochs of 3)" in nothing.note
+    longer = cnnctl.resume(result.path, epochs=4)
+    assert longer.history["epoch"] == [0.0, 1.0, 2.0, 3.0] and longer.note is None
+
+
+def test_train_from_a_dict_prints_nothing(tmp_path):
+    # Run as a user would, in a fresh interpreter: the only output is what the script prints itself.
+    code = ("import cnnctl; r = cnnctl.train({'model': {'layers': ['Flatten', {'Dense': {'units': 10, "
+            "'activation': 'softmax'}}]}, 'train': {'epochs': 1}}, runs_dir=%r); "
+            "print(round(r.metrics['accuracy'], 4), r.path.name)" % str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    accuracy, name = done.stdout.split()
+    assert 0.5 < float(accuracy) <= 1 and name.endswith("-run")  # digits by default; a dict's run is named "run"
+
+
+def test_a_registered_source_is_read_and_its_name_is_checked(tmp_path):
+    calls = []
+
+    def loader(data_cfg):
+        calls.append(data_cfg.source)
+        return halves(200, seed=3)
+
+    cnnctl.register_source("halves_py", loader)
+    result = cnnctl.train({**config(epochs=1), "data": {"source": "halves_py"}}, runs_dir=tmp_path)
+    assert calls == ["halves_py"] and (result.path / "model.keras").is_file()
+    assert json.loads((result.path / "data.json").read_text())["source"] == "halves_py"
+    with pytest.raises(cnnctl.ConfigError, match=r"is a built-in source"):
+        cnnctl.register_source("digits", loader)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda d: cnnctl.train({"model": {"layers": ["Flatten"]}, "train": {"epoch": 2}}, runs_dir=d),
+     cnnctl.ConfigError, "config: train.epoch: unknown key; did you mean 'epochs'? (e.g. epochs: 10)"),
+    (lambda d: cnnctl.train({**config(), "data": {"source": "digits"}}, arrays=halves(50), runs_dir=d),
+     cnnctl.ConfigError, "data.source: digits, but arrays were passed too"),
+    (lambda d: cnnctl.train(config(), arrays={"x_train": np.zeros((4, 12, 12))}, runs_dir=d),
+     cnnctl.DataError, "arrays passed to cnnctl.train needs x_train and y_train"),
+    (lambda d: cnnctl.train({**config(), "data": {"source": "arrays"}}, runs_dir=d),
+     cnnctl.DataError, "data.source: arrays are passed from Python"),
+    (lambda d: cnnctl.train({**config(), "data": {"source": "nowhere"}}, runs_dir=d),
+     cnnctl.ConfigError, "or register it from Python first: cnnctl.register_source(name, loader)"),
+    (lambda d: cnnctl.evaluate(d / "no-such-run"), cnnctl.RunError, "no such run"),
+])
+def test_mistakes_raise_the_command_lines_one_line_errors(tmp_path, call, error, message):
+    with pytest.raises(error) as caught:
+        call(tmp_path)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert not any(tmp_path.iterdir()), "a mistake leaves no run folder behind"
+
+
+def test_building_leaves_keras_global_precision_as_it_was():
+    import keras
+
+    from cnnctl.training.prepare import prepare
+
+    before = keras.mixed_precision.global_policy().name
+    prepared = prepare(cnnctl.load_config({**config(mixed_precision="mixed_bfloat16"), "data": {"source": "digits"},
+                                           "model": {"layers": ["Flatten", {"Dense": {"units": 10}}]}}))
+    assert prepared.policy == "mixed_bfloat16" and prepared.model.layers[0].dtype_policy.name == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == before
+
+
+def test_help_and_import_stay_light():
+    code = "import sys, cnnctl; print(sorted(m for m in ('numpy', 'pydantic', 'tensorflow', 'keras') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.stdout.strip() == "[]"
