@@ -27,7 +27,11 @@ from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, atomic_path
 from cnnctl.runs.status import held_lock, is_training
 from cnnctl.training import checkpoint
-from cnnctl.training.callbacks import BestModelCheckpoint, TrainingBackup, higher_is_better
+from cnnctl.training.callbacks import (
+    BestModelCheckpoint,
+    TrainingBackup,
+    higher_is_better,
+)
 from cnnctl.training.signals import signals_deferred, signals_interrupt
 
 runner = CliRunner()
@@ -237,32 +241,31 @@ def test_backup_restores_early_stopping_plateau_and_best_model_state(tmp_path):
         np.testing.assert_allclose(restored, best)  # the best weights (epoch 1) survived the restart
 
 
-def test_best_model_is_the_epoch_keras_calls_best(tmp_path):
+@pytest.mark.parametrize("monitor, pick", [("loss", np.argmin), ("accuracy", np.argmax)])
+def test_best_model_is_the_epoch_keras_calls_best(tmp_path, monitor, pick):
     """Loss is best when lowest, accuracy when highest (Keras' mode="auto" rule): model.keras holds the weights
     of that epoch."""
     import keras
 
     rng = np.random.default_rng(0)
     x, y = rng.random((64, 4)).astype("float32"), rng.integers(0, 3, 64)
-    for monitor, pick in [("loss", np.argmin), ("accuracy", np.argmax)]:
-        keras.utils.set_random_seed(1)
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
-        model.compile(keras.optimizers.SGD(0.5), "sparse_categorical_crossentropy", metrics=["accuracy"])
-        values, weights = [], []
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(keras.optimizers.SGD(0.5), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    values, weights = [], []
 
-        class Record(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                values.append(logs[monitor])
-                weights.append(self.model.get_weights())
+    class Record(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            values.append(logs[monitor])
+            weights.append(self.model.get_weights())
 
-        path = tmp_path / f"{monitor}.keras"
-        best_model = BestModelCheckpoint(path, monitor=monitor)
-        model.fit(x, y, epochs=6, batch_size=16, verbose=0, callbacks=[Record(), best_model])
-        best = int(pick(values))
-        assert best_model.best == pytest.approx(values[best]), (monitor, values)
-        for saved, expected in zip(keras.saving.load_model(path).get_weights(), weights[best]):
-            np.testing.assert_allclose(saved, expected)
-        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(monitor)) == [path.name]
+    best_model = BestModelCheckpoint(tmp_path / "model.keras", monitor=monitor)
+    model.fit(x, y, epochs=6, batch_size=16, verbose=0, callbacks=[Record(), best_model])
+    best = int(pick(values))
+    assert best_model.best == pytest.approx(values[best]), values
+    for saved, expected in zip(keras.saving.load_model(tmp_path / "model.keras").get_weights(), weights[best]):
+        np.testing.assert_allclose(saved, expected)
+    assert os.listdir(tmp_path) == ["model.keras"]  # no temporary file left behind
 
 
 def test_direction_of_a_monitored_value_is_keras_own():

@@ -43,7 +43,8 @@ def layer_table(summary: Any, title: str = "Model") -> Table:
                             ("receptive field", "right"), ("jump", "right"), ("FLOPs", "right")):
         table.add_column(header, justify=justify)
     for row in summary.rows:
-        table.add_row(str(row.index), f"{row.name} ({row.kind})", row.output_shape, f"{row.params:,}",
+        # The input scaling cnnctl adds has no model.layers index: the # column matches the config.
+        table.add_row("" if row.index is None else str(row.index), f"{row.name} ({row.kind})", row.output_shape, f"{row.params:,}",
                       row.receptive_field, row.jump, format_count(row.flops))
     table.caption = (f"total params {summary.total_params:,} (trainable {summary.trainable_params:,}) · "
                      f"{format_count(summary.flops)} FLOPs per example")
@@ -82,7 +83,8 @@ def header(config_path: Optional[str], config: Any, data_summary: dict[str, Any]
     for note in data_summary.get("notes", []):
         console.print(f"[yellow]note:[/] {note}")
     skipped_files_warning(data_summary.get("skipped"))
-    console.print(f"model    {len(model_summary.rows)} layers · {model_summary.total_params:,} params · "
+    configured = sum(row.index is not None for row in model_summary.rows)
+    console.print(f"model    {configured} layers · {model_summary.total_params:,} params · "
                   f"{format_count(model_summary.flops)} FLOPs per example  (`cnnctl check` shows the layer table)")
 
 
