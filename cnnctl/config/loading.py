@@ -3,6 +3,7 @@
 Override order: schema defaults, then the YAML file, then each `--set key.path=value` in the order given.
 Every error names the file and the YAML path (`train.optimizer.learning_rate`, `model.layers[3] (Conv2D)`).
 """
+
 from __future__ import annotations
 
 import copy

@@ -4,6 +4,7 @@ This module imports no TensorFlow: layer, optimizer and loss *names* are checked
 (cnnctl/model); here only shapes of values are checked (types, ranges, which keys exist). Layers whose
 config would run code or load foreign objects are refused here, before anything is built.
 """
+
 from __future__ import annotations
 
 import re

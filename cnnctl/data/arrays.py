@@ -3,6 +3,7 @@
 All pure numpy (scikit-learn for the splits): what load_data applies, in order, to the arrays of a source.
 Carving is deterministic in the seed, so `cnnctl evaluate` finds the same test examples training left out.
 """
+
 from __future__ import annotations
 
 import math

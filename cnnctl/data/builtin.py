@@ -1,4 +1,5 @@
 """Data, step 2b: the built-in datasets — scikit-learn's bundled digits, keras.datasets, the Debian Fashion-MNIST."""
+
 from __future__ import annotations
 
 import os

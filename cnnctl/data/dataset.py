@@ -7,6 +7,7 @@ the model carries it (cnnctl/model/build.py), so every consumer of model.keras s
 data.json's `scaling` says so. Run folders saved before that (data.json without `scaling`) hold a model that
 takes examples already divided by `pixel_scale`: `pipeline(..., scale_outside=True)` still feeds those.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

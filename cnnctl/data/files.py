@@ -2,6 +2,7 @@
 
 Everything here fits in memory; the image-folder source is cnnctl/data/folders.py.
 """
+
 from __future__ import annotations
 
 import csv

@@ -1,4 +1,4 @@
-"""Image folders: find the files, check that each one decodes, and read them lazily.
+"""Data, step 2d: image folders — find the files, check that each one decodes, read them lazily.
 
 Two layouts are understood:
 

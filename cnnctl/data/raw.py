@@ -3,6 +3,7 @@
 Every loader — built-in, file, folder or one registered with `register_source` — returns a RawData; the
 later steps (cnnctl/data/dataset.py) never need to know where the arrays came from.
 """
+
 from __future__ import annotations
 
 import contextlib

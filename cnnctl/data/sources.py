@@ -1,4 +1,5 @@
 """Data, step 2e: `data.source` → the loader of its family, which returns RawData."""
+
 from __future__ import annotations
 
 from typing import Callable

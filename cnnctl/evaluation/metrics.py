@@ -3,6 +3,7 @@
 `compute_metrics` is pure (labels and probabilities in, numbers out); `write_evaluation` writes metrics.json
 (with the diagnosis of history.csv), the classification reports, the confusion matrix and predictions.npz.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence

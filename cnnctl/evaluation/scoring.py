@@ -5,6 +5,7 @@ loaded in Keras' safe mode, fed as data.json's `scaling` says: examples as store
 for run folders saved before models carried their scaling). Test-time augmentation (`evaluate.tta: flip`) is
 one Keras model around the trained one, used by evaluate and predict alike.
 """
+
 from __future__ import annotations
 
 import zipfile

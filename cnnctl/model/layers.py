@@ -3,6 +3,7 @@
 Layers are resolved in the keras.layers namespace and built with the class itself (`cls(**kwargs)`): every
 Keras layer works and there is no table of ours to fall behind Keras. Every error names its YAML path.
 """
+
 from __future__ import annotations
 
 import inspect

@@ -1,4 +1,4 @@
-"""What the console shows: the run header, the layer table, metrics. Rendering only; no computation."""
+"""Reporting, step 6h: what the console shows: the run header, the layer table, metrics. Rendering only; no computation."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""The run folder's contract, written once: every file name, and the rules that every reader and writer shares
+"""Runs: the run folder's contract, written once: every file name, and the rules that every reader and writer shares
 (which metrics are shown and in what order, the top-k rule, epoch numbering, verdict and status colours).
 
 Standard library only: `cnnctl runs` and `cnnctl --help` import it without TensorFlow, numpy or matplotlib.
 """
+
 from __future__ import annotations
 
 import math

@@ -1,8 +1,9 @@
-"""The run folder: creating it (unique, never overwritten), finding it again, and writing its files atomically.
+"""Runs: the run folder: creating it (unique, never overwritten), finding it again, and writing its files atomically.
 
 Every file of a run is written to a temporary name in the same folder and renamed into place, so a crash
 never leaves a half-written file for a later command to trip over.
 """
+
 from __future__ import annotations
 
 import contextlib

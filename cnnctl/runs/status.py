@@ -1,4 +1,5 @@
-"""The run's status in environment.json (running → completed | interrupted | failed) and its training lock."""
+"""Runs: the run's status in environment.json (running → completed | interrupted | failed) and its training lock."""
+
 from __future__ import annotations
 
 import contextlib

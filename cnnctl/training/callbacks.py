@@ -5,6 +5,7 @@ Three callbacks are cnnctl's own, each for a reason given in its docstring. They
 `on_*` hooks, `fit(initial_epoch=...)`, `load_weights`/`save_weights`), so no Keras release can break them by
 renaming a private method.
 """
+
 from __future__ import annotations
 
 import math

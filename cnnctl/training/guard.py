@@ -8,6 +8,7 @@ epochs completed and the resume command is part of the error. A kill -9 leaves s
 checkpoint, which `--resume` continues from. Out-of-memory and disk-full errors become one line naming the
 run folder; nothing written is deleted.
 """
+
 from __future__ import annotations
 
 import contextlib

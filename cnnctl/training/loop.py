@@ -4,6 +4,7 @@ The order of one `cnnctl train`: config → data → model (all validated before
 leaves nothing behind) → run folder (config.yaml, environment.json, data.json) → fit (model.keras,
 history.csv) → evaluate (metrics.json, reports, predictions.npz) → figures (*.png) → report.html.
 """
+
 from __future__ import annotations
 
 import math

@@ -5,6 +5,7 @@ The command line installs the handlers (`signals_interrupt`) around a training; 
 process's signal handlers, so a notebook keeps its own. The shell's convention applies: the CLI exits
 128 + the signal number (130 for SIGINT, 143 for SIGTERM).
 """
+
 from __future__ import annotations
 
 import contextlib
