@@ -67,6 +67,28 @@ def train(config: ConfigLike, *, arrays: Optional[Mapping[str, Any]] = None, ove
     return _train_on_arrays(resolved, arrays, runs_dir, verbose)
 
 
+def tune(config: ConfigLike, trials: int, *, overrides: Sequence[str] = (), workers: int = 1,
+         runs_dir: Union[str, Path, None] = None, verbose: int = 0) -> tuple[Path, dict[str, Any]]:
+    """Search the config's `tune:` section with Optuna, every trial a run folder scored on the val split.
+
+    Args:
+        config: a YAML file, a dict shaped like one, or a `Config`, with a `tune:` section.
+        trials: how many trials the search runs in all.
+        overrides: `--set` style changes, applied in order. Defaults to ().
+        workers: processes sharing the search (extras are new processes: a built-in or file data source).
+            Defaults to 1.
+        runs_dir: where the `<id>-<name>-tune` folder goes. Defaults to $CNNCTL_RUNS_DIR, else ./runs.
+        verbose: Keras' progress: 0 silent, 1 a bar, 2 a line per epoch. Defaults to 0.
+
+    Returns:
+        The tune folder and tune_summary.json as a dict (`trials`, `best` with its params; best.yaml beside it).
+    """
+    from cnnctl.training.tune import tune as run_tune
+
+    return run_tune(load_config(config, overrides), default_runs_dir(runs_dir), trials, workers=workers,
+                    origin=_origin(config), verbose=verbose)
+
+
 def _train_on_arrays(config: Config, arrays: Mapping[str, Any], runs_dir: Any, verbose: int) -> TrainResult:
     if config.data.source != ARRAYS_SOURCE and "source" in config.data.model_fields_set:
         raise ConfigError(f"data.source: {config.data.source}, but arrays were passed too; leave data.source out "

@@ -19,7 +19,7 @@ import typer
 from cnnctl import runtime
 from cnnctl.errors import CnnctlError, ConfigError, Interrupted, in_config_file
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, default_runs_dir, resolve_run
+from cnnctl.runs.folder import Run, default_runs_dir, resolve_run, write_text_atomic
 from cnnctl.training.signals import signals_interrupt
 
 app = typer.Typer(
@@ -395,6 +395,58 @@ def cv(
 
 @app.command()
 @user_errors
+def tune(
+    config: Annotated[Optional[Path], typer.Argument(help="YAML config with a `tune:` section (not needed with "
+                                                     "--resume)", show_default=False)] = None,
+    trials: Annotated[int, typer.Option("--trials", "-n", help="Trials in the whole search (with --resume: the "
+                                        "total to reach)")] = 20,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Processes sharing the search")] = 1,
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="Continue a stopped search in its runs/<id>-<name>-tune folder", show_default=False)] = None,
+    overrides: SetOption = None,
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Search the config's `tune:` values with Optuna (TPE, median pruning), every trial scored on the val split.
+
+    Each trial is a complete run folder (runs/<id>-<name>-tune/trial-0, ...); the test split is never scored.
+    The tune folder gets tune_summary.json, best.yaml (ready for cnnctl train), figures and tune_report.html.
+
+    Example: cnnctl tune search.yaml --trials 20 --workers 2
+
+    (search.yaml: a config with e.g. `tune: {train.batch_size: {choice: [32, 64]}}`; README, Tuning)
+    """
+    from cnnctl.config.loading import load_config
+    from cnnctl.reporting import display
+    from cnnctl.training import tune as tuning
+
+    def on_trial(line: dict) -> None:
+        value = "n/a" if line.get("value") is None else f"{line['value']:.4f}"
+        display.say(f"trial {line['number']}: {line['state']}, val accuracy {value}")
+
+    if resume is not None:
+        if config is not None or overrides:
+            raise ConfigError("tune: a resumed search uses its own config.yaml; drop CONFIG and --set")
+        with signals_interrupt():
+            tune_path, summary = tuning.resume_tune(resume, trials, workers=workers, verbose=_verbosity(),
+                                                    on_trial=on_trial)
+    else:
+        if config is None:
+            raise ConfigError("tune: give a config file with a `tune:` section, or --resume TUNEFOLDER")
+        cfg = load_config(config, list(overrides or []))
+        with signals_interrupt():
+            tune_path, summary = tuning.tune(cfg, default_runs_dir(runs_dir), trials, workers=workers,
+                                             origin=str(config), verbose=_verbosity(), on_trial=on_trial)
+    display.console.print(display.tune_table(summary))
+    for note in summary.get("notes", []):
+        display.warn(note)
+    if summary.get("best"):
+        display.say(f"best: trial {summary['best']['number']}, val accuracy {summary['best']['value']:.4f}; "
+                    f"train it on test with: cnnctl train {tune_path / contract.TUNE_BEST}")
+    display.say(f"tune folder: {tune_path} (summary in {contract.TUNE_SUMMARY}, page {contract.TUNE_REPORT})")
+
+
+@app.command()
+@user_errors
 def data(
     config: ConfigArg,
     overrides: SetOption = None,
@@ -416,6 +468,36 @@ def data(
         summary, path = describe_data(cfg, out or Path(f"{cfg.name}-samples.png"))
     display.data_overview(summary)
     display.say(f"samples: {path}")
+
+
+@app.command("schema")
+@user_errors
+def json_schema(
+    out: Annotated[Optional[Path], typer.Option("--out", help="File to write (default: print it)",
+                                                show_default=False)] = None,
+) -> None:
+    """Write the config's JSON Schema, so editors complete and check config files as you type.
+
+    VS Code with the YAML extension (any yaml-language-server) reads it from a config's first line:
+    `# yaml-language-server: $schema=cnnctl.schema.json` (a path relative to the config file).
+
+    Example: cnnctl schema --out configs/cnnctl.schema.json
+    """
+    if out is not None and out.is_dir():
+        raise ConfigError(f"--out {out}: is a folder; give a file name, e.g. --out {out / 'cnnctl.schema.json'}")
+    runtime.import_tensorflow()  # quietly, before the layer names are read from Keras
+    from cnnctl.config.json_schema import config_schema_text
+
+    text = config_schema_text()
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        write_text_atomic(out, text)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write the schema there ({exc.strerror or exc}); "
+                          "give a file path in a writable folder, e.g. --out cnnctl.schema.json") from None
+    typer.echo(f"schema: {out}")
 
 
 def main() -> None:

@@ -98,8 +98,8 @@ class OptimizerConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
-    name: str = "adam"
-    learning_rate: float = Field(0.001, gt=0)
+    name: str = Field("adam", description="any keras.optimizers name, e.g. adam, adamw, sgd")
+    learning_rate: float = Field(0.001, gt=0, description="the learning rate (where lr_schedule starts)")
 
     @model_validator(mode="before")
     @classmethod
@@ -115,31 +115,37 @@ class LossConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
-    name: str
+    name: str = Field(description="any keras.losses name, e.g. categorical_crossentropy")
 
     def kwargs(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
 
 class EarlyStoppingConfig(Section):
-    monitor: str = "val_loss"
-    patience: int = Field(3, ge=0)
-    min_delta: float = Field(0.0, ge=0)
-    restore_best_weights: bool = True
+    monitor: str = Field("val_loss", description="the value watched, e.g. val_loss or val_accuracy")
+    patience: int = Field(3, ge=0, description="epochs without improvement before training stops")
+    min_delta: float = Field(0.0, ge=0, description="the smallest change that counts as an improvement")
+    restore_best_weights: bool = Field(True, description="end with the best epoch's weights")
 
 
 class ReduceLROnPlateauConfig(Section):
-    monitor: str = "val_loss"
-    factor: float = Field(0.5, gt=0, lt=1)
-    patience: int = Field(2, ge=0)
-    min_lr: float = Field(0.0, ge=0)
+    monitor: str = Field("val_loss", description="the value watched, e.g. val_loss or val_accuracy")
+    factor: float = Field(0.5, gt=0, lt=1, description="multiplies the learning rate at each plateau")
+    patience: int = Field(2, ge=0, description="epochs without improvement before the learning rate drops")
+    min_lr: float = Field(0.0, ge=0, description="the learning rate never drops below this")
+
+
+class TensorBoardConfig(Section):
+    """`train.tensorboard`: TensorBoard logs in the run folder's tensorboard/ (Keras' TensorBoard callback)."""
+
+    histogram_freq: int = Field(0, ge=0, description="weight histograms every N epochs; 0: none")
 
 
 class FoldConfig(Section):
     """One fold of a stratified K-fold split of the training data; `cnnctl cv` sets it for each fold's run."""
 
-    index: int = Field(ge=1)   # this fold (1..folds) is held out as the run's test split
-    folds: int = Field(ge=2)   # K
+    index: int = Field(ge=1, description="this fold (1..folds) is held out as the run's test split")
+    folds: int = Field(ge=2, description="K")
 
     @model_validator(mode="after")
     def _index_in_range(self) -> "FoldConfig":
@@ -149,17 +155,20 @@ class FoldConfig(Section):
 
 
 class DataConfig(Section):
-    source: str = "digits"  # a built-in or file source, one registered from Python, or `arrays` (from Python)
-    path: Optional[str] = None                    # npz | npy | idx | csv | folder; relative to the config file
-    image_size: Optional[tuple[int, int]] = None  # folder: resize target (height, width)
-    color_mode: Literal["grayscale", "rgb"] = "rgb"  # folder: channels after decoding
-    validation_split: float = Field(0.1, ge=0, lt=1)  # carved from train, stratified, seeded
-    test_split: Optional[float] = Field(None, gt=0, lt=1)  # carved first, when the source has no test set
-    normalize: bool = True                        # scale pixel values to [0, 1]
-    label_column: Union[str, int] = "label"       # csv: name or index of the label column
-    shape: Optional[list[int]] = None             # csv: shape of one example, e.g. [28, 28]
-    augment: list[LayerSpec] = Field(default_factory=list)  # keras preprocessing layers, training only
-    fold: Optional[FoldConfig] = None             # cv: {index, folds}: test on this fold of train (cnnctl cv sets it)
+    source: str = Field("digits", description="a built-in or file source, one registered from Python, or "
+                                              "`arrays` (from Python)")
+    path: Optional[str] = Field(None, description="npz | npy | idx | csv | folder; relative to the config file")
+    image_size: Optional[tuple[int, int]] = Field(None, description="folder: resize target (height, width)")
+    color_mode: Literal["grayscale", "rgb"] = Field("rgb", description="folder: channels after decoding")
+    validation_split: float = Field(0.1, ge=0, lt=1, description="carved from train, stratified, seeded")
+    test_split: Optional[float] = Field(None, gt=0, lt=1,
+                                        description="carved first, when the source has no test set")
+    normalize: bool = Field(True, description="scale pixel values to [0, 1]")
+    label_column: Union[str, int] = Field("label", description="csv: name or index of the label column")
+    shape: Optional[list[int]] = Field(None, description="csv: shape of one example, e.g. [28, 28]")
+    augment: list[LayerSpec] = Field(default_factory=list, description="keras preprocessing layers, training only")
+    fold: Optional[FoldConfig] = Field(None, description="cv: {index, folds}: test on this fold of train "
+                                                         "(cnnctl cv sets it)")
 
     @field_validator("augment", mode="before")
     @classmethod
@@ -197,8 +206,9 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    input_shape: Optional[list[int]] = None  # inferred from the data when omitted
-    layers: list[LayerSpec] = Field(min_length=1)
+    input_shape: Optional[list[int]] = Field(None, description="inferred from the data when omitted")
+    layers: list[LayerSpec] = Field(min_length=1, description="each entry: LayerName: {kwargs}, any keras.layers "
+                                                              "class; a bare name means no kwargs")
 
     @field_validator("layers", mode="before")
     @classmethod
@@ -207,19 +217,29 @@ class ModelConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = Field(10, gt=0)
-    batch_size: int = Field(64, gt=0)
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    # a name, or {name, **kwargs}; categorical_crossentropy → labels one-hot encoded for you
-    loss: Union[str, LossConfig] = "sparse_categorical_crossentropy"
-    metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
-    early_stopping: Optional[EarlyStoppingConfig] = Field(default_factory=EarlyStoppingConfig)  # false disables
-    reduce_lr_on_plateau: Optional[ReduceLROnPlateauConfig] = None  # or {monitor, factor, patience}
-    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: learning_rate decays to 0 over the epochs
-    class_weight: Union[Literal["balanced"], dict[int, float], None] = None
-    jit_compile: Union[Literal["auto"], bool] = "auto"  # XLA; auto = on a GPU only (3.5x slower on our CPUs)
-    steps_per_execution: Union[Literal["auto"], int] = "auto"  # batches per compiled call; auto = 16 on a CPU
-    mixed_precision: Literal["auto", "off", "mixed_float16", "mixed_bfloat16"] = "auto"
+    epochs: int = Field(10, gt=0, description="passes over the training data")
+    batch_size: int = Field(64, gt=0, description="examples per training step")
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig,
+                                       description="any keras optimizer + its kwargs: a name, or {name, ...}")
+    loss: Union[str, LossConfig] = Field("sparse_categorical_crossentropy", description=(
+        "a name, or {name, **kwargs}; categorical_crossentropy → labels one-hot encoded for you"))
+    metrics: list[str] = Field(default_factory=lambda: ["accuracy"], description="keras metric names")
+    early_stopping: Optional[EarlyStoppingConfig] = Field(default_factory=EarlyStoppingConfig,
+                                                          description="false disables")
+    reduce_lr_on_plateau: Optional[ReduceLROnPlateauConfig] = Field(None, description=(
+        "or {monitor, factor, patience, min_lr}"))
+    lr_schedule: Literal["constant", "cosine"] = Field("constant", description=(
+        "cosine: learning_rate decays to 0 over the epochs"))
+    class_weight: Union[Literal["balanced"], dict[int, float], None] = Field(None, description=(
+        "balanced | {class_index: weight}"))
+    jit_compile: Union[Literal["auto"], bool] = Field("auto", description=(
+        "XLA; auto = on a GPU only (3.5x slower on our CPUs)"))
+    steps_per_execution: Union[Literal["auto"], int] = Field("auto", description=(
+        "batches per compiled call; auto = 16 on a CPU"))
+    mixed_precision: Literal["auto", "off", "mixed_float16", "mixed_bfloat16"] = Field("auto", description=(
+        "auto (mixed_float16 on a GPU, float32 on a CPU) | off | mixed_float16 | mixed_bfloat16"))
+    tensorboard: Optional[TensorBoardConfig] = Field(None, description=(
+        "true (or {histogram_freq: N}): logs in the run's tensorboard/"))
 
     @field_validator("loss", mode="before")
     @classmethod
@@ -247,27 +267,29 @@ class TrainConfig(Section):
             raise ValueError(f"must be a positive integer or auto (got {value})")
         return value
 
-    @field_validator("early_stopping", "reduce_lr_on_plateau", mode="before")
+    @field_validator("early_stopping", "reduce_lr_on_plateau", "tensorboard", mode="before")
     @classmethod
     def _true_means_defaults(cls, value: Any) -> Any:
         if value is True:
             return {}
         return None if value is False else value
 
-    @field_serializer("early_stopping", "reduce_lr_on_plateau")
+    @field_serializer("early_stopping", "reduce_lr_on_plateau", "tensorboard")
     def _none_means_false(self, value: Any) -> Any:
         return False if value is None else value
 
 
 class EvaluateConfig(Section):
-    top_k: list[int] = Field(default_factory=lambda: [1, 5])  # k larger than the number of classes is dropped
-    # The split `train` scores at the end: test when the data has one, else val. `val` while tuning keeps the
-    # test set untouched until the final run.
-    split: Optional[Literal["test", "val"]] = None
-    # flip: also score every example mirrored along its last spatial axis (left-right for images, reversed in
-    # time for signals) and average the two predictions: test-time augmentation, for classes that keep their
-    # meaning in a mirror (clothes, objects; not digits or letters). Used by train's evaluation, evaluate, predict.
-    tta: Literal["off", "flip"] = "off"
+    top_k: list[int] = Field(default_factory=lambda: [1, 5],
+                             description="k larger than the number of classes is dropped")
+    split: Optional[Literal["test", "val"]] = Field(None, description=(
+        "The split `train` scores at the end: test when the data has one, else val. `val` while tuning keeps the "
+        "test set untouched until the final run."))
+    tta: Literal["off", "flip"] = Field("off", description=(
+        "flip: also score every example mirrored along its last spatial axis (left-right for images, reversed in "
+        "time for signals) and average the two predictions: test-time augmentation, for classes that keep their "
+        "meaning in a mirror (clothes, objects; not digits or letters). Used by train's evaluation, evaluate, "
+        "predict."))
 
     @field_validator("tta", mode="before")
     @classmethod
@@ -282,13 +304,66 @@ class EvaluateConfig(Section):
         return values
 
 
+SEARCH_SPACE_KINDS = ("log_uniform", "uniform", "int", "choice")
+
+
+class SearchSpace(Section):
+    """One entry of `tune:`: the values `cnnctl tune` tries for one config path, written `{kind: values}`:
+    `{log_uniform: [1e-4, 1e-2]}`, `{uniform: [0.1, 0.5]}`, `{int: [16, 64]}` (both ends included) or
+    `{choice: [16, 32, 64]}` (numbers, strings, booleans or null)."""
+
+    kind: Literal["log_uniform", "uniform", "int", "choice"]
+    values: list[Any]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_mapping(cls, value: Any) -> Any:
+        if isinstance(value, SearchSpace):
+            return value
+        example = "e.g. {log_uniform: [1e-4, 1e-2]}, {uniform: [0.1, 0.5]}, {int: [16, 64]} or {choice: [16, 32]}"
+        if not isinstance(value, dict) or len(value) != 1:
+            raise ValueError(f"must be one search space, {example} (got {value!r})")
+        (kind, values), = value.items()
+        if kind not in SEARCH_SPACE_KINDS:
+            hint = did_you_mean(str(kind), SEARCH_SPACE_KINDS) or f"; {example}"
+            raise ValueError(f"unknown search space '{kind}': must be one of {', '.join(SEARCH_SPACE_KINDS)}{hint}")
+        if kind == "choice":
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"choice: must be a non-empty list of values, e.g. {{choice: [16, 32, 64]}} "
+                                 f"(got {values!r})")
+            if any(isinstance(item, (list, dict)) for item in values):
+                raise ValueError(f"choice: every value must be a number, string, boolean or null (got {values!r}); "
+                                 "tune a list's entries one path at a time, e.g. model.layers[0].Conv2D.kernel_size")
+            return {"kind": kind, "values": values}
+        numbers = isinstance(values, list) and len(values) == 2 and all(
+            isinstance(item, (int, float)) and not isinstance(item, bool) for item in values)
+        if not numbers:
+            raise ValueError(f"{kind}: must be two numbers [low, high], e.g. {{{kind}: [1, 10]}} (got {values!r})")
+        low, high = values
+        if not low < high:
+            raise ValueError(f"{kind}: low must be below high (got [{low}, {high}])")
+        if kind == "log_uniform" and low <= 0:
+            raise ValueError(f"log_uniform: both ends must be positive (got [{low}, {high}]); use uniform for 0")
+        if kind == "int" and not all(float(item).is_integer() for item in values):
+            raise ValueError(f"int: both ends must be whole numbers (got [{low}, {high}])")
+        return {"kind": kind, "values": [int(low), int(high)] if kind == "int" else [float(low), float(high)]}
+
+    def to_yaml(self) -> dict[str, list]:
+        return {self.kind: list(self.values)}
+
+
 class Config(Section):
-    name: Optional[str] = None  # run name; default: the config file's stem
-    seed: int = 42
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    name: Optional[str] = Field(None, description="run name; default: the config file's stem")
+    seed: int = Field(42, description="seeds Python, NumPy and Keras (keras.utils.set_random_seed) and the "
+                                      "data splits")
+    data: DataConfig = Field(default_factory=DataConfig, description="where the examples come from and how "
+                                                                     "they are split")
+    model: ModelConfig = Field(description="the network: an optional input shape and the layers in order")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="how the network is fitted")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="how the model is scored")
+    tune: dict[str, SearchSpace] = Field(default_factory=dict, description=(
+        "cnnctl tune: config path → search space, e.g. `train.optimizer.learning_rate: {log_uniform: [1e-4, 1e-2]}`; "
+        "`cnnctl train` ignores it and trains the values written in the config."))
 
     @field_validator("name")
     @classmethod
@@ -302,6 +377,10 @@ class Config(Section):
         data = self.model_dump(mode="json")
         data["model"]["layers"] = [layer.to_yaml() for layer in self.model.layers]
         data["data"]["augment"] = [layer.to_yaml() for layer in self.data.augment]
+        if self.tune:
+            data["tune"] = {path: space.to_yaml() for path, space in self.tune.items()}
+        else:
+            del data["tune"]  # only configs written for `cnnctl tune` carry the section
         return data
 
     def to_yaml(self) -> str:

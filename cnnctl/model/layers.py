@@ -54,7 +54,7 @@ def _explain_layer_error(exc: BaseException, cls: type) -> str:
     unknown = re.search(r"Unrecognized keyword arguments passed to \w+: (\{.*\})", message)
     if unknown:
         keys = re.findall(r"'(\w+)':", unknown.group(1))
-        accepted = _accepted_kwargs(cls)
+        accepted = list(constructor_parameters(cls))
         hints = []
         for key in keys:
             guess = closest(key, accepted) or next(
@@ -71,18 +71,19 @@ def _explain_layer_error(exc: BaseException, cls: type) -> str:
     return message
 
 
-def _accepted_kwargs(cls: type) -> list[str]:
-    names: list[str] = []
+def constructor_parameters(cls: type) -> dict[str, inspect.Parameter]:
+    """The keyword arguments a layer class accepts, its own first, then its base classes' up to keras.layers.Layer
+    (a name given twice keeps the most derived class's default)."""
+    parameters: dict[str, inspect.Parameter] = {}
     for klass in cls.__mro__:
         if klass is object or "__init__" not in vars(klass):
             continue
         for param in inspect.signature(klass.__init__).parameters.values():
             if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY) and param.name != "self":
-                if param.name not in names:
-                    names.append(param.name)
+                parameters.setdefault(param.name, param)
         if klass is keras.layers.Layer:
             break
-    return names
+    return parameters
 
 
 def shape_text(shape: Sequence[Optional[int]]) -> str:

@@ -240,3 +240,34 @@ def data_overview(summary: dict[str, Any]) -> None:
     for note in summary.get("notes", []):
         console.print(f"[yellow]note:[/] {note}")
     skipped_files_warning(summary.get("skipped"))
+
+
+def tune_table(summary: dict[str, Any]) -> Table:
+    """Every trial of `cnnctl tune`: its values, val accuracy, state and run folder; the best one in bold green."""
+    best = (summary.get("best") or {}).get("number")
+    table = Table(title=f"Tuning: {len(summary['trials'])} trials, each scored on the validation split "
+                        f"({summary['objective']})", title_justify="left")
+    paths = list(summary["search_space"])
+    table.add_column("trial", justify="right")
+    for path in paths:
+        table.add_column(path, justify="right")
+    table.add_column("val accuracy", justify="right")
+    table.add_column("epochs", justify="right")
+    table.add_column("state")
+    table.add_column("run folder")
+    for trial in summary["trials"]:
+        value = trial.get("value")
+        cells = [_tuned_value(trial["params"].get(path)) for path in paths]
+        shown = "n/a" if value is None else f"{value:.4f}"
+        state = trial["state"]
+        colour = contract.status_color("completed" if state == "complete" else state)
+        row = [str(trial["number"]), *cells, shown, str(trial.get("epochs") or ""), f"[{colour}]{state}[/]",
+               str(trial.get("run") or "")]
+        table.add_row(*row, style="bold green" if trial["number"] == best else None)
+    return table
+
+
+def _tuned_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)

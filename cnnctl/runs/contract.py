@@ -24,6 +24,7 @@ PREDICTIONS = "predictions.npz"
 REPORT_HTML = "report.html"
 CHECKPOINTS = "checkpoints"
 LOCK = "lock"  # in checkpoints/: held while a process trains the run
+TENSORBOARD = "tensorboard"  # train.tensorboard: Keras' TensorBoard logs, train/ and validation/ event files
 
 # Figures, drawn from the files above alone.
 LOSS_CURVE = "loss_curve.png"
@@ -38,6 +39,18 @@ FEATURE_MAPS = "feature_maps.png"
 
 # A cross-validation folder holds this beside its fold-1/ ... fold-K/ run folders.
 CV_SUMMARY = "cv_summary.json"
+
+# A tuning folder (cnnctl tune) holds these beside config.yaml and its trial-<n>/ run folders.
+TUNE_STUDY = "study.db"            # Optuna's SQLite storage: every trial, its params, values and state
+TUNE_LOCK = "study.lock"           # held while a worker counts the trials and starts the next one
+TUNE_SUMMARY = "tune_summary.json"
+TUNE_BEST = "best.yaml"            # the config with the best trial's values, ready for `cnnctl train`
+TUNE_REPORT = "tune_report.html"
+TUNE_HISTORY_PNG = "tune_history.png"
+TUNE_IMPORTANCE_PNG = "tune_importance.png"
+TUNE_SLICE_PNG = "tune_slice.png"
+TUNE_TRIAL_PREFIX = "trial-"       # trial-<n>/: the run folder of Optuna's trial number n
+TUNE_WORKER_LOG = "worker-{index}.log"  # stderr of each extra worker process
 
 RUNS_DIR_ENV = "CNNCTL_RUNS_DIR"
 
@@ -126,6 +139,7 @@ STATUS_COLORS = {
     "interrupted": "#ff7f0e",
     "stopped": "#ff7f0e",
     "failed": "#d62728",
+    "pruned": "#7f7f7f",  # a cnnctl tune trial stopped early by the pruner: complete files, fewer epochs
 }
 
 

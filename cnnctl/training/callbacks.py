@@ -47,6 +47,12 @@ def make_callbacks(run: Run, config: Config, has_validation: bool, verbose: int 
         BestModelCheckpoint(run.file(contract.MODEL),
                             monitor=monitored(stopping.monitor if stopping else "val_loss", has_validation)),
     ]
+    if train_cfg.tensorboard:
+        # After EpochTimer, so epoch_time_s is a scalar too; before ReduceLROnPlateau, so the learning rate logged
+        # for an epoch (Keras adds `learning_rate` to its epoch scalars) is the one the epoch trained with.
+        callbacks.append(keras.callbacks.TensorBoard(
+            log_dir=str(run.file(contract.TENSORBOARD)), histogram_freq=train_cfg.tensorboard.histogram_freq,
+            write_graph=True, update_freq="epoch"))
     if stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor=monitored(stopping.monitor, has_validation), patience=stopping.patience,

@@ -13,7 +13,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from cnnctl import runtime
 from cnnctl.config.schema import Config
@@ -76,10 +76,11 @@ def write_run_start(run: Run, prepared: Prepared) -> None:
     })
 
 
-def fit(run: Run, prepared: Prepared, verbose: int = 0) -> dict[str, list]:
+def fit(run: Run, prepared: Prepared, verbose: int = 0, extra_callbacks: Sequence[Any] = ()) -> dict[str, list]:
     """model.fit with early stopping, best checkpoint, CSV history and a checkpoint of the training state every
     epoch; continues from that checkpoint when there is one. Returns the Keras history of this call.
-    `verbose` is Keras': 0 silent, 1 a progress bar, 2 one line per epoch."""
+    `verbose` is Keras': 0 silent, 1 a progress bar, 2 one line per epoch. `extra_callbacks` run after cnnctl's
+    own and before the training-state backup (cnnctl tune's pruning callback)."""
     config, dataset, model = prepared.config, prepared.dataset, prepared.model
     train_cfg = config.train
     one_hot = needs_one_hot(train_cfg.loss_name)
@@ -100,7 +101,8 @@ def fit(run: Run, prepared: Prepared, verbose: int = 0) -> dict[str, list]:
         validation_data=val_data,
         epochs=train_cfg.epochs,
         initial_epoch=start,
-        callbacks=callbacks + [backup],  # last: it restores the others' state after they reset, saves it after
+        # backup last: it restores the others' state after they reset, saves it after they update
+        callbacks=callbacks + list(extra_callbacks) + [backup],
         class_weight=class_weights(train_cfg.class_weight, dataset),
         verbose=verbose,
     )
@@ -111,23 +113,25 @@ def fit(run: Run, prepared: Prepared, verbose: int = 0) -> dict[str, list]:
 
 def train_run(config: Config, runs_dir: Union[str, Path, None] = None, *, origin: str = "", verbose: int = 0,
               announce: Optional[Announce] = None, prepared: Optional[Prepared] = None,
-              into: Optional[Run] = None) -> TrainResult:
+              into: Optional[Run] = None, extra_callbacks: Sequence[Any] = ()) -> TrainResult:
     """The whole `cnnctl train`, silent unless `verbose`: a new run folder in `runs_dir` (default: the usual runs
     dir), trained, evaluated, drawn and reported. The run's status is recorded however it ends.
 
     `origin` is the config file, named in data and config errors; `announce` is told when the run starts;
     `prepared` skips loading and building when the caller has done it; `into` is an empty folder to use
-    instead of a new run (cross-validation puts each fold's run inside its own folder)."""
+    instead of a new run (cross-validation puts each fold's run inside its own folder); `extra_callbacks` are
+    added to the fit (see `fit`)."""
     prepared = prepared or prepare(config, origin)
     run = into or create_run(default_runs_dir(runs_dir), config.name or "run")
     with guarded(run):  # status recorded however it ends; interrupts, out-of-memory, disk full handled
         write_run_start(run, prepared)
         if announce is not None:
             announce(run, prepared, "")
-        return complete_run(run, prepared, verbose)
+        return complete_run(run, prepared, verbose, extra_callbacks=extra_callbacks)
 
 
-def complete_run(run: Run, prepared: Prepared, verbose: int = 0, train: bool = True) -> TrainResult:
+def complete_run(run: Run, prepared: Prepared, verbose: int = 0, train: bool = True,
+                 extra_callbacks: Sequence[Any] = ()) -> TrainResult:
     """Fit (from the run's checkpoint, if any), evaluate, draw the figures, mark the run completed. With
     `train=False` (a resumed run whose training had finished) the saved model.keras is evaluated."""
     config, dataset = prepared.config, prepared.dataset
@@ -137,7 +141,7 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 0, train: bool = T
         if scale_outside:  # prepared.model scales its own inputs, as will the model.keras this fit saves
             run.write_json(contract.DATA, dataset.summary())
             scale_outside = False
-        history = fit(run, prepared, verbose=verbose)
+        history = fit(run, prepared, verbose=verbose, extra_callbacks=extra_callbacks)
         if _has_nan(history):
             finish_run(run, "failed", epochs_run=checkpoint.completed_epochs(run), error=NAN_ERROR,
                        hint="lower train.optimizer.learning_rate or keep data.normalize: true")

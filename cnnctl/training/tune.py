@@ -1,0 +1,459 @@
+"""Training, step 4i: hyperparameter search — Optuna trials of one config, a run folder per trial, the best config.
+
+`cnnctl tune CONFIG --trials N` reads the config's `tune:` section (config path → search space) and makes
+`runs/<id>-<name>-tune/` holding config.yaml (the config as given, `tune:` included), study.db (Optuna's SQLite
+storage), `trial-0/`, `trial-1/`, ... and, at the end, tune_summary.json, best.yaml, the figures and
+tune_report.html. Each trial folder is a complete run folder of the config with the trial's values applied.
+
+Every choice is made on the validation split: each trial runs with `evaluate.split: val`, its Keras
+`val_accuracy` is reported to a MedianPruner after every epoch, and its score is metrics.json's `accuracy` on the
+val split (the model the run keeps: early stopping's best weights when they are restored). The test split is
+never scored during a search; best.yaml puts evaluate.split back, so `cnnctl train best.yaml` scores the winner
+once on test.
+
+A pruned trial stops after the epoch the pruner named and is still evaluated on val, so its folder holds every
+file of a run; environment.json says `status: pruned` and `pruned_after_epoch`. Pruned trials never win.
+
+Trials are counted in the study, not in a process: `--workers W` runs W processes on the same study.db, each
+taking the next trial under a file lock (study.lock), so the search stops at N whoever runs it, and `--resume`
+continues a stopped search up to N (trials stopped by Ctrl-C are recorded as failed and not counted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Union
+
+import keras
+import optuna
+import yaml
+
+from cnnctl import runtime
+from cnnctl.config.loading import apply_override, load_config, validate_config
+from cnnctl.config.schema import Config, SearchSpace
+from cnnctl.data.raw import BUILTIN_SOURCES, FILE_SOURCES
+from cnnctl.errors import CnnctlError, ConfigError, Interrupted, RunError, closest
+from cnnctl.reporting import report
+from cnnctl.reporting.tune_report import draw_tune_figures, write_tune_report
+from cnnctl.runs import contract
+from cnnctl.runs.folder import Run, create_run, write_text_atomic
+from cnnctl.runs.status import finish_run, is_training
+from cnnctl.training.loop import Announce, train_run
+from cnnctl.training.prepare import prepare
+from cnnctl.training.signals import signals_interrupt
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: one worker, no lock needed
+    fcntl = None
+
+STUDY_NAME = "cnnctl-tune"
+
+# What each epoch reports to the pruner (a Keras log key) and what scores a finished trial (a metrics.json key,
+# measured on the val split).
+REPORTED = "val_accuracy"
+OBJECTIVE = "accuracy"
+
+# MedianPruner: prune a trial whose val_accuracy after an epoch is below the median of earlier trials at the same
+# epoch, once PRUNER_STARTUP_TRIALS trials have finished and from the epoch after PRUNER_WARMUP_EPOCHS on.
+PRUNER_STARTUP_TRIALS = 2
+PRUNER_WARMUP_EPOCHS = 1
+
+# Paths a search must not vary: the validation split is what every trial is compared on, and the rest is tune's.
+FIXED_PATHS = ("tune", "evaluate.split", "data.validation_split", "data.test_split", "data.fold", "data.source",
+               "data.path", "name")
+
+OnTrial = Callable[[dict[str, Any]], None]
+
+_KEY_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def check_search_space(config: Config, origin: str = "") -> None:
+    """Every `tune:` path must exist in the resolved config and every end of its space must make a valid config;
+    raises ConfigError naming the path. Nothing is built or loaded."""
+    where = f"{origin or 'config'}: "
+    if not config.tune:
+        raise ConfigError(f"{where}tune: missing; cnnctl tune needs a `tune:` section mapping config paths to "
+                          "search spaces, e.g. tune: {train.optimizer.learning_rate: {log_uniform: [1e-4, 1e-2]}}")
+    raw = base_dict(config)
+    for path, space in config.tune.items():
+        for fixed in FIXED_PATHS:
+            if path == fixed or path.startswith(fixed + ".") or path.startswith(fixed + "["):
+                raise ConfigError(f"{where}tune['{path}']: cannot be tuned: cnnctl tune compares every trial on "
+                                  f"the same validation split and sets {fixed} itself")
+        problem = missing_path(raw, path)
+        if problem:
+            raise ConfigError(f"{where}tune['{path}']: {problem}")
+        for value in sample_values(space):
+            trial_raw = base_dict(config)
+            apply_override(trial_raw, f"{path}={yaml_scalar(value)}")
+            validate_config(trial_raw, source=f"{where}tune['{path}'] = {yaml_scalar(value)}")
+
+
+def missing_path(raw: dict[str, Any], path: str) -> Optional[str]:
+    """Why `path` names no value of the resolved config `raw` (with a spelling hint), or None when it does."""
+    parts = [name if name else int(index) for name, index in _KEY_PART.findall(path)]
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        here = path_text(parts[: depth + 1])
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                count = len(node) if isinstance(node, list) else 0
+                return f"{here}: no such list entry (it has {count})"
+            node = node[part]
+            if isinstance(node, str):
+                node = {node: {}}  # a bare layer name: its kwargs are empty
+            continue
+        if not isinstance(node, dict) or part not in node:
+            keys = list(node) if isinstance(node, dict) else []
+            suggestion = closest(str(part), keys) if keys else None
+            hint = f"; did you mean '{suggestion}'?" if suggestion else (
+                f"; it has {', '.join(map(str, keys))}" if keys else "")
+            return (f"{here}: no such key in the config{hint} (a layer or optimizer argument must be written in "
+                    "the config before it can be tuned)")
+        node = node[part]
+    if isinstance(node, (dict, list)):
+        return f"{path}: is a whole section; tune one value inside it"
+    return None
+
+
+def path_text(parts: list) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else (f".{part}" if i else str(part))
+                   for i, part in enumerate(parts))
+
+
+def sample_values(space: SearchSpace) -> list[Any]:
+    """The values that bound a space: both ends of a range, every choice."""
+    return list(space.values)
+
+
+def yaml_scalar(value: Any) -> str:
+    """A value as the YAML `apply_override` parses back to it (1e-05 is a string to YAML 1.1, 1.0e-05 a float)."""
+    text = yaml.safe_dump(value, default_flow_style=True)
+    return "\n".join(line for line in text.splitlines() if line != "...").strip()
+
+
+def base_dict(config: Config) -> dict[str, Any]:
+    raw = config.to_dict()
+    raw.pop("tune", None)
+    return raw
+
+
+def trial_config(config: Config, params: dict[str, Any], split: Optional[str] = "val") -> Config:
+    """The config with `params` ({path: value}) applied, `tune:` removed and evaluate.split set to `split`."""
+    raw = base_dict(config)
+    raw["evaluate"]["split"] = split
+    for path, value in params.items():
+        apply_override(raw, f"{path}={yaml_scalar(value)}")
+    return validate_config(raw, source="tune")
+
+
+def distributions(config: Config) -> dict[str, Any]:
+    """Optuna's distribution for each `tune:` path."""
+    found = {}
+    for path, space in config.tune.items():
+        low_high = space.values
+        if space.kind == "choice":
+            found[path] = optuna.distributions.CategoricalDistribution(space.values)
+        elif space.kind == "int":
+            found[path] = optuna.distributions.IntDistribution(*low_high)
+        else:
+            found[path] = optuna.distributions.FloatDistribution(*low_high, log=space.kind == "log_uniform")
+    return found
+
+
+class PruningCallback(keras.callbacks.Callback):
+    """Reports `val_accuracy` to an Optuna trial after every epoch and stops training when the pruner says so.
+
+    Optuna's own Keras integration lives in a separate package (optuna-integration) and raises from inside fit;
+    this one sets `model.stop_training`, so the run ends like an early-stopped one: its state saved, the model
+    evaluated, every file written.
+
+    Args:
+        trial: the Optuna trial being trained.
+        monitor: the logged value reported each epoch. Defaults to `"val_accuracy"`.
+    """
+
+    def __init__(self, trial: optuna.Trial, monitor: str = REPORTED):
+        super().__init__()
+        self.trial = trial
+        self.monitor = monitor
+        self.pruned_after_epoch: Optional[int] = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return  # train.metrics without accuracy: nothing to compare, no pruning
+        self.trial.report(float(value), epoch)
+        if self.trial.should_prune():
+            self.pruned_after_epoch = epoch + 1
+            self.model.stop_training = True
+
+
+def open_study(tune_path: Path, config: Config, create: bool = False) -> optuna.Study:
+    """The study in `tune_path`/study.db (made when `create`); maximises the val accuracy."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the library is silent; the console is the CLI's
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tune_path / contract.TUNE_STUDY}",
+                                         engine_kwargs={"connect_args": {"timeout": 60}})
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_EPOCHS)
+    if create:
+        return optuna.create_study(storage=storage, study_name=STUDY_NAME, direction="maximize", pruner=pruner,
+                                   sampler=sampler_for(config, 0))
+    return optuna.load_study(storage=storage, study_name=STUDY_NAME, pruner=pruner, sampler=sampler_for(config, 0))
+
+
+def sampler_for(config: Config, trials_so_far: int) -> optuna.samplers.TPESampler:
+    """TPE seeded by the config's seed and the trial's number: a search is repeatable, and no two workers or
+    resumed processes draw the same random start-up values. constant_liar keeps parallel workers apart."""
+    return optuna.samplers.TPESampler(seed=config.seed + trials_so_far, constant_liar=True)
+
+
+@contextlib.contextmanager
+def study_lock(tune_path: Path) -> Iterator[None]:
+    """Held while a worker counts the trials and asks for the next, so W workers start exactly N trials."""
+    if fcntl is None:
+        yield
+        return
+    with open(tune_path / contract.TUNE_LOCK, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def counts_toward_total(trial: optuna.trial.FrozenTrial) -> bool:
+    """Every trial counts except one stopped by an interrupt or a dead process (a failed trial without an
+    `error`): a resumed search runs a fresh trial in its place."""
+    return trial.state != optuna.trial.TrialState.FAIL or "error" in trial.user_attrs
+
+
+def tune(config: Config, runs_dir: Any, trials: int, *, workers: int = 1, origin: str = "", verbose: int = 0,
+         announce: Optional[Announce] = None, on_trial: Optional[OnTrial] = None) -> tuple[Path, dict[str, Any]]:
+    """Search `config.tune` over `trials` trials in a new tune folder in `runs_dir`; returns the folder and the
+    summary written there. `announce` is told when each trial's run starts, `on_trial(line)` when it ends."""
+    check_arguments(config, trials, workers, origin)
+    check_search_space(config, origin)
+    # The config with its own values is prepared before any folder exists: data and model mistakes leave nothing.
+    prepared = prepare(trial_config(config, {}, split=config.evaluate.split), origin)
+    if "val" not in prepared.dataset.splits:
+        raise ConfigError(f"{origin or 'config'}: data.validation_split: cnnctl tune scores every trial on the "
+                          "validation split and this data has none; set data.validation_split: 0.1 (or give a "
+                          "val split)")
+    del prepared
+    keras.backend.clear_session()
+    tune_run = create_run(runs_dir, f"{config.name or 'run'}-tune")
+    write_text_atomic(tune_run.file(contract.CONFIG), config.to_yaml())
+    open_study(tune_run.path, config, create=True)
+    return run_search(tune_run.path, config, trials, workers, origin, verbose, announce, on_trial)
+
+
+def resume_tune(folder: Union[str, Path], trials: int, *, workers: int = 1, verbose: int = 0,
+                announce: Optional[Announce] = None, on_trial: Optional[OnTrial] = None) -> tuple[Path, dict[str, Any]]:
+    """Continue the search in `folder` until it holds `trials` trials; finished trials are kept as they are."""
+    tune_path = Path(folder)
+    tune_run = Run(tune_path)
+    if not (tune_run.has(contract.TUNE_STUDY) and tune_run.has(contract.CONFIG)):
+        raise RunError(f"{tune_path}: not a cnnctl tune folder (it needs {contract.CONFIG} and "
+                       f"{contract.TUNE_STUDY}); give the runs/<id>-<name>-tune folder")
+    origin = str(tune_run.file(contract.CONFIG))
+    config = load_config(tune_run.file(contract.CONFIG))
+    check_arguments(config, trials, workers, origin)
+    check_search_space(config, origin)
+    study = open_study(tune_path, config)
+    with study_lock(tune_path):
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            folder_run = Run(tune_path / trial_folder_name(trial.number))
+            if not is_training(folder_run):  # its process is gone (kill -9, power cut): it will not finish
+                study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    return run_search(tune_path, config, trials, workers, origin, verbose, announce, on_trial)
+
+
+def check_arguments(config: Config, trials: int, workers: int, origin: str) -> None:
+    if trials < 1:
+        raise ConfigError(f"--trials {trials}: must be at least 1 (20 to 100 are usual)")
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: must be at least 1")
+    if workers > 1 and config.data.source not in (*BUILTIN_SOURCES, *FILE_SOURCES):
+        raise ConfigError(f"--workers {workers}: data.source '{config.data.source}' exists only in this process; "
+                          "extra workers are new processes and need a built-in or file source (npz, npy, ...)")
+
+
+def trial_folder_name(number: int) -> str:
+    return f"{contract.TUNE_TRIAL_PREFIX}{number}"
+
+
+def run_search(tune_path: Path, config: Config, trials: int, workers: int, origin: str, verbose: int,
+               announce: Optional[Announce], on_trial: Optional[OnTrial]) -> tuple[Path, dict[str, Any]]:
+    """Start `workers - 1` extra processes, work in this one too, wait for them, then write the results."""
+    extra = [start_worker(tune_path, trials, index) for index in range(2, workers + 1)]
+    failures = []
+    try:
+        work(tune_path, config, trials, worker=1, origin=origin, verbose=verbose, announce=announce,
+             on_trial=on_trial)
+    except BaseException as exc:
+        for process in extra:
+            process.terminate()  # SIGTERM: each records its running trial as interrupted
+        for process in extra:
+            process.wait()
+        with contextlib.suppress(Exception):  # the summary of what finished; never hide why the search stopped
+            write_results(tune_path, config, trials, status="interrupted" if isinstance(exc, KeyboardInterrupt)
+                          else "failed")
+        if isinstance(exc, Interrupted):
+            raise Interrupted(exc.signum, f"interrupted ({exc.signal_name}): the search in {tune_path} stopped; "
+                              f"its finished trials are kept in {contract.TUNE_STUDY}\n"
+                              f"resume with: cnnctl tune --resume {tune_path} --trials {trials}") from None
+        raise
+    for index, process in enumerate(extra, start=2):
+        if process.wait() != 0:
+            failures.append(f"worker {index} exited with {process.returncode}; see "
+                            f"{tune_path / contract.TUNE_WORKER_LOG.format(index=index)}")
+    summary = write_results(tune_path, config, trials, status="completed", notes=failures)
+    return tune_path, summary
+
+
+def start_worker(tune_path: Path, trials: int, index: int) -> subprocess.Popen:
+    log = open(tune_path / contract.TUNE_WORKER_LOG.format(index=index), "ab")
+    with log:
+        return subprocess.Popen([sys.executable, "-m", "cnnctl.training.tune", str(tune_path), str(trials), str(index)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+
+
+def work(tune_path: Path, config: Config, trials: int, *, worker: int = 1, origin: str = "", verbose: int = 0,
+         announce: Optional[Announce] = None, on_trial: Optional[OnTrial] = None) -> None:
+    """Take and train the study's next trial until it holds `trials` counted trials."""
+    study = open_study(tune_path, config)
+    spaces = distributions(config)
+    while True:
+        with study_lock(tune_path):
+            every = study.get_trials(deepcopy=False)
+            if sum(counts_toward_total(trial) for trial in every) >= trials:
+                return
+            study.sampler = sampler_for(config, len(every))
+            trial = study.ask(spaces)
+            trial.set_user_attr("worker", worker)
+        keras.backend.clear_session()  # the previous trial's model is saved; free its graph
+        line = run_trial(study, trial, config, tune_path, origin, verbose, announce)
+        if on_trial is not None:
+            on_trial(line)
+
+
+def run_trial(study: optuna.Study, trial: optuna.Trial, config: Config, tune_path: Path, origin: str,
+              verbose: int, announce: Optional[Announce]) -> dict[str, Any]:
+    """Train one trial into trial-<n>/ and tell the study how it ended; returns its summary line."""
+    states = optuna.trial.TrialState
+    params = dict(trial.params)
+    run = Run(tune_path / trial_folder_name(trial.number))
+    trial.set_user_attr("run", run.path.name)
+    try:
+        try:
+            prepared = prepare(trial_config(config, params), origin)
+        except CnnctlError as exc:  # values that make no model (a kernel larger than its input, ...): a bad trial
+            trial.set_user_attr("error", str(exc))
+            study.tell(trial, state=states.FAIL)
+            return trial_line(study, trial.number)
+        run.path.mkdir()
+        pruning = PruningCallback(trial)
+        try:
+            result = train_run(prepared.config, origin=origin, verbose=verbose, announce=announce,
+                               prepared=prepared, into=run, extra_callbacks=[pruning])
+        except RunError as exc:  # a diverged loss (NaN): the run says failed, the search goes on
+            trial.set_user_attr("error", str(exc))
+            study.tell(trial, state=states.FAIL)
+            return trial_line(study, trial.number)
+        value = float(result.metrics[OBJECTIVE])
+        trial.set_user_attr(OBJECTIVE, value)
+        if pruning.pruned_after_epoch is not None:
+            finish_run(run, "pruned", pruned_after_epoch=pruning.pruned_after_epoch)
+            report.write_report(run)  # the page shows the pruned status
+            trial.set_user_attr("pruned_after_epoch", pruning.pruned_after_epoch)
+            study.tell(trial, state=states.PRUNED)
+        else:
+            study.tell(trial, value)
+    except BaseException:  # Ctrl-C, SIGTERM, out of memory: not a verdict on the values; resume runs another
+        study.tell(trial, state=states.FAIL)
+        raise
+    return trial_line(study, trial.number)
+
+
+def trial_line(study: optuna.Study, number: int) -> dict[str, Any]:
+    """One trial of tune_summary.json."""
+    trial = study.get_trials(deepcopy=False)[number]
+    attrs = trial.user_attrs
+    line = {"number": trial.number, "state": trial.state.name.lower(), "params": dict(trial.params),
+            "value": attrs.get(OBJECTIVE), "run": attrs.get("run"), "worker": attrs.get("worker"),
+            "epochs": len(trial.intermediate_values) or None}
+    if trial.state == optuna.trial.TrialState.FAIL:
+        line["state"] = "failed" if "error" in attrs else "interrupted"
+        line["error"] = attrs.get("error")
+    if "pruned_after_epoch" in attrs:
+        line["pruned_after_epoch"] = attrs["pruned_after_epoch"]
+    if trial.datetime_start and trial.datetime_complete:
+        line["duration_s"] = round((trial.datetime_complete - trial.datetime_start).total_seconds(), 1)
+    return line
+
+
+def write_results(tune_path: Path, config: Config, trials: int, status: str,
+                  notes: Optional[list[str]] = None) -> dict[str, Any]:
+    """tune_summary.json, best.yaml (when a trial completed), the figures and tune_report.html."""
+    study = open_study(tune_path, config)
+    tune_run = Run(tune_path)
+    every = study.get_trials(deepcopy=False)
+    summary: dict[str, Any] = {
+        "name": config.name, "seed": config.seed, "status": status, "trials_wanted": trials,
+        "objective": f"metrics.json {OBJECTIVE} on the val split (maximised)",
+        "pruning": f"MedianPruner on Keras {REPORTED} per epoch (n_startup_trials={PRUNER_STARTUP_TRIALS}, "
+                   f"n_warmup_steps={PRUNER_WARMUP_EPOCHS})",
+        "search_space": {path: space.to_yaml() for path, space in config.tune.items()},
+        "trials": [trial_line(study, trial.number) for trial in every],
+        "best": None, "notes": list(notes or []),
+    }
+    complete = [trial for trial in every if trial.state == optuna.trial.TrialState.COMPLETE]
+    if complete:
+        best = max(complete, key=lambda trial: (trial.value, -trial.number))  # ties: the earlier trial
+        summary["best"] = {"number": best.number, "value": best.value, "params": dict(best.params),
+                           "run": best.user_attrs.get("run"), "config": contract.TUNE_BEST}
+        best_config = trial_config(config, dict(best.params), split=config.evaluate.split)
+        write_text_atomic(tune_run.file(contract.TUNE_BEST),
+                          f"# cnnctl tune {tune_path}: trial {best.number}, val {OBJECTIVE} {best.value:.4f}\n"
+                          f"# cnnctl train {tune_run.file(contract.TUNE_BEST)} scores it once on the test split\n"
+                          + best_config.to_yaml())
+    elif every:
+        summary["notes"].append("no trial completed (all pruned, failed or interrupted): no best.yaml")
+    summary["importances"] = param_importances(study, complete, config)
+    tune_run.write_json(contract.TUNE_SUMMARY, summary)
+    draw_tune_figures(tune_run, summary, log_params=[path for path, space in config.tune.items()
+                                                      if space.kind == "log_uniform"])
+    write_tune_report(tune_run, summary)
+    return summary
+
+
+def param_importances(study: optuna.Study, complete: list, config: Config) -> Optional[dict[str, float]]:
+    """Optuna's fANOVA importance of each tuned path, when ≥ 2 trials completed and more than one path varies."""
+    if len(complete) < 2 or len(config.tune) < 2:
+        return None
+    try:
+        return {path: float(value) for path, value in optuna.importance.get_param_importances(study).items()}
+    except (RuntimeError, ValueError):  # too few distinct values for a forest to split on
+        return None
+
+
+def _worker_main(argv: list[str]) -> int:
+    """`python -m cnnctl.training.tune TUNEFOLDER TRIALS INDEX`: an extra worker started by run_search."""
+    tune_path, trials, index = Path(argv[0]), int(argv[1]), int(argv[2])
+    runtime.prepare_tensorflow_environment()
+    config = load_config(tune_path / contract.CONFIG)
+    try:
+        with signals_interrupt():
+            work(tune_path, config, trials, worker=index, origin=str(tune_path / contract.CONFIG))
+    except Interrupted as exc:
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main(sys.argv[1:]))
