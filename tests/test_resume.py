@@ -169,6 +169,17 @@ def test_finished_run_is_left_alone_unless_asked_for_more_epochs(digits_run_copy
     assert (run / "model.keras").stat().st_mtime_ns > before["model.keras"]
 
 
+def test_a_pruned_tuning_trial_is_left_alone_like_a_completed_run(digits_run_copy):
+    run = digits_run_copy
+    env = environment(run)
+    (run / "environment.json").write_text(json.dumps({**env, "status": "pruned", "pruned_after_epoch": 2}))
+    before = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
+    result = runner.invoke(app, ["train", "--resume", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "already pruned (2 epochs of 2); nothing to do" in " ".join(result.output.split())
+    assert {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()} == before
+
+
 def test_resume_refuses_a_run_another_process_is_training(digits_run_copy):
     run = Run(digits_run_copy)
     with held_lock(run):

@@ -43,8 +43,9 @@ def resume_run(spec: Union[str, Path, Run], runs_dir: Optional[Union[str, Path]]
     environment = run.read_json(contract.ENVIRONMENT)
     status = environment.get("status")
     extend = config.train.epochs > saved.train.epochs
-    if status == "completed" and not extend:
-        note = (f"{run.path}: already completed ({environment.get('epochs_run', '?')} epochs of "
+    # A pruned tuning trial (cnnctl tune stopped it early) is finished as far as its search is concerned.
+    if status in ("completed", "pruned") and not extend:
+        note = (f"{run.path}: already {status} ({environment.get('epochs_run', '?')} epochs of "
                 f"{saved.train.epochs}); nothing to do. To train it longer: "
                 f"{resume_command(run)} --set train.epochs={saved.train.epochs * 2}")
         history = read_history_csv(run.file(contract.HISTORY)) if run.has(contract.HISTORY) else {}
