@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -168,8 +169,8 @@ def test_turn_epoch(case_id, run, turn):
         assert abs(report["turn_epoch"] - turn) <= 2
     val = np.array(run["val_loss"])
     turn_loss = val[report["turn_epoch"] - 1]
-    assert f"({turn_loss:.3g})" in report["summary"]
-    assert f"rose {(val[-1] - turn_loss) / turn_loss:.0%}" in report["summary"]
+    assert f"bottomed out at {turn_loss:.3g} at epoch {report['turn_epoch']}" in report["summary"]
+    assert f"{(val[-1] - turn_loss) / turn_loss:.0%} above it" in report["summary"]
     assert "use the epoch-" in report["summary"]
 
 
@@ -251,7 +252,8 @@ def test_baseline_decides_between_underfitting_and_good_fit():
     learned = history(loss, val, accuracy=np.full(N, 0.6), val_accuracy=np.full(N, 0.58))
     # Headroom rule: 0.1 + 0.2 * (1 - 0.1) = 0.28.
     assert diagnose(near_guessing, baseline_accuracy=0.1)["verdict"] == "underfitting"
-    assert "25.0%" in diagnose(near_guessing, baseline_accuracy=0.1)["summary"]
+    assert "validation accuracy 0.25 at epoch 30 is barely above always answering the majority class, 0.1" \
+        in diagnose(near_guessing, baseline_accuracy=0.1)["summary"]
     assert diagnose(learned, baseline_accuracy=0.1)["verdict"] == "good fit"
     assert diagnose(near_guessing, baseline_accuracy=0.2)["final_val_accuracy"] == 0.25
 
@@ -340,3 +342,213 @@ def test_module_example_runs():
     import cnnctl.evaluation.diagnosis
 
     assert doctest.testmod(cnnctl.evaluation.diagnosis).failed == 0
+
+
+# ---------------------------------------------------------------- every number a sentence states, from history.csv
+
+NUMBER = r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
+
+# The two runs of issue 17: a 3-epoch digits run whose validation loss ended just above its best epoch, and a
+# 30-epoch photo run whose test accuracy (0.59) is barely above the majority class (0.54).
+DIGITS_3 = history([0.95, 0.27, 0.16], [0.483, 0.188, 0.197], accuracy=[0.74, 0.93, 0.96],
+                   val_accuracy=[0.86, 0.95, 0.94])
+PHOTOS_30 = history(noisy(decay(N, 0.69, 0.52, 6), 0.01, 1), noisy(decay(N, 0.69, 0.66, 5), 0.01, 2),
+                    accuracy=np.linspace(0.55, 0.72, N), val_accuracy=np.linspace(0.54, 0.62, N))
+
+# (id, history, diagnose kwargs, expected verdict)
+issue_cases = [
+    ("digits-3-epochs", DIGITS_3, {"baseline_accuracy": 0.1, "accuracy": 0.95, "split": "test"}, "good fit"),
+    ("photos-near-baseline", PHOTOS_30, {"baseline_accuracy": 0.54, "accuracy": 0.59, "split": "test"},
+     "underfitting"),
+    ("photos-below-baseline", PHOTOS_30, {"baseline_accuracy": 0.54, "accuracy": 0.5, "split": "val"},
+     "underfitting"),
+    ("overfit-near-baseline", history(TRAIN, u_shape(N, 10)), {"baseline_accuracy": 0.5, "accuracy": 0.52},
+     "overfitting"),
+    ("still-near-baseline", history(decay(N, 2.0, 0.1, 15), decay(N, 2.1, 0.15, 15)),
+     {"baseline_accuracy": 0.1, "accuracy": 0.12, "split": "test"}, "still improving"),
+    ("nan-holes", {**history(TRAIN, u_shape(N, 10)), "loss": [*TRAIN[:20], NAN, *TRAIN[21:]]}, {}, "overfitting"),
+]
+
+
+def epoch_rows(run):
+    """1-based epoch → row, counted here the way people count: the 0-based `epoch` column + 1, else rows + 1."""
+    epochs = [int(e) + 1 for e in run["epoch"]] if "epoch" in run else range(1, len(run["loss"]) + 1)
+    return {epoch: row for row, epoch in enumerate(epochs)}
+
+
+def shown(value, text):
+    """`value` written at the precision of `text`, the way a reader rounds what they look up."""
+    if text.endswith("%"):
+        decimals = len(text[:-1].partition(".")[2])
+        return f"{100 * value:.{decimals}f}%"
+    if text.endswith("x"):
+        return f"{value:.1f}x"
+    return f"{value:.3g}"
+
+
+def check_sentence(sentence, run, kwargs):
+    """Every number in `sentence` is matched to the history (or the accuracy and baseline passed in) and
+    recomputed from it; whatever digits are left over were not accounted for and fail the test."""
+    rows = epoch_rows(run)
+    monitored = np.array(run["val_loss"] if "val_loss" in run and np.isfinite(run["val_loss"]).sum() >= 3
+                         else run["loss"], dtype=float)
+    numeric = {name: np.array(values, dtype=float) for name, values in run.items() if name != "epoch"}
+    stated = []  # the exact history values behind every "VALUE at epoch E"
+    rest = sentence
+
+    def consume(pattern, check):
+        nonlocal rest
+        for match in re.finditer(pattern, rest):
+            check(*match.groups())
+        rest = re.sub(pattern, " ", rest)
+
+    def accuracy(value):
+        expected = kwargs.get("accuracy")
+        assert expected is not None and shown(expected, value) == value, sentence
+
+    def at_epoch(value, epoch):
+        row = rows[int(epoch)]
+        matches = [column[row] for column in numeric.values() if shown(column[row], value) == value]
+        assert matches, f"{value} is no column's value at epoch {epoch}: {sentence}"
+        stated.append(matches[0])
+
+    def lowest(value, epoch):
+        assert shown(np.nanmin(monitored), value) == value and np.nanargmin(monitored) == rows[int(epoch)], sentence
+        stated.append(np.nanmin(monitored))
+
+    def best_before(first_recent, value, epoch):
+        earlier = monitored[:rows[int(first_recent)]]
+        assert shown(np.nanmin(earlier), value) == value and np.nanargmin(earlier) == rows[int(epoch)], sentence
+        stated.append(np.nanmin(earlier))
+
+    def weights(epoch):
+        assert np.nanargmin(monitored) == rows[int(epoch)], sentence
+
+    def blew_up(epoch):
+        assert not np.isfinite(run["loss"][rows[int(epoch)]]), sentence
+
+    def count(number):
+        assert int(number) in (len(run["loss"]), int(np.isfinite(monitored).sum())), sentence
+
+    def nan_epochs(listed):
+        for epoch in re.findall(r"\d+", listed):
+            row = rows[int(epoch)]
+            assert not all(np.isfinite(run[name][row]) for name in ("loss", "val_loss") if name in run), sentence
+
+    consume(rf"({NUMBER}) at the last epoch", lambda v: None)  # not produced; a guard against loose wording
+    consume(rf"(?:lowest|lowest in the final epochs|lowest at the last epoch), ({NUMBER}) at epoch (\d+)", lowest)
+    consume(rf"best before epoch (\d+), ({NUMBER}) at epoch (\d+)", best_before)
+    consume(rf"(?<!-)accuracy ({NUMBER})(?![\d.]| at)", accuracy)
+    consume(rf"majority class, ({NUMBER})", lambda v: _equal_baseline(v, kwargs, sentence))
+    # Values are checked in order of appearance so the percentages and ratios below can use them.
+    for match in re.finditer(rf"({NUMBER}) at epoch (\d+)", rest):
+        at_epoch(*match.groups())
+    rest = re.sub(rf"({NUMBER}) at epoch (\d+)", " ", rest)
+    pairs = [(a, b) for a in stated for b in stated if b]
+    consume(rf"({NUMBER}%)", lambda p: _any(p, [abs(a - b) / abs(b) for a, b in pairs], sentence))
+    consume(rf"\(({NUMBER}x)\)", lambda r: _any(r, [a / b for a, b in pairs], sentence))
+    consume(r"epoch-(\d+) weights", weights)
+    consume(r"(?:NaN|infinite) at epoch (\d+)", blew_up)
+    consume(r"only (\d+) epochs? (?:ran|have)", count)
+    consume(r"epoch\(s\) ([\d, ]+(?: and \d+ more)?)", nan_epochs)
+    consume(r"finite in only (\d+) of (\d+) epochs",
+            lambda finite, total: _equal(int(finite), int(np.isfinite(run["val_loss"]).sum()), sentence))
+    consume(r"after epoch (\d+)", lambda epoch: _equal(int(epoch) in rows, True, sentence))
+    assert not re.search(r"\d", rest), f"unchecked number left in {rest!r} (from {sentence!r})"
+
+
+def _equal(got, want, sentence):
+    assert got == want, sentence
+
+
+def _equal_baseline(value, kwargs, sentence):
+    assert shown(kwargs["baseline_accuracy"], value) == value, sentence
+
+
+def _any(text, candidates, sentence):
+    assert any(shown(candidate, text) == text for candidate in candidates), f"{text} from no stated pair: {sentence}"
+
+
+all_cases = cases + issue_cases
+
+
+@pytest.mark.parametrize("case_id, run, kwargs, expected", all_cases, ids=[case[0] for case in all_cases])
+def test_every_number_in_the_sentences_comes_from_the_history(case_id, run, kwargs, expected):
+    report = diagnose(run, **kwargs)
+    assert report["verdict"] == expected, report["summary"]
+    for sentence in [report["summary"], *report["notes"]]:
+        check_sentence(sentence, run, kwargs)
+
+
+@pytest.mark.parametrize("case_id, run, kwargs, expected", all_cases, ids=[case[0] for case in all_cases])
+def test_still_improving_only_when_the_last_epochs_beat_the_earlier_best(case_id, run, kwargs, expected):
+    report = diagnose(run, **kwargs)
+    loss = np.array(run.get("val_loss", run["loss"]), dtype=float)
+    if report["verdict"] != "still improving" or len(loss) < 3 or "too little history" in report["summary"]:
+        return
+    window = max(1, min(3, len(loss) // 4))
+    assert np.nanmin(loss[-window:]) < np.nanmin(loss[:-window]) * 0.99, report["summary"]
+
+
+def test_the_three_epoch_digits_run_is_not_still_falling():
+    """Issue 17: 0.483 → 0.188 → 0.197 was called 'still falling … down about 76% per epoch'."""
+    report = diagnose(DIGITS_3, baseline_accuracy=0.1, accuracy=0.95, split="test")
+    assert "falling" not in report["summary"] and "per epoch" not in report["summary"]
+    assert report["best_epoch"] == 2
+    assert report["summary"] == ("Good fit: validation loss ended at 0.197 at epoch 3, 5% above its lowest, "
+                                 "0.188 at epoch 2, close to training loss, 0.16 at epoch 3.")
+
+
+@pytest.mark.parametrize("accuracy, words", [(0.59, "barely above"), (0.54, "no better than"),
+                                             (0.5, "no better than")])
+def test_accuracy_near_the_majority_class_is_said_plainly(accuracy, words):
+    """Issue 17: 0.59 test accuracy against a 0.54 majority class was called a 'good fit … converged'."""
+    report = diagnose(PHOTOS_30, baseline_accuracy=0.54, accuracy=accuracy, split="test")
+    assert report["verdict"] == "underfitting"
+    assert f"test accuracy {accuracy:.3g} is {words} always answering the majority class, 0.54" in report["summary"]
+    assert "good fit" not in report["summary"].lower() and "converged" not in report["summary"]
+    advice = " ".join(report["advice"])
+    for hint in ("more epochs", "learning rate", "pretrained network"):
+        assert hint in advice
+    assert report["accuracy"] == accuracy and report["split"] == "test"
+
+
+def test_a_clear_win_over_the_baseline_is_not_flagged():
+    report = diagnose(PHOTOS_30, baseline_accuracy=0.54, accuracy=0.9, split="test")
+    assert "majority class" not in report["summary"]
+
+
+def test_no_test_split_advice_when_the_numbers_are_test_numbers():
+    good = history(decay(N, 2.0, 0.3, 4), decay(N, 1.9, 0.35, 3))
+    on_test = diagnose(good, baseline_accuracy=0.1, accuracy=0.9, split="test")
+    on_val = diagnose(good, baseline_accuracy=0.1, accuracy=0.9, split="val")
+    assert on_test["verdict"] == on_val["verdict"] == "good fit"
+    assert not any("test split" in line or "--split test" in line for line in on_test["advice"])
+    assert any("--split test" in line for line in on_val["advice"])
+
+
+@pytest.mark.parametrize("case_id, run, kwargs, expected", all_cases, ids=[case[0] for case in all_cases])
+def test_the_verdict_is_said_once(case_id, run, kwargs, expected):
+    from cnnctl.evaluation.diagnosis import verdict_sentence
+
+    report = diagnose(run, **kwargs)
+    line = verdict_sentence(report)
+    assert line == report["summary"] and line.lower().count(expected) == 1 + line.lower().count(f"not {expected}")
+    assert verdict_sentence({"verdict": "good fit", "summary": "validation loss flattened."}) == \
+        "Good fit: validation loss flattened."
+
+
+def test_real_history_csv_sentences_check_out(tmp_path, trained_digits_run):
+    """The test run's own history.csv, and the issue's digits history written as Keras writes it."""
+    metrics = json.loads((trained_digits_run.path / "metrics.json").read_text())
+    real = read_history_csv(trained_digits_run.path / "history.csv")
+    kwargs = {"baseline_accuracy": metrics["diagnosis"]["baseline_accuracy"], "accuracy": metrics["accuracy"],
+              "split": metrics["split"]}
+    report = diagnose(real, **kwargs)
+    check_sentence(report["summary"], real, kwargs)
+    if metrics["split"] == "test":
+        assert not any("--split test" in line for line in metrics["diagnosis"]["advice"])
+    path = tmp_path / "history.csv"
+    write_keras_csv(path, list(DIGITS_3), zip(*DIGITS_3.values()))
+    read = read_history_csv(path)
+    check_sentence(diagnose(read, baseline_accuracy=0.1)["summary"], read, {"baseline_accuracy": 0.1})

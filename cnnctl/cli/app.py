@@ -345,11 +345,12 @@ def check(config: ConfigArg, overrides: SetOption = None) -> None:
     Example: cnnctl check configs/mnist.yaml --set model.layers[0].Conv2D.filters=16
     """
     from cnnctl.config.loading import load_config
+
+    cfg = load_config(config, list(overrides or []))  # before Keras is imported: a bad config fails in a second
     from cnnctl.model.summary import describe
     from cnnctl.reporting import display
     from cnnctl.training.prepare import prepare
 
-    cfg = load_config(config, list(overrides or []))
     prepared = prepare(cfg, str(config))
     display.console.print(display.data_table(prepared.dataset.summary()))
     display.console.print(display.layer_table(describe(prepared.model), title=f"Model: {cfg.name}"))

@@ -35,6 +35,11 @@ REFUSED_LAYERS = frozenset({"Lambda", "TFSMLayer", "Layer", "InputLayer", "Input
 # Keys that make Keras import a module or look up a registered custom object while deserializing.
 REFUSED_OBJECT_KEYS = frozenset({"module", "registered_name"})
 
+# Layer arguments that, given as a string, name a file Keras reads (StringLookup, IntegerLookup and
+# TextVectorization read a vocabulary file); Keras' safe mode refuses them when loading a model, and so do
+# configs. Each maps to how to give the value instead.
+FILE_READING_ARGUMENTS = {"vocabulary": "give the vocabulary as a list, e.g. vocabulary: [cat, dog]"}
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -52,6 +57,10 @@ class LayerSpec(Section):
             raise ValueError(f"{self.name} is refused: configs must not run code (the model input is added "
                              "for you from model.input_shape)")
         _refuse_code_objects(self.kwargs)
+        for argument, instead in FILE_READING_ARGUMENTS.items():
+            if isinstance(self.kwargs.get(argument), str):
+                raise ValueError(f"{argument}: a file path is refused (got {self.kwargs[argument]!r}): configs "
+                                 f"must not read files; {instead}")
         return self
 
     def to_yaml(self) -> Union[str, dict]:
@@ -74,15 +83,26 @@ def _parse_layer_entry(entry: Any) -> Any:
     raise ValueError(f"must be a layer name or `LayerName: {{kwargs}}`, e.g. `Conv2D: {{filters: 32, kernel_size: 3}}` (got {entry!r})")
 
 
-def _refuse_code_objects(value: Any) -> None:
+def _refuse_code_objects(value: Any, seen: Optional[set[int]] = None) -> None:
+    """Walk the kwargs once: a node shared through YAML aliases is visited once, and one that contains
+    itself (from Python) ends the walk instead of recursing forever."""
+    seen = set() if seen is None else seen
+    if not isinstance(value, (dict, list)) or id(value) in seen:
+        return
+    seen.add(id(value))
     if isinstance(value, dict):
         for key, inner in value.items():
             if key in REFUSED_OBJECT_KEYS:
-                raise ValueError(f"'{key}: {inner}' is refused: configs must not load code")
-            _refuse_code_objects(inner)
-    elif isinstance(value, list):
+                raise ValueError(f"'{key}: {_short(inner)}' is refused: configs must not load code")
+            _refuse_code_objects(inner, seen)
+    else:
         for inner in value:
-            _refuse_code_objects(inner)
+            _refuse_code_objects(inner, seen)
+
+
+def _short(value: Any) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _parse_layer_list(value: Any) -> Any:

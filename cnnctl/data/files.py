@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnctl.config.schema import DataConfig
+from cnnctl.data.limits import regular_file
 from cnnctl.data.raw import RawData, raw_from_arrays
 from cnnctl.errors import DataError, closest, first_line
 
@@ -23,6 +24,7 @@ def load_npz(data_cfg: DataConfig) -> RawData:
         raise DataError(f"data.path: {path} does not exist")
     if path.is_dir():
         return _npy_folder(path)
+    regular_file(path, "data.path")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
@@ -38,6 +40,7 @@ def _npy_folder(path: Path) -> RawData:
     """A folder of x_train.npy, y_train.npy[, x_test.npy, y_test.npy, x_val.npy, y_val.npy]."""
     arrays = {}
     for file in path.glob("*.npy"):
+        regular_file(file, "data.path")
         try:
             arrays[file.stem] = np.load(file, allow_pickle=False, mmap_mode="r")
         except (OSError, ValueError) as exc:
@@ -58,6 +61,7 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 def read_idx(path: Path) -> np.ndarray:
     """One IDX file (gzip or raw): magic 0x0000 + dtype byte + rank byte, big-endian sizes, then the data."""
     opener = gzip.open if path.suffix == ".gz" else open
+    regular_file(path, "data.path")
     try:
         with opener(path, "rb") as handle:
             data = handle.read()
@@ -104,9 +108,9 @@ def load_csv(data_cfg: DataConfig) -> RawData:
     """One example per row: a label column (data.label_column, name or index) and numeric feature columns,
     reshaped to data.shape. A first row with a non-numeric feature cell is a header."""
     path = Path(data_cfg.path)
-    if not path.is_file():
-        raise DataError(f"data.path: {path} " + ("is a folder; source csv wants one .csv file"
-                                                 if path.is_dir() else "does not exist"))
+    if path.is_dir():
+        raise DataError(f"data.path: {path} is a folder; source csv wants one .csv file")
+    regular_file(path, "data.path")
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
     with open(path, newline="", encoding="utf-8-sig") as handle:
         first = next(csv.reader(handle, delimiter=delimiter), None)

@@ -23,6 +23,7 @@ import numpy as np
 
 from cnnctl import runtime
 from cnnctl.config.schema import DataConfig
+from cnnctl.data.limits import image_problem, not_regular_reason
 from cnnctl.errors import DataError
 
 SPLIT_FOLDERS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
@@ -197,12 +198,24 @@ _SCAN_CACHE: dict[tuple[str, int, int], Any] = {}
 
 
 def decodable_sizes(paths: list[str]) -> dict[str, Any]:
-    """Decode every file once (in parallel, through tf.data) → {path: (height, width)} or {path: reason}."""
-    keys = {}
+    """Decode every file once (in parallel, through tf.data) → {path: (height, width)} or {path: reason}.
+    What is not a regular file (a FIFO, a link to /dev/zero), is over limits.MAX_IMAGE_BYTES or has a header
+    over limits.MAX_IMAGE_PIXELS is never read: its reason comes from limits.image_problem."""
+    keys, refused = {}, {}
     for path in paths:
+        reason = not_regular_reason(path)  # before os.stat's key: a FIFO or /dev/zero is never opened
+        if reason is not None:
+            refused[path] = reason.replace(", not a regular file", "")
+            continue
         stat = os.stat(path)
         keys[path] = (path, stat.st_mtime_ns, stat.st_size)
-    todo = [path for path in paths if keys[path] not in _SCAN_CACHE]
+    todo = []
+    for path in (path for path in keys if keys[path] not in _SCAN_CACHE):
+        problem = image_problem(path)
+        if problem is None:
+            todo.append(path)
+        else:
+            _SCAN_CACHE[keys[path]] = problem
     if todo:
         tf = runtime.import_tensorflow()
 
@@ -217,7 +230,7 @@ def decodable_sizes(paths: list[str]) -> dict[str, Any]:
             decoded = {path.decode(): (int(shape[0]), int(shape[1])) for path, shape in found.as_numpy_iterator()}
             for path in todo:
                 _SCAN_CACHE[keys[path]] = decoded.get(path) or _decode_error(tf, path)
-    return {path: _SCAN_CACHE[keys[path]] for path in paths}
+    return {path: refused[path] if path in refused else _SCAN_CACHE[keys[path]] for path in paths}
 
 
 def _decode_error(tf: Any, path: str) -> str:

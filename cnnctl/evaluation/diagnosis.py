@@ -98,7 +98,8 @@ def _parse_number(cell: str, where: str) -> float:
 
 
 def diagnose(history: dict[str, list[float]], baseline_accuracy: Optional[float] = None,
-             accuracy_key: str = "accuracy") -> dict[str, Any]:
+             accuracy_key: str = "accuracy", accuracy: Optional[float] = None,
+             split: Optional[str] = None) -> dict[str, Any]:
     """Classify a training run from its per-epoch history, with the evidence behind the verdict.
 
     The rules, checked in this order (the first that holds gives the verdict). "Recent" means the mean of the
@@ -116,18 +117,25 @@ def diagnose(history: dict[str, list[float]], baseline_accuracy: Optional[float]
        loss rose back as well, optimisation became unstable -> "underfitting" with learning-rate advice.
     4. Still falling: a least-squares line through the last w = max(3, min(8, epochs // 3)) epochs falls more
        than 1% of the minimum per epoch (STILL_FALLING; 10 more epochs would gain 10%) and more than 3 standard
-       errors of its slope, and it ends below every smoothed value before the recent window (the curve is at
-       its lowest, not recovering from a bump) -> "still improving": training stopped too early.
+       errors of its slope, it ends below every smoothed value before the recent window (the curve is at
+       its lowest, not recovering from a bump), and the lowest value of all came in the recent window, more
+       than 1% below the best before it -> "still improving": training stopped too early. The slope only
+       decides; the summary states the two values and epochs a reader finds in history.csv.
     5. Large, persistent gap: recent validation loss is at least twice the training loss (LARGE_GAP), the gap
        is at least 10% of the first epoch's training loss (GAP_SCALE, so near-zero losses such as 0.02 vs 0.04
        on MNIST do not count) and it is no smaller than over the first k epochs -> "overfitting", even though
        validation loss has only flattened.
-    6. Stuck high: with `baseline_accuracy` and an accuracy column, the final validation accuracy (training
-       accuracy without validation) is below baseline + 20% of the headroom 1 - baseline (UNDERFIT_HEADROOM;
-       0.28 for ten balanced classes); otherwise the recent training loss is above 70% of the first epoch's
-       (UNDERFIT_LOSS_RATIO) and the training accuracy, if known, is below 0.9 -> "underfitting". (A large
-       gap was caught by rule 5, so both losses are high together here.)
-    7. Otherwise -> "good fit": validation loss has flattened near its minimum with a small gap.
+    6. Near the baseline: with `baseline_accuracy`, the evaluated `accuracy` (else the history's final
+       validation, else training, accuracy) is below baseline + 20% of the headroom 1 - baseline
+       (UNDERFIT_HEADROOM; 0.28 for ten balanced classes, 0.63 for a 0.54 majority class). This is said in
+       plain words ("accuracy 0.59 is barely above always answering the majority class, 0.54") with advice:
+       after rules 3-5 as an added clause, otherwise as the "underfitting" verdict, never a good fit.
+    7. Stuck high: the recent training loss is above 70% of the first epoch's (UNDERFIT_LOSS_RATIO) and the
+       training accuracy, if known, is below 0.9 -> "underfitting". (A large gap was caught by rule 5.)
+    8. Otherwise -> "good fit": the summary gives the last and the lowest validation loss and the training loss.
+
+    Every number a summary states is a value of history.csv at a named (1-based) epoch, a minimum, a change
+    between two of them as a percentage of the second, the accuracy and baseline passed in, or a count.
 
     Without `val_loss` (or with fewer than 3 finite values of it in a longer run) the training loss takes its
     place in rules 2 and 4, rules 3 and 5 cannot apply, and the summary says overfitting cannot be ruled out.
@@ -141,6 +149,10 @@ def diagnose(history: dict[str, list[float]], baseline_accuracy: Optional[float]
             classes), used to tell "learned nothing" from "learned something". Defaults to None (unknown).
         accuracy_key: the accuracy column; its validation column is `"val_" + accuracy_key`.
             Defaults to "accuracy".
+        accuracy: the evaluated accuracy (metrics.json `accuracy`), judged against `baseline_accuracy` in place
+            of the history's. Defaults to None (use the history's).
+        split: the split `accuracy` was measured on ("test", "val"); on "test" the advice never says to
+            evaluate on the test split. Defaults to None (unknown).
 
     Returns:
         A JSON-serializable dict: `verdict` (one of contract.VERDICTS), `summary` (one sentence), `advice` (list of
@@ -150,7 +162,8 @@ def diagnose(history: dict[str, list[float]], baseline_accuracy: Optional[float]
         `val_loss_rise` ((final - min) / min validation loss), `generalization_gap` (`absolute`: final
         validation minus final training loss; `relative`: that as a fraction of the final validation loss, so
         0.5 means validation loss is twice training loss), `nan_epochs`, `notes` (caveats); plus
-        `final_train_accuracy` / `final_val_accuracy` when those columns exist and `baseline_accuracy` when given.
+        `final_train_accuracy` / `final_val_accuracy` when those columns exist, `baseline_accuracy` when given,
+        and `accuracy` / `split` when `accuracy` is given.
         Values that do not exist (no validation data) are None.
 
     Raises:
@@ -161,6 +174,8 @@ def diagnose(history: dict[str, list[float]], baseline_accuracy: Optional[float]
     if baseline_accuracy is not None and not 0.0 <= baseline_accuracy <= 1.0:
         raise ValueError("baseline_accuracy must be between 0 and 1. "
                          f"Received: baseline_accuracy={baseline_accuracy}")
+    if accuracy is not None and not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"accuracy must be between 0 and 1. Received: accuracy={accuracy}")
     rows = len(columns["loss"])
     epochs = np.asarray(contract.epoch_numbers(columns.get("epoch"), rows), dtype=int)
     train = _Curve(epochs, columns["loss"])
@@ -196,16 +211,24 @@ def diagnose(history: dict[str, list[float]], baseline_accuracy: Optional[float]
     if val is not None and len(val) and len(train):
         gap = val.last - train.last
         evidence["generalization_gap"] = {"absolute": gap, "relative": gap / val.last if val.last else None}
-    accuracies = {}
-    for name, key in (("final_train_accuracy", accuracy_key), ("final_val_accuracy", "val_" + accuracy_key)):
+    # The accuracy judged against the baseline: the evaluated one when given, else the history's last.
+    measured = None
+    for name, key, described in (("final_train_accuracy", accuracy_key, "training accuracy"),
+                                 ("final_val_accuracy", "val_" + accuracy_key, "validation accuracy")):
         if key in columns:
-            accuracies[name] = _Curve(epochs, columns[key]).last
-    evidence.update(accuracies)
+            curve = _Curve(epochs, columns[key])
+            evidence[name] = curve.last
+            if len(curve):
+                measured = (curve.last, f"{described} {_at(curve.last, curve.epochs[-1])}")
+    if accuracy is not None:
+        evidence["accuracy"], evidence["split"] = float(accuracy), split
+        where = {"val": "validation", "train": "training"}.get(split or "", split)
+        measured = (float(accuracy), f"{where + ' ' if where else ''}accuracy {_num(accuracy)}")
     if baseline_accuracy is not None:
         evidence["baseline_accuracy"] = float(baseline_accuracy)
 
-    verdict, summary, advice = _judge(train, monitored, columns["loss"], epochs, evidence, accuracies,
-                                      baseline_accuracy)
+    verdict, summary, advice = _judge(train, monitored, columns["loss"], epochs, evidence, measured,
+                                      baseline_accuracy, split)
     if monitored is None and verdict in ("good fit", "still improving") and len(train) >= MIN_EPOCHS:
         summary = summary[:-1] + "; without validation data, overfitting cannot be ruled out."
         advice.append("Set data.validation_split (e.g. 0.1) so the run can tell overfitting from a good fit.")
@@ -242,14 +265,15 @@ class _Curve:
     def recent(self, k: int) -> float:
         return float(self.values[-k:].mean())
 
-    def at(self, epoch: int) -> float:
-        """The value at `epoch`, interpolated across left-out epochs."""
-        return float(np.interp(epoch, self.epochs, self.values))
+    def at_or_before(self, epoch: int) -> tuple[int, float]:
+        """The last epoch up to `epoch` with a value, and that value: a row a reader finds in history.csv."""
+        index = max(int(np.searchsorted(self.epochs, epoch, side="right")) - 1, 0)
+        return int(self.epochs[index]), float(self.values[index])
 
 
 def _judge(train: _Curve, val: Optional[_Curve], raw_loss: np.ndarray, epochs: np.ndarray,
-           evidence: dict[str, Any], accuracies: dict[str, Optional[float]],
-           baseline: Optional[float]) -> tuple[str, str, list[str]]:
+           evidence: dict[str, Any], measured: Optional[tuple[float, str]], baseline: Optional[float],
+           split: Optional[str]) -> tuple[str, str, list[str]]:
     """Apply the rules of `diagnose` in order; fills `evidence["turn_epoch"]`."""
     if not math.isfinite(raw_loss[-1]):
         return _diverged(train, val, raw_loss, epochs)
@@ -259,12 +283,28 @@ def _judge(train: _Curve, val: Optional[_Curve], raw_loss: np.ndarray, epochs: n
         count = len(curve)
         ran = "ran" if count == len(raw_loss) else f"have a finite {name}"
         return ("still improving",
-                f"Too little history to diagnose: only {count} epoch{'s' if count != 1 else ''} {ran} "
-                f"({name} {_num(curve.last)}); train for more epochs to see a trend.",
+                f"Still improving: too little history to diagnose, only {count} epoch{'s' if count != 1 else ''} "
+                f"{ran} ({name} {_at(curve.last, curve.epochs[-1])}); train for more epochs to see a trend.",
                 ["Train for more epochs (train.epochs): one or two epochs cannot show a trend."])
 
+    k = _recent_window(len(curve))
+    judged = _judge_loss(train, val, curve, name, k, evidence)
+    near = _near_baseline(measured, baseline)
+    if judged is None and near:
+        return _learned_little(train, val, near)
+    if judged is None:
+        judged = _stuck_high(train, val, k, evidence.get("final_train_accuracy")) or _good_fit(train, val, split)
+    if near:
+        # Whatever the losses did, accuracy at the level of guessing is the first thing to fix.
+        verdict, summary, advice = judged
+        return verdict, f"{summary[:-1]}; {near}.", BASELINE_ADVICE + advice
+    return judged
+
+
+def _judge_loss(train: _Curve, val: Optional[_Curve], curve: _Curve, name: str, k: int,
+                evidence: dict[str, Any]) -> Optional[tuple[str, str, list[str]]]:
+    """Rules 3-5 of `diagnose`, from the shape of the losses alone; None when none applies."""
     n = len(curve)
-    k = _recent_window(n)
     smoothed = _smooth(curve.values)
     low = int(np.argmin(smoothed))
     scale = max(abs(float(smoothed[low])), 1e-12)
@@ -280,61 +320,57 @@ def _judge(train: _Curve, val: Optional[_Curve], raw_loss: np.ndarray, epochs: n
             evidence["turn_epoch"] = turn_epoch
             return _turned(train, val, turn_epoch, turn_loss, k)
 
+    # The fitted slope decides whether the fall is more than noise; the sentence states only what the history
+    # shows: the lowest value came in the last k epochs and beat everything before them by > STILL_FALLING.
     window = max(3, min(8, n // 3))
     slope, intercept = np.polyfit(np.arange(window), curve.values[-window:], 1)
     fall = -slope / scale
     # Standard error of the fitted slope for independent noise: a jumpy curve must fall faster to count.
     fall_noise = noise / math.sqrt(window * (window ** 2 - 1) / 12)
     line_end = intercept + slope * (window - 1)
-    if fall > max(STILL_FALLING, NOISE_FACTOR * fall_noise) and line_end < smoothed[:n - k].min():
+    best = int(np.argmin(curve.values))
+    earlier = int(np.argmin(curve.values[:n - k]))
+    prior = float(curve.values[earlier])
+    gain = (prior - float(curve.values[best])) / abs(prior) if prior else 0.0
+    if fall > max(STILL_FALLING, NOISE_FACTOR * fall_noise) and line_end < smoothed[:n - k].min() \
+            and best >= n - k and gain > STILL_FALLING:
         return ("still improving",
-                f"Still improving: {name} was still falling at the last epoch ({_num(curve.last)} at epoch "
-                f"{curve.epochs[-1]}, down about {fall:.0%} per epoch over the last {window} epochs); training "
-                "stopped too early, train for more epochs.",
+                f"Still improving: {name} reached its lowest in the final epochs, "
+                f"{_at(curve.values[best], curve.epochs[best])}, {_percent(gain)} below the best before epoch "
+                f"{curve.epochs[n - k]}, {_at(prior, curve.epochs[earlier])}; training stopped too early, train "
+                "for more epochs.",
                 ["Train for more epochs (train.epochs), or raise early_stopping.patience if early stopping "
                  "ended the run.",
                  "If progress is slow, a somewhat higher learning rate (train.optimizer.learning_rate) may "
                  "get there sooner."])
 
     if val is not None:
-        overfit = _large_gap(train, val, k)
-        if overfit:
-            return overfit
-
-    underfit = _stuck_high(train, val, k, accuracies, baseline)
-    if underfit:
-        return underfit
-
-    if val is None:
-        return ("good fit",
-                f"Good fit as far as training loss shows: it flattened at {_num(train.recent(k))} "
-                f"(best {_num(train.minimum)} at epoch {train.best_epoch}).",
-                ["Keep this run; evaluate it on the test split (cnnctl evaluate RUN --split test)."])
-    return ("good fit",
-            f"Good fit: validation loss flattened at {_num(val.last)} (best {_num(val.minimum)} at epoch "
-            f"{val.best_epoch}) and stays close to training loss ({_num(train.last)}); this run has converged.",
-            ["Keep this run; evaluate it on the test split (cnnctl evaluate RUN --split test).",
-             "To do better, try a bigger model with more regularisation or augmentation and compare the runs "
-             "(cnnctl compare)."])
+        return _large_gap(train, val, k)
+    return None
 
 
 def _turned(train: _Curve, val: _Curve, turn_epoch: int, turn_loss: float, k: int) -> tuple[str, str, list[str]]:
     rise = (val.last - turn_loss) / abs(turn_loss)
-    train_at_turn, train_recent = train.at(turn_epoch), train.recent(k)
-    if train_recent <= train_at_turn * (1 + RISE_TOLERANCE):
+    train_epoch, train_at_turn = train.at_or_before(turn_epoch)
+    rose = (f"validation loss bottomed out at {_at(turn_loss, turn_epoch)} and rose to "
+            f"{_at(val.last, val.epochs[-1])}, {_percent(rise)} above it")
+    trained = f"from {_at(train_at_turn, train_epoch)} to {_at(train.last, train.epochs[-1])}"
+    best = (f"the epoch-{turn_epoch} weights" if val.best_epoch == turn_epoch else
+            f"the epoch-{val.best_epoch} weights (lowest validation loss, {_at(val.minimum, val.best_epoch)})")
+    if train.recent(k) <= train_at_turn * (1 + RISE_TOLERANCE):
+        trend = "kept falling" if train.last < train_at_turn else "stayed level"
         return ("overfitting",
-                f"Overfitting: validation loss bottomed out at epoch {turn_epoch} ({_num(turn_loss)}) and rose "
-                f"{rise:.0%} by epoch {val.epochs[-1]} while training loss kept falling; use the epoch-{turn_epoch} "
-                "weights, add dropout/augmentation or stop earlier.",
-                [f"Use the epoch-{turn_epoch} weights: early_stopping with restore_best_weights: true keeps them.",
+                f"Overfitting: {rose}, while training loss {trend}, {trained}; use {best}, add "
+                "dropout/augmentation or stop earlier.",
+                [f"Use the epoch-{val.best_epoch} weights: early_stopping with restore_best_weights: true keeps "
+                 "them.",
                  "Add regularisation: Dropout layers, data.augment, or a smaller network.",
                  "More training data narrows the gap most reliably."])
     return ("underfitting",
-            f"Underfitting from unstable training: after epoch {turn_epoch} both losses rose (training loss from "
-            f"{_num(train_at_turn)} to {_num(train.last)}, validation loss by {rise:.0%}), so the final model fits "
-            "even the training data worse; lower the learning rate.",
+            f"Underfitting from unstable training: {rose}, and training loss went {trained}, so the final model "
+            "fits even the training data worse; lower the learning rate.",
             ["Lower the learning rate (train.optimizer.learning_rate) by 3-10x, or enable reduce_lr_on_plateau.",
-             f"Use the epoch-{turn_epoch} weights, from before the losses rose."])
+             f"Use the epoch-{val.best_epoch} weights, from before the losses rose."])
 
 
 def _large_gap(train: _Curve, val: _Curve, k: int) -> Optional[tuple[str, str, list[str]]]:
@@ -345,47 +381,81 @@ def _large_gap(train: _Curve, val: _Curve, k: int) -> Optional[tuple[str, str, l
     gap = val_loss - train_loss
     recent_gap, recent_val, early_gap = gap[-k:].mean(), val_loss[-k:].mean(), gap[:k].mean()
     if recent_val <= 0 or recent_gap / recent_val <= LARGE_GAP or recent_gap <= GAP_SCALE * abs(train.first) \
-            or recent_gap < early_gap:
+            or recent_gap < early_gap or train_loss[-1] <= 0:
         return None
-    ratio = recent_val / max(train_loss[-k:].mean(), 1e-12)
+    last = int(common[-1])
     return ("overfitting",
-            f"Overfitting: training loss fell to {_num(train.last)} but validation loss stalled at "
-            f"{_num(val.last)} ({ratio:.1f}x the training loss) and the gap kept growing; the model memorises the "
+            f"Overfitting: validation loss stayed far above training loss, {_at(val_loss[-1], last)} against "
+            f"{_at(train_loss[-1], last)} ({val_loss[-1] / train_loss[-1]:.1f}x); the model memorises the "
             "training set, so add dropout/augmentation or use a smaller network.",
             ["Add Dropout layers or data augmentation (data.augment) to narrow the gap.",
              "Try a smaller network or weight decay (kernel_regularizer in the layer kwargs).",
              f"The epoch-{val.best_epoch} weights have the lowest validation loss; more training data helps most."])
 
 
-def _stuck_high(train: _Curve, val: Optional[_Curve], k: int, accuracies: dict[str, Optional[float]],
-                baseline: Optional[float]) -> Optional[tuple[str, str, list[str]]]:
-    advice = ["Use a bigger model: more filters or Conv2D blocks, a wider Dense layer.",
-              "Train longer or raise the learning rate (train.optimizer.learning_rate).",
-              "Weaken regularisation (Dropout rate, augmentation) the model cannot afford yet.",
-              "Check the data: labels match the images and inputs are normalized (data.normalize: true)."]
-    closeness = f" and validation loss ({_num(val.last)}) stays close to it" if val is not None else ""
-    accuracy_name = "final_val_accuracy" if accuracies.get("final_val_accuracy") is not None \
-        else "final_train_accuracy"
-    accuracy = accuracies.get(accuracy_name)
-    if baseline is not None and accuracy is not None:
-        threshold = baseline + UNDERFIT_HEADROOM * (1 - baseline)
-        if accuracy >= threshold:
-            return None
-        which = "validation" if accuracy_name == "final_val_accuracy" else "training"
-        return ("underfitting",
-                f"Underfitting: {which} accuracy ended at {accuracy:.1%}, not clearly above the {baseline:.1%} "
-                f"that always guessing the most common class gets (training loss went from {_num(train.first)} "
-                f"to {_num(train.last)}); the model is too weak or trained too little.",
-                advice)
-    train_accuracy = accuracies.get("final_train_accuracy")
+UNDERFIT_ADVICE = ["Use a bigger model: more filters or Conv2D blocks, a wider Dense layer.",
+                   "Train longer or raise the learning rate (train.optimizer.learning_rate).",
+                   "Weaken regularisation (Dropout rate, augmentation) the model cannot afford yet.",
+                   "Check the data: labels match the images and inputs are normalized (data.normalize: true)."]
+
+BASELINE_ADVICE = ["Train for more epochs (train.epochs); if early stopping ended the run, raise "
+                   "early_stopping.patience.",
+                   "Try another learning rate (train.optimizer.learning_rate): about 3x lower if the loss jumped "
+                   "around, about 3x higher if it fell slowly.",
+                   "With few training images, a network trained from scratch rarely gets far: start from a "
+                   "pretrained network (transfer learning) instead.",
+                   "Check the data: labels match the images and every class has enough examples."]
+
+
+def _near_baseline(measured: Optional[tuple[float, str]], baseline: Optional[float]) -> Optional[str]:
+    """A plain clause when accuracy is within UNDERFIT_HEADROOM of the headroom above the majority class."""
+    if measured is None or baseline is None:
+        return None
+    accuracy, described = measured
+    if accuracy <= baseline:
+        return f"{described} is no better than always answering the majority class, {_num(baseline)}"
+    if accuracy < baseline + UNDERFIT_HEADROOM * (1 - baseline):
+        return f"{described} is barely above always answering the majority class, {_num(baseline)}"
+    return None
+
+
+def _learned_little(train: _Curve, val: Optional[_Curve], near: str) -> tuple[str, str, list[str]]:
+    curve, name = (val, "validation loss") if val is not None else (train, "training loss")
+    ended = f"{name} ended at {_at(curve.last, curve.epochs[-1])}"
+    if curve.best_epoch != curve.epochs[-1]:
+        ended += f", lowest {_at(curve.minimum, curve.best_epoch)}"
+    return ("underfitting", f"Underfitting: {near}, so the model has learned little ({ended}).",
+            list(BASELINE_ADVICE))
+
+
+def _stuck_high(train: _Curve, val: Optional[_Curve], k: int,
+                train_accuracy: Optional[float]) -> Optional[tuple[str, str, list[str]]]:
     if train.recent(k) <= UNDERFIT_LOSS_RATIO * train.first or \
             (train_accuracy is not None and train_accuracy >= CONFIDENT_ACCURACY):
         return None
-    fell = 1 - train.recent(k) / train.first if train.first else 0.0
+    first, last = _at(train.first, train.epochs[0]), _at(train.last, train.epochs[-1])
+    moved = f"only fell from {first} to {last}, {_percent(1 - train.last / train.first)} lower" \
+        if train.last < train.first else f"did not fall, from {first} to {last}"
+    closeness = f" and validation loss ended at {_at(val.last, val.epochs[-1])}" if val is not None else ""
     return ("underfitting",
-            f"Underfitting: training loss only fell from {_num(train.first)} to {_num(train.last)} "
-            f"({fell:.0%} lower){closeness}; the model is too weak or trained too little.",
-            advice)
+            f"Underfitting: training loss {moved}{closeness}; the model is too weak or trained too little.",
+            list(UNDERFIT_ADVICE))
+
+
+def _good_fit(train: _Curve, val: Optional[_Curve], split: Optional[str]) -> tuple[str, str, list[str]]:
+    advice = ["To do better, try a bigger model with more regularisation or augmentation and compare the runs "
+              "(cnnctl compare)."]
+    if split != "test":
+        advice.insert(0, "Keep this run; evaluate it on the test split (cnnctl evaluate RUN --split test).")
+    curve, name = (val, "validation loss") if val is not None else (train, "training loss")
+    if curve.best_epoch == curve.epochs[-1]:
+        where = f"{name} was lowest at the last epoch, {_at(curve.last, curve.epochs[-1])}"
+    else:
+        rise = (curve.last - curve.minimum) / abs(curve.minimum)
+        where = (f"{name} ended at {_at(curve.last, curve.epochs[-1])}, {_percent(rise)} above its lowest, "
+                 f"{_at(curve.minimum, curve.best_epoch)}")
+    close = f", close to training loss, {_at(train.last, train.epochs[-1])}" if val is not None else ""
+    return "good fit", f"Good fit: {where}{close}.", advice
 
 
 def _diverged(train: _Curve, val: Optional[_Curve], raw_loss: np.ndarray,
@@ -393,20 +463,32 @@ def _diverged(train: _Curve, val: Optional[_Curve], raw_loss: np.ndarray,
     finite = np.isfinite(raw_loss)
     # The first epoch of the final run of NaNs: where training blew up for good.
     last_good = np.flatnonzero(finite)
-    blown = int(epochs[last_good[-1] + 1]) if len(last_good) else int(epochs[0])
+    blown = last_good[-1] + 1 if len(last_good) else 0
+    became = "NaN" if math.isnan(raw_loss[blown]) else "infinite"
     advice = ["Lower the learning rate by 10x (train.optimizer.learning_rate).",
               "Clip gradients: add clipnorm: 1.0 to train.optimizer.",
               "Check the data: inputs normalized (data.normalize: true), labels valid class indices."]
     if not len(train):
         where, keep = "from the first epoch", ""
     else:
-        curve, name = (val, "validation") if val is not None else (train, "training")
-        where = f"at epoch {blown}"
-        keep = f" and use the epoch-{curve.best_epoch} weights (best {name} loss {_num(curve.minimum)})"
+        curve, name = (val, "validation") if val is not None and len(val) else (train, "training")
+        where = f"at epoch {int(epochs[blown])}"
+        keep = f" and use the epoch-{curve.best_epoch} weights (lowest {name} loss, " \
+               f"{_at(curve.minimum, curve.best_epoch)})"
     return ("underfitting",
-            f"Underfitting: training diverged, the loss became NaN {where}, so the final model fits nothing; "
+            f"Underfitting: training diverged, the loss became {became} {where}, so the final model fits nothing; "
             f"lower the learning rate{keep}.",
             advice)
+
+
+def verdict_sentence(diagnosis: dict[str, Any], separator: str = ": ") -> str:
+    """The verdict and the summary as one line, the verdict said once: summaries open with it already, and
+    one written by hand or by an older cnnctl that does not gets it in front, joined by `separator`."""
+    verdict, summary = str(diagnosis.get("verdict") or ""), str(diagnosis.get("summary") or "")
+    if summary.lower().startswith(verdict.lower()):
+        return summary
+    label = verdict.capitalize()
+    return f"{label}{separator}{summary}" if summary else label
 
 
 def _columns(history: dict[str, list[float]]) -> dict[str, np.ndarray]:
@@ -454,6 +536,16 @@ def _noise(values: np.ndarray, smoothed: np.ndarray) -> float:
 
 def _num(value: Optional[float]) -> str:
     return "n/a" if value is None else f"{value:.3g}"
+
+
+def _at(value: Optional[float], epoch: int) -> str:
+    """`0.188 at epoch 2`: every loss a summary states comes with the epoch where history.csv has it."""
+    return f"{_num(value)} at epoch {int(epoch)}"
+
+
+def _percent(fraction: float) -> str:
+    """A change as a percentage of a value named next to it; a decimal only below 1%."""
+    return f"{fraction:.0%}" if abs(fraction) >= 0.01 else f"{fraction:.1%}"
 
 
 def _epoch_list(numbers: list[int]) -> str:

@@ -75,7 +75,7 @@ def write_evaluation(run: Run, split: str, y_true: np.ndarray, y_prob: np.ndarra
 
     y_prob = as_class_probabilities(y_prob)
     metrics = {"split": split, "tta": tta, **compute_metrics(y_true, y_prob, class_names, top_k)}
-    diagnosis = diagnose_run(run, y_true)
+    diagnosis = diagnose_run(run, y_true, accuracy=metrics["accuracy"], split=split)
     if diagnosis is not None:
         metrics["diagnosis"] = diagnosis
     run.write_json(contract.METRICS, metrics)
@@ -110,7 +110,8 @@ def diagnosis_baseline(y_true: np.ndarray) -> float:
     return float(np.bincount(y_true).max() / len(y_true))
 
 
-def diagnose_run(run: Run, y_true: np.ndarray) -> Optional[dict[str, Any]]:
+def diagnose_run(run: Run, y_true: np.ndarray, accuracy: Optional[float] = None,
+                 split: Optional[str] = None) -> Optional[dict[str, Any]]:
     from cnnctl.evaluation.diagnosis import diagnose, read_history_csv
 
     if not run.has(contract.HISTORY):
@@ -118,4 +119,4 @@ def diagnose_run(run: Run, y_true: np.ndarray) -> Optional[dict[str, Any]]:
     history = read_history_csv(run.file(contract.HISTORY))
     if not history.get("loss"):
         return None
-    return diagnose(history, baseline_accuracy=diagnosis_baseline(y_true))
+    return diagnose(history, baseline_accuracy=diagnosis_baseline(y_true), accuracy=accuracy, split=split)

@@ -39,6 +39,7 @@ import numpy as np
 
 from cnnctl import runtime
 from cnnctl.data.dataset import pixel_scale, scaled_outside_model
+from cnnctl.data.limits import image_problem, not_regular_reason
 from cnnctl.errors import ConfigError, DataError, first_line
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, write_csv_atomic
@@ -188,6 +189,8 @@ def load_inputs(paths: Sequence[Union[str, Path]], preprocessing: Preprocessing,
                 labels.append(str(file))
         elif not path.exists():
             raise DataError(f"INPUT {path}: no such file or folder")
+        elif not_regular_reason(path):  # a FIFO would block forever, /dev/zero would never end
+            raise DataError(f"INPUT {path}: {not_regular_reason(path)}; give an image file, a folder or an .npz file")
         elif path.suffix.lower() == ".npz":
             x, _ = read_npz(path, preprocessing)
             notes.extend(range_note(x, preprocessing, f"INPUT {path}"))
@@ -222,6 +225,9 @@ def read_image(path: Path, preprocessing: Preprocessing) -> np.ndarray:
     if channels is None:
         raise DataError(f"INPUT {path}: this run's model takes examples of shape {list(preprocessing.input_shape)}, "
                         "not images; give an .npz file with the examples under `x`")
+    problem = image_problem(path)  # checked on the file and its header, before decoding
+    if problem is not None:
+        raise DataError(f"INPUT {path}: cannot read as an image ({problem})")
     tf = runtime.import_tensorflow()
     try:
         with runtime._silence_native_stderr():  # libjpeg prints its complaints straight to file descriptor 2

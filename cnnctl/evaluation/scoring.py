@@ -8,6 +8,7 @@ one Keras model around the trained one, used by evaluate and predict alike.
 
 from __future__ import annotations
 
+import re
 import zipfile
 from typing import Any, Optional, Sequence
 
@@ -51,7 +52,8 @@ def mirror_axis(input_shape: Sequence[int]) -> int:
 
 
 def load_model(run: Run) -> Any:
-    """model.keras in Keras' safe mode: a file that carries code (a Lambda layer) is refused."""
+    """model.keras in Keras' safe mode: a file that carries code (a Lambda layer) or names a class that is not
+    Keras' own (`module: os`) is refused with one line."""
     runtime.import_tensorflow()  # before Keras, which would import TensorFlow with its start-up noise
     import keras
 
@@ -68,6 +70,13 @@ def load_model(run: Run) -> Any:
             raise RunError(f"{path}: refused: the model contains code (a Lambda layer), which cnnctl never "
                            "loads; rebuild it from a config") from None
         raise RunError(f"{path}: cannot load the model ({text.splitlines()[0] if text else 'ValueError'})") from None
+    except TypeError as exc:
+        # Keras' answer to a config naming a class it does not know: `module: os`, a numpy type, a class
+        # someone registered elsewhere. In safe mode nothing of it was imported or run.
+        unknown = re.search(r"Could not locate (?:class|function) '([^']+)'", str(exc))
+        named = f" ({unknown.group(1)!r})" if unknown else ""
+        raise RunError(f"{path}: refused: its config names a class that is not one of Keras' own{named}, which "
+                       "cnnctl never loads; rebuild it from a config") from None
     except (OSError, EOFError, KeyError) as exc:
         raise RunError(f"{path}: cannot load the model ({type(exc).__name__}: {exc}); the file may be damaged") from None
 

@@ -31,10 +31,16 @@ def make_layer(spec: LayerSpec, where: str, defaults: Optional[dict[str, Any]] =
     try:
         return cls(**{**(defaults or {}), **spec.kwargs})
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where} ({spec.name}): {_explain_layer_error(exc, cls)}") from None
+        raise ConfigError(f"{where} ({spec.name}): {_clipped(_explain_layer_error(exc, cls))}") from None
     except Exception as exc:  # noqa: BLE001 - Keras raises whatever its code hits: `.lower()` on a null, ...
         raise ConfigError(f"{where} ({spec.name}): an argument has the wrong type or value "
-                          f"({type(exc).__name__}: {keras_message(exc)}); given {flow_text(spec.kwargs)}") from None
+                          f"({type(exc).__name__}: {_clipped(keras_message(exc))}); "
+                          f"given {_clipped(flow_text(spec.kwargs))}") from None
+
+
+def _clipped(text: str, limit: int = 1000) -> str:
+    """Keras echoes the value it rejects, which a config's aliases can make huge: keep an error line readable."""
+    return text if len(text) <= limit else f"{text[:limit - 30]}... ({len(text):,} characters in all)"
 
 
 def flow_text(kwargs: dict) -> str:

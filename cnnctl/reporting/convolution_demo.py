@@ -35,6 +35,7 @@ import keras
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from cnnctl.data.limits import not_regular_reason
 from cnnctl.errors import ConfigError, DataError, closest
 
 
@@ -56,6 +57,8 @@ KERNELS: dict[str, np.ndarray] = {
 
 
 KERNEL_FILE_TYPES = (".npy", ".txt", ".csv")
+MAX_KERNEL_FILE_BYTES = 2**20  # a 64×64 kernel is 32 KiB as text; a bigger file is refused unread
+MAX_KERNEL_SIDE = 64           # rows and columns; Conv2D kernels are 1 to 7 wide
 
 
 _KERNEL_NAMES = ", ".join(KERNELS)
@@ -101,6 +104,12 @@ def load_kernel(spec: str) -> tuple[str, np.ndarray]:
         raise ConfigError(f"--kernel {spec}: unknown kernel; use {_KERNEL_NAMES}, or a .npy/.txt/.csv file")
     if path.is_dir():
         raise ConfigError(f"--kernel {spec}: is a directory; use {_KERNEL_NAMES}, or a .npy/.txt/.csv file")
+    reason = not_regular_reason(path)  # a FIFO would block the read forever, /dev/zero would never end
+    if reason is not None:
+        raise ConfigError(f"--kernel {spec}: {reason}; give a .npy/.txt/.csv file")
+    if path.stat().st_size > MAX_KERNEL_FILE_BYTES:
+        raise ConfigError(f"--kernel {spec}: {path.stat().st_size:,} bytes is over the limit of "
+                          f"{MAX_KERNEL_FILE_BYTES:,} for a kernel file (at most {MAX_KERNEL_SIDE}×{MAX_KERNEL_SIDE})")
     suffix = path.suffix.lower()
     if suffix not in KERNEL_FILE_TYPES:
         raise ConfigError(
@@ -146,6 +155,9 @@ def _checked_kernel(spec: str, kernel: np.ndarray) -> np.ndarray:
         raise ConfigError(
             f"--kernel {spec}: kernel must be 2-D (rows × columns), got shape {tuple(kernel.shape)}"
         )
+    if max(kernel.shape) > MAX_KERNEL_SIDE:
+        raise ConfigError(f"--kernel {spec}: kernel is {kernel.shape[0]}×{kernel.shape[1]}; at most "
+                          f"{MAX_KERNEL_SIDE}×{MAX_KERNEL_SIDE} is accepted")
     if not (np.issubdtype(kernel.dtype, np.number) or kernel.dtype == np.bool_) or np.iscomplexobj(kernel):
         raise ConfigError(f"--kernel {spec}: kernel must hold real numbers, got dtype {kernel.dtype}")
     kernel = kernel.astype(np.float32)
@@ -181,8 +193,9 @@ def read_grayscale(path: str | Path, max_side: int | None = 1024) -> tuple[np.nd
     if max_side is not None and max_side < 1:
         raise ValueError(f"max_side must be a number of pixels ≥ 1 or None. Received: max_side={max_side}")
     path = Path(path)
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "no such file"
+    reason = not_regular_reason(path)
+    if reason is not None:
+        what = {"is a folder": "is a directory", "does not exist": "no such file"}.get(reason, reason)
         raise DataError(f"IMAGE {path}: {what}; give an image file (PNG, JPEG, ...)")
     try:
         with Image.open(path) as image:

@@ -121,8 +121,12 @@ def metrics_table(metrics: dict[str, Any], title: Optional[str] = None) -> Table
 
 
 def diagnosis_line(diagnosis: Optional[dict[str, Any]]) -> None:
+    from cnnctl.evaluation.diagnosis import verdict_sentence
+
     if diagnosis:
-        console.print(f"[{contract.verdict_color(diagnosis['verdict'])}]diagnosis:[/] {diagnosis['summary']}")
+        # The summary opens with the verdict; one written without it gets it in front, never twice.
+        console.print(f"[{contract.verdict_color(diagnosis['verdict'])}]diagnosis:[/] "
+                      f"{verdict_sentence(diagnosis)}")
 
 
 def predictions_table(predictions: Any, k: int, max_inputs: int = 50) -> Table:

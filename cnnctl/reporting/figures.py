@@ -5,11 +5,13 @@ plots.py turns arrays into figures; this module only knows which file feeds whic
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from cnnctl.errors import RunError, first_line
 from cnnctl.reporting import plots
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
@@ -53,9 +55,24 @@ def _diagnosis(run: Run) -> Optional[dict[str, Any]]:
     return run.read_json(contract.METRICS).get("diagnosis")
 
 
+PREDICTION_ARRAYS = ("y_true", "y_prob", "class_names")  # what every predictions.npz holds; wrong_* are optional
+
+
 def read_predictions(run: Run) -> dict[str, Any]:
-    with np.load(run.file(contract.PREDICTIONS), allow_pickle=False) as archive:
-        return {key: archive[key] for key in archive.files}
+    """predictions.npz as arrays. Never unpickled: a file holding pickled data or object arrays, not a zip
+    archive, or missing an array is one RunError line."""
+    path = run.file(contract.PREDICTIONS)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            predictions = {key: archive[key] for key in archive.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise RunError(f"{path}: not the predictions cnnctl saves ({first_line(exc)}); rewrite it with: "
+                       f"cnnctl evaluate {run.path}") from None
+    missing = [name for name in PREDICTION_ARRAYS if name not in predictions]
+    if missing:
+        raise RunError(f"{path}: has no {', '.join(missing)} (it holds {', '.join(predictions) or 'nothing'}); "
+                       f"rewrite it with: cnnctl evaluate {run.path}")
+    return predictions
 
 
 def draw_prediction_figures(run: Run) -> list[Path]:

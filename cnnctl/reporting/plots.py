@@ -216,10 +216,10 @@ def _annotate_diagnosis(ax, epochs: np.ndarray, diagnosis: Mapping) -> None:
         # which leaves it little room; of a fill only the edges count.
         ax.fill_between([turn_epoch, epochs[-1]], 0, 1, transform=ax.get_xaxis_transform(), color=color,
                         alpha=0.12, linewidth=0, label=f"overfitting from epoch {turn_epoch}")
-    summary = str(diagnosis.get("summary") or "")
-    # cnnctl.evaluation.diagnosis summaries often open with the verdict already ("Overfitting: ..."); don't say it twice.
-    heading = "" if summary.lower().startswith(verdict) else verdict.capitalize() + ("." if summary else "")
-    text = textwrap.fill(" ".join(part for part in (heading, summary) if part), 100)
+    from cnnctl.evaluation.diagnosis import verdict_sentence
+
+    # Summaries open with the verdict already ("Overfitting: ..."): it is said once.
+    text = textwrap.fill(verdict_sentence(diagnosis, separator=". "), 100)
     # A caption under the plot rather than a box inside it: it can never hide the curves it explains, nor
     # fight the legend for the one empty corner.
     fig = ax.get_figure()

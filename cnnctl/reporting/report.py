@@ -92,7 +92,7 @@ def render_report(run: Run) -> str:
 
     sections = [
         ("metrics", "Metrics", _metrics_section(metrics)),
-        ("diagnosis", "Diagnosis", _diagnosis_section(metrics.get("diagnosis"))),
+        ("diagnosis", "Diagnosis", _diagnosis_section(metrics.get("diagnosis"), metrics.get("split"))),
         ("per-class", "Classification report", _class_report_section(class_report, metrics)),
         ("figures", "Figures", _figures_section(run)),
         ("data", "Data", _data_section(data)),
@@ -162,14 +162,18 @@ def _metrics_section(metrics: dict) -> str:
     return _table(["metric", "value"], rows, numeric=[1])
 
 
-def _diagnosis_section(diagnosis: Optional[dict]) -> str:
+def _diagnosis_section(diagnosis: Optional[dict], split: Optional[str] = None) -> str:
+    from cnnctl.evaluation.diagnosis import verdict_sentence
+
     if not diagnosis:
         return _missing("No diagnosis: the run has no training history or was not evaluated.")
-    verdict = str(diagnosis.get("verdict", ""))
-    color = contract.verdict_color(verdict)
-    parts = [f'<div class="verdict" style="border-color:{color}"><strong>{_e(verdict)}</strong>: '
-             f'{_e(diagnosis.get("summary", ""))}</div>']
+    color = contract.verdict_color(str(diagnosis.get("verdict", "")))
+    # The summary opens with the verdict: saying it again in bold read "good fit: Good fit: ...".
+    parts = [f'<div class="verdict" style="border-color:{color}">{_e(verdict_sentence(diagnosis))}</div>']
     advice = diagnosis.get("advice") or []
+    if split == "test":
+        # A metrics.json from an older cnnctl may still advise the test split its numbers already come from.
+        advice = [item for item in advice if "--split test" not in str(item)]
     if advice:
         parts.append("<ul>" + "".join(f"<li>{_e(item)}</li>" for item in advice) + "</ul>")
     evidence = [

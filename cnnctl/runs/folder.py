@@ -16,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 from cnnctl.errors import RunError, did_you_mean
 from cnnctl.runs.contract import CONFIG, ENVIRONMENT, RUNS_DIR_ENV
@@ -55,11 +55,17 @@ class Run:
     def read_json(self, name: str) -> dict[str, Any]:
         path = self.file(name)
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RunError(f"{path}: missing; the run folder is incomplete") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RunError(f"{path}: not valid JSON ({exc})") from None
+        except OSError as exc:  # a folder, or a file that cannot be read, under a run file's name
+            raise RunError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+        if not isinstance(data, dict):  # every JSON file cnnctl writes into a run holds one object
+            raise RunError(f"{path}: expected a JSON object ({{...}}), found {_json_kind(data)}; the file was "
+                           "edited or is not cnnctl's")
+        return data
 
     def write_json(self, name: str, data: Any) -> Path:
         return write_text_atomic(self.file(name), json.dumps(data, indent=2, default=_json_default) + "\n")
@@ -75,6 +81,50 @@ class Run:
         if missing:
             raise RunError(f"{self.path}: missing {', '.join(missing)}; is this a finished cnnctl run? "
                            "(`cnnctl runs` lists them)")
+
+
+@dataclass(frozen=True)
+class FolderSnapshot:
+    """Some files of a run folder, kept in memory, and the names of everything in it: `restore` puts the folder
+    back as it was when a change to it fails half-way (`cnnctl train --resume` extending a completed run).
+
+    Files in `saved` get their bytes back, written to a temporary name and renamed like every run file (the
+    training lock is rewritten in place instead: another process may hold a lock on that very file); files and
+    folders made since the snapshot are deleted; nothing else is touched.
+    """
+
+    run: Run
+    saved: dict[str, Optional[bytes]]  # name inside the run folder → its bytes, None where it did not exist
+    present: frozenset[str]            # every file and folder there was, by name inside the run folder
+
+    @classmethod
+    def take(cls, run: Run, names: Iterable[str]) -> FolderSnapshot:
+        saved = {name: run.file(name).read_bytes() if run.file(name).is_file() else None for name in names}
+        return cls(run, saved, frozenset(_inside(run, path) for path in run.path.rglob("*")))
+
+    def restore(self, in_place: tuple[str, ...] = ()) -> None:
+        made = [path for path in self.run.path.rglob("*") if _inside(self.run, path) not in self.present
+                and _inside(self.run, path) not in self.saved]
+        for path in sorted(made, key=lambda path: len(path.parts), reverse=True):  # files before their folders
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+        for name, data in self.saved.items():
+            path = self.run.file(name)
+            if data is None:
+                path.unlink(missing_ok=True)
+            elif name in in_place and path.is_file():
+                with open(path, "r+b") as handle:
+                    handle.write(data)
+                    handle.truncate()
+            else:
+                with atomic_path(path) as temp:
+                    temp.write_bytes(data)
+
+
+def _inside(run: Run, path: Path) -> str:
+    return path.relative_to(run.path).as_posix()
 
 
 def create_run(runs_dir: Union[str, Path], name: str, now: Optional[float] = None) -> Run:
@@ -185,6 +235,11 @@ def write_csv_atomic(path: Union[str, Path], header: list[str], rows: list[list[
     writer.writerow(header)
     writer.writerows(rows)
     return write_text_atomic(path, buffer.getvalue())
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "a list", str: "a string", bool: "true or false", int: "a number", float: "a number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
 
 
 def _json_default(value: Any) -> Any:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 import time
 import warnings
+import zipfile
 from typing import Any, Optional
 
 import keras
 import numpy as np
 
 from cnnctl.config.schema import Config
-from cnnctl.errors import RunError
+from cnnctl.errors import RunError, first_line
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, atomic_path
 from cnnctl.training.checkpoint import (
@@ -182,6 +183,7 @@ class TrainingBackup(keras.callbacks.Callback):
         self.tracked = {name: next((callback for callback in callbacks if isinstance(callback, cls)), None)
                         for name, cls in STATEFUL_CALLBACKS.items()}
         self.restored: Optional[dict[str, Any]] = None
+        self.best_weights: Optional[list] = None
 
     def restore(self, model: Any) -> int:
         """Load the last committed model and optimizer weights into `model` (built and compiled); returns the
@@ -198,7 +200,26 @@ class TrainingBackup(keras.callbacks.Callback):
             raise RunError(f"{weights}: does not fit the model built from {self.run.file(contract.CONFIG)} "
                            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); the "
                            "checkpoint cannot be resumed") from None
+        self.best_weights = self.read_best_weights(state.get("best_weights"), model)
         return state["epoch"]
+
+    def read_best_weights(self, name: Optional[str], model: Any) -> Optional[list]:
+        """EarlyStopping's best weights, read now so that a damaged file stops a resume before it begins."""
+        if not name:
+            return None
+        path = self.checkpoints / name
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = [archive[f"w{i}"] for i in range(len(archive.files))]
+        except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            raise RunError(f"{path}: not the early-stopping weights cnnctl saves ({first_line(exc)}); the "
+                           "checkpoint cannot be resumed") from None
+        shapes = [tuple(weight.shape) for weight in model.weights]
+        if [array.shape for array in arrays] != shapes:
+            raise RunError(f"{path}: its {len(arrays)} arrays do not fit the model built from "
+                           f"{self.run.file(contract.CONFIG)} ({len(shapes)} weights); the checkpoint cannot "
+                           "be resumed")
+        return arrays
 
     def on_train_begin(self, logs=None):
         state = self.restored
@@ -206,13 +227,13 @@ class TrainingBackup(keras.callbacks.Callback):
             return
         for name, values in state.get("callbacks", {}).items():
             callback = self.tracked.get(name)
-            if callback is not None:
-                for key, value in values.items():
-                    setattr(callback, key, value)
+            if callback is not None:  # only the attributes that carry state: the rest come from the config
+                for key in CALLBACK_STATE.get(name, ()):
+                    if key in values:
+                        setattr(callback, key, values[key])
         stopping = self.tracked["EarlyStopping"]
-        if stopping is not None and state.get("best_weights"):
-            with np.load(self.checkpoints / state["best_weights"], allow_pickle=False) as archive:
-                stopping.best_weights = [archive[f"w{i}"] for i in range(len(archive.files))]
+        if stopping is not None and self.best_weights is not None:
+            stopping.best_weights = self.best_weights
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")

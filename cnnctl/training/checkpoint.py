@@ -18,8 +18,9 @@ leaves either the previous epoch's state or the new one, never a mixture. Stale 
 from __future__ import annotations
 
 import csv
+import json
 import numbers
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Optional
 
 from cnnctl.errors import RunError
@@ -49,9 +50,35 @@ def read_state(run: Run) -> Optional[dict[str, Any]]:
     if not path.is_file():
         return None
     state = Run(folder(run)).read_json(METADATA)
-    if not isinstance(state.get("epoch"), int) or not state.get("weights"):
+    epoch = state.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0 or not state.get("weights"):
         raise RunError(f"{path}: not a cnnctl training state (no epoch and weights); it cannot be resumed")
+    for key in ("weights", "best_weights"):
+        if key in state and not (key == "best_weights" and state[key] is None):
+            _check_file_name(path, key, state[key])
+    callbacks = state.get("callbacks", {})
+    if not isinstance(callbacks, dict) or not all(isinstance(values, dict) for values in callbacks.values()):
+        raise RunError(f"{path}: `callbacks` must map each callback's name to an object of its state values; "
+                       f"found {json.dumps(callbacks)[:80]}; the checkpoint cannot be resumed")
+    for name, values in callbacks.items():
+        for key in CALLBACK_STATE.get(name, ()):
+            value = values.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise RunError(f"{path}: callbacks.{name}.{key} must be a number, not {json.dumps(value)[:40]}; "
+                               "the checkpoint cannot be resumed")
+    if not isinstance(state.get("finished", False), bool):
+        raise RunError(f"{path}: `finished` must be true or false, not {json.dumps(state['finished'])[:40]}; "
+                       "the checkpoint cannot be resumed")
     return state
+
+
+def _check_file_name(path: Path, key: str, name: Any) -> None:
+    # The state names files beside it; anything else (an absolute path, `..`, a sub-folder) would make a resume
+    # read, and later delete, files outside the run folder.
+    if not isinstance(name, str) or not name or name in (".", "..") or PurePosixPath(name).name != name \
+            or PureWindowsPath(name).name != name or "\0" in name:
+        raise RunError(f"{path}: `{key}` must be the name of a file in {path.parent.name}/, not "
+                       f"{json.dumps(name)[:80]}; the checkpoint cannot be resumed")
 
 
 def completed_epochs(run: Run) -> int:

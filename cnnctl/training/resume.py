@@ -4,21 +4,30 @@ config.yaml, and finish it with the same files a straight run writes.
 A completed run is left alone unless `--set train.epochs=N` asks for more epochs than it was trained for.
 Only settings that the saved training state does not depend on may change: the epoch count and the batch
 size (a smaller batch is the way on after running out of memory).
+
+Extending a completed (or pruned) run never loses it. Everything that can be checked is checked before a file
+is written: the new config, the data and model (prepare), the checkpoint's state and its weights loaded into the
+rebuilt model. What can only fail once training runs (a batch too big for memory fails at the first step) is
+covered by keeping the files the extension rewrites (config.yaml, environment.json, data.json, history.csv,
+model.keras, the checkpoint's metadata) in memory: until the first new epoch is committed, any failure puts
+them back byte for byte and deletes what the extension made, so the run is again the completed run it was.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from cnnctl.config.loading import load_config
-from cnnctl.errors import ConfigError, RunError
+from cnnctl.errors import CnnctlError, ConfigError, Interrupted, RunError
 from cnnctl.evaluation.diagnosis import read_history_csv
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, resolve_run, write_text_atomic
+from cnnctl.runs.folder import FolderSnapshot, Run, resolve_run, write_text_atomic
 from cnnctl.runs.status import now
 from cnnctl.training import checkpoint
+from cnnctl.training.callbacks import TrainingBackup
 from cnnctl.training.guard import NAN_ERROR, guarded, resume_command
 from cnnctl.training.loop import Announce, TrainResult, complete_run
 from cnnctl.training.prepare import prepare
@@ -65,18 +74,58 @@ def resume_run(spec: Union[str, Path, Run], runs_dir: Optional[Union[str, Path]]
         raise ConfigError(f"--set train.epochs={config.train.epochs}: {run.path} has already trained {done} "
                           f"epochs; give more than {done} to extend it")
     prepared = prepare(config, str(config_path))
-    with guarded(run):
-        if config != saved:
-            write_text_atomic(config_path, config.to_yaml())
-        if extend and state.get("finished"):
-            checkpoint.reopen(run)
-        train = extend or not state.get("finished")
-        checkpoint.truncate_history(run.file(contract.HISTORY), done)
-        _mark_resumed(run, environment, done)
-        if announce is not None:
-            announce(run, prepared, f"resuming {run.path} after epoch {done} of {config.train.epochs}" if train
-                     else f"resuming {run.path}: training had finished; evaluating the saved model")
-        return complete_run(run, prepared, verbose, train=train)
+    # The checkpoint must load into the model the config builds (and its early-stopping weights be readable)
+    # before anything is written: a run that cannot be resumed is refused as it is.
+    TrainingBackup(run, []).restore(prepared.model)
+    finished_run = status in ("completed", "pruned")
+    # Extending a finished run is all or nothing: until its first new epoch is committed, a failure (out of
+    # memory at the first step of a bigger batch, Ctrl-C, a full disk) puts back every file as it was.
+    snapshot = FolderSnapshot.take(run, EXTENSION_TOUCHES) if finished_run else None
+    locked = False
+    try:
+        with guarded(run):
+            locked = True
+            if config != saved:
+                write_text_atomic(config_path, config.to_yaml())
+            if extend and state.get("finished"):
+                checkpoint.reopen(run)
+            train = extend or not state.get("finished")
+            checkpoint.truncate_history(run.file(contract.HISTORY), done)
+            _mark_resumed(run, environment, done)
+            if announce is not None:
+                announce(run, prepared, f"resuming {run.path} after epoch {done} of {config.train.epochs}" if train
+                         else f"resuming {run.path}: training had finished; evaluating the saved model")
+            return complete_run(run, prepared, verbose, train=train)
+    except BaseException as exc:
+        if snapshot is None or not locked or (_committed_epochs(run) or 0) > done:
+            raise
+        try:
+            snapshot.restore(in_place=(LOCK_FILE,))
+        except OSError:  # e.g. the disk is still full: the failure stands as guarded() recorded it
+            raise exc from None
+        left = (f"{run.path} is left as it was ({status} after {done} epochs; nothing of this extension was "
+                f"kept)")
+        if isinstance(exc, KeyboardInterrupt):
+            raise Interrupted(getattr(exc, "signum", signal.SIGINT),
+                              f"interrupted: extending {run.path} stopped before its first new epoch ended; "
+                              f"{left}") from None
+        if isinstance(exc, CnnctlError):
+            raise RunError(f"{exc}; {left}; add --set train.epochs={config.train.epochs} to extend it") from None
+        raise
+
+
+# What extending a finished run writes before its first new epoch is committed. Files it makes (new weights,
+# TensorBoard events) are deleted by the restore; none is deleted before the commit.
+LOCK_FILE = f"{contract.CHECKPOINTS}/{contract.LOCK}"
+EXTENSION_TOUCHES = (contract.CONFIG, contract.ENVIRONMENT, contract.DATA, contract.HISTORY, contract.MODEL,
+                     f"{contract.CHECKPOINTS}/{checkpoint.METADATA}", LOCK_FILE)
+
+
+def _committed_epochs(run: Run) -> Optional[int]:
+    try:
+        return checkpoint.completed_epochs(run)
+    except (OSError, CnnctlError):
+        return None
 
 
 def _mark_resumed(run: Run, environment: dict[str, Any], done: int) -> None:
