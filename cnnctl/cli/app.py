@@ -107,10 +107,10 @@ def train(
     """
     from cnnctl.config.loading import load_config
     from cnnctl.reporting import display
-    from cnnctl.training.loop import train_run
-    from cnnctl.training.resume import resume_run
 
     if resume is not None:
+        from cnnctl.training.resume import resume_run
+
         if config is not None:
             raise ConfigError(f"train: give CONFIG or --resume RUN, not both; a resumed run uses its own "
                               f"config.yaml (drop {config})")
@@ -129,7 +129,9 @@ def train(
         overrides = list(overrides or [])
         if name:
             overrides.append(f"name={name}")
-        cfg = load_config(config, overrides)
+        cfg = load_config(config, overrides)  # before TensorFlow is imported: a typo is reported at once
+        from cnnctl.training.loop import train_run
+
         with signals_interrupt():
             result = train_run(cfg, default_runs_dir(runs_dir), origin=str(config), verbose=_verbosity(),
                                announce=_announce(str(config)))
@@ -375,9 +377,9 @@ def cv(
     """
     from cnnctl.config.loading import load_config
     from cnnctl.reporting import display
+    cfg = load_config(config, list(overrides or []))  # before TensorFlow is imported: a typo is reported at once
     from cnnctl.training.crossval import cross_validate
 
-    cfg = load_config(config, list(overrides or []))
     header = _announce(str(config))
     with signals_interrupt(), contextlib.ExitStack() as stack:
         progress = []
@@ -418,7 +420,6 @@ def tune(
     """
     from cnnctl.config.loading import load_config
     from cnnctl.reporting import display
-    from cnnctl.training import tune as tuning
 
     def on_trial(line: dict) -> None:
         value = "n/a" if line.get("value") is None else f"{line['value']:.4f}"
@@ -427,13 +428,17 @@ def tune(
     if resume is not None:
         if config is not None or overrides:
             raise ConfigError("tune: a resumed search uses its own config.yaml; drop CONFIG and --set")
+        from cnnctl.training import tune as tuning
+
         with signals_interrupt():
             tune_path, summary = tuning.resume_tune(resume, trials, workers=workers, verbose=_verbosity(),
                                                     on_trial=on_trial)
     else:
         if config is None:
             raise ConfigError("tune: give a config file with a `tune:` section, or --resume TUNEFOLDER")
-        cfg = load_config(config, list(overrides or []))
+        cfg = load_config(config, list(overrides or []))  # before TensorFlow is imported: a typo is reported at once
+        from cnnctl.training import tune as tuning
+
         with signals_interrupt():
             tune_path, summary = tuning.tune(cfg, default_runs_dir(runs_dir), trials, workers=workers,
                                              origin=str(config), verbose=_verbosity(), on_trial=on_trial)
