@@ -190,12 +190,12 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         value = yaml.load(text, Loader=_BoundedSafeLoader) if text.strip() else None
     except yaml.YAMLError:
         value = text
-    parts = [name if name else int(index) for name, index in _KEY_PART.findall(key.strip())]
+    parts = key_path_parts(key)
     if not parts:
         raise ConfigError(f"--set {override}: expected key.path=value, e.g. --set train.epochs=3")
     node: Any = raw
     for depth, part in enumerate(parts[:-1]):
-        here = _dotted(parts[: depth + 1])
+        here = dotted(parts[: depth + 1])
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
                 raise ConfigError(f"--set {override}: {here}: no such list entry")
@@ -213,13 +213,18 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     last = parts[-1]
     if isinstance(last, int):
         if not isinstance(node, list) or last >= len(node):
-            raise ConfigError(f"--set {override}: {_dotted(parts)}: no such list entry")
+            raise ConfigError(f"--set {override}: {dotted(parts)}: no such list entry")
     elif not isinstance(node, dict):
-        raise ConfigError(f"--set {override}: {_dotted(parts[:-1])}: is not a mapping")
+        raise ConfigError(f"--set {override}: {dotted(parts[:-1])}: is not a mapping")
     node[last] = value
 
 
-def _dotted(loc: Any) -> str:
+def key_path_parts(key: str) -> list:
+    """`model.layers[0].Conv2D.filters` → ["model", "layers", 0, "Conv2D", "filters"] (`--set` and `tune:` keys)."""
+    return [name if name else int(index) for name, index in _KEY_PART.findall(key.strip())]
+
+
+def dotted(loc: Any) -> str:
     text = ""
     for part in loc:
         if isinstance(part, int):
@@ -248,11 +253,11 @@ _LAYER_LISTS = {("model", "layers"), ("data", "augment")}
 def describe_error(error: dict[str, Any], raw: dict[str, Any]) -> str:
     """One pydantic error → `yaml.path: what is wrong (got value)`, with a spelling hint for unknown keys."""
     loc = _user_loc(error["loc"])
-    path = _dotted(loc) or "(top level)"
+    path = dotted(loc) or "(top level)"
     if len(loc) >= 3 and tuple(loc[:2]) in _LAYER_LISTS and isinstance(loc[2], int):
         layer_name = _layer_name_at(raw, loc[:3])
         if layer_name:
-            path = f"{_dotted(loc[:3])} ({layer_name})"
+            path = f"{dotted(loc[:3])} ({layer_name})"
     kind = error["type"]
     if kind == "extra_forbidden":
         return f"{path}: unknown key{_spelling_hint(loc, raw)}"

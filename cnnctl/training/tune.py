@@ -22,7 +22,6 @@ continues a stopped search up to N (trials stopped by Ctrl-C are recorded as fai
 from __future__ import annotations
 
 import contextlib
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,10 +32,16 @@ import optuna
 import yaml
 
 from cnnctl import runtime
-from cnnctl.config.loading import apply_override, load_config, validate_config
-from cnnctl.config.schema import Config, SearchSpace
+from cnnctl.config.loading import (
+    apply_override,
+    dotted,
+    key_path_parts,
+    load_config,
+    validate_config,
+)
+from cnnctl.config.schema import Config
 from cnnctl.data.raw import BUILTIN_SOURCES, FILE_SOURCES
-from cnnctl.errors import CnnctlError, ConfigError, Interrupted, RunError, closest
+from cnnctl.errors import CnnctlError, ConfigError, Interrupted, RunError, did_you_mean
 from cnnctl.reporting import report
 from cnnctl.reporting.tune_report import draw_tune_figures, write_tune_report
 from cnnctl.runs import contract
@@ -69,9 +74,6 @@ FIXED_PATHS = ("tune", "evaluate.split", "data.validation_split", "data.test_spl
 
 OnTrial = Callable[[dict[str, Any]], None]
 
-_KEY_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
-
-
 def check_search_space(config: Config, origin: str = "") -> None:
     """Every `tune:` path must exist in the resolved config and every end of its space must make a valid config;
     raises ConfigError naming the path. Nothing is built or loaded."""
@@ -88,7 +90,7 @@ def check_search_space(config: Config, origin: str = "") -> None:
         problem = missing_path(raw, path)
         if problem:
             raise ConfigError(f"{where}tune['{path}']: {problem}")
-        for value in sample_values(space):
+        for value in space.values:  # both ends of a range, every choice
             trial_raw = base_dict(config)
             apply_override(trial_raw, f"{path}={yaml_scalar(value)}")
             validate_config(trial_raw, source=f"{where}tune['{path}'] = {yaml_scalar(value)}")
@@ -96,10 +98,10 @@ def check_search_space(config: Config, origin: str = "") -> None:
 
 def missing_path(raw: dict[str, Any], path: str) -> Optional[str]:
     """Why `path` names no value of the resolved config `raw` (with a spelling hint), or None when it does."""
-    parts = [name if name else int(index) for name, index in _KEY_PART.findall(path)]
+    parts = key_path_parts(path)
     node: Any = raw
     for depth, part in enumerate(parts):
-        here = path_text(parts[: depth + 1])
+        here = dotted(parts[: depth + 1])
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
                 count = len(node) if isinstance(node, list) else 0
@@ -110,25 +112,13 @@ def missing_path(raw: dict[str, Any], path: str) -> Optional[str]:
             continue
         if not isinstance(node, dict) or part not in node:
             keys = list(node) if isinstance(node, dict) else []
-            suggestion = closest(str(part), keys) if keys else None
-            hint = f"; did you mean '{suggestion}'?" if suggestion else (
-                f"; it has {', '.join(map(str, keys))}" if keys else "")
+            hint = did_you_mean(str(part), keys) or (f"; it has {', '.join(map(str, keys))}" if keys else "")
             return (f"{here}: no such key in the config{hint} (a layer or optimizer argument must be written in "
                     "the config before it can be tuned)")
         node = node[part]
     if isinstance(node, (dict, list)):
         return f"{path}: is a whole section; tune one value inside it"
     return None
-
-
-def path_text(parts: list) -> str:
-    return "".join(f"[{part}]" if isinstance(part, int) else (f".{part}" if i else str(part))
-                   for i, part in enumerate(parts))
-
-
-def sample_values(space: SearchSpace) -> list[Any]:
-    """The values that bound a space: both ends of a range, every choice."""
-    return list(space.values)
 
 
 def yaml_scalar(value: Any) -> str:
