@@ -17,6 +17,7 @@ plots.save_figure(fig, "runs/last/loss_curve.png")
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import textwrap
@@ -58,15 +59,33 @@ MAX_LABELLED_CLASSES = 10
 WEAKEST_CLASSES_SHOWN = 5
 
 
+# Per-class curve colours: matplotlib's tab10 without its gray, which is kept for what is not a class (the
+# unnamed classes of a crowded plot). The chance line is black and dashed; no class curve is either.
+CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+CLASS_LINESTYLES = ("-", "-.")  # after the colours run out, the next classes repeat them dash-dotted
+CHANCE_STYLE = {"color": "black", "ls": "--", "lw": 1}
+
+
+# When every class's ROC AUC is at least this, the curves hug the top-left corner: a zoomed inset shows them.
+NEAR_PERFECT_AUC = 0.99
+ZOOM_FPR = 0.1  # the inset's false-positive-rate range, 0..ZOOM_FPR
+
+
+# Signed values (kernels, activations that go negative) on a map centred at zero: red positive, blue negative,
+# white zero. Values that are never negative (ReLU outputs, pixels) use a sequential map instead.
+DIVERGING_CMAP = "RdBu_r"
+SEQUENTIAL_CMAP = "viridis"
+
+
 History = Mapping[str, Sequence[float]]
 
 
 def save_figure(fig: Figure, path: Union[str, os.PathLike], dpi: int = DPI) -> Path:
     """Write `fig` as a PNG to `path` atomically and return the path.
 
-    The image is rendered to a temporary file in the target's folder and renamed onto `path`, so a reader
-    sees either the old image or the new one, never a truncated file. The figure is left open: it belongs
-    to the caller.
+    The image is rendered in memory first (the slow part), then written to a temporary file in the target's
+    folder and renamed onto `path`: a reader sees either the old image or the new one, never a truncated file,
+    and a process killed while drawing leaves no file behind. The figure is left open: it belongs to the caller.
 
     Args:
         fig: the figure to render.
@@ -74,8 +93,10 @@ def save_figure(fig: Figure, path: Union[str, os.PathLike], dpi: int = DPI) -> P
         dpi: pixels per inch. Defaults to `DPI` (100).
     """
     path = Path(path)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=dpi)
     with atomic_path(path) as temp:
-        fig.savefig(temp, format="png", dpi=dpi)
+        temp.write_bytes(image.getvalue())
     return path
 
 
@@ -258,14 +279,19 @@ def _pretty(metric: str) -> str:
     return metric.replace("_", " ").capitalize()
 
 
-def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str], normalized: bool = False) -> Figure:
+def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str], normalized: bool = False,
+                            split: Optional[str] = None) -> Figure:
     """Draw a confusion matrix as a heatmap: rows are true classes, columns predicted ones.
+
+    The title says what was counted: "Confusion matrix — test split (n=360), counts".
 
     Args:
         matrix: (C, C) counts, as in confusion_matrix.csv.
         class_names: the C class names, in label order.
         normalized: show each row divided by its total (the per-class recall is on the diagonal), two
             decimals; a class with no samples shows a row of zeros. Defaults to False (raw counts).
+        split: the data split the predictions came from ("test", "val"), named in the title. Defaults to
+            None (not named).
     """
     counts = np.asarray(matrix, dtype=float)
     n = len(class_names)
@@ -310,8 +336,14 @@ def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str], norm
 
     ax.set_xlabel("Predicted")
     ax.set_ylabel("True")
-    ax.set_title("Confusion matrix (row-normalized)" if normalized else "Confusion matrix (counts)")
+    ax.set_title(confusion_title(int(round(counts.sum())), normalized, split))
     return fig
+
+
+def confusion_title(examples: int, normalized: bool, split: Optional[str] = None) -> str:
+    """"Confusion matrix — test split (n=360), counts": which examples, how many, and what a cell holds."""
+    where = f" — {split} split" if split else ""
+    return f"Confusion matrix{where} (n={examples}), {'row-normalized' if normalized else 'counts'}"
 
 
 def roc_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str]) -> Figure:
@@ -333,10 +365,13 @@ def roc_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str
             return _message_figure(f"ROC undefined: y_true holds only {class_names[int(y_true[0])]!r}" if len(y_true)
                                    else "ROC undefined: no samples", "ROC curve")
         fpr, tpr, _ = roc_curve(y_true == 1, y_prob[:, 1])
+        score = auc(fpr, tpr)
         fig, ax = _score_axes("ROC curve", "False positive rate", "True positive rate")
-        ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="chance (AUC = 0.500)")
-        ax.plot(fpr, tpr, lw=2, label=f"{class_names[1]} (AUC = {auc(fpr, tpr):.3f})")
-        ax.legend(loc="lower right", fontsize="small")
+        ax.plot([0, 1], [0, 1], **CHANCE_STYLE, label="chance (AUC = 0.500)")
+        ax.plot(fpr, tpr, color=CLASS_COLORS[0], lw=2, label=f"{class_names[1]} (AUC = {score:.3f})")
+        _legend_outside(ax)
+        if score >= NEAR_PERFECT_AUC:
+            _zoom_top_left(ax, [(fpr, tpr)])
         return fig
 
     curves = {}
@@ -357,12 +392,14 @@ def roc_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str
     macro_auc = float(np.mean([score for _, _, score in curves.values()]))
 
     fig, ax = _score_axes("ROC curves (one-vs-rest)", "False positive rate", "True positive rate")
-    ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="chance (AUC = 0.500)")
+    ax.plot([0, 1], [0, 1], **CHANCE_STYLE, label="chance (AUC = 0.500)")
     ax.plot(micro_fpr, micro_tpr, color="deeppink", ls=":", lw=2.5,
             label=f"micro-average (AUC = {auc(micro_fpr, micro_tpr):.3f})")
     ax.plot(grid, mean_tpr, color="navy", ls=":", lw=2.5, label=f"macro-average (AUC = {macro_auc:.3f})")
     _plot_class_curves(ax, curves, class_names, "AUC", drawstyle="default")
-    ax.legend(loc="lower right", fontsize="small")
+    _legend_outside(ax)
+    if min(score for _, _, score in curves.values()) >= NEAR_PERFECT_AUC:
+        _zoom_top_left(ax, [(fpr, tpr) for fpr, tpr, _ in curves.values()])
     return fig
 
 
@@ -387,9 +424,10 @@ def pr_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str]
         score = average_precision_score(positives, y_prob[:, 1])
         fig, ax = _score_axes(f"Precision-recall ({class_names[1]})", "Recall", "Precision")
         prevalence = float(positives.mean())
-        ax.axhline(prevalence, ls="--", color="gray", lw=1, label=f"chance (AP = {prevalence:.3f})")
-        ax.plot(recall, precision, lw=2, drawstyle="steps-post", label=f"{class_names[1]} (AP = {score:.3f})")
-        ax.legend(loc="lower left", fontsize="small")
+        ax.axhline(prevalence, **CHANCE_STYLE, label=f"chance (AP = {prevalence:.3f})")
+        ax.plot(recall, precision, color=CLASS_COLORS[0], lw=2, drawstyle="steps-post",
+                label=f"{class_names[1]} (AP = {score:.3f})")
+        _legend_outside(ax)
         return fig
 
     curves = {}
@@ -410,7 +448,7 @@ def pr_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str]
     ax.plot(micro_recall, micro_precision, color="deeppink", ls=":", lw=2.5, drawstyle="steps-post",
             label=f"micro-average (AP = {micro_ap:.3f})")
     _plot_class_curves(ax, curves, class_names, "AP", drawstyle="steps-post")
-    ax.legend(loc="lower left", fontsize="small")
+    _legend_outside(ax)
     return fig
 
 
@@ -451,7 +489,6 @@ def _score_axes(title: str, xlabel: str, ylabel: str):
 
 def _plot_class_curves(ax, curves: dict, class_names: Sequence[str], score_name: str, drawstyle: str) -> None:
     """Draw per-class (x, y, score) curves; with many classes name only the weakest, the ones worth a look."""
-    palette = colormaps["tab10"]  # at most MAX_LABELLED_CLASSES curves get a colour
     if len(curves) <= MAX_LABELLED_CLASSES:
         named = list(curves)
     else:
@@ -463,8 +500,35 @@ def _plot_class_curves(ax, curves: dict, class_names: Sequence[str], score_name:
                     label=f"{len(others)} other classes" if position == 0 else None)
     for position, label in enumerate(named):
         x, y, score = curves[label]
-        ax.plot(x, y, color=palette(position % palette.N), lw=1.3, drawstyle=drawstyle,
+        color = CLASS_COLORS[position % len(CLASS_COLORS)]
+        style = CLASS_LINESTYLES[position // len(CLASS_COLORS) % len(CLASS_LINESTYLES)]
+        ax.plot(x, y, color=color, ls=style, lw=1.3, drawstyle=drawstyle,
                 label=f"{class_names[label]} ({score_name} = {score:.3f})")
+
+
+def _legend_outside(ax) -> None:
+    """The legend to the right of the plot, where it cannot cover a curve however good or bad the model is."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize="small")
+
+
+def _zoom_top_left(ax, curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+    """An inset magnifying false-positive rates 0..ZOOM_FPR, where near-perfect ROC curves differ.
+
+    It sits in the lower right of the plot, below the chance line, which near-perfect curves never visit.
+    Its true-positive range starts a little below the lowest curve's value at ZOOM_FPR.
+    """
+    lowest = min(float(np.interp(ZOOM_FPR, fpr, tpr)) for fpr, tpr in curves)
+    bottom = min(0.9, math.floor(lowest * 20) / 20)
+    inset = ax.inset_axes([0.5, 0.06, 0.46, 0.4])
+    for line in ax.get_lines():
+        inset.plot(*line.get_data(), color=line.get_color(), ls=line.get_linestyle(), lw=line.get_linewidth(),
+                   drawstyle=line.get_drawstyle())
+    inset.set_xlim(-0.002, ZOOM_FPR)
+    inset.set_ylim(bottom, 1.002)
+    inset.tick_params(labelsize=7)
+    inset.grid(alpha=0.3)
+    inset.set_title(f"zoom: FPR 0–{ZOOM_FPR:g}", fontsize=8)
+    ax.indicate_inset_zoom(inset, edgecolor="0.3")
 
 
 def _format_count(value: float) -> str:
@@ -525,10 +589,13 @@ def example_grid(
 def filters_figure(kernel: np.ndarray, max_filters: int = 64) -> Figure:
     """Show the first convolution layer's filters, one panel per output filter, titled with its index.
 
-    Conv2D kernels (kh, kw, in, out) are drawn as small images: in colour when in == 3 (RGB input),
-    otherwise averaged over the input channels. Conv1D kernels (k, in, out) are drawn as bars of the
-    weights averaged over the input channels, or as one line per input channel when there are 2 or 3.
-    Conv3D kernels show their middle depth slice.
+    Every panel shares one colour scale, symmetric around zero (-m..+m, m the largest |value| drawn across
+    all the layer's filters), so a weight's sign and size read the same in every panel, with a colour bar.
+    Conv2D kernels (kh, kw, in, out) are drawn as images on a diverging map (red positive, blue negative),
+    averaged over the input channels unless in == 3 (RGB input): those are drawn in colour, each channel
+    scaled by the same m, so zero is mid-gray. Conv1D kernels (k, in, out) are drawn as bars of the weights
+    averaged over the input channels, or as one line per input channel when there are 2 or 3, on the same
+    -m..+m axis. Conv3D kernels show their middle depth slice.
 
     Args:
         kernel: the layer's kernel weights.
@@ -548,30 +615,49 @@ def filters_figure(kernel: np.ndarray, max_filters: int = 64) -> Figure:
     fig = _new_figure(max(3.0, 1.3 * ncols), 1.3 * nrows + 0.5)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     in_channels = kernel.shape[-2]
+    rgb = kernel.ndim == 4 and in_channels == 3
+    one_line_per_channel = kernel.ndim == 3 and in_channels in (2, 3)
+    drawn = kernel if rgb or one_line_per_channel else kernel.mean(axis=-2)
+    limit = symmetric_limit(drawn)
+    image = None
     for index, ax in enumerate(axes):
         if index >= shown:
             ax.set_axis_off()
             continue
-        weights = kernel[..., index]
+        weights = drawn[..., index]
         if kernel.ndim == 4:
-            if in_channels == 3:
-                ax.imshow(_normalize(weights), interpolation="nearest")
+            if rgb:
+                ax.imshow(np.clip(0.5 + weights / (2 * limit), 0, 1), interpolation="nearest")
             else:
-                ax.imshow(_normalize(weights.mean(axis=-1)), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+                image = ax.imshow(weights, cmap=DIVERGING_CMAP, vmin=-limit, vmax=limit, interpolation="nearest")
             ax.set_axis_off()
         else:
             ax.axhline(0, color="gray", lw=0.5)
-            if in_channels in (2, 3):
+            if one_line_per_channel:
                 ax.plot(weights, lw=1)
             else:
-                mean = weights.mean(axis=-1)
-                ax.bar(np.arange(len(mean)), mean, color=np.where(mean >= 0, "tab:blue", "tab:red"))
+                ax.bar(np.arange(len(weights)), weights, color=np.where(weights >= 0, "tab:red", "tab:blue"))
+            ax.set_ylim(-1.05 * limit, 1.05 * limit)
             ax.set_xticks([])
             ax.set_yticks([])
         ax.set_title(str(index), fontsize=8)
+    if image is not None:
+        averaged = f", mean of {in_channels} input channels" if in_channels > 1 else ""
+        fig.colorbar(image, ax=axes.tolist(), shrink=0.9, aspect=12, label=f"weight{averaged}")
     size = "×".join(str(dim) for dim in kernel.shape[:-1])
-    fig.suptitle(f"First conv layer: {total} filters of {size}" + (f" (first {shown} shown)" if shown < total else ""))
+    # Without a colour bar (RGB kernels, Conv1D bars) the title carries the shared scale.
+    scale = "" if image is not None else f", shared scale ±{limit:.3g}"
+    fig.suptitle(f"First conv layer: {total} filters of {size}" + (f" (first {shown} shown)" if shown < total else "")
+                 + scale)
     return fig
+
+
+def symmetric_limit(values: np.ndarray) -> float:
+    """The largest |value| (finite ones), the half-width of a colour scale centred at zero; 1.0 when all are 0."""
+    values = np.asarray(values, dtype=float)
+    finite = np.abs(values[np.isfinite(values)])
+    limit = float(finite.max()) if finite.size else 0.0
+    return limit if limit > 0 else 1.0
 
 
 def feature_maps_figure(activations: Sequence[tuple[str, np.ndarray]], max_channels: int = 16) -> Figure:
@@ -579,6 +665,8 @@ def feature_maps_figure(activations: Sequence[tuple[str, np.ndarray]], max_chann
 
     Each row is labelled with the layer name and the activation's shape. (H, W, C) maps are drawn as
     images, (L, C) as lines, (units,) vectors as one bar chart, (D, H, W, C) as their middle slice.
+    All channels of a layer share one scale (see `activation_scale`), so a faint channel looks faint and
+    a dead one blank: image rows get a colour bar, line and bar rows a "range" note under their label.
 
     Args:
         activations: (layer name, activation of one example without the batch axis) pairs, in layer order.
@@ -603,6 +691,8 @@ def feature_maps_figure(activations: Sequence[tuple[str, np.ndarray]], max_chann
     fig = _new_figure(1.1 * ncols + 2.0, 1.15 * len(rows) + 0.3)
     axes = fig.subplots(len(rows), ncols, squeeze=False)
     for row, (name, shape, activation, panels) in enumerate(rows):
+        cmap, low, high = activation_scale(activation)
+        image = None
         for channel in range(ncols):
             ax = axes[row, channel]
             if channel >= panels:
@@ -610,11 +700,13 @@ def feature_maps_figure(activations: Sequence[tuple[str, np.ndarray]], max_chann
                 continue
             if activation.ndim == 1:
                 ax.bar(np.arange(len(activation)), activation, width=1.0)
+                ax.set_ylim(low, high)
             elif activation.ndim == 2:
                 ax.plot(activation[:, channel], lw=0.8)
                 ax.margins(x=0)
+                ax.set_ylim(low, high)
             else:
-                ax.imshow(_normalize(activation[..., channel]), cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+                image = ax.imshow(activation[..., channel], cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
             # Ticks off but the frame kept: hiding the axis would hide the row label too.
             ax.set_xticks([])
             ax.set_yticks([])
@@ -622,8 +714,29 @@ def feature_maps_figure(activations: Sequence[tuple[str, np.ndarray]], max_chann
                 ax.set_title(str(channel), fontsize=7)
         total = 1 if activation.ndim == 1 else activation.shape[-1]
         channels = f"\n{panels} of {total} ch." if panels < total else ""
-        axes[row, 0].set_ylabel(f"{name}\n{tuple(shape)}{channels}", rotation=0, ha="right", va="center", fontsize=8)
+        scale = "" if image is not None else f"\nrange {low:.3g} … {high:.3g}"
+        axes[row, 0].set_ylabel(f"{name}\n{tuple(shape)}{channels}{scale}", rotation=0, ha="right", va="center",
+                                fontsize=8)
+        if image is not None:
+            colorbar = fig.colorbar(image, ax=axes[row, :].tolist(), fraction=0.02, aspect=6, pad=0.01)
+            colorbar.ax.tick_params(labelsize=6)
     return fig
+
+
+def activation_scale(activation: np.ndarray) -> tuple[str, float, float]:
+    """(colour map, vmin, vmax) shared by every channel of one layer's activation.
+
+    Never-negative outputs (ReLU, pooling of them, pixels) go from 0 to the layer's maximum on a sequential
+    map, so zero is the darkest colour; outputs with negative values go on a diverging map centred at zero,
+    from -m to +m with m the largest |value|. A layer of zeros gets 0..1.
+    """
+    values = np.asarray(activation, dtype=float)
+    finite = values[np.isfinite(values)]
+    if finite.size and finite.min() < 0:
+        limit = symmetric_limit(finite)
+        return DIVERGING_CMAP, -limit, limit
+    high = float(finite.max()) if finite.size else 0.0
+    return SEQUENTIAL_CMAP, 0.0, high if high > 0 else 1.0
 
 
 def filter_demo_figure(panels: Sequence[tuple[str, np.ndarray]]) -> Figure:

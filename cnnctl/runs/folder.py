@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
 import re
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -174,7 +176,15 @@ def _sort_key(run_id: str) -> tuple:
 
 
 def resolve_run(spec: str, runs_dir: Optional[Union[str, Path]] = None) -> Run:
-    """RUN on the command line: a folder path, a run id inside the runs dir, or `last`."""
+    """RUN on the command line: a folder path, a run id inside the runs dir, or `last`.
+
+    Temporary files left in the run folder by a killed writer are removed on the way (see atomic_path)."""
+    run = _find_run(spec, runs_dir)
+    remove_stale_temporaries(run.path)
+    return run
+
+
+def _find_run(spec: str, runs_dir: Optional[Union[str, Path]]) -> Run:
     base = default_runs_dir(runs_dir)
     if spec == "last":
         runs = list_runs(base)
@@ -198,29 +208,82 @@ def resolve_run(spec: str, runs_dir: Optional[Union[str, Path]] = None) -> Run:
     raise RunError(f"{spec}: no such run in {base}{hint}")
 
 
+# Temporary files carry the host and process that made them: a later command deletes the ones whose process is
+# gone (killed with -9 or by a power cut while writing) and leaves alone the ones a live process is still writing.
+_TEMPORARY = ".partial-"
+_HOST = hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+_TEMPORARY_NAME = re.compile(r"^\..*\.partial-([0-9a-f]{8})-(\d+)-")
+
+
 @contextlib.contextmanager
 def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix, so writers that check it are content); rename on success.
 
-    The whole suffix chain is kept (`.weights.h5`, not just `.h5`): Keras checks it when saving weights.
+    The whole suffix chain is kept (`.weights.h5`, not just `.h5`): Keras checks it when saving weights. Before
+    the rename the file's bytes are flushed to disk, and after it the folder's entry, so that after a power cut
+    `path` holds either the old content or the new, whole.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name[: len(path.name) - len(suffix)]}.", suffix=suffix,
+    stem = path.name[: len(path.name) - len(suffix)]
+    handle, temp = tempfile.mkstemp(prefix=f".{stem}{_TEMPORARY}{_HOST}-{os.getpid()}-", suffix=suffix,
                                     dir=path.parent)
     os.close(handle)
     temp_path = Path(temp)
     os.chmod(temp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; run files are ordinary files
     try:
         yield temp_path
+        _flush_to_disk(temp_path)
         os.replace(temp_path, path)
+        _flush_to_disk(path.parent)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             temp_path.unlink()
         if isinstance(exc, OSError) and exc.filename == str(temp_path):
             exc.filename = str(path)  # a disk-full message names the file the user knows, not our temporary one
         raise
+
+
+def _flush_to_disk(path: Path) -> None:
+    """fsync a file or a folder (a folder's fsync makes a rename in it durable)."""
+    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+    descriptor = os.open(path, flags)
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        if not path.is_dir():
+            raise
+        # Some filesystems refuse fsync on a folder (EINVAL); the rename is done, only its durability is weaker.
+    finally:
+        os.close(descriptor)
+
+
+def remove_stale_temporaries(folder: Union[str, Path]) -> list[Path]:
+    """Delete the temporary files that a writer on this host left in `folder` (and below) when it was killed
+    before renaming them; return what was deleted. Files of processes still running are left alone."""
+    removed = []
+    for candidate in Path(folder).rglob(f".*{_TEMPORARY}*"):
+        match = _TEMPORARY_NAME.match(candidate.name)
+        if not match or match.group(1) != _HOST or _process_alive(int(match.group(2))):
+            continue
+        if candidate.is_file() and not candidate.is_symlink():
+            with contextlib.suppress(OSError):
+                candidate.unlink()
+                removed.append(candidate)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process (or a number we cannot ask about): not ours to judge
+    return True
 
 
 def write_text_atomic(path: Union[str, Path], text: str) -> Path:
