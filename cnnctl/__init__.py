@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 # names below are looked up on first use (PEP 562) instead of at `import cnnctl`.
 _API = {
     "train": "cnnctl.api", "resume": "cnnctl.api", "evaluate": "cnnctl.api", "predict": "cnnctl.api",
-    "tune": "cnnctl.api",
+    "tune": "cnnctl.api", "export": "cnnctl.api", "ExportResult": "cnnctl.evaluation.export",
     "TrainResult": "cnnctl.training.loop", "Predictions": "cnnctl.evaluation.predict",
     "register_source": "cnnctl.data.raw", "load_config": "cnnctl.config.loading", "Config": "cnnctl.config.schema",
     "CnnctlError": "cnnctl.errors", "ConfigError": "cnnctl.errors", "DataError": "cnnctl.errors",

@@ -26,6 +26,7 @@ from cnnctl.config.loading import load_config
 from cnnctl.config.schema import Config
 from cnnctl.data.raw import ARRAY_KEYS, ARRAYS_SOURCE, arrays_source, raw_from_mapping
 from cnnctl.errors import ConfigError, RunError
+from cnnctl.evaluation.export import ExportResult, export_run
 from cnnctl.evaluation.predict import Predictions, predict_run
 from cnnctl.evaluation.scoring import evaluate_run, load_model
 from cnnctl.reporting import figures, report
@@ -144,6 +145,25 @@ def predict(run: RunLike, inputs: Union[str, Path, Sequence[Union[str, Path]], n
         return predict_run(resolved, [], arrays=inputs)
     paths = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     return predict_run(resolved, paths)
+
+
+def export(run: RunLike, format: str, *, out: Union[str, Path, None] = None,
+           runs_dir: Union[str, Path, None] = None) -> ExportResult:
+    """Export a run's model.keras for serving without cnnctl, and check the artefact against it.
+
+    Args:
+        run: a run folder, run id, "last" or a TrainResult.
+        format: "saved_model" (a TensorFlow SavedModel folder), "onnx" or "tflite" (LiteRT). ONNX needs
+            `pip install "cnnctl[export]"`.
+        out: where the artefact goes; never overwritten. Defaults to RUN/export/saved_model, model.onnx or
+            model.tflite.
+        runs_dir: where a run id or "last" is looked up. Defaults to $CNNCTL_RUNS_DIR, else ./runs.
+
+    Returns:
+        ExportResult: `path`, `info_path` (<artefact>.json: class names, input spec, output meaning, the check),
+        and `max_abs_diff`, the largest probability difference from model.keras on the run's test split.
+    """
+    return export_run(_run(run, runs_dir), format, out)
 
 
 def _run(run: RunLike, runs_dir: Union[str, Path, None]) -> Run:

@@ -1,6 +1,9 @@
 """Errors a user can fix. The CLI prints them as one `error:` line and exits with code 2."""
 
 import difflib
+import errno
+import os
+import re
 import signal
 from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence
@@ -32,6 +35,63 @@ def in_config_file(origin: str) -> Iterator[None]:
 
 class RunError(CnnctlError):
     """A run folder is missing, incomplete or cannot be written."""
+
+
+# What the user can do about the operating system's refusals that are theirs to fix.
+_OS_ADVICE = {
+    errno.ENOSPC: "no space left on device; free some space and run the command again (nothing already written "
+                  "is lost)",
+    errno.EDQUOT: "disk quota exceeded; free some space and run the command again (nothing already written is "
+                  "lost)",
+    errno.EACCES: "permission denied; make the folder writable or choose another path",
+    errno.EPERM: "operation not permitted; make the folder writable or choose another path",
+    errno.EROFS: "read-only file system; choose a path on a writable disk",
+    errno.ENAMETOOLONG: "file name too long (at most 255 bytes per name); choose a shorter name",
+    errno.EISDIR: "is a folder; give a file name",
+    errno.ELOOP: "too many levels of symbolic links (a link that points to itself?)",
+}
+# atomic_path's temporary names (`.preds.partial-<host>-<pid>-<random>.csv`): the user knows `preds.csv`.
+_TEMPORARY_NAME = re.compile(r"^\.(.*)\.partial-[0-9a-f]{8}-\d+-[^.]*(.*)$")
+
+
+def printable(text: object) -> str:
+    """`text` as one printable line: a newline or tab in a file name becomes `\\n` or `\\t`, and bytes that
+    are not UTF-8 (a name made on another system) become `\\xff`, so an error message stays one line and can
+    always be printed."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+def shown_path(path: object, limit: int = 120) -> str:
+    """A path for an error message: printable, and a name of hundreds of characters shortened in the middle."""
+    text = printable(path)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}…{text[-limit // 4:]} ({len(text)} characters)"
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError as `path: what went wrong; what to do`, one line, naming the file the user knows."""
+    filename = exc.filename
+    if filename is not None:
+        folder, name = os.path.split(os.fsdecode(filename))
+        match = _TEMPORARY_NAME.match(name)
+        filename = os.path.join(folder, match.group(1) + match.group(2)) if match else os.fsdecode(filename)
+    reason = _OS_ADVICE.get(exc.errno) or (exc.strerror or first_line(exc)).lower()
+    return f"{shown_path(filename)}: {reason}" if filename is not None else printable(reason)
+
+
+@contextmanager
+def os_errors() -> Iterator[None]:
+    """The operating system's refusals (disk full, read-only folder, a name too long, --out a folder) become one
+    RunError line instead of a traceback. Usable as a decorator on a command."""
+    try:
+        yield
+    except OSError as exc:
+        raise RunError(os_error_line(exc)) from None
 
 
 class Interrupted(KeyboardInterrupt):

@@ -53,7 +53,7 @@ def arrays_run(tmp_path_factory):
 def test_training_on_arrays_returns_the_run_model_history_and_metrics(arrays_run):
     result, _ = arrays_run
     assert result.metrics["accuracy"] > 0.9  # the bright half is easy
-    assert result.history["epoch"] == [0.0, 1.0, 2.0] and len(result.history["val_loss"]) == 3
+    assert result.history["epoch"] == [1.0, 2.0, 3.0] and len(result.history["val_loss"]) == 3
     saved = np.load(result.path / "predictions.npz")
     assert result.metrics["accuracy"] == pytest.approx(accuracy_score(saved["y_true"], saved["y_prob"].argmax(1)))
     assert json.loads((result.path / "metrics.json").read_text())["accuracy"] == result.metrics["accuracy"]
@@ -86,7 +86,7 @@ def test_resume_extends_a_completed_run_and_says_when_there_is_nothing_to_do(arr
     nothing = cnnctl.resume(result)
     assert nothing.model is None and "already completed (3 epochs of 3)" in nothing.note
     longer = cnnctl.resume(result.path, epochs=4)
-    assert longer.history["epoch"] == [0.0, 1.0, 2.0, 3.0] and longer.note is None
+    assert longer.history["epoch"] == [1.0, 2.0, 3.0, 4.0] and longer.note is None
 
 
 def test_train_from_a_dict_prints_nothing(tmp_path):

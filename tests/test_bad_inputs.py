@@ -248,11 +248,11 @@ CASES = [
     Case("set-without-key", lambda w: ["check", w.config(LAYERS), "--set", "=3"],
          "error: --set =3: expected key.path=value, e.g. --set train.epochs=3"),
     Case("set-unknown-key", lambda w: ["check", w.config(LAYERS), "--set", "train.epohcs=3"],
-         "error: {d}/c.yaml: train.epohcs: unknown key; did you mean 'epochs'? (e.g. epochs: 10)"),
+         "error: --set train.epohcs=3: train.epohcs: unknown key; did you mean 'epochs'? (e.g. epochs: 10)"),
     Case("set-missing-list-entry", lambda w: ["check", w.config(LAYERS), "--set", "model.layers[7].Dense.units=3"],
          "error: --set model.layers[7].Dense.units=3: model.layers[7]: no such list entry"),
     Case("set-negative-epochs", lambda w: ["check", w.config(LAYERS), "--set", "train.epochs=-2"],
-         "error: {d}/c.yaml: train.epochs: must be greater than 0 (got -2)"),
+         "error: --set train.epochs=-2: train.epochs: must be greater than 0 (got -2)"),
     Case("train-without-config", lambda w: ["train", "--runs-dir", str(w.runs)],
          "error: train: give a config file, e.g. cnnctl train configs/digits.yaml, or --resume RUN"),
     # ---------------------------------------------------------------- run folders

@@ -49,8 +49,11 @@ def test_train_writes_the_whole_run_folder(digits_run):
     assert sum(data["counts"]["test"].values()) == 360
     with open(run / "history.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert [row["epoch"] for row in rows] == ["0", "1"]
-    assert {"loss", "val_loss", "accuracy", "val_accuracy"} <= set(rows[0])
+    assert [row["epoch"] for row in rows] == ["1", "2"]  # as the console counts them
+    assert {"loss", "val_loss", "accuracy", "val_accuracy", "learning_rate"} <= set(rows[0])
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert [float(row["learning_rate"]) for row in rows] == [config["train"]["optimizer"]["learning_rate"]] * 2
+    assert all(row["learning_rate"] == str(config["train"]["optimizer"]["learning_rate"]) for row in rows)
 
 
 def test_saved_config_rebuilds_the_run(digits_run):
@@ -174,6 +177,29 @@ def test_help_does_not_import_tensorflow():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", [
+    ["filter", "{image}", "--out", "{tmp}/demo.png"],  # no model at all
+    ["report", "{run}"],                               # from the run's saved files
+    ["plot", "{run}"],                                 # every figure, filters included, from saved files
+    ["train", "{tmp}/missing.yaml"],                   # argument mistakes of any command
+    ["evaluate", "{tmp}/no-such-run"],
+    ["train", str(DIGITS), "--set", "train.epochz=2"],
+])
+def test_commands_that_need_no_model_do_not_import_tensorflow(command, digits_run_copy, tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "picture.png"
+    Image.fromarray(np.arange(48 * 64, dtype=np.uint8).reshape(48, 64)).save(image)
+    args = [part.format(image=image, tmp=tmp_path, run=digits_run_copy) for part in command]
+    code = ("import sys; from typer.testing import CliRunner; from cnnctl.cli.app import app; "
+            f"r = CliRunner().invoke(app, {args!r}); print(r.exit_code); "
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    exit_code, modules = out.stdout.strip().splitlines()[-2:]
+    assert exit_code == ("0" if command[0] in ("filter", "report", "plot") else "2"), out.stdout + out.stderr
+    assert modules == "[]", f"{command[0]} imported {modules}"
 
 
 @pytest.mark.parametrize("machine, exported, expected", [

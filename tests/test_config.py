@@ -143,12 +143,26 @@ def test_bad_set_overrides(tmp_path, override, message):
     assert str(caught.value) == message
 
 
-def test_unknown_key_from_set_is_reported_with_its_path(tmp_path):
+@pytest.mark.parametrize("overrides, message", [
+    (["train.epocs=3"], "--set train.epocs=3: train.epocs: unknown key; did you mean 'epochs'? (e.g. epochs: 10)"),
+    (["seed=1", "train.batch_size=-4"], "--set train.batch_size=-4: train.batch_size: must be greater than 0 "
+                                        "(got -4)"),
+    (["train.optimizer.name=adamm"], "--set train.optimizer.name=adamm: train.optimizer.name: "),
+])
+def test_a_mistake_made_by_set_is_blamed_on_the_set_not_the_file(tmp_path, overrides, message):
     path = tmp_path / "x.yaml"
     path.write_text(MODEL)
     with pytest.raises(ConfigError) as caught:
-        load_config(path, ["train.epocs=3"])
-    assert str(caught.value) == f"{path}: train.epocs: unknown key; did you mean 'epochs'? (e.g. epochs: 10)"
+        load_config(path, overrides)
+    assert str(caught.value).startswith(message)
+
+
+def test_a_mistake_in_the_file_is_still_blamed_on_the_file_when_set_is_given(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text(MODEL + "train:\n  epochs: 0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, ["train.batch_size=8"])
+    assert str(caught.value) == f"{path}: train.epochs: must be greater than 0 (got 0)"
 
 
 def test_resolved_config_round_trips(tmp_path):

@@ -1,8 +1,7 @@
-"""convolution_demo: a real photograph through conv → ReLU → max-pool, checked against scipy and numpy."""
+"""convolution_demo: a real photograph through conv → ReLU → max-pool, checked against Keras' own conv and max-pool ops."""
 
 import numpy as np
 import pytest
-import scipy.signal
 from PIL import Image
 from sklearn.datasets import load_sample_image
 
@@ -30,13 +29,21 @@ def photo(photo_path):
 
 
 def reference_convolution(image, kernel):
-    """Keras conv is a cross-correlation with 'same' zero padding: scipy's correlate2d, computed in float64."""
-    return scipy.signal.correlate2d(image.astype(np.float64), kernel.astype(np.float64), mode="same")
+    """What a Conv2D(padding="same") layer computes: Keras' own conv op on a batch of one 1-channel picture."""
+    import keras
+
+    batch = np.asarray(image, np.float32)[np.newaxis, :, :, np.newaxis]
+    weights = np.asarray(kernel, np.float32)[:, :, np.newaxis, np.newaxis]
+    return keras.ops.convert_to_numpy(keras.ops.conv(batch, weights, strides=1, padding="same"))[0, :, :, 0]
 
 
 def reference_max_pool(array, pool):
-    height, width = array.shape[0] // pool, array.shape[1] // pool
-    return array[: height * pool, : width * pool].reshape(height, pool, width, pool).max(axis=(1, 3))
+    """What MaxPooling2D(pool, strides=pool) computes: Keras' own max_pool op."""
+    import keras
+
+    batch = np.asarray(array, np.float32)[np.newaxis, :, :, np.newaxis]
+    pooled = keras.ops.max_pool(batch, pool_size=pool, strides=pool, padding="valid")
+    return keras.ops.convert_to_numpy(pooled)[0, :, :, 0]
 
 
 def test_photo_loads_as_float_grayscale_in_unit_range(photo_path, photo):
@@ -97,7 +104,7 @@ EVEN = np.arange(16.0).reshape(4, 4) / 10 - 0.7  # 'same' padding puts the extra
 @pytest.mark.parametrize(
     "kernel", [*KERNELS.values(), ASYMMETRIC, EVEN], ids=[*KERNELS, "asymmetric", "even4x4"]
 )
-def test_convolution_matches_scipy_correlate2d(photo, kernel):
+def test_convolution_matches_keras_conv_same_padding(photo, kernel):
     convolved = convolution_steps(photo, kernel)[1][1]
     np.testing.assert_allclose(convolved, reference_convolution(photo, kernel), rtol=0, atol=1e-4)
 
@@ -110,7 +117,7 @@ def test_relu_is_max_of_convolution_and_zero(photo):
 
 
 @pytest.mark.parametrize("pool", [2, 3])
-def test_max_pool_matches_numpy_reshape_max(photo, pool):
+def test_max_pool_matches_keras_max_pool(photo, pool):
     _, _, (_, rectified), (_, pooled) = convolution_steps(photo, KERNELS["emboss"], pool=pool)
     np.testing.assert_array_equal(pooled, reference_max_pool(rectified, pool))
 

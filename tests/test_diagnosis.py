@@ -182,12 +182,18 @@ def test_gap_overfitting_reports_no_turn():
 
 
 def test_epoch_column_numbers_resumed_runs():
-    """A resumed run's history continues at epoch 10 (0-based); the report counts the same way."""
+    """A history that continues at epoch 10 (rows 1-9 dropped): the report uses the epoch column."""
     run = history(TRAIN, u_shape(N, 10))
     run["epoch"] = [10 + i for i in range(N)]
     report = diagnose(run)
-    assert report["best_epoch"] == report["turn_epoch"] == 10 + 10 + 1
-    assert "epoch 21" in report["summary"]
+    assert report["best_epoch"] == report["turn_epoch"] == 10 + 10
+    assert "epoch 20" in report["summary"]
+
+
+def test_an_older_cnnctl_history_counting_from_0_is_shifted_to_count_from_1():
+    run = history(TRAIN, u_shape(N, 10))
+    run["epoch"] = list(range(N))  # Keras' CSVLogger numbering, which cnnctl wrote before
+    assert diagnose(run)["best_epoch"] == 11
 
 
 def test_without_epoch_column_counts_rows():

@@ -1,12 +1,18 @@
 """Tests for cnnctl.plots: every figure renders to a real, non-blank PNG of the promised size, and what a user
 reads off a figure (AUCs, cell counts, the best epoch, the verdict) matches an independent computation."""
 
+import io
+import json
 import os
 import re
 import stat
+import zipfile
+from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 from PIL import Image
@@ -36,8 +42,13 @@ def texts_of(fig: Figure) -> list[str]:
     return [text.get_text() for text in fig.findobj(Text)]
 
 
+def legend_of(ax):
+    """The axes' legend, or the figure's (the ROC and PR figures put theirs beside the plot)."""
+    return ax.get_legend() or ax.get_figure().legends[0]
+
+
 def legend_texts(ax) -> list[str]:
-    return [text.get_text() for text in ax.get_legend().get_texts()]
+    return [text.get_text() for text in legend_of(ax).get_texts()]
 
 
 def legend_scores(ax, name: str) -> dict[str, float]:
@@ -144,9 +155,13 @@ def test_save_figure_keeps_the_old_image_when_rendering_fails(tmp_path, monkeypa
     plots.save_figure(fig, target)
     before = target.read_bytes()
 
-    def broken_savefig(path, **kwargs):
-        with open(path, "wb") as handle:
-            handle.write(b"\x89PNG half")
+    def broken_savefig(target, **kwargs):
+        # Half an image into whatever save_figure renders to: a file, or a buffer it writes out afterwards.
+        if hasattr(target, "write"):
+            target.write(b"\x89PNG half")
+        else:
+            with open(target, "wb") as handle:
+                handle.write(b"\x89PNG half")
         raise RuntimeError("renderer crashed")
 
     monkeypatch.setattr(fig, "savefig", broken_savefig)
@@ -263,7 +278,8 @@ def test_confusion_matrix_cells_show_the_counts_with_readable_text_colour():
     assert [text.get_text() for text in ax.texts] == [str(value) for value in counts.ravel()]
     assert [label.get_text() for label in ax.get_xticklabels()] == ["cat", "dog", "bird", "fish"]
     assert [label.get_text() for label in ax.get_yticklabels()] == ["cat", "dog", "bird", "fish"]
-    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("Confusion matrix (counts)", "Predicted", "True")
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == (
+        f"Confusion matrix (n={len(y_true)}), counts", "Predicted", "True")
     colors = np.array([text.get_color() for text in ax.texts]).reshape(counts.shape)
     darkest, lightest = np.unravel_index(counts.argmax(), counts.shape), np.unravel_index(counts.argmin(), counts.shape)
     assert (colors[darkest], colors[lightest]) == ("white", "black")
@@ -272,11 +288,18 @@ def test_confusion_matrix_cells_show_the_counts_with_readable_text_colour():
 
 def test_confusion_matrix_normalized_shows_row_fractions_and_zero_for_absent_classes():
     counts = np.array([[8, 2, 0], [1, 1, 2], [0, 0, 0]])
-    fig = plots.confusion_matrix_figure(counts, ["a", "b", "c"], normalized=True)
+    fig = plots.confusion_matrix_figure(counts, ["a", "b", "c"], normalized=True, split="val")
     ax = fig.axes[0]
     expected = ["0.80", "0.20", "0.00", "0.25", "0.25", "0.50", "0.00", "0.00", "0.00"]
     assert [text.get_text() for text in ax.texts] == expected
-    assert ax.get_title() == "Confusion matrix (row-normalized)"
+    assert ax.get_title() == "Confusion matrix — val split (n=14), row-normalized"
+
+
+def test_confusion_matrix_title_names_the_split_and_its_example_count():
+    y_true, prob = scores(250, 3)
+    counts = confusion_matrix(y_true, prob.argmax(axis=1))
+    ax = plots.confusion_matrix_figure(counts, ["a", "b", "c"], split="test").axes[0]
+    assert ax.get_title() == "Confusion matrix — test split (n=250), counts"
 
 
 def test_confusion_matrix_with_many_classes_drops_cell_text_and_grows():
@@ -347,6 +370,71 @@ def test_roc_with_a_single_class_in_y_true_says_so():
 def test_roc_rejects_probabilities_that_do_not_match_the_class_names():
     with pytest.raises(ValueError, match=r"y_prob must be \(N, C\) = \(5, 3\) .* Received shape: \(5, 4\)"):
         plots.roc_figure(np.zeros(5, dtype=int), np.full((5, 4), 0.25), ["a", "b", "c"])
+
+
+def near_perfect_scores(n_samples: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Like `scores`, with the true class favoured so strongly that every one-vs-rest AUC is above 0.99."""
+    rng = np.random.default_rng(RNG_SEED)
+    y_true = rng.integers(0, n_classes, n_samples)
+    logits = rng.normal(size=(n_samples, n_classes))
+    logits[np.arange(n_samples), y_true] += 3.5
+    prob = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return y_true, prob
+
+
+def test_roc_of_a_near_perfect_model_zooms_into_the_top_left_corner():
+    y_true, prob = near_perfect_scores(600, 4)
+    aucs = [roc_auc_score(y_true == label, prob[:, label]) for label in range(4)]
+    assert 0.99 <= min(aucs) < 1  # near perfect, not perfect: the zoom has something to show
+    ax = plots.roc_figure(y_true, prob, ["cat", "dog", "bird", "fish"]).axes[0]
+    (inset,) = ax.child_axes
+    left, right = inset.get_xlim()
+    bottom, top = inset.get_ylim()
+    assert left <= 0 and right == pytest.approx(plots.ZOOM_FPR) and top >= 1 and 0.5 <= bottom <= 0.9
+    # Every curve is drawn again in the inset, in the same colour and style.
+    assert [(line.get_color(), line.get_linestyle()) for line in inset.get_lines()] == \
+        [(line.get_color(), line.get_linestyle()) for line in ax.get_lines()]
+    # Binary too.
+    binary = plots.roc_figure((y_true == 1).astype(int), prob[:, 1], ["other", "dog"]).axes[0]
+    assert len(binary.child_axes) == 1
+
+
+def test_roc_of_an_ordinary_model_has_no_inset():
+    y_true, prob = scores(400, 4)
+    assert not plots.roc_figure(y_true, prob, ["cat", "dog", "bird", "fish"]).axes[0].child_axes
+
+
+def test_no_class_curve_looks_like_the_chance_line():
+    names = [f"class{i}" for i in range(plots.MAX_LABELLED_CLASSES)]
+    y_true, prob = scores(1000, len(names))
+    for figure in (plots.roc_figure, plots.pr_figure):
+        lines = {line.get_label(): line for line in figure(y_true, prob, names).axes[0].get_lines()}
+        classes = [line for label, line in lines.items() if label.split(" (")[0] in names]
+        assert len(classes) == len(names)
+        chance = [line for label, line in lines.items() if label.startswith("chance")]
+        for line in classes:
+            red, green, blue = to_rgb(line.get_color())
+            assert not red == green == blue, f"{line.get_label()} is drawn in gray {line.get_color()}"
+            assert all(to_rgb(line.get_color()) != to_rgb(other.get_color()) for other in chance)
+        # Ten classes, ten looks: no two curves share both colour and line style.
+        looks = {(to_rgb(line.get_color()), line.get_linestyle()) for line in classes}
+        assert len(looks) == len(names)
+
+
+@pytest.mark.parametrize("case", ["roc", "roc binary", "roc near-perfect", "pr", "pr binary"])
+def test_score_legends_sit_outside_the_curves_and_inside_the_image(case):
+    y_true, prob = near_perfect_scores(600, 10) if "near-perfect" in case else scores(600, 10)
+    names = [f"class{i}" for i in range(10)]
+    if "binary" in case:
+        y_true, prob, names = (y_true == 1).astype(int), prob[:, 1], ["other", "class1"]
+    fig = (plots.pr_figure if case.startswith("pr") else plots.roc_figure)(y_true, prob, names)
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    legend = legend_of(ax).get_window_extent()
+    plot_area = ax.get_window_extent()
+    assert legend.x0 >= plot_area.x1 or legend.y1 <= plot_area.y0, "the legend covers the plot"
+    image = fig.bbox
+    assert image.x0 <= legend.x0 and legend.x1 <= image.x1 and image.y0 <= legend.y0 and legend.y1 <= image.y1
 
 
 def test_pr_legend_shows_average_precision_per_class_and_micro_average():
@@ -425,11 +513,45 @@ def test_filters_figure_has_one_titled_panel_per_filter():
 
 
 def test_filters_figure_shows_rgb_kernels_in_colour_and_caps_the_count():
-    fig = plots.filters_figure(_rng().normal(size=(5, 5, 3, 6)), max_filters=4)
+    kernel = _rng().normal(size=(5, 5, 3, 6))
+    fig = plots.filters_figure(kernel, max_filters=4)
     drawn = [ax for ax in fig.axes if ax.images]
     assert len(drawn) == 4
-    assert drawn[0].images[0].get_array().shape == (5, 5, 3)
-    assert fig.get_suptitle() == "First conv layer: 6 filters of 5×5×3 (first 4 shown)"
+    # One scale for all six filters, zero at mid-gray: a weight w shows as 0.5 + w / (2 max|w|).
+    limit = np.abs(kernel).max()
+    np.testing.assert_allclose(drawn[1].images[0].get_array(), 0.5 + kernel[..., 1] / (2 * limit))
+    assert fig.get_suptitle() == f"First conv layer: 6 filters of 5×5×3 (first 4 shown), shared scale ±{limit:.3g} " \
+                                 "(gray = 0)"
+
+
+def colorbars_of(fig: Figure) -> list:
+    return [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+
+
+@pytest.mark.parametrize("in_channels", [1, 2])
+def test_filters_figure_shares_one_scale_centred_at_zero_with_a_colour_bar(in_channels):
+    kernel = _rng().normal(size=(3, 3, in_channels, 10))
+    kernel[..., 7] *= 4  # one strong filter: the others must look weaker, not be stretched to match it
+    fig = plots.filters_figure(kernel)
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    shown = kernel.mean(axis=2)  # one input channel, or the mean over them
+    limit = np.abs(shown).max()
+    assert all(image.get_clim() == pytest.approx((-limit, limit)) for image in images)
+    assert {image.get_cmap().name for image in images} == {"RdBu_r"}
+    for index, image in enumerate(images):
+        np.testing.assert_allclose(image.get_array(), shown[..., index])
+    assert np.abs(images[0].get_array()).max() < 0.6 * limit  # a weak filter is drawn pale
+    (colorbar,) = colorbars_of(fig)
+    assert colorbar.get_ylabel() == "weight" + ("" if in_channels == 1 else ", mean of 2 input channels")
+    assert colorbar.get_ylim() == pytest.approx((-limit, limit))
+
+
+def test_filters_figure_draws_conv1d_bars_on_one_symmetric_axis():
+    kernel = _rng().normal(size=(5, 1, 3))
+    fig = plots.filters_figure(kernel)
+    limit = np.abs(kernel).max()
+    assert all(ax.get_ylim() == pytest.approx((-1.05 * limit, 1.05 * limit)) for ax in fig.axes)
+    assert fig.get_suptitle().endswith(f"shared scale ±{limit:.3g}")
 
 
 def test_filters_figure_draws_conv1d_kernels_as_bars_of_the_weights():
@@ -444,14 +566,49 @@ def test_filters_figure_rejects_a_dense_kernel():
         plots.filters_figure(np.zeros((10, 4)))
 
 
+def panels_of(fig: Figure, rows: int) -> np.ndarray:
+    return np.array([ax for ax in fig.axes if ax.get_label() != "<colorbar>"]).reshape(rows, -1)
+
+
 def test_feature_maps_figure_has_one_labelled_row_per_layer_with_at_most_16_channels():
     rng = _rng()
-    fig = plots.feature_maps_figure([("conv2d", rng.random((6, 6, 32))), ("conv1d", rng.random((20, 3)))])
-    rows = np.array(fig.axes).reshape(2, 16)
+    signal = rng.random((20, 3))
+    fig = plots.feature_maps_figure([("conv2d", rng.random((6, 6, 32))), ("conv1d", signal)])
+    rows = panels_of(fig, 2)
+    assert rows.shape == (2, 16)
     assert sum(bool(ax.images) for ax in rows[0]) == 16
     assert sum(bool(ax.get_lines()) for ax in rows[1]) == 3
     assert rows[0, 0].get_ylabel() == "conv2d\n(6, 6, 32)\n16 of 32 ch."
-    assert rows[1, 0].get_ylabel() == "conv1d\n(20, 3)"
+    assert rows[1, 0].get_ylabel() == f"conv1d\n(20, 3)\nrange 0 … {signal.max():.3g}"
+
+
+def test_feature_maps_figure_gives_each_layer_one_shared_scale_and_colour_bar():
+    rng = _rng()
+    relu = np.maximum(rng.normal(size=(6, 6, 20)), 0)
+    relu[..., 3] *= 0.1  # a faint channel stays faint next to the others
+    signed = rng.normal(size=(3, 3, 4))
+    signal = rng.normal(size=(30, 2))
+    fig = plots.feature_maps_figure([("relu", relu), ("signed", signed), ("conv1d", signal)])
+    rows = panels_of(fig, 3)
+    relu_images = [ax.images[0] for ax in rows[0] if ax.images]
+    # The whole layer's maximum, all 20 channels, though 16 are drawn.
+    assert all(image.get_clim() == pytest.approx((0, relu.max())) for image in relu_images)
+    assert {image.get_cmap().name for image in relu_images} == {"viridis"}
+    assert relu_images[3].get_array().max() < 0.5 * relu.max()
+    limit = np.abs(signed).max()
+    signed_images = [ax.images[0] for ax in rows[1] if ax.images]
+    assert len(signed_images) == 4
+    assert all(image.get_clim() == pytest.approx((-limit, limit)) for image in signed_images)
+    assert {image.get_cmap().name for image in signed_images} == {"RdBu_r"}
+    np.testing.assert_allclose(signed_images[2].get_array(), signed[..., 2])
+    colorbars = colorbars_of(fig)
+    assert [bar.get_ylim() for bar in colorbars] == [pytest.approx((0, relu.max())), pytest.approx((-limit, limit))]
+    # Line rows share their y axis, and say its range.
+    line_limit = np.abs(signal).max()
+    lines = [ax for ax in rows[2] if ax.get_lines()]
+    assert len(lines) == 2 and lines[0].get_ylim() == lines[1].get_ylim()
+    assert lines[0].get_ylim()[0] < -line_limit + 1e-9 and lines[0].get_ylim()[1] > line_limit - 1e-9
+    assert rows[2, 0].get_ylabel().endswith(f"range {-line_limit:.3g} … {line_limit:.3g}")
 
 
 def test_filter_demo_figure_titles_panels_and_shows_their_sizes():
@@ -459,3 +616,39 @@ def test_filter_demo_figure_titles_panels_and_shows_their_sizes():
     fig = plots.filter_demo_figure([("original", rng.random((8, 8))), ("max-pool 2", rng.random((4, 4, 1)))])
     assert [ax.get_title() for ax in fig.axes] == ["original", "max-pool 2"]
     assert [ax.get_xlabel() for ax in fig.axes] == ["8 × 8", "4 × 4"]
+
+
+# ---------------------------------------------------------------- drawn from a trained run's files
+
+
+def drawn_figures(monkeypatch) -> dict[str, Figure]:
+    """Keep every figure figures.py hands to save_figure, by file name, instead of writing it."""
+    drawn = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path, dpi=plots.DPI: drawn.setdefault(Path(path).name, fig))
+    return drawn
+
+
+def test_run_figures_name_the_split_and_share_the_kernels_scale(trained_digits_run, monkeypatch):
+    from cnnctl.reporting import figures
+    from cnnctl.runs.folder import Run
+
+    run = trained_digits_run.path
+    drawn = drawn_figures(monkeypatch)
+    figures.draw_prediction_figures(Run(run))
+    figures.draw_filters(Run(run))
+    with np.load(run / "predictions.npz") as saved:
+        examples, split = len(saved["y_true"]), str(saved["split"])
+    assert split == json.loads((run / "metrics.json").read_text())["split"] == "test"
+    assert drawn["confusion_matrix.png"].axes[0].get_title() == f"Confusion matrix — test split (n={examples}), counts"
+    assert drawn["confusion_matrix_normalized.png"].axes[0].get_title() == \
+        f"Confusion matrix — test split (n={examples}), row-normalized"
+    # The first convolution's kernel, read from model.keras's weights file without Keras.
+    with zipfile.ZipFile(run / "model.keras") as archive:
+        with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+            kernel = weights["layers/conv2d/vars/0"][()]
+    assert kernel.shape == (3, 3, 1, 8)
+    images = [ax.images[0] for ax in drawn["filters.png"].axes if ax.images]
+    limit = float(np.abs(kernel).max())
+    assert [image.get_clim() for image in images] == [pytest.approx((-limit, limit))] * 8
+    for index, image in enumerate(images):
+        np.testing.assert_allclose(image.get_array(), kernel[:, :, 0, index], rtol=1e-6)

@@ -17,7 +17,13 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from cnnctl import runtime
-from cnnctl.errors import CnnctlError, ConfigError, Interrupted, in_config_file
+from cnnctl.errors import (
+    CnnctlError,
+    ConfigError,
+    Interrupted,
+    in_config_file,
+    os_errors,
+)
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, default_runs_dir, resolve_run, write_text_atomic
 from cnnctl.training.signals import signals_interrupt
@@ -72,13 +78,23 @@ def user_errors(command: Callable) -> Callable:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=2) from None
         except Interrupted as exc:  # Ctrl-C / SIGTERM: what was saved and how to go on; 128 + signal number
+            _end_progress_line()
             typer.echo(str(exc) or f"interrupted ({exc.signal_name})", err=True)
             raise typer.Exit(code=exc.exit_code) from None
         except KeyboardInterrupt:  # Ctrl-C outside training (loading data, drawing figures): nothing to save
+            _end_progress_line()
             typer.echo("interrupted (SIGINT)", err=True)
             raise typer.Exit(code=130) from None
 
     return wrapper
+
+
+def _end_progress_line() -> None:
+    # In a terminal the progress bar redraws one line without ending it (and the terminal echoes ^C there):
+    # the message starts on a line of its own.
+    if sys.stdout.isatty():
+        sys.stdout.write("\n")
+        sys.stdout.flush()
 
 
 def _verbosity() -> int:
@@ -157,6 +173,7 @@ def _announce(config_path: Optional[str]) -> Callable[[Run, object, str], None]:
 
 @app.command()
 @user_errors
+@os_errors()  # disk full, a read-only folder, a name too long: one error line
 def evaluate(
     run: RunArg,
     split: Annotated[Optional[str], typer.Option("--split", help="test or val (default: test, or val when the "
@@ -167,12 +184,12 @@ def evaluate(
 
     Example: cnnctl evaluate last --split val
     """
+    if split not in (None, "test", "val"):
+        raise ConfigError(f"--split {split}: must be test or val")
+    resolved = resolve_run(run, runs_dir)  # a wrong RUN is reported before TensorFlow's start-up
     from cnnctl import api
     from cnnctl.reporting import display
 
-    if split not in (None, "test", "val"):
-        raise ConfigError(f"--split {split}: must be test or val")
-    resolved = resolve_run(run, runs_dir)
     metrics = api.evaluate(resolved, split)
     display.console.print(display.metrics_table(metrics))
     display.diagnosis_line(metrics.get("diagnosis"))
@@ -181,6 +198,7 @@ def evaluate(
 
 @app.command()
 @user_errors
+@os_errors()  # disk full, a read-only folder, a name too long: one error line
 def plot(
     run: RunArg,
     feature_maps: Annotated[Optional[Path], typer.Option(
@@ -213,6 +231,7 @@ def plot(
 
 @app.command()
 @user_errors
+@os_errors()  # disk full, a read-only folder, a name too long: one error line
 def report(run: RunArg, runs_dir: RunsDirOption = None) -> None:
     """Write the run's report.html: one self-contained page with config, data, metrics, diagnosis and figures.
 
@@ -226,6 +245,7 @@ def report(run: RunArg, runs_dir: RunsDirOption = None) -> None:
 
 @app.command()
 @user_errors
+@os_errors()  # disk full, a read-only folder, a name too long: one error line
 def predict(
     run: RunArg,
     inputs: Annotated[list[Path], typer.Argument(help="Image files, folders of images, or .npz files (examples "
@@ -240,6 +260,7 @@ def predict(
     Example: cnnctl predict last digit.png more_digits/ --top-k 3 --out preds.csv
     """
     from cnnctl.evaluation.predict import (
+        check_out_path,
         check_top_k,
         predict_run,
         write_predictions_csv,
@@ -247,6 +268,7 @@ def predict(
     from cnnctl.reporting import display
 
     check_top_k(top_k)
+    check_out_path(out)
     predictions = predict_run(resolve_run(run, runs_dir), inputs)
     k = min(top_k, len(predictions.class_names))
     for note in predictions.notes:
@@ -258,6 +280,38 @@ def predict(
 
 @app.command()
 @user_errors
+def export(
+    run: RunArg,
+    export_format: Annotated[str, typer.Option("--format", "-f", help="saved_model (a TensorFlow SavedModel "
+                                               "folder), onnx or tflite (LiteRT)", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Where the artefact goes (default: RUN/export/"
+                                                "saved_model, model.onnx or model.tflite); never overwritten",
+                                                show_default=False)] = None,
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Export the run's model for serving without cnnctl, with <artefact>.json beside it (class names, input
+    shape, dtype and value range, output meaning), then check it: reloaded with its own runtime, its
+    probabilities on the run's test split must match model.keras's.
+
+    ONNX needs the optional packages: pip install "cnnctl[export]"
+
+    Example: cnnctl export last --format onnx
+    """
+    from cnnctl.evaluation.export import export_format as check_format
+    from cnnctl.evaluation.export import export_run
+    from cnnctl.reporting import display
+
+    check_format(export_format)  # before TensorFlow is imported: a typo is reported at once
+    result = export_run(resolve_run(run, runs_dir), export_format, out)
+    display.say(f"{result.format}: {result.path}")
+    display.say(f"serving info: {result.info_path}")
+    display.say(f"checked with {result.runtime} on {result.examples} {result.split} examples: largest probability "
+                f"difference from model.keras {result.max_abs_diff:.2g} (tolerance {result.tolerance:g})")
+
+
+@app.command()
+@user_errors
+@os_errors()  # disk full, a read-only folder, a name too long: one error line
 def runs(runs_dir: RunsDirOption = None) -> None:
     """List the runs with their headline metrics, newest first.
 
@@ -279,6 +333,7 @@ def runs(runs_dir: RunsDirOption = None) -> None:
 
 @app.command()
 @user_errors
+@os_errors()  # disk full, a read-only folder, a name too long: one error line
 def compare(
     run_specs: Annotated[list[str], typer.Argument(metavar="RUN RUN...", help="Two or more runs: folders, run "
                                                    "ids in the runs dir, or `last`", show_default=False)],
@@ -302,6 +357,7 @@ def compare(
 
 @app.command("filter")
 @user_errors
+@os_errors()  # disk full, a read-only folder, a name too long: one error line
 def filter_image(
     image: Annotated[Path, typer.Argument(help="A picture (PNG, JPEG, ...); used as grayscale",
                                           show_default=False)],
@@ -316,8 +372,6 @@ def filter_image(
     Example: cnnctl filter photo.jpg --kernel edge --pool 2
     """
     from cnnctl.reporting import display, plots
-
-    runtime.import_tensorflow()  # quietly, before convolution_demo imports Keras (and TensorFlow under it)
     from cnnctl.reporting.convolution_demo import (
         convolution_steps,
         load_kernel,
@@ -453,6 +507,7 @@ def tune(
 
 @app.command()
 @user_errors
+@os_errors()  # disk full, a read-only folder, a name too long: one error line
 def data(
     config: ConfigArg,
     overrides: SetOption = None,

@@ -44,7 +44,7 @@ def load_config(source: Union[str, Path, Mapping[str, Any], Config], overrides: 
         raw, origin, base, stem = read_yaml_mapping(path), str(path), path.resolve().parent, path.stem
     for override in overrides:
         apply_override(raw, override)
-    config = validate_config(raw, source=origin)
+    config = validate_config(raw, source=origin, overrides=overrides)
     if config.name is None:
         config.name = re.sub(r"[^A-Za-z0-9._-]", "-", stem or "") or "run"
     if config.data.path:
@@ -236,14 +236,28 @@ def dotted(loc: Any) -> str:
     return text
 
 
-def validate_config(raw: dict[str, Any], source: str) -> Config:
+def validate_config(raw: dict[str, Any], source: str, overrides: Sequence[str] = ()) -> Config:
+    """Config.model_validate with one error line, blamed on the `--set` that wrote the wrong value when there
+    is one, else on `source`."""
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
         errors = exc.errors()
         message = describe_error(errors[0], raw)
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(f"{source}: {message}{more}") from None
+        culprit = _override_at(_user_loc(errors[0]["loc"]), overrides)
+        raise ConfigError(f"{f'--set {culprit}' if culprit else source}: {message}{more}") from None
+
+
+def _override_at(loc: Sequence[Union[str, int]], overrides: Sequence[str]) -> Optional[str]:
+    """The last `--set` whose key path holds the error's place or lies inside it (a layer's error for
+    `--set model.layers[0].Conv2D.filters=-1` is reported at model.layers[0])."""
+    for override in reversed(overrides):
+        parts = tuple(key_path_parts(override.partition("=")[0]) or ())
+        shared = min(len(parts), len(tuple(loc)))
+        if shared and tuple(loc)[:shared] == parts[:shared] and (shared >= 2 or len(parts) == len(tuple(loc))):
+            return override
+    return None
 
 
 # Config sections whose YAML path is shown with the layer's name: `model.layers[3] (Conv2D)`.

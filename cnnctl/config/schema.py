@@ -174,6 +174,13 @@ class FoldConfig(Section):
         return self
 
 
+def _positive_dimensions(value: Optional[list[int]], example: str) -> Optional[list[int]]:
+    """A shape is positive sizes: a negative or zero one would reach numpy's reshape or Keras as a traceback."""
+    if value is not None and (not value or min(value) <= 0):
+        raise ValueError(f"must be a list of positive sizes, e.g. {example} (got {list(value)})")
+    return value
+
+
 class DataConfig(Section):
     source: str = Field("digits", description="a built-in or file source, one registered from Python, or "
                                               "`arrays` (from Python)")
@@ -206,6 +213,11 @@ class DataConfig(Section):
         hint = did_you_mean(value, known) or "; or register it from Python first: cnnctl.register_source(name, loader)"
         raise ValueError(f"must be one of {listed} (got {value}){hint}")
 
+    @field_validator("shape")
+    @classmethod
+    def _positive_shape(cls, value: Optional[list[int]]) -> Optional[list[int]]:
+        return _positive_dimensions(value, "[28, 28]")
+
     @field_validator("image_size", mode="before")
     @classmethod
     def _square_size(cls, value: Any) -> Any:
@@ -229,6 +241,11 @@ class ModelConfig(Section):
     input_shape: Optional[list[int]] = Field(None, description="inferred from the data when omitted")
     layers: list[LayerSpec] = Field(min_length=1, description="each entry: LayerName: {kwargs}, any keras.layers "
                                                               "class; a bare name means no kwargs")
+
+    @field_validator("input_shape")
+    @classmethod
+    def _positive_shape(cls, value: Optional[list[int]]) -> Optional[list[int]]:
+        return _positive_dimensions(value, "[28, 28, 1]")
 
     @field_validator("layers", mode="before")
     @classmethod
@@ -374,8 +391,8 @@ class SearchSpace(Section):
 
 class Config(Section):
     name: Optional[str] = Field(None, description="run name; default: the config file's stem")
-    seed: int = Field(42, description="seeds Python, NumPy and Keras (keras.utils.set_random_seed) and the "
-                                      "data splits")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="seeds Python, NumPy and Keras "
+                      "(keras.utils.set_random_seed) and the data splits; 0 to 4294967295 (NumPy's range)")
     data: DataConfig = Field(default_factory=DataConfig, description="where the examples come from and how "
                                                                      "they are split")
     model: ModelConfig = Field(description="the network: an optional input shape and the layers in order")

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import csv
 import gzip
+import math
 import re
 from pathlib import Path
 
 import numpy as np
 
 from cnnctl.config.schema import DataConfig
-from cnnctl.data.limits import regular_file
+from cnnctl.data.limits import check_npz, npy_problem, regular_file
 from cnnctl.data.raw import RawData, raw_from_arrays
-from cnnctl.errors import DataError, closest, first_line
+from cnnctl.errors import DataError, closest, first_line, printable
 
 
 def load_npz(data_cfg: DataConfig) -> RawData:
@@ -25,6 +26,7 @@ def load_npz(data_cfg: DataConfig) -> RawData:
     if path.is_dir():
         return _npy_folder(path)
     regular_file(path, "data.path")
+    check_npz(path, f"data.path: {printable(path)}")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
@@ -41,6 +43,10 @@ def _npy_folder(path: Path) -> RawData:
     arrays = {}
     for file in path.glob("*.npy"):
         regular_file(file, "data.path")
+        with open(file, "rb") as handle:
+            problem = npy_problem(handle, file.stat().st_size)
+        if problem is not None:
+            raise DataError(f"data.path: {printable(file)} {problem}")
         try:
             arrays[file.stem] = np.load(file, allow_pickle=False, mmap_mode="r")
         except (OSError, ValueError) as exc:
@@ -70,13 +76,16 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise DataError(f"{path}: not an IDX file (bad magic number)")
     rank = data[3]
+    offset = 4 + 4 * rank
+    if rank == 0 or len(data) < offset:
+        raise DataError(f"{path}: not an IDX file: its header claims {rank} dimensions but the file has "
+                        f"{len(data)} bytes")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank))
     dtype = np.dtype(_IDX_DTYPES[data[2]])
-    offset = 4 + 4 * rank
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python integers: a crafted header cannot overflow them
     if len(data) - offset != expected:
-        raise DataError(f"{path}: truncated IDX file: header says {shape} ({expected} bytes), "
-                        f"found {len(data) - offset} bytes")
+        raise DataError(f"{path}: truncated IDX file: header says {list(shape)} ({expected:,} bytes), "
+                        f"found {len(data) - offset:,} bytes")
     return np.frombuffer(data, dtype=dtype, offset=offset).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -112,6 +121,7 @@ def load_csv(data_cfg: DataConfig) -> RawData:
         raise DataError(f"data.path: {path} is a folder; source csv wants one .csv file")
     regular_file(path, "data.path")
     delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    _check_utf8(path)
     with open(path, newline="", encoding="utf-8-sig") as handle:
         first = next(csv.reader(handle, delimiter=delimiter), None)
     if not first:
@@ -137,6 +147,18 @@ def load_csv(data_cfg: DataConfig) -> RawData:
                             f"{path} has {x.shape[1]} feature columns per row")
         x = x.reshape((len(x), *data_cfg.shape))
     return RawData(x, _numbers_if_possible(y), origin=str(path))
+
+
+def _check_utf8(path: Path) -> None:
+    """A CSV must be UTF-8 text (a spreadsheet's "CSV UTF-8"): name the first line that is not, read line by line."""
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"data.path: {printable(path)}: line {number} is not UTF-8 text (byte "
+                                f"0x{line[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8 "
+                                "(e.g. \"CSV UTF-8\" in a spreadsheet)") from None
 
 
 def _label_index(column, first_row: list[str], path: Path) -> int:

@@ -24,7 +24,7 @@ import numpy as np
 from cnnctl import runtime
 from cnnctl.config.schema import DataConfig
 from cnnctl.data.limits import image_problem, not_regular_reason
-from cnnctl.errors import DataError
+from cnnctl.errors import DataError, printable
 
 SPLIT_FOLDERS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
 
@@ -115,20 +115,25 @@ def load_folder(data_cfg: DataConfig):
                         "class (or train/ val/ test/ sub-folders that each hold the class folders)")
     split_roots = find_split_roots(root)
     class_names = _class_folders(split_roots["train"])
+    for name in class_names:
+        if not _is_utf8(name):  # TensorFlow takes paths as UTF-8 text, data.json names classes in UTF-8
+            raise DataError(f"data.path: class folder '{printable(name)}' in {printable(split_roots['train'])} has a "
+                            "name that is not UTF-8 text (made on another system?); rename it")
     if not class_names:
         raise DataError(f"data.path: {split_roots['train']} has no class sub-folders; put the images in one "
                         "folder per class (cat/1.jpg, dog/2.jpg), or use train/ val/ test/ sub-folders")
     for split, folder in split_roots.items():
         unknown = sorted(set(_class_folders(folder)) - set(class_names))
         if unknown:
-            raise DataError(f"data.path: {folder} has class folder '{unknown[0]}' that {split_roots['train']} "
-                            f"lacks; classes come from the train folder ({', '.join(class_names)})")
+            raise DataError(f"data.path: {folder} has class folder '{printable(unknown[0])}' that "
+                            f"{split_roots['train']} lacks; classes come from the train folder "
+                            f"({printable(', '.join(class_names))})")
     scan = scan_folders(root, split_roots, class_names)
 
     present = set(scan.labels["train"])
     empty = [name for index, name in enumerate(class_names) if index not in present]
     if empty:
-        raise DataError(f"data.path: class '{empty[0]}' has no readable images in {split_roots['train']}"
+        raise DataError(f"data.path: class '{printable(empty[0])}' has no readable images in {split_roots['train']}"
                         + (f" ({len(scan.skipped)} files were skipped)" if scan.skipped else ""))
     image_size = tuple(data_cfg.image_size) if data_cfg.image_size else common_size(root, scan.sizes)
     channels = 1 if data_cfg.color_mode == "grayscale" else 3
@@ -175,7 +180,7 @@ def scan_folders(root: Path, split_roots: dict[str, Path], class_names: list[str
     for split, index, path in candidates:
         size = sizes[str(path)]
         if isinstance(size, str):
-            scan.skipped.append(f"{path.relative_to(root)} ({size})")
+            scan.skipped.append(f"{printable(path.relative_to(root))} ({size})")
             continue
         scan.files.setdefault(split, []).append(str(path))
         scan.labels.setdefault(split, []).append(index)
@@ -203,6 +208,9 @@ def decodable_sizes(paths: list[str]) -> dict[str, Any]:
     over limits.MAX_IMAGE_PIXELS is never read: its reason comes from limits.image_problem."""
     keys, refused = {}, {}
     for path in paths:
+        if not _is_utf8(path):  # TensorFlow cannot open it: its paths are UTF-8 text
+            refused[path] = "file name is not UTF-8 text; rename it"
+            continue
         reason = not_regular_reason(path)  # before os.stat's key: a FIFO or /dev/zero is never opened
         if reason is not None:
             refused[path] = reason.replace(", not a regular file", "")
@@ -233,6 +241,15 @@ def decodable_sizes(paths: list[str]) -> dict[str, Any]:
     return {path: refused[path] if path in refused else _SCAN_CACHE[keys[path]] for path in paths}
 
 
+def _is_utf8(name: str) -> bool:
+    """False for a name holding bytes that are not UTF-8 (Python keeps them as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _decode_error(tf: Any, path: str) -> str:
     """Why one file failed: decode it again alone to get TensorFlow's message (few files, so cheap)."""
     if os.path.getsize(path) == 0:
@@ -257,6 +274,7 @@ def common_size(root: Path, sizes: dict[str, tuple[int, int]]) -> tuple[int, int
     if len(distinct) == 1:
         return next(iter(distinct))
     (first, first_path), (second, second_path) = list(distinct.items())[:2]
+    first_name, second_name = (printable(Path(path).relative_to(root)) for path in (first_path, second_path))
     raise DataError(f"data.image_size: the images in {root} have {len(distinct)} different sizes (e.g. "
-                    f"{first[0]}×{first[1]} in {Path(first_path).relative_to(root)} and {second[0]}×{second[1]} in "
-                    f"{Path(second_path).relative_to(root)}); set data.image_size: [height, width] to resize them")
+                    f"{first[0]}×{first[1]} in {first_name} and {second[0]}×{second[1]} in {second_name}); "
+                    "set data.image_size: [height, width] to resize them")

@@ -18,7 +18,8 @@ Run folders saved before models carried their scaling (data.json without `scalin
 examples are divided by `pixel_scale` here, as their training pipeline did.
 
 Inputs are image files, folders of images (searched recursively, in sorted order), or .npz files holding
-examples under `x` or `x_test`.
+examples under `x` or `x_test`. An example holding NaN or infinite values gets NaN probabilities and a note
+naming it: whatever the model made of it would look like an ordinary prediction.
 
 Example:
 
@@ -30,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +41,8 @@ import numpy as np
 
 from cnnctl import runtime
 from cnnctl.data.dataset import pixel_scale, scaled_outside_model
-from cnnctl.data.limits import image_problem, not_regular_reason
-from cnnctl.errors import ConfigError, DataError, first_line
+from cnnctl.data.limits import check_npz, image_problem, not_regular_reason
+from cnnctl.errors import ConfigError, DataError, first_line, printable, shown_path
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, write_csv_atomic
 from cnnctl.runtime import inference_batch_size
@@ -161,7 +163,42 @@ def predict_run(run: Run, paths: Sequence[Union[str, Path]], arrays: Optional[np
     if probabilities.shape[1] != len(preprocessing.class_names):
         raise DataError(f"{run.file(contract.MODEL)}: the model has {probabilities.shape[1]} outputs but data.json "
                         f"names {len(preprocessing.class_names)} classes; the run folder is inconsistent")
-    return Predictions(inputs.labels, probabilities, preprocessing.class_names, inputs.notes)
+    notes = inputs.notes + not_finite_note(inputs, probabilities)
+    return Predictions(inputs.labels, probabilities, preprocessing.class_names, notes)
+
+
+def not_finite_note(inputs: Inputs, probabilities: np.ndarray) -> list[str]:
+    """A warning naming the examples that hold NaN or infinite values, whose probabilities are set to NaN here:
+    the model's output for them would look like an ordinary prediction but means nothing."""
+    flat = inputs.x.reshape(len(inputs.x), -1)
+    if not np.issubdtype(flat.dtype, np.floating) or np.isfinite(flat).all():
+        return []
+    bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
+    probabilities[bad] = np.nan
+    shown = ", ".join(inputs.labels[i] for i in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+    return [f"{len(bad)} of {len(flat)} inputs hold NaN or infinite values ({shown}); their probabilities are "
+            "given as nan, not a prediction"]
+
+
+def check_out_path(out: Optional[Union[str, Path]]) -> None:
+    """--out must be a file name that can be written: checked before the model runs, so a mistake costs nothing."""
+    if out is None:
+        return
+    path = Path(out)
+    # The limit is 255 bytes (for every folder on the way too), and the file is first written under a longer name.
+    long_name = next((part for part in path.parts if len(os.fsencode(part)) > 200), None)
+    if long_name is not None:
+        raise ConfigError(f"--out {shown_path(path)}: a name of {len(os.fsencode(long_name))} bytes; give names "
+                          "of at most 200, e.g. --out predictions.csv")
+    if path.is_dir():
+        raise ConfigError(f"--out {shown_path(path)}: is a folder; give a file name, e.g. --out "
+                          f"{shown_path(path / 'predictions.csv')}")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"--out {shown_path(path)}: {shown_path(parent)} is a file, not a folder; give a path "
+                          "in a folder, e.g. --out predictions.csv")
 
 
 def write_predictions_csv(path: Union[str, Path], predictions: Predictions, k: int) -> Path:
@@ -180,27 +217,29 @@ def load_inputs(paths: Sequence[Union[str, Path]], preprocessing: Preprocessing,
     notes: list[str] = []
     for spec in paths:
         path = Path(spec)
-        if path.is_dir():
+        reason = not_regular_reason(path)  # a FIFO would block forever, /dev/zero would never end
+        if reason == "is a folder":
             files = image_files(path)
             if not files:
-                raise DataError(f"INPUT {path}: no image files in this folder ({', '.join(IMAGE_SUFFIXES)})")
+                raise DataError(f"INPUT {shown_path(path)}: no image files in this folder "
+                                f"({', '.join(IMAGE_SUFFIXES)})")
             for file in files:
                 arrays.append(preprocessing.from_8bit(read_image(file, preprocessing))[np.newaxis])
-                labels.append(str(file))
-        elif not path.exists():
-            raise DataError(f"INPUT {path}: no such file or folder")
-        elif not_regular_reason(path):  # a FIFO would block forever, /dev/zero would never end
-            raise DataError(f"INPUT {path}: {not_regular_reason(path)}; give an image file, a folder or an .npz file")
+                labels.append(printable(file))
+        elif reason == "does not exist":
+            raise DataError(f"INPUT {shown_path(path)}: no such file or folder")
+        elif reason is not None:
+            raise DataError(f"INPUT {shown_path(path)}: {reason}; give an image file, a folder or an .npz file")
         elif path.suffix.lower() == ".npz":
             x, _ = read_npz(path, preprocessing)
-            notes.extend(range_note(x, preprocessing, f"INPUT {path}"))
+            notes.extend(range_note(x, preprocessing, f"INPUT {shown_path(path)}"))
             arrays.append(x)
-            labels.extend(f"{path}[{i}]" for i in range(len(x)))
+            labels.extend(f"{printable(path)}[{i}]" for i in range(len(x)))
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             arrays.append(preprocessing.from_8bit(read_image(path, preprocessing))[np.newaxis])
-            labels.append(str(path))
+            labels.append(printable(path))
         else:
-            raise DataError(f"INPUT {path}: not an image ({', '.join(IMAGE_SUFFIXES)}) or .npz file")
+            raise DataError(f"INPUT {shown_path(path)}: not an image ({', '.join(IMAGE_SUFFIXES)}) or .npz file")
     if given is not None:
         x = examples(np.asarray(given), preprocessing, "array")
         notes.extend(range_note(x, preprocessing, "array"))
@@ -227,17 +266,19 @@ def read_image(path: Path, preprocessing: Preprocessing) -> np.ndarray:
                         "not images; give an .npz file with the examples under `x`")
     problem = image_problem(path)  # checked on the file and its header, before decoding
     if problem is not None:
-        raise DataError(f"INPUT {path}: cannot read as an image ({problem})")
+        raise DataError(f"INPUT {shown_path(path)}: cannot read as an image ({problem})")
     tf = runtime.import_tensorflow()
     try:
         with runtime._silence_native_stderr():  # libjpeg prints its complaints straight to file descriptor 2
-            return decode_image_file(str(path), preprocessing.input_shape[:2], channels).numpy()
+            # The path as bytes: TensorFlow takes str paths as UTF-8 text, which a name from another system may not be.
+            return decode_image_file(os.fsencode(path), preprocessing.input_shape[:2], channels).numpy()
     except tf.errors.OpError as exc:
-        raise DataError(f"INPUT {path}: cannot read as an image ({_tf_reason(exc.message)})") from None
+        raise DataError(f"INPUT {shown_path(path)}: cannot read as an image ({_tf_reason(exc.message)})") from None
 
 
 def read_npz(path: Path, preprocessing: Preprocessing) -> tuple[np.ndarray, str]:
     """The examples of an .npz (under `x` or `x_test`), in the model's layout; returns them and the key."""
+    check_npz(path, f"INPUT {shown_path(path)}")
     try:
         with np.load(path, allow_pickle=False) as archive:
             key = next((name for name in NPZ_KEYS if name in archive.files), None)
@@ -246,8 +287,8 @@ def read_npz(path: Path, preprocessing: Preprocessing) -> tuple[np.ndarray, str]
                                 f"{', '.join(archive.files) or 'no arrays'}); save the examples under x")
             x = archive[key]
     except (OSError, ValueError, EOFError) as exc:
-        raise DataError(f"INPUT {path}: not a readable .npz file ({first_line(exc)})") from None
-    return examples(x, preprocessing, f"INPUT {path}: {key}"), key
+        raise DataError(f"INPUT {shown_path(path)}: not a readable .npz file ({first_line(exc)})") from None
+    return examples(x, preprocessing, f"INPUT {shown_path(path)}: {key}"), key
 
 
 def examples(x: np.ndarray, preprocessing: Preprocessing, where: str) -> np.ndarray:
@@ -255,6 +296,8 @@ def examples(x: np.ndarray, preprocessing: Preprocessing, where: str) -> np.ndar
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool) or x.ndim < 2:
         raise DataError(f"{where} has shape {list(x.shape)} and dtype {x.dtype}; expected numbers, "
                         "one example per row")
+    if len(x) == 0:
+        raise DataError(f"{where} holds 0 examples (shape {list(x.shape)}); nothing to classify")
     return to_input_layout(x, preprocessing, where)
 
 

@@ -4,16 +4,18 @@ The `cnnctl filter IMAGE` command shows the three steps a Conv2D + MaxPooling2D 
 and one hand-picked 3×3 kernel instead of learned filters. This module does the arithmetic and returns
 `(title, array)` panels; `cnnctl.reporting.plots.filter_demo_figure` draws them.
 
-The steps run through Keras ops (the same ones a `Conv2D`/`MaxPooling2D` layer calls), not hand-written
-loops, so the picture shows exactly what the network computes:
+The steps compute what a `Conv2D(padding="same")` → ReLU → `MaxPooling2D` stack computes (the tests compare
+them with `keras.ops.conv`/`max_pool`), with scipy and numpy rather than Keras: the command needs no model,
+so it does not pay TensorFlow's start-up.
 
-- `keras.ops.conv` with `padding="same"`: the output keeps the picture's size, so the panels line up. The
-  border is padded with zeros, which darkens a one-pixel frame for kernels whose weights sum to more than
-  zero (blur, sharpen). Like every deep-learning "convolution" it is a cross-correlation: the kernel is not
+- convolution with `padding="same"`: the output keeps the picture's size, so the panels line up. The border
+  is padded with zeros as Keras does (for an even kernel size the extra row/column goes after the picture),
+  which darkens a one-pixel frame for kernels whose weights sum to more than zero (blur, sharpen). Like every
+  deep-learning "convolution" it is a cross-correlation (`scipy.signal.correlate2d`): the kernel is not
   flipped, so `[[-1, 0, 1]]` responds to brightness rising to the right.
-- `keras.ops.relu`: negative responses become 0.
-- `keras.ops.max_pool` with pool size = stride = `pool` and `padding="valid"`: the output is
-  `(H // pool, W // pool)`; rows/columns that do not fill a whole window are dropped, as in `MaxPooling2D`.
+- ReLU: negative responses become 0.
+- max-pooling with pool size = stride = `pool` and `padding="valid"`: the output is `(H // pool, W // pool)`;
+  rows/columns that do not fill a whole window are dropped, as in `MaxPooling2D`.
 
 Example:
 
@@ -31,7 +33,6 @@ import numbers
 import warnings
 from pathlib import Path
 
-import keras
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
@@ -239,6 +240,18 @@ def _grayscale_pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
+def _same_correlation(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Cross-correlation with zero padding that keeps the size, padded the way Keras pads "same": for a kernel
+    of size k, (k - 1) // 2 before and the rest after."""
+    from scipy.signal import (
+        correlate2d,  # scipy comes with scikit-learn; deferred like the other heavy imports
+    )
+
+    padding = [((size - 1) // 2, size - 1 - (size - 1) // 2) for size in kernel.shape]
+    padded = np.pad(image.astype(np.float64), padding)
+    return correlate2d(padded, kernel.astype(np.float64), mode="valid").astype(np.float32)
+
+
 def _size(shape: tuple[int, ...]) -> str:
     return "×".join(str(side) for side in shape)
 
@@ -279,15 +292,10 @@ def convolution_steps(
         )
     pool = int(pool)
 
-    # Keras layout: a batch of one single-channel picture (1, H, W, 1), kernel (kh, kw, in=1, out=1)
-    batch = image[np.newaxis, :, :, np.newaxis]
-    convolved = keras.ops.conv(batch, kernel[:, :, np.newaxis, np.newaxis], strides=1, padding="same")
-    rectified = keras.ops.relu(convolved)
-    pooled = keras.ops.max_pool(rectified, pool_size=pool, strides=pool, padding="valid")
-    convolved, rectified, pooled = (
-        keras.ops.convert_to_numpy(tensor)[0, :, :, 0].astype(np.float32)
-        for tensor in (convolved, rectified, pooled)
-    )
+    convolved = _same_correlation(image, kernel)
+    rectified = np.maximum(convolved, np.float32(0))
+    rows, columns = height // pool, width // pool
+    pooled = rectified[: rows * pool, : columns * pool].reshape(rows, pool, columns, pool).max(axis=(1, 3))
 
     name = kernel_name or f"{_size(kernel.shape)} kernel"
     return [

@@ -5,7 +5,9 @@ plots.py turns arrays into figures; this module only knows which file feeds whic
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,22 +16,107 @@ import numpy as np
 from cnnctl.errors import RunError, first_line
 from cnnctl.reporting import plots
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run
+from cnnctl.runs.folder import Run, atomic_path
 
 
 def draw_run_figures(run: Run, model: Any = None) -> list[Path]:
-    """Every figure the run's files allow; returns the paths written. Pass the run's `model` when it is already
-    in memory, so model.keras is not loaded a second time."""
+    """Every figure the run's files allow, and the files drawn from the model (see draw_model_figures); returns
+    the paths written. Pass the run's `model` when it is already in memory, so model.keras is not loaded a
+    second time."""
     written = []
     if run.has(contract.HISTORY):
         written += draw_history_figures(run)
     if run.has(contract.PREDICTIONS):
         written += draw_prediction_figures(run)
     if run.has(contract.MODEL):
-        path = draw_filters(run, model)
-        if path:
-            written.append(path)
+        written += draw_model_figures(run, model)
     return written
+
+
+def draw_model_figures(run: Run, model: Any = None) -> list[Path]:
+    """filters.png and layers.json (the layer table report.html shows) come from model.keras.
+
+    With the model in memory they are written from it, with filters.npz (the kernel filters.png shows). Without
+    it, filters.png is redrawn from filters.npz when filters.npz and layers.json were written from this very
+    model.keras (its SHA-256 is recorded in both): `cnnctl plot` then needs no TensorFlow. Otherwise (a model
+    replaced by hand, a run from an older cnnctl) the model is loaded.
+    """
+    digest = _sha256(run.file(contract.MODEL))
+    if model is None:
+        saved = _saved_kernel(run, digest)
+        if saved is not None:
+            kernel = saved[0]
+            return [plots.save_figure(plots.filters_figure(kernel), run.file(contract.FILTERS))] \
+                if kernel is not None else []
+        from cnnctl.evaluation.scoring import load_model
+
+        model = load_model(run)
+    kernel = first_convolution_kernel(model)
+    arrays = {"model_sha256": np.array(digest)}
+    if kernel is not None:
+        arrays["kernel"] = kernel
+    written = [_write_npz(run.file(contract.FILTER_WEIGHTS), arrays), write_layer_table(run, model, digest)]
+    if kernel is not None:
+        written.insert(0, plots.save_figure(plots.filters_figure(kernel), run.file(contract.FILTERS)))
+    return written
+
+
+def first_convolution_kernel(model: Any) -> Optional[np.ndarray]:
+    """The kernel of the model's first convolution (Conv1D/2D/3D, transposed or not), or None."""
+    conv = next((layer for layer in model.layers if "Conv" in type(layer).__name__
+                 and getattr(layer, "kernel", None) is not None), None)
+    if conv is None:
+        return None
+    kernel = np.asarray(conv.kernel.numpy() if hasattr(conv.kernel, "numpy") else conv.kernel, dtype=np.float32)
+    return kernel if kernel.ndim in (3, 4, 5) else None
+
+
+def _saved_kernel(run: Run, digest: str) -> Optional[tuple[Optional[np.ndarray]]]:
+    """(kernel or None,) from filters.npz when it and layers.json were written from the model with `digest`;
+    None when they were not (or are missing, or unreadable)."""
+    if not (run.has(contract.FILTER_WEIGHTS) and run.has(contract.LAYERS)):
+        return None
+    try:
+        if run.read_json(contract.LAYERS).get("model_sha256") != digest:
+            return None
+        with np.load(run.file(contract.FILTER_WEIGHTS), allow_pickle=False) as archive:
+            if "model_sha256" not in archive.files or str(archive["model_sha256"]) != digest:
+                return None
+            kernel = archive["kernel"] if "kernel" in archive.files else None
+    except (RunError, ValueError, OSError, EOFError, zipfile.BadZipFile):
+        return None  # unreadable: rebuilt from the model
+    if kernel is not None and (kernel.ndim not in (3, 4, 5) or not np.issubdtype(kernel.dtype, np.floating)):
+        return None
+    return (kernel,)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    with atomic_path(path) as temp:
+        np.savez(temp, **arrays)
+    return path
+
+
+def write_layer_table(run: Run, model: Any, model_sha256: Optional[str] = None) -> Path:
+    """layers.json: per layer its name, type, output shape and parameters (as `cnnctl check` prints them), and
+    the totals, so report.html can show the model without loading TensorFlow."""
+    from cnnctl.model.summary import describe
+
+    summary = describe(model)
+    return run.write_json(contract.LAYERS, {
+        "layers": [asdict(row) for row in summary.rows],
+        "total_params": summary.total_params,
+        "trainable_params": summary.trainable_params,
+        "flops": summary.flops,
+        "model_sha256": model_sha256 or _sha256(run.file(contract.MODEL)),
+    })
 
 
 def draw_history_figures(run: Run) -> list[Path]:
@@ -50,9 +137,7 @@ def draw_history_figures(run: Run) -> list[Path]:
 
 
 def _diagnosis(run: Run) -> Optional[dict[str, Any]]:
-    if not run.has(contract.METRICS):
-        return None
-    return run.read_json(contract.METRICS).get("diagnosis")
+    return _read_metrics(run).get("diagnosis")
 
 
 PREDICTION_ARRAYS = ("y_true", "y_prob", "class_names")  # what every predictions.npz holds; wrong_* are optional
@@ -82,10 +167,11 @@ def draw_prediction_figures(run: Run) -> list[Path]:
     y_true, y_prob = predictions["y_true"], predictions["y_prob"]
     class_names = [str(name) for name in predictions["class_names"]]
     matrix = confusion_matrix(y_true, y_prob.argmax(axis=1), labels=np.arange(len(class_names)))
+    split = _split(run, predictions)
     written = [
-        plots.save_figure(plots.confusion_matrix_figure(matrix, class_names, normalized=False),
+        plots.save_figure(plots.confusion_matrix_figure(matrix, class_names, normalized=False, split=split),
                           run.file(contract.CONFUSION_PNG)),
-        plots.save_figure(plots.confusion_matrix_figure(matrix, class_names, normalized=True),
+        plots.save_figure(plots.confusion_matrix_figure(matrix, class_names, normalized=True, split=split),
                           run.file(contract.CONFUSION_NORMALIZED_PNG)),
         plots.save_figure(plots.roc_figure(y_true, y_prob, class_names), run.file(contract.ROC_CURVE)),
         plots.save_figure(plots.pr_figure(y_true, y_prob, class_names), run.file(contract.PR_CURVE)),
@@ -94,6 +180,19 @@ def draw_prediction_figures(run: Run) -> list[Path]:
         written.append(plots.save_figure(misclassified_figure(predictions, class_names),
                                          run.file(contract.MISCLASSIFIED)))
     return written
+
+
+def _split(run: Run, predictions: dict[str, Any]) -> Optional[str]:
+    """The split the predictions were made on: predictions.npz says it; one from an older cnnctl may not,
+    metrics.json (written with it) then does."""
+    if "split" in predictions and predictions["split"].ndim == 0:
+        return str(predictions["split"])
+    split = _read_metrics(run).get("split")
+    return str(split) if split else None
+
+
+def _read_metrics(run: Run) -> dict[str, Any]:
+    return run.read_json(contract.METRICS) if run.has(contract.METRICS) else {}
 
 
 def misclassified_figure(predictions: dict[str, Any], class_names: list[str]):
@@ -108,16 +207,10 @@ def misclassified_figure(predictions: dict[str, Any], class_names: list[str]):
 
 
 def draw_filters(run: Run, model: Any = None) -> Optional[Path]:
-    """filters.png: the learned kernels of the first convolution (needs the model, so TensorFlow)."""
+    """filters.png alone: the learned kernels of the first convolution (loads the model when not given)."""
     if model is None:
         from cnnctl.evaluation.scoring import load_model
 
         model = load_model(run)
-    conv = next((layer for layer in model.layers if "Conv" in type(layer).__name__
-                 and getattr(layer, "kernel", None) is not None), None)
-    if conv is None:
-        return None
-    kernel = np.asarray(conv.kernel.numpy() if hasattr(conv.kernel, "numpy") else conv.kernel)
-    if kernel.ndim not in (3, 4):
-        return None
-    return plots.save_figure(plots.filters_figure(kernel), run.file(contract.FILTERS))
+    kernel = first_convolution_kernel(model)
+    return plots.save_figure(plots.filters_figure(kernel), run.file(contract.FILTERS)) if kernel is not None else None

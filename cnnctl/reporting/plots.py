@@ -254,7 +254,7 @@ def _epochs(history: History) -> np.ndarray:
     turn_epoch land on this axis; every column must have one value per epoch."""
     lengths = {key: len(values) for key, values in history.items()}
     rows = max(lengths.values(), default=0)
-    column = _column(history, "epoch") if "epoch" in history else None
+    column = _column(history, "epoch").tolist() if "epoch" in history else None
     epochs = np.asarray(contract.epoch_numbers(column, rows), dtype=int)
     uneven = [key for key, length in lengths.items() if length != len(epochs)]
     if uneven:
@@ -336,7 +336,7 @@ def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str], norm
 
     ax.set_xlabel("Predicted")
     ax.set_ylabel("True")
-    ax.set_title(confusion_title(int(round(counts.sum())), normalized, split))
+    ax.set_title(confusion_title(round(float(counts.sum())), normalized, split))
     return fig
 
 
@@ -507,8 +507,12 @@ def _plot_class_curves(ax, curves: dict, class_names: Sequence[str], score_name:
 
 
 def _legend_outside(ax) -> None:
-    """The legend to the right of the plot, where it cannot cover a curve however good or bad the model is."""
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize="small")
+    """The legend to the right of the plot, where it cannot cover a curve however good or bad the model is.
+
+    A figure legend placed "outside": constrained layout makes room for it in one pass, where an axes legend
+    anchored past the axes' edge is only fitted on a second draw and the saved image would clip it.
+    """
+    ax.get_figure().legend(*ax.get_legend_handles_labels(), loc="outside right center", fontsize="small")
 
 
 def _zoom_top_left(ax, curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
@@ -646,7 +650,7 @@ def filters_figure(kernel: np.ndarray, max_filters: int = 64) -> Figure:
         fig.colorbar(image, ax=axes.tolist(), shrink=0.9, aspect=12, label=f"weight{averaged}")
     size = "×".join(str(dim) for dim in kernel.shape[:-1])
     # Without a colour bar (RGB kernels, Conv1D bars) the title carries the shared scale.
-    scale = "" if image is not None else f", shared scale ±{limit:.3g}"
+    scale = "" if image is not None else f", shared scale ±{limit:.3g}" + (" (gray = 0)" if rgb else "")
     fig.suptitle(f"First conv layer: {total} filters of {size}" + (f" (first {shown} shown)" if shown < total else "")
                  + scale)
     return fig
@@ -698,13 +702,14 @@ def feature_maps_figure(activations: Sequence[tuple[str, np.ndarray]], max_chann
             if channel >= panels:
                 ax.set_axis_off()
                 continue
+            margin = 0.05 * (high - low)
             if activation.ndim == 1:
                 ax.bar(np.arange(len(activation)), activation, width=1.0)
-                ax.set_ylim(low, high)
+                ax.set_ylim(low - margin, high + margin)
             elif activation.ndim == 2:
                 ax.plot(activation[:, channel], lw=0.8)
                 ax.margins(x=0)
-                ax.set_ylim(low, high)
+                ax.set_ylim(low - margin, high + margin)
             else:
                 image = ax.imshow(activation[..., channel], cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
             # Ticks off but the frame kept: hiding the axis would hide the row label too.

@@ -28,17 +28,23 @@ from cnnctl.runs.folder import Run, write_text_atomic
 FIGURE_CAPTIONS = {
     contract.LOSS_CURVE: "Loss per epoch: training vs validation, best epoch starred, diagnosis annotated.",
     contract.ACCURACY_CURVE: "Accuracy per epoch: training vs validation.",
-    contract.CONFUSION_PNG: "Confusion matrix (counts): rows are true classes, columns predictions.",
+    contract.CONFUSION_PNG: "Confusion matrix (counts) of the evaluated split: rows are true classes, columns "
+                            "predictions.",
     contract.CONFUSION_NORMALIZED_PNG: "Confusion matrix, each row divided by its total: recall on the diagonal.",
-    contract.ROC_CURVE: "ROC curves, one-vs-rest, with the AUC of each class and the micro/macro averages.",
+    contract.ROC_CURVE: "ROC curves, one-vs-rest, with the AUC of each class and the micro/macro averages; "
+                        "near-perfect curves get a zoomed inset of the top-left corner.",
     contract.PR_CURVE: "Precision-recall curves with average precision per class.",
     contract.MISCLASSIFIED: "The most confidently wrong examples: true label, prediction and its probability.",
-    contract.FILTERS: "The first convolution's learned kernels.",
-    contract.FEATURE_MAPS: "Feature maps: what each convolution and pooling layer outputs for one input.",
+    contract.FILTERS: "The first convolution's learned kernels, one colour scale centred at zero: red positive, "
+                      "blue negative.",
+    contract.FEATURE_MAPS: "Feature maps: what each convolution and pooling layer outputs for one input, one colour "
+                           "scale per layer.",
 }
 
 
-WIDE_FIGURES = {contract.MISCLASSIFIED, contract.FILTERS, contract.FEATURE_MAPS}
+# Shown at their own size and scrolled sideways when wider than the page: their small panels shrunk to fit
+# would be unreadable. Every other figure is shown at its own size too, shrunk only to fit the page.
+SCROLLED_FIGURES = {contract.FEATURE_MAPS}
 
 
 # The metrics table shows every headline metric; the cards at the top of the page, the few a reader wants first.
@@ -66,10 +72,14 @@ th { background: #f0f2f5; }
 .card .label { color: #5b6575; font-size: 0.85em; }
 .verdict { border-left: 6px solid; padding: 8px 16px; background: #f8f9fb; margin: 8px 0; }
 .verdict strong { text-transform: capitalize; }
-.figures { display: grid; grid-template-columns: repeat(auto-fit, minmax(460px, 1fr)); gap: 8px 20px; }
-figure { margin: 12px 0 20px; }
-figure img { width: 100%; height: auto; border: 1px solid #e3e6eb; }
-figure.wide { grid-column: 1 / -1; }
+.figures { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 8px 20px; }
+figure { margin: 12px 0 20px; max-width: 100%; }
+figure img { display: block; box-sizing: border-box; max-width: 100%; height: auto; border: 1px solid #e3e6eb; }
+figure.scroll { flex: 1 1 100%; overflow-x: auto; }
+figure.scroll img { max-width: none; }
+.scroll-table { max-height: 420px; overflow-y: auto; display: inline-block; }
+.scroll-table th { position: sticky; top: 0; }
+tr.best td { font-weight: 600; background: #fff8d6; }
 figcaption { color: #5b6575; font-size: 0.9em; margin-top: 4px; }
 pre { background: #f6f8fa; border: 1px solid #e3e6eb; padding: 10px 14px; overflow-x: auto; font-size: 0.85em; }
 .missing { color: #8a6d00; background: #fff8e1; padding: 6px 12px; border-radius: 4px; }
@@ -94,7 +104,9 @@ def render_report(run: Run) -> str:
         ("metrics", "Metrics", _metrics_section(metrics)),
         ("diagnosis", "Diagnosis", _diagnosis_section(metrics.get("diagnosis"), metrics.get("split"))),
         ("per-class", "Classification report", _class_report_section(class_report, metrics)),
+        ("history", "Training history", _history_section(run, metrics.get("diagnosis") or {})),
         ("figures", "Figures", _figures_section(run)),
+        ("model", "Model", _model_section(_read_json(run, contract.LAYERS))),
         ("data", "Data", _data_section(data)),
         ("config", "Config", f"<pre>{_e(config_text)}</pre>" if config_text
          else _missing(f"{contract.CONFIG} is missing.")),
@@ -232,11 +244,47 @@ def _figures_section(run: Run) -> str:
             parts.append(_missing(f"{name}: cannot read ({exc.strerror})."))
             continue
         caption = FIGURE_CAPTIONS.get(name, "")
-        # Grids of many small panels need the whole width to stay legible; curves read fine at half.
-        klass = ' class="wide"' if name in WIDE_FIGURES else ""
+        klass = ' class="scroll"' if name in SCROLLED_FIGURES else ""
         parts.append(f'<figure id="{_e(name)}"{klass}><img src="data:image/png;base64,{encoded}" '
                      f'alt="{_e(name)}"><figcaption><code>{_e(name)}</code> {_e(caption)}</figcaption></figure>')
     return '<div class="figures">\n' + "\n".join(parts) + "\n</div>"
+
+
+def _history_section(run: Run, diagnosis: dict) -> str:
+    """history.csv as a table, one row per epoch (numbered from 1, as every figure does), the best one marked."""
+    from cnnctl.evaluation.diagnosis import read_history_csv
+
+    if not run.has(contract.HISTORY):
+        return _missing(f"No {contract.HISTORY}: the run has no training history.")
+    try:
+        history = read_history_csv(run.file(contract.HISTORY))
+    except CnnctlError as exc:
+        return _missing(str(exc))
+    columns = [name for name in history if name != "epoch"]
+    rows = max((len(values) for values in history.values()), default=0)
+    epochs = contract.epoch_numbers(history.get("epoch"), rows)
+    best = diagnosis.get("best_epoch")
+    head = "<tr>" + "".join(f'<th class="num">{_e(name)}</th>' for name in ["epoch", *columns]) + "</tr>"
+    body = "".join(
+        ('<tr class="best">' if epoch == best else "<tr>") + f'<td class="num">{epoch}</td>'
+        + "".join(f'<td class="num">{_number(history[name][row])}</td>' for name in columns) + "</tr>"
+        for row, epoch in enumerate(epochs))
+    note = f"<p>Best epoch ({best}) highlighted.</p>" if best in epochs else ""
+    return f'{note}<div class="scroll-table"><table>{head}{body}</table></div>'
+
+
+def _model_section(layers: dict) -> str:
+    """layers.json as a table: what `cnnctl check` prints, without loading the model."""
+    rows = layers.get("layers")
+    if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
+        return _missing(f"No {contract.LAYERS}: `cnnctl plot RUN` writes it from {contract.MODEL}.")
+    table = _table(["layer", "type", "output shape", "parameters", "receptive field"],
+                   [(_e(row.get("name", "")), _e(row.get("kind", "")), _e(row.get("output_shape", "")),
+                     _count(row.get("params")), _e(row.get("receptive_field", ""))) for row in rows],
+                   numeric=[3])
+    totals = [f"{label} {_count(layers[key])}" for label, key in
+              (("total parameters", "total_params"), ("trainable", "trainable_params")) if key in layers]
+    return table + (f"<p>{' · '.join(totals)}</p>" if totals else "")
 
 
 def _data_section(data: dict) -> str:
@@ -301,6 +349,10 @@ def _number(value: Any) -> str:
     if not math.isfinite(value):
         return str(value)
     return f"{value:.4f}"
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else _e("" if value is None else value)
 
 
 def _missing(text: str) -> str:

@@ -22,9 +22,12 @@ REPORT_JSON = "classification_report.json"
 CONFUSION_CSV = "confusion_matrix.csv"
 PREDICTIONS = "predictions.npz"
 REPORT_HTML = "report.html"
+LAYERS = "layers.json"  # the model's layer table (name, type, output shape, parameters) for report.html
+FILTER_WEIGHTS = "filters.npz"  # the kernel filters.png shows, so `cnnctl plot` redraws it without TensorFlow
 CHECKPOINTS = "checkpoints"
 LOCK = "lock"  # in checkpoints/: held while a process trains the run
 TENSORBOARD = "tensorboard"  # train.tensorboard: Keras' TensorBoard logs, train/ and validation/ event files
+EXPORT = "export"  # cnnctl export: saved_model/, model.onnx, model.tflite, each with its <name>.json
 
 # Figures, drawn from the files above alone.
 LOSS_CURVE = "loss_curve.png"
@@ -104,14 +107,17 @@ def metric_rows(keys: Optional[Collection[str]] = None, ks: Iterable[str] = ()) 
 
 
 def epoch_numbers(epoch_column: Optional[Sequence[float]], rows: int) -> list[int]:
-    """The 1-based epoch of each row of history.csv: Keras' CSVLogger counts from 0, people count from 1.
+    """The 1-based epoch of each row of history.csv, as people count them.
 
-    The `epoch` column is used when it is finite and increasing (a resumed run continues it); otherwise the
-    rows are numbered 1, 2, ... Every epoch a reader shows (plot axes, best and turn epochs) follows this rule.
+    cnnctl writes the `epoch` column from 1; files from an older cnnctl count from 0 (Keras' CSVLogger does),
+    recognised by a first row of 0. The column is used when it is finite and increasing (a resumed run continues
+    it); otherwise the rows are numbered 1, 2, ... Every epoch a reader shows (plot axes, best and turn epochs,
+    the report's table) follows this rule.
     """
     if epoch_column is not None and all(math.isfinite(epoch) for epoch in epoch_column) \
             and all(later > earlier for earlier, later in zip(epoch_column, epoch_column[1:])):
-        return [int(epoch) + 1 for epoch in epoch_column]
+        shift = 1 if len(epoch_column) and epoch_column[0] == 0 else 0
+        return [int(epoch) + shift for epoch in epoch_column]
     return list(range(1, rows + 1))
 
 

@@ -1,13 +1,14 @@
 """Training, step 4b: the Keras callbacks of a run — NaN stop, epoch times, CSV history, best model, early stopping,
 learning-rate plateaus, and the training state saved after every epoch.
 
-Three callbacks are cnnctl's own, each for a reason given in its docstring. They use only public Keras API (the
-`on_*` hooks, `fit(initial_epoch=...)`, `load_weights`/`save_weights`), so no Keras release can break them by
-renaming a private method.
+cnnctl's own callbacks, and its subclasses of Keras' ones, each exist for a reason given in the docstring. They use
+only public Keras API (the `on_*` hooks and public attributes, `fit(initial_epoch=...)`, `load_weights`/
+`save_weights`), so no Keras release can break them by renaming a private method.
 """
 
 from __future__ import annotations
 
+import csv
 import math
 import time
 import warnings
@@ -43,8 +44,9 @@ def make_callbacks(run: Run, config: Config, has_validation: bool, verbose: int 
     stopping = train_cfg.early_stopping
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
-        EpochTimer(),  # before CSVLogger, so history.csv gets an epoch_time_s column
-        keras.callbacks.CSVLogger(str(run.file(contract.HISTORY)), append=True),
+        EpochTimer(),  # before HistoryLogger, so history.csv gets an epoch_time_s column
+        LearningRateLog(announce=bool(verbose)),  # and a learning_rate column
+        HistoryLogger(str(run.file(contract.HISTORY)), append=True),
         BestModelCheckpoint(run.file(contract.MODEL),
                             monitor=monitored(stopping.monitor if stopping else "val_loss", has_validation)),
     ]
@@ -62,7 +64,10 @@ def make_callbacks(run: Run, config: Config, has_validation: bool, verbose: int 
     if plateau:
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor=monitored(plateau.monitor, has_validation), factor=plateau.factor,
-            patience=plateau.patience, min_lr=plateau.min_lr, verbose=int(bool(verbose))))
+            # LearningRateLog says when the rate changed, with the number as the config would write it
+            patience=plateau.patience, min_lr=plateau.min_lr, verbose=0))
+    if verbose == 1:
+        callbacks.append(Progress())
     return callbacks
 
 
@@ -78,6 +83,68 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["epoch_time_s"] = round(time.perf_counter() - self.epoch_started, 3)
+
+
+def readable_rate(value: Any) -> float:
+    """A learning rate as the float32 the optimizer holds, written with the fewest digits that give it back:
+    0.001, not 0.0010000000474974513."""
+    return float(str(np.float32(value)))
+
+
+class LearningRateLog(keras.callbacks.Callback):
+    """Adds `learning_rate` (the rate the epoch trained with) to the epoch's logs, and with `announce` prints a
+    line when it changed since the epoch before (ReduceLROnPlateau's own message prints 20 digits).
+
+    Ours because Keras logs the learning rate only when a callback changes it. Put it before HistoryLogger.
+    """
+
+    def __init__(self, announce: bool = False):
+        super().__init__()
+        self.announce = announce
+        self.previous: Optional[float] = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.rate = readable_rate(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        if self.announce and self.previous is not None and self.rate != self.previous:
+            print(f"Epoch {epoch + 1}: learning rate {self.previous:g} → {self.rate:g}", flush=True)
+        self.previous = self.rate
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = self.rate
+
+
+class HistoryLogger(keras.callbacks.CSVLogger):
+    """Keras' CSVLogger, numbering epochs from 1 as the console, the figures and the report do, and keeping the
+    columns of the history.csv it appends to (a run resumed by an older cnnctl's file gets no new column, so
+    every row has as many fields as the header)."""
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        header = _csv_header(self.filename) if self.append else None
+        if header and header[0] == "epoch":
+            self.keys = header[1:]
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
+def _csv_header(path: str) -> Optional[list[str]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return next(csv.reader(handle), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+class Progress(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, which with steps_per_execution > 1 counts past the end of the epoch ("48/41": the
+    last chunk of steps is reported as if it were whole); the step shown is capped at the epoch's steps."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.target:
+            batch = min(batch, self.target - 1)
+        super().on_train_batch_end(batch, logs)
 
 
 class BestModelCheckpoint(keras.callbacks.Callback):

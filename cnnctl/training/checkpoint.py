@@ -111,29 +111,33 @@ def truncate_history(path: Path, epochs: int) -> int:
     """Keep the header and one complete row for each of the first `epochs` epochs of history.csv.
 
     CSVLogger appends a row before the epoch's state is committed, and a kill can tear the last line: rows past
-    the checkpoint, torn rows and repeated epochs are dropped so the resumed run appends each epoch once.
+    the checkpoint, torn rows and repeated epochs are dropped so the resumed run appends each epoch once. A file
+    from an older cnnctl, which counted epochs from 0, is renumbered from 1 (as the rows appended next are).
     Returns the number of rows kept.
     """
     if not path.exists():
         return 0
     lines = path.read_bytes().decode("utf-8", errors="replace").splitlines(keepends=True)
     kept: list[str] = []
-    seen: set[int] = set()
     if lines and lines[0].endswith("\n"):
         header = next(csv.reader([lines[0]]))
         if header and header[0] == "epoch":
             kept.append(lines[0])
+            rows = []
             for line in lines[1:]:
                 if not line.endswith("\n"):
                     continue  # torn by a crash mid-write
                 fields = next(csv.reader([line]), [])
-                try:
-                    epoch = int(fields[0])
-                except (ValueError, IndexError):
+                if len(fields) != len(header) or not fields[0].isdigit():
                     continue
-                if len(fields) == len(header) and 0 <= epoch < epochs and epoch not in seen:
+                rows.append((int(fields[0]), line.split(",", 1)[1]))
+            shift = 1 if rows and rows[0][0] == 0 else 0
+            seen: set[int] = set()
+            for number, rest in rows:
+                epoch = number + shift
+                if 1 <= epoch <= epochs and epoch not in seen:
                     seen.add(epoch)
-                    kept.append(line)
+                    kept.append(f"{epoch},{rest}")
     write_text_atomic(path, "".join(kept))
     return len(kept) - 1 if kept else 0
 
