@@ -377,8 +377,13 @@ issue_cases = [
 
 
 def epoch_rows(run):
-    """1-based epoch → row, counted here the way people count: the 0-based `epoch` column + 1, else rows + 1."""
-    epochs = [int(e) + 1 for e in run["epoch"]] if "epoch" in run else range(1, len(run["loss"]) + 1)
+    """1-based epoch → row, counted here the way people count: cnnctl's `epoch` column as it is, Keras' own
+    CSVLogger's (which starts at 0) + 1, else rows + 1."""
+    if "epoch" in run:
+        shift = 1 if int(run["epoch"][0]) == 0 else 0
+        epochs = [int(e) + shift for e in run["epoch"]]
+    else:
+        epochs = range(1, len(run["loss"]) + 1)
     return {epoch: row for row, epoch in enumerate(epochs)}
 
 

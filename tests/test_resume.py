@@ -115,7 +115,7 @@ def test_kill_9_and_ctrl_c_then_resume_finish_the_same_run(tmp_path):
     assert command[0] == "cnnctl"
     result = runner.invoke(app, command[1:])  # the printed command, as printed
     assert result.exit_code == 0, result.output
-    assert history_epochs(run) == list(range(6))  # each epoch exactly once, none lost, none repeated
+    assert history_epochs(run) == list(range(1, 7))  # each epoch exactly once, none lost, none repeated
     missing = [name for name in FINAL_FILES if not (run / name).exists()]
     assert not missing
     env = environment(run)
@@ -148,7 +148,7 @@ def test_sigterm_stops_after_saving_state_and_exits_143(tmp_path, monkeypatch):
     assert result.output.strip().splitlines()[-1] == f"resume with: cnnctl train --resume {run}"
     env = environment(run)
     assert (env["status"], env["epochs_run"], env["signal"]) == ("interrupted", 1, "SIGTERM")
-    assert history_epochs(run) == [0]
+    assert history_epochs(run) == [1]
     assert signal.getsignal(signal.SIGTERM) == handler_before  # the handler is gone once training ends
 
 
@@ -162,7 +162,7 @@ def test_finished_run_is_left_alone_unless_asked_for_more_epochs(digits_run_copy
 
     result = runner.invoke(app, ["train", "--resume", str(run), "--set", "train.epochs=3"])
     assert result.exit_code == 0, result.output
-    assert history_epochs(run) == [0, 1, 2]
+    assert history_epochs(run) == [1, 2, 3]
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 3
     assert environment(run)["status"] == "completed" and environment(run)["epochs_run"] == 3
     assert json.loads((run / "metrics.json").read_text())["num_examples"] == 360
@@ -316,9 +316,13 @@ def test_a_crash_while_saving_the_best_model_keeps_the_previous_one(tmp_path, mo
 
 def test_history_keeps_one_complete_row_per_checkpointed_epoch(tmp_path):
     path = tmp_path / "history.csv"
-    path.write_bytes(b"epoch,loss\r\n0,1.5\r\n1,1.2\r\n1,1.2\r\n2,1.1\r\n3,0.9")  # repeated row, torn last line
+    path.write_bytes(b"epoch,loss\r\n1,1.5\r\n2,1.2\r\n2,1.2\r\n3,1.1\r\n4,0.9")  # repeated row, torn last line
     assert checkpoint.truncate_history(path, 2) == 2
-    assert path.read_bytes() == b"epoch,loss\r\n0,1.5\r\n1,1.2\r\n"
+    assert path.read_bytes() == b"epoch,loss\r\n1,1.5\r\n2,1.2\r\n"
+    # An older cnnctl's file counted from 0: renumbered, so the rows the resumed run appends continue it.
+    path.write_bytes(b"epoch,loss\r\n0,1.5\r\n1,1.2\r\n2,1.1\r\n")
+    assert checkpoint.truncate_history(path, 2) == 2
+    assert path.read_bytes() == b"epoch,loss\r\n1,1.5\r\n2,1.2\r\n"
     path.write_bytes(b"epo")  # torn header
     assert checkpoint.truncate_history(path, 2) == 0 and path.read_bytes() == b""
 

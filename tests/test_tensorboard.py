@@ -78,10 +78,10 @@ def test_epoch_scalars_learning_rate_and_graph_are_logged_silently(tmp_path, cap
     result = cnnctl.train(config(), arrays=bright_or_dark(), runs_dir=tmp_path)
     assert capfd.readouterr() == ("", "")  # the library prints nothing, TensorFlow's summary writers included
 
-    assert assert_epochs_match_history(result.path) == [0, 1]
+    assert assert_epochs_match_history(result.path) == [1, 2]
     train = event_values(result.path / contract.TENSORBOARD / "train")
-    assert train["epoch_learning_rate"] == pytest.approx({0: 0.002, 1: 0.002})
-    assert train["epoch_epoch_time_s"] == pytest.approx(dict(enumerate(result.history["epoch_time_s"])), rel=1e-6)
+    assert train["epoch_learning_rate"] == pytest.approx({1: 0.002, 2: 0.002})
+    assert train["epoch_epoch_time_s"] == pytest.approx(dict(enumerate(result.history["epoch_time_s"], start=1)), rel=1e-6)
     reader = EventAccumulator(str(result.path / contract.TENSORBOARD / "train"))
     reader.Reload()
     plugins = {reader.SummaryMetadata(tag).plugin_data.plugin_name for tag in reader.Tags()["tensors"]}
@@ -97,18 +97,18 @@ def test_histograms_and_a_scheduled_learning_rate(tmp_path):
     histograms = [tag for tag in reader.Tags()["tensors"]
                   if reader.SummaryMetadata(tag).plugin_data.plugin_name == "histograms"]
     assert len(histograms) == 4  # the conv and dense layers' kernel and bias
-    assert all([event.step for event in reader.Tensors(tag)] == [0, 1] for tag in histograms)
+    assert all([event.step for event in reader.Tensors(tag)] == [1, 2] for tag in histograms)
     learning_rate = event_values(result.path / contract.TENSORBOARD / "train")["epoch_learning_rate"]
     # the rate at each epoch's end: cosine decay from 0.002 over both epochs, 0 after the last step
-    assert learning_rate[0] == pytest.approx(0.001, rel=0.05)
-    assert learning_rate[1] == pytest.approx(float(result.model.optimizer.learning_rate), abs=1e-9)
-    assert learning_rate[1] < 1e-6
+    assert learning_rate[1] == pytest.approx(0.001, rel=0.05)
+    assert learning_rate[2] == pytest.approx(float(result.model.optimizer.learning_rate), abs=1e-9)
+    assert learning_rate[2] < 1e-6
 
 
 def test_a_resumed_run_appends_to_the_same_logs(tmp_path):
     first = cnnctl.train(config(), arrays=bright_or_dark(), runs_dir=tmp_path)
     cnnctl.resume(first.path, epochs=4)
-    assert assert_epochs_match_history(first.path) == [0, 1, 2, 3]
+    assert assert_epochs_match_history(first.path) == [1, 2, 3, 4]
     assert len(list((first.path / contract.TENSORBOARD / "train").iterdir())) == 2  # one event file per process
 
 
@@ -118,7 +118,7 @@ def test_each_fold_logs_on_its_own(tmp_path):
         {**config(epochs=1), "data": {"source": "npz", "path": str(tmp_path / "data.npz"), "validation_split": 0.2}})
     folder, _ = cross_validate(fold_config, tmp_path / "runs", folds=2)
     for fold in ("fold-1", "fold-2"):
-        assert assert_epochs_match_history(folder / fold) == [0]
+        assert assert_epochs_match_history(folder / fold) == [1]
     assert not (folder / contract.TENSORBOARD).exists()
 
 

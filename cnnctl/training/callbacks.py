@@ -53,7 +53,7 @@ def make_callbacks(run: Run, config: Config, has_validation: bool, verbose: int 
     if train_cfg.tensorboard:
         # After EpochTimer, so epoch_time_s is a scalar too; before ReduceLROnPlateau, so the learning rate logged
         # for an epoch (Keras adds `learning_rate` to its epoch scalars) is the one the epoch trained with.
-        callbacks.append(keras.callbacks.TensorBoard(
+        callbacks.append(EpochBoard(
             log_dir=str(run.file(contract.TENSORBOARD)), histogram_freq=train_cfg.tensorboard.histogram_freq,
             write_graph=True, update_freq="epoch"))
     if stopping:
@@ -135,6 +135,14 @@ def _csv_header(path: str) -> Optional[list[str]]:
             return next(csv.reader(handle), None)
     except (OSError, UnicodeDecodeError, csv.Error):
         return None
+
+
+class EpochBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, its epoch scalars and histograms at steps 1, 2, ... (Keras writes the 0-based
+    epoch index), so a step in TensorBoard is the epoch history.csv, the console and the figures call it."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
 
 
 class Progress(keras.callbacks.ProgbarLogger):

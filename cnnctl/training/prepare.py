@@ -15,6 +15,7 @@ from cnnctl.errors import ConfigError, in_config_file
 from cnnctl.evaluation.scoring import mirror_axis
 from cnnctl.model.build import build_augmenter, build_model
 from cnnctl.model.compile import compile_model
+from cnnctl.training.rehearsal import rehearse
 
 
 @dataclass
@@ -42,6 +43,7 @@ def prepare(config: Config, origin: str = "") -> Prepared:
         with runtime.precision_policy(config.train.mixed_precision) as policy:
             model = build_and_compile(config, dataset.input_shape, dataset.num_classes,
                                       train_examples=len(dataset.splits["train"]), pixel_scale=dataset.pixel_scale)
+        rehearse(config, dataset, model)  # mistakes Keras finds only when it runs a step: found before a run folder
     return Prepared(config, dataset, model, policy, runtime.devices())
 
 
