@@ -91,3 +91,35 @@ def test_a_rehearsal_changes_nothing_the_training_starts_from(config_file):
         np.testing.assert_array_equal(before, after)
     assert int(np.asarray(model.optimizer.iterations)) == 0
     assert all(float(np.sum(np.asarray(v))) == 0.0 for metric in model.metrics for v in metric.variables)
+
+
+def _no_download(monkeypatch):
+    import keras
+
+    def offline():
+        raise OSError("URL fetch failure: no network")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+
+
+def test_check_needs_no_download_of_a_builtin_dataset(monkeypatch, tmp_path):
+    _no_download(monkeypatch)
+    config = Path(__file__).resolve().parent.parent / "configs" / "mnist.yaml"
+    result = runner.invoke(app, ["check", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "warning: data.source mnist: could not load mnist.npz (URL fetch failure: no network)" in result.output
+    assert "checked against zero images of its shape and classes instead" in result.output
+    assert "(None, 28, 28, 1)" in result.output and result.output.strip().endswith(f"ok: {config} is valid")
+
+    runs = tmp_path / "runs"  # training needs the real data: one error line, no run folder
+    result = runner.invoke(app, ["train", str(config), "--runs-dir", str(runs)])
+    assert result.exit_code == 2 and "could not load mnist.npz" in result.output.strip().splitlines()[-1]
+    assert not runs.exists() or list(runs.iterdir()) == []
+
+
+def test_check_still_finds_a_mistake_with_a_stand_in(monkeypatch):
+    _no_download(monkeypatch)
+    config = Path(__file__).resolve().parent.parent / "configs" / "mnist.yaml"
+    result = runner.invoke(app, ["check", str(config), "--set", "train.loss=binary_crossentropy"])
+    assert result.exit_code == 2
+    assert f"error: {config}: train.loss: binary_crossentropy cannot score" in result.output

@@ -56,3 +56,22 @@ def load_fashion_mnist(data_cfg: DataConfig) -> RawData:
         raw.class_names = FASHION_MNIST_CLASSES
         return raw
     return keras_dataset("fashion_mnist", "fashion-mnist/*-ubyte.gz", FASHION_MNIST_CLASSES)(data_cfg)
+
+
+# What keras.datasets' downloads hold (shape of one example as stored, number of classes), so `cnnctl check` can
+# build and rehearse a model without downloading them.
+_DOWNLOAD_SHAPES = {"mnist": ((28, 28), 10), "fashion_mnist": ((28, 28), 10),
+                    "cifar10": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100)}
+_CLASS_NAMES = {"fashion_mnist": FASHION_MNIST_CLASSES, "cifar10": CIFAR10_CLASSES}
+
+
+def stand_in(source: str, per_class: int = 10) -> Optional[RawData]:
+    """Zero images of a downloadable built-in dataset's shape and classes (8-bit, as the real ones), or None for
+    a source that is not one: what `cnnctl check` checks a config against when the download is missing."""
+    if source not in _DOWNLOAD_SHAPES:
+        return None
+    shape, classes = _DOWNLOAD_SHAPES[source]
+    labels = np.repeat(np.arange(classes, dtype=np.int64), per_class)
+    names = _CLASS_NAMES.get(source, [str(index) for index in range(classes)])
+    return RawData(np.zeros((len(labels), *shape), np.uint8), labels, np.zeros((len(labels), *shape), np.uint8),
+                   labels.copy(), class_names=names, origin=f"stand-in zeros shaped like {source} (not downloaded)")

@@ -24,9 +24,10 @@ from cnnctl.data.arrays import (
     stratified_split,
     to_model_layout,
 )
+from cnnctl.data.builtin import stand_in
 from cnnctl.data.folders import ImageFiles
 from cnnctl.data.sources import load_raw
-from cnnctl.errors import ConfigError
+from cnnctl.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
 
@@ -67,6 +68,7 @@ class Dataset:
     origin: str
     notes: list[str] = field(default_factory=list)    # things the user should know (carved splits, imbalance)
     skipped: list[str] = field(default_factory=list)  # files that could not be read
+    stand_in: Optional[str] = None  # why zero images stand in for the data (load_data(stand_in_when_missing=True))
 
     @property
     def num_classes(self) -> int:
@@ -151,9 +153,19 @@ class Dataset:
         return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def load_data(config: Config) -> Dataset:
+def load_data(config: Config, stand_in_when_missing: bool = False) -> Dataset:
+    """The config's data, loaded once, in model layout, split. With `stand_in_when_missing` (cnnctl check), a
+    built-in dataset that is not downloaded is replaced by zero images of its shape and classes, and the
+    Dataset says so (`stand_in`)."""
     data_cfg = config.data
-    raw = load_raw(data_cfg)
+    missing = None
+    try:
+        raw = load_raw(data_cfg)
+    except DataError as exc:
+        raw = stand_in(data_cfg.source) if stand_in_when_missing else None
+        if raw is None:
+            raise
+        missing = str(exc)
     arrays = {name: (getattr(raw, f"x_{name}"), getattr(raw, f"y_{name}")) for name in SPLITS
               if getattr(raw, f"x_{name}") is not None}
     for name, (x, y) in arrays.items():
@@ -194,7 +206,8 @@ def load_data(config: Config) -> Dataset:
     full_scale = pixel_scale(x_train)
     return Dataset(splits=splits, class_names=class_names, input_shape=tuple(int(d) for d in x_train.shape[1:]),
                    pixel_scale=full_scale if data_cfg.normalize else 1.0, full_scale=full_scale,
-                   source=data_cfg.source, origin=raw.origin, notes=notes, skipped=list(raw.skipped))
+                   source=data_cfg.source, origin=raw.origin, notes=notes, skipped=list(raw.skipped),
+                   stand_in=missing)
 
 
 def value_range(x: np.ndarray) -> Optional[list[float]]:

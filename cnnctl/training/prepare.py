@@ -29,13 +29,14 @@ class Prepared:
     devices: list[str]
 
 
-def prepare(config: Config, origin: str = "") -> Prepared:
+def prepare(config: Config, origin: str = "", stand_in_when_missing: bool = False) -> Prepared:
     """Load data and build + compile the model; config and data mistakes are raised with `origin` (the file)
     in front. Seeds Python, NumPy and the backend with `config.seed` (keras.utils.set_random_seed), so a run
-    is repeatable."""
+    is repeatable. `stand_in_when_missing` (cnnctl check): a built-in dataset that is not downloaded is replaced
+    by zero images of its shape (see load_data)."""
     runtime.seed_everything(config.seed)
     with in_config_file(origin):
-        dataset = load_data(config)
+        dataset = load_data(config, stand_in_when_missing=stand_in_when_missing)
         class_weights(config.train.class_weight, dataset)  # checked now, not after the run folder exists
         dataset.evaluation_split(config.evaluate.split)  # a split the data lacks: said now, not after training
         if config.evaluate.tta == "flip":
