@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +34,14 @@ TINY = {
     "train": {"epochs": 2, "batch_size": 64, "early_stopping": False},
     "evaluate": {"top_k": [1, 3]},
 }
+
+
+# What a new user's shell has: no TF_CPP_MIN_LOG_LEVEL or other setting that would hide TensorFlow's own logs.
+NEW_USER_ENVIRONMENT = {name: value for name, value in os.environ.items()
+                        if not name.startswith(("TF_", "KERAS_", "CUDA_", "ABSL", "GLOG"))}
+# TensorFlow's C++ log lines (I0000 00:00:... cudart_stub.cc:31] ..., E0000 ... failed call to cuInit) and banners.
+TENSORFLOW_LOG_LINE = re.compile(r"^[IWEF]\d{4} |absl::|cuInit|cudart|cpu_feature_guard|oneDNN custom operations|"
+                                 r"This TensorFlow binary")
 
 
 def write_config(folder: Path, config: dict) -> Path:
@@ -184,10 +194,12 @@ def test_run_ids_cannot_leave_the_runs_folder(tmp_path, monkeypatch):
 def test_three_trainings_started_at_once_get_three_complete_folders(tmp_path):
     config = write_config(tmp_path, {**TINY, "train": {**TINY["train"], "epochs": 1}})
     command = [sys.executable, "-m", "cnnctl", "train", str(config), "--runs-dir", str(tmp_path / "runs")]
-    processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                                  env=NEW_USER_ENVIRONMENT)
                  for _ in range(3)]
-    errors = [process.communicate(timeout=300)[1] for process in processes]
-    assert [process.returncode for process in processes] == [0] * 3, errors
+    outputs = [process.communicate(timeout=300)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0] * 3, outputs
+    assert not [line for output in outputs for line in output.splitlines() if TENSORFLOW_LOG_LINE.search(line)]
     folders = sorted((tmp_path / "runs").iterdir())
     assert len(folders) == 3 and len({folder.name for folder in folders}) == 3
     stamps = {folder.name[: len("YYYYmmdd-HHMMSS")] for folder in folders}
@@ -212,3 +224,13 @@ def test_two_class_metrics_are_computed_not_crashed():
     y_prob = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.1, 0.9]])
     metrics = compute_metrics(y_true, y_prob, ["cat", "dog"], top_k=[1, 5])
     assert metrics["top_k_accuracy"] == {"1": accuracy_score(y_true, y_prob.argmax(1))} == {"1": 0.6}
+
+
+def test_check_and_cv_print_no_tensorflow_log_line_for_a_new_user(tmp_path):
+    config = write_config(tmp_path, {**TINY, "train": {**TINY["train"], "epochs": 1}})
+    for args in (["check", str(config)], ["cv", str(config), "--folds", "2", "--runs-dir", str(tmp_path / "runs")]):
+        done = subprocess.run([sys.executable, "-m", "cnnctl", *args], capture_output=True, text=True, cwd=ROOT,
+                              env=NEW_USER_ENVIRONMENT, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        noise = [line for line in (done.stdout + done.stderr).splitlines() if TENSORFLOW_LOG_LINE.search(line)]
+        assert noise == [], f"cnnctl {args[0]} printed TensorFlow's logs: {noise}"
