@@ -43,6 +43,11 @@ def test_train_writes_the_whole_run_folder(digits_run):
     assert f"run folder: {run}" in output
     environment = json.loads((run / "environment.json").read_text())
     assert environment["status"] == "completed" and environment["epochs_run"] == 2
+    phases = environment["phase_seconds"]
+    assert set(phases) == {"fit", "evaluate", "figures"} and all(seconds > 0 for seconds in phases.values())
+    rows = csv.DictReader((run / "history.csv").read_text().splitlines())
+    epoch_seconds = sum(float(row["epoch_time_s"]) for row in rows)
+    assert epoch_seconds <= phases["fit"] <= environment["duration_s"] + 1  # the epochs happen inside the fit
     assert environment["seed"] == 42 and environment["versions"]["keras"].startswith("3.")
     data = json.loads((run / "data.json").read_text())
     assert data["sizes"] == {"train": 1293, "val": 144, "test": 360}

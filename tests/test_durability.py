@@ -39,17 +39,6 @@ def test_an_atomic_write_flushes_the_file_before_the_rename_and_the_folder_after
     assert target.read_text() == "{}"
 
 
-def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
-    target = tmp_path / "history.csv"
-    target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as temp:
-            temp.write_text("half")
-            raise RuntimeError("disk trouble")
-    assert [path.name for path in tmp_path.iterdir()] == ["history.csv"]
-    assert target.read_text() == "old"
-
-
 def test_a_figure_that_fails_to_render_writes_nothing(tmp_path):
     from matplotlib.figure import Figure
 

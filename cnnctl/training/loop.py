@@ -137,6 +137,8 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 0, train: bool = T
     config, dataset = prepared.config, prepared.dataset
     # True for a run begun by an older cnnctl: its model.keras takes examples already divided by pixel_scale.
     scale_outside = scaled_outside_model(run.read_json(contract.DATA))
+    seconds: dict[str, float] = {}  # where this command's time went, in environment.json (benchmarks read it)
+    clock = time.perf_counter()
     if train:
         if scale_outside:  # prepared.model scales its own inputs, as will the model.keras this fit saves
             run.write_json(contract.DATA, dataset.summary())
@@ -149,6 +151,7 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 0, train: bool = T
                                  "train.optimizer.learning_rate or keep data.normalize: true")
         checkpoint.mark_finished(run)
         model = prepared.model
+        seconds["fit"], clock = _lap(clock)
     else:
         model = load_model(run)
     split = dataset.evaluation_split(config.evaluate.split)
@@ -157,11 +160,18 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 0, train: bool = T
     data = dataset.splits[split]
     metrics = write_evaluation(run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k,
                                x=data.x, tta=config.evaluate.tta)
+    seconds["evaluate"], clock = _lap(clock)
     figures.draw_run_figures(run, model)
+    seconds["figures"], clock = _lap(clock)
     # Completed only once every file is written: a run stopped during evaluation resumes into evaluation.
-    finish_run(run, "completed", epochs_run=checkpoint.completed_epochs(run))
+    finish_run(run, "completed", epochs_run=checkpoint.completed_epochs(run), phase_seconds=seconds)
     report.write_report(run)  # after the status, so the page says completed; `cnnctl report` rewrites it
     return TrainResult(run, model, read_history_csv(run.file(contract.HISTORY)), metrics)
+
+
+def _lap(started: float) -> tuple[float, float]:
+    now_ = time.perf_counter()
+    return round(now_ - started, 3), now_
 
 
 def _has_nan(history: dict[str, list]) -> bool:
