@@ -8,7 +8,12 @@ import csv
 import keras
 import numpy as np
 
-from cnnctl.training.callbacks import HistoryLogger, LearningRateLog, Progress, readable_rate
+from cnnctl.training.callbacks import (
+    HistoryLogger,
+    LearningRateLog,
+    Progress,
+    readable_rate,
+)
 
 
 def test_the_progress_bar_stops_at_the_epochs_last_step():

@@ -165,6 +165,8 @@ def _announce(config_path: Optional[str]) -> Callable[[Run, object, str], None]:
     def announce(run: Run, prepared, note: str) -> None:
         display.header(config_path or str(run.file(contract.CONFIG)), prepared.config, prepared.dataset.summary(),
                        prepared.devices, prepared.policy, run.path, describe(prepared.model))
+        for model_note in prepared.notes:  # e.g. layers reused from another run (model.from_run)
+            display.say(f"[yellow]note:[/] {model_note}")
         if note:
             display.say(note)
 
@@ -413,6 +415,8 @@ def check(config: ConfigArg, overrides: SetOption = None) -> None:
                      "(`cnnctl train` needs the real data)")
     else:
         display.console.print(display.data_table(prepared.dataset.summary()))
+    for note in prepared.notes:  # the backbone's weights not downloaded, layers reused from a run
+        display.warn(note)
     display.console.print(display.layer_table(describe(prepared.model), title=f"Model: {cfg.name}"))
     display.say(f"[green]ok[/]: {config} is valid")
 

@@ -49,6 +49,9 @@ def load_config(source: Union[str, Path, Mapping[str, Any], Config], overrides: 
         config.name = re.sub(r"[^A-Za-z0-9._-]", "-", stem or "") or "run"
     if config.data.path:
         config.data.path = str((base / config.data.path).resolve())
+    backbone = config.model.backbone
+    if backbone is not None and backbone.weights not in (None, "imagenet"):
+        backbone.weights = str((base / backbone.weights).resolve())
     return config
 
 

@@ -237,8 +237,65 @@ class DataConfig(Section):
         return self
 
 
+class BackboneConfig(BaseModel):
+    """`model.backbone`: a keras.applications network (include_top=False + pooling) in front of `model.layers`,
+    which become its head. Any other key goes to the application itself (e.g. `alpha: 0.75` for MobileNetV3)."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    name: str = Field(description="any keras.applications class, e.g. MobileNetV3Small, ResNet50, EfficientNetB0")
+    weights: Optional[str] = Field("imagenet", description=(
+        "imagenet (downloaded once into ~/.keras/models) | null (random) | a weights file path (.weights.h5 or "
+        ".h5; relative to the config file)"))
+    input_size: Optional[tuple[int, int]] = Field(None, description=(
+        "[height, width] the backbone sees; the model resizes its inputs. null: the data's size, raised to the "
+        "backbone's minimum (32 for most, 75 for InceptionV3)"))
+    pooling: Literal["avg", "max"] = Field("avg", description="how the backbone's last feature map becomes a vector")
+    trainable: bool = Field(False, description="false: frozen, and batch norm stays in inference mode")
+
+    @field_validator("input_size", mode="before")
+    @classmethod
+    def _square_size(cls, value: Any) -> Any:
+        return [value, value] if isinstance(value, int) else value
+
+    @field_validator("input_size")
+    @classmethod
+    def _positive_size(cls, value: Optional[tuple[int, int]]) -> Optional[tuple[int, int]]:
+        if value is not None and min(value) <= 0:
+            raise ValueError(f"must be two positive integers [height, width] (got {list(value)})")
+        return value
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _null_spellings(cls, value: Any) -> Any:
+        return None if value in (None, False, "null", "none", "None") else value
+
+    def options(self) -> dict[str, Any]:
+        """The keys passed to the application as they are (alpha, minimalistic, ...)."""
+        return dict(self.model_extra or {})
+
+
+class FromRunConfig(Section):
+    """`model.from_run`: start from a previous run's weights, layer by layer by name."""
+
+    run: str = Field(description="a run folder, a run id in the runs dir, or last (the newest run)")
+    skip_mismatched: bool = Field(False, description=(
+        "false: a layer whose weight shapes differ is an error; true: such layers keep their fresh weights"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_run_name(cls, value: Any) -> Any:
+        return {"run": value} if isinstance(value, str) else value
+
+
 class ModelConfig(Section):
     input_shape: Optional[list[int]] = Field(None, description="inferred from the data when omitted")
+    backbone: Optional[BackboneConfig] = Field(None, description=(
+        "a pretrained keras.applications network; model.layers become its head, e.g. {name: MobileNetV3Small, "
+        "weights: imagenet}"))
+    from_run: Optional[FromRunConfig] = Field(None, description=(
+        "RUN (a folder, run id or last) or {run, skip_mismatched}: every layer whose name matches a layer of that "
+        "run's model.keras starts from its weights"))
     layers: list[LayerSpec] = Field(min_length=1, description="each entry: LayerName: {kwargs}, any keras.layers "
                                                               "class; a bare name means no kwargs")
 
@@ -414,6 +471,9 @@ class Config(Section):
         data = self.model_dump(mode="json")
         data["model"]["layers"] = [layer.to_yaml() for layer in self.model.layers]
         data["data"]["augment"] = [layer.to_yaml() for layer in self.data.augment]
+        for optional in ("backbone", "from_run"):  # written only by configs that use them
+            if data["model"][optional] is None:
+                del data["model"][optional]
         if self.tune:
             data["tune"] = {path: space.to_yaml() for path, space in self.tune.items()}
         else:

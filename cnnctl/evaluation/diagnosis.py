@@ -99,7 +99,8 @@ def _parse_number(cell: str, where: str) -> float:
 
 def diagnose(history: dict[str, list[float]], baseline_accuracy: Optional[float] = None,
              accuracy_key: str = "accuracy", accuracy: Optional[float] = None,
-             split: Optional[str] = None) -> dict[str, Any]:
+             split: Optional[str] = None, train_examples: Optional[int] = None,
+             backbone: Optional[str] = None) -> dict[str, Any]:
     """Classify a training run from its per-epoch history, with the evidence behind the verdict.
 
     The rules, checked in this order (the first that holds gives the verdict). "Recent" means the mean of the
@@ -153,6 +154,11 @@ def diagnose(history: dict[str, list[float]], baseline_accuracy: Optional[float]
             of the history's. Defaults to None (use the history's).
         split: the split `accuracy` was measured on ("test", "val"); on "test" the advice never says to
             evaluate on the test split. Defaults to None (unknown).
+        train_examples: the number of training examples (data.json `sizes.train`): an underfitting run on fewer
+            than SMALL_DATASET (5000) without a backbone is advised to use a pretrained one, with the config
+            lines. Defaults to None (unknown: only accuracy near the baseline earns that advice).
+        backbone: the run's `model.backbone.name`, if it has one: its advice is about the backbone instead.
+            Defaults to None.
 
     Returns:
         A JSON-serializable dict: `verdict` (one of contract.VERDICTS), `summary` (one sentence), `advice` (list of
@@ -229,6 +235,8 @@ def diagnose(history: dict[str, list[float]], baseline_accuracy: Optional[float]
 
     verdict, summary, advice = _judge(train, monitored, columns["loss"], epochs, evidence, measured,
                                       baseline_accuracy, split)
+    advice = _transfer_advice(verdict, advice, train_examples, backbone, evidence,
+                              diverged=not math.isfinite(columns["loss"][-1]))
     if monitored is None and verdict in ("good fit", "still improving") and len(train) >= MIN_EPOCHS:
         summary = summary[:-1] + "; without validation data, overfitting cannot be ruled out."
         advice.append("Set data.validation_split (e.g. 0.1) so the run can tell overfitting from a good fit.")
@@ -398,12 +406,20 @@ UNDERFIT_ADVICE = ["Use a bigger model: more filters or Conv2D blocks, a wider D
                    "Weaken regularisation (Dropout rate, augmentation) the model cannot afford yet.",
                    "Check the data: labels match the images and inputs are normalized (data.normalize: true)."]
 
+# The config lines that add a pretrained backbone (cnnctl/model/backbone.py); model.layers become its head.
+TRANSFER_LINES = "model: {backbone: {name: MobileNetV3Small, weights: imagenet}}"
+TRANSFER_ADVICE = ("With few training images, a network trained from scratch rarely gets far: start from a "
+                   f"pretrained network (transfer learning) instead: add `{TRANSFER_LINES}` to the config (images of "
+                   "3 or 1 channels; the configured layers become the head, e.g. Dense with one unit per class).")
+BACKBONE_ADVICE = ("The pretrained backbone is frozen: try another one (model.backbone.name, e.g. EfficientNetB0), "
+                   "a larger model.backbone.input_size, or check that model.backbone.weights is imagenet, not null.")
+SMALL_DATASET = 5000  # training examples; below this, underfitting from scratch earns the transfer advice
+
 BASELINE_ADVICE = ["Train for more epochs (train.epochs); if early stopping ended the run, raise "
                    "early_stopping.patience.",
                    "Try another learning rate (train.optimizer.learning_rate): about 3x lower if the loss jumped "
                    "around, about 3x higher if it fell slowly.",
-                   "With few training images, a network trained from scratch rarely gets far: start from a "
-                   "pretrained network (transfer learning) instead.",
+                   TRANSFER_ADVICE,
                    "Check the data: labels match the images and every class has enough examples."]
 
 
@@ -417,6 +433,21 @@ def _near_baseline(measured: Optional[tuple[float, str]], baseline: Optional[flo
     if accuracy < baseline + UNDERFIT_HEADROOM * (1 - baseline):
         return f"{described} is barely above always answering the majority class, {_num(baseline)}"
     return None
+
+
+def _transfer_advice(verdict: str, advice: list[str], train_examples: Optional[int], backbone: Optional[str],
+                     evidence: dict[str, Any], diverged: bool) -> list[str]:
+    """Near the baseline, or underfitting on a small dataset trained from scratch: use a pretrained backbone
+    (with the config lines). A run that has one is told about its backbone instead."""
+    if train_examples is not None:
+        evidence["train_examples"] = int(train_examples)
+    if backbone:
+        evidence["backbone"] = backbone
+        return [BACKBONE_ADVICE if line == TRANSFER_ADVICE else line for line in advice]
+    small = train_examples is not None and train_examples < SMALL_DATASET
+    if verdict == "underfitting" and small and not diverged and TRANSFER_ADVICE not in advice:
+        return [*advice, TRANSFER_ADVICE]
+    return advice
 
 
 def _learned_little(train: _Curve, val: Optional[_Curve], near: str) -> tuple[str, str, list[str]]:

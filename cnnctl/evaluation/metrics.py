@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 import numpy as np
+import yaml
 
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, atomic_path, write_csv_atomic, write_text_atomic
@@ -119,4 +120,19 @@ def diagnose_run(run: Run, y_true: np.ndarray, accuracy: Optional[float] = None,
     history = read_history_csv(run.file(contract.HISTORY))
     if not history.get("loss"):
         return None
-    return diagnose(history, baseline_accuracy=diagnosis_baseline(y_true), accuracy=accuracy, split=split)
+    return diagnose(history, baseline_accuracy=diagnosis_baseline(y_true), accuracy=accuracy, split=split,
+                    **_run_facts(run))
+
+
+def _run_facts(run: Run) -> dict[str, Any]:
+    """What the diagnosis needs to know of the run beyond its history: training set size and backbone."""
+    facts: dict[str, Any] = {}
+    try:
+        if run.has(contract.DATA):
+            facts["train_examples"] = int(run.read_json(contract.DATA)["sizes"]["train"])
+        if run.has(contract.CONFIG):
+            model = (yaml.safe_load(run.file(contract.CONFIG).read_text(encoding="utf-8")) or {}).get("model") or {}
+            facts["backbone"] = (model.get("backbone") or {}).get("name")
+    except Exception:  # noqa: BLE001 - an odd or older run folder only loses the transfer advice
+        return {}
+    return facts

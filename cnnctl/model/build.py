@@ -9,6 +9,7 @@ import keras
 
 from cnnctl.config.schema import LayerSpec, ModelConfig
 from cnnctl.errors import ConfigError
+from cnnctl.model.backbone import add_backbone, copy_weights_from_run
 from cnnctl.model.layers import flow_text, keras_message, make_layer, shape_text
 
 SCALING_LAYER = "scale_inputs"  # the Rescaling layer build_model puts first; not one of the config's layers
@@ -24,23 +25,44 @@ def build_augmenter(specs: Sequence[LayerSpec]) -> Optional[keras.Sequential]:
 
 
 def build_model(model_cfg: ModelConfig, input_shape: Sequence[int], num_classes: int,
-                name: str = "cnn", pixel_scale: float = 1.0) -> keras.Sequential:
+                name: str = "cnn", pixel_scale: float = 1.0, full_scale: Optional[float] = None,
+                weights_missing_ok: bool = False, notes: Optional[list[str]] = None) -> keras.Model:
     """keras.Input(input_shape), the input scaling, then each configured layer; shape problems are reported per
-    layer, with the config's index.
+    layer, with the config's index. With `model.backbone`, a functional model: the scaled input goes through the
+    keras.applications network (see cnnctl/model/backbone.py) and the configured layers are its head. With
+    `model.from_run`, matching layers start from that run's weights.
 
     Args:
         pixel_scale: the model divides its inputs by this first (a `Rescaling` layer named "scale_inputs"), so
             model.keras takes examples in the data's own units (0..255 for 8-bit images) wherever it is
             loaded. Defaults to 1.0: no scaling layer.
+        full_scale: the data's full-scale value (255 for 8-bit images), mapped onto the backbone's 0..255.
+            Defaults to None: `pixel_scale`.
+        weights_missing_ok: a backbone's imagenet weights that cannot be downloaded give random weights and a
+            note instead of an error (cnnctl check). Defaults to False.
+        notes: what the user should know (weights not downloaded, layers reused) is appended here.
     """
     shape = tuple(model_cfg.input_shape or input_shape)
-    model = keras.Sequential(name=_keras_name(name))
-    model.add(keras.Input(shape=shape))
+    inputs = keras.Input(shape=shape)
+    model = None  # functional with a backbone (it is called with training=False), else Sequential
+    if not model_cfg.backbone:
+        model = keras.Sequential(name=_keras_name(name))
+        model.add(inputs)
+    x = inputs
     if pixel_scale != 1:
         # float32 whatever the precision policy: raw values above 65504 would overflow float16; the next layer
         # casts the [0, 1] result to its own compute dtype.
-        model.add(keras.layers.Rescaling(1.0 / pixel_scale, name=SCALING_LAYER, dtype="float32"))
-    before = (None,) + shape
+        scaling = keras.layers.Rescaling(1.0 / pixel_scale, name=SCALING_LAYER, dtype="float32")
+        if model is not None:
+            model.add(scaling)
+        else:
+            x = scaling(x)
+    if model_cfg.backbone:
+        units = 255.0 * pixel_scale / (full_scale or pixel_scale)  # what one unit of x is in 0..255 pixels
+        x, _, note = add_backbone(x, model_cfg.backbone, shape, units, weights_missing_ok)
+        if note and notes is not None:
+            notes.append(note)
+    before = (None,) + shape if model is not None else tuple(x.shape)
     # Under mixed precision the output layer computes in float32, as Keras' guide advises: softmax
     # probabilities in float16/bfloat16 are too coarse for ROC curves and top-k ties.
     mixed = keras.mixed_precision.global_policy().compute_dtype != "float32"
@@ -49,18 +71,29 @@ def build_model(model_cfg: ModelConfig, input_shape: Sequence[int], num_classes:
         where = f"model.layers[{index}]"
         layer = make_layer(spec, where, {"dtype": "float32"} if mixed and index == last else None)
         try:
-            model.add(layer)
+            if model is not None:
+                model.add(layer)
+                after = tuple(layer.output.shape)
+            else:
+                x = layer(x)
+                after = tuple(x.shape)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where} ({spec.name}): {_explain_shape_error(exc, spec, before)}") from None
         except Exception as exc:  # noqa: BLE001 - e.g. ZeroDivisionError for strides: 0, from Keras' shape code
             raise ConfigError(f"{where} ({spec.name}): cannot be applied to its input {shape_text(before)} "
                               f"({type(exc).__name__}: {keras_message(exc)}); given {flow_text(spec.kwargs)}") from None
-        after = tuple(layer.output.shape)
         if any(dim is not None and dim <= 0 for dim in after[1:]):
             raise ConfigError(f"{where} ({spec.name}): output shape {shape_text(after)} is empty: the kernel or pool "
                               f"window is larger than its input {shape_text(before)}; use padding: same or a smaller size")
         before = after
+    if model is None:
+        model = keras.Model(inputs, x, name=_keras_name(name))
     check_output(model, model_cfg.layers, num_classes)
+    if model_cfg.from_run:
+        reused, skipped = copy_weights_from_run(model, model_cfg.from_run)
+        if notes is not None:
+            kept = f"; kept fresh weights for {', '.join(skipped)} (shapes differ)" if skipped else ""
+            notes.append(f"model.from_run: {reused} layers start from {model_cfg.from_run.run}{kept}")
     return model
 
 
@@ -87,7 +120,7 @@ def _explain_shape_error(exc: BaseException, spec: LayerSpec, before: Sequence) 
     return f"{message} (input shape {shape_text(before)})"
 
 
-def check_output(model: keras.Sequential, layers: Sequence[LayerSpec], num_classes: int) -> None:
+def check_output(model: keras.Model, layers: Sequence[LayerSpec], num_classes: int) -> None:
     """The last layer must give one score per class (or a single sigmoid unit for two classes)."""
     where = f"model.layers[{len(layers) - 1}] ({layers[-1].name})"
     output = model.output_shape

@@ -8,6 +8,7 @@ from typing import Any, Optional, Sequence
 
 import keras
 
+from cnnctl.model.backbone import CNNCTL_LAYERS
 from cnnctl.model.build import is_scaling_layer
 from cnnctl.model.layers import shape_text
 
@@ -31,6 +32,11 @@ class ModelSummary:
     trainable_params: int
     flops: int            # per example, forward pass
 
+    @property
+    def frozen_params(self) -> int:
+        """Parameters training leaves alone: a frozen backbone, batch norm's moving statistics."""
+        return self.total_params - self.trainable_params
+
 
 def describe(model: keras.Model) -> ModelSummary:
     """Per layer: output shape, parameters, receptive field and jump, FLOPs; plus the totals."""
@@ -43,21 +49,37 @@ def describe(model: keras.Model) -> ModelSummary:
     previous_shape = input_shape
     config_index = 0
     for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):  # listed by a functional model (one with a backbone)
+            continue
         output_shape = layer.output.shape
         field, jump, flattened = _grow_receptive_field(layer, field, jump, flattened, previous_shape)
-        index = None if is_scaling_layer(layer) else config_index
+        index = None if is_scaling_layer(layer) or layer.name in CNNCTL_LAYERS else config_index
+        if isinstance(layer, keras.Model):  # the backbone: pooled, so one output unit sees the whole input
+            index, flattened = None, True
         config_index += index is not None
         rows.append(LayerRow(
             index=index, name=layer.name, kind=type(layer).__name__, output_shape=shape_text(output_shape),
             params=layer.count_params(),
             receptive_field="all" if flattened else _dims(field),
             jump="—" if flattened else _dims(jump),
-            flops=_layer_flops(layer, previous_shape, output_shape),
+            flops=_model_flops(layer) if isinstance(layer, keras.Model) else _layer_flops(
+                layer, previous_shape, output_shape),
         ))
         previous_shape = output_shape
     trainable = sum(math.prod(weight.shape) for weight in model.trainable_weights)
     return ModelSummary(rows=rows, total_params=model.count_params(), trainable_params=trainable,
                         flops=sum(row.flops for row in rows))
+
+
+def _model_flops(model: keras.Model) -> int:
+    """A nested model's (the backbone's) FLOPs: the sum over its layers, each at the shapes it was built with."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += _model_flops(layer)
+        elif any("kernel" in weight.path.rsplit("/", 1)[-1] for weight in layer.weights):
+            total += _layer_flops(layer, layer.input.shape, layer.output.shape)
+    return total
 
 
 def _tuple(value: Any, spatial: int) -> list[int]:

@@ -46,7 +46,9 @@ def layer_table(summary: Any, title: str = "Model") -> Table:
         # The input scaling cnnctl adds has no model.layers index: the # column matches the config.
         table.add_row("" if row.index is None else str(row.index), f"{row.name} ({row.kind})", row.output_shape, f"{row.params:,}",
                       row.receptive_field, row.jump, format_count(row.flops))
-    table.caption = (f"total params {summary.total_params:,} (trainable {summary.trainable_params:,}) · "
+    frozen = summary.total_params - summary.trainable_params
+    table.caption = (f"total params {summary.total_params:,} (trainable {summary.trainable_params:,}"
+                     f"{f', frozen {frozen:,}' if frozen else ''}) · "
                      f"{format_count(summary.flops)} FLOPs per example")
     table.caption_justify = "left"
     return table
@@ -84,7 +86,11 @@ def header(config_path: Optional[str], config: Any, data_summary: dict[str, Any]
         console.print(f"[yellow]note:[/] {note}")
     skipped_files_warning(data_summary.get("skipped"))
     configured = sum(row.index is not None for row in model_summary.rows)
-    console.print(f"model    {configured} layers · {model_summary.total_params:,} params · "
+    backbone = getattr(config.model, "backbone", None)
+    on = f" on {backbone.name} ({'trainable' if backbone.trainable else 'frozen'})" if backbone else ""
+    frozen = model_summary.total_params - model_summary.trainable_params
+    split = f" ({model_summary.trainable_params:,} trainable, {frozen:,} frozen)" if frozen else ""
+    console.print(f"model    {configured} layers{on} · {model_summary.total_params:,} params{split} · "
                   f"{format_count(model_summary.flops)} FLOPs per example  (`cnnctl check` shows the layer table)")
 
 

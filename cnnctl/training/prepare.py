@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
@@ -27,6 +27,7 @@ class Prepared:
     model: Any
     policy: str
     devices: list[str]
+    notes: list[str] = field(default_factory=list)  # from building the model: weights not downloaded, layers reused
 
 
 def prepare(config: Config, origin: str = "", stand_in_when_missing: bool = False) -> Prepared:
@@ -41,18 +42,23 @@ def prepare(config: Config, origin: str = "", stand_in_when_missing: bool = Fals
         dataset.evaluation_split(config.evaluate.split)  # a split the data lacks: said now, not after training
         if config.evaluate.tta == "flip":
             mirror_axis(dataset.input_shape)  # flat examples cannot be mirrored: said before training
+        notes: list[str] = []
         with runtime.precision_policy(config.train.mixed_precision) as policy:
             model = build_and_compile(config, dataset.input_shape, dataset.num_classes,
-                                      train_examples=len(dataset.splits["train"]), pixel_scale=dataset.pixel_scale)
+                                      train_examples=len(dataset.splits["train"]), pixel_scale=dataset.pixel_scale,
+                                      full_scale=dataset.full_scale, weights_missing_ok=stand_in_when_missing,
+                                      notes=notes)
         rehearse(config, dataset, model)  # mistakes Keras finds only when it runs a step: found before a run folder
-    return Prepared(config, dataset, model, policy, runtime.devices())
+    return Prepared(config, dataset, model, policy, runtime.devices(), notes)
 
 
 def build_and_compile(config: Config, input_shape: tuple, num_classes: int, train_examples: int = 0,
-                      pixel_scale: float = 1.0) -> Any:
+                      pixel_scale: float = 1.0, full_scale: Optional[float] = None, weights_missing_ok: bool = False,
+                      notes: Optional[list[str]] = None) -> Any:
     """The compiled model; it divides its inputs by `pixel_scale` itself (the data's, see build_model)."""
     build_augmenter(config.data.augment)  # augmentation mistakes are config mistakes: report them before training
-    model = build_model(config.model, input_shape, num_classes, name=config.name or "cnn", pixel_scale=pixel_scale)
+    model = build_model(config.model, input_shape, num_classes, name=config.name or "cnn", pixel_scale=pixel_scale,
+                        full_scale=full_scale, weights_missing_ok=weights_missing_ok, notes=notes)
     return compile_model(model, config.train, jit_compile=runtime.resolve_jit_compile(config.train.jit_compile),
                          steps_per_execution=runtime.resolve_steps_per_execution(config.train.steps_per_execution),
                          steps_per_epoch=math.ceil(train_examples / config.train.batch_size))
