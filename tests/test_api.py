@@ -92,7 +92,7 @@ def test_resume_extends_a_completed_run_and_says_when_there_is_nothing_to_do(arr
 def test_train_from_a_dict_prints_nothing(tmp_path):
     # Run as a user would, in a fresh interpreter: the only output is what the script prints itself.
     code = ("import cnnctl; r = cnnctl.train({'model': {'layers': ['Flatten', {'Dense': {'units': 10, "
-            "'activation': 'softmax'}}]}, 'train': {'epochs': 2, 'optimizer': {'learning_rate': 0.01}}}, "
+            "'activation': 'softmax'}}]}, 'train': {'epochs': 1, 'optimizer': {'learning_rate': 0.01}}}, "
             "runs_dir=%r); "
             "print(round(r.metrics['accuracy'], 4), r.path.name)" % str(tmp_path))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)

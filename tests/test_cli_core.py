@@ -121,10 +121,10 @@ def test_evaluate_on_validation_split(digits_run, tmp_path):
     assert metrics["split"] == "val" and metrics["num_examples"] == 144
 
 
-def test_evaluate_split_val_scores_validation_and_keeps_the_test_set_out(tmp_path):
+def test_evaluate_split_val_scores_validation_and_keeps_the_test_set_out(tmp_path, trained_digits_run):
     """While tuning, `evaluate.split: val` makes train (and a later evaluate) score the validation split."""
-    result = runner.invoke(app, ["train", str(DIGITS), *FAST, "--set", "train.epochs=1", "--set", "evaluate.split=val",
-                                 "--runs-dir", str(tmp_path)])
+    result = runner.invoke(app, ["train", str(trained_digits_run.config), "--set", "train.epochs=1",
+                                 "--set", "evaluate.split=val", "--runs-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     (run,) = list(tmp_path.iterdir())
     sizes = json.loads((run / "data.json").read_text())["sizes"]

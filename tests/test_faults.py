@@ -191,8 +191,20 @@ def test_run_ids_cannot_leave_the_runs_folder(tmp_path, monkeypatch):
     assert resolve_run("20260101-000000-a", runs_dir).path == runs_dir / "20260101-000000-a"
 
 
+def smallest_config(folder: Path) -> Path:
+    """40 random 4×4 examples of two classes and one Dense layer: for tests of what happens around training
+    (processes, logs), where the size of the work does not matter."""
+    rng = np.random.default_rng(0)
+    np.savez(folder / "tiny.npz", x_train=rng.random((40, 4, 4, 1), np.float32), y_train=np.arange(40) % 2)
+    return write_config(folder, {
+        "name": "tiny",
+        "data": {"source": "npz", "path": "tiny.npz", "validation_split": 0.0, "test_split": 0.25},
+        "model": {"layers": ["Flatten", {"Dense": {"units": 2, "activation": "softmax"}}]},
+        "train": {"epochs": 1, "batch_size": 16, "early_stopping": False}})
+
+
 def test_two_trainings_started_at_once_get_two_complete_folders(tmp_path):
-    config = write_config(tmp_path, {**TINY, "train": {**TINY["train"], "epochs": 1}})
+    config = smallest_config(tmp_path)
     command = [sys.executable, "-m", "cnnctl", "train", str(config), "--runs-dir", str(tmp_path / "runs")]
     processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                                   env=NEW_USER_ENVIRONMENT)
@@ -207,7 +219,7 @@ def test_two_trainings_started_at_once_get_two_complete_folders(tmp_path):
     for folder in folders:
         env = environment(folder)
         assert env["status"] == "completed" and env["epochs_run"] == 1
-        assert json.loads((folder / "metrics.json").read_text())["num_examples"] == 360
+        assert json.loads((folder / "metrics.json").read_text())["num_examples"] == 10
         assert (folder / "history.csv").read_text().count("\n") == 2
         assert (folder / "confusion_matrix.png").stat().st_size > 0
     assert resolve_run("last", tmp_path / "runs").path == folders[-1]
@@ -227,7 +239,7 @@ def test_two_class_metrics_are_computed_not_crashed():
 
 
 def test_check_and_cv_print_no_tensorflow_log_line_for_a_new_user(tmp_path):
-    config = write_config(tmp_path, {**TINY, "train": {**TINY["train"], "epochs": 1}})
+    config = smallest_config(tmp_path)
     for args in (["check", str(config)], ["cv", str(config), "--folds", "2", "--runs-dir", str(tmp_path / "runs")]):
         done = subprocess.run([sys.executable, "-m", "cnnctl", *args], capture_output=True, text=True, cwd=ROOT,
                               env=NEW_USER_ENVIRONMENT, timeout=300)
