@@ -3,7 +3,6 @@
 import difflib
 import errno
 import os
-import re
 import signal
 from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence
@@ -50,8 +49,6 @@ _OS_ADVICE = {
     errno.EISDIR: "is a folder; give a file name",
     errno.ELOOP: "too many levels of symbolic links (a link that points to itself?)",
 }
-# atomic_path's temporary names (`.preds.partial-<host>-<pid>-<random>.csv`): the user knows `preds.csv`.
-_TEMPORARY_NAME = re.compile(r"^\.(.*)\.partial-[0-9a-f]{8}-\d+-[^.]*(.*)$")
 
 
 def printable(text: object) -> str:
@@ -75,11 +72,8 @@ def shown_path(path: object, limit: int = 120) -> str:
 
 def os_error_line(exc: OSError) -> str:
     """An OSError as `path: what went wrong; what to do`, one line, naming the file the user knows."""
-    filename = exc.filename
-    if filename is not None:
-        folder, name = os.path.split(os.fsdecode(filename))
-        match = _TEMPORARY_NAME.match(name)
-        filename = os.path.join(folder, match.group(1) + match.group(2)) if match else os.fsdecode(filename)
+    # atomic_path has already put the file the user knows in place of its temporary name
+    filename = os.fsdecode(exc.filename) if exc.filename is not None else None
     reason = _OS_ADVICE.get(exc.errno) or (exc.strerror or first_line(exc)).lower()
     return f"{shown_path(filename)}: {reason}" if filename is not None else printable(reason)
 

@@ -73,12 +73,13 @@ def overfitting_history(epochs: int = 12, turn: int = 6) -> dict[str, list[float
     }
 
 
-def scores(n_samples: int, n_classes: int, seed: int = RNG_SEED) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and softmax-like probabilities that favour the true class, so curves are informative."""
+def scores(n_samples: int, n_classes: int, seed: int = RNG_SEED, margin: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and softmax-like probabilities that favour the true class by `margin` logits, so curves are
+    informative (a margin of 3.5 makes every one-vs-rest AUC exceed 0.99)."""
     rng = np.random.default_rng(seed)
     y_true = rng.integers(0, n_classes, n_samples)
     logits = rng.normal(size=(n_samples, n_classes))
-    logits[np.arange(n_samples), y_true] += 1.5
+    logits[np.arange(n_samples), y_true] += margin
     prob = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     return y_true, prob
 
@@ -372,18 +373,8 @@ def test_roc_rejects_probabilities_that_do_not_match_the_class_names():
         plots.roc_figure(np.zeros(5, dtype=int), np.full((5, 4), 0.25), ["a", "b", "c"])
 
 
-def near_perfect_scores(n_samples: int, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Like `scores`, with the true class favoured so strongly that every one-vs-rest AUC is above 0.99."""
-    rng = np.random.default_rng(RNG_SEED)
-    y_true = rng.integers(0, n_classes, n_samples)
-    logits = rng.normal(size=(n_samples, n_classes))
-    logits[np.arange(n_samples), y_true] += 3.5
-    prob = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    return y_true, prob
-
-
 def test_roc_of_a_near_perfect_model_zooms_into_the_top_left_corner():
-    y_true, prob = near_perfect_scores(600, 4)
+    y_true, prob = scores(600, 4, margin=3.5)
     aucs = [roc_auc_score(y_true == label, prob[:, label]) for label in range(4)]
     assert 0.99 <= min(aucs) < 1  # near perfect, not perfect: the zoom has something to show
     ax = plots.roc_figure(y_true, prob, ["cat", "dog", "bird", "fish"]).axes[0]
@@ -423,7 +414,7 @@ def test_no_class_curve_looks_like_the_chance_line():
 
 @pytest.mark.parametrize("case", ["roc", "roc binary", "roc near-perfect", "pr", "pr binary"])
 def test_score_legends_sit_outside_the_curves_and_inside_the_image(case):
-    y_true, prob = near_perfect_scores(600, 10) if "near-perfect" in case else scores(600, 10)
+    y_true, prob = scores(600, 10, margin=3.5) if "near-perfect" in case else scores(600, 10)
     names = [f"class{i}" for i in range(10)]
     if "binary" in case:
         y_true, prob, names = (y_true == 1).astype(int), prob[:, 1], ["other", "class1"]

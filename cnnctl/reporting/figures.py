@@ -43,9 +43,8 @@ def draw_model_figures(run: Run, model: Any = None) -> list[Path]:
     """
     digest = _sha256(run.file(contract.MODEL))
     if model is None:
-        saved = _saved_kernel(run, digest)
-        if saved is not None:
-            kernel = saved[0]
+        current, kernel = _saved_kernel(run, digest)
+        if current:
             return [plots.save_figure(plots.filters_figure(kernel), run.file(contract.FILTERS))] \
                 if kernel is not None else []
         from cnnctl.evaluation.scoring import load_model
@@ -71,23 +70,24 @@ def first_convolution_kernel(model: Any) -> Optional[np.ndarray]:
     return kernel if kernel.ndim in (3, 4, 5) else None
 
 
-def _saved_kernel(run: Run, digest: str) -> Optional[tuple[Optional[np.ndarray]]]:
-    """(kernel or None,) from filters.npz when it and layers.json were written from the model with `digest`;
-    None when they were not (or are missing, or unreadable)."""
+def _saved_kernel(run: Run, digest: str) -> tuple[bool, Optional[np.ndarray]]:
+    """(current, kernel): whether filters.npz and layers.json were both written from the model with `digest`,
+    and the kernel filters.npz holds (None for a model without a convolution). Missing or unreadable files are
+    not current: they are rebuilt from the model."""
     if not (run.has(contract.FILTER_WEIGHTS) and run.has(contract.LAYERS)):
-        return None
+        return False, None
     try:
         if run.read_json(contract.LAYERS).get("model_sha256") != digest:
-            return None
+            return False, None
         with np.load(run.file(contract.FILTER_WEIGHTS), allow_pickle=False) as archive:
             if "model_sha256" not in archive.files or str(archive["model_sha256"]) != digest:
-                return None
+                return False, None
             kernel = archive["kernel"] if "kernel" in archive.files else None
     except (RunError, ValueError, OSError, EOFError, zipfile.BadZipFile):
-        return None  # unreadable: rebuilt from the model
+        return False, None
     if kernel is not None and (kernel.ndim not in (3, 4, 5) or not np.issubdtype(kernel.dtype, np.floating)):
-        return None
-    return (kernel,)
+        return False, None
+    return True, kernel
 
 
 def _sha256(path: Path) -> str:

@@ -227,8 +227,12 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(path.suffixes)
     stem = path.name[: len(path.name) - len(suffix)]
-    handle, temp = tempfile.mkstemp(prefix=f".{stem}{_TEMPORARY}{_HOST}-{os.getpid()}-", suffix=suffix,
-                                    dir=path.parent)
+    try:
+        handle, temp = tempfile.mkstemp(prefix=f".{stem}{_TEMPORARY}{_HOST}-{os.getpid()}-", suffix=suffix,
+                                        dir=path.parent)
+    except OSError as exc:  # a full disk or a read-only folder refuses the temporary file itself
+        exc.filename = str(path)
+        raise
     os.close(handle)
     temp_path = Path(temp)
     os.chmod(temp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; run files are ordinary files
