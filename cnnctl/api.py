@@ -111,10 +111,13 @@ def _train_on_arrays(config: Config, arrays: Mapping[str, Any], runs_dir: Any, v
 
 
 def resume(run: RunLike, *, epochs: Optional[int] = None, batch_size: Optional[int] = None,
-           runs_dir: Union[str, Path, None] = None, verbose: int = 0) -> TrainResult:
-    """Continue a stopped run from its last completed epoch (or train a completed one for more `epochs`).
-    When there is nothing to do, the result has no model and its `note` says why."""
-    overrides = [f"train.{key}={value}" for key, value in (("epochs", epochs), ("batch_size", batch_size))
+           fine_tune_epochs: Optional[int] = None, runs_dir: Union[str, Path, None] = None,
+           verbose: int = 0) -> TrainResult:
+    """Continue a stopped run from its last completed epoch (or train a completed one for more `epochs`, or more
+    `fine_tune_epochs` when it has a fine-tuning phase). When there is nothing to do, the result has no model and
+    its `note` says why."""
+    overrides = [f"train.{key}={value}" for key, value in (("epochs", epochs), ("batch_size", batch_size),
+                                                            ("fine_tune.epochs", fine_tune_epochs))
                  if value is not None]
     return resume_run(_run(run, runs_dir), runs_dir, overrides, verbose=verbose)
 

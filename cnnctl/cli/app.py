@@ -167,6 +167,8 @@ def _announce(config_path: Optional[str]) -> Callable[[Run, object, str], None]:
                        prepared.devices, prepared.policy, run.path, describe(prepared.model))
         for model_note in prepared.notes:  # e.g. layers reused from another run (model.from_run)
             display.say(f"[yellow]note:[/] {model_note}")
+        if prepared.fine_tune:
+            display.say(f"phases   {prepared.fine_tune.describe(prepared.config)}")
         if note:
             display.say(note)
 
@@ -418,6 +420,8 @@ def check(config: ConfigArg, overrides: SetOption = None) -> None:
     for note in prepared.notes:  # the backbone's weights not downloaded, layers reused from a run
         display.warn(note)
     display.console.print(display.layer_table(describe(prepared.model), title=f"Model: {cfg.name}"))
+    if prepared.fine_tune:
+        display.say(f"phases: {cfg.train.epochs} epochs as above, {prepared.fine_tune.describe(cfg)}")
     display.say(f"[green]ok[/]: {config} is valid")
 
 

@@ -310,6 +310,27 @@ class ModelConfig(Section):
         return _parse_layer_list(value)
 
 
+class FineTuneConfig(Section):
+    """`train.fine_tune`: a second phase after the first, as in the Keras transfer-learning guide: the frozen
+    layers are unfrozen and training continues, recompiled with a lower learning rate."""
+
+    epochs: int = Field(gt=0, description="epochs of the fine-tuning phase, after train.epochs")
+    unfreeze: Union[Literal["all"], int, str] = Field("all", description=(
+        "all | N (the last N layers of the backbone, or of the model without one) | a layer name (that layer and "
+        "every one after it)"))
+    learning_rate: Optional[float] = Field(None, gt=0, description=(
+        "the fine-tuning learning rate; null: a tenth of train.optimizer.learning_rate"))
+
+    @field_validator("unfreeze")
+    @classmethod
+    def _positive_count(cls, value: Any) -> Any:
+        if isinstance(value, int) and value <= 0:
+            raise ValueError(f"must be all, a positive number of layers or a layer name (got {value})")
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must be all, a positive number of layers or a layer name (got an empty name)")
+        return value
+
+
 class TrainConfig(Section):
     epochs: int = Field(10, gt=0, description="passes over the training data")
     batch_size: int = Field(64, gt=0, description="examples per training step")
@@ -334,6 +355,9 @@ class TrainConfig(Section):
         "auto (mixed_float16 on a GPU, float32 on a CPU) | off | mixed_float16 | mixed_bfloat16"))
     tensorboard: Optional[TensorBoardConfig] = Field(None, description=(
         "true (or {histogram_freq: N}): logs in the run's tensorboard/"))
+    fine_tune: Optional[FineTuneConfig] = Field(None, description=(
+        "{epochs, unfreeze, learning_rate}: after train.epochs, unfreeze the frozen backbone (or layers) and "
+        "continue at a lower learning rate"))
 
     @field_validator("loss", mode="before")
     @classmethod
@@ -346,6 +370,16 @@ class TrainConfig(Section):
     @property
     def loss_name(self) -> str:
         return self.loss if isinstance(self.loss, str) else self.loss.name
+
+    @property
+    def total_epochs(self) -> int:
+        """The last epoch of the run: train.epochs, plus the fine-tuning epochs when there are some."""
+        return self.epochs + (self.fine_tune.epochs if self.fine_tune else 0)
+
+    @property
+    def fine_tune_learning_rate(self) -> float:
+        tuned = self.fine_tune.learning_rate if self.fine_tune else None
+        return tuned if tuned is not None else self.optimizer.learning_rate / 10
 
     @model_validator(mode="after")
     def _one_learning_rate_policy(self) -> "TrainConfig":
@@ -474,6 +508,8 @@ class Config(Section):
         for optional in ("backbone", "from_run"):  # written only by configs that use them
             if data["model"][optional] is None:
                 del data["model"][optional]
+        if data["train"]["fine_tune"] is None:
+            del data["train"]["fine_tune"]
         if self.tune:
             data["tune"] = {path: space.to_yaml() for path, space in self.tune.items()}
         else:

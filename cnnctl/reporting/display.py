@@ -76,7 +76,7 @@ def header(config_path: Optional[str], config: Any, data_summary: dict[str, Any]
            precision: str, run_path: Any, model_summary: Any) -> None:
     console.rule(f"[bold]cnnctl train[/] {config.name}")
     console.print(f"config   {config_path or '(run config)'}  ·  seed {config.seed}  ·  "
-                  f"{config.train.epochs} epochs, batch {config.train.batch_size}, "
+                  f"{epochs_text(config.train)}, batch {config.train.batch_size}, "
                   f"{config.train.optimizer.name} lr {config.train.optimizer.learning_rate:g}, "
                   f"{config.train.loss_name}")
     console.print(f"device   {', '.join(devices)}  ·  precision {precision}")
@@ -87,11 +87,19 @@ def header(config_path: Optional[str], config: Any, data_summary: dict[str, Any]
     skipped_files_warning(data_summary.get("skipped"))
     configured = sum(row.index is not None for row in model_summary.rows)
     backbone = getattr(config.model, "backbone", None)
-    on = f" on {backbone.name} ({'trainable' if backbone.trainable else 'frozen'})" if backbone else ""
+    state = "trainable" if backbone and backbone.trainable else (
+        "frozen, then fine-tuned" if config.train.fine_tune else "frozen")
+    on = f" on {backbone.name} ({state})" if backbone else ""
     frozen = model_summary.total_params - model_summary.trainable_params
     split = f" ({model_summary.trainable_params:,} trainable, {frozen:,} frozen)" if frozen else ""
     console.print(f"model    {configured} layers{on} · {model_summary.total_params:,} params{split} · "
                   f"{format_count(model_summary.flops)} FLOPs per example  (`cnnctl check` shows the layer table)")
+
+
+def epochs_text(train: Any) -> str:
+    """"10 epochs", or "10 epochs + 5 fine-tuning" with train.fine_tune."""
+    text = f"{train.epochs} epoch{'s' if train.epochs != 1 else ''}"
+    return f"{text} + {train.fine_tune.epochs} fine-tuning" if train.fine_tune else text
 
 
 SKIPPED_SHOWN = 10  # skipped files named on the console; data.json lists them all

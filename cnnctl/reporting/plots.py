@@ -213,6 +213,7 @@ def _history_figure(history: History, metric: str, best_epoch: Optional[int], di
 
     if diagnosis is not None:
         _annotate_diagnosis(ax, epochs, diagnosis)
+    _mark_fine_tuning(ax, history, epochs)
 
     ax.set_title(f"{_pretty(metric)} per epoch")
     ax.set_xlabel("Epoch")
@@ -221,6 +222,20 @@ def _history_figure(history: History, metric: str, best_epoch: Optional[int], di
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     return fig
+
+
+def fine_tuning_start(history: History) -> Optional[int]:
+    """The first epoch of the fine-tuning phase (history.csv's `phase` column is 2), or None."""
+    if "phase" not in history:
+        return None
+    later = np.flatnonzero(_column(history, "phase") == 2)
+    return int(_epochs(history)[later[0]]) if len(later) else None
+
+
+def _mark_fine_tuning(ax, history: History, epochs: np.ndarray) -> None:
+    first = fine_tuning_start(history)
+    if first is not None:  # between the last frozen epoch and the first fine-tuned one
+        ax.axvline(first - 0.5, color="tab:purple", ls=":", lw=1.5, label=f"fine-tuning from epoch {first}")
 
 
 def _annotate_diagnosis(ax, epochs: np.ndarray, diagnosis: Mapping) -> None:

@@ -37,15 +37,19 @@ def monitored(name: str, has_validation: bool) -> str:
     return name if has_validation or not name.startswith("val_") else name[len("val_"):]
 
 
-def make_callbacks(run: Run, config: Config, has_validation: bool, verbose: int = 0) -> list:
+def make_callbacks(run: Run, config: Config, has_validation: bool, verbose: int = 0,
+                   phase: Optional[int] = None) -> list:
     """The callbacks of one fit; with `verbose`, early stopping and learning-rate changes say when they act.
-    The fit adds a TrainingBackup of these after them."""
+    `phase` (1 or 2, for a run with train.fine_tune) is written in history.csv's `phase` column; each phase has
+    callbacks of its own, so early stopping and plateaus count afresh. The fit adds a TrainingBackup of these
+    after them."""
     train_cfg = config.train
     stopping = train_cfg.early_stopping
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
         EpochTimer(),  # before HistoryLogger, so history.csv gets an epoch_time_s column
         LearningRateLog(announce=bool(verbose)),  # and a learning_rate column
+        *([PhaseLog(phase)] if phase else []),  # and a phase column
         HistoryLogger(str(run.file(contract.HISTORY)), append=True),
         BestModelCheckpoint(run.file(contract.MODEL),
                             monitor=monitored(stopping.monitor if stopping else "val_loss", has_validation)),
@@ -112,6 +116,18 @@ class LearningRateLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["learning_rate"] = self.rate
+
+
+class PhaseLog(keras.callbacks.Callback):
+    """Adds `phase` (1: the frozen first phase, 2: fine-tuning) to the epoch's logs. Put it before HistoryLogger."""
+
+    def __init__(self, phase: int):
+        super().__init__()
+        self.phase = phase
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["phase"] = self.phase
 
 
 class HistoryLogger(keras.callbacks.CSVLogger):
@@ -249,11 +265,14 @@ class TrainingBackup(keras.callbacks.Callback):
         run: the run whose `checkpoints/` folder holds the state.
         callbacks: the fit's other callbacks; the state of the EarlyStopping, ReduceLROnPlateau and
             BestModelCheckpoint among them is saved and restored.
+        fine_tune_from: in the fine-tuning phase, the epoch it began after (saved in the state, so a resume
+            knows to unfreeze before it loads the weights); None in the first phase.
     """
 
-    def __init__(self, run: Run, callbacks: list):
+    def __init__(self, run: Run, callbacks: list, fine_tune_from: Optional[int] = None):
         super().__init__()
         self.run = run
+        self.fine_tune_from = fine_tune_from  # the epoch the fine-tuning phase began after; None in phase 1
         self.checkpoints = folder(run)
         self.tracked = {name: next((callback for callback in callbacks if isinstance(callback, cls)), None)
                         for name, cls in STATEFUL_CALLBACKS.items()}
@@ -320,7 +339,9 @@ class TrainingBackup(keras.callbacks.Callback):
     def commit(self, epochs: int) -> None:
         """Write the state after `epochs` completed epochs: weights first, training_metadata.json last."""
         previous = read_state(self.run) or {}
-        weights = f"epoch-{epochs:04d}.weights.h5"
+        # Fine-tuning's weights carry another optimizer (slots for the unfrozen layers): another name, so the
+        # first phase's file of the same epoch is kept until the new state is committed.
+        weights = f"epoch-{epochs:04d}{'' if self.fine_tune_from is None else '-fine-tune'}.weights.h5"
         with atomic_path(self.checkpoints / weights) as temp:
             self.model.save_weights(str(temp))
         state = {"epoch": epochs, "batch": 0, "weights": weights, "finished": False,
@@ -334,6 +355,8 @@ class TrainingBackup(keras.callbacks.Callback):
                 with atomic_path(self.checkpoints / best) as temp:
                     np.savez(temp, **{f"w{i}": w for i, w in enumerate(stopping.best_weights)})
             state["best_weights"] = best
+        if self.fine_tune_from is not None:
+            state["fine_tune_from"] = self.fine_tune_from
         Run(self.checkpoints).write_json(METADATA, state)
         keep = {METADATA, weights, state.get("best_weights")}
         for path in self.checkpoints.iterdir():

@@ -11,6 +11,8 @@ Files, all written to a temporary name and renamed:
     checkpoints/training_metadata.json   {"epoch": completed epochs, "weights": ..., "callbacks": {...}}
     checkpoints/epoch-0003.weights.h5    model + optimizer weights after 3 completed epochs
     checkpoints/best-epoch-0002.npz      EarlyStopping's best weights (restore_best_weights)
+With train.fine_tune, the state of the second phase also holds "fine_tune_from" (the epoch it began after) and
+its weights are named epoch-0005-fine-tune.weights.h5: they carry the fine-tuning optimizer's slots.
 training_metadata.json is renamed into place last and names the other files, so a crash at any moment
 leaves either the previous epoch's state or the new one, never a mixture. Stale files are deleted after.
 """
@@ -66,6 +68,11 @@ def read_state(run: Run) -> Optional[dict[str, Any]]:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise RunError(f"{path}: callbacks.{name}.{key} must be a number, not {json.dumps(value)[:40]}; "
                                "the checkpoint cannot be resumed")
+    phase_start = state.get("fine_tune_from")
+    if phase_start is not None and (not isinstance(phase_start, int) or isinstance(phase_start, bool)
+                                    or not 0 <= phase_start <= epoch):
+        raise RunError(f"{path}: `fine_tune_from` must be the epoch fine-tuning began after (0..{epoch}), not "
+                       f"{json.dumps(phase_start)[:40]}; the checkpoint cannot be resumed")
     if not isinstance(state.get("finished", False), bool):
         raise RunError(f"{path}: `finished` must be true or false, not {json.dumps(state['finished'])[:40]}; "
                        "the checkpoint cannot be resumed")
@@ -79,6 +86,11 @@ def _check_file_name(path: Path, key: str, name: Any) -> None:
             or PureWindowsPath(name).name != name or "\0" in name:
         raise RunError(f"{path}: `{key}` must be the name of a file in {path.parent.name}/, not "
                        f"{json.dumps(name)[:80]}; the checkpoint cannot be resumed")
+
+
+def fine_tune_start(state: Optional[dict[str, Any]]) -> Optional[int]:
+    """The epoch the fine-tuning phase began after, when the state is in that phase; else None."""
+    return None if state is None else state.get("fine_tune_from")
 
 
 def completed_epochs(run: Run) -> int:

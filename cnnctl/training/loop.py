@@ -32,6 +32,7 @@ from cnnctl.training import checkpoint
 from cnnctl.training.callbacks import TrainingBackup, make_callbacks, save_model
 from cnnctl.training.guard import NAN_ERROR, guarded
 from cnnctl.training.prepare import Prepared, class_weights, prepare
+from cnnctl.training.signals import signals_deferred
 
 
 @dataclass
@@ -78,15 +79,38 @@ def write_run_start(run: Run, prepared: Prepared) -> None:
 
 def fit(run: Run, prepared: Prepared, verbose: int = 0, extra_callbacks: Sequence[Any] = ()) -> dict[str, list]:
     """model.fit with early stopping, best checkpoint, CSV history and a checkpoint of the training state every
-    epoch; continues from that checkpoint when there is one. Returns the Keras history of this call.
+    epoch; continues from that checkpoint when there is one. With train.fine_tune, a second fit follows the
+    first: the frozen layers unfrozen, recompiled at the lower learning rate (see cnnctl/model/unfreeze.py).
+    Returns the Keras history of this call, both phases' epochs in order.
     `verbose` is Keras': 0 silent, 1 a progress bar, 2 one line per epoch. `extra_callbacks` run after cnnctl's
     own and before the training-state backup (cnnctl tune's pruning callback)."""
+    config, model = prepared.config, prepared.model
+    tune = config.train.fine_tune
+    phase_start = checkpoint.fine_tune_start(checkpoint.read_state(run))
+    history: dict[str, list] = {}
+    if phase_start is None:
+        history = _fit_phase(run, prepared, config.train.epochs, 1 if tune else None, verbose, extra_callbacks)
+        if tune is not None and not _has_nan(history):
+            phase_start = _begin_fine_tune(run, prepared)
+    elif tune is not None:  # resuming inside the fine-tuning phase: its optimizer's slots must exist to load
+        prepared.enter_fine_tune()
+    if tune is not None and phase_start is not None and not _has_nan(history):
+        later = _fit_phase(run, prepared, phase_start + tune.epochs, 2, verbose, extra_callbacks, phase_start)
+        history = {key: history.get(key, []) + later.get(key, []) for key in {**history, **later}}
+    if not _has_nan(history):  # a diverged model must not replace the best one saved before
+        save_model(model, run.file(contract.MODEL))
+    return history
+
+
+def _fit_phase(run: Run, prepared: Prepared, last_epoch: int, phase: Optional[int], verbose: int,
+               extra_callbacks: Sequence[Any], fine_tune_from: Optional[int] = None) -> dict[str, list]:
+    """One model.fit up to `last_epoch`, from the run's checkpoint when it has one."""
     config, dataset, model = prepared.config, prepared.dataset, prepared.model
     train_cfg = config.train
     one_hot = needs_one_hot(train_cfg.loss_name)
     augmenter = build_augmenter(config.data.augment)
-    callbacks = make_callbacks(run, config, has_validation="val" in dataset.splits, verbose=verbose)
-    backup = TrainingBackup(run, callbacks)
+    callbacks = make_callbacks(run, config, has_validation="val" in dataset.splits, verbose=verbose, phase=phase)
+    backup = TrainingBackup(run, callbacks, fine_tune_from=fine_tune_from)
     start = backup.restore(model)  # the saved model and optimizer weights: epochs already done, 0 for a new run
     if start:
         # A resumed run must not replay the first epoch's shuffle and augmentation: seed them for where it resumes.
@@ -99,16 +123,44 @@ def fit(run: Run, prepared: Prepared, verbose: int = 0, extra_callbacks: Sequenc
     history = model.fit(
         train_data,
         validation_data=val_data,
-        epochs=train_cfg.epochs,
+        epochs=last_epoch,
         initial_epoch=start,
         # backup last: it restores the others' state after they reset, saves it after they update
         callbacks=callbacks + list(extra_callbacks) + [backup],
         class_weight=class_weights(train_cfg.class_weight, dataset),
         verbose=verbose,
     )
-    if not _has_nan(history.history):  # a diverged model must not replace the best one saved before
-        save_model(model, run.file(contract.MODEL))
     return history.history
+
+
+def _begin_fine_tune(run: Run, prepared: Prepared) -> int:
+    """Between the phases: unfreeze, recompile, and commit the fine-tuning phase's starting state, so a run
+    stopped from here on resumes into fine-tuning. Early stopping starts its patience afresh but keeps the first
+    phase's best value and weights (the model holds them now): fine-tuning that never beats the first phase ends
+    with the first phase's best model. Returns the epoch the phase begins after."""
+    config, model = prepared.config, prepared.model
+    first = checkpoint.read_state(run) or {}
+    done = first.get("epoch", 0)
+    prepared.enter_fine_tune()
+    callbacks = make_callbacks(run, config, has_validation="val" in prepared.dataset.splits, phase=2)
+    backup = TrainingBackup(run, callbacks, fine_tune_from=done)
+    carried = first.get("callbacks", {})
+    for name, callback in backup.tracked.items():
+        if callback is None:
+            continue
+        callback.set_model(model)
+        callback.on_train_begin()  # the state a fresh fit starts from: no wait, no cooldown
+        if name in ("EarlyStopping", "ModelCheckpoint"):
+            for key in ("best", "best_epoch"):
+                if key in carried.get(name, {}):
+                    setattr(callback, key, carried[name][key])
+    backup.set_model(model)
+    stopping = backup.tracked.get("EarlyStopping")
+    if stopping is not None and stopping.restore_best_weights and stopping.best is not None:
+        stopping.best_weights = model.get_weights()
+    with signals_deferred():
+        backup.commit(done)
+    return done
 
 
 def train_run(config: Config, runs_dir: Union[str, Path, None] = None, *, origin: str = "", verbose: int = 0,

@@ -9,12 +9,13 @@ from typing import Any, Optional
 import numpy as np
 
 from cnnctl import runtime
-from cnnctl.config.schema import Config
+from cnnctl.config.schema import Config, TrainConfig
 from cnnctl.data.dataset import Dataset, load_data
 from cnnctl.errors import ConfigError, in_config_file
 from cnnctl.evaluation.scoring import mirror_axis
 from cnnctl.model.build import build_augmenter, build_model
 from cnnctl.model.compile import compile_model
+from cnnctl.model.unfreeze import FineTunePlan, enter_fine_tune, plan_fine_tune
 from cnnctl.training.rehearsal import rehearse
 
 
@@ -28,6 +29,17 @@ class Prepared:
     policy: str
     devices: list[str]
     notes: list[str] = field(default_factory=list)  # from building the model: weights not downloaded, layers reused
+    fine_tune: Optional[FineTunePlan] = None  # train.fine_tune checked against the model: what phase 2 unfreezes
+    fine_tuning: bool = False  # the model is unfrozen and compiled for the fine-tuning phase
+
+    def enter_fine_tune(self) -> None:
+        """Unfreeze the model and recompile it for the fine-tuning phase (once)."""
+        if not self.fine_tuning:
+            enter_fine_tune(self.model, self.config, self._compile_fine_tune)
+            self.fine_tuning = True
+
+    def _compile_fine_tune(self, model: Any) -> None:
+        compile_for_training(model, fine_tune_settings(self.config), len(self.dataset.splits["train"]))
 
 
 def prepare(config: Config, origin: str = "", stand_in_when_missing: bool = False) -> Prepared:
@@ -49,7 +61,8 @@ def prepare(config: Config, origin: str = "", stand_in_when_missing: bool = Fals
                                       full_scale=dataset.full_scale, weights_missing_ok=stand_in_when_missing,
                                       notes=notes)
         rehearse(config, dataset, model)  # mistakes Keras finds only when it runs a step: found before a run folder
-    return Prepared(config, dataset, model, policy, runtime.devices(), notes)
+        plan = plan_fine_tune(model, config) if config.train.fine_tune else None
+    return Prepared(config, dataset, model, policy, runtime.devices(), notes, plan)
 
 
 def build_and_compile(config: Config, input_shape: tuple, num_classes: int, train_examples: int = 0,
@@ -59,9 +72,19 @@ def build_and_compile(config: Config, input_shape: tuple, num_classes: int, trai
     build_augmenter(config.data.augment)  # augmentation mistakes are config mistakes: report them before training
     model = build_model(config.model, input_shape, num_classes, name=config.name or "cnn", pixel_scale=pixel_scale,
                         full_scale=full_scale, weights_missing_ok=weights_missing_ok, notes=notes)
-    return compile_model(model, config.train, jit_compile=runtime.resolve_jit_compile(config.train.jit_compile),
-                         steps_per_execution=runtime.resolve_steps_per_execution(config.train.steps_per_execution),
-                         steps_per_epoch=math.ceil(train_examples / config.train.batch_size))
+    return compile_for_training(model, config.train, train_examples)
+
+
+def compile_for_training(model: Any, train_cfg: TrainConfig, train_examples: int) -> Any:
+    return compile_model(model, train_cfg, jit_compile=runtime.resolve_jit_compile(train_cfg.jit_compile),
+                         steps_per_execution=runtime.resolve_steps_per_execution(train_cfg.steps_per_execution),
+                         steps_per_epoch=math.ceil(train_examples / train_cfg.batch_size))
+
+
+def fine_tune_settings(config: Config) -> TrainConfig:
+    """train: as the fine-tuning phase compiles it: its learning rate, and its epochs for a cosine schedule."""
+    optimizer = config.train.optimizer.model_copy(update={"learning_rate": config.train.fine_tune_learning_rate})
+    return config.train.model_copy(update={"optimizer": optimizer, "epochs": config.train.fine_tune.epochs})
 
 
 def class_weights(setting: Any, dataset: Dataset) -> Optional[dict[int, float]]:

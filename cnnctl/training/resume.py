@@ -32,7 +32,7 @@ from cnnctl.training.guard import NAN_ERROR, guarded, resume_command
 from cnnctl.training.loop import Announce, TrainResult, complete_run
 from cnnctl.training.prepare import prepare
 
-RESUMABLE_SETTINGS = ("train.epochs", "train.batch_size")
+RESUMABLE_SETTINGS = ("train.epochs", "train.batch_size", "train.fine_tune.epochs")
 
 
 def resume_run(spec: Union[str, Path, Run], runs_dir: Optional[Union[str, Path]] = None,
@@ -51,12 +51,14 @@ def resume_run(spec: Union[str, Path, Run], runs_dir: Optional[Union[str, Path]]
     config = load_config(config_path, overrides)
     environment = run.read_json(contract.ENVIRONMENT)
     status = environment.get("status")
-    extend = config.train.epochs > saved.train.epochs
+    extend = config.train.total_epochs > saved.train.total_epochs
     # A pruned tuning trial (cnnctl tune stopped it early) is finished as far as its search is concerned.
     if status in ("completed", "pruned") and not extend:
+        longer = (f"train.fine_tune.epochs={saved.train.fine_tune.epochs * 2}" if saved.train.fine_tune
+                  else f"train.epochs={saved.train.epochs * 2}")
         note = (f"{run.path}: already {status} ({environment.get('epochs_run', '?')} epochs of "
-                f"{saved.train.epochs}); nothing to do. To train it longer: "
-                f"{resume_command(run)} --set train.epochs={saved.train.epochs * 2}")
+                f"{saved.train.total_epochs}); nothing to do. To train it longer: "
+                f"{resume_command(run)} --set {longer}")
         history = read_history_csv(run.file(contract.HISTORY)) if run.has(contract.HISTORY) else {}
         metrics = run.read_json(contract.METRICS) if run.has(contract.METRICS) else {}
         return TrainResult(run, None, history, metrics, note=note)
@@ -70,10 +72,20 @@ def resume_run(spec: Union[str, Path, Run], runs_dir: Optional[Union[str, Path]]
                        f"before its first epoch ended, or an older cnnctl made it); train it anew: "
                        f"cnnctl train {config_path}")
     done = state["epoch"]
-    if config.train.epochs < done:
-        raise ConfigError(f"--set train.epochs={config.train.epochs}: {run.path} has already trained {done} "
-                          f"epochs; give more than {done} to extend it")
+    fine_tuning = checkpoint.fine_tune_start(state) is not None
+    if fine_tuning and config.train.epochs != saved.train.epochs:
+        raise ConfigError(f"--set train.epochs={config.train.epochs}: {run.path} is fine-tuning; its first phase "
+                          f"ended after epoch {checkpoint.fine_tune_start(state)}; extend the fine-tuning with "
+                          f"--set train.fine_tune.epochs=N")
+    last = config.train.total_epochs if fine_tuning else config.train.epochs
+    if last < done:
+        key = "train.fine_tune.epochs" if fine_tuning else "train.epochs"
+        value = config.train.fine_tune.epochs if fine_tuning else config.train.epochs
+        raise ConfigError(f"--set {key}={value}: {run.path} has already trained {done} epochs; give more "
+                          f"{'fine-tuning ' if fine_tuning else ''}epochs to extend it")
     prepared = prepare(config, str(config_path))
+    if fine_tuning:  # the fine-tuning phase's weights load only into the unfrozen, recompiled model
+        prepared.enter_fine_tune()
     # The checkpoint must load into the model the config builds (and its early-stopping weights be readable)
     # before anything is written: a run that cannot be resumed is refused as it is.
     TrainingBackup(run, []).restore(prepared.model)
@@ -93,7 +105,9 @@ def resume_run(spec: Union[str, Path, Run], runs_dir: Optional[Union[str, Path]]
             checkpoint.truncate_history(run.file(contract.HISTORY), done)
             _mark_resumed(run, environment, done)
             if announce is not None:
-                announce(run, prepared, f"resuming {run.path} after epoch {done} of {config.train.epochs}" if train
+                phase = " (fine-tuning)" if fine_tuning else ""
+                announce(run, prepared, f"resuming {run.path} after epoch {done} of {config.train.total_epochs}"
+                         f"{phase}" if train
                          else f"resuming {run.path}: training had finished; evaluating the saved model")
             return complete_run(run, prepared, verbose, train=train)
     except BaseException as exc:
