@@ -6,6 +6,7 @@ needs the network, downloads are made to fail on purpose.
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 import zipfile
@@ -162,24 +163,80 @@ def test_from_run_reuses_matching_layers_by_name_and_says_which_do_not_fit(tmp_p
         build_model(model_config(layers=CONV_HEAD, from_run=str(tmp_path / "nowhere")), (8, 8, 1), 3)
 
 
-def test_train_and_predict_with_a_backbone(tmp_path):
-    """One epoch on 90 tiny RGB images: the header counts frozen parameters, model.keras takes raw pixels (MobileNet
-    scales them to [-1, 1] in backbone_preprocess)."""
+def pretend_pretrained(folder: Path) -> str:
+    """TINY's weights with batch norm statistics that fit its inputs. Random weights with fresh statistics (mean 0,
+    variance 1) shrink the signal to ~1e-17 by the last layer in inference mode, leaving nothing to fine-tune;
+    one forward pass in training mode with momentum 0 sets every layer's statistics to its inputs'."""
+    network = keras.applications.MobileNet(input_shape=(32, 32, 3), include_top=False, weights=None,
+                                           pooling="avg", alpha=TINY["alpha"])
+    for layer in network.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.0
+    network(np.random.default_rng(6).uniform(-1, 1, (32, 32, 32, 3)).astype(np.float32), training=True)
+    path = folder / "mobilenet.weights.h5"
+    network.save_weights(path)
+    return str(path)
+
+
+class Snapshots(keras.callbacks.Callback):
+    """Every weight of the backbone (by path) when each fit begins and ends: two phases, two pairs."""
+
+    def __init__(self):
+        super().__init__()
+        self.taken: list[dict[str, np.ndarray]] = []
+
+    def on_train_begin(self, logs=None):
+        backbone = self.model.get_layer(TINY["name"])
+        self.taken.append({weight.path: keras.ops.convert_to_numpy(weight).copy() for weight in backbone.weights})
+
+    on_train_end = on_train_begin
+
+
+def test_train_fine_tune_and_predict_with_a_backbone(tmp_path, monkeypatch):
+    """One frozen epoch and one fine-tuning epoch on 90 tiny RGB images: the header counts frozen parameters; the
+    backbone (batch norm statistics included) does not move in phase 1; in phase 2 its last layers do, batch norm
+    excepted; model.keras takes raw pixels (MobileNet scales them to [-1, 1] in backbone_preprocess)."""
+    from cnnctl.reporting.plots import fine_tuning_start
+    from cnnctl.training import loop
+
     rng = np.random.default_rng(3)
     np.savez(tmp_path / "tiny.npz", x_train=rng.integers(0, 256, (90, 16, 16, 3), dtype=np.uint8),
              y_train=np.arange(90) % 3)
     config = tmp_path / "tiny.yaml"
+    backbone = {**TINY, "weights": pretend_pretrained(tmp_path)}
     config.write_text(yaml.safe_dump({
         "data": {"source": "npz", "path": "tiny.npz", "test_split": 0.2},
-        "model": {"backbone": TINY, "layers": HEAD},
-        "train": {"epochs": 1, "batch_size": 32}}))
+        "model": {"backbone": backbone, "layers": HEAD},
+        "train": {"epochs": 1, "batch_size": 32, "early_stopping": False,
+                  "fine_tune": {"epochs": 1, "unfreeze": 6}}}))
+    snapshots = Snapshots()
+    make_callbacks = loop.make_callbacks
+    monkeypatch.setattr(loop, "make_callbacks", lambda *a, **k: make_callbacks(*a, **k) + [snapshots])
     result = runner.invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
-    assert "layers on MobileNet (frozen)" in " ".join(result.output.split())
-    assert "(771 trainable," in result.output
+    output = " ".join(result.output.split())
+    assert "layers on MobileNet (frozen, then fine-tuned)" in output and "(771 trainable," in output
+    assert "then fine-tune 1 epoch at learning rate 0.0001, unfreezing the last 6 layers of MobileNet" in output
     (run,) = (tmp_path / "runs").iterdir()
     saved = yaml.safe_load((run / "config.yaml").read_text())
-    assert saved["model"]["backbone"] == {**TINY, "input_size": None, "pooling": "avg", "trainable": False}
+    assert saved["model"]["backbone"] == {**backbone, "input_size": None, "pooling": "avg", "trainable": False}
+
+    start, after_first, begin_second, after_second = snapshots.taken
+    network = keras.applications.MobileNet(input_shape=(32, 32, 3), include_top=False, weights=None, alpha=0.25,
+                                           pooling="avg")
+    unfrozen = {weight.path for layer in network.layers[-6:] for weight in layer.weights}
+    norms = {weight.path for layer in network.layers if isinstance(layer, keras.layers.BatchNormalization)
+             for weight in layer.weights}
+    assert unfrozen & norms  # the last six layers include a batch norm
+    changed = lambda a, b: {path for path in a if not np.array_equal(a[path], b[path])}  # noqa: E731
+    assert changed(start, after_first) == set() == changed(after_first, begin_second)  # phase 1: all frozen
+    assert changed(begin_second, after_second) == unfrozen - norms != set()  # phase 2: batch norm kept frozen
+    with open(run / "history.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["epoch"], row["phase"], float(row["learning_rate"])) for row in rows] == [
+        ("1", "1", 0.001), ("2", "2", 0.0001)]
+    assert fine_tuning_start({"epoch": [1, 2], "phase": [1.0, 2.0]}) == 2
+
     # model.keras loads without cnnctl, takes the data's raw pixels, and keeps the backbone in inference mode.
     loaded = keras.saving.load_model(run / "model.keras", safe_mode=True)
     x = np.load(tmp_path / "tiny.npz")["x_train"][:2].astype(np.float32)

@@ -286,8 +286,8 @@ CASES = [
     Case("resume-with-name", lambda w: ["train", "--resume", "last", "--name", "other"],
          "error: --name: a resumed run keeps its folder and name; drop --name"),
     Case("resume-changing-the-model", lambda w: ["train", "--resume", "last", "--set", "model.layers=[]"],
-         "error: --set model.layers=[]: a resumed run keeps its config; only train.epochs and train.batch_size "
-         "can change (e.g. --set train.epochs=20)"),
+         "error: --set model.layers=[]: a resumed run keeps its config; only train.epochs, train.batch_size and "
+         "train.fine_tune.epochs can change (e.g. --set train.epochs=20)"),
     Case("resume-fewer-epochs", lambda w: ["train", "--resume", w.run(
         environment={"status": "interrupted"}, checkpoint={"epoch": 3, "weights": "epoch-0003.weights.h5"}),
         "--set", "train.epochs=2"],

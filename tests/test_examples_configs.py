@@ -24,7 +24,8 @@ ONE_EPOCH = ["--set", "train.epochs=1"]
 TRAINED_HERE = {"lenet5.yaml", "conv1d_signals.yaml", "conv3d_volumes.yaml", "shapes_folder.yaml"}
 CHECKED_HERE = {"mnist.yaml", "cifar10.yaml", "fashion_mnist.yaml", "fashion_mnist_best.yaml"}
 TRAINED_ELSEWHERE = {"digits.yaml"}  # tests/test_cli_core.py trains it (the embedded default)
-CHECKED_ELSEWHERE = {"transfer_folder.yaml"}  # tests/test_backbone.py checks it (imagenet weights not downloaded)
+CHECKED_ELSEWHERE = {"transfer_folder.yaml",     # tests/test_backbone.py checks it (imagenet weights not downloaded)
+                     "transfer_from_run.yaml"}   # tests/test_fine_tune.py, on a stand-in pretraining run
 
 runner = CliRunner()
 

@@ -1,9 +1,11 @@
 """train.fine_tune: a frozen first phase, then the chosen layers unfrozen and trained at a lower learning rate
-(the Keras transfer-learning recipe) — one history with a phase column, resumable in either phase."""
+(the Keras transfer-learning recipe) — one history with a phase column, resumable in either phase. A backbone's
+two phases are tested in tests/test_backbone.py (its one training test)."""
 
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -16,11 +18,9 @@ from cnnctl.config.loading import load_config
 from cnnctl.errors import ConfigError, Interrupted
 from cnnctl.model.build import build_model
 from cnnctl.model.unfreeze import plan_fine_tune
-from cnnctl.reporting.plots import fine_tuning_start
 
 runner = CliRunner()
-BACKBONE = {"name": "MobileNet", "weights": None, "alpha": 0.25}  # the fewest layers to trace
-HEAD = [{"Dense": {"units": 3, "activation": "softmax"}}]
+ROOT = Path(__file__).resolve().parent.parent
 # Digits with the first convolution frozen: a fine-tuning phase with no backbone, seconds to train.
 FROZEN_CONV = {
     "name": "frozen-conv",
@@ -36,70 +36,6 @@ FROZEN_CONV = {
 def history_rows(run) -> list[dict]:
     with open(run / "history.csv", newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-class Snapshots(keras.callbacks.Callback):
-    """Every weight of the backbone (by path) when each fit begins and ends: two fits, two pairs."""
-
-    def __init__(self):
-        super().__init__()
-        self.taken: list[dict[str, np.ndarray]] = []
-
-    def _take(self):
-        backbone = self.model.get_layer(BACKBONE["name"])
-        self.taken.append({weight.path: keras.ops.convert_to_numpy(weight).copy() for weight in backbone.weights})
-
-    on_train_begin = on_train_end = lambda self, logs=None: self._take()  # noqa: E731
-
-
-def pretend_pretrained(folder) -> str:
-    """MobileNet weights with batch norm statistics that fit its inputs. Random weights with fresh statistics
-    (mean 0, variance 1) shrink the signal to ~1e-17 by the last layer in inference mode, leaving nothing to
-    fine-tune; one forward pass in training mode with momentum 0 sets every layer's statistics to its inputs'."""
-    network = keras.applications.MobileNet(input_shape=(32, 32, 3), include_top=False, weights=None,
-                                           pooling="avg", alpha=BACKBONE["alpha"])
-    norms = [layer for layer in network.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    for layer in norms:
-        layer.momentum = 0.0
-    network(np.random.default_rng(6).uniform(-1, 1, (32, 32, 32, 3)).astype(np.float32), training=True)
-    path = folder / "mobilenet.weights.h5"
-    network.save_weights(path)
-    return str(path)
-
-
-def test_a_frozen_backbone_stays_put_then_the_chosen_layers_fine_tune(tmp_path):
-    from cnnctl.training.loop import train_run
-
-    rng = np.random.default_rng(5)
-    np.savez(tmp_path / "tiny.npz", x_train=rng.integers(0, 256, (72, 16, 16, 3), dtype=np.uint8),
-             y_train=np.arange(72) % 3)
-    config = load_config({"data": {"source": "npz", "path": str(tmp_path / "tiny.npz"), "test_split": 0.25},
-                          "model": {"backbone": {**BACKBONE, "weights": pretend_pretrained(tmp_path)},
-                                    "layers": HEAD},
-                          "train": {"epochs": 1, "batch_size": 32, "early_stopping": False,
-                                    "fine_tune": {"epochs": 1, "unfreeze": 6}}})
-    snapshots = Snapshots()
-    result = train_run(config, tmp_path / "runs", extra_callbacks=[snapshots])
-    start, after_first, begin_second, after_second = snapshots.taken
-    backbone = result.model.get_layer(BACKBONE["name"])
-    unfrozen = {weight.path for layer in backbone.layers[-6:] for weight in layer.weights}
-    moving = {path for path in start if "moving_" in path}
-    assert unfrozen and moving & unfrozen  # the unfrozen layers include a batch norm
-    changed = lambda a, b: {path for path in a if not np.array_equal(a[path], b[path])}  # noqa: E731
-    assert changed(start, after_first) == set()  # phase 1: the backbone, batch norm statistics included, frozen
-    assert changed(after_first, begin_second) == set()
-    trained = changed(begin_second, after_second)
-    # phase 2: the unfrozen layers' weights moved; the rest, and batch norm (kept frozen, statistics too), did not
-    norms = {weight.path for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)
-             for weight in layer.weights}
-    assert trained == unfrozen - norms and trained
-    rows = history_rows(result.path)
-    assert [(row["epoch"], row["phase"], float(row["learning_rate"])) for row in rows] == [
-        ("1", "1", 0.001), ("2", "2", 0.0001)]
-    assert fine_tuning_start(result.history) == 2
-    loaded = keras.saving.load_model(result.path / "model.keras")
-    x = np.load(tmp_path / "tiny.npz")["x_train"][:4].astype(np.float32)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), result.model.predict(x, verbose=0), atol=1e-5)
 
 
 def test_a_run_stopped_while_fine_tuning_resumes_into_fine_tuning_and_can_be_extended(tmp_path, monkeypatch):
@@ -157,3 +93,32 @@ def test_fine_tune_mistakes_are_one_line_before_training(tmp_path):
     assert result.exit_code == 0, result.output
     assert ("phases: 1 epochs as above, then fine-tune 2 epochs at learning rate 0.001, unfreezing all layers "
             "of the model (3 layers, batch normalization kept frozen; +40 trainable parameters)") in " ".join(result.output.split())
+
+
+def test_the_shipped_transfer_from_run_config_reuses_the_pretraining_runs_convolutions(tmp_path):
+    """configs/transfer_from_run.yaml against a stand-in for the Fashion-MNIST run it follows (that config's
+    layers, random weights) and examples/make_few_digits.py's data: the convolutions are reused, the renamed head
+    is fresh, and the two phases are planned."""
+    import runpy
+
+    import yaml
+
+    pretraining = load_config(ROOT / "configs" / "fashion_mnist.yaml")
+    previous = build_model(pretraining.model, (28, 28, 1), 10)
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(pretraining.to_yaml())
+    (folder / "environment.json").write_text('{"status": "completed"}')
+    previous.save(folder / "model.keras")
+    make = runpy.run_path(str(ROOT / "examples" / "make_few_digits.py"), run_name="example")
+    arrays = make["few_digits"](per_class=5)
+    assert arrays["x_train"].shape == (50, 28, 28, 1) and len(arrays["y_test"]) == 1797 - 50
+    np.savez(tmp_path / "few.npz", **arrays)
+    result = runner.invoke(app, ["check", str(ROOT / "configs" / "transfer_from_run.yaml"), "--set",
+                                 f"data.path={tmp_path / 'few.npz'}", "--set", f"model.from_run.run={folder}"])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert f"model.from_run: 3 layers start from {folder.resolve()}" in output  # the convolutions, not the head
+    assert ("then fine-tune 15 epochs at learning rate 0.0001, unfreezing all layers of the model (9 layers, batch "
+            "normalization kept frozen; +55,744 trainable parameters)") in output
+    assert yaml.safe_load((ROOT / "configs" / "transfer_from_run.yaml").read_text())["model"]["from_run"]["run"] == "last"

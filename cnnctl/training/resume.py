@@ -44,7 +44,8 @@ def resume_run(spec: Union[str, Path, Run], runs_dir: Optional[Union[str, Path]]
         key = override.partition("=")[0].strip()
         if key not in RESUMABLE_SETTINGS:
             raise ConfigError(f"--set {override}: a resumed run keeps its config; only "
-                              f"{' and '.join(RESUMABLE_SETTINGS)} can change (e.g. --set train.epochs=20)")
+                              f"{', '.join(RESUMABLE_SETTINGS[:-1])} and {RESUMABLE_SETTINGS[-1]} can change "
+                              "(e.g. --set train.epochs=20)")
     run = spec if isinstance(spec, Run) else resolve_run(str(spec), runs_dir)
     config_path = run.file(contract.CONFIG)
     saved = load_config(config_path)
@@ -81,8 +82,10 @@ def resume_run(spec: Union[str, Path, Run], runs_dir: Optional[Union[str, Path]]
     if last < done:
         key = "train.fine_tune.epochs" if fine_tuning else "train.epochs"
         value = config.train.fine_tune.epochs if fine_tuning else config.train.epochs
-        raise ConfigError(f"--set {key}={value}: {run.path} has already trained {done} epochs; give more "
-                          f"{'fine-tuning ' if fine_tuning else ''}epochs to extend it")
+        phase_start = checkpoint.fine_tune_start(state) or 0
+        raise ConfigError(f"--set {key}={value}: {run.path} has already trained {done} epochs"
+                          f"{f' ({done - phase_start} of them fine-tuning)' if fine_tuning else ''}; give more than "
+                          f"{done - phase_start} to extend it")
     prepared = prepare(config, str(config_path))
     if fine_tuning:  # the fine-tuning phase's weights load only into the unfrozen, recompiled model
         prepared.enter_fine_tune()
