@@ -17,6 +17,9 @@ from typer.testing import CliRunner
 import cnnctl
 from cnnctl.cli.app import app
 
+# Its module-scoped training runs once: every test of this file on the same xdist worker (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group(__name__)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SMALL_CNN = [{"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}}, {"MaxPooling2D": {"pool_size": 2}},

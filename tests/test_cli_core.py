@@ -17,6 +17,9 @@ from typer.testing import CliRunner
 
 from cnnctl.cli.app import app
 
+# Its module-scoped training runs once: every test of this file on the same xdist worker (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group(__name__)
+
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "configs" / "digits.yaml"
 FAST = ["--set", "train.epochs=2"]

@@ -16,6 +16,9 @@ from cnnctl.config.schema import Config
 from cnnctl.data.dataset import load_data
 from cnnctl.training.crossval import fold_config
 
+# Its module-scoped training runs once: every test of this file on the same xdist worker (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group(__name__)
+
 runner = CliRunner()
 
 RUN_FILES = ["config.yaml", "environment.json", "data.json", "model.keras", "history.csv", "metrics.json",

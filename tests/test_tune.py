@@ -17,6 +17,9 @@ from cnnctl.errors import ConfigError
 from cnnctl.training import loop
 from cnnctl.training.tune import check_search_space, trial_config
 
+# Its module-scoped training runs once: every test of this file on the same xdist worker (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group(__name__)
+
 runner = CliRunner()
 
 # Every trial folder holds what `cnnctl train` writes; FIGURES are left out where a test skips drawing them for time.

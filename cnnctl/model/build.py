@@ -26,7 +26,8 @@ def build_augmenter(specs: Sequence[LayerSpec]) -> Optional[keras.Sequential]:
 
 def build_model(model_cfg: ModelConfig, input_shape: Sequence[int], num_classes: int,
                 name: str = "cnn", pixel_scale: float = 1.0, full_scale: Optional[float] = None,
-                weights_missing_ok: bool = False, notes: Optional[list[str]] = None) -> keras.Model:
+                weights_missing_ok: bool = False, notes: Optional[list[str]] = None,
+                starting_weights: bool = True) -> keras.Model:
     """keras.Input(input_shape), the input scaling, then each configured layer; shape problems are reported per
     layer, with the config's index. With `model.backbone`, a functional model: the scaled input goes through the
     keras.applications network (see cnnctl/model/backbone.py) and the configured layers are its head. With
@@ -41,6 +42,9 @@ def build_model(model_cfg: ModelConfig, input_shape: Sequence[int], num_classes:
         weights_missing_ok: a backbone's imagenet weights that cannot be downloaded give random weights and a
             note instead of an error (cnnctl check). Defaults to False.
         notes: what the user should know (weights not downloaded, layers reused) is appended here.
+        starting_weights: False when a checkpoint will overwrite every weight (a resumed run): the backbone is
+            built with random weights and model.from_run is not read, so a resume needs neither the weights
+            file, nor the download, nor the run the training started from. Defaults to True.
     """
     shape = tuple(model_cfg.input_shape or input_shape)
     inputs = keras.Input(shape=shape)
@@ -59,7 +63,9 @@ def build_model(model_cfg: ModelConfig, input_shape: Sequence[int], num_classes:
             x = scaling(x)
     if model_cfg.backbone:
         units = 255.0 * pixel_scale / (full_scale or pixel_scale)  # what one unit of x is in 0..255 pixels
-        x, _, note = add_backbone(x, model_cfg.backbone, shape, units, weights_missing_ok)
+        backbone = (model_cfg.backbone if starting_weights
+                    else model_cfg.backbone.model_copy(update={"weights": None}))
+        x, _, note = add_backbone(x, backbone, shape, units, weights_missing_ok)
         if note and notes is not None:
             notes.append(note)
     before = (None,) + shape if model is not None else tuple(x.shape)
@@ -89,7 +95,7 @@ def build_model(model_cfg: ModelConfig, input_shape: Sequence[int], num_classes:
     if model is None:
         model = keras.Model(inputs, x, name=_keras_name(name))
     check_output(model, model_cfg.layers, num_classes)
-    if model_cfg.from_run:
+    if model_cfg.from_run and starting_weights:
         reused, skipped = copy_weights_from_run(model, model_cfg.from_run)
         if notes is not None:
             kept = f"; kept fresh weights for {', '.join(skipped)} (shapes differ)" if skipped else ""

@@ -42,11 +42,13 @@ class Prepared:
         compile_for_training(model, fine_tune_settings(self.config), len(self.dataset.splits["train"]))
 
 
-def prepare(config: Config, origin: str = "", stand_in_when_missing: bool = False) -> Prepared:
+def prepare(config: Config, origin: str = "", stand_in_when_missing: bool = False,
+            starting_weights: bool = True) -> Prepared:
     """Load data and build + compile the model; config and data mistakes are raised with `origin` (the file)
     in front. Seeds Python, NumPy and the backend with `config.seed` (keras.utils.set_random_seed), so a run
     is repeatable. `stand_in_when_missing` (cnnctl check): a built-in dataset that is not downloaded is replaced
-    by zero images of its shape (see load_data)."""
+    by zero images of its shape (see load_data). `starting_weights=False` (a resume, whose checkpoint holds every
+    weight): no pretrained weights are loaded (see build_model)."""
     runtime.seed_everything(config.seed)
     with in_config_file(origin):
         dataset = load_data(config, stand_in_when_missing=stand_in_when_missing)
@@ -59,7 +61,7 @@ def prepare(config: Config, origin: str = "", stand_in_when_missing: bool = Fals
             model = build_and_compile(config, dataset.input_shape, dataset.num_classes,
                                       train_examples=len(dataset.splits["train"]), pixel_scale=dataset.pixel_scale,
                                       full_scale=dataset.full_scale, weights_missing_ok=stand_in_when_missing,
-                                      notes=notes)
+                                      notes=notes, starting_weights=starting_weights)
         rehearse(config, dataset, model)  # mistakes Keras finds only when it runs a step: found before a run folder
         plan = plan_fine_tune(model, config) if config.train.fine_tune else None
     return Prepared(config, dataset, model, policy, runtime.devices(), notes, plan)
@@ -67,11 +69,12 @@ def prepare(config: Config, origin: str = "", stand_in_when_missing: bool = Fals
 
 def build_and_compile(config: Config, input_shape: tuple, num_classes: int, train_examples: int = 0,
                       pixel_scale: float = 1.0, full_scale: Optional[float] = None, weights_missing_ok: bool = False,
-                      notes: Optional[list[str]] = None) -> Any:
+                      notes: Optional[list[str]] = None, starting_weights: bool = True) -> Any:
     """The compiled model; it divides its inputs by `pixel_scale` itself (the data's, see build_model)."""
     build_augmenter(config.data.augment)  # augmentation mistakes are config mistakes: report them before training
     model = build_model(config.model, input_shape, num_classes, name=config.name or "cnn", pixel_scale=pixel_scale,
-                        full_scale=full_scale, weights_missing_ok=weights_missing_ok, notes=notes)
+                        full_scale=full_scale, weights_missing_ok=weights_missing_ok, notes=notes,
+                        starting_weights=starting_weights)
     return compile_for_training(model, config.train, train_examples)
 
 

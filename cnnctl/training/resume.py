@@ -86,7 +86,9 @@ def resume_run(spec: Union[str, Path, Run], runs_dir: Optional[Union[str, Path]]
         raise ConfigError(f"--set {key}={value}: {run.path} has already trained {done} epochs"
                           f"{f' ({done - phase_start} of them fine-tuning)' if fine_tuning else ''}; give more than "
                           f"{done - phase_start} to extend it")
-    prepared = prepare(config, str(config_path))
+    # The checkpoint holds every weight: the run it started from (model.from_run) and the backbone's weights
+    # file or download are not needed again, and may be gone.
+    prepared = prepare(config, str(config_path), starting_weights=False)
     if fine_tuning:  # the fine-tuning phase's weights load only into the unfrozen, recompiled model
         prepared.enter_fine_tune()
     # The checkpoint must load into the model the config builds (and its early-stopping weights be readable)
