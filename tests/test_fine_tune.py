@@ -130,3 +130,18 @@ def test_the_shipped_transfer_from_run_config_reuses_the_pretraining_runs_convol
     assert ("then fine-tune 15 epochs at learning rate 0.0001, unfreezing all layers of the model (9 layers, batch "
             "normalization kept frozen; +55,744 trainable parameters)") in output
     assert yaml.safe_load((ROOT / "configs" / "transfer_from_run.yaml").read_text())["model"]["from_run"]["run"] == "last"
+
+
+def test_from_run_last_is_looked_up_in_the_runs_dir_the_new_run_goes_to(tmp_path):
+    from cnnctl.config.schema import FromRunConfig
+    from cnnctl.model.backbone import locate_from_run
+
+    for name in ("20260101-000000-older", "20260102-000000-newer"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "config.yaml").write_text("model: {layers: [Flatten]}\n")
+        (tmp_path / "runs" / name / "environment.json").write_text('{"status": "completed"}')
+    cfg = FromRunConfig(run="last")
+    locate_from_run(cfg, tmp_path / "runs")
+    assert cfg.run == str((tmp_path / "runs" / "20260102-000000-newer").resolve())
+    with pytest.raises(ConfigError, match=r"^model.from_run: .*"):
+        locate_from_run(FromRunConfig(run="last"), tmp_path / "empty")

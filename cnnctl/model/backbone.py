@@ -180,6 +180,15 @@ def add_backbone(x: Any, cfg: BackboneConfig, data_shape: Sequence[int], units: 
     return backbone(x, training=False), backbone, note
 
 
+def locate_from_run(cfg: FromRunConfig, runs_dir: Any) -> None:
+    """`model.from_run` as a folder: a run id or `last` is looked up in `runs_dir` (the command's --runs-dir),
+    where the run that follows it is written."""
+    try:
+        cfg.run = str(resolve_run(cfg.run, runs_dir).path.resolve())
+    except RunError as exc:
+        raise ConfigError(f"model.from_run: {exc}") from None
+
+
 def copy_weights_from_run(model: keras.Model, cfg: FromRunConfig) -> tuple[int, list[str]]:
     """Every layer of `model` whose name matches a layer of the run's model.keras starts from its weights.
     Names are compared as a fresh process gives them (`conv2d`, `conv2d_1`, ... per class, in order), so the

@@ -18,10 +18,11 @@ from typing import Any, Callable, Optional, Sequence, Union
 from cnnctl import runtime
 from cnnctl.config.schema import Config
 from cnnctl.data.dataset import scaled_outside_model
-from cnnctl.errors import RunError
+from cnnctl.errors import RunError, in_config_file
 from cnnctl.evaluation.diagnosis import read_history_csv
 from cnnctl.evaluation.metrics import write_evaluation
 from cnnctl.evaluation.scoring import load_model, predict_probabilities
+from cnnctl.model.backbone import locate_from_run
 from cnnctl.model.build import build_augmenter
 from cnnctl.model.compile import needs_one_hot
 from cnnctl.reporting import figures, report
@@ -173,6 +174,9 @@ def train_run(config: Config, runs_dir: Union[str, Path, None] = None, *, origin
     `prepared` skips loading and building when the caller has done it; `into` is an empty folder to use
     instead of a new run (cross-validation puts each fold's run inside its own folder); `extra_callbacks` are
     added to the fit (see `fit`)."""
+    if prepared is None and config.model.from_run and runs_dir is not None:
+        with in_config_file(origin):  # `last` or a run id: in the runs dir this run goes to
+            locate_from_run(config.model.from_run, runs_dir)
     prepared = prepared or prepare(config, origin)
     run = into or create_run(default_runs_dir(runs_dir), config.name or "run")
     with guarded(run):  # status recorded however it ends; interrupts, out-of-memory, disk full handled
