@@ -558,7 +558,7 @@ def json_schema(
     """
     if out is not None and out.is_dir():
         raise ConfigError(f"--out {out}: is a folder; give a file name, e.g. --out {out / 'cnnctl.schema.json'}")
-    runtime.import_tensorflow()  # quietly, before the layer names are read from Keras
+    runtime.quiet_backend_import()  # quietly, before the layer names are read from Keras
     from cnnctl.config.json_schema import config_schema_text
 
     text = config_schema_text()

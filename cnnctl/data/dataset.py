@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from cnnctl import runtime
 from cnnctl.config.schema import Config
 from cnnctl.data.arrays import (
     check_arrays,
@@ -116,10 +117,16 @@ class Dataset:
 
         Examples keep their units: the model divides them by `pixel_scale` itself, and `augment` sees them as
         stored (0..255 for 8-bit images). `scale_outside` divides here instead, for a model saved before models
-        carried their scaling (`scaled_outside_model` of its data.json)."""
-        import tensorflow as tf
-
+        carried their scaling (`scaled_outside_model` of its data.json). Without TensorFlow (JAX alone), in-memory
+        examples come in the same batches from an ArrayBatches (a keras.utils.PyDataset) instead."""
         data = self.splits[split]
+        if not runtime.tensorflow_installed() and not isinstance(data.x, ImageFiles):
+            from cnnctl.data.batches import ArrayBatches
+
+            return ArrayBatches(data.x, data.y, batch_size, shuffle=shuffle, seed=seed, augment=augment,
+                                one_hot=self.num_classes if one_hot else 0,
+                                scale=self.pixel_scale if scale_outside else 1.0)
+        tf = runtime.require_tensorflow("data.source: folder (streaming images)")
         if isinstance(data.x, ImageFiles):
             files = data.x
             dataset = tf.data.Dataset.from_tensor_slices((files.paths, data.y))

@@ -70,7 +70,7 @@ class ImageFiles:
         return decode_image_file(path, self.image_size, self.channels)
 
     def load(self, paths: Sequence[str]) -> np.ndarray:
-        runtime.import_tensorflow()
+        runtime.require_tensorflow("data.source: folder (decoding images)")
         if len(paths) == 0:
             return np.zeros((0, *self.image_size, self.channels), np.uint8)
         return np.stack([self.decode(str(path)).numpy() for path in paths])
@@ -225,7 +225,7 @@ def decodable_sizes(paths: list[str]) -> dict[str, Any]:
         else:
             _SCAN_CACHE[keys[path]] = problem
     if todo:
-        tf = runtime.import_tensorflow()
+        tf = runtime.require_tensorflow("data.source: folder (decoding images)")
 
         def size_of(path):
             image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)

@@ -144,7 +144,8 @@ def export_run(run: Run, format: str, out: Optional[Union[str, Path]] = None, *,
     fmt = export_format(format)
     target = export_path(run, fmt, out)
     run.require(contract.CONFIG, contract.DATA, contract.MODEL)
-    runtime.import_tensorflow()  # quietly, before tf2onnx or Keras import it
+    other_backend_needed(fmt, run)
+    runtime.require_tensorflow("cnnctl export")  # quietly, before tf2onnx or Keras import it
     load_runtime = runtime_loader(fmt)  # a missing package is reported before anything is loaded or written
     from cnnctl.evaluation.scoring import load_model
 
@@ -152,6 +153,7 @@ def export_run(run: Run, format: str, out: Optional[Union[str, Path]] = None, *,
     preprocessing = Preprocessing.of_run(run)
     x, split = check_examples(run, preprocessing, examples, _input_dtype(model))
     expected = model.predict(x, batch_size=CHECK_BATCH, verbose=0)
+    model(x[:1])  # a direct call: Keras on JAX exports only a model that has been called (predict does not count)
 
     made_folder = not target.parent.exists()
     try:
@@ -267,6 +269,21 @@ def output_meaning(model: Any, class_names: list[str]) -> str:
         return f"probability of class {class_names[1]!r} (sigmoid); class {class_names[0]!r} has 1 minus it"
     return (f"the last layer's outputs ({activation or 'no'} activation), one per class in class_names order; "
             "not normalised to probabilities")
+
+
+# What Keras' export does off TensorFlow (Keras 3.15 on JAX): SavedModel through jax2tf, ONNX only with jax2onnx,
+# no LiteRT. model.keras is the same file on every backend, so the TensorFlow backend exports it in full.
+JAX_EXPORTS = {"saved_model": (), "onnx": ("jax2onnx",)}
+
+
+def other_backend_needed(fmt: ExportFormat, run: Run) -> None:
+    """On the JAX backend, a format Keras cannot export there is one line saying how to export it instead."""
+    if runtime.backend() != "jax" or (fmt.name in JAX_EXPORTS and all(map(_importable, JAX_EXPORTS[fmt.name]))):
+        return
+    cannot = ("needs jax2onnx on the JAX backend (pip install jax2onnx)" if fmt.name == "onnx"
+              else "is not available on the JAX backend")
+    raise ConfigError(f"{fmt.label} export {cannot}; model.keras is the same file on either backend, so export it "
+                      f"with TensorFlow's: KERAS_BACKEND=tensorflow cnnctl export {run.path} --format {fmt.name}")
 
 
 def _keras_export(model: Any, path: Path, fmt: ExportFormat) -> None:

@@ -267,7 +267,7 @@ def read_image(path: Path, preprocessing: Preprocessing) -> np.ndarray:
     problem = image_problem(path)  # checked on the file and its header, before decoding
     if problem is not None:
         raise DataError(f"INPUT {shown_path(path)}: cannot read as an image ({problem})")
-    tf = runtime.import_tensorflow()
+    tf = runtime.require_tensorflow("reading image files")
     try:
         with runtime._silence_native_stderr():  # libjpeg prints its complaints straight to file descriptor 2
             # The path as bytes: TensorFlow takes str paths as UTF-8 text, which a name from another system may not be.

@@ -54,7 +54,7 @@ def mirror_axis(input_shape: Sequence[int]) -> int:
 def load_model(run: Run) -> Any:
     """model.keras in Keras' safe mode: a file that carries code (a Lambda layer) or names a class that is not
     Keras' own (`module: os`) is refused with one line."""
-    runtime.import_tensorflow()  # before Keras, which would import TensorFlow with its start-up noise
+    runtime.quiet_backend_import()  # before Keras, which would import TensorFlow with its start-up noise
     import keras
 
     run.require(contract.MODEL)

@@ -7,8 +7,8 @@
     summary.py           the layer table: shapes, parameters, receptive field, FLOPs
 """
 
-from cnnctl.runtime import import_tensorflow
+from cnnctl.runtime import quiet_backend_import
 
 # Every module here uses Keras, and Keras imports TensorFlow with pages of C++ start-up logs: import it quietly
-# first. A package's __init__ runs before any of its modules, so this holds whichever module is imported first.
-import_tensorflow()
+# first (when it is installed: on JAX it is optional). A package's __init__ runs before any of its modules, so this holds whichever module is imported first.
+quiet_backend_import()

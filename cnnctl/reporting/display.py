@@ -79,7 +79,9 @@ def header(config_path: Optional[str], config: Any, data_summary: dict[str, Any]
                   f"{epochs_text(config.train)}, batch {config.train.batch_size}, "
                   f"{config.train.optimizer.name} lr {config.train.optimizer.learning_rate:g}, "
                   f"{config.train.loss_name}")
-    console.print(f"device   {', '.join(devices)}  ·  precision {precision}")
+    from cnnctl.runtime import backend
+
+    console.print(f"device   {', '.join(devices)}  ·  precision {precision}  ·  backend {backend()}")
     console.print(f"run      {run_path}")
     console.print(data_table(data_summary))
     for note in data_summary.get("notes", []):

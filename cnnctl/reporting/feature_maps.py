@@ -31,7 +31,7 @@ def is_feature_layer(layer: Any) -> bool:
 def layer_activations(model: Any, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """(layer name, activation) for each conv/pool layer, for one model input `x` (no batch axis; in the
     training data's units for a model that scales its inputs itself)."""
-    runtime.import_tensorflow()  # quietly, before Keras imports it
+    runtime.quiet_backend_import()  # quietly, before Keras imports it
     import keras
 
     layers = [layer for layer in model.layers if is_feature_layer(layer)]

@@ -66,6 +66,7 @@ def write_run_start(run: Run, prepared: Prepared) -> None:
     run.write_json(contract.DATA, prepared.dataset.summary())
     run.write_json(contract.ENVIRONMENT, {
         "status": "running",
+        "backend": runtime.backend(),
         "versions": runtime.versions(),
         "devices": prepared.devices,
         "precision": prepared.policy,

@@ -51,6 +51,8 @@ def prepare(config: Config, origin: str = "", stand_in_when_missing: bool = Fals
     weight): no pretrained weights are loaded (see build_model)."""
     runtime.seed_everything(config.seed)
     with in_config_file(origin):
+        if config.train.tensorboard:  # keras.callbacks.TensorBoard writes through TensorFlow
+            runtime.require_tensorflow("train.tensorboard")
         dataset = load_data(config, stand_in_when_missing=stand_in_when_missing)
         class_weights(config.train.class_weight, dataset)  # checked now, not after the run folder exists
         dataset.evaluation_split(config.evaluate.split)  # a split the data lacks: said now, not after training
