@@ -14,6 +14,7 @@ import sys
 from typing import Any, Iterator
 
 from cnnctl import __version__
+from cnnctl.errors import ConfigError
 
 
 @contextlib.contextmanager
@@ -78,8 +79,6 @@ def tensorflow_installed() -> bool:
 
 def require_tensorflow(what: str) -> Any:
     """TensorFlow for `what` ("data.source: folder", ...), or one error line saying it is not installed."""
-    from cnnctl.errors import ConfigError
-
     try:
         return import_tensorflow()
     except ImportError:
@@ -123,7 +122,7 @@ def devices() -> list[str]:
             return [f"GPU {getattr(gpu, 'device_kind', gpu)}" for gpu in gpus]
         return [_cpu_name()]
     tf = import_tensorflow()
-    gpus = tf.config.list_physical_devices("GPU")
+    gpus = _gpus(tf)
     if gpus:
         for gpu in gpus:  # allocate as needed, so two runs can share a card
             with contextlib.suppress(RuntimeError):
@@ -149,7 +148,14 @@ def has_gpu() -> bool:
         import jax
 
         return any(device.platform == "gpu" for device in jax.devices())
-    return bool(import_tensorflow().config.list_physical_devices("GPU"))
+    return bool(_gpus(import_tensorflow()))
+
+
+def _gpus(tf: Any) -> list:
+    # The first query initializes CUDA; without a driver TensorFlow's C++ logs `failed call to cuInit` straight to
+    # file descriptor 2 (seen once in a test; absl's logging ignores TF_CPP_MIN_LOG_LEVEL before it is set up).
+    with _silence_native_stderr():
+        return tf.config.list_physical_devices("GPU")
 
 
 def resolve_precision(mixed_precision: str) -> str:

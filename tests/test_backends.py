@@ -22,8 +22,14 @@ from cnnctl import runtime
 ROOT = Path(__file__).resolve().parent.parent
 
 SLICE = """
-import json, sys
-sys.modules["tensorflow"] = None  # `import tensorflow` now fails, as where it is not installed
+import importlib.abc, json, sys
+
+class NoTensorFlow(importlib.abc.MetaPathFinder):  # `import tensorflow` fails, as where it is not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "tensorflow":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, NoTensorFlow())
 import numpy as np
 import cnnctl
 
@@ -40,7 +46,7 @@ resumed = cnnctl.resume(first.path, epochs=2)
 predictions = cnnctl.predict(first.path, np.load(sys.argv[2]))
 import keras
 print(json.dumps({
-    "backend": keras.backend.backend(), "tensorflow": sys.modules["tensorflow"] is not None, "path": str(first.path), "first_accuracy": first.metrics["accuracy"],
+    "backend": keras.backend.backend(), "tensorflow": "tensorflow" in sys.modules, "path": str(first.path), "first_accuracy": first.metrics["accuracy"],
     "resumed_epochs": resumed.history["epoch"],
     "resumed_accuracy": resumed.metrics["accuracy"], "predicted": predictions.probabilities.tolist(),
 }))

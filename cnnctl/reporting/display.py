@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cnnctl.runs import contract
+from cnnctl.runtime import backend
 
 # Piped output (logs, CI, tests) has no terminal width; 80 columns would wrap the layer table.
 # (pytest-xdist even sets COLUMNS=80 for its workers.) Plain lines never wrap: paths must stay copyable.
@@ -79,8 +80,6 @@ def header(config_path: Optional[str], config: Any, data_summary: dict[str, Any]
                   f"{epochs_text(config.train)}, batch {config.train.batch_size}, "
                   f"{config.train.optimizer.name} lr {config.train.optimizer.learning_rate:g}, "
                   f"{config.train.loss_name}")
-    from cnnctl.runtime import backend
-
     console.print(f"device   {', '.join(devices)}  ·  precision {precision}  ·  backend {backend()}")
     console.print(f"run      {run_path}")
     console.print(data_table(data_summary))

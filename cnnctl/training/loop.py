@@ -87,17 +87,19 @@ def fit(run: Run, prepared: Prepared, verbose: int = 0, extra_callbacks: Sequenc
     `verbose` is Keras': 0 silent, 1 a progress bar, 2 one line per epoch. `extra_callbacks` run after cnnctl's
     own and before the training-state backup (cnnctl tune's pruning callback)."""
     config, model = prepared.config, prepared.model
-    tune = config.train.fine_tune
+    fine_tune = config.train.fine_tune
     phase_start = checkpoint.fine_tune_start(checkpoint.read_state(run))
     history: dict[str, list] = {}
     if phase_start is None:
-        history = _fit_phase(run, prepared, config.train.epochs, 1 if tune else None, verbose, extra_callbacks)
-        if tune is not None and not _has_nan(history):
+        history = _fit_phase(run, prepared, config.train.epochs, 1 if fine_tune else None, verbose, extra_callbacks)
+        # A tuning trial pruned in phase 1 is over: its search has no use for the fine-tuning of a bad candidate.
+        pruned = any(getattr(callback, "pruned_after_epoch", None) for callback in extra_callbacks)
+        if fine_tune is not None and not _has_nan(history) and not pruned:
             phase_start = _begin_fine_tune(run, prepared)
-    elif tune is not None:  # resuming inside the fine-tuning phase: its optimizer's slots must exist to load
+    elif fine_tune is not None:  # resuming inside the fine-tuning phase: its optimizer's slots must exist to load
         prepared.enter_fine_tune()
-    if tune is not None and phase_start is not None and not _has_nan(history):
-        later = _fit_phase(run, prepared, phase_start + tune.epochs, 2, verbose, extra_callbacks, phase_start)
+    if fine_tune is not None and phase_start is not None and not _has_nan(history):
+        later = _fit_phase(run, prepared, phase_start + fine_tune.epochs, 2, verbose, extra_callbacks, phase_start)
         history = {key: history.get(key, []) + later.get(key, []) for key in {**history, **later}}
     if not _has_nan(history):  # a diverged model must not replace the best one saved before
         save_model(model, run.file(contract.MODEL))
