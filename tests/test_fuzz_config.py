@@ -89,19 +89,19 @@ def mutate(document: Any, data: st.DataObject) -> Any:
     return document
 
 
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=30)
 @given(text=st.text(max_size=200))
 def test_random_text_is_loaded_or_refused(config_file, text):
     load_or_refuse(config_file, text)
 
 
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=30)
 @given(document=values)
 def test_random_yaml_documents_are_loaded_or_refused(config_file, document):
     load_or_refuse(config_file, yaml.safe_dump(document))
 
 
-@settings(FUZZ, max_examples=100)
+@settings(FUZZ, max_examples=50)
 @given(name=st.sampled_from(sorted(SHIPPED)), data=st.data())
 def test_mutated_shipped_configs_are_loaded_or_refused(config_file, name, data):
     load_or_refuse(config_file, yaml.safe_dump(mutate(SHIPPED[name], data)))
@@ -126,7 +126,7 @@ def build_model():
     return build_model
 
 
-@settings(FUZZ, max_examples=25)
+@settings(FUZZ, max_examples=15)
 @given(name=st.sampled_from(sorted(SHIPPED)), data=st.data())
 def test_mutated_layers_are_built_or_refused(config_file, build_model, name, data):
     """Layer kwargs take random small values (small, so a model never needs much memory to build)."""
