@@ -4,10 +4,12 @@
 # That machine has Python 3.12 with JAX (CUDA), numpy, scikit-learn, matplotlib, PyYAML, typer, rich and Pillow,
 # no TensorFlow and no network. cnnctl runs there without TensorFlow on in-memory data (data/batches.py). Bring,
 # in an ignored folder (e.g. .gpu/, listed in .git/info/exclude) carried with the call (64 MiB at most):
-#   .gpu/wheels/   cp312 wheels of what cnnctl needs beyond that machine's packages:
+#   .gpu/wheels/   cp312 wheels of what cnnctl needs beyond that machine's packages, at the versions tested here
+#                  (pydantic-core must be the one pydantic pins):
 #                  pip download --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
-#                      --no-deps -d .gpu/wheels keras namex optree h5py pydantic pydantic-core annotated-types \
-#                      typing-inspection absl-py
+#                      --no-deps -d .gpu/wheels $(python -c 'import importlib.metadata as m; print(*(f"{p}=={m.version(p)}"
+#                      for p in ("keras", "namex", "optree", "h5py", "pydantic", "pydantic-core", "annotated-types",
+#                      "typing-inspection", "absl-py")))')
 #   .gpu/fashion/  the four Fashion-MNIST *-ubyte.gz files (cp /usr/share/datasets/fashion-mnist/*.gz .gpu/fashion/)
 # then, from the repository root:
 #   run(command="bash benchmarks/gpu_check.sh", carry=[".gpu"], timeout_s=600)
@@ -52,14 +54,16 @@ for precision in ("off", "mixed_float16"):
     metrics = json.load(open(run + "metrics.json")) if glob.glob(run + "metrics.json") else {}
     rows.append({"precision": env.get("precision"), "devices": env.get("devices"), "backend": env.get("backend"),
                  "versions": env.get("versions"), "status": env.get("status"), "epoch_times_s": times,
-                 "steady_epoch_s": statistics.median(times[1:]) if len(times) > 1 else None,
+                 "steady_epoch_s": round(statistics.median(times[1:]), 3) if len(times) > 1 else None,
                  "first_epoch_s": times[0] if times else None, "test_accuracy": metrics.get("accuracy"),
                  "phase_seconds": env.get("phase_seconds")})
 json.dump(rows, open(f"{out}/gpu_check.json", "w"), indent=2)
 with open(f"{out}/gpu_check.md", "w") as md:
-    md.write("| precision | device | first epoch s | steady epoch s | test accuracy | status |\n|---|---|---|---|---|---|\n")
+    md.write("| precision | backend | device | first epoch s | steady epoch s | test accuracy | status |\n"
+             "|---|---|---|---|---|---|---|\n")
     for r in rows:
-        md.write(f"| {r.get('precision')} | {', '.join(r.get('devices') or [])} | {r.get('first_epoch_s')} | "
+        md.write(f"| {r.get('precision')} | {r.get('backend')} | {', '.join(r.get('devices') or [])} | "
+                 f"{r.get('first_epoch_s')} | "
                  f"{r.get('steady_epoch_s')} | {r.get('test_accuracy')} | {r.get('status', r.get('error'))} |\n")
 print(open(f"{out}/gpu_check.md").read())
 PY

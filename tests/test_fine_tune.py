@@ -98,6 +98,9 @@ def test_fine_tune_mistakes_are_one_line_before_training():
         plan(9)
     with pytest.raises(ConfigError, match=r"train.fine_tune: nothing to unfreeze: .* or remove train.fine_tune"):
         plan("all", trainable=True)
+    with pytest.raises(ConfigError, match=r"train.fine_tune.unfreeze: must be all, a number of layers or a layer "
+                                          r"name \(got true\)"):
+        load_config({**FROZEN_CONV, "train": {"fine_tune": {"epochs": 1, "unfreeze": True}}})
 
     assert plan("all").describe(load_config(FROZEN_CONV)) == (
         "then fine-tune 1 epoch at learning rate 0.001, unfreezing all layers of the model (3 layers, batch "

@@ -321,6 +321,14 @@ class FineTuneConfig(Section):
     learning_rate: Optional[float] = Field(None, gt=0, description=(
         "the fine-tuning learning rate; null: a tenth of train.optimizer.learning_rate"))
 
+    @field_validator("unfreeze", mode="before")
+    @classmethod
+    def _not_a_switch(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # pydantic would take true for 1 layer
+            raise ValueError(f"must be all, a number of layers or a layer name (got {str(value).lower()}); "
+                             "fine-tuning is on whenever train.fine_tune is given")
+        return value
+
     @field_validator("unfreeze")
     @classmethod
     def _positive_count(cls, value: Any) -> Any:
