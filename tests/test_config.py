@@ -199,3 +199,10 @@ def test_shipped_configs_are_valid():
 
     for path in sorted(Path(__file__).parent.parent.joinpath("configs").glob("*.yaml")):
         assert isinstance(load_config(path), Config), path
+
+
+def test_mixed_precision_off_survives_yaml_reading_it_as_false(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {layers: [Flatten]}\ntrain: {mixed_precision: off}\n")
+    assert load_config(config).train.mixed_precision == "off"
+    assert load_config(config, ["train.mixed_precision=off"]).train.mixed_precision == "off"

@@ -396,6 +396,11 @@ class TrainConfig(Section):
                              "set reduce_lr_on_plateau: false or lr_schedule: constant")
         return self
 
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _off_spelling(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML reads an unquoted `off` as false
+
     @field_validator("steps_per_execution")
     @classmethod
     def _positive_steps(cls, value: Any) -> Any:
