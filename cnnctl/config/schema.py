@@ -8,11 +8,13 @@ config would run code or load foreign objects are refused here, before anything 
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     field_serializer,
@@ -174,6 +176,20 @@ class FoldConfig(Section):
         return self
 
 
+def _square_size(value: Any) -> Any:
+    return [value, value] if isinstance(value, int) else value
+
+
+def _positive_size(value: Optional[tuple[int, int]]) -> Optional[tuple[int, int]]:
+    if value is not None and min(value) <= 0:
+        raise ValueError(f"must be two positive integers [height, width] (got {list(value)})")
+    return value
+
+
+# [height, width] of an image; a single number means a square.
+ImageSize = Annotated[Optional[tuple[int, int]], BeforeValidator(_square_size), AfterValidator(_positive_size)]
+
+
 def _positive_dimensions(value: Optional[list[int]], example: str) -> Optional[list[int]]:
     """A shape is positive sizes: a negative or zero one would reach numpy's reshape or Keras as a traceback."""
     if value is not None and (not value or min(value) <= 0):
@@ -185,7 +201,7 @@ class DataConfig(Section):
     source: str = Field("digits", description="a built-in or file source, one registered from Python, or "
                                               "`arrays` (from Python)")
     path: Optional[str] = Field(None, description="npz | npy | idx | csv | folder; relative to the config file")
-    image_size: Optional[tuple[int, int]] = Field(None, description="folder: resize target (height, width)")
+    image_size: ImageSize = Field(None, description="folder: resize target (height, width)")
     color_mode: Literal["grayscale", "rgb"] = Field("rgb", description="folder: channels after decoding")
     validation_split: float = Field(0.1, ge=0, lt=1, description="carved from train, stratified, seeded")
     test_split: Optional[float] = Field(None, gt=0, lt=1,
@@ -218,18 +234,6 @@ class DataConfig(Section):
     def _positive_shape(cls, value: Optional[list[int]]) -> Optional[list[int]]:
         return _positive_dimensions(value, "[28, 28]")
 
-    @field_validator("image_size", mode="before")
-    @classmethod
-    def _square_size(cls, value: Any) -> Any:
-        return [value, value] if isinstance(value, int) else value
-
-    @field_validator("image_size")
-    @classmethod
-    def _positive_size(cls, value: Optional[tuple[int, int]]) -> Optional[tuple[int, int]]:
-        if value is not None and min(value) <= 0:
-            raise ValueError(f"must be two positive integers [height, width] (got {list(value)})")
-        return value
-
     @model_validator(mode="after")
     def _path_when_needed(self) -> "DataConfig":
         if self.source in FILE_SOURCES and not self.path:
@@ -247,23 +251,11 @@ class BackboneConfig(BaseModel):
     weights: Optional[str] = Field("imagenet", description=(
         "imagenet (downloaded once into ~/.keras/models) | null (random) | a weights file path (.weights.h5 or "
         ".h5; relative to the config file)"))
-    input_size: Optional[tuple[int, int]] = Field(None, description=(
+    input_size: ImageSize = Field(None, description=(
         "[height, width] the backbone sees; the model resizes its inputs. null: the data's size, raised to the "
         "backbone's minimum (32 for most, 75 for InceptionV3)"))
     pooling: Literal["avg", "max"] = Field("avg", description="how the backbone's last feature map becomes a vector")
     trainable: bool = Field(False, description="false: frozen, and batch norm stays in inference mode")
-
-    @field_validator("input_size", mode="before")
-    @classmethod
-    def _square_size(cls, value: Any) -> Any:
-        return [value, value] if isinstance(value, int) else value
-
-    @field_validator("input_size")
-    @classmethod
-    def _positive_size(cls, value: Optional[tuple[int, int]]) -> Optional[tuple[int, int]]:
-        if value is not None and min(value) <= 0:
-            raise ValueError(f"must be two positive integers [height, width] (got {list(value)})")
-        return value
 
     @field_validator("weights", mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""Model, step 3e: `train.fine_tune.unfreeze` → the layers the fine-tuning phase trains, and the recompile.
+"""Model, step 3e: `train.fine_tune.unfreeze` → the layers the fine-tuning phase trains (prepare.py recompiles).
 
 As in the Keras transfer-learning guide: the first phase trains the head on a frozen backbone; the second sets
 the chosen layers trainable and recompiles with a low learning rate. Batch normalization layers stay frozen in
@@ -90,16 +90,6 @@ def unfreeze(model: keras.Model, config: Config, layers: list) -> None:
     else:
         for layer in layers:
             layer.trainable = True
-
-
-def enter_fine_tune(model: keras.Model, config: Config, compile_phase: Any) -> FineTunePlan:
-    """Unfreeze for the second phase and recompile through `compile_phase(model)` (a fresh optimizer at the
-    fine-tuning learning rate, its slots built for the new trainable weights)."""
-    plan = plan_fine_tune(model, config)
-    unfreeze(model, config, plan.layers)
-    compile_phase(model)
-    model.optimizer.build(model.trainable_variables)
-    return plan
 
 
 def _trainable_count(model: keras.Model) -> int:

@@ -15,7 +15,7 @@ from cnnctl.errors import ConfigError, in_config_file
 from cnnctl.evaluation.scoring import mirror_axis
 from cnnctl.model.build import build_augmenter, build_model
 from cnnctl.model.compile import compile_model
-from cnnctl.model.unfreeze import FineTunePlan, enter_fine_tune, plan_fine_tune
+from cnnctl.model.unfreeze import FineTunePlan, plan_fine_tune, unfreeze
 from cnnctl.training.rehearsal import rehearse
 
 
@@ -33,13 +33,14 @@ class Prepared:
     fine_tuning: bool = False  # the model is unfrozen and compiled for the fine-tuning phase
 
     def enter_fine_tune(self) -> None:
-        """Unfreeze the model and recompile it for the fine-tuning phase (once)."""
+        """Unfreeze the layers prepare() planned and recompile for the fine-tuning phase: a fresh optimizer at its
+        learning rate, its slots built for the new trainable weights (a checkpoint of the phase loads into them).
+        Once: a resume enters the phase before fit() would."""
         if not self.fine_tuning:
-            enter_fine_tune(self.model, self.config, self._compile_fine_tune)
+            unfreeze(self.model, self.config, self.fine_tune.layers)
+            compile_for_training(self.model, fine_tune_settings(self.config), len(self.dataset.splits["train"]))
+            self.model.optimizer.build(self.model.trainable_variables)
             self.fine_tuning = True
-
-    def _compile_fine_tune(self, model: Any) -> None:
-        compile_for_training(model, fine_tune_settings(self.config), len(self.dataset.splits["train"]))
 
 
 def prepare(config: Config, origin: str = "", stand_in_when_missing: bool = False,

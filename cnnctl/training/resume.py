@@ -73,19 +73,20 @@ def resume_run(spec: Union[str, Path, Run], runs_dir: Optional[Union[str, Path]]
                        f"before its first epoch ended, or an older cnnctl made it); train it anew: "
                        f"cnnctl train {config_path}")
     done = state["epoch"]
-    fine_tuning = checkpoint.fine_tune_start(state) is not None
+    phase_start = checkpoint.fine_tune_start(state)
+    fine_tuning = phase_start is not None
     if fine_tuning and config.train.epochs != saved.train.epochs:
         raise ConfigError(f"--set train.epochs={config.train.epochs}: {run.path} is fine-tuning; its first phase "
-                          f"ended after epoch {checkpoint.fine_tune_start(state)}; extend the fine-tuning with "
+                          f"ended after epoch {phase_start}; extend the fine-tuning with "
                           f"--set train.fine_tune.epochs=N")
     last = config.train.total_epochs if fine_tuning else config.train.epochs
     if last < done:
         key = "train.fine_tune.epochs" if fine_tuning else "train.epochs"
         value = config.train.fine_tune.epochs if fine_tuning else config.train.epochs
-        phase_start = checkpoint.fine_tune_start(state) or 0
+        before = phase_start or 0  # the epochs --set no longer counts
         raise ConfigError(f"--set {key}={value}: {run.path} has already trained {done} epochs"
-                          f"{f' ({done - phase_start} of them fine-tuning)' if fine_tuning else ''}; give more than "
-                          f"{done - phase_start} to extend it")
+                          f"{f' ({done - before} of them fine-tuning)' if fine_tuning else ''}; give more than "
+                          f"{done - before} to extend it")
     # The checkpoint holds every weight: the run it started from (model.from_run) and the backbone's weights
     # file or download are not needed again, and may be gone.
     prepared = prepare(config, str(config_path), starting_weights=False)
