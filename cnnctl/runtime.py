@@ -91,8 +91,12 @@ def quiet_backend_import() -> None:
     start-up logs) when it is the backend or installed beside another; nothing when JAX runs alone."""
     if backend() == "tensorflow":
         import_tensorflow()
-    else:
-        tensorflow_installed()
+    elif tensorflow_installed():
+        # TensorFlow only feeds tf.data batches to JAX here: hidden from the GPUs, it neither takes their memory nor
+        # logs its CUDA probing (`failed call to cuInit`) when its runtime starts at the first tf.data op.
+        tf = import_tensorflow()
+        with contextlib.suppress(RuntimeError), _silence_native_stderr():  # RuntimeError: TensorFlow had started
+            tf.config.set_visible_devices([], "GPU")
 
 
 def backend() -> str:

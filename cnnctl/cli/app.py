@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -114,6 +115,9 @@ def train(
     resume: Annotated[Optional[str], typer.Option(
         "--resume", help="Continue a stopped run (folder, run id or `last`) from its last completed epoch, "
         "with its own config; --set train.epochs=N extends a finished one", show_default=False)] = None,
+    processes: Annotated[int, typer.Option(
+        "--processes", help="Train in N processes on this machine, joined as a multi-host job is (JAX backend: "
+        "KERAS_BACKEND=jax); each batch is split over them", min=1)] = 1,
 ) -> None:
     """Train a model from a YAML config, then evaluate it and draw its figures into a new run folder.
 
@@ -123,6 +127,9 @@ def train(
     """
     from cnnctl.config.loading import load_config
     from cnnctl.reporting import display
+
+    if processes > 1:
+        raise typer.Exit(code=_launch_processes(config, overrides, name, runs_dir, resume, processes))
 
     if resume is not None:
         from cnnctl.training.resume import resume_run
@@ -151,9 +158,44 @@ def train(
         with signals_interrupt():
             result = train_run(cfg, default_runs_dir(runs_dir), origin=str(config), verbose=_verbosity(),
                                announce=_announce(str(config)))
+    if result.note:  # a multi-process job's other processes: training done, process 0 evaluates
+        display.say(result.note)
+        return
     display.console.print(display.metrics_table(result.metrics))
     display.diagnosis_line(result.metrics.get("diagnosis"))
     display.say(f"run folder: {result.path}")
+
+
+def _launch_processes(config: Optional[Path], overrides: Optional[list[str]], name: Optional[str],
+                      runs_dir: Optional[Path], resume: Optional[str], count: int) -> int:
+    """`--processes N`: check what can be checked here (backend, arguments, the config's schema), then start the
+    N workers (cnnctl/cli/processes.py); the exit code of the job."""
+    from cnnctl.cli.processes import launch
+    from cnnctl.config.loading import load_config
+
+    if runtime.backend() != "jax":
+        raise ConfigError("--processes: several training processes run on the JAX backend (Keras' DataParallel; "
+                          "TensorFlow's MultiWorkerMirroredStrategy does not work with Keras 3): KERAS_BACKEND=jax "
+                          f"cnnctl train ... --processes {count} (pip install 'cnnctl[jax]'); on one machine with "
+                          "several GPUs, TensorFlow trains on all of them in one process (train.distribute: auto)")
+    args: list[str] = []
+    resumed = None
+    if resume is not None:
+        if config is not None or name:
+            raise ConfigError("train: a resumed run uses its own config.yaml and name; give --resume RUN alone")
+        resumed = resolve_run(resume, runs_dir)
+        args += ["--resume", str(resumed.path.resolve())]
+    else:
+        if config is None:
+            raise ConfigError("train: give a config file, e.g. cnnctl train configs/digits.yaml --processes 2")
+        load_config(config, list(overrides or []))  # a typo is reported once, before any process starts
+        args.append(str(config.resolve()))
+        if name:
+            args += ["--name", name]
+        args += ["--runs-dir", str(default_runs_dir(runs_dir).resolve())]
+    for override in overrides or []:
+        args += ["--set", override]
+    return launch(args, count, resumed)
 
 
 def _announce(config_path: Optional[str]) -> Callable[[Run, object, str], None]:
@@ -163,10 +205,17 @@ def _announce(config_path: Optional[str]) -> Callable[[Run, object, str], None]:
     from cnnctl.reporting import display
 
     def announce(run: Run, prepared, note: str) -> None:
+        from cnnctl.cli.processes import RUN_PATH_FILE
+
+        notice = os.environ.get(RUN_PATH_FILE)
+        if notice and prepared.placement.chief:  # a worker of `--processes N`: tell the launcher where the run is
+            write_text_atomic(Path(notice), str(run.path.resolve()))
         display.header(config_path or str(run.file(contract.CONFIG)), prepared.config, prepared.dataset.summary(),
                        prepared.devices, prepared.policy, run.path, describe(prepared.model))
         for model_note in prepared.notes:  # e.g. layers reused from another run (model.from_run)
             display.say(f"[yellow]note:[/] {model_note}")
+        if prepared.placement.describe():  # several devices or processes: how each batch is split
+            display.say(f"split    {prepared.placement.describe()}")
         if prepared.fine_tune:
             display.say(f"phases   {prepared.fine_tune.describe(prepared.config)}")
         if note:

@@ -355,6 +355,9 @@ class TrainConfig(Section):
         "auto (mixed_float16 on a GPU, float32 on a CPU) | off | mixed_float16 | mixed_bfloat16"))
     tensorboard: Optional[TensorBoardConfig] = Field(None, description=(
         "true (or {histogram_freq: N}): logs in the run's tensorboard/"))
+    distribute: Literal["auto", "none", "mirrored", "data_parallel"] = Field("auto", description=(
+        "auto (every local GPU, or several processes: split each batch over them) | none (one device) | mirrored "
+        "(TensorFlow's MirroredStrategy) | data_parallel (Keras' DataParallel, JAX); batch_size is the global batch"))
     fine_tune: Optional[FineTuneConfig] = Field(None, description=(
         "{epochs, unfreeze, learning_rate}: after train.epochs, unfreeze the frozen backbone (or layers) and "
         "continue at a lower learning rate"))
@@ -392,6 +395,11 @@ class TrainConfig(Section):
     @classmethod
     def _off_spelling(cls, value: Any) -> Any:
         return "off" if value is False else value  # YAML reads an unquoted `off` as false
+
+    @field_validator("distribute", mode="before")
+    @classmethod
+    def _false_means_none(cls, value: Any) -> Any:
+        return "none" if value is False else value
 
     @field_validator("steps_per_execution")
     @classmethod

@@ -27,6 +27,7 @@ from cnnctl.data.arrays import (
 )
 from cnnctl.data.builtin import stand_in
 from cnnctl.data.folders import ImageFiles
+from cnnctl.data.shard import Shard
 from cnnctl.data.sources import load_raw
 from cnnctl.errors import ConfigError, DataError
 
@@ -112,20 +113,22 @@ class Dataset:
         }
 
     def pipeline(self, split: str, batch_size: int, *, one_hot: bool = False, shuffle: bool = False,
-                 seed: Optional[int] = None, augment: Any = None, scale_outside: bool = False):
+                 seed: Optional[int] = None, augment: Any = None, scale_outside: bool = False,
+                 shard: Optional[Shard] = None):
         """Batched tf.data for one split: cast to float32 per batch (cheaper than per example), augment, prefetch.
 
         Examples keep their units: the model divides them by `pixel_scale` itself, and `augment` sees them as
         stored (0..255 for 8-bit images). `scale_outside` divides here instead, for a model saved before models
         carried their scaling (`scaled_outside_model` of its data.json). Without TensorFlow (JAX alone), in-memory
-        examples come in the same batches from an ArrayBatches (a keras.utils.PyDataset) instead."""
+        examples come in the same batches from an ArrayBatches (a keras.utils.PyDataset) instead, as they do for
+        Keras' DataParallel on JAX, whose batches a `shard` (cnnctl/data/batches.py) cuts per process and device."""
         data = self.splits[split]
-        if not runtime.tensorflow_installed() and not isinstance(data.x, ImageFiles):
+        if (shard is not None or not runtime.tensorflow_installed()) and not isinstance(data.x, ImageFiles):
             from cnnctl.data.batches import ArrayBatches
 
             return ArrayBatches(data.x, data.y, batch_size, shuffle=shuffle, seed=seed, augment=augment,
                                 one_hot=self.num_classes if one_hot else 0,
-                                scale=self.pixel_scale if scale_outside else 1.0)
+                                scale=self.pixel_scale if scale_outside else 1.0, shard=shard)
         tf = runtime.require_tensorflow("data.source: folder (streaming images)")
         if isinstance(data.x, ImageFiles):
             files = data.x

@@ -31,6 +31,7 @@ from cnnctl.runs.folder import Run, create_run, default_runs_dir, write_text_ato
 from cnnctl.runs.status import finish_run, now
 from cnnctl.training import checkpoint
 from cnnctl.training.callbacks import TrainingBackup, make_callbacks, save_model
+from cnnctl.training.distribute import chief_only_folder
 from cnnctl.training.guard import NAN_ERROR, guarded
 from cnnctl.training.prepare import Prepared, class_weights, prepare
 from cnnctl.training.signals import signals_deferred
@@ -69,6 +70,7 @@ def write_run_start(run: Run, prepared: Prepared) -> None:
         "backend": runtime.backend(),
         "versions": runtime.versions(),
         "devices": prepared.devices,
+        "distribute": prepared.placement.record(),
         "precision": prepared.policy,
         "seed": config.seed,
         "started": now(),
@@ -86,6 +88,11 @@ def fit(run: Run, prepared: Prepared, verbose: int = 0, extra_callbacks: Sequenc
     Returns the Keras history of this call, both phases' epochs in order.
     `verbose` is Keras': 0 silent, 1 a progress bar, 2 one line per epoch. `extra_callbacks` run after cnnctl's
     own and before the training-state backup (cnnctl tune's pruning callback)."""
+    with prepared.placement.scope():  # every device's copy of the weights restored, updated and saved
+        return _fit_phases(run, prepared, verbose, extra_callbacks)
+
+
+def _fit_phases(run: Run, prepared: Prepared, verbose: int, extra_callbacks: Sequence[Any]) -> dict[str, list]:
     config, model = prepared.config, prepared.model
     fine_tune = config.train.fine_tune
     phase_start = checkpoint.fine_tune_start(checkpoint.read_state(run))
@@ -119,9 +126,11 @@ def _fit_phase(run: Run, prepared: Prepared, last_epoch: int, phase: Optional[in
     if start:
         # A resumed run must not replay the first epoch's shuffle and augmentation: seed them for where it resumes.
         runtime.seed_everything(config.seed + start)
+    shard = prepared.placement.shard  # Keras' DataParallel: this process's part of each batch
     train_data = dataset.pipeline("train", train_cfg.batch_size, one_hot=one_hot, shuffle=True,
-                                  seed=config.seed + start, augment=augmenter)
-    val_data = (dataset.pipeline("val", runtime.inference_batch_size(train_cfg.batch_size), one_hot=one_hot)
+                                  seed=config.seed + start, augment=augmenter, shard=shard)
+    val_data = (dataset.pipeline("val", runtime.inference_batch_size(train_cfg.batch_size), one_hot=one_hot,
+                                 shard=shard)
                 if "val" in dataset.splits else None)
     warnings.filterwarnings("ignore", message=".*shuffle=True.* was passed")  # our pipeline shuffles itself
     history = model.fit(
@@ -181,12 +190,14 @@ def train_run(config: Config, runs_dir: Union[str, Path, None] = None, *, origin
         with in_config_file(origin):  # `last` or a run id: in the runs dir this run goes to
             locate_from_run(config.model.from_run, runs_dir)
     prepared = prepared or prepare(config, origin)
-    run = into or create_run(default_runs_dir(runs_dir), config.name or "run")
-    with guarded(run):  # status recorded however it ends; interrupts, out-of-memory, disk full handled
-        write_run_start(run, prepared)
-        if announce is not None:
-            announce(run, prepared, "")
-        return complete_run(run, prepared, verbose, extra_callbacks=extra_callbacks)
+    with chief_only_folder() as scratch:  # a job's other processes train in a scratch folder, removed after
+        run = into if into is not None and scratch is None else create_run(
+            scratch or default_runs_dir(runs_dir), config.name or "run")
+        with guarded(run):  # status recorded however it ends; interrupts, out-of-memory, disk full handled
+            write_run_start(run, prepared)
+            if announce is not None:
+                announce(run, prepared, "")
+            return complete_run(run, prepared, verbose, extra_callbacks=extra_callbacks)
 
 
 def complete_run(run: Run, prepared: Prepared, verbose: int = 0, train: bool = True,
@@ -209,8 +220,13 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 0, train: bool = T
             raise TrainingFailed(f"{run.path}: training stopped: the loss became NaN or infinite; lower "
                                  "train.optimizer.learning_rate or keep data.normalize: true")
         checkpoint.mark_finished(run)
-        model = prepared.model
         seconds["fit"], clock = _lap(clock)
+        if not prepared.placement.chief:  # process 0 evaluates and writes the run's files; the others are done
+            return TrainResult(run, None, read_history_csv(run.file(contract.HISTORY)), {},
+                               note=f"process {prepared.placement.process_index}: training done")
+        # Keras' DataParallel keeps the weights on every device of the job: the chief evaluates the saved model
+        # on its own devices instead, without the other processes.
+        model = prepared.model if prepared.placement.shard is None else load_model(run)
     else:
         model = load_model(run)
     split = dataset.evaluation_split(config.evaluate.split)

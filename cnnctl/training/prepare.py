@@ -11,11 +11,14 @@ import numpy as np
 from cnnctl import runtime
 from cnnctl.config.schema import Config, TrainConfig
 from cnnctl.data.dataset import Dataset, load_data
+from cnnctl.data.folders import ImageFiles
 from cnnctl.errors import ConfigError, in_config_file
 from cnnctl.evaluation.scoring import mirror_axis
 from cnnctl.model.build import build_augmenter, build_model
 from cnnctl.model.compile import compile_model
 from cnnctl.model.unfreeze import FineTunePlan, plan_fine_tune, unfreeze
+from cnnctl.training import distribute
+from cnnctl.training.distribute import Placement
 from cnnctl.training.rehearsal import rehearse
 
 
@@ -31,15 +34,18 @@ class Prepared:
     notes: list[str] = field(default_factory=list)  # from building the model: weights not downloaded, layers reused
     fine_tune: Optional[FineTunePlan] = None  # train.fine_tune checked against the model: what phase 2 unfreezes
     fine_tuning: bool = False  # the model is unfrozen and compiled for the fine-tuning phase
+    placement: Placement = field(default_factory=Placement)  # train.distribute resolved: one device, or several
 
     def enter_fine_tune(self) -> None:
         """Unfreeze the layers prepare() planned and recompile for the fine-tuning phase: a fresh optimizer at its
         learning rate, its slots built for the new trainable weights (a checkpoint of the phase loads into them).
         Once: a resume enters the phase before fit() would."""
         if not self.fine_tuning:
-            unfreeze(self.model, self.config, self.fine_tune.layers)
-            compile_for_training(self.model, fine_tune_settings(self.config), len(self.dataset.splits["train"]))
-            self.model.optimizer.build(self.model.trainable_variables)
+            with self.placement.scope():
+                unfreeze(self.model, self.config, self.fine_tune.layers)
+                compile_for_training(self.model, fine_tune_settings(self.config), len(self.dataset.splits["train"]),
+                                     self.placement)
+                self.model.optimizer.build(self.model.trainable_variables)
             self.fine_tuning = True
 
 
@@ -47,9 +53,12 @@ def prepare(config: Config, origin: str = "", stand_in_when_missing: bool = Fals
             starting_weights: bool = True) -> Prepared:
     """Load data and build + compile the model; config and data mistakes are raised with `origin` (the file)
     in front. Seeds Python, NumPy and the backend with `config.seed` (keras.utils.set_random_seed), so a run
-    is repeatable. `stand_in_when_missing` (cnnctl check): a built-in dataset that is not downloaded is replaced
+    is repeatable. Joins a multi-process job's other processes first (jax.distributed; see distribute.py), and
+    places the model on the devices train.distribute asks for. `stand_in_when_missing` (cnnctl check): a built-in dataset that is not downloaded is replaced
     by zero images of its shape (see load_data). `starting_weights=False` (a resume, whose checkpoint holds every
     weight): no pretrained weights are loaded (see build_model)."""
+    with in_config_file(origin):
+        distribute.join_processes()  # before JAX's first device query
     runtime.seed_everything(config.seed)
     with in_config_file(origin):
         if config.train.tensorboard:  # keras.callbacks.TensorBoard writes through TensorFlow
@@ -59,31 +68,34 @@ def prepare(config: Config, origin: str = "", stand_in_when_missing: bool = Fals
         dataset.evaluation_split(config.evaluate.split)  # a split the data lacks: said now, not after training
         if config.evaluate.tta == "flip":
             mirror_axis(dataset.input_shape)  # flat examples cannot be mirrored: said before training
+        placement = distribute.place(config.train, in_memory=not isinstance(dataset.splits["train"].x, ImageFiles))
         notes: list[str] = []
-        with runtime.precision_policy(config.train.mixed_precision) as policy:
+        with placement.scope(), runtime.precision_policy(config.train.mixed_precision) as policy:
             model = build_and_compile(config, dataset.input_shape, dataset.num_classes,
                                       train_examples=len(dataset.splits["train"]), pixel_scale=dataset.pixel_scale,
                                       full_scale=dataset.full_scale, weights_missing_ok=stand_in_when_missing,
-                                      notes=notes, starting_weights=starting_weights)
-        rehearse(config, dataset, model)  # mistakes Keras finds only when it runs a step: found before a run folder
+                                      notes=notes, starting_weights=starting_weights, placement=placement)
+        rehearse(config, dataset, model, placement.scope)  # mistakes Keras finds only when it runs a step
         plan = plan_fine_tune(model, config) if config.train.fine_tune else None
-    return Prepared(config, dataset, model, policy, runtime.devices(), notes, plan)
+    return Prepared(config, dataset, model, policy, runtime.devices(), notes, plan, placement=placement)
 
 
 def build_and_compile(config: Config, input_shape: tuple, num_classes: int, train_examples: int = 0,
                       pixel_scale: float = 1.0, full_scale: Optional[float] = None, weights_missing_ok: bool = False,
-                      notes: Optional[list[str]] = None, starting_weights: bool = True) -> Any:
-    """The compiled model; it divides its inputs by `pixel_scale` itself (the data's, see build_model)."""
+                      notes: Optional[list[str]] = None, starting_weights: bool = True,
+                      placement: Optional[Placement] = None) -> Any:
+    """The compiled model; it divides its inputs by `pixel_scale` itself (the data's, see build_model). Build it
+    inside `placement.scope()` when there is one."""
     build_augmenter(config.data.augment)  # augmentation mistakes are config mistakes: report them before training
     model = build_model(config.model, input_shape, num_classes, name=config.name or "cnn", pixel_scale=pixel_scale,
                         full_scale=full_scale, weights_missing_ok=weights_missing_ok, notes=notes,
                         starting_weights=starting_weights)
-    return compile_for_training(model, config.train, train_examples)
+    return compile_for_training(model, config.train, train_examples, placement or Placement())
 
 
-def compile_for_training(model: Any, train_cfg: TrainConfig, train_examples: int) -> Any:
+def compile_for_training(model: Any, train_cfg: TrainConfig, train_examples: int, placement: Placement) -> Any:
     return compile_model(model, train_cfg, jit_compile=runtime.resolve_jit_compile(train_cfg.jit_compile),
-                         steps_per_execution=runtime.resolve_steps_per_execution(train_cfg.steps_per_execution),
+                         steps_per_execution=placement.steps_per_execution(train_cfg.steps_per_execution),
                          steps_per_epoch=math.ceil(train_examples / train_cfg.batch_size))
 
 

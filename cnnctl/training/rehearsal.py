@@ -13,8 +13,9 @@ configured optimizer on a throwaway variable.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Any
+from typing import Any, Callable, ContextManager
 
 import keras
 import numpy as np
@@ -31,21 +32,26 @@ EXAMPLES = 2  # enough for a batch dimension that is not 1; few enough to cost m
 _RESOLVED_BY_COMPILE = {"accuracy", "acc", "crossentropy", "ce"}
 
 
-def rehearse(config: Config, dataset: Dataset, model: keras.Model) -> None:
+def rehearse(config: Config, dataset: Dataset, model: keras.Model,
+             scope: Callable[[], ContextManager] = contextlib.nullcontext) -> None:
     """Run augmentation, the forward pass, the loss and the metrics on two training examples as fit would, and
-    one optimizer update on a copy; raise ConfigError naming the config key that a failure comes from."""
+    one optimizer update on a copy; raise ConfigError naming the config key that a failure comes from.
+    `scope`: the model's distribution scope (train.distribute), inside which its metric variables are reset (on
+    JAX, a reset outside it would move them to one device, and fit would refuse the mix)."""
     x, y = _tiny_batch(config, dataset)
-    y_pred = model(x, training=False)
-    try:
-        model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
-    except Exception as exc:  # noqa: BLE001 - any failure here is the loss not fitting the model and labels
-        raise ConfigError(_loss_message(config, dataset, y, y_pred, exc)) from None
-    try:
-        model.compute_metrics(x, y, y_pred, sample_weight=None)
-    except Exception as exc:  # noqa: BLE001
-        raise ConfigError(_metric_message(config, y, y_pred, exc)) from None
-    finally:
-        model.reset_metrics()
+    with scope():
+        y_pred = model(x, training=False)
+        try:
+            model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+        except Exception as exc:  # noqa: BLE001 - any failure here is the loss not fitting the model and labels
+            raise ConfigError(_loss_message(config, dataset, y, y_pred, exc)) from None
+        try:
+            model.compute_metrics(x, y, y_pred, sample_weight=None)
+        except Exception as exc:  # noqa: BLE001
+            raise ConfigError(_metric_message(config, y, y_pred, exc)) from None
+        finally:
+            model.reset_metrics()
+    # Outside the scope: the throwaway optimizer's step is not a distributed one (MirroredStrategy refuses it).
     _rehearse_optimizer(config)
 
 

@@ -16,6 +16,7 @@ them back byte for byte and deletes what the extension made, so the run is again
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -26,8 +27,9 @@ from cnnctl.evaluation.diagnosis import read_history_csv
 from cnnctl.runs import contract
 from cnnctl.runs.folder import FolderSnapshot, Run, resolve_run, write_text_atomic
 from cnnctl.runs.status import now
-from cnnctl.training import checkpoint
+from cnnctl.training import checkpoint, distribute
 from cnnctl.training.callbacks import TrainingBackup
+from cnnctl.training.distribute import chief_only_folder
 from cnnctl.training.guard import NAN_ERROR, guarded, resume_command
 from cnnctl.training.loop import Announce, TrainResult, complete_run
 from cnnctl.training.prepare import prepare
@@ -46,7 +48,15 @@ def resume_run(spec: Union[str, Path, Run], runs_dir: Optional[Union[str, Path]]
             raise ConfigError(f"--set {override}: a resumed run keeps its config; only "
                               f"{', '.join(RESUMABLE_SETTINGS[:-1])} and {RESUMABLE_SETTINGS[-1]} can change "
                               "(e.g. --set train.epochs=20)")
+    distribute.join_processes()  # before the chief is known: it alone resumes the run's own folder
     run = spec if isinstance(spec, Run) else resolve_run(str(spec), runs_dir)
+    with chief_only_folder() as scratch:  # the job's other processes resume a copy, removed afterwards
+        if scratch is not None:
+            run = Run(Path(shutil.copytree(run.path, Path(scratch) / run.path.name)))
+        return _resume(run, overrides, verbose, announce)
+
+
+def _resume(run: Run, overrides: Sequence[str], verbose: int, announce: Optional[Announce]) -> TrainResult:
     config_path = run.file(contract.CONFIG)
     saved = load_config(config_path)
     config = load_config(config_path, overrides)
@@ -94,7 +104,8 @@ def resume_run(spec: Union[str, Path, Run], runs_dir: Optional[Union[str, Path]]
         prepared.enter_fine_tune()
     # The checkpoint must load into the model the config builds (and its early-stopping weights be readable)
     # before anything is written: a run that cannot be resumed is refused as it is.
-    TrainingBackup(run, []).restore(prepared.model)
+    with prepared.placement.scope():
+        TrainingBackup(run, []).restore(prepared.model)
     finished_run = status in ("completed", "pruned")
     # Extending a finished run is all or nothing: until its first new epoch is committed, a failure (out of
     # memory at the first step of a bigger batch, Ctrl-C, a full disk) puts back every file as it was.

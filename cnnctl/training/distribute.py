@@ -1,0 +1,242 @@
+"""Training, step 4a″: where training runs — one device; every device of one machine through TensorFlow's
+MirroredStrategy; or Keras' DataParallel on JAX, over the devices of one process or of several (jax.distributed).
+
+`train.distribute` chooses (auto | none | mirrored | data_parallel); `train.batch_size` stays the global batch,
+split evenly over the devices. Several processes are joined from the standard environment, read by
+`jax.distributed.initialize` itself: JAX_COORDINATOR_ADDRESS (process 0's host:port), JAX_NUM_PROCESSES and
+JAX_PROCESS_ID (what `cnnctl train --processes N` sets for its local workers), or a SLURM job's own variables.
+Process 0 is the chief: it alone writes the run folder (see cnnctl/training/loop.py).
+
+Not used, on purpose: TensorFlow's MultiWorkerMirroredStrategy fails inside Keras 3's fit
+(tensorflow/tensorflow#72388, keras-team/keras#20585); Ray Train's TensorflowTrainer forces legacy tf-keras; Horovod
+has no Keras 3 support.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Optional
+
+from cnnctl import runtime
+from cnnctl.config.schema import TrainConfig
+from cnnctl.data.shard import Shard
+from cnnctl.errors import ConfigError, RunError
+
+# What `cnnctl train --processes N` sets for each local worker, and what a launcher (Kubeflow's JAX runtime, a
+# hand-written script) sets on every host; JAX reads the address itself, cnnctl passes the other two.
+COORDINATOR = "JAX_COORDINATOR_ADDRESS"
+PROCESS_COUNT = "JAX_NUM_PROCESSES"
+PROCESS_ID = "JAX_PROCESS_ID"
+
+
+def _several_processes_asked() -> bool:
+    slurm_tasks = os.environ.get("SLURM_STEP_NUM_TASKS") or os.environ.get("SLURM_NTASKS") or "1"
+    return bool(os.environ.get(COORDINATOR)) or _env_int(PROCESS_COUNT, 1) > 1 or (
+        slurm_tasks.isdigit() and int(slurm_tasks) > 1 and "SLURM_JOB_ID" in os.environ)
+
+
+def _env_int(name: str, default: Optional[int] = None) -> Optional[int]:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r}: must be a whole number") from None
+
+
+def join_processes() -> None:
+    """Join the job's other processes (jax.distributed.initialize) when the environment describes several; once,
+    before JAX's first device query. Nothing for one process, or on TensorFlow — where several processes are
+    refused, since Keras 3's fit cannot train across them there."""
+    if not _several_processes_asked():
+        return
+    if runtime.backend() != "jax":
+        raise ConfigError(f"{COORDINATOR} / {PROCESS_COUNT} describe several training processes, which cnnctl "
+                          f"runs on the JAX backend only (TensorFlow's MultiWorkerMirroredStrategy does not work "
+                          f"with Keras 3): KERAS_BACKEND=jax; pip install 'cnnctl[jax]'")
+    import jax
+
+    if jax.distributed.is_initialized():
+        return
+    count, index = _env_int(PROCESS_COUNT), _env_int(PROCESS_ID)
+    if count is not None and index is not None and not 0 <= index < count:
+        raise ConfigError(f"{PROCESS_ID}={index}: must be 0..{count - 1} ({PROCESS_COUNT}={count})")
+    try:
+        jax.distributed.initialize(num_processes=count, process_id=index)
+    except (RuntimeError, ValueError) as exc:
+        where = os.environ.get(COORDINATOR, "(address not set)")
+        raise RunError(f"cannot join the other training processes at {COORDINATOR}={where}: "
+                       f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+
+
+def process_index() -> int:
+    """This process's number in a multi-process job (0, the chief, writes the run folder); 0 alone."""
+    if runtime.backend() != "jax" or "jax" not in sys.modules:  # JAX joined other processes before importing
+        return 0
+    import jax
+
+    return jax.process_index() if jax.distributed.is_initialized() else 0
+
+
+def process_count() -> int:
+    if runtime.backend() != "jax" or "jax" not in sys.modules:
+        return 1
+    import jax
+
+    return jax.process_count() if jax.distributed.is_initialized() else 1
+
+
+def is_chief() -> bool:
+    return process_index() == 0
+
+
+@dataclass
+class Placement:
+    """Where one training runs: the strategy, the devices a batch is split over, and the engine behind it
+    (a tf.distribute.MirroredStrategy or a keras.distribution.DataParallel; None on one device)."""
+
+    strategy: str = "none"
+    devices: tuple[str, ...] = ()
+    batch_size: int = 0
+    processes: int = 1
+    process_index: int = 0
+    engine: Any = field(default=None, repr=False)
+
+    @property
+    def replicas(self) -> int:
+        return max(1, len(self.devices)) if self.strategy != "none" else 1
+
+    @property
+    def shard(self) -> Optional[Shard]:
+        """How the in-memory batches are cut for Keras' DataParallel; None when Keras splits them itself."""
+        if self.strategy != "data_parallel":
+            return None
+        return Shard(self.process_index, self.processes, self.replicas)
+
+    @property
+    def chief(self) -> bool:
+        return self.process_index == 0
+
+    def scope(self) -> Any:
+        """Build, compile, restore and fit inside: the model's variables are created and updated on every device."""
+        return self.engine.scope() if self.engine is not None else contextlib.nullcontext()
+
+    def describe(self) -> str:
+        """`mirrored over 2 devices (CPU:0, CPU:1): batch 64 = 2 × 32 per device`; empty on one device."""
+        if self.strategy == "none":
+            return ""
+        names = ", ".join(self.devices)
+        processes = f" in {self.processes} processes" if self.processes > 1 else ""
+        return (f"{self.strategy} over {self.replicas} device{'s' if self.replicas != 1 else ''}{processes} "
+                f"({names}): batch {self.batch_size} = {self.replicas} × {self.batch_size // self.replicas} "
+                "per device")
+
+    def record(self) -> dict[str, Any]:
+        """environment.json's `distribute`."""
+        return {"strategy": self.strategy, "devices": list(self.devices), "processes": self.processes,
+                "global_batch": self.batch_size, "per_device_batch": self.batch_size // self.replicas}
+
+    def steps_per_execution(self, setting: Any) -> int:
+        # MirroredStrategy with several steps per compiled call fails in Keras 3.15's TensorFlow trainer ("You must
+        # feed a value for placeholder tensor ... while/cond/Placeholder"), so it runs one step per call.
+        return 1 if self.strategy == "mirrored" else runtime.resolve_steps_per_execution(setting)
+
+
+def _short(name: str) -> str:
+    """`/job:localhost/replica:0/task:0/device:GPU:1` → `GPU:1`, as JAX names its devices."""
+    return name.rsplit("/device:", 1)[-1]
+
+
+def place(train: TrainConfig, in_memory: bool = True) -> Placement:
+    """Resolve train.distribute on this machine (and job). `in_memory`: the data is held as arrays (Keras'
+    DataParallel is fed cnnctl's own batches, cut per process; a folder source streams through tf.data)."""
+    setting = train.distribute
+    index, count = process_index(), process_count()
+    if runtime.backend() == "jax":
+        return _place_jax(train, setting, in_memory, index, count)
+    if setting == "data_parallel":
+        raise ConfigError("train.distribute: data_parallel is Keras' distribution API on the JAX backend; on "
+                          "TensorFlow use mirrored (every device of this machine) or auto, or run with "
+                          "KERAS_BACKEND=jax")
+    if setting == "none":
+        return Placement(batch_size=train.batch_size)
+    devices = _tensorflow_devices()
+    if setting == "auto" and len(devices) < 2:
+        return Placement(batch_size=train.batch_size)
+    if train.steps_per_execution not in ("auto", 1):
+        raise ConfigError(f"train.steps_per_execution: {train.steps_per_execution} does not work with "
+                          "TensorFlow's MirroredStrategy in Keras 3 (the multi-step loop fails); use auto or 1, "
+                          "or train.distribute: none")
+    _check_split(train, len(devices), setting)
+    import tensorflow as tf
+
+    strategy = tf.distribute.MirroredStrategy(devices=devices)
+    return Placement("mirrored", tuple(_short(name) for name in devices), train.batch_size, engine=strategy)
+
+
+def _tensorflow_devices() -> list[str]:
+    """Every GPU; without one, the CPU's logical devices (several only where a program configured them, e.g.
+    tf.config.set_logical_device_configuration — how the tests try two devices on one CPU)."""
+    tf = runtime.import_tensorflow()
+    runtime.devices()  # memory growth is set before the devices are listed (listing initializes them)
+    gpus = tf.config.list_logical_devices("GPU")
+    return [device.name for device in (gpus or tf.config.list_logical_devices("CPU"))]
+
+
+def _place_jax(train: TrainConfig, setting: str, in_memory: bool, index: int, count: int) -> Placement:
+    if setting == "mirrored":
+        raise ConfigError("train.distribute: mirrored is TensorFlow's MirroredStrategy; on the JAX backend use "
+                          "data_parallel or auto")
+    if setting == "none":
+        if count > 1:
+            raise ConfigError(f"train.distribute: none trains on one device, but this job has {count} processes; "
+                              "use auto or data_parallel")
+        return Placement(batch_size=train.batch_size)
+    import jax
+
+    devices = jax.devices()
+    if setting == "auto" and len(devices) < 2:
+        return Placement(batch_size=train.batch_size)
+    if not in_memory:
+        if setting == "auto" and count == 1:
+            return Placement(batch_size=train.batch_size)  # streamed folders train on one device (see below)
+        raise ConfigError("train.distribute: data_parallel on JAX needs data held in memory (npz, npy, idx, csv, "
+                          "built-in datasets); a folder source streams through tf.data, which cnnctl does not split "
+                          "over devices yet; use train.distribute: none, or KERAS_BACKEND=tensorflow with mirrored")
+    _check_split(train, len(devices), setting)
+    import keras
+
+    # cnnctl cuts each process's part of the batches itself (cnnctl/data/batches.py): Keras' own sharding works on
+    # tf.data only and needs TensorFlow, which a JAX machine may lack.
+    distribution = keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
+    names = tuple(f"{device.platform.upper()}:{device.id}" for device in devices)
+    return Placement("data_parallel", names, train.batch_size, count, index, distribution)
+
+
+def _check_split(train: TrainConfig, devices: int, setting: str) -> None:
+    if train.batch_size % devices:
+        lower = train.batch_size - train.batch_size % devices
+        higher = lower + devices
+        choices = f"{lower} or {higher}" if lower else f"{higher}"
+        raise ConfigError(f"train.batch_size: {train.batch_size} does not split evenly over the {devices} devices "
+                          f"train.distribute: {setting} uses; use {choices}, or train.distribute: none")
+
+
+@contextlib.contextmanager
+def chief_only_folder(prefix: str = "cnnctl-process-") -> Iterator[Optional[str]]:
+    """A scratch folder for a process that is not the chief (its run folder goes there and is removed
+    afterwards); None in the chief, which writes the real run folder."""
+    if is_chief():
+        yield None
+        return
+    scratch = tempfile.mkdtemp(prefix=f"{prefix}{process_index()}-")
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
