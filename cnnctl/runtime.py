@@ -11,7 +11,7 @@ import json
 import os
 import platform
 import sys
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from cnnctl import __version__
 from cnnctl.errors import ConfigError
@@ -114,6 +114,23 @@ def backend() -> str:
             return str(json.load(handle).get("backend", "tensorflow"))
     except (OSError, ValueError, AttributeError):
         return "tensorflow"
+
+
+def use_backend(chosen: Optional[str]) -> None:
+    """A config's `backend:` for this process: sets KERAS_BACKEND, which Keras reads once, when it is imported
+    (the commands load the config first). A one-line error when KERAS_BACKEND names another backend, or when
+    this process already runs Keras on another (a Python caller that imported Keras first)."""
+    if chosen is None:
+        return
+    exported = os.environ.get("KERAS_BACKEND")
+    if exported and exported != chosen:
+        raise ConfigError(f"backend: {chosen}, but KERAS_BACKEND={exported} is set; unset KERAS_BACKEND or change "
+                          "backend: in the config")
+    if "keras" in sys.modules and backend() != chosen:
+        raise ConfigError(f"backend: {chosen}, but this Python process already runs Keras on {backend()} (Keras "
+                          f"chooses its backend once, when it is imported); set KERAS_BACKEND={chosen} before "
+                          "importing keras or cnnctl's training")
+    os.environ["KERAS_BACKEND"] = chosen
 
 
 def devices() -> list[str]:

@@ -1,11 +1,12 @@
 """Keras 3 backends: the same cnnctl on JAX (KERAS_BACKEND=jax, the `cnnctl[jax]` extra) with TensorFlow hidden
-from the import system (tests/without_tensorflow on PYTHONPATH), as on a machine that has only JAX — train, resume
-and predict in one fresh interpreter (the backend is chosen once per process); then the same training as a job of
-two processes joined over 127.0.0.1 (`--processes 2`), one of them killed mid-run, resumed on two processes, and
-compared with the one-process run. TensorFlow installed beside JAX (tf.data batches fed to JAX) was tried
-by hand (benchmarks/RESULTS.md). `evaluate` and `cv` run the same
-functions as train's evaluation and training (tried on JAX by hand: benchmarks/RESULTS.md); each JAX run costs
-seconds of XLA compiling on CPU, so the suite runs the smallest slice that crosses every backend-specific path."""
+from the import system (tests/without_tensorflow on PYTHONPATH), as on a machine that has only JAX: train and
+predict in one fresh interpreter (the backend is chosen once per process); then the same training as a job of two
+processes joined over 127.0.0.1 (`--processes 2`, the backend chosen by the config's `backend: jax`), one of them
+killed mid-run, resumed on two processes, and compared with the one-process run.
+
+TensorFlow installed beside JAX (tf.data batches fed to JAX), `evaluate` and `cv` on JAX run the same functions as
+train's evaluation and training and were tried by hand (benchmarks/RESULTS.md); each JAX process costs seconds of
+XLA compiling on CPU, so the suite runs the smallest slice that crosses every backend-specific path."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ CONFIG = {
     "data": {"source": "digits", "validation_split": 0.1, "test_split": 0.2},
     "model": {"layers": [{"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}}, "Flatten",
                          {"Dense": {"units": 10, "activation": "softmax"}}]},
-    "train": {"epochs": 1, "batch_size": 32, "optimizer": {"name": "adam", "learning_rate": 0.01},
+    "train": {"epochs": 2, "batch_size": 32, "optimizer": {"name": "adam", "learning_rate": 0.01},
               "early_stopping": False},
 }
 
@@ -50,14 +51,13 @@ import numpy as np
 import cnnctl
 
 runs, images, config = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-first = cnnctl.train(config, runs_dir=runs)
-resumed = cnnctl.resume(first.path, epochs=2)
-predictions = cnnctl.predict(first.path, np.load(images))
+trained = cnnctl.train(config, runs_dir=runs)
+predictions = cnnctl.predict(trained.path, np.load(images))
 import keras
 print(json.dumps({
-    "backend": keras.backend.backend(), "tensorflow": "tensorflow" in sys.modules, "path": str(first.path),
-    "first_accuracy": first.metrics["accuracy"], "resumed_epochs": resumed.history["epoch"],
-    "resumed_accuracy": resumed.metrics["accuracy"], "predicted": predictions.probabilities.tolist(),
+    "backend": keras.backend.backend(), "tensorflow": "tensorflow" in sys.modules, "path": str(trained.path),
+    "epochs": trained.history["epoch"], "accuracy": trained.metrics["accuracy"],
+    "predicted": predictions.probabilities.tolist(),
 }))
 """
 
@@ -70,7 +70,8 @@ def _jax_without_tensorflow(scratch: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def jax_run(tmp_path_factory) -> dict:
-    """CONFIG trained for 1 epoch on JAX without TensorFlow, resumed to 2, and six digits predicted."""
+    """CONFIG trained for 2 epochs on JAX without TensorFlow, and six digits predicted. (Resuming on JAX is the
+    two-process test's second half.)"""
     from sklearn.datasets import load_digits
 
     base = tmp_path_factory.mktemp("jax")
@@ -81,16 +82,16 @@ def jax_run(tmp_path_factory) -> dict:
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "six": base / "six.npy"}
 
 
-def test_train_resume_and_predict_on_jax_without_tensorflow(jax_run):
+def test_train_and_predict_on_jax_without_tensorflow(jax_run):
     result = jax_run
     assert result["backend"] == "jax" and result["tensorflow"] is False
     run = Path(result["path"])
     environment_json = json.loads((run / "environment.json").read_text())
     assert environment_json["backend"] == "jax" and "jax" in environment_json["versions"]
     assert "tensorflow" not in environment_json["versions"]
-    assert environment_json["status"] == "completed" and environment_json["resumed"]
+    assert environment_json["status"] == "completed"
     assert environment_json["distribute"]["strategy"] == "none"  # one CPU device
-    assert result["resumed_epochs"] == [1.0, 2.0] and result["resumed_accuracy"] > 0.8  # digits after 2 epochs
+    assert result["epochs"] == [1.0, 2.0] and result["accuracy"] > 0.8  # digits after 2 epochs
     # model.keras is backend-neutral: TensorFlow (this process) loads it and predicts what JAX predicted.
     from cnnctl.evaluation.scoring import load_model
     from cnnctl.runs.folder import Run
@@ -121,10 +122,12 @@ def _completed_epochs(runs: Path) -> int:
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker to kill through /proc")
 def test_two_processes_on_loopback_fail_cleanly_resume_and_match_one_process(jax_run, tmp_path):
     config = tmp_path / "jax-slice.yaml"
-    config.write_text(yaml.safe_dump({**CONFIG, "train": {**CONFIG["train"], "epochs": 50}}))
+    # The config's own `backend: jax` chooses the backend here (KERAS_BACKEND unset), for every process.
+    config.write_text(yaml.safe_dump({**CONFIG, "backend": "jax", "train": {**CONFIG["train"], "epochs": 50}}))
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     env = _jax_without_tensorflow(scratch)
+    del env["KERAS_BACKEND"]
     runs = tmp_path / "runs"
     launcher = subprocess.Popen([sys.executable, "-m", "cnnctl", "train", str(config), "--processes", "2",
                                  "--runs-dir", str(runs)], cwd=ROOT, env=env, text=True,
@@ -160,4 +163,4 @@ def test_two_processes_on_loopback_fail_cleanly_resume_and_match_one_process(jax
     assert list(runs.iterdir()) == [run]  # and no process left a scratch folder, not even the killed one:
     assert [path.name for path in scratch.iterdir() if path.name.startswith("cnnctl-")] == []
     two = json.loads((run / "metrics.json").read_text())["accuracy"]
-    assert abs(two - jax_run["resumed_accuracy"]) <= ACCURACY_TOLERANCE, (two, jax_run["resumed_accuracy"])
+    assert abs(two - jax_run["accuracy"]) <= ACCURACY_TOLERANCE, (two, jax_run["accuracy"])

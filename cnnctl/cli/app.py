@@ -132,13 +132,14 @@ def train(
         raise typer.Exit(code=_launch_processes(config, overrides, name, runs_dir, resume, processes))
 
     if resume is not None:
-        from cnnctl.training.resume import resume_run
-
         if config is not None:
             raise ConfigError(f"train: give CONFIG or --resume RUN, not both; a resumed run uses its own "
                               f"config.yaml (drop {config})")
         if name:
             raise ConfigError("--name: a resumed run keeps its folder and name; drop --name")
+        runtime.use_backend(load_config(resolve_run(resume, runs_dir).file(contract.CONFIG)).backend)
+        from cnnctl.training.resume import resume_run
+
         with signals_interrupt():
             result = resume_run(resume, runs_dir, list(overrides or []), verbose=_verbosity(),
                                 announce=_announce(None))
@@ -153,6 +154,7 @@ def train(
         if name:
             overrides.append(f"name={name}")
         cfg = load_config(config, overrides)  # before TensorFlow is imported: a typo is reported at once
+        runtime.use_backend(cfg.backend)  # before Keras is imported: it reads KERAS_BACKEND once
         from cnnctl.training.loop import train_run
 
         with signals_interrupt():
@@ -173,6 +175,10 @@ def _launch_processes(config: Optional[Path], overrides: Optional[list[str]], na
     from cnnctl.cli.processes import launch
     from cnnctl.config.loading import load_config
 
+    if resume is not None:
+        runtime.use_backend(load_config(resolve_run(resume, runs_dir).file(contract.CONFIG)).backend)
+    elif config is not None:
+        runtime.use_backend(load_config(config, list(overrides or [])).backend)
     if runtime.backend() != "jax":
         raise ConfigError("--processes: several training processes run on the JAX backend (Keras' DataParallel; "
                           "TensorFlow's MultiWorkerMirroredStrategy does not work with Keras 3): KERAS_BACKEND=jax "
@@ -456,6 +462,7 @@ def check(config: ConfigArg, overrides: SetOption = None) -> None:
     from cnnctl.config.loading import load_config
 
     cfg = load_config(config, list(overrides or []))  # before Keras is imported: a bad config fails in a second
+    runtime.use_backend(cfg.backend)
     from cnnctl.model.summary import describe
     from cnnctl.reporting import display
     from cnnctl.training.prepare import prepare
@@ -493,6 +500,7 @@ def cv(
     from cnnctl.config.loading import load_config
     from cnnctl.reporting import display
     cfg = load_config(config, list(overrides or []))  # before TensorFlow is imported: a typo is reported at once
+    runtime.use_backend(cfg.backend)
     from cnnctl.training.crossval import cross_validate
 
     header = _announce(str(config))
@@ -552,6 +560,7 @@ def tune(
         if config is None:
             raise ConfigError("tune: give a config file with a `tune:` section, or --resume TUNEFOLDER")
         cfg = load_config(config, list(overrides or []))  # before TensorFlow is imported: a typo is reported at once
+        runtime.use_backend(cfg.backend)
         from cnnctl.training import tune as tuning
 
         with signals_interrupt():

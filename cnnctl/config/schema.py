@@ -497,6 +497,8 @@ class Config(Section):
     name: Optional[str] = Field(None, description="run name; default: the config file's stem")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="seeds Python, NumPy and Keras "
                       "(keras.utils.set_random_seed) and the data splits; 0 to 4294967295 (NumPy's range)")
+    backend: Optional[Literal["tensorflow", "jax"]] = Field(None, description=(
+        "the Keras backend to train on; null: KERAS_BACKEND, else ~/.keras/keras.json, else tensorflow"))
     data: DataConfig = Field(default_factory=DataConfig, description="where the examples come from and how "
                                                                      "they are split")
     model: ModelConfig = Field(description="the network: an optional input shape and the layers in order")
@@ -518,6 +520,8 @@ class Config(Section):
         data = self.model_dump(mode="json")
         data["model"]["layers"] = [layer.to_yaml() for layer in self.model.layers]
         data["data"]["augment"] = [layer.to_yaml() for layer in self.data.augment]
+        if data["backend"] is None:  # written only by configs that choose one
+            del data["backend"]
         for optional in ("backbone", "from_run"):  # written only by configs that use them
             if data["model"][optional] is None:
                 del data["model"][optional]

@@ -58,6 +58,7 @@ def prepare(config: Config, origin: str = "", stand_in_when_missing: bool = Fals
     by zero images of its shape (see load_data). `starting_weights=False` (a resume, whose checkpoint holds every
     weight): no pretrained weights are loaded (see build_model)."""
     with in_config_file(origin):
+        runtime.use_backend(config.backend)  # the commands applied it before importing Keras; here it is checked
         distribute.join_processes()  # before JAX's first device query
     runtime.seed_everything(config.seed)
     with in_config_file(origin):
