@@ -92,19 +92,6 @@ def test_resume_extends_a_completed_run_and_says_when_there_is_nothing_to_do(arr
     assert longer.history["epoch"] == [1.0, 2.0, 3.0, 4.0] and longer.note is None
 
 
-def test_train_from_a_dict_prints_nothing(tmp_path):
-    # Run as a user would, in a fresh interpreter: the only output is what the script prints itself.
-    code = ("import cnnctl; r = cnnctl.train({'model': {'layers': ['Flatten', {'Dense': {'units': 10, "
-            "'activation': 'softmax'}}]}, 'train': {'epochs': 1, 'optimizer': {'learning_rate': 0.01}}}, "
-            "runs_dir=%r); "
-            "print(round(r.metrics['accuracy'], 4), r.path.name)" % str(tmp_path))
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == ""
-    accuracy, name = done.stdout.split()
-    assert 0.5 < float(accuracy) <= 1 and name.endswith("-run")  # digits by default; a dict's run is named "run"
-
-
 def test_a_registered_source_is_read_and_its_name_is_checked(tmp_path, monkeypatch):
     from cnnctl.data import raw
 

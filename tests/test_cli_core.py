@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -116,14 +115,6 @@ def test_evaluate_and_plot_rewrite_the_same_numbers_from_the_folder(digits_run):
     assert (run / "loss_curve.png").stat().st_size > 10_000
 
 
-def test_evaluate_on_validation_split(digits_run, tmp_path):
-    run = Path(shutil.copytree(digits_run[0], tmp_path / digits_run[0].name))  # the module's run stays on test
-    result = runner.invoke(app, ["evaluate", str(run), "--split", "val"])
-    assert result.exit_code == 0, result.output
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["split"] == "val" and metrics["num_examples"] == 144
-
-
 def test_evaluate_split_val_scores_validation_and_keeps_the_test_set_out(tmp_path, trained_digits_run):
     """While tuning, `evaluate.split: val` makes train (and a later evaluate) score the validation split."""
     result = runner.invoke(app, ["train", str(trained_digits_run.config), "--set", "train.epochs=1",
@@ -135,6 +126,9 @@ def test_evaluate_split_val_scores_validation_and_keeps_the_test_set_out(tmp_pat
     assert metrics["split"] == "val" and metrics["num_examples"] == sizes["val"] != sizes["test"]
     with np.load(run / "predictions.npz") as saved:
         assert str(saved["split"]) == "val" and len(saved["y_true"]) == sizes["val"]
+    assert runner.invoke(app, ["evaluate", str(run), "--split", "test"]).exit_code == 0  # the flag wins
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["num_examples"] == sizes["test"]
     assert runner.invoke(app, ["evaluate", str(run)]).exit_code == 0
     assert json.loads((run / "metrics.json").read_text())["split"] == "val"  # the config's choice, again
 

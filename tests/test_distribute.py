@@ -118,25 +118,29 @@ def test_processes_need_the_jax_backend(tmp_path, monkeypatch):
 
 MIRRORED = """
 import json, sys
-import tensorflow as tf
+import cnnctl
+from cnnctl import runtime
 
+tf = runtime.import_tensorflow()  # quietly, as cnnctl.train would; then two logical devices before it starts
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import cnnctl
-
 result = cnnctl.train(json.loads(sys.argv[1]), runs_dir=sys.argv[2])
 print(json.dumps({"path": str(result.path), "accuracy": result.metrics["accuracy"]}))
 """
 
 
 def test_mirrored_over_two_logical_devices_matches_one_device(tmp_path, trained_digits_run):
-    """The session's tiny digits run (one device) trained again over two logical CPU devices."""
+    """The session's tiny digits run (one device) trained again over two logical CPU devices, through the Python
+    API in a fresh interpreter, as a user would: the only output is what the script prints itself."""
     config = {**TINY_DIGITS_CONFIG, "train": {**TINY_DIGITS_CONFIG["train"], "distribute": "mirrored"}}
+    del config["name"]  # a dict's run is named "run"
     done = subprocess.run([sys.executable, "-c", MIRRORED, json.dumps(config), str(tmp_path / "runs")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=400,
+                          capture_output=True, text=True, cwd=tmp_path, timeout=400,
                           env={**os.environ, "KERAS_BACKEND": "tensorflow"})
     assert done.returncode == 0, done.stderr[-4000:]
-    mirrored = json.loads(done.stdout.strip().splitlines()[-1])
+    assert done.stderr == "" and len(done.stdout.splitlines()) == 1, done.stdout + done.stderr
+    mirrored = json.loads(done.stdout)
+    assert Path(mirrored["path"]).name.endswith("-run")
     split = json.loads((Path(mirrored["path"]) / "environment.json").read_text())["distribute"]
     assert split == {"strategy": "mirrored", "devices": ["CPU:0", "CPU:1"], "processes": 1, "global_batch": 32,
                      "per_device_batch": 16}

@@ -74,7 +74,7 @@ def assert_epochs_match_history(run: Path) -> list[int]:
     return steps
 
 
-def test_epoch_scalars_learning_rate_and_graph_are_logged_silently(tmp_path, capfd):
+def test_epoch_scalars_learning_rate_and_graph_are_logged_silently_and_a_resume_appends(tmp_path, capfd):
     result = cnnctl.train(config(), arrays=bright_or_dark(), runs_dir=tmp_path)
     assert capfd.readouterr() == ("", "")  # the library prints nothing, TensorFlow's summary writers included
 
@@ -87,6 +87,10 @@ def test_epoch_scalars_learning_rate_and_graph_are_logged_silently(tmp_path, cap
     plugins = {reader.SummaryMetadata(tag).plugin_data.plugin_name for tag in reader.Tags()["tensors"]}
     assert plugins == {"scalars", "graph_keras_model"}  # the model graph; no histograms unless asked for
     assert yaml.safe_load((result.path / contract.CONFIG).read_text())["train"]["tensorboard"] == {"histogram_freq": 0}
+    # A resumed run appends to the same logs.
+    cnnctl.resume(result.path, epochs=4)
+    assert assert_epochs_match_history(result.path) == [1, 2, 3, 4]
+    assert len(list((result.path / contract.TENSORBOARD / "train").iterdir())) == 2  # one event file per process
 
 
 def test_histograms_and_a_scheduled_learning_rate(tmp_path):
@@ -103,13 +107,6 @@ def test_histograms_and_a_scheduled_learning_rate(tmp_path):
     assert learning_rate[1] == pytest.approx(0.001, rel=0.05)
     assert learning_rate[2] == pytest.approx(float(result.model.optimizer.learning_rate), abs=1e-9)
     assert learning_rate[2] < 1e-6
-
-
-def test_a_resumed_run_appends_to_the_same_logs(tmp_path):
-    first = cnnctl.train(config(), arrays=bright_or_dark(), runs_dir=tmp_path)
-    cnnctl.resume(first.path, epochs=4)
-    assert assert_epochs_match_history(first.path) == [1, 2, 3, 4]
-    assert len(list((first.path / contract.TENSORBOARD / "train").iterdir())) == 2  # one event file per process
 
 
 def test_each_fold_logs_on_its_own(tmp_path):
