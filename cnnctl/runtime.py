@@ -34,6 +34,29 @@ def _silence_native_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
+@contextlib.contextmanager
+def native_logs_silenced() -> Iterator[None]:
+    """Silence what C++ code writes to file descriptor 2 for a while, and only that: Python's sys.stderr (warnings,
+    cnnctl's own messages) keeps writing to where descriptor 2 went before."""
+    python_stderr = sys.stderr
+    try:
+        writes_to_fd_2 = python_stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # a notebook's or a test's stream: not descriptor 2
+        writes_to_fd_2 = False
+    kept = None
+    if writes_to_fd_2:
+        python_stderr.flush()
+        kept = open(os.dup(2), "w", buffering=1, encoding=python_stderr.encoding, errors="backslashreplace")
+        sys.stderr = kept
+    try:
+        with _silence_native_stderr():
+            yield
+    finally:
+        if kept is not None:
+            sys.stderr = python_stderr
+            kept.close()
+
+
 def prepare_tensorflow_environment() -> None:
     """Settings TensorFlow reads once, at import; a value the user exported wins.
 

@@ -122,6 +122,7 @@ import cnnctl
 from cnnctl import runtime
 
 tf = runtime.import_tensorflow()  # quietly, as cnnctl.train would; then two logical devices before it starts
+runtime.devices()  # the first device query, with its CUDA probing silenced
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 result = cnnctl.train(json.loads(sys.argv[1]), runs_dir=sys.argv[2])

@@ -137,7 +137,7 @@ def train(
                               f"config.yaml (drop {config})")
         if name:
             raise ConfigError("--name: a resumed run keeps its folder and name; drop --name")
-        runtime.use_backend(load_config(resolve_run(resume, runs_dir).file(contract.CONFIG)).backend)
+        _use_run_backend(resume, runs_dir)
         from cnnctl.training.resume import resume_run
 
         with signals_interrupt():
@@ -168,6 +168,16 @@ def train(
     display.say(f"run folder: {result.path}")
 
 
+def _use_run_backend(resume: str, runs_dir: Optional[Path]) -> None:
+    """The resumed run's `backend:`, applied before Keras is imported. A run that cannot be found or read is
+    reported by resume_run, in its order (a --set that cannot change first)."""
+    from cnnctl.config.loading import load_config
+
+    with contextlib.suppress(CnnctlError):
+        chosen = load_config(resolve_run(resume, runs_dir).file(contract.CONFIG)).backend
+        runtime.use_backend(chosen)
+
+
 def _launch_processes(config: Optional[Path], overrides: Optional[list[str]], name: Optional[str],
                       runs_dir: Optional[Path], resume: Optional[str], count: int) -> int:
     """`--processes N`: check what can be checked here (backend, arguments, the config's schema), then start the
@@ -176,7 +186,7 @@ def _launch_processes(config: Optional[Path], overrides: Optional[list[str]], na
     from cnnctl.config.loading import load_config
 
     if resume is not None:
-        runtime.use_backend(load_config(resolve_run(resume, runs_dir).file(contract.CONFIG)).backend)
+        _use_run_backend(resume, runs_dir)
     elif config is not None:
         runtime.use_backend(load_config(config, list(overrides or [])).backend)
     if runtime.backend() != "jax":

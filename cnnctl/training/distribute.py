@@ -127,6 +127,12 @@ class Placement:
         """Build, compile, restore and fit inside: the model's variables are created and updated on every device."""
         return self.engine.scope() if self.engine is not None else contextlib.nullcontext()
 
+    def quiet_fit(self) -> Any:
+        """Around fit. MirroredStrategy's per-device input pipelines make TensorFlow's C++ runtime log `W0000 ...
+        dataset.cc] Input of GeneratorDatasetOp::Dataset will not be optimized ...` on descriptor 2 (absl logging,
+        which TF_CPP_MIN_LOG_LEVEL does not reach); Python's own messages still show, errors still raise."""
+        return runtime.native_logs_silenced() if self.strategy == "mirrored" else contextlib.nullcontext()
+
     def describe(self) -> str:
         """`mirrored over 2 devices (CPU:0, CPU:1): batch 64 = 2 × 32 per device`; empty on one device."""
         if self.strategy == "none":

@@ -133,16 +133,17 @@ def _fit_phase(run: Run, prepared: Prepared, last_epoch: int, phase: Optional[in
                                  shard=shard)
                 if "val" in dataset.splits else None)
     warnings.filterwarnings("ignore", message=".*shuffle=True.* was passed")  # our pipeline shuffles itself
-    history = model.fit(
-        train_data,
-        validation_data=val_data,
-        epochs=last_epoch,
-        initial_epoch=start,
-        # backup last: it restores the others' state after they reset, saves it after they update
-        callbacks=callbacks + list(extra_callbacks) + [backup],
-        class_weight=class_weights(train_cfg.class_weight, dataset),
-        verbose=verbose,
-    )
+    with prepared.placement.quiet_fit():
+        history = model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=last_epoch,
+            initial_epoch=start,
+            # backup last: it restores the others' state after they reset, saves it after they update
+            callbacks=callbacks + list(extra_callbacks) + [backup],
+            class_weight=class_weights(train_cfg.class_weight, dataset),
+            verbose=verbose,
+        )
     return history.history
 
 
@@ -224,9 +225,9 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 0, train: bool = T
         if not prepared.placement.chief:  # process 0 evaluates and writes the run's files; the others are done
             return TrainResult(run, None, read_history_csv(run.file(contract.HISTORY)), {},
                                note=f"process {prepared.placement.process_index}: training done")
-        # Keras' DataParallel keeps the weights on every device of the job: the chief evaluates the saved model
-        # on its own devices instead, without the other processes.
-        model = prepared.model if prepared.placement.shard is None else load_model(run)
+        # Trained on several devices (the weights on each, inputs split over them): the chief evaluates the saved
+        # model on one device, without the other processes and without splitting batches that do not divide.
+        model = prepared.model if prepared.placement.strategy == "none" else load_model(run)
     else:
         model = load_model(run)
     split = dataset.evaluation_split(config.evaluate.split)
