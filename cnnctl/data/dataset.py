@@ -159,7 +159,16 @@ class Dataset:
 
         dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
         if augment is not None:
-            dataset = dataset.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+            # Layer by layer: inside tf.data each Keras preprocessing layer computes with TensorFlow whatever the
+            # backend; a Sequential around them would call JAX's ops on tf.data's symbolic tensors, and fail.
+            layers = getattr(augment, "layers", [augment])
+
+            def augmented(x, y):
+                for layer in layers:
+                    x = layer(x, training=True)
+                return x, y
+
+            dataset = dataset.map(augmented, num_parallel_calls=tf.data.AUTOTUNE)
         return dataset.prefetch(tf.data.AUTOTUNE)
 
 
