@@ -30,14 +30,6 @@ from cnnctl.errors import ConfigError
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.xdist_group(__name__)
 
-DIGITS = {
-    "name": "split", "seed": 5,
-    "data": {"source": "digits", "validation_split": 0.1, "test_split": 0.2},
-    "model": {"layers": [{"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}}, "Flatten",
-                         {"Dense": {"units": 10, "activation": "softmax"}}]},
-    "train": {"epochs": 3, "batch_size": 32, "optimizer": {"name": "adam", "learning_rate": 0.01},
-              "early_stopping": False},
-}
 ACCURACY_TOLERANCE = 0.04
 
 
@@ -68,7 +60,8 @@ def test_distribute_mistakes_are_config_errors(monkeypatch):
     from cnnctl.training import distribute
 
     def place(**train):
-        return distribute.place(Config.model_validate({**DIGITS, "train": {**DIGITS["train"], **train}}).train)
+        config = {**TINY_DIGITS_CONFIG, "train": {**TINY_DIGITS_CONFIG["train"], **train}}
+        return distribute.place(Config.model_validate(config).train)
 
     with pytest.raises(ConfigError, match="data_parallel is Keras' distribution API on the JAX backend; on "
                                           "TensorFlow use mirrored"):
@@ -80,7 +73,7 @@ def test_distribute_mistakes_are_config_errors(monkeypatch):
     with pytest.raises(ConfigError, match="train.steps_per_execution: 4 does not work with TensorFlow's "
                                           "MirroredStrategy"):
         place(distribute="auto", steps_per_execution=4)
-    assert Config.model_validate({**DIGITS, "train": {"distribute": False}}).train.distribute == "none"
+    assert Config.model_validate({**TINY_DIGITS_CONFIG, "train": {"distribute": False}}).train.distribute == "none"
     monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
     with pytest.raises(ConfigError, match="runs on the JAX backend only"):
         distribute.join_processes()
@@ -95,20 +88,21 @@ def test_a_config_backend_that_keras_cannot_switch_to_is_one_error_line(tmp_path
         runtime.use_backend("jax")
     monkeypatch.delenv("KERAS_BACKEND")
     config = tmp_path / "split.yaml"
-    config.write_text(yaml.safe_dump({**DIGITS, "backend": "jax"}))
+    config.write_text(yaml.safe_dump({**TINY_DIGITS_CONFIG, "backend": "jax"}))
     # This test process runs Keras on TensorFlow already, as a Python caller that imported it first would.
     result = CliRunner().invoke(app, ["check", str(config)])
     assert result.exit_code == 2
     assert ("error: backend: jax, but this Python process already runs Keras on tensorflow (Keras chooses its "
             "backend once, when it is imported); set KERAS_BACKEND=jax") in result.output
     runtime.use_backend("tensorflow")  # the one it runs: fine
-    assert Config.model_validate(DIGITS).to_dict().get("backend", "absent") == "absent"  # config.yaml unchanged
+    # Omitted from config.yaml when not chosen: run folders of before are unchanged.
+    assert "backend" not in Config.model_validate(TINY_DIGITS_CONFIG).to_dict()
 
 
 def test_processes_need_the_jax_backend(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
     config = tmp_path / "split.yaml"
-    config.write_text(yaml.safe_dump(DIGITS))
+    config.write_text(yaml.safe_dump(TINY_DIGITS_CONFIG))
     result = CliRunner().invoke(app, ["train", str(config), "--processes", "2", "--runs-dir", str(tmp_path / "r")])
     assert result.exit_code == 2
     assert "error: --processes: several training processes run on the JAX backend" in result.output

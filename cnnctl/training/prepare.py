@@ -54,8 +54,8 @@ def prepare(config: Config, origin: str = "", stand_in_when_missing: bool = Fals
     """Load data and build + compile the model; config and data mistakes are raised with `origin` (the file)
     in front. Seeds Python, NumPy and the backend with `config.seed` (keras.utils.set_random_seed), so a run
     is repeatable. Joins a multi-process job's other processes first (jax.distributed; see distribute.py), and
-    places the model on the devices train.distribute asks for. `stand_in_when_missing` (cnnctl check): a built-in dataset that is not downloaded is replaced
-    by zero images of its shape (see load_data). `starting_weights=False` (a resume, whose checkpoint holds every
+    places the model on the devices train.distribute asks for. `stand_in_when_missing` (cnnctl check): a built-in
+    dataset that is not downloaded is replaced by zero images of its shape (see load_data). `starting_weights=False` (a resume, whose checkpoint holds every
     weight): no pretrained weights are loaded (see build_model)."""
     with in_config_file(origin):
         runtime.use_backend(config.backend)  # the commands applied it before importing Keras; here it is checked
