@@ -1,12 +1,12 @@
 """Keras 3 backends: the same cnnctl on JAX (KERAS_BACKEND=jax, the `cnnctl[jax]` extra) with TensorFlow hidden
 from the import system (tests/without_tensorflow on PYTHONPATH), as on a machine that has only JAX: train and
-predict in one fresh interpreter (the backend is chosen once per process); then the same training as a
-job of two processes joined over 127.0.0.1 (`--processes 2`, the backend chosen by the config's `backend: jax`), one
-of them killed mid-run, resumed on two processes, and compared with the one-process run.
+predict in one fresh interpreter (the backend is chosen once per process); then the same training as a job of two
+processes joined over 127.0.0.1 (`--processes 2`, the backend chosen by the config's `backend: jax`), one of them
+killed mid-run, resumed on two processes, and compared with the one-process run.
 
 TensorFlow installed beside JAX (tf.data batches fed to JAX), `evaluate` and `cv` on JAX (the same functions as
-train's evaluation and training) were tried by hand (benchmarks/RESULTS.md); each JAX process costs seconds of XLA compiling on CPU, so the suite runs
-the smallest slice that crosses every backend-specific path."""
+train's evaluation and training) were tried by hand (benchmarks/RESULTS.md); each JAX process costs seconds of XLA
+compiling on CPU, so the suite runs the smallest slice that crosses every backend-specific path."""
 
 from __future__ import annotations
 
