@@ -114,9 +114,9 @@ def quiet_backend_import() -> None:
     start-up logs) when it is the backend or installed beside another; nothing when JAX runs alone."""
     if backend() == "tensorflow":
         import_tensorflow()
-    elif tensorflow_installed():
-        # TensorFlow only feeds tf.data batches to JAX here: hidden from the GPUs, it neither takes their memory nor
-        # logs its CUDA probing (`failed call to cuInit`) when its runtime starts at the first tf.data op.
+    elif "tensorflow" not in sys.modules and tensorflow_installed():
+        # TensorFlow only feeds tf.data batches to JAX here: hidden from the GPUs (once, at its import), it neither
+        # takes their memory nor logs its CUDA probing (`failed call to cuInit`) when its runtime starts.
         tf = import_tensorflow()
         with contextlib.suppress(RuntimeError), _silence_native_stderr():  # RuntimeError: TensorFlow had started
             tf.config.set_visible_devices([], "GPU")
@@ -159,9 +159,7 @@ def use_backend(chosen: Optional[str]) -> None:
 def devices() -> list[str]:
     """GPU names when the backend sees one, else the CPU: what training will run on."""
     if backend() == "jax":
-        import jax
-
-        gpus = [device for device in jax.devices() if device.platform == "gpu"]
+        gpus = _jax_gpus()
         if gpus:
             return [f"GPU {getattr(gpu, 'device_kind', gpu)}" for gpu in gpus]
         return [_cpu_name()]
@@ -189,10 +187,14 @@ def _gpu_name(tf: Any, gpu: Any) -> str:
 
 def has_gpu() -> bool:
     if backend() == "jax":
-        import jax
-
-        return any(device.platform == "gpu" for device in jax.devices())
+        return bool(_jax_gpus())
     return bool(_gpus(import_tensorflow()))
+
+
+def _jax_gpus() -> list:
+    import jax
+
+    return [device for device in jax.devices() if device.platform == "gpu"]
 
 
 def _gpus(tf: Any) -> list:

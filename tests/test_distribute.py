@@ -94,6 +94,7 @@ def test_a_config_backend_that_keras_cannot_switch_to_is_one_error_line(tmp_path
     assert result.exit_code == 2
     assert ("error: backend: jax, but this Python process already runs Keras on tensorflow (Keras chooses its "
             "backend once, when it is imported); set KERAS_BACKEND=jax") in result.output
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")  # use_backend sets it: put back after the test
     runtime.use_backend("tensorflow")  # the one it runs: fine
     # Omitted from config.yaml when not chosen: run folders of before are unchanged.
     assert "backend" not in Config.model_validate(TINY_DIGITS_CONFIG).to_dict()

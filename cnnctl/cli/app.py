@@ -185,30 +185,28 @@ def _launch_processes(config: Optional[Path], overrides: Optional[list[str]], na
     from cnnctl.cli.processes import launch
     from cnnctl.config.loading import load_config
 
-    if resume is not None:
-        _use_run_backend(resume, runs_dir)
-    elif config is not None:
-        runtime.use_backend(load_config(config, list(overrides or [])).backend)
-    if runtime.backend() != "jax":
-        raise ConfigError("--processes: several training processes run on the JAX backend (Keras' DataParallel; "
-                          "TensorFlow's MultiWorkerMirroredStrategy does not work with Keras 3): KERAS_BACKEND=jax "
-                          f"cnnctl train ... --processes {count} (pip install 'cnnctl[jax]'); on one machine with "
-                          "several GPUs, TensorFlow trains on all of them in one process (train.distribute: auto)")
     args: list[str] = []
     resumed = None
     if resume is not None:
         if config is not None or name:
             raise ConfigError("train: a resumed run uses its own config.yaml and name; give --resume RUN alone")
         resumed = resolve_run(resume, runs_dir)
+        runtime.use_backend(load_config(resumed.file(contract.CONFIG)).backend)
         args += ["--resume", str(resumed.path.resolve())]
     else:
         if config is None:
             raise ConfigError("train: give a config file, e.g. cnnctl train configs/digits.yaml --processes 2")
-        load_config(config, list(overrides or []))  # a typo is reported once, before any process starts
+        # A typo is reported once, here, before any process starts.
+        runtime.use_backend(load_config(config, list(overrides or [])).backend)
         args.append(str(config.resolve()))
         if name:
             args += ["--name", name]
         args += ["--runs-dir", str(default_runs_dir(runs_dir).resolve())]
+    if runtime.backend() != "jax":
+        raise ConfigError("--processes: several training processes run on the JAX backend (Keras' DataParallel; "
+                          "TensorFlow's MultiWorkerMirroredStrategy does not work with Keras 3): KERAS_BACKEND=jax "
+                          f"cnnctl train ... --processes {count} (pip install 'cnnctl[jax]'); on one machine with "
+                          "several GPUs, TensorFlow trains on all of them in one process (train.distribute: auto)")
     for override in overrides or []:
         args += ["--set", override]
     return launch(args, count, resumed)

@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_serializer,
     field_validator,
     model_validator,
@@ -391,15 +392,11 @@ class TrainConfig(Section):
                              "set reduce_lr_on_plateau: false or lr_schedule: constant")
         return self
 
-    @field_validator("mixed_precision", mode="before")
+    @field_validator("mixed_precision", "distribute", mode="before")
     @classmethod
-    def _off_spelling(cls, value: Any) -> Any:
-        return "off" if value is False else value  # YAML reads an unquoted `off` as false
-
-    @field_validator("distribute", mode="before")
-    @classmethod
-    def _false_means_none(cls, value: Any) -> Any:
-        return "none" if value is False else value
+    def _false_spelling(cls, value: Any, info: ValidationInfo) -> Any:
+        # YAML reads an unquoted `off` (and `no`) as false: the setting's own word for "not this".
+        return {"mixed_precision": "off", "distribute": "none"}[info.field_name] if value is False else value
 
     @field_validator("steps_per_execution")
     @classmethod

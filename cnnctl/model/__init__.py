@@ -10,5 +10,6 @@
 from cnnctl.runtime import quiet_backend_import
 
 # Every module here uses Keras, and Keras imports TensorFlow with pages of C++ start-up logs: import it quietly
-# first (when it is installed: on JAX it is optional). A package's __init__ runs before any of its modules, so this holds whichever module is imported first.
+# first (when it is installed: on JAX it is optional). A package's __init__ runs before any of its modules, so
+# this holds whichever module is imported first.
 quiet_backend_import()

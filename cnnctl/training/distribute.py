@@ -25,7 +25,7 @@ from typing import Any, Iterator, Optional
 from cnnctl import runtime
 from cnnctl.config.schema import TrainConfig
 from cnnctl.data.shard import Shard
-from cnnctl.errors import ConfigError, RunError
+from cnnctl.errors import ConfigError, RunError, first_line
 
 # What `cnnctl train --processes N` sets for each local worker, and what a launcher (Kubeflow's JAX runtime, a
 # hand-written script) sets on every host; JAX reads the address itself, cnnctl passes the other two.
@@ -72,28 +72,17 @@ def join_processes() -> None:
     except (RuntimeError, ValueError) as exc:
         where = os.environ.get(COORDINATOR, "(address not set)")
         raise RunError(f"cannot join the other training processes at {COORDINATOR}={where}: "
-                       f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+                       f"{first_line(exc)}") from None
 
 
-def process_index() -> int:
-    """This process's number in a multi-process job (0, the chief, writes the run folder); 0 alone."""
-    if runtime.backend() != "jax" or "jax" not in sys.modules:  # JAX joined other processes before importing
-        return 0
+def job() -> tuple[int, int]:
+    """(this process's number, how many processes) in a multi-process job; (0, 1) alone. Process 0, the chief,
+    writes the run folder."""
+    if runtime.backend() != "jax" or "jax" not in sys.modules:  # joining imports JAX before anything else does
+        return 0, 1
     import jax
 
-    return jax.process_index() if jax.distributed.is_initialized() else 0
-
-
-def process_count() -> int:
-    if runtime.backend() != "jax" or "jax" not in sys.modules:
-        return 1
-    import jax
-
-    return jax.process_count() if jax.distributed.is_initialized() else 1
-
-
-def is_chief() -> bool:
-    return process_index() == 0
+    return (jax.process_index(), jax.process_count()) if jax.distributed.is_initialized() else (0, 1)
 
 
 @dataclass
@@ -163,7 +152,7 @@ def place(train: TrainConfig, in_memory: bool = True) -> Placement:
     """Resolve train.distribute on this machine (and job). `in_memory`: the data is held as arrays (Keras'
     DataParallel is fed cnnctl's own batches, cut per process; a folder source streams through tf.data)."""
     setting = train.distribute
-    index, count = process_index(), process_count()
+    index, count = job()
     if runtime.backend() == "jax":
         return _place_jax(train, setting, in_memory, index, count)
     if setting == "data_parallel":
@@ -238,10 +227,11 @@ def _check_split(train: TrainConfig, devices: int, setting: str) -> None:
 def chief_only_folder(prefix: str = "cnnctl-process-") -> Iterator[Optional[str]]:
     """A scratch folder for a process that is not the chief (its run folder goes there and is removed
     afterwards); None in the chief, which writes the real run folder."""
-    if is_chief():
+    index, _ = job()
+    if index == 0:
         yield None
         return
-    scratch = tempfile.mkdtemp(prefix=f"{prefix}{process_index()}-")
+    scratch = tempfile.mkdtemp(prefix=f"{prefix}{index}-")
     try:
         yield scratch
     finally:
