@@ -29,8 +29,9 @@ EXPECTED_PNG_SIZES = {
     "confusion_matrix_normalized.png": (820, 700),
     "roc_curve.png": (700, 600),
     "pr_curve.png": (700, 600),
-    "misclassified.png": (1200, 610),               # 8 columns × 1.5 in; 3 rows × (1.5 + 2 title lines × 0.2) + 0.4
-    "filters.png": (1040, 180),                     # 8 filters × 1.3 in; one row
+    # 8 panels of 1.35 in, 0.15 in apart, 0.1 margins; 3 rows under 2 title lines (0.16 in each), 0.45 in title
+    "misclassified.png": (1205, 586),
+    "filters.png": (1145, 186),                     # 8 panels of 1.15 in + 1.1 in colour bar; one row
 }
 RUN_FILES = ["config.yaml", "environment.json", "data.json", "model.keras", "history.csv", "metrics.json",
              "classification_report.txt", "classification_report.json", "confusion_matrix.csv", "predictions.npz",
