@@ -169,7 +169,15 @@ class Dataset:
                 return x, y
 
             dataset = dataset.map(augmented, num_parallel_calls=tf.data.AUTOTUNE)
-        return dataset.prefetch(tf.data.AUTOTUNE)
+        if isinstance(data.x, ImageFiles):
+            return dataset.prefetch(tf.data.AUTOTUNE)
+        # In memory, each batch is one gather and a cast: nothing for tf.data's autotuner to tune, and its
+        # background threads made the end of an epoch's iterator wait 15-20 s in about half of the runs on a
+        # 2-core machine (py-spy: the iterator's destructor waiting for a tf.data thread to join; see
+        # benchmarks/RESULTS.md). Fixed parallelism and a two-batch prefetch instead.
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        return dataset.prefetch(2).with_options(options)
 
 
 def load_data(config: Config, stand_in_when_missing: bool = False) -> Dataset:
