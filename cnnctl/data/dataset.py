@@ -171,10 +171,10 @@ class Dataset:
             dataset = dataset.map(augmented, num_parallel_calls=tf.data.AUTOTUNE)
         if isinstance(data.x, ImageFiles):
             return dataset.prefetch(tf.data.AUTOTUNE)
-        # In memory, each batch is one gather and a cast: nothing for tf.data's autotuner to tune, and its
-        # background threads made the end of an epoch's iterator wait 15-20 s in about half of the runs on a
-        # 2-core machine (py-spy: the iterator's destructor waiting for a tf.data thread to join; see
-        # benchmarks/RESULTS.md). Fixed parallelism and a two-batch prefetch instead.
+        # In memory, each batch is one gather and a cast (plus any augmentation): with tf.data's autotuner on, the
+        # end of an epoch's iterator waited 15-20 s for a tf.data thread to join in about half of the runs on a
+        # 2-core machine (py-spy: the iterator's destructor; see benchmarks/RESULTS.md). Without it, the maps keep
+        # tf.data's fixed initial parallelism (AutotuneOptions.initial_parallelism) and the prefetch two batches.
         options = tf.data.Options()
         options.autotune.enabled = False
         return dataset.prefetch(2).with_options(options)

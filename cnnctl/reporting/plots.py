@@ -592,8 +592,9 @@ def example_grid(
     nrows = math.ceil(count / ncols)
     lines = [line for text in titles for line in str(text).split("\n")] if titles else []
     title_lines = max((str(text).count("\n") + 1 for text in titles), default=0) if titles else 0
-    # Wide enough for the longest title line (8-point text), so neighbouring titles never overlap.
-    panel_width = max(1.35, PANEL_TITLE_CHAR * max(map(len, lines), default=0))
+    # Wide enough for the longest title line (8-point text), so neighbouring titles do not overlap; capped, so
+    # very long class names make a readable figure whose titles may touch rather than a huge one.
+    panel_width = min(3.0, max(1.35, PANEL_TITLE_CHAR * max(map(len, lines), default=0)))
     fig, axes, _ = _grid_figure(nrows, ncols, panel_width, 1.35, title_lines, title)
     for index, ax in enumerate(axes):
         if index >= count:
