@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.text import Text
@@ -489,6 +490,22 @@ def test_example_grid_lays_out_rows_of_ncols_and_hides_spare_cells():
 
 def test_example_grid_without_examples_says_so():
     assert "no examples" in texts_of(plots.example_grid(np.empty((0, 8, 8))))
+
+
+def test_grid_titles_fit_their_panels_and_the_figure_even_when_long():
+    """The grids are laid out by fixed margins (no layout engine): long class names widen the panels so that
+    neighbouring titles do not overlap, and a long figure title over a single panel stays on the canvas."""
+    names = ["T-shirt/top (cotton)", "Ankle boot (leather)", "Pullover (wool)", "Sneaker (canvas)"]
+    titles = [f"true: {names[i]}\npred: {names[(i + 1) % 4]} (0.97)" for i in range(4)]
+    row = plots.example_grid(_rng().random((4, 8, 8)), titles, ncols=4, title="Most confidently wrong (4 of 9)")
+    single = plots.example_grid(_rng().random((1, 8, 8)), ["true: 3\npred: 8 (0.97)"],
+                                title="Most confidently wrong (1 of 1 errors) on the test split")
+    for fig in (row, single):
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        panel_titles = [ax.title.get_window_extent(renderer) for ax in fig.axes]
+        assert all(left.x1 < right.x0 for left, right in zip(panel_titles, panel_titles[1:])), "titles overlap"
+        for box in [fig.get_suptitle() and fig._suptitle.get_window_extent(renderer), *panel_titles]:
+            assert 0 <= box.x0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height, "a title is cut off"
 
 
 def test_example_grid_needs_one_title_per_example():

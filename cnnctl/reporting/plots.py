@@ -23,10 +23,11 @@ import os
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
@@ -590,11 +591,12 @@ def example_grid(
 
     ncols = max(1, min(ncols, count))
     nrows = math.ceil(count / ncols)
-    lines = [line for text in titles for line in str(text).split("\n")] if titles else []
-    title_lines = max((str(text).count("\n") + 1 for text in titles), default=0) if titles else 0
+    title_rows = [str(text).split("\n") for text in titles] if titles else []
+    title_lines = max(map(len, title_rows), default=0)
     # Wide enough for the longest title line (8-point text), so neighbouring titles do not overlap; capped, so
     # very long class names make a readable figure whose titles may touch rather than a huge one.
-    panel_width = min(3.0, max(1.35, PANEL_TITLE_CHAR * max(map(len, lines), default=0)))
+    longest = max((len(line) for rows in title_rows for line in rows), default=0)
+    panel_width = min(3.0, max(1.35, PANEL_TITLE_CHAR * longest))
     fig, axes, _ = _grid_figure(nrows, ncols, panel_width, 1.35, title_lines, title)
     for index, ax in enumerate(axes):
         if index >= count:
@@ -846,7 +848,7 @@ COLORBAR_ROOM = 1.1      # inches right of the grid: bar, tick labels and the ba
 
 
 def _grid_figure(nrows: int, ncols: int, panel_width: float, panel_height: float, title_lines: int = 0,
-                 title: Optional[str] = None, colorbar: bool = False) -> tuple[Figure, np.ndarray, Optional[Any]]:
+                 title: Optional[str] = None, colorbar: bool = False) -> tuple[Figure, np.ndarray, Optional[Axes]]:
     """A figure of nrows × ncols panels of panel_width × panel_height inches, GRID_GAP apart, with room above
     each for a title of `title_lines` lines, above the grid for the figure's `title` (widened to fit it) and, when
     asked, to the right for a colour bar. Returns the figure, the panels' axes (flat) and the colour bar's axes
