@@ -164,3 +164,43 @@ def test_two_processes_on_loopback_fail_cleanly_resume_and_match_one_process(jax
     assert [path.name for path in scratch.iterdir() if path.name.startswith("cnnctl-")] == []
     two = json.loads((run / "metrics.json").read_text())["accuracy"]
     assert abs(two - jax_run["accuracy"]) <= ACCURACY_TOLERANCE, (two, jax_run["accuracy"])
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the workers through /proc")
+def test_workers_die_with_a_killed_launcher_and_the_run_keeps_its_committed_epochs(tmp_path):
+    """kill -9 of the `--processes` launcher: the kernel kills its workers at once (they would wait for each other
+    in a collective forever), and environment.json says how many epochs the checkpoint holds."""
+    config = tmp_path / "jax-slice.yaml"
+    config.write_text(yaml.safe_dump({**CONFIG, "backend": "jax", "train": {**CONFIG["train"], "epochs": 50}}))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = _jax_without_tensorflow(scratch)
+    del env["KERAS_BACKEND"]
+    runs = tmp_path / "runs"
+    launcher = subprocess.Popen([sys.executable, "-m", "cnnctl", "train", str(config), "--processes", "2",
+                                 "--runs-dir", str(runs)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while _completed_epochs(runs) < 1 and launcher.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = [_worker(launcher, index) for index in (0, 1)]
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() and not _is_zombie(pid) for pid in workers) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = [pid for pid in workers if Path(f"/proc/{pid}").exists() and not _is_zombie(pid)]
+    for pid in left:  # don't leave them to the rest of the suite
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], "workers outlived their launcher"
+    (run,) = runs.iterdir()
+    environment = json.loads((run / "environment.json").read_text())
+    assert environment["epochs_run"] == _completed_epochs(runs) >= 1
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False

@@ -27,6 +27,7 @@ from cnnctl.errors import (
 )
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, default_runs_dir, resolve_run, write_text_atomic
+from cnnctl.runs.output import check_output_path, write_output_bytes, write_output_text
 from cnnctl.training.signals import signals_interrupt
 
 app = typer.Typer(
@@ -52,6 +53,11 @@ RunArg = Annotated[str, typer.Argument(help="Run folder, run id in the runs dir,
 
 SetOption = Annotated[Optional[list[str]], typer.Option(
     "--set", help="Override a config value, e.g. --set train.epochs=3 (repeatable)", show_default=False)]
+
+
+OverwriteOption = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace --out when it is an existing regular file (never a link, a device, a run's own "
+    "file)")]
 
 
 RunsDirOption = Annotated[Optional[Path], typer.Option(
@@ -320,6 +326,7 @@ def predict(
     top_k: Annotated[int, typer.Option("--top-k", help="Classes shown per input")] = 3,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write every prediction to this CSV file",
                                                 show_default=False)] = None,
+    overwrite: OverwriteOption = False,
     runs_dir: RunsDirOption = None,
 ) -> None:
     """Classify new inputs with a trained run, preprocessed as its training data were (size, colour, scale).
@@ -335,14 +342,14 @@ def predict(
     from cnnctl.reporting import display
 
     check_top_k(top_k)
-    check_out_path(out)
+    check_out_path(out, overwrite)
     predictions = predict_run(resolve_run(run, runs_dir), inputs)
     k = min(top_k, len(predictions.class_names))
     for note in predictions.notes:
         display.warn(note)
     display.console.print(display.predictions_table(predictions, k))
     if out is not None:
-        display.say(f"wrote {write_predictions_csv(out, predictions, k)} ({len(predictions.labels)} inputs)")
+        display.say(f"wrote {write_predictions_csv(out, predictions, k, overwrite)} ({len(predictions.labels)} inputs)")
 
 
 @app.command()
@@ -405,6 +412,7 @@ def compare(
     run_specs: Annotated[list[str], typer.Argument(metavar="RUN RUN...", help="Two or more runs: folders, run "
                                                    "ids in the runs dir, or `last`", show_default=False)],
     out: Annotated[Path, typer.Option("--out", help="Where the overlaid loss curves go")] = Path("compare.png"),
+    overwrite: OverwriteOption = False,
     runs_dir: RunsDirOption = None,
 ) -> None:
     """Compare runs: metrics side by side and their loss curves overlaid in one PNG.
@@ -414,7 +422,7 @@ def compare(
     from cnnctl.reporting import display
     from cnnctl.reporting.compare import compare_runs
 
-    comparison = compare_runs([resolve_run(spec, runs_dir) for spec in run_specs], out)
+    comparison = compare_runs([resolve_run(spec, runs_dir) for spec in run_specs], out, overwrite=overwrite)
     display.console.print(display.compare_table(comparison))
     for note in comparison.notes:
         display.warn(note)
@@ -433,6 +441,7 @@ def filter_image(
     pool: Annotated[int, typer.Option("--pool", help="Max-pooling window and stride, in pixels")] = 2,
     out: Annotated[Optional[Path], typer.Option("--out", help="PNG to write (default: <image stem>_filter.png "
                                                 "in the current folder)", show_default=False)] = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Show what one convolutional layer does to a picture: convolution with a kernel → ReLU → max-pooling.
 
@@ -448,12 +457,13 @@ def filter_image(
     out = out if out is not None else Path(f"{image.stem}_filter.png")
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {out}: the figure is a PNG; use a name ending in .png")
+    check_output_path(out, overwrite=overwrite, example=f"{image.stem}_filter.png")
     name, weights = load_kernel(kernel)
     pixels, note = read_grayscale(image)
     if note:
         display.warn(note)
     panels = convolution_steps(pixels, weights, pool=pool, kernel_name=name)
-    path = plots.save_figure(plots.filter_demo_figure(panels), out)
+    path = write_output_bytes(out, plots.png_bytes(plots.filter_demo_figure(panels)), overwrite=overwrite)
     display.say(" → ".join(title for title, _ in panels))
     display.say(str(path))
 
@@ -591,6 +601,7 @@ def data(
     overrides: SetOption = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Sample grid PNG to write (default: "
                                                 "<name>-samples.png here)", show_default=False)] = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Load and summarise a config's data without training, and draw a grid of labelled samples.
 
@@ -603,8 +614,10 @@ def data(
     from cnnctl.reporting.data_overview import describe_data
 
     cfg = load_config(config, list(overrides or []))
+    out = out or Path(f"{cfg.name}-samples.png")
+    check_output_path(out, overwrite=overwrite, example=f"{cfg.name}-samples.png")  # not the config file's mistake
     with in_config_file(str(config)):
-        summary, path = describe_data(cfg, out or Path(f"{cfg.name}-samples.png"))
+        summary, path = describe_data(cfg, out, overwrite=overwrite)
     display.data_overview(summary)
     display.say(f"samples: {path}")
 
@@ -614,6 +627,7 @@ def data(
 def json_schema(
     out: Annotated[Optional[Path], typer.Option("--out", help="File to write (default: print it)",
                                                 show_default=False)] = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Write the config's JSON Schema, so editors complete and check config files as you type.
 
@@ -622,8 +636,8 @@ def json_schema(
 
     Example: cnnctl schema --out configs/cnnctl.schema.json
     """
-    if out is not None and out.is_dir():
-        raise ConfigError(f"--out {out}: is a folder; give a file name, e.g. --out {out / 'cnnctl.schema.json'}")
+    if out is not None:
+        check_output_path(out, overwrite=overwrite, example="cnnctl.schema.json")
     runtime.quiet_backend_import()  # quietly, before the layer names are read from Keras
     from cnnctl.config.json_schema import config_schema_text
 
@@ -632,7 +646,7 @@ def json_schema(
         typer.echo(text, nl=False)
         return
     try:
-        write_text_atomic(out, text)
+        write_output_text(out, text, overwrite=overwrite)
     except OSError as exc:
         raise ConfigError(f"--out {out}: cannot write the schema there ({exc.strerror or exc}); "
                           "give a file path in a writable folder, e.g. --out cnnctl.schema.json") from None

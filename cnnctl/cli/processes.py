@@ -10,6 +10,7 @@ it in their next collective), the run is recorded as failed, and one `error:` li
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -20,7 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO, Callable, Optional
 
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
@@ -58,11 +59,13 @@ def launch(worker_args: list[str], count: int, resumed: Optional[Run] = None) ->
             logs.append(log)
             command = [sys.executable, "-m", "cnnctl", "train", *worker_args]
             if index == 0:  # shown as it comes, and logged
-                process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                           preexec_fn=_die_with_launcher(os.getpid()))
                 relays += [_Relay(process.stdout, sys.stdout, log, quiet),
                            _Relay(process.stderr, sys.stderr, log, quiet)]
             else:
-                process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+                process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                           preexec_fn=_die_with_launcher(os.getpid()))
             processes.append(process)
         failed = _watch(processes, quiet)
     except KeyboardInterrupt:  # Ctrl-C reached every process of the terminal's group: let them record it
@@ -91,6 +94,26 @@ def launch(worker_args: list[str], count: int, resumed: Optional[Run] = None) ->
               f"in {run.file(LOGS) if run else 'its log'}", file=sys.stderr)
         return 0
     return _report_death(index, code, count, run)
+
+
+def _die_with_launcher(launcher: int) -> Optional[Callable[[], None]]:
+    """Linux: a function for Popen's preexec_fn that makes the kernel kill the worker when the launcher dies, even
+    by SIGKILL (prctl PR_SET_PDEATHSIG): a worker left alone would wait for its peers in a collective forever.
+    The run keeps its last committed epoch (environment.json's epochs_run is written with each checkpoint).
+    None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def arrange() -> None:  # runs in the child between fork and exec
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != launcher:  # the launcher died before the request took effect
+            os._exit(1)
+
+    return arrange
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _watch(processes: list[subprocess.Popen], quiet: threading.Event) -> Optional[tuple[int, int]]:

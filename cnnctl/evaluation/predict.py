@@ -44,7 +44,8 @@ from cnnctl.data.dataset import pixel_scale, scaled_outside_model
 from cnnctl.data.limits import check_npz, image_problem, not_regular_reason
 from cnnctl.errors import ConfigError, DataError, first_line, printable, shown_path
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, write_csv_atomic
+from cnnctl.runs.folder import Run, csv_text
+from cnnctl.runs.output import check_output_path, write_output_text
 from cnnctl.runtime import inference_batch_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")  # what TensorFlow's image decoder reads
@@ -180,30 +181,17 @@ def not_finite_note(inputs: Inputs, probabilities: np.ndarray) -> list[str]:
             "given as nan, not a prediction"]
 
 
-def check_out_path(out: Optional[Union[str, Path]]) -> None:
-    """--out must be a file name that can be written: checked before the model runs, so a mistake costs nothing."""
-    if out is None:
-        return
-    path = Path(out)
-    # The limit is 255 bytes (for every folder on the way too), and the file is first written under a longer name.
-    long_name = next((part for part in path.parts if len(os.fsencode(part)) > 200), None)
-    if long_name is not None:
-        raise ConfigError(f"--out {shown_path(path)}: a name of {len(os.fsencode(long_name))} bytes; give names "
-                          "of at most 200, e.g. --out predictions.csv")
-    if path.is_dir():
-        raise ConfigError(f"--out {shown_path(path)}: is a folder; give a file name, e.g. --out "
-                          f"{shown_path(path / 'predictions.csv')}")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ConfigError(f"--out {shown_path(path)}: {shown_path(parent)} is a file, not a folder; give a path "
-                          "in a folder, e.g. --out predictions.csv")
+def check_out_path(out: Optional[Union[str, Path]], overwrite: bool = False) -> None:
+    """--out must be a file name that can be written: checked before the model runs, so a mistake costs nothing
+    (an existing file only with `overwrite`; cnnctl/runs/output.py has the rules)."""
+    if out is not None:
+        check_output_path(out, overwrite=overwrite, example="predictions.csv")
 
 
-def write_predictions_csv(path: Union[str, Path], predictions: Predictions, k: int) -> Path:
-    """One row per input and rank: input, rank, class_index, class, probability (atomic write)."""
-    return write_csv_atomic(path, CSV_HEADER, predictions.csv_rows(k))
+def write_predictions_csv(path: Union[str, Path], predictions: Predictions, k: int, overwrite: bool = False) -> Path:
+    """One row per input and rank: input, rank, class_index, class, probability (atomic; an existing file is
+    replaced only with `overwrite`)."""
+    return write_output_text(path, csv_text(CSV_HEADER, predictions.csv_rows(k)), overwrite=overwrite)
 
 
 def load_inputs(paths: Sequence[Union[str, Path]], preprocessing: Preprocessing,

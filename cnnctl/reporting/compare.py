@@ -15,9 +15,10 @@ from typing import Any, Optional, Sequence, Union
 
 import yaml
 
-from cnnctl.errors import CnnctlError, ConfigError, RunError
+from cnnctl.errors import CnnctlError, ConfigError, RunError, shown_path
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, list_runs
+from cnnctl.runs.output import check_output_path, write_output_bytes
 from cnnctl.runs.status import abandoned
 
 STOPPED = "stopped"  # shown for a run left `running` by a process that no longer exists; --resume continues it
@@ -116,8 +117,9 @@ class Comparison:
     notes: list[str]
 
 
-def compare_runs(run_list: Sequence[Run], out: Union[str, Path]) -> Comparison:
-    """Metrics of several runs side by side, and their loss curves overlaid in one PNG at `out`."""
+def compare_runs(run_list: Sequence[Run], out: Union[str, Path], *, overwrite: bool = False) -> Comparison:
+    """Metrics of several runs side by side, and their loss curves overlaid in one PNG at `out` (an existing file
+    is replaced only with `overwrite`, and never one of a run's own files: cnnctl/runs/output.py)."""
     from cnnctl.evaluation.diagnosis import read_history_csv
     from cnnctl.reporting import plots
 
@@ -130,7 +132,8 @@ def compare_runs(run_list: Sequence[Run], out: Union[str, Path]) -> Comparison:
             raise ConfigError(f"compare: run {run.id} is given twice")
         seen[key] = run.id
     if Path(out).suffix.lower() != ".png":
-        raise ConfigError(f"--out {out}: the comparison figure is a PNG; use a name ending in .png")
+        raise ConfigError(f"--out {shown_path(out)}: the comparison figure is a PNG; use a name ending in .png")
+    check_output_path(out, overwrite=overwrite, example="compare.png")
     summaries = [summarize_run(run) for run in run_list]
     labels = _unique_labels(summaries)
 
@@ -168,7 +171,8 @@ def compare_runs(run_list: Sequence[Run], out: Union[str, Path]) -> Comparison:
     ]
     figure_path = None
     if histories:
-        figure_path = plots.save_figure(plots.compare_figure(histories, "loss"), out)
+        figure_path = write_output_bytes(out, plots.png_bytes(plots.compare_figure(histories, "loss")),
+                                         overwrite=overwrite)
     return Comparison(summaries, rows, facts, figure_path, notes)
 
 

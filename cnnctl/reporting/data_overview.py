@@ -15,6 +15,7 @@ import numpy as np
 from cnnctl.config.schema import Config
 from cnnctl.data.dataset import Dataset, load_data
 from cnnctl.reporting import plots
+from cnnctl.runs.output import check_output_path, write_output_bytes
 
 SAMPLES_SHOWN = 32  # examples in the grid, spread evenly over the classes
 
@@ -35,7 +36,9 @@ def sample_figure(dataset: Dataset, split: str = "train"):
                                                       f"of {len(data)}, by class")
 
 
-def describe_data(config: Config, out: Union[str, Path]) -> tuple[dict[str, Any], Path]:
-    """Load the data as training would, write the sample grid to `out`; returns data.json's summary and the path."""
+def describe_data(config: Config, out: Union[str, Path], *, overwrite: bool = False) -> tuple[dict[str, Any], Path]:
+    """Load the data as training would, write the sample grid to `out`; returns data.json's summary and the path.
+    An existing `out` is replaced only with `overwrite` (cnnctl/runs/output.py)."""
+    check_output_path(out, overwrite=overwrite, example=f"{config.name}-samples.png")  # before the data loads
     dataset = load_data(config)
-    return dataset.summary(), plots.save_figure(sample_figure(dataset), out)
+    return dataset.summary(), write_output_bytes(out, plots.png_bytes(sample_figure(dataset)), overwrite=overwrite)

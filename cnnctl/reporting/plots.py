@@ -94,11 +94,17 @@ def save_figure(fig: Figure, path: Union[str, os.PathLike], dpi: int = DPI) -> P
         dpi: pixels per inch. Defaults to `DPI` (100).
     """
     path = Path(path)
+    image = png_bytes(fig, dpi)
+    with atomic_path(path) as temp:
+        temp.write_bytes(image)
+    return path
+
+
+def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
+    """`fig` rendered as a PNG, in memory (for files the user names: cnnctl/runs/output.py writes them)."""
     image = io.BytesIO()
     fig.savefig(image, format="png", dpi=dpi)
-    with atomic_path(path) as temp:
-        temp.write_bytes(image.getvalue())
-    return path
+    return image.getvalue()
 
 
 def find_best_epoch(history: History, monitor: str = "val_loss") -> Optional[int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import io
 import json
@@ -216,12 +217,18 @@ _TEMPORARY_NAME = re.compile(r"^\..*\.partial-([0-9a-f]{8})-(\d+)-")
 
 
 @contextlib.contextmanager
-def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
+def atomic_path(path: Union[str, Path], *, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `path` (same suffix, so writers that check it are content); rename on success.
 
     The whole suffix chain is kept (`.weights.h5`, not just `.h5`): Keras checks it when saving weights. Before
     the rename the file's bytes are flushed to disk, and after it the folder's entry, so that after a power cut
     `path` holds either the old content or the new, whole.
+
+    Args:
+        path: the file to write.
+        replace: whether an existing `path` may be replaced. False puts the file in place with a hard link, which
+            the kernel refuses (FileExistsError) when anything took the name in the meantime: a file of the
+            user's is never replaced, not even by a race. Defaults to True (run files are rewritten in place).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -239,7 +246,10 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
     try:
         yield temp_path
         _flush_to_disk(temp_path)
-        os.replace(temp_path, path)
+        if replace:
+            os.replace(temp_path, path)
+        else:
+            _link_without_replacing(temp_path, path)
         _flush_to_disk(path.parent)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -247,6 +257,24 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
         if isinstance(exc, OSError) and exc.filename == str(temp_path):
             exc.filename = str(path)  # a disk-full message names the file the user knows, not our temporary one
         raise
+
+
+def _link_without_replacing(temp_path: Path, path: Path) -> None:
+    """Give the finished temporary file its final name unless that name exists (then FileExistsError)."""
+    try:
+        os.link(temp_path, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        # A file system without hard links (some FUSE and SMB mounts): the name is checked, then taken; only a
+        # writer racing in between these two calls could lose its file.
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.rename(temp_path, path)
+        return
+    temp_path.unlink()
 
 
 def _flush_to_disk(path: Path) -> None:
@@ -290,18 +318,22 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def write_text_atomic(path: Union[str, Path], text: str) -> Path:
-    with atomic_path(path) as temp:
+def write_text_atomic(path: Union[str, Path], text: str, *, replace: bool = True) -> Path:
+    with atomic_path(path, replace=replace) as temp:
         temp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
 def write_csv_atomic(path: Union[str, Path], header: list[str], rows: list[list[Any]]) -> Path:
+    return write_text_atomic(path, csv_text(header, rows))
+
+
+def csv_text(header: list[str], rows: list[list[Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(header)
     writer.writerows(rows)
-    return write_text_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def _json_kind(value: Any) -> str:

@@ -358,6 +358,9 @@ class TrainingBackup(keras.callbacks.Callback):
         if self.fine_tune_from is not None:
             state["fine_tune_from"] = self.fine_tune_from
         Run(self.checkpoints).write_json(METADATA, state)
+        # environment.json says how far the run got even when its process is killed before it can say more
+        # (kill -9, a power cut, the --processes launcher killed).
+        self.run.update_json(contract.ENVIRONMENT, epochs_run=epochs)
         keep = {METADATA, weights, state.get("best_weights")}
         for path in self.checkpoints.iterdir():
             if path.name not in keep and path.suffix in (".h5", ".npz") and not path.name.startswith("."):
