@@ -5,8 +5,9 @@
     result.metrics["accuracy"], result.model, result.history, result.path
     cnnctl.evaluate(result), cnnctl.predict(result, ["digit.png"]), cnnctl.resume("last", epochs=20)
 
-The package follows the pipeline, one sub-package per stage: config/ → data/ → model/ → training/ → runs/ (the
-folder every stage writes and reads) → evaluation/ → reporting/, with cli/ as a thin shell over api.py.
+Every function here is cnnctl.api's, the one front door that the command line uses too (cnnctl/cli/ is a thin
+shell over it). The package follows the pipeline, one sub-package per stage: config/ → data/ → model/ →
+training/ → evaluation/ → reporting/, with runs/ the folder every stage writes and reads (README, Development).
 """
 
 import importlib
@@ -16,11 +17,14 @@ __version__ = "0.1.0"
 
 # The API loads pydantic, numpy and (when called) TensorFlow; `cnnctl --help` imports this package too, so the
 # names below are looked up on first use (PEP 562) instead of at `import cnnctl`.
+_API_FUNCTIONS = ("train", "resume", "evaluate", "predict", "export", "tune", "resume_tune", "cross_validate",
+                  "check", "describe_data", "plot", "report", "list_runs", "compare", "filter_image", "schema",
+                  "load", "find_run")
 _API = {
-    "train": "cnnctl.api", "resume": "cnnctl.api", "evaluate": "cnnctl.api", "predict": "cnnctl.api",
-    "tune": "cnnctl.api", "export": "cnnctl.api", "ExportResult": "cnnctl.evaluation.export",
-    "TrainResult": "cnnctl.training.loop", "Predictions": "cnnctl.evaluation.predict",
-    "register_source": "cnnctl.data.raw", "load_config": "cnnctl.config.loading", "Config": "cnnctl.config.schema",
+    **{name: "cnnctl.api" for name in _API_FUNCTIONS},
+    "ExportResult": "cnnctl.evaluation.export", "TrainResult": "cnnctl.training.loop",
+    "Predictions": "cnnctl.evaluation.predict", "register_source": "cnnctl.data.raw",
+    "load_config": "cnnctl.config.loading", "Config": "cnnctl.config.schema",
     "CnnctlError": "cnnctl.errors", "ConfigError": "cnnctl.errors", "DataError": "cnnctl.errors",
     "RunError": "cnnctl.errors",
 }

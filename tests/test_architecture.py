@@ -63,14 +63,16 @@ def is_heavy(name: str, seen: frozenset = frozenset()) -> bool:
     return any(is_heavy(target, seen | {name}) for target, top, _ in GRAPH[name] if top)
 
 
-def find_cycle() -> list[str]:
+def find_cycle(edges=cnnctl_edges, nodes=None) -> list[str]:
+    """A cycle of the import graph (a list of modules, the first repeated at its end), or [] when there is none.
+    `edges(node)` gives a node's imports and `nodes` the nodes to start from (default: cnnctl's modules)."""
     state: dict[str, int] = {}
     stack: list[str] = []
 
     def visit(node: str) -> list[str]:
         state[node] = 1
         stack.append(node)
-        for target in sorted(cnnctl_edges(node)):
+        for target in sorted(edges(node)):
             if state.get(target) == 1:
                 return stack[stack.index(target):] + [target]
             if target not in state:
@@ -81,7 +83,7 @@ def find_cycle() -> list[str]:
         state[node] = 2
         return []
 
-    for node in sorted(MODULES):
+    for node in sorted(MODULES if nodes is None else nodes):
         if node not in state:
             cycle = visit(node)
             if cycle:
@@ -104,9 +106,40 @@ def test_imports_inside_functions_only_defer_heavy_libraries():
 def test_the_checker_sees_a_cycle_and_a_light_deferred_import():
     # The two tests above would pass vacuously if the graph were empty or every module counted as heavy.
     assert {"cnnctl.cli.app", "cnnctl.training.loop", "cnnctl.data.dataset"} <= set(MODULES)
-    assert "cnnctl.errors" in cnnctl_edges("cnnctl.cli.app")
+    assert "cnnctl.errors" in cnnctl_edges("cnnctl.cli.base")
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert find_cycle(lambda node: graph[node], graph) == ["a", "b", "c", "a"]
+    assert find_cycle(lambda node: graph[node] - {"a"}, graph) == []
     assert not is_heavy("cnnctl.errors") and not is_heavy("signal") and is_heavy("keras")
     assert is_heavy("cnnctl.model.build") and is_heavy("cnnctl.data.dataset")
+
+
+# The command line is a shell over the front door: its modules reach the library through cnnctl.api alone (plus the
+# error classes it maps to exit codes, and its own console module, which renders what the API returns).
+CLI_MAY_IMPORT = {"cnnctl.api", "cnnctl.errors"}
+CONSOLE_MAY_IMPORT = {"cnnctl.runs.contract", "cnnctl.runtime", "cnnctl.errors"}
+
+
+def test_the_command_line_reaches_the_library_through_the_api_only():
+    cli = {name for name in MODULES if name.startswith("cnnctl.cli")}
+    assert {"cnnctl.cli.app", "cnnctl.cli.console"} <= cli
+    crossings = []
+    for name in sorted(cli):
+        allowed = CONSOLE_MAY_IMPORT if name == "cnnctl.cli.console" else CLI_MAY_IMPORT | cli
+        crossings += [f"{name}:{line} imports {target}" for target, _, line in GRAPH[name]
+                      if target.startswith("cnnctl") and target != "cnnctl" and target not in allowed]
+    assert crossings == []
+
+
+def test_the_api_offers_every_command():
+    """Each command of the command line has its function in cnnctl.api (the front door Python uses too)."""
+    import cnnctl.api as api
+    from cnnctl.cli.app import app
+
+    commands = {command.name or command.callback.__name__ for command in app.registered_commands}
+    function = {"runs": "list_runs", "cv": "cross_validate", "data": "describe_data", "filter": "filter_image"}
+    missing = [name for name in sorted(commands) if not callable(getattr(api, function.get(name, name), None))]
+    assert len(commands) >= 14 and missing == []
 
 
 def test_keras_private_members_are_touched_in_one_documented_module_only():
@@ -127,3 +160,15 @@ def test_keras_private_members_are_touched_in_one_documented_module_only():
                           for match in private.finditer(ast.get_source_segment(text, node) or "")]
         offenders += [f"{name}: {match.group(0)}" for match in re.finditer(r"\bmodel\._\w+", text)]
     assert offenders == []
+
+
+def test_every_package_index_lists_its_modules():
+    """Each sub-package's docstring is its table of contents: it names every module in it, and none that is gone."""
+    problems = []
+    for package in sorted(path.parent for path in PACKAGE.glob("*/__init__.py")):
+        index = ast.get_docstring(ast.parse((package / "__init__.py").read_text(encoding="utf-8"))) or ""
+        modules = {path.name for path in package.glob("*.py") if path.name != "__init__.py"}
+        listed = set(re.findall(r"^\s*(\w+\.py)\b", index, flags=re.M))
+        problems += [f"{package.name}/: {name} not listed" for name in sorted(modules - listed)]
+        problems += [f"{package.name}/: lists {name}, which does not exist" for name in sorted(listed - modules)]
+    assert problems == []

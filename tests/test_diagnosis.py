@@ -540,7 +540,7 @@ def test_no_test_split_advice_when_the_numbers_are_test_numbers():
 
 @pytest.mark.parametrize("case_id, run, kwargs, expected", all_cases, ids=[case[0] for case in all_cases])
 def test_the_verdict_is_said_once(case_id, run, kwargs, expected):
-    from cnnctl.evaluation.diagnosis import verdict_sentence
+    from cnnctl.runs.contract import verdict_sentence
 
     report = diagnose(run, **kwargs)
     line = verdict_sentence(report)

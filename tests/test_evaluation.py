@@ -275,7 +275,7 @@ def _second_run(trained_digits_run, runs_dir: Path, run_id: str, **metric_change
 
 
 def test_runs_lists_every_run_newest_first(trained_digits_run, tmp_path, monkeypatch):
-    from cnnctl.reporting import display
+    from cnnctl.cli import console as display
 
     monkeypatch.setattr(display.console, "width", 200)
     runs_dir = tmp_path / "runs"
@@ -304,7 +304,7 @@ def test_runs_in_an_empty_folder_says_so(tmp_path):
 
 def test_compare_shows_metrics_side_by_side_and_overlays_the_loss_curves(trained_digits_run, tmp_path,
                                                                          monkeypatch):
-    from cnnctl.reporting import display
+    from cnnctl.cli import console as display
 
     monkeypatch.setattr(display.console, "width", 200)
     monkeypatch.chdir(tmp_path)

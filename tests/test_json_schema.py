@@ -191,7 +191,7 @@ def test_schema_command_writes_the_schema(tmp_path, schema_text):
 def test_schema_command_refuses_a_folder_or_a_path_under_a_file(tmp_path):
     (tmp_path / "a-file").write_text("")
     for out, reason in [(tmp_path, "is a folder; give a file name, e.g. --out {d}/cnnctl.schema.json"),
-                        (tmp_path / "a-file" / "s.json", "cannot write the schema there")]:
+                        (tmp_path / "a-file" / "s.json", "{d}/a-file is a file, not a folder; give a path in a folder")]:
         result = runner.invoke(app, ["schema", "--out", str(out)])
         assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
         lines = result.output.strip().splitlines()

@@ -16,6 +16,8 @@ from PIL import Image
 
 from test_hostile_inputs_more import one_error
 
+from cnnctl.errors import shown_path
+
 # command → (its arguments before --out, given the run folders and tmp_path; the suffix its --out must have)
 COMMANDS = {
     "schema": (lambda runs, tmp: ["schema"], ".json"),
@@ -67,7 +69,8 @@ def targets(runs: list[Path], tmp: Path, suffix: str) -> dict[str, tuple[Path, s
         "existing": (existing, "already exists; add --overwrite to replace it, or give a new name"),
         "link": (link, "is a symbolic link; cnnctl writes only regular files and never replaces anything else"),
         "fifo": (fifo, "is a named pipe (FIFO); cnnctl writes only regular files and never replaces anything else"),
-        "run-file": (own, f"is a file of the run folder {runs[0].resolve()}; cnnctl never replaces a run's own files"),
+        "run-file": (own, f"is a file of the run folder {shown_path(runs[0].resolve())}; cnnctl never replaces a "
+                          "run's own files"),
     }
 
 
@@ -84,7 +87,7 @@ def test_out_never_replaces_what_it_was_not_told_to(workspace, command, target):
     if command == "export":  # export refuses anything that exists, in its own words
         assert f"{path}: already exists; cnnctl export never overwrites" in error
     else:
-        assert error.startswith(f"error: --out {path}: {expected}"), error
+        assert error.startswith(f"error: --out {shown_path(path)}: {expected}"), error
     assert {candidate: state(candidate) for candidate in before} == before
 
 

@@ -1,1 +1,9 @@
-"""The `cnnctl` command line: a thin shell over the library (app.py)."""
+"""The command line: a thin shell over cnnctl.api, which it alone calls.
+
+    app.py       the entry point (`cnnctl`): the app with every command registered
+    base.py      the Typer app, the options commands share, user mistakes → one `error:` line and exit code 2
+    training.py  train (--resume, --processes), cv, tune
+    runs.py      evaluate, plot, report, predict, export, runs, compare
+    tools.py     check, data, filter, schema
+    console.py   what the console shows: header, tables, notes (rendering only)
+"""

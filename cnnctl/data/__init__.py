@@ -7,4 +7,7 @@
     sources.py   `data.source` → the loader of its family
     arrays.py    labels → class indices, the model's layout, stratified and K-fold splits
     dataset.py   load_data: the steps above in order, and the batched pipelines
+    limits.py    what a data file may be: regular files only, bounded sizes and inflated sizes
+    batches.py   the same batches as a keras PyDataset where TensorFlow is not installed
+    shard.py     each device's and process's part of a batch (Keras' DataParallel)
 """

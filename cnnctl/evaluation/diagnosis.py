@@ -512,16 +512,6 @@ def _diverged(train: _Curve, val: Optional[_Curve], raw_loss: np.ndarray,
             advice)
 
 
-def verdict_sentence(diagnosis: dict[str, Any], separator: str = ": ") -> str:
-    """The verdict and the summary as one line, the verdict said once: summaries open with it already, and
-    one written by hand or by an older cnnctl that does not gets it in front, joined by `separator`."""
-    verdict, summary = str(diagnosis.get("verdict") or ""), str(diagnosis.get("summary") or "")
-    if summary.lower().startswith(verdict.lower()):
-        return summary
-    label = verdict.capitalize()
-    return f"{label}{separator}{summary}" if summary else label
-
-
 def _columns(history: dict[str, list[float]]) -> dict[str, np.ndarray]:
     if "loss" not in history:
         raise ValueError(f"history has no 'loss' column. Available columns are: {', '.join(history) or 'none'}")

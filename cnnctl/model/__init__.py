@@ -5,6 +5,8 @@
     compile.py           optimizer, loss and metrics through Keras' own namespaces
     fused_batch_norm.py  TensorFlow's fused batch-norm kernel for training steps
     summary.py           the layer table: shapes, parameters, receptive field, FLOPs
+    backbone.py          keras.applications backbones, their preprocessing, weights from a previous run
+    unfreeze.py          what train.fine_tune unfreezes for the second phase
 """
 
 from cnnctl.runtime import quiet_backend_import

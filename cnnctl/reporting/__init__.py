@@ -1,4 +1,4 @@
-"""Stage 6 — reporting: a run folder → figures, report.html and what the console shows.
+"""Stage 6 — reporting: a run folder → figures and report.html.
 
     plots.py             pure functions: arrays in, matplotlib figures out
     figures.py           which run file feeds which figure
@@ -7,5 +7,6 @@
     compare.py           `cnnctl runs` and `cnnctl compare`
     data_overview.py     `cnnctl data`: a config's data without training, and a grid of samples
     convolution_demo.py  `cnnctl filter`: convolution → ReLU → max-pooling on a picture
-    display.py           the console: header, tables, notes (rendering only)
+    tune_plots.py        `cnnctl tune`'s figures: history, slices, importances
+    tune_report.py       tune_report.html and the tune folder's figures
 """

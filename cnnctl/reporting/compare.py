@@ -95,19 +95,6 @@ def summarize_runs(runs_dir: Union[str, Path]) -> list[RunSummary]:
     return [summarize_run(run, now) for run in list_runs(runs_dir)]
 
 
-def format_duration(seconds: Optional[float]) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {seconds:02d}s"
-    return f"{seconds}s"
-
-
 @dataclass
 class Comparison:
     summaries: list[RunSummary]

@@ -259,10 +259,8 @@ def _annotate_diagnosis(ax, epochs: np.ndarray, diagnosis: Mapping) -> None:
         # which leaves it little room; of a fill only the edges count.
         ax.fill_between([turn_epoch, epochs[-1]], 0, 1, transform=ax.get_xaxis_transform(), color=color,
                         alpha=0.12, linewidth=0, label=f"overfitting from epoch {turn_epoch}")
-    from cnnctl.evaluation.diagnosis import verdict_sentence
-
     # Summaries open with the verdict already ("Overfitting: ..."): it is said once.
-    text = textwrap.fill(verdict_sentence(diagnosis, separator=". "), 100)
+    text = textwrap.fill(contract.verdict_sentence(diagnosis, separator=". "), 100)
     # A caption under the plot rather than a box inside it: it can never hide the curves it explains, nor
     # fight the legend for the one empty corner.
     fig = ax.get_figure()

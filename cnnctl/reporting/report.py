@@ -175,13 +175,11 @@ def _metrics_section(metrics: dict) -> str:
 
 
 def _diagnosis_section(diagnosis: Optional[dict], split: Optional[str] = None) -> str:
-    from cnnctl.evaluation.diagnosis import verdict_sentence
-
     if not diagnosis:
         return _missing("No diagnosis: the run has no training history or was not evaluated.")
     color = contract.verdict_color(str(diagnosis.get("verdict", "")))
     # The summary opens with the verdict: saying it again in bold read "good fit: Good fit: ...".
-    parts = [f'<div class="verdict" style="border-color:{color}">{_e(verdict_sentence(diagnosis))}</div>']
+    parts = [f'<div class="verdict" style="border-color:{color}">{_e(contract.verdict_sentence(diagnosis))}</div>']
     advice = diagnosis.get("advice") or []
     if split == "test":
         # A metrics.json from an older cnnctl may still advise the test split its numbers already come from.

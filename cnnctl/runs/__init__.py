@@ -4,4 +4,5 @@
                  verdict and status colours)
     folder.py    creating a run (unique, never overwritten), finding it again (`last`, an id, a path), atomic writes
     status.py    environment.json's status and the training lock
+    output.py    files the user names with --out: checked first, never written over what exists without --overwrite
 """

@@ -156,3 +156,26 @@ def verdict_color(verdict: str) -> str:
 def status_color(status: Optional[str]) -> str:
     """A status this version does not know is shown like a failure: the run needs a look."""
     return STATUS_COLORS.get(status, STATUS_COLORS["failed"])
+
+
+def verdict_sentence(diagnosis: dict[str, Any], separator: str = ": ") -> str:
+    """The verdict and the summary as one line, the verdict said once: summaries open with it already, and
+    one written by hand or by an older cnnctl that does not gets it in front, joined by `separator`."""
+    verdict, summary = str(diagnosis.get("verdict") or ""), str(diagnosis.get("summary") or "")
+    if summary.lower().startswith(verdict.lower()):
+        return summary
+    label = verdict.capitalize()
+    return f"{label}{separator}{summary}" if summary else label
+
+
+def format_duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {seconds:02d}s"
+    return f"{seconds}s"

@@ -8,4 +8,8 @@
     signals.py     Ctrl-C and SIGTERM as exceptions (installed by the command line, not by the library)
     resume.py      `cnnctl train --resume RUN`
     crossval.py    `cnnctl cv`: K runs, one per fold, and their summary
+    tune.py        `cnnctl tune`: an Optuna search, one run folder per trial
+    distribute.py  train.distribute and joining several processes (MirroredStrategy, Keras' DataParallel)
+    processes.py   `cnnctl train --processes N`: starting, watching and reporting the local workers
+    rehearsal.py   the first training step on two examples, before a run folder exists
 """

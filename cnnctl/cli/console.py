@@ -1,4 +1,4 @@
-"""Reporting, step 6h: what the console shows: the run header, the layer table, metrics. Rendering only; no computation."""
+"""The command line's console: the run header, the layer table, metrics. Rendering only; no computation."""
 
 from __future__ import annotations
 
@@ -136,12 +136,10 @@ def metrics_table(metrics: dict[str, Any], title: Optional[str] = None) -> Table
 
 
 def diagnosis_line(diagnosis: Optional[dict[str, Any]]) -> None:
-    from cnnctl.evaluation.diagnosis import verdict_sentence
-
     if diagnosis:
         # The summary opens with the verdict; one written without it gets it in front, never twice.
         console.print(f"[{contract.verdict_color(diagnosis['verdict'])}]diagnosis:[/] "
-                      f"{verdict_sentence(diagnosis)}")
+                      f"{contract.verdict_sentence(diagnosis)}")
 
 
 def predictions_table(predictions: Any, k: int, max_inputs: int = 50) -> Table:
@@ -167,8 +165,6 @@ def predictions_table(predictions: Any, k: int, max_inputs: int = 50) -> Table:
 
 def runs_table(summaries: list[Any], runs_dir: Any) -> Table:
     """`cnnctl runs`: one row per run, newest first."""
-    from cnnctl.reporting.compare import format_duration
-
     table = Table(title=f"Runs in {runs_dir}", title_justify="left")
     for header, justify in (("id", "left"), ("name", "left"), ("dataset", "left"), ("epochs", "right"),
                             ("accuracy", "right"), ("F1 macro", "right"), ("status", "left"),
@@ -182,7 +178,7 @@ def runs_table(summaries: list[Any], runs_dir: Any) -> Table:
                       "" if summary.epochs_run is None else str(summary.epochs_run),
                       "" if summary.accuracy is None else f"{summary.accuracy:.4f}{split}",
                       "" if summary.f1_macro is None else f"{summary.f1_macro:.4f}",
-                      f"[{contract.status_color(status)}]{status}[/]", format_duration(summary.duration_s))
+                      f"[{contract.status_color(status)}]{status}[/]", contract.format_duration(summary.duration_s))
     table.caption = "accuracy and F1 on the test split unless marked"
     if any(summary.status == "stopped" for summary in summaries):
         table.caption += "; stopped = its process died mid-training: cnnctl train --resume <id> continues it"

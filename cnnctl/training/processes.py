@@ -1,7 +1,7 @@
-"""`cnnctl train CONFIG --processes N`: N training processes on this machine, joined over loopback as a multi-host
-JAX job would be (jax.distributed, Keras' DataParallel; see cnnctl/training/distribute.py). For trying a
-multi-process run on one machine; on several hosts, the same `cnnctl train` is started on each with the three
-JAX_* variables (README, "Scaling out").
+"""Training: the launcher of `cnnctl train CONFIG --processes N`, N training processes on this machine joined over
+loopback as a multi-host JAX job would be (jax.distributed, Keras' DataParallel; see cnnctl/training/distribute.py).
+For trying a multi-process run on one machine; on several hosts, the same `cnnctl train` is started on each with
+the three JAX_* variables (README, "Scaling out").
 
 The launcher only starts, watches and reports: process 0's output is shown (and logged), every process's output
 is kept in the run's logs/process-K.log. When a process dies the others are stopped at once (they would wait for
@@ -21,22 +21,35 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO, Callable, Optional
+from typing import IO, Any, Callable, Optional
 
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run
+from cnnctl.runs.folder import Run, write_text_atomic
 from cnnctl.runs.status import finish_run
 from cnnctl.training import checkpoint
 from cnnctl.training.distribute import COORDINATOR, PROCESS_COUNT, PROCESS_ID
 from cnnctl.training.guard import resume_command
 
-# The chief writes its run folder's path here once the folder exists (cnnctl/cli/app.py's announce), so the
-# launcher knows where the logs go and which run to mark failed.
+# The chief writes its run folder's path here once the folder exists (tell_launcher), so the launcher knows
+# where the logs go and which run to mark failed.
 RUN_PATH_FILE = "CNNCTL_RUN_PATH_FILE"
 
 LOGS = "logs"
 CHIEF_GRACE_S = 3.0  # after another process fails with a user error: time for the chief to say it (all meet it)
 USER_ERROR = 2  # the command line's exit code for a mistake in the config, data or arguments
+
+
+def launched_by() -> bool:
+    """Whether this process is a worker started by `launch`."""
+    return bool(os.environ.get(RUN_PATH_FILE))
+
+
+def tell_launcher(run: Run, prepared: Any) -> None:
+    """In process 0 of a launched job: tell the launcher where the run folder is, once it exists (the launcher
+    keeps the processes' logs there and marks the run failed when a process dies)."""
+    notice = os.environ.get(RUN_PATH_FILE)
+    if notice and prepared.placement.chief:
+        write_text_atomic(Path(notice), str(run.path.resolve()))
 
 
 def launch(worker_args: list[str], count: int, resumed: Optional[Run] = None) -> int:

@@ -1,0 +1,179 @@
+"""Commands that train: `train` (and `--resume`, `--processes`), `cv` and `tune`. Each is one call into
+`cnnctl.api`, wrapped in the signal handlers that turn Ctrl-C and SIGTERM into a saved, resumable stop."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from cnnctl import api
+from cnnctl.cli.base import (
+    ConfigArg,
+    RunsDirOption,
+    SetOption,
+    app,
+    overrides_of,
+    user_errors,
+    verbosity,
+)
+from cnnctl.errors import ConfigError
+
+
+@app.command()
+@user_errors
+def train(
+    config: Annotated[Optional[Path], typer.Argument(help="YAML config file (not needed with --resume)",
+                                                     show_default=False)] = None,
+    overrides: SetOption = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: config `name`, "
+                                                "else the file's stem)")] = None,
+    runs_dir: RunsDirOption = None,
+    resume: Annotated[Optional[str], typer.Option(
+        "--resume", help="Continue a stopped run (folder, run id or `last`) from its last completed epoch, "
+        "with its own config; --set train.epochs=N extends a finished one", show_default=False)] = None,
+    processes: Annotated[int, typer.Option(
+        "--processes", help="Train in N processes on this machine, joined as a multi-host job is (JAX backend: "
+        "KERAS_BACKEND=jax); each batch is split over them", min=1)] = 1,
+) -> None:
+    """Train a model from a YAML config, then evaluate it and draw its figures into a new run folder.
+
+    Example: cnnctl train configs/digits.yaml --set train.epochs=3
+
+    Ctrl-C stops at once and keeps every completed epoch: cnnctl train --resume last
+    """
+    from cnnctl.cli import console
+
+    if processes > 1:
+        raise typer.Exit(code=api.launch_processes(processes, config=config, overrides=overrides_of(overrides),
+                                                   name=name, runs_dir=runs_dir, resume=resume))
+    if resume is not None:
+        if config is not None:
+            raise ConfigError(f"train: give CONFIG or --resume RUN, not both; a resumed run uses its own "
+                              f"config.yaml (drop {config})")
+        if name:
+            raise ConfigError("--name: a resumed run keeps its folder and name; drop --name")
+        with api.signals_interrupt():
+            result = api.resume(resume, overrides=overrides_of(overrides), runs_dir=runs_dir, verbose=verbosity(),
+                                announce=announce(None))
+    else:
+        if config is None:
+            raise ConfigError("train: give a config file, e.g. cnnctl train configs/digits.yaml, or "
+                              "--resume RUN")
+        changes = overrides_of(overrides) + ([f"name={name}"] if name else [])
+        with api.signals_interrupt():
+            result = api.train(config, overrides=changes, runs_dir=runs_dir, verbose=verbosity(),
+                               announce=announce(str(config)))
+    if result.note:  # nothing to do (a completed run), or another process of a job: process 0 evaluates
+        console.say(result.note)
+        return
+    console.console.print(console.metrics_table(result.metrics))
+    console.diagnosis_line(result.metrics.get("diagnosis"))
+    console.say(f"run folder: {result.path}")
+
+
+def announce(config_path: Optional[str]) -> Callable:
+    """The run header, printed when a run's folder is ready and before its first epoch (`config_path`: the
+    config file given; a resumed run shows its own config.yaml)."""
+    from cnnctl.cli import console
+
+    def header(run, prepared, note: str) -> None:
+        console.header(config_path or str(run.file(api.contract.CONFIG)), prepared.config,
+                       prepared.dataset.summary(), prepared.devices, prepared.policy, run.path,
+                       api.describe_model(prepared.model))
+        for model_note in prepared.notes:  # e.g. layers reused from another run (model.from_run)
+            console.say(f"[yellow]note:[/] {model_note}")
+        if prepared.placement.describe():  # several devices or processes: how each batch is split
+            console.say(f"split    {prepared.placement.describe()}")
+        if prepared.fine_tune:
+            console.say(f"phases   {prepared.fine_tune.describe(prepared.config)}")
+        if note:
+            console.say(note)
+
+    return header
+
+
+@app.command()
+@user_errors
+def cv(
+    config: ConfigArg,
+    folds: Annotated[int, typer.Option("--folds", "-k", help="Number of folds K")] = 5,
+    overrides: SetOption = None,
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Stratified K-fold cross-validation: K full trainings, each scored on its held-out fold.
+
+    Folds come from the training data; the test split is left out of all of them.
+
+    Each fold is a complete run folder (runs/<id>-<name>-cv/fold-1, ...); cv_summary.json has mean ± std.
+
+    Example: cnnctl cv configs/digits.yaml --folds 5 --set train.epochs=10
+    """
+    from cnnctl.cli import console
+
+    header = announce(str(config))
+    with api.signals_interrupt(), contextlib.ExitStack() as stack:
+        progress = []
+
+        def announce_fold(run, prepared, note: str) -> None:
+            if not progress:  # the bar opens with the first fold, so a mistake found before it prints alone
+                progress.append(stack.enter_context(console.fold_progress(folds)))
+            header(run, prepared, note)
+
+        cv_path, summary = api.cross_validate(
+            config, folds, overrides=overrides_of(overrides), runs_dir=runs_dir, verbose=2, announce=announce_fold,
+            on_fold=lambda index, metrics: progress[0](f"fold {index}: accuracy {metrics['accuracy']:.4f}"))
+    console.console.print(console.cv_table(summary))
+    console.say(f"cv folder: {cv_path} (summary in {api.contract.CV_SUMMARY})")
+
+
+@app.command()
+@user_errors
+def tune(
+    config: Annotated[Optional[Path], typer.Argument(help="YAML config with a `tune:` section (not needed with "
+                                                     "--resume)", show_default=False)] = None,
+    trials: Annotated[int, typer.Option("--trials", "-n", help="Trials in the whole search (with --resume: the "
+                                        "total to reach)")] = 20,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Processes sharing the search")] = 1,
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="Continue a stopped search in its runs/<id>-<name>-tune folder", show_default=False)] = None,
+    overrides: SetOption = None,
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Search the config's `tune:` values with Optuna (TPE, median pruning), every trial scored on the val split.
+
+    Each trial is a complete run folder (runs/<id>-<name>-tune/trial-0, ...); the test split is never scored.
+    The tune folder gets tune_summary.json, best.yaml (ready for cnnctl train), figures and tune_report.html.
+
+    Example: cnnctl tune search.yaml --trials 20 --workers 2
+
+    (search.yaml: a config with e.g. `tune: {train.batch_size: {choice: [32, 64]}}`; README, Tuning)
+    """
+    from cnnctl.cli import console
+
+    def on_trial(line: dict) -> None:
+        value = "n/a" if line.get("value") is None else f"{line['value']:.4f}"
+        console.say(f"trial {line['number']}: {line['state']}, val accuracy {value}")
+
+    if resume is not None:
+        if config is not None or overrides:
+            raise ConfigError("tune: a resumed search uses its own config.yaml; drop CONFIG and --set")
+        with api.signals_interrupt():
+            tune_path, summary = api.resume_tune(resume, trials, workers=workers, verbose=verbosity(),
+                                                 on_trial=on_trial)
+    else:
+        if config is None:
+            raise ConfigError("tune: give a config file with a `tune:` section, or --resume TUNEFOLDER")
+        with api.signals_interrupt():
+            tune_path, summary = api.tune(config, trials, overrides=overrides_of(overrides), workers=workers,
+                                          runs_dir=runs_dir, verbose=verbosity(), on_trial=on_trial)
+    console.console.print(console.tune_table(summary))
+    for note in summary.get("notes", []):
+        console.warn(note)
+    if summary.get("best"):
+        console.say(f"best: trial {summary['best']['number']}, val accuracy {summary['best']['value']:.4f}; "
+                    f"train it on test with: cnnctl train {tune_path / api.contract.TUNE_BEST}")
+    console.say(f"tune folder: {tune_path} (summary in {api.contract.TUNE_SUMMARY}, page "
+                f"{api.contract.TUNE_REPORT})")
