@@ -23,7 +23,8 @@ ONE_EPOCH = ["--set", "train.epochs=1"]
 
 TRAINED_HERE = {"lenet5.yaml", "conv1d_signals.yaml", "conv3d_volumes.yaml", "shapes_folder.yaml"}
 CHECKED_HERE = {"mnist.yaml", "cifar10.yaml", "fashion_mnist.yaml", "fashion_mnist_best.yaml"}
-TRAINED_ELSEWHERE = {"digits.yaml"}  # tests/test_cli_core.py trains it (the embedded default)
+TRAINED_ELSEWHERE = {"digits.yaml",             # tests/test_cli_core.py trains it (the embedded default)
+                     "digits_manifest.yaml"}    # tests/test_manifest.py, on the files its generator writes
 CHECKED_ELSEWHERE = {"transfer_folder.yaml",     # tests/test_backbone.py checks it (imagenet weights not downloaded)
                      "transfer_from_run.yaml"}   # tests/test_fine_tune.py, on a stand-in pretraining run
 

@@ -47,8 +47,9 @@ def load_config(source: Union[str, Path, Mapping[str, Any], Config], overrides: 
     config = validate_config(raw, source=origin, overrides=overrides)
     if config.name is None:
         config.name = re.sub(r"[^A-Za-z0-9._-]", "-", stem or "") or "run"
-    if config.data.path:
-        config.data.path = str((base / config.data.path).resolve())
+    for key in ("path", "val_path", "test_path"):
+        if getattr(config.data, key):
+            setattr(config.data, key, str((base / getattr(config.data, key)).resolve()))
     backbone = config.model.backbone
     if backbone is not None and backbone.weights not in (None, "imagenet"):
         backbone.weights = str((base / backbone.weights).resolve())

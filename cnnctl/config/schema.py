@@ -201,14 +201,22 @@ def _positive_dimensions(value: Optional[list[int]], example: str) -> Optional[l
 class DataConfig(Section):
     source: str = Field("digits", description="a built-in or file source, one registered from Python, or "
                                               "`arrays` (from Python)")
-    path: Optional[str] = Field(None, description="npz | npy | idx | csv | folder; relative to the config file")
-    image_size: ImageSize = Field(None, description="folder: resize target (height, width)")
-    color_mode: Literal["grayscale", "rgb"] = Field("rgb", description="folder: channels after decoding")
+    path: Optional[str] = Field(None, description="npz | npy | idx | csv | folder | manifest; relative to the config "
+                                                  "file")
+    val_path: Optional[str] = Field(None, description="folder: a separate folder of class folders for the validation "
+                                                      "split (relative to the config file)")
+    test_path: Optional[str] = Field(None, description="folder: a separate folder of class folders for the test split "
+                                                       "(relative to the config file), e.g. a published set's val/")
+    image_size: ImageSize = Field(None, description="folder, manifest: resize target (height, width)")
+    color_mode: Literal["grayscale", "rgb"] = Field("rgb", description="folder, manifest: channels after decoding")
     validation_split: float = Field(0.1, ge=0, lt=1, description="carved from train, stratified, seeded")
     test_split: Optional[float] = Field(None, gt=0, lt=1,
                                         description="carved first, when the source has no test set")
     normalize: bool = Field(True, description="scale pixel values to [0, 1]")
-    label_column: Union[str, int] = Field("label", description="csv: name or index of the label column")
+    label_column: Union[str, int] = Field("label", description="csv, manifest: name or index of the label column")
+    file_column: str = Field("file", description="manifest: the column of file paths (relative to the manifest)")
+    split_column: Optional[str] = Field(None, description="manifest: a column of train | val | test (empty: carved "
+                                                          "from train)")
     shape: Optional[list[int]] = Field(None, description="csv: shape of one example, e.g. [28, 28]")
     augment: list[LayerSpec] = Field(default_factory=list, description="keras preprocessing layers, training only")
     fold: Optional[FoldConfig] = Field(None, description="cv: {index, folds}: test on this fold of train "
@@ -239,6 +247,10 @@ class DataConfig(Section):
     def _path_when_needed(self) -> "DataConfig":
         if self.source in FILE_SOURCES and not self.path:
             raise ValueError(f"source '{self.source}' needs data.path (a file or folder)")
+        for key in ("val_path", "test_path"):
+            if getattr(self, key) is not None and self.source != "folder":
+                raise ValueError(f"{key} is for source folder (a separate folder of class folders); source "
+                                 f"'{self.source}' gives its splits itself")
         return self
 
 

@@ -113,7 +113,7 @@ def load_folder(data_cfg: DataConfig):
     if not root.is_dir():
         raise DataError(f"data.path: {root} is a file; source folder wants a folder with one sub-folder per "
                         "class (or train/ val/ test/ sub-folders that each hold the class folders)")
-    split_roots = find_split_roots(root)
+    split_roots = {**find_split_roots(root), **given_split_roots(data_cfg, find_split_roots(root))}
     class_names = _class_folders(split_roots["train"])
     for name in class_names:
         if not _is_utf8(name):  # TensorFlow takes paths as UTF-8 text, data.json names classes in UTF-8
@@ -156,6 +156,27 @@ def find_split_roots(root: Path) -> dict[str, Path]:
     return {split: roots[split] for split in ("train", "val", "test") if split in roots}
 
 
+def given_split_roots(data_cfg: DataConfig, found: dict[str, Path]) -> dict[str, Path]:
+    """data.val_path and data.test_path: folders of class folders for those splits, kept out of training (a
+    published set's train/ and val/ folders: give val/ as test_path and it stays the untouched test split)."""
+    given = {}
+    for split, key in (("val", "val_path"), ("test", "test_path")):
+        value = getattr(data_cfg, key)
+        if value is None:
+            continue
+        folder = Path(value)
+        if not folder.is_dir():
+            raise DataError(f"data.{key}: {printable(folder)} " + ("is not a folder" if folder.exists() else
+                            "does not exist") + "; give a folder holding one sub-folder per class")
+        if split in found:
+            raise DataError(f"data.{key}: {printable(found[split])} is already the {split} split of data.path; "
+                            f"remove it there or drop data.{key}")
+        if folder.resolve() == found["train"].resolve():
+            raise DataError(f"data.{key}: {printable(folder)} is the training folder itself; give another folder")
+        given[split] = folder
+    return given
+
+
 def _class_folders(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir() if path.is_dir() and not path.name.startswith("."))
 
@@ -180,7 +201,7 @@ def scan_folders(root: Path, split_roots: dict[str, Path], class_names: list[str
     for split, index, path in candidates:
         size = sizes[str(path)]
         if isinstance(size, str):
-            scan.skipped.append(f"{printable(path.relative_to(root))} ({size})")
+            scan.skipped.append(f"{printable(os.path.relpath(path, root))} ({size})")
             continue
         scan.files.setdefault(split, []).append(str(path))
         scan.labels.setdefault(split, []).append(index)
@@ -274,7 +295,7 @@ def common_size(root: Path, sizes: dict[str, tuple[int, int]]) -> tuple[int, int
     if len(distinct) == 1:
         return next(iter(distinct))
     (first, first_path), (second, second_path) = list(distinct.items())[:2]
-    first_name, second_name = (printable(Path(path).relative_to(root)) for path in (first_path, second_path))
+    first_name, second_name = (printable(os.path.relpath(path, root)) for path in (first_path, second_path))
     raise DataError(f"data.image_size: the images in {root} have {len(distinct)} different sizes (e.g. "
                     f"{first[0]}×{first[1]} in {first_name} and {second[0]}×{second[1]} in {second_name}); "
                     "set data.image_size: [height, width] to resize them")

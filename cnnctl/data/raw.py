@@ -16,7 +16,7 @@ import numpy as np
 from cnnctl.errors import ConfigError, DataError
 
 BUILTIN_SOURCES = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")  # no data.path needed
-FILE_SOURCES = ("npz", "npy", "idx", "csv", "folder")                          # read from data.path
+FILE_SOURCES = ("npz", "npy", "idx", "csv", "folder", "manifest")              # read from data.path
 # The arrays handed to cnnctl.train(config, arrays={...}) from Python; the run keeps a copy as arrays.npz.
 ARRAYS_SOURCE = "arrays"
 ARRAY_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")

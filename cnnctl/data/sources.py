@@ -13,6 +13,7 @@ from cnnctl.data.builtin import (
 )
 from cnnctl.data.files import load_csv, load_idx, load_npz
 from cnnctl.data.folders import load_folder
+from cnnctl.data.manifest import load_manifest
 from cnnctl.data.raw import RawData, load_registered
 
 
@@ -34,4 +35,5 @@ _LOADERS: dict[str, Callable[[DataConfig], RawData]] = {
     "idx": load_idx,
     "csv": load_csv,
     "folder": load_folder,
+    "manifest": load_manifest,
 }
