@@ -3,7 +3,8 @@
     raw.py       RawData (arrays as a source gives them) and the sources registered from Python
     builtin.py   digits (bundled), mnist / fashion_mnist / cifar via keras.datasets or the Debian files
     files.py     npz, npy folders, IDX, CSV
-    folders.py   folders of images, decoded lazily (ImageFiles)
+    folders.py   folders of images, decoded lazily (ImageFiles); given val/test folders
+    manifest.py  a CSV/TSV/JSONL table of files and labels, with an optional split column
     sources.py   `data.source` → the loader of its family
     arrays.py    labels → class indices, the model's layout, stratified and K-fold splits
     dataset.py   load_data: the steps above in order, and the batched pipelines

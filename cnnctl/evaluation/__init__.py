@@ -4,4 +4,7 @@
     diagnosis.py  over- or underfitting, read from history.csv, with evidence and advice
     scoring.py    loading model.keras safely, test-time augmentation, re-evaluating a run folder
     predict.py    classifying new files and arrays with a run
+    export.py     SavedModel / ONNX / TFLite, each checked against model.keras with its own runtime
+    gradcam.py    Grad-CAM: where in an input the model looked for a class
+    calibration.py  how far confidence is from accuracy (ECE, Brier, NLL), temperature, accuracy by coverage
 """
