@@ -133,7 +133,7 @@ CASES = [
          "error: {d}/c.yaml: train.epoch: unknown key; did you mean 'epochs'? (e.g. epochs: 10)"),
     Case("unknown-source", lambda w: ["check", w.config(LAYERS + "data: {source: mnistt}\n")],
          "error: {d}/c.yaml: data.source: must be one of 'digits', 'mnist', 'fashion_mnist', 'cifar10', "
-         "'cifar100', 'npz', 'npy', 'idx', 'csv' or 'folder' (got mnistt); did you mean 'mnist'?"),
+         "'cifar100', 'npz', 'npy', 'idx', 'csv', 'folder' or 'manifest' (got mnistt); did you mean 'mnist'?"),
     Case("layer-wrong-case", lambda w: ["check", w.config(layers("{conv2d: {filters: 4, kernel_size: 3}}", "Flatten",
                                                                 "{Dense: {units: 10}}"))],
          "error: {d}/c.yaml: model.layers[0]: unknown layer 'conv2d'; did you mean Conv2D?"),

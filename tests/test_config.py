@@ -28,7 +28,7 @@ error_cases = [
      "train.early_stopping.patiense: unknown key; did you mean 'patience'? (e.g. patience: 3)"),
     ("data:\n  source: mnistt\n",
      "data.source: must be one of 'digits', 'mnist', 'fashion_mnist', 'cifar10', 'cifar100', 'npz', 'npy', "
-     "'idx', 'csv' or 'folder' (got mnistt); did you mean 'mnist'?"),
+     "'idx', 'csv', 'folder' or 'manifest' (got mnistt); did you mean 'mnist'?"),
     ("data:\n  source: npz\n",
      "data: source 'npz' needs data.path (a file or folder)"),
     ("data:\n  validation_split: 1.5\n",

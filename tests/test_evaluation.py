@@ -153,7 +153,7 @@ def test_evaluate_refuses_an_unknown_split(digits_run_copy):
 def test_evaluate_names_the_run_config_when_its_data_is_gone(digits_run_copy):
     """A run trained on a file that has since moved: the error says which config.yaml to fix, writes nothing."""
     config = digits_run_copy / "config.yaml"
-    moved = config.read_text().replace("source: digits", "source: npz").replace("path: null", "path: gone.npz")
+    moved = config.read_text().replace("source: digits", "source: npz").replace("\n  path: null", "\n  path: gone.npz")
     config.write_text(moved)
     before = (digits_run_copy / "metrics.json").read_bytes()
     result = runner.invoke(app, ["evaluate", str(digits_run_copy)])

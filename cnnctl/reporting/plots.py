@@ -160,8 +160,8 @@ def compare_figure(histories: Mapping[str, History], metric: str = "loss") -> Fi
         metric: which column pair to draw (`metric` and `val_<metric>`). Defaults to "loss".
     """
     if not histories:
-        return _message_figure("no runs to compare")
-    fig = _new_figure(8, 5)
+        return message_figure("no runs to compare")
+    fig = new_figure(8, 5)
     ax = fig.subplots()
     palette = colormaps["tab10" if len(histories) <= 10 else "tab20"]
     run_handles = []
@@ -200,7 +200,7 @@ def _history_figure(history: History, metric: str, best_epoch: Optional[int], di
     if metric not in history and val_key not in history:
         raise ValueError(f"history has no {metric!r} or {val_key!r} column; it has: {', '.join(history) or 'nothing'}")
     epochs = _epochs(history)
-    fig = _new_figure(8, 5)
+    fig = new_figure(8, 5)
     ax = fig.subplots()
     # Dots show where the epochs are; past ~30 they only clutter the line.
     marker = "o" if len(epochs) <= 30 else None
@@ -327,7 +327,7 @@ def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str], norm
 
     # Grow with the class count so labels stay legible, within what a screen (and report.html) can show.
     side = float(np.clip(2.5 + 0.45 * n, 5, 16))
-    fig = _new_figure(side + 1.2, side)
+    fig = new_figure(side + 1.2, side)
     ax = fig.subplots()
     cmap = colormaps["Blues"]
     image = ax.imshow(values, cmap=cmap, vmin=0, vmax=vmax, interpolation="nearest")
@@ -382,7 +382,7 @@ def roc_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str
     n_classes = y_prob.shape[1]
     if n_classes == 2:
         if len(np.unique(y_true)) < 2:
-            return _message_figure(f"ROC undefined: y_true holds only {class_names[int(y_true[0])]!r}" if len(y_true)
+            return message_figure(f"ROC undefined: y_true holds only {class_names[int(y_true[0])]!r}" if len(y_true)
                                    else "ROC undefined: no samples", "ROC curve")
         fpr, tpr, _ = roc_curve(y_true == 1, y_prob[:, 1])
         score = auc(fpr, tpr)
@@ -402,7 +402,7 @@ def roc_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str
             fpr, tpr, _ = roc_curve(positives, y_prob[:, label])
             curves[label] = (fpr, tpr, auc(fpr, tpr))
     if not curves:
-        return _message_figure("ROC undefined: y_true holds fewer than two classes", "ROC curves (one-vs-rest)")
+        return message_figure("ROC undefined: y_true holds fewer than two classes", "ROC curves (one-vs-rest)")
 
     one_hot = np.eye(n_classes)[y_true]
     micro_fpr, micro_tpr, _ = roc_curve(one_hot.ravel(), y_prob.ravel())
@@ -439,7 +439,7 @@ def pr_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str]
     if n_classes == 2:
         positives = y_true == 1
         if not positives.any():
-            return _message_figure(f"precision-recall undefined: no {class_names[1]!r} in y_true", "Precision-recall")
+            return message_figure(f"precision-recall undefined: no {class_names[1]!r} in y_true", "Precision-recall")
         precision, recall, _ = precision_recall_curve(positives, y_prob[:, 1])
         score = average_precision_score(positives, y_prob[:, 1])
         fig, ax = _score_axes(f"Precision-recall ({class_names[1]})", "Recall", "Precision")
@@ -457,7 +457,7 @@ def pr_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str]
             precision, recall, _ = precision_recall_curve(positives, y_prob[:, label])
             curves[label] = (recall, precision, average_precision_score(positives, y_prob[:, label]))
     if not curves:
-        return _message_figure("precision-recall undefined: no samples", "Precision-recall (one-vs-rest)")
+        return message_figure("precision-recall undefined: no samples", "Precision-recall (one-vs-rest)")
 
     one_hot = np.eye(n_classes)[y_true]
     micro_precision, micro_recall, _ = precision_recall_curve(one_hot.ravel(), y_prob.ravel())
@@ -495,7 +495,7 @@ def _check_scores(y_true, y_prob, class_names: Sequence[str]) -> tuple[np.ndarra
 
 
 def _score_axes(title: str, xlabel: str, ylabel: str):
-    fig = _new_figure(7, 6)
+    fig = new_figure(7, 6)
     ax = fig.subplots()
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
@@ -586,7 +586,7 @@ def example_grid(
     examples = [np.asarray(example) for example in examples]
     count = len(examples)
     if count == 0:
-        return _message_figure("no examples", title)
+        return message_figure("no examples", title)
     for name, values in (("titles", titles), ("colors", colors)):
         if values is not None and len(values) != count:
             raise ValueError(f"{name} must have one entry per example ({count}). Received {len(values)}")
@@ -601,12 +601,12 @@ def example_grid(
     # very long class names make a readable figure whose titles may touch rather than a huge one.
     longest = max((len(line) for rows in title_rows for line in rows), default=0)
     panel_width = min(3.0, max(1.35, PANEL_TITLE_CHAR * longest))
-    fig, axes, _ = _grid_figure(nrows, ncols, panel_width, 1.35, title_lines, title)
+    fig, axes, _ = grid_figure(nrows, ncols, panel_width, 1.35, title_lines, title)
     for index, ax in enumerate(axes):
         if index >= count:
             ax.set_axis_off()
             continue
-        _draw_example(ax, examples[index], kind)
+        draw_example(ax, examples[index], kind)
         if titles is not None:
             ax.set_title(str(titles[index]), fontsize=8, color=colors[index] if colors is not None else "black")
     if title:
@@ -651,7 +651,7 @@ def filters_figure(kernel: np.ndarray, max_filters: int = 64) -> Figure:
     scale = "" if has_colorbar else f", shared scale ±{limit:.3g}" + (" (gray = 0)" if rgb else "")
     title = (f"First conv layer: {total} filters of {size}" + (f" (first {shown} shown)" if shown < total else "")
              + scale)
-    fig, axes, colorbar_axes = _grid_figure(nrows, ncols, 1.15, 1.15, 1, title, colorbar=has_colorbar)
+    fig, axes, colorbar_axes = grid_figure(nrows, ncols, 1.15, 1.15, 1, title, colorbar=has_colorbar)
     image = None
     for index, ax in enumerate(axes):
         if index >= shown:
@@ -702,7 +702,7 @@ def feature_maps_figure(activations: Sequence[tuple[str, np.ndarray]], max_chann
         max_channels: channels shown per layer (the first ones). Defaults to 16.
     """
     if not activations:
-        return _message_figure("no activations")
+        return message_figure("no activations")
     rows = []
     for name, activation in activations:
         activation = np.asarray(activation, dtype=float)
@@ -717,7 +717,7 @@ def feature_maps_figure(activations: Sequence[tuple[str, np.ndarray]], max_chann
         rows.append((name, shape, activation, panels))
 
     ncols = max(panels for _, _, _, panels in rows)
-    fig = _new_figure(1.1 * ncols + 2.0, 1.15 * len(rows) + 0.3)
+    fig = new_figure(1.1 * ncols + 2.0, 1.15 * len(rows) + 0.3)
     axes = fig.subplots(len(rows), ncols, squeeze=False)
     for row, (name, shape, activation, panels) in enumerate(rows):
         cmap, low, high = activation_scale(activation)
@@ -780,8 +780,8 @@ def filter_demo_figure(panels: Sequence[tuple[str, np.ndarray]]) -> Figure:
         panels: (title, image) pairs; images (H, W), (H, W, 1) or (H, W, 3).
     """
     if not panels:
-        return _message_figure("no images")
-    fig = _new_figure(3.0 * len(panels), 3.4)
+        return message_figure("no images")
+    fig = new_figure(3.0 * len(panels), 3.4)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, image) in zip(axes, panels):
         image = np.asarray(image, dtype=float)
@@ -791,7 +791,7 @@ def filter_demo_figure(panels: Sequence[tuple[str, np.ndarray]]) -> Figure:
             low, high = np.percentile(image, [1, 99]) if image.size else (0.0, 1.0)
             ax.imshow(image, cmap="gray", interpolation="nearest", vmin=low, vmax=max(high, low + 1e-12))
         elif image.ndim == 3 and image.shape[-1] == 3:
-            ax.imshow(_normalize(image), interpolation="nearest")
+            ax.imshow(normalize_values(image), interpolation="nearest")
         else:
             raise ValueError(f"panel {title!r} must be an (H, W) or (H, W, 1|3) image. Received shape: {image.shape}")
         ax.set_title(title)
@@ -801,9 +801,9 @@ def filter_demo_figure(panels: Sequence[tuple[str, np.ndarray]]) -> Figure:
     return fig
 
 
-def _draw_example(ax, example: np.ndarray, kind: str) -> None:
+def draw_example(ax, example: np.ndarray, kind: str) -> None:
     if kind == "auto":
-        kind = _example_kind(example)
+        kind = example_kind(example)
     if kind == "volume":
         example = example[example.shape[0] // 2]
         kind = "image"
@@ -819,15 +819,15 @@ def _draw_example(ax, example: np.ndarray, kind: str) -> None:
     if example.ndim == 3:
         if example.shape[-1] in (3, 4):
             # RGB, or RGBA with alpha dropped; the channels are scaled together so hue survives.
-            ax.imshow(_normalize(example[..., :3]), interpolation="nearest")
+            ax.imshow(normalize_values(example[..., :3]), interpolation="nearest")
             return
         example = example.mean(axis=-1)
     if example.ndim != 2:
         raise ValueError(f"cannot show an example of shape {example.shape} as an image")
-    ax.imshow(_normalize(example), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.imshow(normalize_values(example), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
 
 
-def _example_kind(example: np.ndarray) -> str:
+def example_kind(example: np.ndarray) -> str:
     shape = example.shape
     if example.ndim == 1:
         return "signal"
@@ -851,7 +851,7 @@ SUPTITLE_CHAR = 0.1      # inches per character of the 12-point figure title
 COLORBAR_ROOM = 1.1      # inches right of the grid: bar, tick labels and the bar's label
 
 
-def _grid_figure(nrows: int, ncols: int, panel_width: float, panel_height: float, title_lines: int = 0,
+def grid_figure(nrows: int, ncols: int, panel_width: float, panel_height: float, title_lines: int = 0,
                  title: Optional[str] = None, colorbar: bool = False) -> tuple[Figure, np.ndarray, Optional[Axes]]:
     """A figure of nrows × ncols panels of panel_width × panel_height inches, GRID_GAP apart, with room above
     each for a title of `title_lines` lines, above the grid for the figure's `title` (widened to fit it) and, when
@@ -881,14 +881,14 @@ def _grid_figure(nrows: int, ncols: int, panel_width: float, panel_height: float
     return fig, axes, colorbar_axes
 
 
-def _new_figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
     # Constrained layout keeps titles, rotated labels and colorbars inside the canvas at any size.
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def _message_figure(message: str, title: Optional[str] = None) -> Figure:
+def message_figure(message: str, title: Optional[str] = None) -> Figure:
     """A small figure that says why there is nothing to draw, so a report never shows a missing image."""
-    fig = _new_figure(6, 2)
+    fig = new_figure(6, 2)
     ax = fig.subplots()
     ax.set_axis_off()
     ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, transform=ax.transAxes)
@@ -897,7 +897,7 @@ def _message_figure(message: str, title: Optional[str] = None) -> Figure:
     return fig
 
 
-def _normalize(values: np.ndarray) -> np.ndarray:
+def normalize_values(values: np.ndarray) -> np.ndarray:
     """Scale to 0..1 by the array's own min and max; a constant array becomes all zeros."""
     values = np.nan_to_num(np.asarray(values, dtype=float), nan=0.0, posinf=0.0, neginf=0.0)
     if values.size == 0:
