@@ -17,13 +17,14 @@ __version__ = "0.1.0"
 
 # The API loads pydantic, numpy and (when called) TensorFlow; `cnnctl --help` imports this package too, so the
 # names below are looked up on first use (PEP 562) instead of at `import cnnctl`.
-_API_FUNCTIONS = ("train", "resume", "evaluate", "predict", "export", "tune", "resume_tune", "cross_validate",
+_API_FUNCTIONS = ("train", "resume", "evaluate", "predict", "explain", "export", "tune", "resume_tune", "cross_validate",
                   "check", "describe_data", "plot", "report", "list_runs", "compare", "filter_image", "schema",
                   "load", "find_run")
 _API = {
     **{name: "cnnctl.api" for name in _API_FUNCTIONS},
     "ExportResult": "cnnctl.evaluation.export", "TrainResult": "cnnctl.training.loop",
-    "Predictions": "cnnctl.evaluation.predict", "register_source": "cnnctl.data.raw",
+    "Predictions": "cnnctl.evaluation.predict", "Explanation": "cnnctl.evaluation.explain",
+    "register_source": "cnnctl.data.raw",
     "load_config": "cnnctl.config.loading", "Config": "cnnctl.config.schema",
     "CnnctlError": "cnnctl.errors", "ConfigError": "cnnctl.errors", "DataError": "cnnctl.errors",
     "RunError": "cnnctl.errors",

@@ -34,6 +34,7 @@ from cnnctl.training.signals import signals_interrupt
 
 if TYPE_CHECKING:  # for annotations only: importing them would load pydantic, numpy or TensorFlow
     from cnnctl.config.schema import Config
+    from cnnctl.evaluation.explain import Explanation
     from cnnctl.evaluation.export import ExportResult
     from cnnctl.evaluation.predict import Predictions
     from cnnctl.reporting.compare import Comparison, RunSummary
@@ -42,7 +43,7 @@ if TYPE_CHECKING:  # for annotations only: importing them would load pydantic, n
 
 __all__ = [
     "ARRAYS_FILE", "CheckResult", "FilterResult", "PlotResult", "check", "compare", "contract", "cross_validate",
-    "default_runs_dir", "describe_data", "describe_model", "evaluate", "export", "filter_image", "find_run",
+    "default_runs_dir", "describe_data", "describe_model", "evaluate", "explain", "export", "filter_image", "find_run",
     "launch_processes", "list_runs", "load", "plot", "predict", "prepare_environment", "report", "resume",
     "resume_tune", "schema", "signals_interrupt", "train", "tune",
 ]
@@ -369,7 +370,8 @@ def evaluate(run: RunLike, split: Optional[str] = None, *, runs_dir: Optional[Pa
     return metrics
 
 
-def predict(run: RunLike, inputs: Any, *, out: Optional[PathLike] = None, top_k: int = 3, overwrite: bool = False,
+def predict(run: RunLike, inputs: Any, *, out: Optional[PathLike] = None, top_k: int = 3,
+            min_confidence: Optional[float] = None, overwrite: bool = False,
             runs_dir: Optional[PathLike] = None) -> Predictions:
     """Classify image files, folders of images, .npz files, or a numpy array of examples with a trained run.
 
@@ -382,15 +384,18 @@ def predict(run: RunLike, inputs: Any, *, out: Optional[PathLike] = None, top_k:
         out: also write every prediction to this CSV (input, rank, class_index, class, probability), `top_k`
             rows per input. Defaults to None.
         top_k: ranks per input in `out`. Defaults to 3.
+        min_confidence: the reject option: an input whose top probability is below this is not answered
+            (`Predictions.answered`; an `answered` column in `out`). Defaults to None (answer everything).
         overwrite: replace `out` if it is an existing regular file. Defaults to False.
         runs_dir: where a run id or "last" is looked up. Defaults to $CNNCTL_RUNS_DIR, else ./runs.
 
     Returns:
         Predictions: `labels` (one per example), `probabilities` (N, classes), `class_names`, `top_k(k)`.
     """
-    from cnnctl.evaluation.predict import check_top_k, predict_run, write_predictions_csv
+    from cnnctl.evaluation.predict import check_min_confidence, check_top_k, predict_run, write_predictions_csv
 
     check_top_k(top_k)
+    check_min_confidence(min_confidence)
     if out is not None:  # before the model runs: a mistake costs nothing
         check_output_path(out, overwrite=overwrite, example="predictions.csv")
     resolved = find_run(run, runs_dir)
@@ -398,9 +403,39 @@ def predict(run: RunLike, inputs: Any, *, out: Optional[PathLike] = None, top_k:
         predictions = predict_run(resolved, [], arrays=inputs)
     else:
         predictions = predict_run(resolved, [inputs] if isinstance(inputs, (str, Path)) else list(inputs))
+    predictions.min_confidence = min_confidence
     if out is not None:
         write_predictions_csv(out, predictions, min(top_k, len(predictions.class_names)), overwrite)
     return predictions
+
+
+def explain(run: RunLike, inputs: Any, *, layer: Optional[str] = None, class_name: Optional[Union[str, int]] = None,
+            out: Optional[PathLike] = None, overwrite: bool = False, runs_dir: Optional[PathLike] = None) -> Explanation:
+    """Grad-CAM: where in each input the run's model found the evidence for its answer.
+
+    Args:
+        run: a run folder, run id, "last" or a TrainResult.
+        inputs: image files, folders of images, .npz or .npy files (as `predict` takes them), or a numpy array of
+            examples in the training data's units.
+        layer: the layer whose maps are read: a name, or "backbone/name" inside a nested model. Defaults to None:
+            the last convolution.
+        class_name: explain this class (a name or an index) instead of each input's predicted one. Defaults to None.
+        out: the folder for one overlay PNG per input and explain.npz. Defaults to RUN/explain.
+        overwrite: replace existing files in `out`. Defaults to False.
+        runs_dir: where a run id or "last" is looked up. Defaults to $CNNCTL_RUNS_DIR, else ./runs.
+
+    Returns:
+        Explanation: `heatmaps` (N, *the input's spatial shape, in [0, 1]), `y_pred`, `y_prob`, `class_index`,
+        `y_true` (-1 where unknown), `inputs`, `layer`, `folder`, `figures` (the overlays) and `npz`.
+    """
+    resolved = find_run(run, runs_dir)
+    runtime.quiet_backend_import()  # before Grad-CAM imports Keras
+    from cnnctl.evaluation.explain import explain_run
+
+    if hasattr(inputs, "shape") and hasattr(inputs, "dtype"):
+        return explain_run(resolved, [], inputs, layer=layer, class_name=class_name, out=out, overwrite=overwrite)
+    paths = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    return explain_run(resolved, paths, layer=layer, class_name=class_name, out=out, overwrite=overwrite)
 
 
 def export(run: RunLike, format: str, *, out: Optional[PathLike] = None,

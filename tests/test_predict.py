@@ -275,7 +275,7 @@ def test_an_old_run_folder_still_evaluates_and_predicts(old_style_run, test_spli
 @pytest.mark.parametrize("make_input, message", [
     (lambda tmp: tmp / "missing.png", "error: INPUT {path}: no such file or folder"),
     (lambda tmp: _write(tmp / "notes.txt", b"hello"),
-     "error: INPUT {path}: not an image (.png, .jpg, .jpeg, .bmp, .gif, .webp) or .npz file"),
+     "error: INPUT {path}: not an image (.png, .jpg, .jpeg, .bmp, .gif, .webp), .npz or .npy file"),
     (lambda tmp: _write(tmp / "broken.png", b"not a png"),
      "error: INPUT {path}: cannot read as an image (Unknown image file format. One of JPEG, JPEG XL, PNG, GIF, "
      "BMP, WebP required.)"),

@@ -219,6 +219,9 @@ def test_chromium_renders_the_metrics_and_every_image(trained_digits_run, tmp_pa
         with Image.open(run / name[1]) as image:
             expected.append(f"{image.width}x{image.height}")
     assert sizes == expected  # every <img> decoded, at the PNG's own size
+    shown = [name[1] for name in DATA_URI.findall(probe.read_text())]
+    assert {"gradcam.png", "reliability.png", "coverage.png"} <= set(shown)  # the section on trust, rendered
+    assert metrics["coverage"]["sentence"] in dom
 
     # Tall enough to show the metrics, the tables and the figures below them.
     screenshot = tmp_path / "report.png"

@@ -149,16 +149,38 @@ def predictions_table(predictions: Any, k: int, max_inputs: int = 50) -> Table:
     table.add_column("rank", justify="right")
     table.add_column("class")
     table.add_column("probability", justify="right")
-    for label, probabilities, ranked in zip(predictions.labels[:max_inputs], predictions.probabilities,
-                                            predictions.top_k(k)):
+    for label, probabilities, ranked, answered in zip(predictions.labels[:max_inputs], predictions.probabilities,
+                                                      predictions.top_k(k), predictions.answered):
         for rank, index in enumerate(ranked, start=1):
-            table.add_row(label if rank == 1 else "", str(rank), predictions.class_names[index],
-                          f"{probabilities[index]:.4f}", style="bold" if rank == 1 else None)
+            name = label if rank == 1 else ""
+            if rank == 1 and not answered:
+                name += " [yellow](not answered)[/]"
+            table.add_row(name, str(rank), predictions.class_names[index], f"{probabilities[index]:.4f}",
+                          style="bold" if rank == 1 and answered else None)
         if k > 1:
             table.add_section()
     hidden = len(predictions.labels) - max_inputs
     if hidden > 0:
         table.caption = f"… {hidden} more inputs not shown; --out FILE writes them all"
+        table.caption_justify = "left"
+    return table
+
+
+def explanation_table(explanation: Any, max_inputs: int = 50) -> Table:
+    """`cnnctl explain`: per input its prediction, the class explained, the true class when known, the overlay."""
+    table = Table(title=f"Grad-CAM at {explanation.layer}", title_justify="left")
+    for header in ("input", "predicted", "explained", "true", "overlay"):
+        table.add_column(header, overflow="fold")
+    names = explanation.class_names
+    for index, name in enumerate(explanation.inputs[:max_inputs]):
+        predicted = int(explanation.y_pred[index])
+        true = int(explanation.y_true[index])
+        table.add_row(name, f"{names[predicted]} ({explanation.y_prob[index, predicted]:.2f})",
+                      names[int(explanation.class_index[index])], names[true] if true >= 0 else "",
+                      str(explanation.figures[index]))
+    hidden = len(explanation.inputs) - max_inputs
+    if hidden > 0:
+        table.caption = f"… {hidden} more inputs in {explanation.npz}"
         table.caption_justify = "left"
     return table
 

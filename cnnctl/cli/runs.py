@@ -83,6 +83,9 @@ def predict(
     inputs: Annotated[list[Path], typer.Argument(help="Image files, folders of images, or .npz files (examples "
                                                  "under x or x_test)", show_default=False)],
     top_k: Annotated[int, typer.Option("--top-k", help="Classes shown per input")] = 3,
+    min_confidence: Annotated[Optional[float], typer.Option(
+        "--min-confidence", help="Abstain below this top probability (0..1): such inputs are marked not answered "
+        "(an `answered` column in --out)", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Write every prediction to this CSV file",
                                                 show_default=False)] = None,
     overwrite: OverwriteOption = False,
@@ -90,16 +93,52 @@ def predict(
 ) -> None:
     """Classify new inputs with a trained run, preprocessed as its training data were (size, colour, scale).
 
-    Example: cnnctl predict last digit.png more_digits/ --top-k 3 --out preds.csv
+    Example: cnnctl predict last digit.png more_digits/ --top-k 3 --out preds.csv --min-confidence 0.9
     """
     from cnnctl.cli import console
 
-    predictions = api.predict(run, inputs, out=out, top_k=top_k, overwrite=overwrite, runs_dir=runs_dir)
+    predictions = api.predict(run, inputs, out=out, top_k=top_k, min_confidence=min_confidence,
+                              overwrite=overwrite, runs_dir=runs_dir)
     for note in predictions.notes:
         console.warn(note)
     console.console.print(console.predictions_table(predictions, min(top_k, len(predictions.class_names))))
+    if min_confidence is not None:
+        answered = int(predictions.answered.sum())
+        console.say(f"answered {answered} of {len(predictions.labels)} inputs (top probability ≥ "
+                    f"{min_confidence:g}); {len(predictions.labels) - answered} not answered")
     if out is not None:
         console.say(f"wrote {out} ({len(predictions.labels)} inputs)")
+
+
+@app.command()
+@user_errors
+@os_errors()  # disk full, a read-only folder, a name too long: one error line
+def explain(
+    run: RunArg,
+    inputs: Annotated[list[Path], typer.Argument(help="Image files, folders of images, or .npz/.npy files",
+                                                 show_default=False)],
+    layer: Annotated[Optional[str], typer.Option("--layer", help="The layer to read (default: the last "
+                                                 "convolution; `backbone/name` inside a pretrained backbone)",
+                                                 show_default=False)] = None,
+    class_name: Annotated[Optional[str], typer.Option("--class", help="Explain this class (a name or an index) "
+                                                      "instead of each input's prediction", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the overlays and explain.npz (default: "
+                                                "RUN/explain)", show_default=False)] = None,
+    overwrite: OverwriteOption = False,
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Show where the model looked: a Grad-CAM heat map over each input, as a PNG, and every map in explain.npz.
+
+    Example: cnnctl explain last cat.jpg photos/ --out explained/
+    """
+    from cnnctl.cli import console
+
+    explanation = api.explain(run, inputs, layer=layer, class_name=class_name, out=out, overwrite=overwrite,
+                              runs_dir=runs_dir)
+    for note in explanation.notes:
+        console.warn(note)
+    console.console.print(console.explanation_table(explanation))
+    console.say(f"heat maps of layer {explanation.layer}: {explanation.npz}")
 
 
 @app.command()

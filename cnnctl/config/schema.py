@@ -441,7 +441,12 @@ class EvaluateConfig(Section):
         "meaning in a mirror (clothes, objects; not digits or letters). Used by train's evaluation, evaluate, "
         "predict."))
 
-    @field_validator("tta", mode="before")
+    calibrate: Literal["off", "temperature"] = Field("off", description=(
+        "temperature: after training, fit one temperature on the validation split (minimising its negative "
+        "log-likelihood) and fold it into model.keras's output layer, so its probabilities are calibrated wherever "
+        "it is loaded; argmaxes never change"))
+
+    @field_validator("tta", "calibrate", mode="before")
     @classmethod
     def _off_spellings(cls, value: Any) -> Any:
         return "off" if value is None or value is False else value

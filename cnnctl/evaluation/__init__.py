@@ -7,4 +7,6 @@
     export.py     SavedModel / ONNX / TFLite, each checked against model.keras with its own runtime
     gradcam.py    Grad-CAM: where in an input the model looked for a class
     calibration.py  how far confidence is from accuracy (ECE, Brier, NLL), temperature, accuracy by coverage
+    temperature.py  evaluate.calibrate: temperature, fitted on val and folded into model.keras's output layer
+    explain.py    `cnnctl explain`: Grad-CAM overlays of new inputs and explain.npz
 """

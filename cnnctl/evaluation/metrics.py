@@ -11,16 +11,15 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import yaml
 
+from cnnctl.errors import DataError
+from cnnctl.evaluation.calibration import (
+    as_class_probabilities,
+    calibration_metrics,
+    coverage_curve,
+    coverage_sentence,
+)
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, atomic_path, write_csv_atomic, write_text_atomic
-
-
-def as_class_probabilities(y_prob: np.ndarray) -> np.ndarray:
-    """A single sigmoid unit (N, 1) becomes two columns [P(class 0), P(class 1)]."""
-    y_prob = np.asarray(y_prob, dtype=np.float64)
-    if y_prob.ndim == 2 and y_prob.shape[1] == 1:
-        return np.hstack([1 - y_prob, y_prob])
-    return y_prob
 
 
 def compute_metrics(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str],
@@ -53,6 +52,19 @@ def compute_metrics(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequenc
     return result
 
 
+def confidence_metrics(y_true: np.ndarray, y_prob: np.ndarray, split: str) -> dict[str, Any]:
+    """metrics.json's `calibration` (ECE, MCE, Brier, NLL and the reliability bins) and `coverage` (accuracy
+    against the share answered, and its sentence). Outputs that are not probabilities (a model ending in logits)
+    have neither: `calibration_note` says why, and the rest of the evaluation stands."""
+    try:
+        calibration = calibration_metrics(y_true, y_prob)
+        curve = coverage_curve(y_true, y_prob)
+    except DataError as exc:
+        return {"calibration": None, "coverage": None, "calibration_note": str(exc)}
+    return {"calibration": calibration,
+            "coverage": {**curve, "sentence": coverage_sentence(curve, examples=f"the {split} split")}}
+
+
 def roc_auc(y_true: np.ndarray, y_prob: np.ndarray, num_classes: int) -> Optional[float]:
     """Binary: AUC of the positive class; multi-class: one-vs-rest macro average. None when undefined
     (a class missing from y_true)."""
@@ -76,6 +88,7 @@ def write_evaluation(run: Run, split: str, y_true: np.ndarray, y_prob: np.ndarra
 
     y_prob = as_class_probabilities(y_prob)
     metrics = {"split": split, "tta": tta, **compute_metrics(y_true, y_prob, class_names, top_k)}
+    metrics.update(confidence_metrics(y_true, y_prob, split))
     diagnosis = diagnose_run(run, y_true, accuracy=metrics["accuracy"], split=split)
     if diagnosis is not None:
         metrics["diagnosis"] = diagnosis

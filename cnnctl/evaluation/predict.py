@@ -41,7 +41,7 @@ import numpy as np
 
 from cnnctl import runtime
 from cnnctl.data.dataset import pixel_scale, scaled_outside_model
-from cnnctl.data.limits import check_npz, image_problem, not_regular_reason
+from cnnctl.data.limits import check_npz, image_problem, not_regular_reason, npy_problem
 from cnnctl.errors import ConfigError, DataError, first_line, printable, shown_path
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, csv_text
@@ -126,21 +126,67 @@ class Inputs:
 
 @dataclass
 class Predictions:
+    """What `predict` says about each input. `labels` names the inputs (a file, or `file.npz[i]`), as `inputs`
+    does; `predicted` gives the predicted class names. With `min_confidence`, inputs whose top probability is
+    below it are not answered (the reject option): `answered` is False for them."""
+
     labels: list[str]
     probabilities: np.ndarray  # (N, C)
     class_names: list[str]
     notes: list[str] = field(default_factory=list)
+    min_confidence: Optional[float] = None
+
+    @property
+    def inputs(self) -> list[str]:
+        """The name of each input: its file, or `file.npz[i]`, `array[i]`."""
+        return self.labels
+
+    @property
+    def predicted(self) -> list[str]:
+        """The predicted class name of each input (its most probable class)."""
+        return [self.class_names[index] for index in self.top_k(1)[:, 0]]
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """(N,) each input's top probability (nan where its input held NaN or infinite values)."""
+        return self.probabilities.max(axis=1)
+
+    @property
+    def answered(self) -> np.ndarray:
+        """(N,) whether the model answers each input: its top probability reaches `min_confidence` (every input
+        when there is none; never one whose probabilities are nan)."""
+        confidence = self.confidence
+        threshold = -np.inf if self.min_confidence is None else self.min_confidence
+        return np.isfinite(confidence) & (confidence >= threshold)
 
     def top_k(self, k: int) -> np.ndarray:
-        """(N, k) class indices, most probable first; ties keep the lower class index first."""
+        """(N, k) class indices, most probable first; ties keep the lower class index first. The names are
+        `top_k_names(k)`."""
         return np.argsort(-self.probabilities, axis=1, kind="stable")[:, :k]
+
+    def top_k_names(self, k: int) -> list[list[str]]:
+        """Per input, its k most probable class names, most probable first."""
+        return [[self.class_names[index] for index in row] for row in self.top_k(k)]
+
+    @property
+    def csv_header(self) -> list[str]:
+        return CSV_HEADER + (["answered"] if self.min_confidence is not None else [])
 
     def csv_rows(self, k: int) -> list[list[Any]]:
         rows = []
-        for label, probabilities, ranked in zip(self.labels, self.probabilities, self.top_k(k)):
+        for label, probabilities, ranked, answered in zip(self.labels, self.probabilities, self.top_k(k),
+                                                          self.answered):
             for rank, index in enumerate(ranked, start=1):
-                rows.append([label, rank, int(index), self.class_names[index], f"{probabilities[index]:.6f}"])
+                row = [label, rank, int(index), self.class_names[index], f"{probabilities[index]:.6f}"]
+                rows.append(row + ([int(answered)] if self.min_confidence is not None else []))
         return rows
+
+
+def check_min_confidence(value: Optional[float]) -> None:
+    """--min-confidence must be a probability in [0, 1]."""
+    if value is not None and not 0 <= value <= 1:
+        raise ConfigError(f"--min-confidence {value:g}: must be a probability between 0 and 1, e.g. "
+                          "--min-confidence 0.9")
 
 
 def check_top_k(k: int) -> None:
@@ -191,7 +237,7 @@ def check_out_path(out: Optional[Union[str, Path]], overwrite: bool = False) -> 
 def write_predictions_csv(path: Union[str, Path], predictions: Predictions, k: int, overwrite: bool = False) -> Path:
     """One row per input and rank: input, rank, class_index, class, probability (atomic; an existing file is
     replaced only with `overwrite`)."""
-    return write_output_text(path, csv_text(CSV_HEADER, predictions.csv_rows(k)), overwrite=overwrite)
+    return write_output_text(path, csv_text(predictions.csv_header, predictions.csv_rows(k)), overwrite=overwrite)
 
 
 def load_inputs(paths: Sequence[Union[str, Path]], preprocessing: Preprocessing,
@@ -218,6 +264,11 @@ def load_inputs(paths: Sequence[Union[str, Path]], preprocessing: Preprocessing,
             raise DataError(f"INPUT {shown_path(path)}: no such file or folder")
         elif reason is not None:
             raise DataError(f"INPUT {shown_path(path)}: {reason}; give an image file, a folder or an .npz file")
+        elif path.suffix.lower() == ".npy":
+            x = read_npy(path, preprocessing)
+            notes.extend(range_note(x, preprocessing, f"INPUT {shown_path(path)}"))
+            arrays.append(x)
+            labels.extend(f"{printable(path)}[{i}]" for i in range(len(x)))
         elif path.suffix.lower() == ".npz":
             x, _ = read_npz(path, preprocessing)
             notes.extend(range_note(x, preprocessing, f"INPUT {shown_path(path)}"))
@@ -227,7 +278,8 @@ def load_inputs(paths: Sequence[Union[str, Path]], preprocessing: Preprocessing,
             arrays.append(preprocessing.from_8bit(read_image(path, preprocessing))[np.newaxis])
             labels.append(printable(path))
         else:
-            raise DataError(f"INPUT {shown_path(path)}: not an image ({', '.join(IMAGE_SUFFIXES)}) or .npz file")
+            raise DataError(f"INPUT {shown_path(path)}: not an image ({', '.join(IMAGE_SUFFIXES)}), .npz or .npy "
+                            "file")
     if given is not None:
         x = examples(np.asarray(given), preprocessing, "array")
         notes.extend(range_note(x, preprocessing, "array"))
@@ -277,6 +329,20 @@ def read_npz(path: Path, preprocessing: Preprocessing) -> tuple[np.ndarray, str]
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"INPUT {shown_path(path)}: not a readable .npz file ({first_line(exc)})") from None
     return examples(x, preprocessing, f"INPUT {shown_path(path)}: {key}"), key
+
+
+def read_npy(path: Path, preprocessing: Preprocessing) -> np.ndarray:
+    """The examples of an .npy file (one array, examples along its first axis), in the model's layout."""
+    where = f"INPUT {shown_path(path)}"
+    with open(path, "rb") as handle:
+        problem = npy_problem(handle, path.stat().st_size)
+    if problem is not None:
+        raise DataError(f"{where}: {problem}")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{where}: not a readable .npy file ({first_line(exc)})") from None
+    return examples(x, preprocessing, where)
 
 
 def examples(x: np.ndarray, preprocessing: Preprocessing, where: str) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 
 from cnnctl import runtime
 from cnnctl.errors import ConfigError, RunError, in_config_file
+from cnnctl.evaluation.calibration import as_class_probabilities
 from cnnctl.evaluation.metrics import write_evaluation
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
@@ -100,5 +101,16 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
     y_prob = predict_probabilities(model, dataset, split, config.train.batch_size, config.evaluate.tta,
                                    scale_outside=scale_outside)
     data = dataset.splits[split]
-    return write_evaluation(run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k, x=data.x,
-                            tta=config.evaluate.tta)
+    previous = run.read_json(contract.METRICS).get("temperature") if run.has(contract.METRICS) else None
+    metrics = write_evaluation(run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k, x=data.x,
+                               tta=config.evaluate.tta)
+    from cnnctl.evaluation.gradcam import write_evaluation_gradcam
+
+    write_evaluation_gradcam(run, model, data.x, data.y, as_class_probabilities(y_prob), dataset.class_names,
+                             scale=dataset.pixel_scale if scale_outside else 1.0)
+    if isinstance(previous, dict) and isinstance(previous.get("value"), (int, float)) and previous["value"] > 0:
+        from cnnctl.evaluation.temperature import carried_over
+
+        metrics["temperature"] = carried_over(previous, data.y, as_class_probabilities(y_prob))
+        run.write_json(contract.METRICS, metrics)
+    return metrics

@@ -8,5 +8,6 @@
     data_overview.py     `cnnctl data`: a config's data without training, and a grid of samples
     convolution_demo.py  `cnnctl filter`: convolution → ReLU → max-pooling on a picture
     tune_plots.py        `cnnctl tune`'s figures: history, slices, importances
+    trust_plots.py       Grad-CAM overlays, the reliability diagram, accuracy against coverage
     tune_report.py       tune_report.html and the tune folder's figures
 """

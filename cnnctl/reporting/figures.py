@@ -14,7 +14,7 @@ from typing import Any, Optional
 import numpy as np
 
 from cnnctl.errors import RunError, first_line
-from cnnctl.reporting import plots
+from cnnctl.reporting import plots, trust_plots
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, atomic_path
 
@@ -179,7 +179,42 @@ def draw_prediction_figures(run: Run) -> list[Path]:
     if "wrong_x" in predictions:
         written.append(plots.save_figure(misclassified_figure(predictions, class_names),
                                          run.file(contract.MISCLASSIFIED)))
+    return written + draw_trust_figures(run, split or "test")
+
+
+def draw_trust_figures(run: Run, split: str) -> list[Path]:
+    """reliability.png and coverage.png from metrics.json; gradcam.png from gradcam.npz (when the model has a
+    convolution Grad-CAM could read)."""
+    written = []
+    metrics = _read_metrics(run)
+    if metrics.get("calibration"):
+        written.append(plots.save_figure(trust_plots.reliability_figure(metrics["calibration"], split),
+                                         run.file(contract.RELIABILITY)))
+    if metrics.get("coverage"):
+        coverage = metrics["coverage"]
+        written.append(plots.save_figure(trust_plots.coverage_figure(coverage, coverage.get("sentence", ""), split),
+                                         run.file(contract.COVERAGE)))
+    if run.has(contract.GRADCAM_NPZ):
+        written.append(plots.save_figure(gradcam_figure(run, split), run.file(contract.GRADCAM)))
     return written
+
+
+def gradcam_figure(run: Run, split: str):
+    """gradcam.png: per class its most confident correct example and its most confidently wrong one, heat over."""
+    try:
+        with np.load(run.file(contract.GRADCAM_NPZ), allow_pickle=False) as archive:
+            saved = {key: archive[key] for key in ("x", "heatmaps", "y_true", "y_prob", "class_names", "layer")}
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise RunError(f"{run.file(contract.GRADCAM_NPZ)}: not the Grad-CAM examples cnnctl writes "
+                       f"({first_line(exc)}); `cnnctl evaluate {run.path}` writes it again") from None
+    names = [str(name) for name in saved["class_names"]]
+    predicted = saved["y_prob"].argmax(axis=1)
+    titles = [f"true: {names[t]}\npred: {names[p]} ({prob[p]:.2f})"
+              for t, p, prob in zip(saved["y_true"], predicted, saved["y_prob"])]
+    colors = ["black" if t == p else "tab:red" for t, p in zip(saved["y_true"], predicted)]
+    return trust_plots.gradcam_grid(list(saved["x"]), list(saved["heatmaps"]), titles, colors, ncols=6,
+                                    title=f"Grad-CAM at {saved['layer']}, {split} split: where each prediction "
+                                          "looked (red: wrong)")
 
 
 def _split(run: Run, predictions: dict[str, Any]) -> Optional[str]:

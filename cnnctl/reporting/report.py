@@ -39,7 +39,16 @@ FIGURE_CAPTIONS = {
                       "blue negative.",
     contract.FEATURE_MAPS: "Feature maps: what each convolution and pooling layer outputs for one input, one colour "
                            "scale per layer.",
+    contract.GRADCAM: "Grad-CAM: for each class its most confident correct and most confidently wrong example, "
+                      "the heat over the input where the evidence for the predicted class was strongest.",
+    contract.RELIABILITY: "Reliability: accuracy against confidence in 15 bins; bars below the diagonal are "
+                          "overconfident, and the count of examples stands over each bar.",
+    contract.COVERAGE: "Accuracy against coverage: how accurate the model is on the examples it answers when it "
+                       "abstains below a confidence threshold (`cnnctl predict --min-confidence P`).",
 }
+
+# Figures shown in the section on trust rather than with the others.
+TRUST_FIGURES = (contract.GRADCAM, contract.RELIABILITY, contract.COVERAGE)
 
 
 # Shown at their own size and scrolled sideways when wider than the page: their small panels shrunk to fit
@@ -105,6 +114,7 @@ def render_report(run: Run) -> str:
         ("diagnosis", "Diagnosis", _diagnosis_section(metrics.get("diagnosis"), metrics.get("split"))),
         ("per-class", "Classification report", _class_report_section(class_report, metrics)),
         ("history", "Training history", _history_section(run, metrics.get("diagnosis") or {})),
+        ("trust", "Where it looked, and how sure", _trust_section(run, metrics)),
         ("figures", "Figures", _figures_section(run)),
         ("model", "Model", _model_section(_read_json(run, contract.LAYERS))),
         ("data", "Data", _data_section(data)),
@@ -228,24 +238,48 @@ def _class_report_section(class_report: dict, metrics: dict) -> str:
     return table
 
 
+def _trust_section(run: Run, metrics: dict) -> str:
+    """Calibration numbers, the reject option's sentence and the Grad-CAM, reliability and coverage figures."""
+    calibration = metrics.get("calibration")
+    parts = []
+    if calibration:
+        rows = [("expected calibration error (ECE, 15 bins)", calibration.get("ece")),
+                ("maximum calibration error (MCE)", calibration.get("mce")),
+                ("Brier score", calibration.get("brier")), ("negative log-likelihood", calibration.get("nll"))]
+        temperature = metrics.get("temperature")
+        if temperature:
+            rows.append(("temperature (fitted on val, inside model.keras)", temperature.get("value")))
+            rows += [(f"{key} before temperature scaling", temperature.get("before", {}).get(key))
+                     for key in ("ece", "nll")]
+        parts.append("<table>" + "".join(f"<tr><td>{_e(label)}</td><td>{_number(value)}</td></tr>"
+                                         for label, value in rows) + "</table>")
+    elif metrics.get("calibration_note"):
+        parts.append(_missing(f"No calibration: {metrics['calibration_note']}"))
+    if (metrics.get("coverage") or {}).get("sentence"):
+        parts.append(f"<p><strong>{_e(metrics['coverage']['sentence'])}</strong></p>")
+    parts += [_figure(run, name) for name in TRUST_FIGURES if run.has(name)]
+    return "\n".join(parts) if parts else _missing("Not evaluated yet: `cnnctl evaluate RUN` computes it.")
+
+
+def _figure(run: Run, name: str) -> str:
+    try:
+        encoded = base64.b64encode(run.file(name).read_bytes()).decode("ascii")
+    except OSError as exc:
+        return _missing(f"{name}: cannot read ({exc.strerror}).")
+    caption = FIGURE_CAPTIONS.get(name, "")
+    klass = ' class="scroll"' if name in SCROLLED_FIGURES else ""
+    return (f'<figure id="{_e(name)}"{klass}><img src="data:image/png;base64,{encoded}" '
+            f'alt="{_e(name)}"><figcaption><code>{_e(name)}</code> {_e(caption)}</figcaption></figure>')
+
+
 def _figures_section(run: Run) -> str:
     present = sorted(path.name for path in run.path.glob("*.png") if not path.name.startswith("."))
+    present = [name for name in present if name not in TRUST_FIGURES]
     ordered = [name for name in FIGURE_CAPTIONS if name in present]
     ordered += [name for name in present if name not in FIGURE_CAPTIONS]
     if not ordered:
         return _missing("No figures yet: `cnnctl plot RUN` draws them.")
-    parts = []
-    for name in ordered:
-        try:
-            encoded = base64.b64encode(run.file(name).read_bytes()).decode("ascii")
-        except OSError as exc:
-            parts.append(_missing(f"{name}: cannot read ({exc.strerror})."))
-            continue
-        caption = FIGURE_CAPTIONS.get(name, "")
-        klass = ' class="scroll"' if name in SCROLLED_FIGURES else ""
-        parts.append(f'<figure id="{_e(name)}"{klass}><img src="data:image/png;base64,{encoded}" '
-                     f'alt="{_e(name)}"><figcaption><code>{_e(name)}</code> {_e(caption)}</figcaption></figure>')
-    return '<div class="figures">\n' + "\n".join(parts) + "\n</div>"
+    return '<div class="figures">\n' + "\n".join(_figure(run, name) for name in ordered) + "\n</div>"
 
 
 def _history_section(run: Run, diagnosis: dict) -> str:

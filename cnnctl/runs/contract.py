@@ -39,6 +39,13 @@ PR_CURVE = "pr_curve.png"
 MISCLASSIFIED = "misclassified.png"
 FILTERS = "filters.png"
 FEATURE_MAPS = "feature_maps.png"
+GRADCAM = "gradcam.png"          # a few test examples per class with their Grad-CAM heat maps, from gradcam.npz
+RELIABILITY = "reliability.png"  # accuracy against confidence per bin, from metrics.json's calibration
+COVERAGE = "coverage.png"        # accuracy against the share answered (the reject option), from metrics.json
+
+GRADCAM_NPZ = "gradcam.npz"  # those examples and their heat maps, written with every evaluation
+EXPLAIN = "explain"          # `cnnctl explain`'s default folder: one overlay PNG per input and explain.npz
+EXPLAIN_NPZ = "explain.npz"  # heatmaps, y_pred, y_prob, class_index, y_true, inputs, class_names, layer
 
 # A cross-validation folder holds this beside its fold-1/ ... fold-K/ run folders.
 CV_SUMMARY = "cv_summary.json"

@@ -20,7 +20,10 @@ from cnnctl.config.schema import Config
 from cnnctl.data.dataset import scaled_outside_model
 from cnnctl.errors import RunError, in_config_file
 from cnnctl.evaluation.diagnosis import read_history_csv
+from cnnctl.evaluation.calibration import as_class_probabilities
+from cnnctl.evaluation.gradcam import write_evaluation_gradcam
 from cnnctl.evaluation.metrics import write_evaluation
+from cnnctl.evaluation.temperature import calibrate_model, with_split_effect
 from cnnctl.evaluation.scoring import load_model, predict_probabilities
 from cnnctl.model.backbone import locate_from_run
 from cnnctl.model.build import build_augmenter
@@ -231,11 +234,22 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 0, train: bool = T
     else:
         model = load_model(run)
     split = dataset.evaluation_split(config.evaluate.split)
+    temperature, before = None, None
+    if train and config.evaluate.calibrate == "temperature":  # a completed run's model.keras has it already
+        before = predict_probabilities(model, dataset, split, config.train.batch_size, config.evaluate.tta,
+                                       scale_outside=scale_outside)
+        temperature = calibrate(run, model, dataset, config, scale_outside)
     y_prob = predict_probabilities(model, dataset, split, config.train.batch_size, config.evaluate.tta,
                                    scale_outside=scale_outside)
     data = dataset.splits[split]
     metrics = write_evaluation(run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k,
                                x=data.x, tta=config.evaluate.tta)
+    if temperature is not None:
+        metrics["temperature"] = with_split_effect(temperature, data.y, as_class_probabilities(before),
+                                                   as_class_probabilities(y_prob))
+        run.write_json(contract.METRICS, metrics)
+    write_evaluation_gradcam(run, model, data.x, data.y, as_class_probabilities(y_prob), dataset.class_names,
+                             scale=dataset.pixel_scale if scale_outside else 1.0)
     seconds["evaluate"], clock = _lap(clock)
     figures.draw_run_figures(run, model)
     seconds["figures"], clock = _lap(clock)
@@ -243,6 +257,15 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 0, train: bool = T
     finish_run(run, "completed", epochs_run=checkpoint.completed_epochs(run), phase_seconds=seconds)
     report.write_report(run)  # after the status, so the page says completed; `cnnctl report` rewrites it
     return TrainResult(run, model, read_history_csv(run.file(contract.HISTORY)), metrics)
+
+
+def calibrate(run: Run, model: Any, dataset: Any, config: Config, scale_outside: bool) -> dict[str, Any]:
+    """evaluate.calibrate: temperature: fit T on the validation split, fold it into the model's output layer and
+    save model.keras again; returns metrics.json's record of it."""
+    p_val = predict_probabilities(model, dataset, "val", config.train.batch_size, scale_outside=scale_outside)
+    record = calibrate_model(model, dataset.splits["val"].y, as_class_probabilities(p_val))
+    save_model(model, run.file(contract.MODEL))
+    return record
 
 
 def _lap(started: float) -> tuple[float, float]:

@@ -14,6 +14,7 @@ from cnnctl.data.dataset import Dataset, load_data
 from cnnctl.data.folders import ImageFiles
 from cnnctl.errors import ConfigError, in_config_file
 from cnnctl.evaluation.scoring import mirror_axis
+from cnnctl.evaluation.temperature import temperature_layer
 from cnnctl.model.build import build_augmenter, build_model
 from cnnctl.model.compile import compile_model
 from cnnctl.model.unfreeze import FineTunePlan, plan_fine_tune, unfreeze
@@ -77,6 +78,11 @@ def prepare(config: Config, origin: str = "", stand_in_when_missing: bool = Fals
                                       full_scale=dataset.full_scale, weights_missing_ok=stand_in_when_missing,
                                       notes=notes, starting_weights=starting_weights, placement=placement)
         rehearse(config, dataset, model, placement.scope)  # mistakes Keras finds only when it runs a step
+        if config.evaluate.calibrate == "temperature":  # said now, not after training
+            if "val" not in dataset.splits:
+                raise ConfigError("evaluate.calibrate: temperature is fitted on the validation split, and this data "
+                                  "has none; set data.validation_split (e.g. 0.1) or evaluate.calibrate: off")
+            temperature_layer(model)
         plan = plan_fine_tune(model, config) if config.train.fine_tune else None
     return Prepared(config, dataset, model, policy, runtime.devices(), notes, plan, placement=placement)
 

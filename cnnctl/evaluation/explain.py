@@ -1,0 +1,168 @@
+"""Evaluation, step 5h: where a trained run looked at new inputs — `cnnctl explain`, Grad-CAM overlays and explain.npz.
+
+Inputs are read exactly as `predict` reads them (image files, folders, .npz/.npy, arrays), so a heat map belongs
+to the prediction `predict` gives, without test-time flips: Grad-CAM explains the model itself. The maps come from
+cnnctl/evaluation/gradcam.py, which gives the same numbers on TensorFlow and JAX.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from cnnctl.errors import ConfigError, did_you_mean, shown_path
+from cnnctl.evaluation.gradcam import gradcam
+from cnnctl.evaluation.predict import Preprocessing, load_inputs
+from cnnctl.evaluation.scoring import load_model
+from cnnctl.runs import contract
+from cnnctl.runs.folder import Run, atomic_path
+from cnnctl.runs.output import check_output_path, write_output_bytes
+
+NPZ_LABEL_KEYS = ("y", "y_test")  # where an .npz given to `explain` keeps the true classes of its examples
+
+
+@dataclass
+class Explanation:
+    """What `explain` found: per input its heat map, prediction and (when known) true class, and the files."""
+
+    inputs: list[str]          # an input's name: its file, or `file.npz[i]`
+    heatmaps: np.ndarray       # (N, *the input's spatial shape), float32 in [0, 1]
+    y_pred: np.ndarray         # (N,) the predicted class
+    y_prob: np.ndarray         # (N, K) class probabilities
+    class_index: np.ndarray    # (N,) the class each heat map explains
+    y_true: np.ndarray         # (N,) the true class, -1 where unknown
+    class_names: list[str]
+    layer: str                 # the layer the maps come from
+    folder: Path               # where the overlays and explain.npz were written
+    figures: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def npz(self) -> Path:
+        return self.folder / contract.EXPLAIN_NPZ
+
+
+def explain_run(run: Run, paths: Sequence[Union[str, Path]] = (), arrays: Optional[np.ndarray] = None, *,
+                layer: Optional[str] = None, class_name: Optional[Union[str, int]] = None,
+                out: Optional[Union[str, Path]] = None, overwrite: bool = False) -> Explanation:
+    """Grad-CAM for every input: one overlay PNG each (the input, the heat over it, predicted class and
+    probability, the true class when known) and explain.npz (heatmaps, y_pred, y_prob, class_index, y_true,
+    inputs, class_names, layer) in `out`.
+
+    Args:
+        run: the run folder.
+        paths: image files, folders of images, .npz or .npy files, as `predict` takes them.
+        arrays: examples already in memory, one per row, in the training data's units. Defaults to None.
+        layer: the layer to read (a name, or "backbone/name"). Defaults to None: the last convolution.
+        class_name: explain this class (a name, or an index) instead of each input's predicted class.
+            Defaults to None.
+        out: the folder for the files. Defaults to RUN/explain. Existing files are replaced only with `overwrite`.
+        overwrite: replace existing files in `out` (never a run's own files). Defaults to False.
+    """
+    folder = Path(out) if out is not None else run.file(contract.EXPLAIN)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--out {shown_path(folder)}: is a file; give a folder for the overlays and "
+                          f"{contract.EXPLAIN_NPZ}, e.g. --out explained/")
+    preprocessing = Preprocessing.of_run(run)
+    requested = class_index_of(class_name, preprocessing.class_names)
+    loaded = load_inputs(paths, preprocessing, arrays)
+    names = overlay_names(loaded.labels)
+    if out is not None:  # every file is checked before the model is loaded; RUN/explain is the run's own
+        for name in [*names, contract.EXPLAIN_NPZ]:
+            check_output_path(folder / name, overwrite=overwrite, option="--out", example="explained/")
+    model = load_model(run)
+    maps = gradcam(model, preprocessing.model_inputs(loaded.x), layer=layer, class_index=requested,
+                   batch_size=preprocessing.batch_size)
+    explanation = Explanation(loaded.labels, maps.heatmaps, maps.y_pred, maps.y_prob, maps.class_index,
+                              true_classes(paths, loaded.labels, preprocessing.class_names), preprocessing.class_names,
+                              maps.layer, folder, notes=list(loaded.notes))
+    _write(explanation, loaded.x, names, replace=overwrite or out is None, checked=out is not None)
+    return explanation
+
+
+def class_index_of(class_name: Optional[Union[str, int]], class_names: Sequence[str]) -> Optional[int]:
+    """`--class C`: a class name (exactly as data.json has it) or an index 0..K-1."""
+    if class_name is None:
+        return None
+    text = str(class_name)
+    if text in class_names:
+        return list(class_names).index(text)
+    if re.fullmatch(r"-?\d+", text) and 0 <= int(text) < len(class_names):
+        return int(text)
+    shown = ", ".join(class_names[:12]) + (", ..." if len(class_names) > 12 else "")
+    raise ConfigError(f"--class {text}: not a class of this run; give a name ({shown}) or an index "
+                      f"0..{len(class_names) - 1}{did_you_mean(text, list(class_names))}")
+
+
+def overlay_names(labels: Sequence[str]) -> list[str]:
+    """A file name per input: its position, then its name made safe (`003-seven.png`, `012-digits.npz-4.png`)."""
+    names = []
+    for index, label in enumerate(labels):
+        name = re.sub(r"\.(png|jpe?g|bmp|gif|webp)$", "", Path(label).name, flags=re.IGNORECASE)
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:80] or "input"
+        names.append(f"{index:03d}-{stem}.png")
+    return names
+
+
+def true_classes(paths: Sequence[Union[str, Path]], labels: Sequence[str], class_names: Sequence[str]) -> np.ndarray:
+    """The true class of each input where the inputs say it: an .npz's `y` (or `y_test`) beside its examples, or
+    an image in a folder named after a class (`cat/1.jpg`, as a folder source keeps them); -1 elsewhere."""
+    known = np.full(len(labels), -1, dtype=np.int64)
+    npz_labels = {}
+    for spec in paths:
+        if str(spec).lower().endswith(".npz"):
+            with contextlib.suppress(OSError, ValueError, KeyError, EOFError):
+                with np.load(spec, allow_pickle=False) as archive:
+                    key = next((key for key in NPZ_LABEL_KEYS if key in archive.files), None)
+                    if key is not None:
+                        npz_labels[str(spec)] = np.asarray(archive[key]).reshape(-1)
+    for index, label in enumerate(labels):
+        match = re.fullmatch(r"(.*)\[(\d+)\]", label)
+        if match and match.group(1) in npz_labels:
+            values, position = npz_labels[match.group(1)], int(match.group(2))
+            if position < len(values):
+                known[index] = _class_of(values[position], class_names)
+        elif not match:
+            parent = Path(label).parent.name
+            if parent in class_names:
+                known[index] = list(class_names).index(parent)
+    return known
+
+
+def _class_of(value: Any, class_names: Sequence[str]) -> int:
+    text = str(value.item() if hasattr(value, "item") else value)
+    if text in class_names:
+        return list(class_names).index(text)
+    if re.fullmatch(r"\d+", text) and int(text) < len(class_names):
+        return int(text)
+    return -1
+
+
+def _write(explanation: Explanation, x: np.ndarray, names: list[str], replace: bool, checked: bool) -> None:
+    """The overlays and explain.npz; `checked`: files the user named (never replaced without `replace`)."""
+    from cnnctl.reporting import plots
+    from cnnctl.reporting.trust_plots import explanation_figure
+
+    explanation.folder.mkdir(parents=True, exist_ok=True)
+    class_names = explanation.class_names
+    for index, name in enumerate(names):
+        predicted = int(explanation.y_pred[index])
+        title = f"pred: {class_names[predicted]} ({explanation.y_prob[index, predicted]:.2f})"
+        if explanation.class_index[index] != predicted:
+            title += f", explaining: {class_names[int(explanation.class_index[index])]}"
+        if explanation.y_true[index] >= 0:
+            title += f", true: {class_names[int(explanation.y_true[index])]}"
+        figure = explanation_figure(x[index], explanation.heatmaps[index], f"{explanation.inputs[index]}\n{title}")
+        path = explanation.folder / name
+        explanation.figures.append(write_output_bytes(path, plots.png_bytes(figure), overwrite=replace)
+                                   if checked else plots.save_figure(figure, path))
+    with atomic_path(explanation.npz, replace=replace) as temp:
+        np.savez_compressed(temp, heatmaps=explanation.heatmaps, y_pred=explanation.y_pred,
+                            y_prob=explanation.y_prob.astype(np.float32), class_index=explanation.class_index,
+                            y_true=explanation.y_true, inputs=np.array(explanation.inputs),
+                            class_names=np.array(class_names), layer=np.array(explanation.layer))
