@@ -41,11 +41,15 @@ CONFIG = {
     "name": "bench-explain",
     "seed": 0,
     "data": {"source": "digits"},
-    "model": {"layers": [{"Conv2D": {"filters": 16, "kernel_size": 3, "padding": "same", "activation": "relu"}},
-                         {"MaxPooling2D": {"pool_size": 2}},
-                         {"Conv2D": {"filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"}},
-                         "Flatten",
-                         {"Dense": {"units": 10, "activation": "softmax"}}]},
+    "model": {
+        "layers": [
+            {"Conv2D": {"filters": 16, "kernel_size": 3, "padding": "same", "activation": "relu"}},
+            {"MaxPooling2D": {"pool_size": 2}},
+            {"Conv2D": {"filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"}},
+            "Flatten",
+            {"Dense": {"units": 10, "activation": "softmax"}},
+        ]
+    },
     "train": {"epochs": 2, "early_stopping": False},
 }
 
@@ -53,8 +57,9 @@ CONFIG = {
 def cpu_model() -> str:
     """The CPU's model name as lscpu gives it (/proc/cpuinfo without lscpu)."""
     try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True,
-                              env={**os.environ, "LC_ALL": "C"}).stdout
+        text = subprocess.run(
+            ["lscpu"], capture_output=True, text=True, check=True, env={**os.environ, "LC_ALL": "C"}
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     for line in text.splitlines():
@@ -69,8 +74,14 @@ def machine() -> dict:
 
     import cnnctl
 
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "backend": keras.backend.backend(), "cnnctl": cnnctl.__version__}
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "cnnctl": cnnctl.__version__,
+    }
 
 
 def examples(n: int):
@@ -101,8 +112,14 @@ def interleaved(calls: dict, repeats: int) -> dict[str, list[float]]:
 
 def summary(samples: dict[str, list[float]], n: int) -> dict:
     predict, gradcam = statistics.median(samples["predict"]), statistics.median(samples["gradcam"])
-    return {"predict_s": predict, "gradcam_s": gradcam, "ratio": gradcam / predict,
-            "predict_images_per_s": n / predict, "gradcam_images_per_s": n / gradcam, "raw_s": samples}
+    return {
+        "predict_s": predict,
+        "gradcam_s": gradcam,
+        "ratio": gradcam / predict,
+        "predict_images_per_s": n / predict,
+        "gradcam_images_per_s": n / gradcam,
+        "raw_s": samples,
+    }
 
 
 def main() -> None:
@@ -110,8 +127,9 @@ def main() -> None:
     parser.add_argument("--run", help="an existing run folder of a digits-shaped model (default: train one)")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved (predict, gradcam) pairs (default 5)")
     parser.add_argument("--n", type=int, default=100, help="digits to predict and explain (default 100)")
-    parser.add_argument("--gradcam-batch-size", type=int, default=32,
-                        help="gradcam's batch_size (default 32, gradcam's own default)")
+    parser.add_argument(
+        "--gradcam-batch-size", type=int, default=32, help="gradcam's batch_size (default 32, gradcam's own default)"
+    )
     parser.add_argument("--out", type=Path, default=OUT, help=f"JSON written (default {OUT.relative_to(ROOT)})")
     args = parser.parse_args()
     if args.repeats < 1 or args.n < 1:
@@ -140,37 +158,57 @@ def main() -> None:
             result = cnnctl.train(CONFIG, runs_dir=temp)
             run = result.run
             trained = {"seconds": time.perf_counter() - started, "test_accuracy": result.metrics["accuracy"]}
-            print(f"trained {CONFIG['name']} in {trained['seconds']:.1f} s "
-                  f"(test accuracy {trained['test_accuracy']:.3f})", flush=True)
+            print(
+                f"trained {CONFIG['name']} in {trained['seconds']:.1f} s "
+                f"(test accuracy {trained['test_accuracy']:.3f})",
+                flush=True,
+            )
 
         # Whole calls, as a user makes them: each loads model.keras itself.
-        whole_calls = {"predict": lambda: predict_run(run, [], arrays=x),
-                       "gradcam": lambda: gradcam(load_model(run), x32, batch_size=args.gradcam_batch_size)}
+        whole_calls = {
+            "predict": lambda: predict_run(run, [], arrays=x),
+            "gradcam": lambda: gradcam(load_model(run), x32, batch_size=args.gradcam_batch_size),
+        }
         first_call = {name: timed(call) for name, call in whole_calls.items()}
-        print(f"first calls (untimed warm-up): predict {first_call['predict']:.3f} s, "
-              f"gradcam {first_call['gradcam']:.3f} s", flush=True)
+        print(
+            f"first calls (untimed warm-up): predict {first_call['predict']:.3f} s, "
+            f"gradcam {first_call['gradcam']:.3f} s",
+            flush=True,
+        )
         whole = summary(interleaved(whole_calls, args.repeats), args.n)
-        print(f"whole call:   predict {whole['predict_s']:.3f} s, gradcam {whole['gradcam_s']:.3f} s, "
-              f"ratio {whole['ratio']:.2f}", flush=True)
+        print(
+            f"whole call:   predict {whole['predict_s']:.3f} s, gradcam {whole['gradcam_s']:.3f} s, "
+            f"ratio {whole['ratio']:.2f}",
+            flush=True,
+        )
 
         # Steady state: one loaded model, each call already made once.
         model = load_model(run)
         batch_size = Preprocessing.of_run(run).batch_size  # what predict_run hands model.predict
-        steady_calls = {"predict": lambda: model.predict(x32, batch_size=batch_size, verbose=0),
-                        "gradcam": lambda: gradcam(model, x32, batch_size=args.gradcam_batch_size)}
+        steady_calls = {
+            "predict": lambda: model.predict(x32, batch_size=batch_size, verbose=0),
+            "gradcam": lambda: gradcam(model, x32, batch_size=args.gradcam_batch_size),
+        }
         for call in steady_calls.values():
             call()
         steady = summary(interleaved(steady_calls, args.repeats), args.n)
-        print(f"steady state: predict {steady['predict_s']:.3f} s, gradcam {steady['gradcam_s']:.3f} s, "
-              f"ratio {steady['ratio']:.2f}", flush=True)
+        print(
+            f"steady state: predict {steady['predict_s']:.3f} s, gradcam {steady['gradcam_s']:.3f} s, "
+            f"ratio {steady['ratio']:.2f}",
+            flush=True,
+        )
         run_folder = str(run.path) if args.run else None
 
     results = {
         "machine": machine(),
         "load_average_before_after": [round(value, 2) for value in (*load_before, *os.getloadavg())],
-        "n": args.n, "inputs": f"sklearn load_digits().images[:{args.n}, :, :, None], units 0..16",
-        "repeats": args.repeats, "run": run_folder or "trained in a temporary folder", "trained": trained,
-        "predict_batch_size": batch_size, "gradcam_batch_size": args.gradcam_batch_size,
+        "n": args.n,
+        "inputs": f"sklearn load_digits().images[:{args.n}, :, :, None], units 0..16",
+        "repeats": args.repeats,
+        "run": run_folder or "trained in a temporary folder",
+        "trained": trained,
+        "predict_batch_size": batch_size,
+        "gradcam_batch_size": args.gradcam_batch_size,
         "target_ratio": TARGET_RATIO,
         "first_call_s": first_call,
         "whole_call": whole,
@@ -179,10 +217,14 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"CPU: {results['machine']['cpu']}, {results['machine']['cores']} cores; {args.n} digits, "
-          f"{args.repeats} interleaved repeats, medians")
-    print(f"Grad-CAM / predict, whole call: {whole['ratio']:.2f} (target ≤ {TARGET_RATIO:g} "
-          f"{'✓' if results['meets_target'] else '✗'}); steady state: {steady['ratio']:.2f}")
+    print(
+        f"CPU: {results['machine']['cpu']}, {results['machine']['cores']} cores; {args.n} digits, "
+        f"{args.repeats} interleaved repeats, medians"
+    )
+    print(
+        f"Grad-CAM / predict, whole call: {whole['ratio']:.2f} (target ≤ {TARGET_RATIO:g} "
+        f"{'✓' if results['meets_target'] else '✗'}); steady state: {steady['ratio']:.2f}"
+    )
     print(f"wrote {args.out}")
     if not results["meets_target"]:
         raise SystemExit(1)

@@ -33,13 +33,22 @@ SIZE = 64
 
 CONFIG = {
     "seed": 0,
-    "data": {"source": "folder", "image_size": [SIZE, SIZE], "color_mode": "rgb",
-             "validation_split": 0.1, "test_split": 0.1},
-    "model": {"layers": [{"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}},
-                         {"MaxPooling2D": {"pool_size": 4}},
-                         {"Conv2D": {"filters": 16, "kernel_size": 3, "activation": "relu"}},
-                         "GlobalAveragePooling2D",
-                         {"Dense": {"units": 3, "activation": "softmax"}}]},
+    "data": {
+        "source": "folder",
+        "image_size": [SIZE, SIZE],
+        "color_mode": "rgb",
+        "validation_split": 0.1,
+        "test_split": 0.1,
+    },
+    "model": {
+        "layers": [
+            {"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}},
+            {"MaxPooling2D": {"pool_size": 4}},
+            {"Conv2D": {"filters": 16, "kernel_size": 3, "activation": "relu"}},
+            "GlobalAveragePooling2D",
+            {"Dense": {"units": 3, "activation": "softmax"}},
+        ]
+    },
     "train": {"epochs": 1, "batch_size": 64, "early_stopping": False},
     "evaluate": {"top_k": [1]},
 }
@@ -73,9 +82,16 @@ def child(config_path: str, runs_dir: str) -> None:
     start = time.time()
     result = cnnctl.train(config_path, runs_dir=runs_dir)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    print(json.dumps({"peak_rss_mib": round(peak_kib / 1024, 1), "seconds": round(time.time() - start, 1),
-                      "accuracy": result.metrics["accuracy"],
-                      "examples": sum(json.loads((result.path / "data.json").read_text())["sizes"].values())}))
+    print(
+        json.dumps(
+            {
+                "peak_rss_mib": round(peak_kib / 1024, 1),
+                "seconds": round(time.time() - start, 1),
+                "accuracy": result.metrics["accuracy"],
+                "examples": sum(json.loads((result.path / "data.json").read_text())["sizes"].values()),
+            }
+        )
+    )
 
 
 def measure(source: str, path: Path, workdir: Path, label: str) -> dict:
@@ -84,8 +100,12 @@ def measure(source: str, path: Path, workdir: Path, label: str) -> dict:
     config = {**CONFIG, "name": label, "data": {**CONFIG["data"], "source": source, "path": str(path)}}
     config_path = workdir / f"{label}.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    result = subprocess.run([sys.executable, __file__, "--child", str(config_path), str(workdir / "runs")],
-                            capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", str(config_path), str(workdir / "runs")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     if result.returncode != 0:
         raise SystemExit(f"{label}: the training subprocess failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -109,20 +129,27 @@ def main() -> None:
         folders = {name: make_folder(workdir / name, count, seed=i) for i, (name, count) in enumerate(sizes.items())}
         for name, folder in folders.items():
             results[f"folder_{name}"] = measure("folder", folder, workdir, f"folder-{name}")
-            print(f"folder, {sizes[name]:>6} images: peak RSS {results[f'folder_{name}']['peak_rss_mib']:.0f} MiB "
-                  f"({results[f'folder_{name}']['seconds']:.0f} s)", flush=True)
+            print(
+                f"folder, {sizes[name]:>6} images: peak RSS {results[f'folder_{name}']['peak_rss_mib']:.0f} MiB "
+                f"({results[f'folder_{name}']['seconds']:.0f} s)",
+                flush=True,
+            )
         if args.in_memory:
             for name, folder in folders.items():
                 npz = to_npz(folder, workdir / f"{name}.npz")
                 results[f"npz_{name}"] = measure("npz", npz, workdir, f"npz-{name}")
-                print(f"npz,    {sizes[name]:>6} images: peak RSS {results[f'npz_{name}']['peak_rss_mib']:.0f} MiB",
-                      flush=True)
+                print(
+                    f"npz,    {sizes[name]:>6} images: peak RSS {results[f'npz_{name}']['peak_rss_mib']:.0f} MiB",
+                    flush=True,
+                )
     for source in ("folder", "npz"):
         if f"{source}_small" in results:
             growth = results[f"{source}_large"]["peak_rss_mib"] / results[f"{source}_small"]["peak_rss_mib"] - 1
             results[f"{source}_growth"] = round(growth, 4)
-            print(f"{source}: peak RSS grows {growth:+.1%} from {args.n} to {args.n * args.factor} images"
-                  + (f" (target ≤ {TARGET_GROWTH:.0%})" if source == "folder" else ""))
+            print(
+                f"{source}: peak RSS grows {growth:+.1%} from {args.n} to {args.n * args.factor} images"
+                + (f" (target ≤ {TARGET_GROWTH:.0%})" if source == "folder" else "")
+            )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {OUT}")

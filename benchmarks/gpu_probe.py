@@ -11,6 +11,7 @@ Fashion-MNIST train-*.gz files in an ignored folder, e.g. .gpu/, carry it, and r
         python3 benchmarks/gpu_probe.py --idx-dir .gpu
 Numbers: benchmarks/RESULTS.md, "GPU".
 """
+
 import json
 import os
 import sys
@@ -24,8 +25,9 @@ import numpy as np  # noqa: E402
 from keras import layers as L  # noqa: E402
 from plain_keras import read_idx  # noqa: E402  (benchmarks/ is on sys.path when this script runs)
 
-IDX = Path(sys.argv[sys.argv.index("--idx-dir") + 1] if "--idx-dir" in sys.argv
-           else "/usr/share/datasets/fashion-mnist")
+IDX = Path(
+    sys.argv[sys.argv.index("--idx-dir") + 1] if "--idx-dir" in sys.argv else "/usr/share/datasets/fashion-mnist"
+)
 VALIDATION = 6000
 
 
@@ -43,9 +45,16 @@ def load():
 
 def article_cnn():
     """configs/fashion_mnist.yaml's layers."""
-    return [L.Conv2D(32, 3, activation="relu"), L.MaxPooling2D(2), L.Conv2D(64, 3, activation="relu"),
-            L.MaxPooling2D(2), L.Conv2D(64, 3, activation="relu"), L.Flatten(), L.Dense(64, activation="relu"),
-            L.Dense(10, activation="softmax", dtype="float32")]
+    return [
+        L.Conv2D(32, 3, activation="relu"),
+        L.MaxPooling2D(2),
+        L.Conv2D(64, 3, activation="relu"),
+        L.MaxPooling2D(2),
+        L.Conv2D(64, 3, activation="relu"),
+        L.Flatten(),
+        L.Dense(64, activation="relu"),
+        L.Dense(10, activation="softmax", dtype="float32"),
+    ]
 
 
 def best_network():
@@ -85,13 +94,20 @@ def run(data, name, layers, policy, batch, epochs, best_recipe=False):
     model.compile(optimizer, loss, metrics=["accuracy"])
     timer = EpochTimes()
     started = time.perf_counter()
-    history = model.fit(xt, yt, batch_size=batch, epochs=epochs, validation_data=(xv, yv), verbose=0,
-                        callbacks=[timer]).history
-    result = dict(name=name, policy=policy, batch=batch, epochs=epochs, first_epoch_s=round(timer.times[0], 2),
-                  steady_epoch_s=round(float(np.median(timer.times[1:])), 2),
-                  fit_wall_s=round(time.perf_counter() - started, 1),
-                  val_accuracy_last=round(history["val_accuracy"][-1], 4),
-                  val_accuracy_best=round(max(history["val_accuracy"]), 4))
+    history = model.fit(
+        xt, yt, batch_size=batch, epochs=epochs, validation_data=(xv, yv), verbose=0, callbacks=[timer]
+    ).history
+    result = dict(
+        name=name,
+        policy=policy,
+        batch=batch,
+        epochs=epochs,
+        first_epoch_s=round(timer.times[0], 2),
+        steady_epoch_s=round(float(np.median(timer.times[1:])), 2),
+        fit_wall_s=round(time.perf_counter() - started, 1),
+        val_accuracy_last=round(history["val_accuracy"][-1], 4),
+        val_accuracy_best=round(max(history["val_accuracy"]), 4),
+    )
     print(json.dumps(result), flush=True)
     return result
 
@@ -102,10 +118,14 @@ def main():
 
         print("devices", jax.devices(), flush=True)
     data = load()
-    results = [run(data, "article CNN", article_cnn, policy, 64, 4)
-               for policy in ("float32", "mixed_float16", "mixed_bfloat16")]
-    results += [run(data, "best network", best_network, policy, 128, 4, best_recipe=True)
-                for policy in ("float32", "mixed_bfloat16")]
+    results = [
+        run(data, "article CNN", article_cnn, policy, 64, 4)
+        for policy in ("float32", "mixed_float16", "mixed_bfloat16")
+    ]
+    results += [
+        run(data, "best network", best_network, policy, 128, 4, best_recipe=True)
+        for policy in ("float32", "mixed_bfloat16")
+    ]
     results.append(run(data, "best network", best_network, "float32", 128, 30, best_recipe=True))
     Path(os.environ.get("OUT", "."), "gpu_probe.json").write_text(json.dumps(results, indent=1))
 

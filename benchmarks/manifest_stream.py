@@ -41,16 +41,21 @@ TARGET_RATIO = 0.9  # manifest images/s at least 90% of folder's
 SIZE = 32
 SOURCES = ("folder", "manifest")
 
-MODEL = {"layers": [{"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}},
-                    "GlobalAveragePooling2D",
-                    {"Dense": {"units": 3, "activation": "softmax"}}]}
+MODEL = {
+    "layers": [
+        {"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}},
+        "GlobalAveragePooling2D",
+        {"Dense": {"units": 3, "activation": "softmax"}},
+    ]
+}
 
 
 def cpu_model() -> str:
     """The CPU's model name as lscpu gives it (/proc/cpuinfo without lscpu)."""
     try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True,
-                              env={**os.environ, "LC_ALL": "C"}).stdout
+        text = subprocess.run(
+            ["lscpu"], capture_output=True, text=True, check=True, env={**os.environ, "LC_ALL": "C"}
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     for line in text.splitlines():
@@ -90,11 +95,20 @@ def write_manifest(files: list[Path], path: Path) -> Path:
 
 
 def config_for(source: str, path: Path, batch_size: int) -> dict:
-    return {"name": f"stream-{source}", "seed": 0,
-            "data": {"source": source, "path": str(path), "image_size": [SIZE, SIZE], "color_mode": "rgb",
-                     "validation_split": 0.1, "test_split": 0.1},
-            "model": MODEL,
-            "train": {"epochs": 1, "batch_size": batch_size}}
+    return {
+        "name": f"stream-{source}",
+        "seed": 0,
+        "data": {
+            "source": source,
+            "path": str(path),
+            "image_size": [SIZE, SIZE],
+            "color_mode": "rgb",
+            "validation_split": 0.1,
+            "test_split": 0.1,
+        },
+        "model": MODEL,
+        "train": {"epochs": 1, "batch_size": batch_size},
+    }
 
 
 def measure(config_dict: dict) -> dict:
@@ -110,15 +124,23 @@ def measure(config_dict: dict) -> dict:
     dataset = load_data(config)
     load_s = time.perf_counter() - started
     started = time.perf_counter()
-    pipeline = dataset.pipeline("train", config.train.batch_size, one_hot=needs_one_hot(config.train.loss_name),
-                                shuffle=True, seed=config.seed)
+    pipeline = dataset.pipeline(
+        "train", config.train.batch_size, one_hot=needs_one_hot(config.train.loss_name), shuffle=True, seed=config.seed
+    )
     images = sum(int(x.shape[0]) for x, _ in pipeline)
     pass_s = time.perf_counter() - started
     if images != len(dataset.splits["train"]):
-        raise SystemExit(f"{config.data.source}: the pass gave {images} images, the train split holds "
-                         f"{len(dataset.splits['train'])}")
-    return {"load_data_s": load_s, "pass_s": pass_s, "train_images": images, "images_per_s": images / pass_s,
-            "loaded_images": sum(len(split) for split in dataset.splits.values()), "skipped": len(dataset.skipped)}
+        raise SystemExit(
+            f"{config.data.source}: the pass gave {images} images, the train split holds {len(dataset.splits['train'])}"
+        )
+    return {
+        "load_data_s": load_s,
+        "pass_s": pass_s,
+        "train_images": images,
+        "images_per_s": images / pass_s,
+        "loaded_images": sum(len(split) for split in dataset.splits.values()),
+        "skipped": len(dataset.skipped),
+    }
 
 
 def main() -> None:
@@ -126,8 +148,11 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10_000, help="images to write (default 10000, 3 classes)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved (folder, manifest) pairs (default 3)")
     parser.add_argument("--batch-size", type=int, default=64, help="the training pipeline's batch (default 64)")
-    parser.add_argument("--data", type=Path, help="where the images go (kept; reused when it already holds PNGs); "
-                        "default: a temporary folder")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="where the images go (kept; reused when it already holds PNGs); default: a temporary folder",
+    )
     parser.add_argument("--out", type=Path, default=OUT, help=f"JSON written (default {OUT.relative_to(ROOT)})")
     args = parser.parse_args()
     if args.repeats < 1 or args.n < 30 or args.batch_size < 1:
@@ -146,46 +171,70 @@ def main() -> None:
         files = make_images(data, args.n)
         print(f"{len(files)} images in {data} ({time.perf_counter() - started:.1f} s to write or find)", flush=True)
         manifest = write_manifest(files, workdir / "manifest.csv")
-        configs = {"folder": config_for("folder", data, args.batch_size),
-                   "manifest": config_for("manifest", manifest, args.batch_size)}
+        configs = {
+            "folder": config_for("folder", data, args.batch_size),
+            "manifest": config_for("manifest", manifest, args.batch_size),
+        }
         warm_up = {source: measure(configs[source]) for source in SOURCES}
-        print("warm-up (untimed): " + ", ".join(f"{source} {result['images_per_s']:.0f} images/s"
-                                                for source, result in warm_up.items()), flush=True)
+        print(
+            "warm-up (untimed): "
+            + ", ".join(f"{source} {result['images_per_s']:.0f} images/s" for source, result in warm_up.items()),
+            flush=True,
+        )
         raw: dict[str, list[dict]] = {source: [] for source in SOURCES}
         for repeat in range(args.repeats):
             for source in SOURCES if repeat % 2 == 0 else reversed(SOURCES):
                 raw[source].append(measure(configs[source]))
                 result = raw[source][-1]
-                print(f"{source:>8}: load_data {result['load_data_s']:.2f} s, pass {result['pass_s']:.2f} s, "
-                      f"{result['images_per_s']:.0f} images/s", flush=True)
+                print(
+                    f"{source:>8}: load_data {result['load_data_s']:.2f} s, pass {result['pass_s']:.2f} s, "
+                    f"{result['images_per_s']:.0f} images/s",
+                    flush=True,
+                )
 
-    medians = {source: {key: statistics.median(result[key] for result in raw[source])
-                        for key in ("load_data_s", "pass_s", "images_per_s")} for source in SOURCES}
+    medians = {
+        source: {
+            key: statistics.median(result[key] for result in raw[source])
+            for key in ("load_data_s", "pass_s", "images_per_s")
+        }
+        for source in SOURCES
+    }
     ratio = medians["manifest"]["images_per_s"] / medians["folder"]["images_per_s"]
     load_ratio = medians["manifest"]["load_data_s"] / medians["folder"]["load_data_s"]
     results = {
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "tensorflow": tf.__version__},
         "load_average_before_after": [round(value, 2) for value in (*load_before, *os.getloadavg())],
-        "images": len(files), "image": f"{SIZE}x{SIZE}x3 PNG, 3 classes", "data": str(args.data or "temporary"),
-        "batch_size": args.batch_size, "repeats": args.repeats,
+        "images": len(files),
+        "image": f"{SIZE}x{SIZE}x3 PNG, 3 classes",
+        "data": str(args.data or "temporary"),
+        "batch_size": args.batch_size,
+        "repeats": args.repeats,
         "train_images_per_pass": raw["folder"][0]["train_images"],
         "target_ratio": TARGET_RATIO,
-        "folder": medians["folder"], "manifest": medians["manifest"],
+        "folder": medians["folder"],
+        "manifest": medians["manifest"],
         "stream_ratio_manifest_over_folder": ratio,
         "load_data_ratio_manifest_over_folder": load_ratio,
         "meets_target": ratio >= TARGET_RATIO,
-        "warm_up": warm_up, "raw": raw,
+        "warm_up": warm_up,
+        "raw": raw,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"CPU: {results['machine']['cpu']}, {results['machine']['cores']} cores; {len(files)} images "
-          f"({results['train_images_per_pass']} per training pass), batch {args.batch_size}, "
-          f"{args.repeats} interleaved repeats, medians")
+    print(
+        f"CPU: {results['machine']['cpu']}, {results['machine']['cores']} cores; {len(files)} images "
+        f"({results['train_images_per_pass']} per training pass), batch {args.batch_size}, "
+        f"{args.repeats} interleaved repeats, medians"
+    )
     for source in SOURCES:
-        print(f"{source:>8}: {medians[source]['images_per_s']:.0f} images/s streamed, "
-              f"load_data {medians[source]['load_data_s']:.2f} s")
-    print(f"manifest / folder: streaming {ratio:.2f} (target ≥ {TARGET_RATIO} {'✓' if ratio >= TARGET_RATIO else '✗'}), "
-          f"load_data time {load_ratio:.2f}")
+        print(
+            f"{source:>8}: {medians[source]['images_per_s']:.0f} images/s streamed, "
+            f"load_data {medians[source]['load_data_s']:.2f} s"
+        )
+    print(
+        f"manifest / folder: streaming {ratio:.2f} (target ≥ {TARGET_RATIO} {'✓' if ratio >= TARGET_RATIO else '✗'}), "
+        f"load_data time {load_ratio:.2f}"
+    )
     print(f"wrote {args.out}")
     if not results["meets_target"]:
         raise SystemExit(1)

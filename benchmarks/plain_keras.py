@@ -25,7 +25,7 @@ def read_idx(path: Path) -> np.ndarray:
     with gzip.open(path, "rb") as handle:
         data = handle.read()
     rank = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank))
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank).reshape(shape)
 
 
@@ -67,28 +67,46 @@ def main() -> None:
     train_labels = keras.utils.to_categorical(train_labels)
     test_labels = keras.utils.to_categorical(test_labels)
 
-    model = keras.Sequential([
-        keras.Input(shape=(28, 28, 1)),
-        layers.Conv2D(32, (3, 3), activation="relu"),
-        layers.MaxPooling2D((2, 2)),
-        layers.Conv2D(64, (3, 3), activation="relu"),
-        layers.MaxPooling2D((2, 2)),
-        layers.Conv2D(64, (3, 3), activation="relu"),
-        layers.Flatten(),
-        layers.Dense(64, activation="relu"),
-        layers.Dense(10, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(28, 28, 1)),
+            layers.Conv2D(32, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Conv2D(64, (3, 3), activation="relu"),
+            layers.MaxPooling2D((2, 2)),
+            layers.Conv2D(64, (3, 3), activation="relu"),
+            layers.Flatten(),
+            layers.Dense(64, activation="relu"),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     timer = EpochTimer().callback
-    model.fit(train_images, train_labels, epochs=args.epochs, batch_size=args.batch_size, validation_split=0.1,
-              callbacks=[timer], verbose=2)
+    model.fit(
+        train_images,
+        train_labels,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        validation_split=0.1,
+        callbacks=[timer],
+        verbose=2,
+    )
     evaluate_start = time.perf_counter()
     test_loss, test_acc = model.evaluate(test_images, test_labels, verbose=0)
     predict_start = time.perf_counter()
     model.predict(test_images, batch_size=args.batch_size, verbose=0)
     predict_s = time.perf_counter() - predict_start
-    print(json.dumps({"epoch_s": timer.times, "test_accuracy": test_acc, "wall_s": time.perf_counter() - started,
-                      "evaluate_s": predict_start - evaluate_start, "predict_images_per_s": 10000 / predict_s}))
+    print(
+        json.dumps(
+            {
+                "epoch_s": timer.times,
+                "test_accuracy": test_acc,
+                "wall_s": time.perf_counter() - started,
+                "evaluate_s": predict_start - evaluate_start,
+                "predict_images_per_s": 10000 / predict_s,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,12 @@ TRAIN_EXAMPLES = 54_000  # 60k minus the 10% validation split, in both scripts
 
 def run_plain_keras(epochs: int) -> dict:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "plain_keras.py"), "--epochs", str(epochs)],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "plain_keras.py"), "--epochs", str(epochs)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result["command_wall_s"] = time.perf_counter() - started
     return result
@@ -54,8 +58,12 @@ def run_plain_keras(epochs: int) -> dict:
 
 def run_cnnctl(config: Path, runs_dir: Path, extra: list[str], show_output: bool = False) -> dict:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "cnnctl", "train", str(config), "--runs-dir", str(runs_dir), *extra],
-                   capture_output=not show_output, text=True, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "cnnctl", "train", str(config), "--runs-dir", str(runs_dir), *extra],
+        capture_output=not show_output,
+        text=True,
+        check=True,
+    )
     wall = time.perf_counter() - started
     run = max(runs_dir.iterdir(), key=lambda path: path.stat().st_mtime)
     import csv
@@ -65,12 +73,19 @@ def run_cnnctl(config: Path, runs_dir: Path, extra: list[str], show_output: bool
     metrics = json.loads((run / "metrics.json").read_text())
     phases = json.loads((run / "environment.json").read_text()).get("phase_seconds", {})
     # metrics.json scores the config's evaluate.split: test unless a config asks for val
-    return {"epoch_s": [float(row["epoch_time_s"]) for row in rows], "test_accuracy": metrics["accuracy"],
-            "evaluated_split": metrics["split"],
-            # None when the config trains on every training image (validation_split: 0: CSVLogger writes NA)
-            "best_val_accuracy": max((float(row["val_accuracy"]) for row in rows
-                                      if row.get("val_accuracy") not in (None, "", "NA")), default=None),
-            "command_wall_s": wall, "phase_seconds": phases, "run": str(run)}
+    return {
+        "epoch_s": [float(row["epoch_time_s"]) for row in rows],
+        "test_accuracy": metrics["accuracy"],
+        "evaluated_split": metrics["split"],
+        # None when the config trains on every training image (validation_split: 0: CSVLogger writes NA)
+        "best_val_accuracy": max(
+            (float(row["val_accuracy"]) for row in rows if row.get("val_accuracy") not in (None, "", "NA")),
+            default=None,
+        ),
+        "command_wall_s": wall,
+        "phase_seconds": phases,
+        "run": str(run),
+    }
 
 
 def steady(times: list[float]) -> float:
@@ -150,15 +165,25 @@ TARGETS = {  # (steady-epoch ratio, whole-command ratio) at most
 
 def verdict(kind: str, steady_ratio: float, wall_ratio: float) -> dict:
     steady_target, wall_target = TARGETS[kind]
-    return {"cpu_kind": kind, "steady_target": steady_target, "wall_target": wall_target,
-            "steady_ok": steady_ratio <= steady_target, "wall_ok": wall_ratio <= wall_target}
+    return {
+        "cpu_kind": kind,
+        "steady_target": steady_target,
+        "wall_target": wall_target,
+        "steady_ok": steady_ratio <= steady_target,
+        "wall_ok": wall_ratio <= wall_target,
+    }
 
 
 def machine() -> dict:
     cpu, peak = cpu_peak_gflops()
     flags = cpu_flags()
-    return {"cpu": cpu, "cores": os.cpu_count(), "fp32_peak_gflops": round(peak, 1), "flags": flags,
-            "kind": cpu_kind(flags)}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "fp32_peak_gflops": round(peak, 1),
+        "flags": flags,
+        "kind": cpu_kind(flags),
+    }
 
 
 def cpu_peak_gflops() -> tuple[str, float]:
@@ -175,10 +200,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved pairs of (plain Keras, cnnctl) runs")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        help="extra --set for the cnnctl run, e.g. train.jit_compile=false")
-    parser.add_argument("--time-to-accuracy", action="store_true",
-                        help=f"train {BEST_CONFIG.name} and report test accuracy and wall time")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="extra --set for the cnnctl run, e.g. train.jit_compile=false",
+    )
+    parser.add_argument(
+        "--time-to-accuracy",
+        action="store_true",
+        help=f"train {BEST_CONFIG.name} and report test accuracy and wall time",
+    )
     parser.add_argument("--seeds", type=int, default=1, help="with --time-to-accuracy: one run per seed 1..N")
     args = parser.parse_args()
     print(f"CPU: {machine()}", flush=True)
@@ -188,8 +221,13 @@ def main() -> None:
     if args.time_to_accuracy:
         report("time-to-accuracy", time_to_accuracy(args.seeds), time_to_accuracy_markdown)
         return
-    extra = ["--set", f"train.epochs={args.epochs}", "--set", "train.early_stopping=false",
-             *[item for override in args.overrides for item in ("--set", override)]]
+    extra = [
+        "--set",
+        f"train.epochs={args.epochs}",
+        "--set",
+        "train.early_stopping=false",
+        *[item for override in args.overrides for item in ("--set", override)],
+    ]
     runs_dir = Path(tempfile.mkdtemp(prefix="cnnctl-speed-"))
     plain_runs, cnnctl_runs = [], []
     for repeat in range(args.repeats):
@@ -209,9 +247,11 @@ def main() -> None:
             "steady_epoch_s": statistics.median(steady(r["epoch_s"]) for r in results),
             "command_wall_s": statistics.median(r["command_wall_s"] for r in results),
             "test_accuracy": statistics.median(r["test_accuracy"] for r in results),
-            "phase_seconds": {phase: statistics.median(r["phase_seconds"][phase] for r in results)
-                              for phase in ("fit", "evaluate", "figures")
-                              if all(phase in r.get("phase_seconds", {}) for r in results)},
+            "phase_seconds": {
+                phase: statistics.median(r["phase_seconds"][phase] for r in results)
+                for phase in ("fit", "evaluate", "figures")
+                if all(phase in r.get("phase_seconds", {}) for r in results)
+            },
         }
 
     plain, ours = summarize(plain_runs), summarize(cnnctl_runs)
@@ -222,16 +262,21 @@ def main() -> None:
     wall_ratio = ours["command_wall_s"] / plain["command_wall_s"]
     result = {
         "machine": host,
-        "epochs": args.epochs, "repeats": args.repeats, "cnnctl_overrides": args.overrides,
-        "plain_keras": plain, "cnnctl": ours,
+        "epochs": args.epochs,
+        "repeats": args.repeats,
+        "cnnctl_overrides": args.overrides,
+        "plain_keras": plain,
+        "cnnctl": ours,
         "steady_epoch_ratio": steady_ratio,
         "command_wall_ratio": wall_ratio,
         # the whole-command ratio without the figures the plain script does not draw
         "command_wall_ratio_without_figures": (ours["command_wall_s"] - ours["phase_seconds"].get("figures", 0))
         / plain["command_wall_s"],
         "verdict": verdict(host["kind"], steady_ratio, wall_ratio),
-        "evaluation": {**evaluation_throughput(cnnctl_runs[-1]["run"]), "predict_numpy_images_per_s":
-                       statistics.median(r["predict_images_per_s"] for r in plain_runs)},
+        "evaluation": {
+            **evaluation_throughput(cnnctl_runs[-1]["run"]),
+            "predict_numpy_images_per_s": statistics.median(r["predict_images_per_s"] for r in plain_runs),
+        },
         "startup_s": startup_times(),
         "forward_flops_per_example": flops,
         "training_gflops_per_s": achieved,
@@ -246,16 +291,22 @@ def time_to_accuracy(seeds: int = 1) -> dict:
     a long series that is stopped keeps what it measured."""
     runs = []
     for seed in range(1, seeds + 1):
-        run = run_cnnctl(BEST_CONFIG, Path(tempfile.mkdtemp(prefix="cnnctl-best-")), ["--set", f"seed={seed}"],
-                         show_output=True)
+        run = run_cnnctl(
+            BEST_CONFIG, Path(tempfile.mkdtemp(prefix="cnnctl-best-")), ["--set", f"seed={seed}"], show_output=True
+        )
         run["seed"] = seed
         run["meets_wall_time"] = run["command_wall_s"] <= TARGET_WALL_S
         runs.append(run)
         report(f"time-to-accuracy-seed{seed}", run, lambda r: json.dumps(r, indent=2))
     accuracy = statistics.median(run["test_accuracy"] for run in runs)
-    return {"machine": machine(), "config": str(BEST_CONFIG.relative_to(ROOT)), "runs": runs,
-            "median_test_accuracy": accuracy, "meets_accuracy": accuracy >= TARGET_ACCURACY,
-            "meets_wall_time": all(run["meets_wall_time"] for run in runs)}
+    return {
+        "machine": machine(),
+        "config": str(BEST_CONFIG.relative_to(ROOT)),
+        "runs": runs,
+        "median_test_accuracy": accuracy,
+        "meets_accuracy": accuracy >= TARGET_ACCURACY,
+        "meets_wall_time": all(run["meets_wall_time"] for run in runs),
+    }
 
 
 def report(kind: str, result: dict, to_markdown) -> None:
@@ -280,9 +331,11 @@ def time_to_accuracy_markdown(r: dict) -> str:
     for run in r["runs"]:
         epochs = run["epoch_s"]
         best_val = "—" if run["best_val_accuracy"] is None else f"{run['best_val_accuracy']:.4f}"
-        lines.append(f"| {run['seed']} | {run['test_accuracy']:.4f} | {best_val} | {len(epochs)} | "
-                     f"{statistics.median(epochs):.1f} | {run['command_wall_s'] / 60:.1f}"
-                     f"{'' if run['meets_wall_time'] else ' ✗'} |")
+        lines.append(
+            f"| {run['seed']} | {run['test_accuracy']:.4f} | {best_val} | {len(epochs)} | "
+            f"{statistics.median(epochs):.1f} | {run['command_wall_s'] / 60:.1f}"
+            f"{'' if run['meets_wall_time'] else ' ✗'} |"
+        )
     lines += [
         "",
         f"Median test accuracy {r['median_test_accuracy']:.4f} (target ≥ {TARGET_ACCURACY} "

@@ -63,10 +63,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runs = Path(tmp) / "runs"
         started = time.perf_counter()
-        pretrained = cnnctl.train(ROOT / "configs" / "fashion_mnist.yaml", runs_dir=runs,
-                                  overrides=[f"train.epochs={args.pretrain_epochs}"])
-        pretrain = {"epochs": args.pretrain_epochs, "seconds": round(time.perf_counter() - started, 1),
-                    "fashion_mnist_test_accuracy": round(pretrained.metrics["accuracy"], 4)}
+        pretrained = cnnctl.train(
+            ROOT / "configs" / "fashion_mnist.yaml", runs_dir=runs, overrides=[f"train.epochs={args.pretrain_epochs}"]
+        )
+        pretrain = {
+            "epochs": args.pretrain_epochs,
+            "seconds": round(time.perf_counter() - started, 1),
+            "fashion_mnist_test_accuracy": round(pretrained.metrics["accuracy"], 4),
+        }
         print(json.dumps({"pretrain": pretrain}), flush=True)
         for per_class in args.per_class:
             for seed in range(args.seeds):
@@ -79,31 +83,51 @@ def main() -> None:
                         config["model"]["from_run"]["run"] = str(pretrained.path)
                     started = time.perf_counter()
                     result = cnnctl.train(config, runs_dir=runs)
-                    row = {"per_class": per_class, "seed": seed, "method": method,
-                           "test_accuracy": round(result.metrics["accuracy"], 4),
-                           "epochs_run": len(result.history.get("loss", [])),
-                           "seconds": round(time.perf_counter() - started, 1)}
+                    row = {
+                        "per_class": per_class,
+                        "seed": seed,
+                        "method": method,
+                        "test_accuracy": round(result.metrics["accuracy"], 4),
+                        "epochs_run": len(result.history.get("loss", [])),
+                        "seconds": round(time.perf_counter() - started, 1),
+                    }
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     summary = []
     for per_class in args.per_class:
         for method in ("scratch", "transfer"):
             mine = [row for row in rows if row["per_class"] == per_class and row["method"] == method]
-            summary.append({"per_class": per_class, "method": method,
-                            "median_test_accuracy": statistics.median(row["test_accuracy"] for row in mine),
-                            "test_accuracies": [row["test_accuracy"] for row in mine],
-                            "median_seconds": statistics.median(row["seconds"] for row in mine)})
+            summary.append(
+                {
+                    "per_class": per_class,
+                    "method": method,
+                    "median_test_accuracy": statistics.median(row["test_accuracy"] for row in mine),
+                    "test_accuracies": [row["test_accuracy"] for row in mine],
+                    "median_seconds": statistics.median(row["seconds"] for row in mine),
+                }
+            )
     cpu = machine()
-    result = {"cpu": cpu["cpu"], "cpu_kind": cpu["kind"], "cores": cpu["cores"], "pretrain": pretrain, "runs": rows, "summary": summary}
+    result = {
+        "cpu": cpu["cpu"],
+        "cpu_kind": cpu["kind"],
+        "cores": cpu["cores"],
+        "pretrain": pretrain,
+        "runs": rows,
+        "summary": summary,
+    }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nCPU: {result['cpu']} ({result['cores']} cores, {result['cpu_kind']}); pretraining: Fashion-MNIST, {pretrain['epochs']} epochs, "
-          f"{pretrain['seconds']} s, test accuracy {pretrain['fashion_mnist_test_accuracy']}")
+    print(
+        f"\nCPU: {result['cpu']} ({result['cores']} cores, {result['cpu_kind']}); pretraining: Fashion-MNIST, {pretrain['epochs']} epochs, "
+        f"{pretrain['seconds']} s, test accuracy {pretrain['fashion_mnist_test_accuracy']}"
+    )
     print("| labelled digits per class | method | median test accuracy | every seed | median wall s |")
     print("|---|---|---|---|---|")
     for line in summary:
-        print(f"| {line['per_class']} | {line['method']} | {line['median_test_accuracy']:.4f} | "
-              f"{', '.join(f'{value:.4f}' for value in line['test_accuracies'])} | {line['median_seconds']} |")
+        print(
+            f"| {line['per_class']} | {line['method']} | {line['median_test_accuracy']:.4f} | "
+            f"{', '.join(f'{value:.4f}' for value in line['test_accuracies'])} | {line['median_seconds']} |"
+        )
 
 
 if __name__ == "__main__":

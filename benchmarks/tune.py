@@ -57,10 +57,17 @@ def main() -> None:
         final = cnnctl.train(folder / "best.yaml", runs_dir=Path(tmp) / "runs")
     states = [trial["state"] for trial in summary["trials"]]
     result = {
-        "cpu": cpu_name(), "trials": args.trials, "epochs": args.epochs, "workers": args.workers,
-        "search_s": round(search_s, 1), "completed": states.count("complete"), "pruned": states.count("pruned"),
-        "best_trial": summary["best"]["number"], "best_val_accuracy": round(summary["best"]["value"], 4),
-        "best_params": summary["best"]["params"], "best_test_accuracy": round(final.metrics["accuracy"], 4),
+        "cpu": cpu_name(),
+        "trials": args.trials,
+        "epochs": args.epochs,
+        "workers": args.workers,
+        "search_s": round(search_s, 1),
+        "completed": states.count("complete"),
+        "pruned": states.count("pruned"),
+        "best_trial": summary["best"]["number"],
+        "best_val_accuracy": round(summary["best"]["value"], 4),
+        "best_params": summary["best"]["params"],
+        "best_test_accuracy": round(final.metrics["accuracy"], 4),
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")

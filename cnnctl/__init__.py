@@ -7,7 +7,7 @@
 
 Every function here is cnnctl.api's, the one front door that the command line uses too (cnnctl/cli/ is a thin
 shell over it). The package follows the pipeline, one sub-package per stage: config/ → data/ → model/ →
-training/ → evaluation/ → reporting/, with runs/ the folder every stage writes and reads (README, Development).
+training/ → evaluation/ → reporting/, with runs/ the folder every stage writes and reads (docs/development.md).
 """
 
 import importlib
@@ -17,16 +17,40 @@ __version__ = "0.1.0"
 
 # The API loads pydantic, numpy and (when called) TensorFlow; `cnnctl --help` imports this package too, so the
 # names below are looked up on first use (PEP 562) instead of at `import cnnctl`.
-_API_FUNCTIONS = ("train", "resume", "evaluate", "predict", "explain", "export", "tune", "resume_tune", "cross_validate",
-                  "check", "describe_data", "plot", "report", "list_runs", "compare", "filter_image", "schema",
-                  "load", "find_run")
+_API_FUNCTIONS = (
+    "train",
+    "resume",
+    "evaluate",
+    "predict",
+    "explain",
+    "export",
+    "tune",
+    "resume_tune",
+    "cross_validate",
+    "check",
+    "describe_data",
+    "plot",
+    "report",
+    "list_runs",
+    "compare",
+    "filter_image",
+    "schema",
+    "load",
+    "find_run",
+    "config_reference",
+)
 _API = {
     **{name: "cnnctl.api" for name in _API_FUNCTIONS},
-    "ExportResult": "cnnctl.evaluation.export", "TrainResult": "cnnctl.training.loop",
-    "Predictions": "cnnctl.evaluation.predict", "Explanation": "cnnctl.evaluation.explain",
+    "ExportResult": "cnnctl.evaluation.export",
+    "TrainResult": "cnnctl.training.loop",
+    "Predictions": "cnnctl.evaluation.predict",
+    "Explanation": "cnnctl.evaluation.explain",
     "register_source": "cnnctl.data.raw",
-    "load_config": "cnnctl.config.loading", "Config": "cnnctl.config.schema",
-    "CnnctlError": "cnnctl.errors", "ConfigError": "cnnctl.errors", "DataError": "cnnctl.errors",
+    "load_config": "cnnctl.config.loading",
+    "Config": "cnnctl.config.schema",
+    "CnnctlError": "cnnctl.errors",
+    "ConfigError": "cnnctl.errors",
+    "DataError": "cnnctl.errors",
     "RunError": "cnnctl.errors",
 }
 __all__ = ["__version__", *_API]

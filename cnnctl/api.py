@@ -42,10 +42,36 @@ if TYPE_CHECKING:  # for annotations only: importing them would load pydantic, n
     from cnnctl.training.prepare import Prepared
 
 __all__ = [
-    "ARRAYS_FILE", "CheckResult", "FilterResult", "PlotResult", "check", "compare", "contract", "cross_validate",
-    "default_runs_dir", "describe_data", "describe_model", "evaluate", "explain", "export", "filter_image", "find_run",
-    "launch_processes", "list_runs", "load", "plot", "predict", "prepare_environment", "report", "resume",
-    "resume_tune", "schema", "signals_interrupt", "train", "tune",
+    "ARRAYS_FILE",
+    "CheckResult",
+    "FilterResult",
+    "PlotResult",
+    "check",
+    "compare",
+    "config_reference",
+    "contract",
+    "cross_validate",
+    "default_runs_dir",
+    "describe_data",
+    "describe_model",
+    "evaluate",
+    "explain",
+    "export",
+    "filter_image",
+    "find_run",
+    "launch_processes",
+    "list_runs",
+    "load",
+    "plot",
+    "predict",
+    "prepare_environment",
+    "report",
+    "resume",
+    "resume_tune",
+    "schema",
+    "signals_interrupt",
+    "train",
+    "tune",
 ]
 
 ConfigLike = Union[str, Path, Mapping[str, Any], "Config"]
@@ -55,6 +81,7 @@ ARRAYS_FILE = "arrays.npz"  # a run trained on arrays keeps them here, so evalua
 
 
 # ---------------------------------------------------------------- configs and runs
+
 
 def prepare_environment() -> None:
     """Settings TensorFlow reads once, at its import (quiet logs, oneDNN kernels on x86 CPUs); a value the user
@@ -113,8 +140,16 @@ def _origin(config: ConfigLike) -> str:
 
 # ---------------------------------------------------------------- training
 
-def train(config: ConfigLike, *, arrays: Optional[Mapping[str, Any]] = None, overrides: Sequence[str] = (),
-          runs_dir: Optional[PathLike] = None, verbose: int = 0, announce: Optional[Announce] = None) -> TrainResult:
+
+def train(
+    config: ConfigLike,
+    *,
+    arrays: Optional[Mapping[str, Any]] = None,
+    overrides: Sequence[str] = (),
+    runs_dir: Optional[PathLike] = None,
+    verbose: int = 0,
+    announce: Optional[Announce] = None,
+) -> TrainResult:
     """Train a config into a new run folder, evaluate it, draw its figures and report; return the result.
 
     Args:
@@ -136,13 +171,15 @@ def train(config: ConfigLike, *, arrays: Optional[Mapping[str, Any]] = None, ove
 
     announce = _tell_launcher(announce)
     if arrays is None:
-        return train_run(resolved, default_runs_dir(runs_dir), origin=_origin(config), verbose=verbose,
-                         announce=announce)
+        return train_run(
+            resolved, default_runs_dir(runs_dir), origin=_origin(config), verbose=verbose, announce=announce
+        )
     return _train_on_arrays(resolved, arrays, runs_dir, verbose, announce)
 
 
-def _train_on_arrays(config: Config, arrays: Mapping[str, Any], runs_dir: Optional[PathLike], verbose: int,
-                     announce: Optional[Announce]) -> TrainResult:
+def _train_on_arrays(
+    config: Config, arrays: Mapping[str, Any], runs_dir: Optional[PathLike], verbose: int, announce: Optional[Announce]
+) -> TrainResult:
     import numpy as np
 
     from cnnctl.data.raw import ARRAY_KEYS, ARRAYS_SOURCE, arrays_source, raw_from_mapping
@@ -150,8 +187,10 @@ def _train_on_arrays(config: Config, arrays: Mapping[str, Any], runs_dir: Option
     from cnnctl.training.prepare import prepare
 
     if config.data.source != ARRAYS_SOURCE and "source" in config.data.model_fields_set:
-        raise ConfigError(f"data.source: {config.data.source}, but arrays were passed too; leave data.source out "
-                          f"(or set it to {ARRAYS_SOURCE}) to train on the arrays")
+        raise ConfigError(
+            f"data.source: {config.data.source}, but arrays were passed too; leave data.source out "
+            f"(or set it to {ARRAYS_SOURCE}) to train on the arrays"
+        )
     config.data.source = ARRAYS_SOURCE
     checked = raw_from_mapping(arrays, "arrays passed to cnnctl.train")
     with arrays_source(checked):
@@ -168,9 +207,17 @@ def _train_on_arrays(config: Config, arrays: Mapping[str, Any], runs_dir: Option
     return train_run(prepared.config, prepared=prepared, into=run, verbose=verbose, announce=announce)
 
 
-def resume(run: RunLike, *, epochs: Optional[int] = None, batch_size: Optional[int] = None,
-           fine_tune_epochs: Optional[int] = None, overrides: Sequence[str] = (),
-           runs_dir: Optional[PathLike] = None, verbose: int = 0, announce: Optional[Announce] = None) -> TrainResult:
+def resume(
+    run: RunLike,
+    *,
+    epochs: Optional[int] = None,
+    batch_size: Optional[int] = None,
+    fine_tune_epochs: Optional[int] = None,
+    overrides: Sequence[str] = (),
+    runs_dir: Optional[PathLike] = None,
+    verbose: int = 0,
+    announce: Optional[Announce] = None,
+) -> TrainResult:
     """Continue a stopped run from its last completed epoch (or train a completed one for more `epochs`, or more
     `fine_tune_epochs` when it has a fine-tuning phase). When there is nothing to do, the result has no model and
     its `note` says why.
@@ -184,8 +231,11 @@ def resume(run: RunLike, *, epochs: Optional[int] = None, batch_size: Optional[i
         verbose: Keras' progress. Defaults to 0.
         announce: as for `train`. Defaults to None.
     """
-    changes = list(overrides) + [f"train.{key}={value}" for key, value in (
-        ("epochs", epochs), ("batch_size", batch_size), ("fine_tune.epochs", fine_tune_epochs)) if value is not None]
+    changes = list(overrides) + [
+        f"train.{key}={value}"
+        for key, value in (("epochs", epochs), ("batch_size", batch_size), ("fine_tune.epochs", fine_tune_epochs))
+        if value is not None
+    ]
     # Found quietly first, for its backend: a wrong RUN is reported by resume_run, in its order (a --set that
     # cannot change comes first).
     with contextlib.suppress(CnnctlError):
@@ -196,9 +246,15 @@ def resume(run: RunLike, *, epochs: Optional[int] = None, batch_size: Optional[i
     return resume_run(target, runs_dir, changes, verbose=verbose, announce=_tell_launcher(announce))
 
 
-def launch_processes(count: int, *, config: Optional[PathLike] = None, overrides: Sequence[str] = (),
-                     name: Optional[str] = None, runs_dir: Optional[PathLike] = None,
-                     resume: Optional[RunLike] = None) -> int:
+def launch_processes(
+    count: int,
+    *,
+    config: Optional[PathLike] = None,
+    overrides: Sequence[str] = (),
+    name: Optional[str] = None,
+    runs_dir: Optional[PathLike] = None,
+    resume: Optional[RunLike] = None,
+) -> int:
     """`cnnctl train --processes N`: train one config (or resume one run) in `count` processes on this machine,
     joined as a multi-host JAX job is; returns the job's exit code. Process 0's output is shown on this process's
     stdout and stderr (see cnnctl/training/processes.py)."""
@@ -221,10 +277,12 @@ def launch_processes(count: int, *, config: Optional[PathLike] = None, overrides
             args += ["--name", name]
         args += ["--runs-dir", str(default_runs_dir(runs_dir).resolve())]
     if runtime.backend() != "jax":
-        raise ConfigError("--processes: several training processes run on the JAX backend (Keras' DataParallel; "
-                          "TensorFlow's MultiWorkerMirroredStrategy does not work with Keras 3): KERAS_BACKEND=jax "
-                          f"cnnctl train ... --processes {count} (pip install 'cnnctl[jax]'); on one machine with "
-                          "several GPUs, TensorFlow trains on all of them in one process (train.distribute: auto)")
+        raise ConfigError(
+            "--processes: several training processes run on the JAX backend (Keras' DataParallel; "
+            "TensorFlow's MultiWorkerMirroredStrategy does not work with Keras 3): KERAS_BACKEND=jax "
+            f"cnnctl train ... --processes {count} (pip install 'cnnctl[jax]'); on one machine with "
+            "several GPUs, TensorFlow trains on all of them in one process (train.distribute: auto)"
+        )
     for override in overrides:
         args += ["--set", override]
     return launch(args, count, resumed)
@@ -245,9 +303,16 @@ def _tell_launcher(announce: Optional[Announce]) -> Optional[Announce]:
     return told
 
 
-def cross_validate(config: ConfigLike, folds: int, *, overrides: Sequence[str] = (),
-                   runs_dir: Optional[PathLike] = None, verbose: int = 0, announce: Optional[Announce] = None,
-                   on_fold: Optional[Callable[[int, dict[str, Any]], None]] = None) -> tuple[Path, dict[str, Any]]:
+def cross_validate(
+    config: ConfigLike,
+    folds: int,
+    *,
+    overrides: Sequence[str] = (),
+    runs_dir: Optional[PathLike] = None,
+    verbose: int = 0,
+    announce: Optional[Announce] = None,
+    on_fold: Optional[Callable[[int, dict[str, Any]], None]] = None,
+) -> tuple[Path, dict[str, Any]]:
     """Stratified K-fold cross-validation: `folds` trainings, each a run folder scored on its held-out fold.
 
     Args:
@@ -265,13 +330,28 @@ def cross_validate(config: ConfigLike, folds: int, *, overrides: Sequence[str] =
     resolved = load(config, overrides)
     from cnnctl.training.crossval import cross_validate as run_folds
 
-    return run_folds(resolved, default_runs_dir(runs_dir), folds, origin=_origin(config), verbose=verbose,
-                     announce=announce, on_fold=on_fold)
+    return run_folds(
+        resolved,
+        default_runs_dir(runs_dir),
+        folds,
+        origin=_origin(config),
+        verbose=verbose,
+        announce=announce,
+        on_fold=on_fold,
+    )
 
 
-def tune(config: ConfigLike, trials: int, *, overrides: Sequence[str] = (), workers: int = 1,
-         runs_dir: Optional[PathLike] = None, verbose: int = 0, announce: Optional[Announce] = None,
-         on_trial: Optional[Callable[[dict], None]] = None) -> tuple[Path, dict[str, Any]]:
+def tune(
+    config: ConfigLike,
+    trials: int,
+    *,
+    overrides: Sequence[str] = (),
+    workers: int = 1,
+    runs_dir: Optional[PathLike] = None,
+    verbose: int = 0,
+    announce: Optional[Announce] = None,
+    on_trial: Optional[Callable[[dict], None]] = None,
+) -> tuple[Path, dict[str, Any]]:
     """Search the config's `tune:` section with Optuna, every trial a run folder scored on the val split.
 
     Args:
@@ -291,22 +371,36 @@ def tune(config: ConfigLike, trials: int, *, overrides: Sequence[str] = (), work
     resolved = load(config, overrides)
     from cnnctl.training import tune as search
 
-    return search.tune(resolved, default_runs_dir(runs_dir), trials, workers=workers, origin=_origin(config),
-                       verbose=verbose, announce=announce, on_trial=on_trial)
+    return search.tune(
+        resolved,
+        default_runs_dir(runs_dir),
+        trials,
+        workers=workers,
+        origin=_origin(config),
+        verbose=verbose,
+        announce=announce,
+        on_trial=on_trial,
+    )
 
 
-def resume_tune(folder: PathLike, trials: int, *, workers: int = 1, verbose: int = 0,
-                announce: Optional[Announce] = None,
-                on_trial: Optional[Callable[[dict], None]] = None) -> tuple[Path, dict[str, Any]]:
+def resume_tune(
+    folder: PathLike,
+    trials: int,
+    *,
+    workers: int = 1,
+    verbose: int = 0,
+    announce: Optional[Announce] = None,
+    on_trial: Optional[Callable[[dict], None]] = None,
+) -> tuple[Path, dict[str, Any]]:
     """Continue a stopped search in its `<id>-<name>-tune` folder until it holds `trials` counted trials.
     Arguments and result as for `tune`."""
     from cnnctl.training import tune as search
 
-    return search.resume_tune(folder, trials, workers=workers, verbose=verbose, announce=announce,
-                              on_trial=on_trial)
+    return search.resume_tune(folder, trials, workers=workers, verbose=verbose, announce=announce, on_trial=on_trial)
 
 
 # ---------------------------------------------------------------- checking a config and its data
+
 
 @dataclass
 class CheckResult:
@@ -332,8 +426,9 @@ def check(config: ConfigLike, overrides: Sequence[str] = ()) -> CheckResult:
     return CheckResult(prepared, describe(prepared.model))
 
 
-def describe_data(config: ConfigLike, out: Optional[PathLike] = None, *, overrides: Sequence[str] = (),
-                  overwrite: bool = False) -> tuple[dict[str, Any], Path]:
+def describe_data(
+    config: ConfigLike, out: Optional[PathLike] = None, *, overrides: Sequence[str] = (), overwrite: bool = False
+) -> tuple[dict[str, Any], Path]:
     """Load a config's data as training would, and draw a grid of labelled samples; returns data.json's summary
     and the PNG's path.
 
@@ -354,6 +449,7 @@ def describe_data(config: ConfigLike, out: Optional[PathLike] = None, *, overrid
 
 # ---------------------------------------------------------------- using a trained run
 
+
 def evaluate(run: RunLike, split: Optional[str] = None, *, runs_dir: Optional[PathLike] = None) -> dict[str, Any]:
     """Recompute a run's metrics, report files, figures and report.html from its folder; returns metrics.json.
     `split` is "test" or "val" (default: the run's evaluate.split, else test)."""
@@ -361,7 +457,8 @@ def evaluate(run: RunLike, split: Optional[str] = None, *, runs_dir: Optional[Pa
         raise ConfigError(f"split: {split!r} must be 'test' or 'val'")
     resolved = find_run(run, runs_dir)  # a wrong RUN is reported before TensorFlow's start-up
     from cnnctl.evaluation.scoring import evaluate_run, load_model
-    from cnnctl.reporting import figures, report as run_report
+    from cnnctl.reporting import figures
+    from cnnctl.reporting import report as run_report
 
     model = load_model(resolved)
     metrics = evaluate_run(resolved, split, model)
@@ -370,9 +467,16 @@ def evaluate(run: RunLike, split: Optional[str] = None, *, runs_dir: Optional[Pa
     return metrics
 
 
-def predict(run: RunLike, inputs: Any, *, out: Optional[PathLike] = None, top_k: int = 3,
-            min_confidence: Optional[float] = None, overwrite: bool = False,
-            runs_dir: Optional[PathLike] = None) -> Predictions:
+def predict(
+    run: RunLike,
+    inputs: Any,
+    *,
+    out: Optional[PathLike] = None,
+    top_k: int = 3,
+    min_confidence: Optional[float] = None,
+    overwrite: bool = False,
+    runs_dir: Optional[PathLike] = None,
+) -> Predictions:
     """Classify image files, folders of images, .npz files, or a numpy array of examples with a trained run.
 
     Image files are read as 8-bit pictures and brought to the run's training units; an array (or .npz) is
@@ -409,8 +513,16 @@ def predict(run: RunLike, inputs: Any, *, out: Optional[PathLike] = None, top_k:
     return predictions
 
 
-def explain(run: RunLike, inputs: Any, *, layer: Optional[str] = None, class_name: Optional[Union[str, int]] = None,
-            out: Optional[PathLike] = None, overwrite: bool = False, runs_dir: Optional[PathLike] = None) -> Explanation:
+def explain(
+    run: RunLike,
+    inputs: Any,
+    *,
+    layer: Optional[str] = None,
+    class_name: Optional[Union[str, int]] = None,
+    out: Optional[PathLike] = None,
+    overwrite: bool = False,
+    runs_dir: Optional[PathLike] = None,
+) -> Explanation:
     """Grad-CAM: where in each input the run's model found the evidence for its answer.
 
     Args:
@@ -438,8 +550,9 @@ def explain(run: RunLike, inputs: Any, *, layer: Optional[str] = None, class_nam
     return explain_run(resolved, paths, layer=layer, class_name=class_name, out=out, overwrite=overwrite)
 
 
-def export(run: RunLike, format: str, *, out: Optional[PathLike] = None,
-           runs_dir: Optional[PathLike] = None) -> ExportResult:
+def export(
+    run: RunLike, format: str, *, out: Optional[PathLike] = None, runs_dir: Optional[PathLike] = None
+) -> ExportResult:
     """Export a run's model.keras for serving without cnnctl, and check the artefact against it.
 
     Args:
@@ -473,7 +586,8 @@ def plot(run: RunLike, *, feature_maps: Optional[PathLike] = None, runs_dir: Opt
     """Redraw every figure of a run from its files (history.csv, predictions.npz, ...) and its report.html;
     with `feature_maps` (an image, or an .npz whose first example is used) also feature_maps.png."""
     resolved = find_run(run, runs_dir)
-    from cnnctl.reporting import figures, report as run_report
+    from cnnctl.reporting import figures
+    from cnnctl.reporting import report as run_report
 
     result = PlotResult([])
     if feature_maps is not None:  # first: a wrong image is reported before minutes of redrawing
@@ -500,8 +614,13 @@ def list_runs(runs_dir: Optional[PathLike] = None) -> list[RunSummary]:
     return summarize_runs(default_runs_dir(runs_dir))
 
 
-def compare(runs: Sequence[RunLike], *, out: PathLike = "compare.png", overwrite: bool = False,
-            runs_dir: Optional[PathLike] = None) -> Comparison:
+def compare(
+    runs: Sequence[RunLike],
+    *,
+    out: PathLike = "compare.png",
+    overwrite: bool = False,
+    runs_dir: Optional[PathLike] = None,
+) -> Comparison:
     """Metrics of two or more runs side by side, and their loss curves overlaid in the PNG `out` (replaced only
     with `overwrite`, never a run's own file)."""
     from cnnctl.reporting.compare import compare_runs
@@ -510,6 +629,7 @@ def compare(runs: Sequence[RunLike], *, out: PathLike = "compare.png", overwrite
 
 
 # ---------------------------------------------------------------- tools that need no run
+
 
 @dataclass
 class FilterResult:
@@ -521,8 +641,9 @@ class FilterResult:
     note: Optional[str] = None
 
 
-def filter_image(image: PathLike, *, kernel: str = "sharpen", pool: int = 2, out: Optional[PathLike] = None,
-                 overwrite: bool = False) -> FilterResult:
+def filter_image(
+    image: PathLike, *, kernel: str = "sharpen", pool: int = 2, out: Optional[PathLike] = None, overwrite: bool = False
+) -> FilterResult:
     """What one convolutional layer does to a picture: convolution with `kernel` (sharpen, edge, blur, emboss,
     or a .npy / .txt / .csv file of numbers) → ReLU → max-pooling by `pool`, drawn side by side.
 
@@ -547,6 +668,15 @@ def filter_image(image: PathLike, *, kernel: str = "sharpen", pool: int = 2, out
     return FilterResult(path, [title for title, _ in panels], note)
 
 
+def config_reference() -> str:
+    """The configuration reference as Markdown (docs/configuration-reference.md): every config key with its
+    default, the values it takes and its description, written from the schema itself. The layer names are in
+    `schema`'s JSON Schema instead."""
+    from cnnctl.config.reference import config_reference_markdown
+
+    return config_reference_markdown()
+
+
 def schema(out: Optional[PathLike] = None, *, overwrite: bool = False) -> str:
     """The config's JSON Schema (every key, every keras.layers class with its arguments), for editors; written to
     `out` when given (an existing file only with `overwrite`). Returns the text."""
@@ -560,6 +690,8 @@ def schema(out: Optional[PathLike] = None, *, overwrite: bool = False) -> str:
         try:
             write_output_text(out, text, overwrite=overwrite)
         except OSError as exc:
-            raise ConfigError(f"--out {out}: cannot write the schema there ({exc.strerror or exc}); "
-                              "give a file path in a writable folder, e.g. --out cnnctl.schema.json") from None
+            raise ConfigError(
+                f"--out {out}: cannot write the schema there ({exc.strerror or exc}); "
+                "give a file path in a writable folder, e.g. --out cnnctl.schema.json"
+            ) from None
     return text

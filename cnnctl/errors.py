@@ -39,9 +39,8 @@ class RunError(CnnctlError):
 # What the user can do about the operating system's refusals that are theirs to fix.
 _OS_ADVICE = {
     errno.ENOSPC: "no space left on device; free some space and run the command again (nothing already written "
-                  "is lost)",
-    errno.EDQUOT: "disk quota exceeded; free some space and run the command again (nothing already written is "
-                  "lost)",
+    "is lost)",
+    errno.EDQUOT: "disk quota exceeded; free some space and run the command again (nothing already written is lost)",
     errno.EACCES: "permission denied; make the folder writable or choose another path",
     errno.EPERM: "operation not permitted; make the folder writable or choose another path",
     errno.EROFS: "read-only file system; choose a path on a writable disk",
@@ -67,7 +66,7 @@ def shown_path(path: object, limit: int = 120) -> str:
     text = printable(path)
     if len(text) <= limit:
         return text
-    return f"{text[:limit // 2]}…{text[-limit // 4:]} ({len(text)} characters)"
+    return f"{text[: limit // 2]}…{text[-limit // 4 :]} ({len(text)} characters)"
 
 
 def os_error_line(exc: OSError) -> str:

@@ -105,8 +105,9 @@ def require_tensorflow(what: str) -> Any:
     try:
         return import_tensorflow()
     except ImportError:
-        raise ConfigError(f"{what} needs TensorFlow, which is not installed here (backend {backend()}): "
-                          "pip install tensorflow") from None
+        raise ConfigError(
+            f"{what} needs TensorFlow, which is not installed here (backend {backend()}): pip install tensorflow"
+        ) from None
 
 
 def quiet_backend_import() -> None:
@@ -130,8 +131,7 @@ def backend() -> str:
     chosen = os.environ.get("KERAS_BACKEND")
     if chosen:
         return chosen
-    settings = os.path.join(os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras")),
-                            "keras.json")
+    settings = os.path.join(os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras")), "keras.json")
     try:
         with open(settings, encoding="utf-8") as handle:
             return str(json.load(handle).get("backend", "tensorflow"))
@@ -147,12 +147,16 @@ def use_backend(chosen: Optional[str]) -> None:
         return
     exported = os.environ.get("KERAS_BACKEND")
     if exported and exported != chosen:
-        raise ConfigError(f"backend: {chosen}, but KERAS_BACKEND={exported} is set; unset KERAS_BACKEND or change "
-                          "backend: in the config")
+        raise ConfigError(
+            f"backend: {chosen}, but KERAS_BACKEND={exported} is set; unset KERAS_BACKEND or change "
+            "backend: in the config"
+        )
     if "keras" in sys.modules and backend() != chosen:
-        raise ConfigError(f"backend: {chosen}, but this Python process already runs Keras on {backend()} (Keras "
-                          f"chooses its backend once, when it is imported); set KERAS_BACKEND={chosen} before "
-                          "importing keras or cnnctl's training")
+        raise ConfigError(
+            f"backend: {chosen}, but this Python process already runs Keras on {backend()} (Keras "
+            f"chooses its backend once, when it is imported); set KERAS_BACKEND={chosen} before "
+            "importing keras or cnnctl's training"
+        )
     os.environ["KERAS_BACKEND"] = chosen
 
 

@@ -35,15 +35,21 @@ def write_digits_manifest(out: Path, manifest_format: str = "csv") -> Path:
         Image.fromarray(image, mode="L").save(out / relative)
         rows.append({"file": relative.as_posix(), "label": int(label), "split": "test" if index % 5 == 0 else ""})
     test = np.array([row["split"] == "test" for row in rows])
-    np.savez(out / "digits_arrays.npz", x_train=images[~test], y_train=labels[~test], x_test=images[test],
-             y_test=labels[test])
+    np.savez(
+        out / "digits_arrays.npz",
+        x_train=images[~test],
+        y_train=labels[~test],
+        x_test=images[test],
+        y_test=labels[test],
+    )
     manifest = out / f"manifest.{manifest_format}"
     if manifest_format == "jsonl":
         manifest.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     else:
         with open(manifest, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["file", "label", "split"],
-                                    delimiter="\t" if manifest_format == "tsv" else ",")
+            writer = csv.DictWriter(
+                handle, fieldnames=["file", "label", "split"], delimiter="\t" if manifest_format == "tsv" else ","
+            )
             writer.writeheader()
             writer.writerows(rows)
     return manifest

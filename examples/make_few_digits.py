@@ -30,8 +30,9 @@ def few_digits(per_class: int, seed: int = 0) -> dict[str, np.ndarray]:
     images = np.clip(images * (255 / 16), 0, 255).round().astype(np.uint8)[..., None]
     labels = digits.target.astype(np.int64)
     rng = np.random.default_rng(seed)
-    chosen = np.concatenate([rng.choice(np.flatnonzero(labels == digit), per_class, replace=False)
-                             for digit in range(10)])
+    chosen = np.concatenate(
+        [rng.choice(np.flatnonzero(labels == digit), per_class, replace=False) for digit in range(10)]
+    )
     rest = np.setdiff1d(np.arange(len(labels)), chosen)
     return {"x_train": images[chosen], "y_train": labels[chosen], "x_test": images[rest], "y_test": labels[rest]}
 
@@ -45,8 +46,10 @@ def main() -> None:
     arrays = few_digits(args.per_class, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, **arrays)
-    print(f"{args.out}: {len(arrays['y_train'])} training digits ({args.per_class} per class), "
-          f"{len(arrays['y_test'])} test digits, 28x28")
+    print(
+        f"{args.out}: {len(arrays['y_train'])} training digits ({args.per_class} per class), "
+        f"{len(arrays['y_test'])} test digits, 28x28"
+    )
 
 
 if __name__ == "__main__":

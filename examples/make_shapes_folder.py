@@ -90,13 +90,18 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=300, help="images per class (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--splits", action="store_true", help="write train/ val/ test/ sub-trees")
-    parser.add_argument("--bad-files", action="store_true", help="add a truncated JPEG, a text file, an empty file, "
-                        "an RGBA PNG and a palette GIF")
+    parser.add_argument(
+        "--bad-files",
+        action="store_true",
+        help="add a truncated JPEG, a text file, an empty file, an RGBA PNG and a palette GIF",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"folder to write (default {DEFAULT_OUT})")
     args = parser.parse_args()
     write(args.out, args.per_class, args.seed, args.splits, args.bad_files)
-    print(f"wrote {args.out}: {args.per_class} images per class ({', '.join(CLASSES)})"
-          + (" in train/ val/ test/" if args.splits else ""))
+    print(
+        f"wrote {args.out}: {args.per_class} images per class ({', '.join(CLASSES)})"
+        + (" in train/ val/ test/" if args.splits else "")
+    )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"npz file to write (default {DEFAULT_OUT})")
     args = parser.parse_args()
     write(args.out, args.train, args.test, args.length, args.seed)
-    print(f"wrote {args.out}: {args.train} train + {args.test} test signals of length {args.length}, "
-          f"classes {', '.join(CLASSES)}")
+    print(
+        f"wrote {args.out}: {args.train} train + {args.test} test signals of length {args.length}, "
+        f"classes {', '.join(CLASSES)}"
+    )
 
 
 def write(out: Path, train: int, test: int, length: int = 128, seed: int = 0) -> Path:

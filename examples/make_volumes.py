@@ -27,13 +27,13 @@ def solid(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
     center = rng.uniform(radius, size - 1 - radius, 3)
     offset = grid - center
     if kind == "sphere":
-        return np.sum(offset ** 2, axis=-1) <= radius ** 2
+        return np.sum(offset**2, axis=-1) <= radius**2
     if kind == "cube":
         return np.all(np.abs(offset) <= radius * 0.85, axis=-1)
     if kind == "rod":
         axis = rng.integers(0, 3)
         across = np.delete(offset, axis, axis=-1)
-        return (np.sum(across ** 2, axis=-1) <= (radius * 0.45) ** 2) & (np.abs(offset[..., axis]) <= size * 0.4)
+        return (np.sum(across**2, axis=-1) <= (radius * 0.45) ** 2) & (np.abs(offset[..., axis]) <= size * 0.4)
     raise ValueError(f"unknown solid {kind!r}; choose from {CLASSES}")
 
 
@@ -65,8 +65,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"npz file to write (default {DEFAULT_OUT})")
     args = parser.parse_args()
     write(args.out, args.train, args.test, args.size, args.seed)
-    print(f"wrote {args.out}: {args.train} train + {args.test} test volumes of {args.size}³, "
-          f"classes {', '.join(CLASSES)}")
+    print(
+        f"wrote {args.out}: {args.train} train + {args.test} test volumes of {args.size}³, classes {', '.join(CLASSES)}"
+    )
 
 
 if __name__ == "__main__":

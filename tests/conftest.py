@@ -16,13 +16,15 @@ TINY_DIGITS_CONFIG = {
     "name": "tiny-digits",
     "seed": 7,
     "data": {"source": "digits", "validation_split": 0.1, "test_split": 0.2},
-    "model": {"layers": [
-        {"Conv2D": {"filters": 8, "kernel_size": 3, "padding": "same", "activation": "relu"}},
-        {"MaxPooling2D": {"pool_size": 2}},
-        {"Conv2D": {"filters": 8, "kernel_size": 3, "padding": "same", "activation": "relu"}},
-        "Flatten",
-        {"Dense": {"units": 10, "activation": "softmax"}},
-    ]},
+    "model": {
+        "layers": [
+            {"Conv2D": {"filters": 8, "kernel_size": 3, "padding": "same", "activation": "relu"}},
+            {"MaxPooling2D": {"pool_size": 2}},
+            {"Conv2D": {"filters": 8, "kernel_size": 3, "padding": "same", "activation": "relu"}},
+            "Flatten",
+            {"Dense": {"units": 10, "activation": "softmax"}},
+        ]
+    },
     "train": {"epochs": 2, "batch_size": 32, "optimizer": {"name": "adam", "learning_rate": 0.003}},
     "evaluate": {"top_k": [1, 3]},
 }
@@ -30,10 +32,10 @@ TINY_DIGITS_CONFIG = {
 
 @dataclass(frozen=True)
 class TrainedRun:
-    path: Path        # the run folder
-    runs_dir: Path    # the folder it lives in (it is the only run there)
-    config: Path      # the YAML it was trained from
-    output: str       # what `cnnctl train` printed
+    path: Path  # the run folder
+    runs_dir: Path  # the folder it lives in (it is the only run there)
+    config: Path  # the YAML it was trained from
+    output: str  # what `cnnctl train` printed
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,12 @@ pytestmark = pytest.mark.xdist_group(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SMALL_CNN = [{"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}}, {"MaxPooling2D": {"pool_size": 2}},
-             "Flatten", {"Dense": {"units": 2, "activation": "softmax"}}]
+SMALL_CNN = [
+    {"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}},
+    {"MaxPooling2D": {"pool_size": 2}},
+    "Flatten",
+    {"Dense": {"units": 2, "activation": "softmax"}},
+]
 
 
 def halves(n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -37,8 +41,13 @@ def halves(n: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def config(**train) -> dict:
-    return {"name": "halves", "seed": 1, "model": {"layers": SMALL_CNN},
-            "train": {"epochs": 3, "batch_size": 32, **train}, "evaluate": {"top_k": [1]}}
+    return {
+        "name": "halves",
+        "seed": 1,
+        "model": {"layers": SMALL_CNN},
+        "train": {"epochs": 3, "batch_size": 32, **train},
+        "evaluate": {"top_k": [1]},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +76,9 @@ def test_training_on_arrays_returns_the_run_model_history_and_metrics(arrays_run
 def test_a_run_trained_on_arrays_rebuilds_from_its_folder_alone(arrays_run):
     result, data = arrays_run
     with np.load(result.path / "arrays.npz") as kept:
-        assert np.array_equal(kept["x_train"], data["x_train"]) and list(kept["y_train"][:3]) == list(data["y_train"][:3])
+        assert np.array_equal(kept["x_train"], data["x_train"]) and list(kept["y_train"][:3]) == list(
+            data["y_train"][:3]
+        )
     assert "source: npz" in (result.path / "config.yaml").read_text()
     # A fresh process knows nothing of the arrays: the folder is enough for evaluate.
     out = CliRunner().invoke(app, ["evaluate", str(result.path)])
@@ -110,19 +121,37 @@ def test_a_registered_source_is_read_and_its_name_is_checked(tmp_path, monkeypat
         cnnctl.register_source("digits", loader)
 
 
-@pytest.mark.parametrize("call, error, message", [
-    (lambda d: cnnctl.train({"model": {"layers": ["Flatten"]}, "train": {"epoch": 2}}, runs_dir=d),
-     cnnctl.ConfigError, "config: train.epoch: unknown key; did you mean 'epochs'? (e.g. epochs: 10)"),
-    (lambda d: cnnctl.train({**config(), "data": {"source": "digits"}}, arrays=halves(50), runs_dir=d),
-     cnnctl.ConfigError, "data.source: digits, but arrays were passed too"),
-    (lambda d: cnnctl.train(config(), arrays={"x_train": np.zeros((4, 12, 12))}, runs_dir=d),
-     cnnctl.DataError, "arrays passed to cnnctl.train needs x_train and y_train"),
-    (lambda d: cnnctl.train({**config(), "data": {"source": "arrays"}}, runs_dir=d),
-     cnnctl.DataError, "data.source: arrays are passed from Python"),
-    (lambda d: cnnctl.train({**config(), "data": {"source": "nowhere"}}, runs_dir=d),
-     cnnctl.ConfigError, "or register it from Python first: cnnctl.register_source(name, loader)"),
-    (lambda d: cnnctl.evaluate(d / "no-such-run"), cnnctl.RunError, "no such run"),
-])
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (
+            lambda d: cnnctl.train({"model": {"layers": ["Flatten"]}, "train": {"epoch": 2}}, runs_dir=d),
+            cnnctl.ConfigError,
+            "config: train.epoch: unknown key; did you mean 'epochs'? (e.g. epochs: 10)",
+        ),
+        (
+            lambda d: cnnctl.train({**config(), "data": {"source": "digits"}}, arrays=halves(50), runs_dir=d),
+            cnnctl.ConfigError,
+            "data.source: digits, but arrays were passed too",
+        ),
+        (
+            lambda d: cnnctl.train(config(), arrays={"x_train": np.zeros((4, 12, 12))}, runs_dir=d),
+            cnnctl.DataError,
+            "arrays passed to cnnctl.train needs x_train and y_train",
+        ),
+        (
+            lambda d: cnnctl.train({**config(), "data": {"source": "arrays"}}, runs_dir=d),
+            cnnctl.DataError,
+            "data.source: arrays are passed from Python",
+        ),
+        (
+            lambda d: cnnctl.train({**config(), "data": {"source": "nowhere"}}, runs_dir=d),
+            cnnctl.ConfigError,
+            "or register it from Python first: cnnctl.register_source(name, loader)",
+        ),
+        (lambda d: cnnctl.evaluate(d / "no-such-run"), cnnctl.RunError, "no such run"),
+    ],
+)
 def test_mistakes_raise_the_command_lines_one_line_errors(tmp_path, call, error, message):
     with pytest.raises(error) as caught:
         call(tmp_path)
@@ -136,13 +165,22 @@ def test_building_leaves_keras_global_precision_as_it_was():
     from cnnctl.training.prepare import prepare
 
     before = keras.mixed_precision.global_policy().name
-    prepared = prepare(cnnctl.load_config({**config(mixed_precision="mixed_bfloat16"), "data": {"source": "digits"},
-                                           "model": {"layers": ["Flatten", {"Dense": {"units": 10}}]}}))
+    prepared = prepare(
+        cnnctl.load_config(
+            {
+                **config(mixed_precision="mixed_bfloat16"),
+                "data": {"source": "digits"},
+                "model": {"layers": ["Flatten", {"Dense": {"units": 10}}]},
+            }
+        )
+    )
     assert prepared.policy == "mixed_bfloat16" and prepared.model.layers[1].dtype_policy.name == "mixed_bfloat16"
     assert keras.mixed_precision.global_policy().name == before
 
 
 def test_help_and_import_stay_light():
-    code = "import sys, cnnctl; print(sorted(m for m in ('numpy', 'pydantic', 'tensorflow', 'keras') if m in sys.modules))"
+    code = (
+        "import sys, cnnctl; print(sorted(m for m in ('numpy', 'pydantic', 'tensorflow', 'keras') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.stdout.strip() == "[]"

@@ -25,8 +25,12 @@ MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
 def imports_of(path: Path) -> list[tuple[str, bool, int]]:
     """(imported module, at module level?, line) for every import statement in the file."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    nested = {id(node) for func in ast.walk(tree) if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef))
-              for node in ast.walk(func)}
+    nested = {
+        id(node)
+        for func in ast.walk(tree)
+        if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for node in ast.walk(func)
+    }
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -49,8 +53,9 @@ GRAPH = {name: imports_of(path) for name, path in MODULES.items()}
 
 
 def cnnctl_edges(name: str, top_level_only: bool = False) -> set[str]:
-    return {target for target, top, _ in GRAPH[name]
-            if target in MODULES and target != name and (top or not top_level_only)}
+    return {
+        target for target, top, _ in GRAPH[name] if target in MODULES and target != name and (top or not top_level_only)
+    }
 
 
 def is_heavy(name: str, seen: frozenset = frozenset()) -> bool:
@@ -74,7 +79,7 @@ def find_cycle(edges=cnnctl_edges, nodes=None) -> list[str]:
         stack.append(node)
         for target in sorted(edges(node)):
             if state.get(target) == 1:
-                return stack[stack.index(target):] + [target]
+                return stack[stack.index(target) :] + [target]
             if target not in state:
                 cycle = visit(target)
                 if cycle:
@@ -97,9 +102,12 @@ def test_the_import_graph_has_no_cycle():
 
 
 def test_imports_inside_functions_only_defer_heavy_libraries():
-    deferred_light = [f"{MODULES[name].relative_to(PACKAGE.parent)}:{line} imports {target}"
-                      for name, imports in GRAPH.items() for target, top, line in imports
-                      if not top and not is_heavy(target)]
+    deferred_light = [
+        f"{MODULES[name].relative_to(PACKAGE.parent)}:{line} imports {target}"
+        for name, imports in GRAPH.items()
+        for target, top, line in imports
+        if not top and not is_heavy(target)
+    ]
     assert deferred_light == []
 
 
@@ -126,8 +134,11 @@ def test_the_command_line_reaches_the_library_through_the_api_only():
     crossings = []
     for name in sorted(cli):
         allowed = CONSOLE_MAY_IMPORT if name == "cnnctl.cli.console" else CLI_MAY_IMPORT | cli
-        crossings += [f"{name}:{line} imports {target}" for target, _, line in GRAPH[name]
-                      if target.startswith("cnnctl") and target != "cnnctl" and target not in allowed]
+        crossings += [
+            f"{name}:{line} imports {target}"
+            for target, _, line in GRAPH[name]
+            if target.startswith("cnnctl") and target != "cnnctl" and target not in allowed
+        ]
     assert crossings == []
 
 
@@ -153,11 +164,16 @@ def test_keras_private_members_are_touched_in_one_documented_module_only():
             continue
         text = path.read_text(encoding="utf-8")
         tree = ast.parse(text)
-        keras_classes = [node for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
-                         and any("keras" in ast.unparse(base) for base in node.bases)]
+        keras_classes = [
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ClassDef) and any("keras" in ast.unparse(base) for base in node.bases)
+        ]
         for node in keras_classes:
-            offenders += [f"{name}.{node.name}: {match.group(0)}"
-                          for match in private.finditer(ast.get_source_segment(text, node) or "")]
+            offenders += [
+                f"{name}.{node.name}: {match.group(0)}"
+                for match in private.finditer(ast.get_source_segment(text, node) or "")
+            ]
         offenders += [f"{name}: {match.group(0)}" for match in re.finditer(r"\bmodel\._\w+", text)]
     assert offenders == []
 

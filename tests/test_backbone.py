@@ -67,8 +67,15 @@ def test_frozen_and_trainable_counts(gray_digits_model):
     assert summary.rows[3].kind == "Functional" and summary.rows[3].flops > 1_000_000
 
 
-@pytest.mark.parametrize("name, module", [("VGG16", "vgg16"), ("DenseNet121", "densenet"),
-                                          ("MobileNetV2", "mobilenet_v2"), ("EfficientNetB0", "efficientnet")])
+@pytest.mark.parametrize(
+    "name, module",
+    [
+        ("VGG16", "vgg16"),
+        ("DenseNet121", "densenet"),
+        ("MobileNetV2", "mobilenet_v2"),
+        ("EfficientNetB0", "efficientnet"),
+    ],
+)
 def test_preprocess_input_of_every_mode_is_an_affine_map(name, module):
     """caffe (BGR, mean), torch (mean/std), tf ([-1, 1]) and none (in the network) — found by probing."""
     matrix, offset = preprocessing_affine(name)
@@ -78,11 +85,17 @@ def test_preprocess_input_of_every_mode_is_an_affine_map(name, module):
 
 
 def test_a_misspelt_backbone_or_option_is_one_line_with_a_hint():
-    with pytest.raises(ConfigError, match=r"unknown keras.applications network 'MobileNetV3small'; did you mean "
-                                          r"MobileNetV3Small\?"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown keras.applications network 'MobileNetV3small'; did you mean "
+        r"MobileNetV3Small\?",
+    ):
         build_model(model_config({**SMALL, "name": "MobileNetV3small"}), (32, 32, 3), 3)
-    with pytest.raises(ConfigError, match=r"model.backbone \(MobileNetV3Small\): unknown key 'alpah'; did you mean "
-                                          r"'alpha'\?"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.backbone \(MobileNetV3Small\): unknown key 'alpah'; did you mean "
+        r"'alpha'\?",
+    ):
         build_model(model_config({"name": "MobileNetV3Small", "weights": None, "alpah": 0.75}), (32, 32, 3), 3)
 
 
@@ -113,8 +126,10 @@ def test_imagenet_weights_offline_name_the_file_and_where_to_put_it(monkeypatch,
     with pytest.raises(ConfigError) as caught:
         build_backbone(cfg, (32, 32))
     message = str(caught.value)
-    assert message.startswith("model.backbone.weights: could not download MobileNetV3Small's imagenet weights, "
-                              "weights_small_no_top_v2.h5 ([Errno -2] Name or service not known)")
+    assert message.startswith(
+        "model.backbone.weights: could not download MobileNetV3Small's imagenet weights, "
+        "weights_small_no_top_v2.h5 ([Errno -2] Name or service not known)"
+    )
     assert f"place it at {tmp_path / 'models' / 'weights_small_no_top_v2.h5'}" in message
     backbone, note = build_backbone(cfg, (32, 32), weights_missing_ok=True)  # cnnctl check
     assert "checked with random weights instead" in note and not backbone.trainable
@@ -132,8 +147,11 @@ def test_a_local_weights_file_is_loaded_and_a_wrong_one_is_one_line(gray_digits_
         build_backbone(model_config({**SMALL, "weights": str(tmp_path / "missing.h5")}).backbone, (32, 32))
 
 
-CONV_HEAD = [{"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relu"}}, "Flatten",
-             {"Dense": {"units": 3, "activation": "softmax"}}]
+CONV_HEAD = [
+    {"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relu"}},
+    "Flatten",
+    {"Dense": {"units": 3, "activation": "softmax"}},
+]
 
 
 def fake_run(folder: Path, model: keras.Model) -> Path:
@@ -149,15 +167,20 @@ def test_from_run_reuses_matching_layers_by_name_and_says_which_do_not_fit(tmp_p
     """Pretrained on 12×12 images, reused on 8×8: the convolution fits any size, the Dense after Flatten does not."""
     previous = build_model(model_config(layers=CONV_HEAD), (12, 12, 1), 3)
     run = fake_run(tmp_path / "pretrained", previous)
-    with pytest.raises(ConfigError, match=r"model.from_run: layer 'dense(_\d+)?' has weights of shape \(144, 3\), "
-                                          r"\(3\) here but \(400, 3\), \(3\) in .*pretrained; .*skip_mismatched: true"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.from_run: layer 'dense(_\d+)?' has weights of shape \(144, 3\), "
+        r"\(3\) here but \(400, 3\), \(3\) in .*pretrained; .*skip_mismatched: true",
+    ):
         build_model(model_config(layers=CONV_HEAD, from_run=str(run)), (8, 8, 1), 3)
     notes = []
     cfg = model_config(layers=CONV_HEAD, from_run={"run": str(run), "skip_mismatched": True})
     model = build_model(cfg, (8, 8, 1), 3, notes=notes)
     np.testing.assert_array_equal(model.layers[0].kernel.numpy(), previous.layers[0].kernel.numpy())
-    assert notes == [f"model.from_run: 1 layers start from {run.resolve()}; kept fresh weights for "
-                     f"{model.layers[-1].name} (shapes differ)"]
+    assert notes == [
+        f"model.from_run: 1 layers start from {run.resolve()}; kept fresh weights for "
+        f"{model.layers[-1].name} (shapes differ)"
+    ]
     assert cfg.from_run.run == str(run.resolve())  # the saved config names the folder, never `last`
     with pytest.raises(ConfigError, match="model.from_run: .*no such run folder"):
         build_model(model_config(layers=CONV_HEAD, from_run=str(tmp_path / "nowhere")), (8, 8, 1), 3)
@@ -167,8 +190,9 @@ def pretend_pretrained(folder: Path) -> str:
     """TINY's weights with batch norm statistics that fit its inputs. Random weights with fresh statistics (mean 0,
     variance 1) shrink the signal to ~1e-17 by the last layer in inference mode, leaving nothing to fine-tune;
     one forward pass in training mode with momentum 0 sets every layer's statistics to its inputs'."""
-    network = keras.applications.MobileNet(input_shape=(32, 32, 3), include_top=False, weights=None,
-                                           pooling="avg", alpha=TINY["alpha"])
+    network = keras.applications.MobileNet(
+        input_shape=(32, 32, 3), include_top=False, weights=None, pooling="avg", alpha=TINY["alpha"]
+    )
     for layer in network.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = 0.0
@@ -200,15 +224,25 @@ def test_train_fine_tune_and_predict_with_a_backbone(tmp_path, monkeypatch):
     from cnnctl.training import loop
 
     rng = np.random.default_rng(3)
-    np.savez(tmp_path / "tiny.npz", x_train=rng.integers(0, 256, (90, 16, 16, 3), dtype=np.uint8),
-             y_train=np.arange(90) % 3)
+    np.savez(
+        tmp_path / "tiny.npz", x_train=rng.integers(0, 256, (90, 16, 16, 3), dtype=np.uint8), y_train=np.arange(90) % 3
+    )
     config = tmp_path / "tiny.yaml"
     backbone = {**TINY, "weights": pretend_pretrained(tmp_path)}
-    config.write_text(yaml.safe_dump({
-        "data": {"source": "npz", "path": "tiny.npz", "test_split": 0.2},
-        "model": {"backbone": backbone, "layers": HEAD},
-        "train": {"epochs": 1, "batch_size": 32, "early_stopping": False,
-                  "fine_tune": {"epochs": 1, "unfreeze": 6}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"source": "npz", "path": "tiny.npz", "test_split": 0.2},
+                "model": {"backbone": backbone, "layers": HEAD},
+                "train": {
+                    "epochs": 1,
+                    "batch_size": 32,
+                    "early_stopping": False,
+                    "fine_tune": {"epochs": 1, "unfreeze": 6},
+                },
+            }
+        )
+    )
     snapshots = Snapshots()
     make_callbacks = loop.make_callbacks
     monkeypatch.setattr(loop, "make_callbacks", lambda *a, **k: make_callbacks(*a, **k) + [snapshots])
@@ -222,11 +256,16 @@ def test_train_fine_tune_and_predict_with_a_backbone(tmp_path, monkeypatch):
     assert saved["model"]["backbone"] == {**backbone, "input_size": None, "pooling": "avg", "trainable": False}
 
     start, after_first, begin_second, after_second = snapshots.taken
-    network = keras.applications.MobileNet(input_shape=(32, 32, 3), include_top=False, weights=None, alpha=0.25,
-                                           pooling="avg")
+    network = keras.applications.MobileNet(
+        input_shape=(32, 32, 3), include_top=False, weights=None, alpha=0.25, pooling="avg"
+    )
     unfrozen = {weight.path for layer in network.layers[-6:] for weight in layer.weights}
-    norms = {weight.path for layer in network.layers if isinstance(layer, keras.layers.BatchNormalization)
-             for weight in layer.weights}
+    norms = {
+        weight.path
+        for layer in network.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+        for weight in layer.weights
+    }
     assert unfrozen & norms  # the last six layers include a batch norm
     changed = lambda a, b: {path for path in a if not np.array_equal(a[path], b[path])}  # noqa: E731
     assert changed(start, after_first) == set() == changed(after_first, begin_second)  # phase 1: all frozen
@@ -234,7 +273,9 @@ def test_train_fine_tune_and_predict_with_a_backbone(tmp_path, monkeypatch):
     with open(run / "history.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(row["epoch"], row["phase"], float(row["learning_rate"])) for row in rows] == [
-        ("1", "1", 0.001), ("2", "2", 0.0001)]
+        ("1", "1", 0.001),
+        ("2", "2", 0.0001),
+    ]
     assert fine_tuning_start({"epoch": [1, 2], "phase": [1.0, 2.0]}) == 2
 
     # model.keras loads without cnnctl, takes the data's raw pixels, and keeps the backbone in inference mode.
@@ -253,13 +294,25 @@ def test_check_builds_the_shipped_transfer_config_without_its_imagenet_weights(t
     offline(monkeypatch, tmp_path)
     rng = np.random.default_rng(4)
     shapes = tmp_path / "shapes"
-    for index, name in enumerate(["circle", "square", "triangle"]):
+    for name in ["circle", "square", "triangle"]:
         (shapes / name).mkdir(parents=True)
         for copy in range(4):
             keras.utils.save_img(shapes / name / f"{copy}.png", rng.integers(0, 256, (32, 32, 3)).astype("uint8"))
-    result = runner.invoke(app, ["check", str(ROOT / "configs" / "transfer_folder.yaml"), "--set",
-                                 f"data.path={shapes}", "--set", "data.image_size=[32,32]",
-                                 "--set", "data.validation_split=0.25", "--set", "data.test_split=0.25"])
+    result = runner.invoke(
+        app,
+        [
+            "check",
+            str(ROOT / "configs" / "transfer_folder.yaml"),
+            "--set",
+            f"data.path={shapes}",
+            "--set",
+            "data.image_size=[32,32]",
+            "--set",
+            "data.validation_split=0.25",
+            "--set",
+            "data.test_split=0.25",
+        ],
+    )
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
     assert "could not download MobileNetV3Small's imagenet weights" in output
@@ -270,8 +323,10 @@ def test_the_diagnosis_advises_a_pretrained_backbone_with_the_config_lines():
     from cnnctl.evaluation.diagnosis import TRANSFER_LINES, diagnose
 
     stuck = {"loss": [1.1, 1.09, 1.08, 1.08, 1.07, 1.07], "val_loss": [1.1, 1.1, 1.09, 1.09, 1.08, 1.08]}
-    for kwargs in ({"baseline_accuracy": 0.4, "accuracy": 0.42},   # near the majority class, any size
-                   {"train_examples": 300}):                      # underfitting a small dataset from scratch
+    for kwargs in (
+        {"baseline_accuracy": 0.4, "accuracy": 0.42},  # near the majority class, any size
+        {"train_examples": 300},
+    ):  # underfitting a small dataset from scratch
         report = diagnose(stuck, **kwargs)
         assert report["verdict"] == "underfitting"
         assert any(TRANSFER_LINES in line for line in report["advice"]), report["advice"]

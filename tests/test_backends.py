@@ -27,17 +27,30 @@ from cnnctl import runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = [pytest.mark.xdist_group(__name__),
-              pytest.mark.skipif(importlib.util.find_spec("jax") is None,
-                                 reason="jax is not installed (pip install 'cnnctl[jax]')")]
+pytestmark = [
+    pytest.mark.xdist_group(__name__),
+    pytest.mark.skipif(
+        importlib.util.find_spec("jax") is None, reason="jax is not installed (pip install 'cnnctl[jax]')"
+    ),
+]
 
 CONFIG = {
-    "name": "jax-slice", "seed": 3,
+    "name": "jax-slice",
+    "seed": 3,
     "data": {"source": "digits", "validation_split": 0.1, "test_split": 0.2},
-    "model": {"layers": [{"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}}, "Flatten",
-                         {"Dense": {"units": 10, "activation": "softmax"}}]},
-    "train": {"epochs": 2, "batch_size": 32, "optimizer": {"name": "adam", "learning_rate": 0.01},
-              "early_stopping": False},
+    "model": {
+        "layers": [
+            {"Conv2D": {"filters": 8, "kernel_size": 3, "activation": "relu"}},
+            "Flatten",
+            {"Dense": {"units": 10, "activation": "softmax"}},
+        ]
+    },
+    "train": {
+        "epochs": 2,
+        "batch_size": 32,
+        "optimizer": {"name": "adam", "learning_rate": 0.01},
+        "early_stopping": False,
+    },
 }
 
 # One process and two compute the same global-batch gradients, but not on the same batches (each process feeds
@@ -76,8 +89,14 @@ def jax_run(tmp_path_factory) -> dict:
 
     base = tmp_path_factory.mktemp("jax")
     np.save(base / "six.npy", load_digits().images[:6, :, :, None])
-    done = subprocess.run([sys.executable, "-c", SLICE, str(base / "runs"), str(base / "six.npy"), json.dumps(CONFIG)],
-                          capture_output=True, text=True, cwd=ROOT, env=_jax_without_tensorflow(base), timeout=400)
+    done = subprocess.run(
+        [sys.executable, "-c", SLICE, str(base / "runs"), str(base / "six.npy"), json.dumps(CONFIG)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=_jax_without_tensorflow(base),
+        timeout=400,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "six": base / "six.npy"}
 
@@ -129,9 +148,14 @@ def test_two_processes_on_loopback_fail_cleanly_resume_and_match_one_process(jax
     env = _jax_without_tensorflow(scratch)
     del env["KERAS_BACKEND"]
     runs = tmp_path / "runs"
-    launcher = subprocess.Popen([sys.executable, "-m", "cnnctl", "train", str(config), "--processes", "2",
-                                 "--runs-dir", str(runs)], cwd=ROOT, env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "cnnctl", "train", str(config), "--processes", "2", "--runs-dir", str(runs)],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 300
     while _completed_epochs(runs) < 1 and launcher.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -143,20 +167,44 @@ def test_two_processes_on_loopback_fail_cleanly_resume_and_match_one_process(jax
     assert err.strip().splitlines()[-1] == (
         f"error: process 1 of 2 was killed (SIGKILL); the other processes were stopped; {run} keeps its state after "
         f"{done} completed epoch{'s' if done != 1 else ''} (logs in {run}/logs/); continue: cnnctl train --resume "
-        f"{run} --processes 2")
+        f"{run} --processes 2"
+    )
     assert "Traceback" not in err, err  # process 0's failed collective stays in its log
     environment = json.loads((run / "environment.json").read_text())
     assert environment["status"] == "failed" and environment["error"] == "process 1 of 2 was killed (SIGKILL)"
-    assert environment["distribute"] == {"strategy": "data_parallel", "devices": ["CPU:0", "CPU:2048"],
-                                         "processes": 2, "global_batch": 32, "per_device_batch": 16}
+    assert environment["distribute"] == {
+        "strategy": "data_parallel",
+        "devices": ["CPU:0", "CPU:2048"],
+        "processes": 2,
+        "global_batch": 32,
+        "per_device_batch": 16,
+    }
     assert "Epoch 1/50" in (run / "logs" / "process-1.log").read_text()
 
-    resumed = subprocess.run([sys.executable, "-m", "cnnctl", "train", "--resume", str(run), "--processes", "2",
-                              "--set", f"train.epochs={max(2, done)}"], cwd=ROOT, env=env, capture_output=True,
-                             text=True, timeout=300)
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cnnctl",
+            "train",
+            "--resume",
+            str(run),
+            "--processes",
+            "2",
+            "--set",
+            f"train.epochs={max(2, done)}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
-    assert "split    data_parallel over 2 devices in 2 processes (CPU:0, CPU:2048): batch 32 = 2 × 16 per device" \
+    assert (
+        "split    data_parallel over 2 devices in 2 processes (CPU:0, CPU:2048): batch 32 = 2 × 16 per device"
         in resumed.stdout
+    )
     assert "[Gloo]" not in resumed.stdout  # the collectives' connect line stays in the log
     environment = json.loads((run / "environment.json").read_text())
     assert environment["status"] == "completed" and environment["epochs_run"] == max(2, done)
@@ -177,9 +225,13 @@ def test_workers_die_with_a_killed_launcher_and_the_run_keeps_its_committed_epoc
     env = _jax_without_tensorflow(scratch)
     del env["KERAS_BACKEND"]
     runs = tmp_path / "runs"
-    launcher = subprocess.Popen([sys.executable, "-m", "cnnctl", "train", str(config), "--processes", "2",
-                                 "--runs-dir", str(runs)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "cnnctl", "train", str(config), "--processes", "2", "--runs-dir", str(runs)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while _completed_epochs(runs) < 1 and launcher.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -187,8 +239,7 @@ def test_workers_die_with_a_killed_launcher_and_the_run_keeps_its_committed_epoc
     launcher.kill()
     launcher.wait()
     deadline = time.monotonic() + 10
-    while any(Path(f"/proc/{pid}").exists() and not _is_zombie(pid) for pid in workers) \
-            and time.monotonic() < deadline:
+    while any(Path(f"/proc/{pid}").exists() and not _is_zombie(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     left = [pid for pid in workers if Path(f"/proc/{pid}").exists() and not _is_zombie(pid)]
     for pid in left:  # don't leave them to the rest of the suite

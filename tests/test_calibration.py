@@ -78,8 +78,9 @@ def test_the_edges_case_fills_the_bins_it_should():
     metrics = calibration_metrics(CASES[3][1], CASES[3][2])
     counts = {index: row["count"] for index, row in enumerate(metrics["bins"]) if row["count"]}
     assert counts == {7: 1, 8: 2, 11: 1, 14: 1}  # 0.5 → (7/15, 8/15]; 0.6 → (8/15, 9/15]; 0.8 → (11/15, 12/15]
-    assert metrics["bins"][8] == pytest.approx({"lower": 8 / 15, "upper": 9 / 15, "count": 2, "accuracy": 0.5,
-                                                "confidence": 0.6})
+    assert metrics["bins"][8] == pytest.approx(
+        {"lower": 8 / 15, "upper": 9 / 15, "count": 2, "accuracy": 0.5, "confidence": 0.6}
+    )
     assert metrics["bins"][0]["accuracy"] is None and metrics["bins"][0]["confidence"] is None
 
 
@@ -93,11 +94,13 @@ def test_brier_and_nll_agree_with_scikit_learn_and_a_loop(name, y_true, y_prob):
     if classes == 2:
         assert metrics["brier"] == pytest.approx(np.mean((y_prob[:, 1] - y_true) ** 2), rel=1e-6)
     if BRIER_MULTICLASS:
-        assert metrics["brier"] == pytest.approx(brier_score_loss(y_true, y_prob, labels=list(range(classes))),
-                                                 rel=1e-5)
+        assert metrics["brier"] == pytest.approx(
+            brier_score_loss(y_true, y_prob, labels=list(range(classes))), rel=1e-5
+        )
     probabilities = y_prob.astype(np.float64)
-    expected_nll = log_loss(y_true, probabilities / probabilities.sum(axis=1, keepdims=True),
-                            labels=list(range(classes)))
+    expected_nll = log_loss(
+        y_true, probabilities / probabilities.sum(axis=1, keepdims=True), labels=list(range(classes))
+    )
     assert metrics["nll"] == pytest.approx(expected_nll, rel=1e-6)
 
 
@@ -132,8 +135,10 @@ def test_temperature_scaling_sharpens_an_underconfident_model_and_one_changes_no
     y_true, y_prob = predictions(2000, 5, 0.5, seed=4)
     temperature = fit_temperature(y_true, y_prob)
     assert 0.4 < temperature < 0.6
-    assert calibration_metrics(y_true, apply_temperature(y_prob, temperature))["nll"] < \
-        calibration_metrics(y_true, y_prob)["nll"]
+    assert (
+        calibration_metrics(y_true, apply_temperature(y_prob, temperature))["nll"]
+        < calibration_metrics(y_true, y_prob)["nll"]
+    )
     np.testing.assert_allclose(apply_temperature(y_prob, 1.0), y_prob, atol=1e-6)
 
 
@@ -176,40 +181,73 @@ def test_the_coverage_sentence_says_how_much_is_answered_at_the_target():
     y_prob = np.stack([confidence, 1 - confidence], axis=1)
     y_true = np.where(np.arange(100) < 82, 0, 1)
     curve = coverage_curve(y_true, y_prob)
-    assert coverage_sentence(curve) == ("At 99 % accuracy the model answers 82 % of the test set (those with "
-                                        "confidence ≥ 0.672).")
+    assert coverage_sentence(curve) == (
+        "At 99 % accuracy the model answers 82 % of the test set (those with confidence ≥ 0.672)."
+    )
     assert coverage_sentence(curve, 0.985, examples="the validation set").startswith(
-        "At 98.5 % accuracy the model answers 83 % of the validation set")  # 82 right of 83
+        "At 98.5 % accuracy the model answers 83 % of the validation set"
+    )  # 82 right of 83
     y_true[:3] = 1  # the three most confident answers wrong: at best 79 right of the 82 most confident
     assert coverage_sentence(coverage_curve(y_true, y_prob)) == (
         "The model never reaches 99 % accuracy on the test set: at best 96 %, answering 82 % of it "
-        "(confidence ≥ 0.672).")
+        "(confidence ≥ 0.672)."
+    )
 
 
 def test_wrong_inputs_are_one_line_errors():
     y_true, y_prob = np.array([0, 1]), np.array([[0.9, 0.1], [0.2, 0.8]])
     cases = [
         (lambda: calibration_metrics(y_true, y_prob, bins=0), ConfigError, "bins must be at least 1; given 0"),
-        (lambda: calibration_metrics(y_true[:1], y_prob), DataError,
-         "y_true must hold one class index per row of y_prob (2); given shape [1]"),
-        (lambda: calibration_metrics(np.array([0.5, 1]), y_prob), DataError,
-         "y_true must hold class indices 0..1 for y_prob's 2 columns"),
-        (lambda: coverage_curve([], np.zeros((0, 3))), DataError,
-         "y_prob must be (N, K) probabilities of at least one example; given shape [0, 3]"),
-        (lambda: calibration_metrics(np.array([0, 2]), y_prob), DataError,
-         "y_true must hold class indices 0..1 for y_prob's 2 columns"),
-        (lambda: calibration_metrics(y_true, np.array([[2.0, -1.0], [0.5, 0.5]])), DataError,
-         ("y_prob must hold probabilities, each row summing to 1; row 0 holds -1 (are these logits? apply a "
-          "softmax first)")),
-        (lambda: fit_temperature(y_true, np.array([[3.0, 1.0], [0.5, 0.5]])), DataError,
-         ("y_prob must hold probabilities, each row summing to 1; row 0 sums to 4 (are these logits? apply a "
-          "softmax first)")),
+        (
+            lambda: calibration_metrics(y_true[:1], y_prob),
+            DataError,
+            "y_true must hold one class index per row of y_prob (2); given shape [1]",
+        ),
+        (
+            lambda: calibration_metrics(np.array([0.5, 1]), y_prob),
+            DataError,
+            "y_true must hold class indices 0..1 for y_prob's 2 columns",
+        ),
+        (
+            lambda: coverage_curve([], np.zeros((0, 3))),
+            DataError,
+            "y_prob must be (N, K) probabilities of at least one example; given shape [0, 3]",
+        ),
+        (
+            lambda: calibration_metrics(np.array([0, 2]), y_prob),
+            DataError,
+            "y_true must hold class indices 0..1 for y_prob's 2 columns",
+        ),
+        (
+            lambda: calibration_metrics(y_true, np.array([[2.0, -1.0], [0.5, 0.5]])),
+            DataError,
+            (
+                "y_prob must hold probabilities, each row summing to 1; row 0 holds -1 (are these logits? apply a "
+                "softmax first)"
+            ),
+        ),
+        (
+            lambda: fit_temperature(y_true, np.array([[3.0, 1.0], [0.5, 0.5]])),
+            DataError,
+            (
+                "y_prob must hold probabilities, each row summing to 1; row 0 sums to 4 (are these logits? apply a "
+                "softmax first)"
+            ),
+        ),
         (lambda: apply_temperature(y_prob, 0), ConfigError, "temperature must be positive; given 0"),
-        (lambda: apply_temperature(np.array([[3.0, 1.0]]), 2), DataError,
-         ("y_prob must hold probabilities, each row summing to 1; row 0 sums to 4 (are these logits? apply a "
-          "softmax first)")),
-        (lambda: coverage_sentence(coverage_curve(y_true, y_prob), 99), ConfigError,
-         "target_accuracy must be in (0, 1]; given 99"),
+        (
+            lambda: apply_temperature(np.array([[3.0, 1.0]]), 2),
+            DataError,
+            (
+                "y_prob must hold probabilities, each row summing to 1; row 0 sums to 4 (are these logits? apply a "
+                "softmax first)"
+            ),
+        ),
+        (
+            lambda: coverage_sentence(coverage_curve(y_true, y_prob), 99),
+            ConfigError,
+            "target_accuracy must be in (0, 1]; given 99",
+        ),
     ]
     for make_error, error, message in cases:
         with pytest.raises(error) as caught:

@@ -22,10 +22,22 @@ pytestmark = pytest.mark.xdist_group(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "configs" / "digits.yaml"
 FAST = ["--set", "train.epochs=2"]
-CORE_FILES = ["config.yaml", "environment.json", "data.json", "model.keras", "history.csv", "metrics.json",
-              "classification_report.txt", "classification_report.json", "confusion_matrix.csv",
-              "predictions.npz", "loss_curve.png", "accuracy_curve.png", "confusion_matrix.png",
-              "confusion_matrix_normalized.png"]
+CORE_FILES = [
+    "config.yaml",
+    "environment.json",
+    "data.json",
+    "model.keras",
+    "history.csv",
+    "metrics.json",
+    "classification_report.txt",
+    "classification_report.json",
+    "confusion_matrix.csv",
+    "predictions.npz",
+    "loss_curve.png",
+    "accuracy_curve.png",
+    "confusion_matrix.png",
+    "confusion_matrix_normalized.png",
+]
 
 runner = CliRunner()
 
@@ -117,8 +129,19 @@ def test_evaluate_and_plot_rewrite_the_same_numbers_from_the_folder(digits_run):
 
 def test_evaluate_split_val_scores_validation_and_keeps_the_test_set_out(tmp_path, trained_digits_run):
     """While tuning, `evaluate.split: val` makes train (and a later evaluate) score the validation split."""
-    result = runner.invoke(app, ["train", str(trained_digits_run.config), "--set", "train.epochs=1",
-                                 "--set", "evaluate.split=val", "--runs-dir", str(tmp_path)])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(trained_digits_run.config),
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "evaluate.split=val",
+            "--runs-dir",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     (run,) = list(tmp_path.iterdir())
     sizes = json.loads((run / "data.json").read_text())["sizes"]
@@ -148,7 +171,10 @@ def test_check_prints_the_layer_table():
     # digits.yaml: two 3×3 convs (5×5), a 2×2 pool (6×6, jump 2), a 3×3 conv (10×10, jump 2) — see test_model
     rows = [line for line in result.output.splitlines() if "(Conv2D)" in line]
     assert [[cell.strip() for cell in row.split("│")][5:7] for row in rows] == [
-        ["3×3", "1×1"], ["5×5", "1×1"], ["10×10", "2×2"]]
+        ["3×3", "1×1"],
+        ["5×5", "1×1"],
+        ["10×10", "2×2"],
+    ]
     assert "total params 62,250 (trainable 62,250) · 1.87M FLOPs per example" in result.output
     assert f"ok: {DIGITS} is valid" in result.output
 
@@ -164,19 +190,23 @@ def test_user_errors_are_one_line_exit_2_no_traceback(tmp_path):
 
 def test_model_errors_name_the_config_file(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("model:\n  layers: [{Conv2D: {filters: 4, kernel_size: 3, stride: 2}}, Flatten, "
-                   "{Dense: {units: 10}}]\n")
+    bad.write_text(
+        "model:\n  layers: [{Conv2D: {filters: 4, kernel_size: 3, stride: 2}}, Flatten, {Dense: {units: 10}}]\n"
+    )
     result = runner.invoke(app, ["check", str(bad)])
     assert result.exit_code == 2
-    assert result.output.startswith(f"error: {bad}: model.layers[0] (Conv2D): unknown argument 'stride' "
-                                    "(did you mean 'strides'?)")
+    assert result.output.startswith(
+        f"error: {bad}: model.layers[0] (Conv2D): unknown argument 'stride' (did you mean 'strides'?)"
+    )
 
 
 def test_help_does_not_import_tensorflow():
-    code = ("import sys; from typer.testing import CliRunner; from cnnctl.cli.app import app; "
-            "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
-            "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn', 'matplotlib', 'typer.rich_utils') "
-            "if m in sys.modules))")
+    code = (
+        "import sys; from typer.testing import CliRunner; from cnnctl.cli.app import app; "
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'sklearn', 'matplotlib', 'typer.rich_utils') "
+        "if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
 
@@ -189,27 +219,38 @@ def test_commands_that_need_no_model_do_not_import_tensorflow(digits_run_copy, t
     image = tmp_path / "picture.png"
     Image.fromarray(np.arange(48 * 64, dtype=np.uint8).reshape(48, 64)).save(image)
     commands = [
-        ["train", str(tmp_path / "missing.yaml")],              # argument mistakes of any command
+        ["train", str(tmp_path / "missing.yaml")],  # argument mistakes of any command
         ["evaluate", str(tmp_path / "no-such-run")],
         ["train", str(DIGITS), "--set", "train.epochz=2"],
         ["filter", str(image), "--out", str(tmp_path / "demo.png")],  # no model at all
-        ["report", str(digits_run_copy)],                        # from the run's saved files
-        ["plot", str(digits_run_copy)],                          # every figure, filters included, from saved files
+        ["report", str(digits_run_copy)],  # from the run's saved files
+        ["plot", str(digits_run_copy)],  # every figure, filters included, from saved files
     ]
-    code = ("import sys; from typer.testing import CliRunner; from cnnctl.cli.app import app\n"
-            f"for args in {commands!r}:\n"
-            "    r = CliRunner().invoke(app, args)\n"
-            "    print(args[0], r.exit_code, sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n")
+    code = (
+        "import sys; from typer.testing import CliRunner; from cnnctl.cli.app import app\n"
+        f"for args in {commands!r}:\n"
+        "    r = CliRunner().invoke(app, args)\n"
+        "    print(args[0], r.exit_code, sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.stdout.strip().splitlines() == [
-        "train 2 []", "evaluate 2 []", "train 2 []", "filter 0 []", "report 0 []", "plot 0 []"], out.stdout + out.stderr
+        "train 2 []",
+        "evaluate 2 []",
+        "train 2 []",
+        "filter 0 []",
+        "report 0 []",
+        "plot 0 []",
+    ], out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("machine, exported, expected", [
-    ("x86_64", None, "1"),  # TensorFlow's oneDNN kernels, which it leaves off on AVX2-only CPUs
-    ("x86_64", "0", "0"),  # the user's choice wins
-    ("aarch64", None, None),  # not an x86 CPU: TensorFlow's own default
-])
+@pytest.mark.parametrize(
+    "machine, exported, expected",
+    [
+        ("x86_64", None, "1"),  # TensorFlow's oneDNN kernels, which it leaves off on AVX2-only CPUs
+        ("x86_64", "0", "0"),  # the user's choice wins
+        ("aarch64", None, None),  # not an x86 CPU: TensorFlow's own default
+    ],
+)
 def test_onednn_kernels_are_turned_on_for_x86_cpus(monkeypatch, machine, exported, expected):
     import platform
 

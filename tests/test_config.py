@@ -14,39 +14,42 @@ from cnnctl.errors import ConfigError
 MODEL = "model:\n  layers: [Flatten, {Dense: {units: 10, activation: softmax}}]\n"
 
 error_cases = [
-    ("train:\n  optimizer: {name: adam, learning_rate: -1}\n",
-     "train.optimizer.learning_rate: must be greater than 0 (got -1)"),
-    ("train:\n  epoch: 3\n",
-     "train.epoch: unknown key; did you mean 'epochs'? (e.g. epochs: 10)"),
-    ("trian:\n  epochs: 3\n",
-     "trian: unknown key; did you mean 'train'?"),
-    ("train:\n  batch_size: big\n",
-     "train.batch_size: must be an integer (got big)"),
-    ("train:\n  epochs: 0\n",
-     "train.epochs: must be greater than 0 (got 0)"),
-    ("train:\n  early_stopping: {patiense: 2}\n",
-     "train.early_stopping.patiense: unknown key; did you mean 'patience'? (e.g. patience: 3)"),
-    ("data:\n  source: mnistt\n",
-     "data.source: must be one of 'digits', 'mnist', 'fashion_mnist', 'cifar10', 'cifar100', 'npz', 'npy', "
-     "'idx', 'csv', 'folder' or 'manifest' (got mnistt); did you mean 'mnist'?"),
-    ("data:\n  source: npz\n",
-     "data: source 'npz' needs data.path (a file or folder)"),
-    ("data:\n  validation_split: 1.5\n",
-     "data.validation_split: must be less than 1 (got 1.5)"),
-    ("data:\n  augment: [{RandomFlip: 3}]\n",
-     "data.augment: the arguments of RandomFlip must be a mapping like {filters: 32} (got 3)"),
-    ("train:\n  lr_schedule: cosine\n  reduce_lr_on_plateau: true\n",
-     "train: lr_schedule: cosine already sets the learning rate every step; set reduce_lr_on_plateau: false or "
-     "lr_schedule: constant"),
-    ("train:\n  steps_per_execution: 0\n",
-     "train.steps_per_execution: must be a positive integer or auto (got 0)"),
-    ("evaluate:\n  top_k: [0, 5]\n",
-     "evaluate.top_k: every k must be a positive integer (got [0, 5])"),
-    ("train:\n  loss: {label_smoothing: 0.1}\n",
-     "train.loss: must be a loss name or {name, options}, e.g. sparse_categorical_crossentropy or "
-     "{name: categorical_crossentropy, label_smoothing: 0.1} (got {'label_smoothing': 0.1})"),
-    ("evaluate:\n  tta: flop\n",
-     "evaluate.tta: must be one of 'off' or 'flip' (got flop)"),
+    (
+        "train:\n  optimizer: {name: adam, learning_rate: -1}\n",
+        "train.optimizer.learning_rate: must be greater than 0 (got -1)",
+    ),
+    ("train:\n  epoch: 3\n", "train.epoch: unknown key; did you mean 'epochs'? (e.g. epochs: 10)"),
+    ("trian:\n  epochs: 3\n", "trian: unknown key; did you mean 'train'?"),
+    ("train:\n  batch_size: big\n", "train.batch_size: must be an integer (got big)"),
+    ("train:\n  epochs: 0\n", "train.epochs: must be greater than 0 (got 0)"),
+    (
+        "train:\n  early_stopping: {patiense: 2}\n",
+        "train.early_stopping.patiense: unknown key; did you mean 'patience'? (e.g. patience: 3)",
+    ),
+    (
+        "data:\n  source: mnistt\n",
+        "data.source: must be one of 'digits', 'mnist', 'fashion_mnist', 'cifar10', 'cifar100', 'npz', 'npy', "
+        "'idx', 'csv', 'folder' or 'manifest' (got mnistt); did you mean 'mnist'?",
+    ),
+    ("data:\n  source: npz\n", "data: source 'npz' needs data.path (a file or folder)"),
+    ("data:\n  validation_split: 1.5\n", "data.validation_split: must be less than 1 (got 1.5)"),
+    (
+        "data:\n  augment: [{RandomFlip: 3}]\n",
+        "data.augment: the arguments of RandomFlip must be a mapping like {filters: 32} (got 3)",
+    ),
+    (
+        "train:\n  lr_schedule: cosine\n  reduce_lr_on_plateau: true\n",
+        "train: lr_schedule: cosine already sets the learning rate every step; set reduce_lr_on_plateau: false or "
+        "lr_schedule: constant",
+    ),
+    ("train:\n  steps_per_execution: 0\n", "train.steps_per_execution: must be a positive integer or auto (got 0)"),
+    ("evaluate:\n  top_k: [0, 5]\n", "evaluate.top_k: every k must be a positive integer (got [0, 5])"),
+    (
+        "train:\n  loss: {label_smoothing: 0.1}\n",
+        "train.loss: must be a loss name or {name, options}, e.g. sparse_categorical_crossentropy or "
+        "{name: categorical_crossentropy, label_smoothing: 0.1} (got {'label_smoothing': 0.1})",
+    ),
+    ("evaluate:\n  tta: flop\n", "evaluate.tta: must be one of 'off' or 'flip' (got flop)"),
 ]
 
 
@@ -60,15 +63,20 @@ def test_config_errors_name_the_file_and_yaml_path(tmp_path, snippet, message):
 
 
 layer_cases = [
-    ("model:\n  layers: [Flatten, Lambda]\n",
-     "model.layers[1] (Lambda): Lambda is refused: configs must not run code (the model input is added for you "
-     "from model.input_shape)"),
-    ("model:\n  layers: [{Dense: {units: 3, activation: {module: os, class_name: system}}}]\n",
-     "model.layers[0] (Dense): 'module: os' is refused: configs must not load code"),
-    ("model:\n  layers: [{Dense: 3}]\n",
-     "model.layers: the arguments of Dense must be a mapping like {filters: 32} (got 3)"),
-    ("model:\n  layers: []\n",
-     "model.layers: must have at least 1 item after validation, not 0 (got [])"),
+    (
+        "model:\n  layers: [Flatten, Lambda]\n",
+        "model.layers[1] (Lambda): Lambda is refused: configs must not run code (the model input is added for you "
+        "from model.input_shape)",
+    ),
+    (
+        "model:\n  layers: [{Dense: {units: 3, activation: {module: os, class_name: system}}}]\n",
+        "model.layers[0] (Dense): 'module: os' is refused: configs must not load code",
+    ),
+    (
+        "model:\n  layers: [{Dense: 3}]\n",
+        "model.layers: the arguments of Dense must be a mapping like {filters: 32} (got 3)",
+    ),
+    ("model:\n  layers: []\n", "model.layers: must have at least 1 item after validation, not 0 (got [])"),
     ("seed: 1\n", "model: missing; this key is required"),
 ]
 
@@ -114,8 +122,10 @@ set_cases = [
     (["train.epochs=3"], lambda c: c.train.epochs == 3),
     (["data.augment=[]"], lambda c: c.data.augment == []),
     (["train.optimizer.learning_rate=0.01"], lambda c: c.train.optimizer.learning_rate == 0.01),
-    (["train.optimizer=sgd", "train.optimizer.momentum=0.9"],
-     lambda c: c.train.optimizer.name == "sgd" and c.train.optimizer.kwargs()["momentum"] == 0.9),
+    (
+        ["train.optimizer=sgd", "train.optimizer.momentum=0.9"],
+        lambda c: c.train.optimizer.name == "sgd" and c.train.optimizer.kwargs()["momentum"] == 0.9,
+    ),
     (["model.layers[1].Dense.units=4"], lambda c: c.model.layers[1].kwargs["units"] == 4),
     (["model.layers[0].Flatten.name=flat"], lambda c: c.model.layers[0].kwargs == {"name": "flat"}),
     (["train.early_stopping=false"], lambda c: c.train.early_stopping is None),
@@ -130,11 +140,14 @@ def test_set_overrides_are_yaml_scalars(tmp_path, overrides, holds):
     assert holds(load_config(path, overrides))
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.epochs", "--set train.epochs: expected key.path=value, e.g. --set train.epochs=3"),
-    ("=3", "--set =3: expected key.path=value, e.g. --set train.epochs=3"),
-    ("model.layers[7].Dense.units=3", "--set model.layers[7].Dense.units=3: model.layers[7]: no such list entry"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epochs", "--set train.epochs: expected key.path=value, e.g. --set train.epochs=3"),
+        ("=3", "--set =3: expected key.path=value, e.g. --set train.epochs=3"),
+        ("model.layers[7].Dense.units=3", "--set model.layers[7].Dense.units=3: model.layers[7]: no such list entry"),
+    ],
+)
 def test_bad_set_overrides(tmp_path, override, message):
     path = tmp_path / "x.yaml"
     path.write_text(MODEL)
@@ -143,12 +156,17 @@ def test_bad_set_overrides(tmp_path, override, message):
     assert str(caught.value) == message
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["train.epocs=3"], "--set train.epocs=3: train.epocs: unknown key; did you mean 'epochs'? (e.g. epochs: 10)"),
-    (["seed=1", "train.batch_size=-4"], "--set train.batch_size=-4: train.batch_size: must be greater than 0 "
-                                        "(got -4)"),
-    (["data.validation_split=1.5"], "--set data.validation_split=1.5: data.validation_split: "),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.epocs=3"], "--set train.epocs=3: train.epocs: unknown key; did you mean 'epochs'? (e.g. epochs: 10)"),
+        (
+            ["seed=1", "train.batch_size=-4"],
+            "--set train.batch_size=-4: train.batch_size: must be greater than 0 (got -4)",
+        ),
+        (["data.validation_split=1.5"], "--set data.validation_split=1.5: data.validation_split: "),
+    ],
+)
 def test_a_mistake_made_by_set_is_blamed_on_the_set_not_the_file(tmp_path, overrides, message):
     path = tmp_path / "x.yaml"
     path.write_text(MODEL)
@@ -168,7 +186,8 @@ def test_a_mistake_in_the_file_is_still_blamed_on_the_file_when_set_is_given(tmp
 def test_resolved_config_round_trips(tmp_path):
     """The saved config.yaml rebuilds the same config: nothing lost, nothing added."""
     path = tmp_path / "x.yaml"
-    path.write_text(textwrap.dedent("""\
+    path.write_text(
+        textwrap.dedent("""\
         data: {source: npz, path: arrays.npz, augment: [{RandomFlip: {mode: horizontal}}]}
         model:
           layers:
@@ -179,7 +198,8 @@ def test_resolved_config_round_trips(tmp_path):
                 reduce_lr_on_plateau: {factor: 0.2}, class_weight: balanced,
                 loss: {name: categorical_crossentropy, label_smoothing: 0.1}}
         evaluate: {tta: flip}
-        """))
+        """)
+    )
     config = load_config(path)
     assert config.data.path == str(tmp_path / "arrays.npz")  # relative paths resolve from the config's folder
     saved = tmp_path / "saved.yaml"

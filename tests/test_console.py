@@ -57,8 +57,7 @@ def test_a_changed_learning_rate_is_announced_once_in_short_form(capsys):
 def test_history_counts_epochs_from_1_and_keeps_an_older_files_columns(tmp_path):
     x, y = np.zeros((8, 2), np.float32), np.zeros((8, 1), np.float32)
     path = tmp_path / "history.csv"
-    _model(0.01).fit(x, y, epochs=2, verbose=0,
-                     callbacks=[LearningRateLog(), HistoryLogger(str(path), append=True)])
+    _model(0.01).fit(x, y, epochs=2, verbose=0, callbacks=[LearningRateLog(), HistoryLogger(str(path), append=True)])
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["epoch"] for row in rows] == ["1", "2"]
@@ -66,8 +65,14 @@ def test_history_counts_epochs_from_1_and_keeps_an_older_files_columns(tmp_path)
 
     older = tmp_path / "older.csv"  # written before history.csv had a learning_rate column
     older.write_text("epoch,loss\n1,0.5\n")
-    _model(0.01).fit(x, y, epochs=2, initial_epoch=1, verbose=0,
-                     callbacks=[LearningRateLog(), HistoryLogger(str(older), append=True)])
+    _model(0.01).fit(
+        x,
+        y,
+        epochs=2,
+        initial_epoch=1,
+        verbose=0,
+        callbacks=[LearningRateLog(), HistoryLogger(str(older), append=True)],
+    )
     lines = older.read_text().splitlines()
     assert lines[0] == "epoch,loss" and lines[1] == "1,0.5"
     assert lines[2].startswith("2,") and len(lines[2].split(",")) == 2  # as many fields as the header

@@ -101,9 +101,7 @@ ASYMMETRIC = np.array([[0.0, 1.0, 2.0], [-1.0, 0.5, 3.0], [-4.0, -2.0, 0.25]])  
 EVEN = np.arange(16.0).reshape(4, 4) / 10 - 0.7  # 'same' padding puts the extra row/column bottom/right
 
 
-@pytest.mark.parametrize(
-    "kernel", [*KERNELS.values(), ASYMMETRIC, EVEN], ids=[*KERNELS, "asymmetric", "even4x4"]
-)
+@pytest.mark.parametrize("kernel", [*KERNELS.values(), ASYMMETRIC, EVEN], ids=[*KERNELS, "asymmetric", "even4x4"])
 def test_convolution_matches_keras_conv_same_padding(photo, kernel):
     convolved = convolution_steps(photo, kernel)[1][1]
     np.testing.assert_allclose(convolved, reference_convolution(photo, kernel), rtol=0, atol=1e-4)

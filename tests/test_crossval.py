@@ -21,8 +21,17 @@ pytestmark = pytest.mark.xdist_group(__name__)
 
 runner = CliRunner()
 
-RUN_FILES = ["config.yaml", "environment.json", "data.json", "model.keras", "history.csv", "metrics.json",
-             "confusion_matrix.csv", "predictions.npz", "loss_curve.png"]
+RUN_FILES = [
+    "config.yaml",
+    "environment.json",
+    "data.json",
+    "model.keras",
+    "history.csv",
+    "metrics.json",
+    "confusion_matrix.csv",
+    "predictions.npz",
+    "loss_curve.png",
+]
 
 
 def write_data(tmp_path: Path) -> Path:
@@ -39,13 +48,24 @@ def write_data(tmp_path: Path) -> Path:
     path = tmp_path / "rows.npz"
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     config = tmp_path / "rows.yaml"
-    config.write_text(yaml.safe_dump({
-        "name": "rows", "seed": 3,
-        "data": {"source": "npz", "path": "rows.npz", "validation_split": 0.2},
-        "model": {"layers": [{"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relu"}}, "Flatten",
-                             {"Dense": {"units": 3, "activation": "softmax"}}]},
-        "train": {"epochs": 2, "batch_size": 16, "early_stopping": False, "optimizer": {"learning_rate": 0.01}},
-        "evaluate": {"top_k": [1, 2]}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "rows",
+                "seed": 3,
+                "data": {"source": "npz", "path": "rows.npz", "validation_split": 0.2},
+                "model": {
+                    "layers": [
+                        {"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relu"}},
+                        "Flatten",
+                        {"Dense": {"units": 3, "activation": "softmax"}},
+                    ]
+                },
+                "train": {"epochs": 2, "batch_size": 16, "early_stopping": False, "optimizer": {"learning_rate": 0.01}},
+                "evaluate": {"top_k": [1, 2]},
+            }
+        )
+    )
     return config
 
 
@@ -53,8 +73,9 @@ def write_data(tmp_path: Path) -> Path:
 def cv_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("cv")
     config = write_data(tmp_path)
-    result = runner.invoke(app, ["cv", str(config), "--folds", "2", "--runs-dir", str(tmp_path / "runs")],
-                           terminal_width=200)
+    result = runner.invoke(
+        app, ["cv", str(config), "--folds", "2", "--runs-dir", str(tmp_path / "runs")], terminal_width=200
+    )
     assert result.exit_code == 0, result.output
     (cv_path,) = list((tmp_path / "runs").iterdir())
     return config, cv_path, result.output
@@ -125,11 +146,17 @@ def test_evaluate_on_a_fold_rebuilds_the_same_held_out_fold(cv_run):
     assert after["num_examples"] == 30 and after["accuracy"] == pytest.approx(before["accuracy"])
 
 
-@pytest.mark.parametrize("folds, message", [
-    ("1", "error: --folds 1: cross-validation needs at least 2 folds (5 or 10 are usual)"),
-    ("21", "error: {config}: data.fold: 21 folds need at least 21 training examples of every class, "
-           "but class 'a' has 20; use fewer folds (--folds 20) or more data"),
-])
+@pytest.mark.parametrize(
+    "folds, message",
+    [
+        ("1", "error: --folds 1: cross-validation needs at least 2 folds (5 or 10 are usual)"),
+        (
+            "21",
+            "error: {config}: data.fold: 21 folds need at least 21 training examples of every class, "
+            "but class 'a' has 20; use fewer folds (--folds 20) or more data",
+        ),
+    ],
+)
 def test_impossible_fold_counts_are_errors_that_leave_nothing_behind(tmp_path, folds, message):
     config = write_data(tmp_path)
     result = runner.invoke(app, ["cv", str(config), "--folds", folds, "--runs-dir", str(tmp_path / "runs")])
@@ -143,5 +170,7 @@ def test_fold_index_is_validated_in_the_config():
 
     with pytest.raises(Exception, match=r"x.yaml: data.fold: index must be 1..3 \(got 4\)"):
         validate_config({"data": {"fold": {"index": 4, "folds": 3}}, "model": {"layers": ["Flatten"]}}, "x.yaml")
-    assert isinstance(validate_config({"data": {"fold": {"index": 1, "folds": 3}}, "model": {"layers": ["Flatten"]}},
-                                      "x.yaml"), Config)
+    assert isinstance(
+        validate_config({"data": {"fold": {"index": 1, "folds": 3}}, "model": {"layers": ["Flatten"]}}, "x.yaml"),
+        Config,
+    )

@@ -24,7 +24,7 @@ def test_digits_is_embedded_split_and_scaled():
     sizes = {name: len(split) for name, split in dataset.splits.items()}
     assert sum(sizes.values()) == 1797
     assert sizes["test"] == 360  # ceil(0.2 * 1797)
-    assert sizes["val"] == 144   # ceil(0.1 * 1437)
+    assert sizes["val"] == 144  # ceil(0.1 * 1437)
     assert dataset.input_shape == (8, 8, 1)
     assert dataset.pixel_scale == 16.0
     assert dataset.class_names == [str(i) for i in range(10)]
@@ -58,8 +58,13 @@ def test_npz_with_string_labels_and_given_test_set(tmp_path):
     rng = np.random.default_rng(0)
     names = np.array(["cat", "dog", "emu"])
     y_train, y_test = names[rng.integers(0, 3, 90)], names[rng.integers(0, 3, 30)]
-    path = write_npz(tmp_path / "d.npz", x_train=rng.integers(0, 256, (90, 6, 6), dtype=np.uint8), y_train=y_train,
-                     x_test=rng.integers(0, 256, (30, 6, 6), dtype=np.uint8), y_test=y_test)
+    path = write_npz(
+        tmp_path / "d.npz",
+        x_train=rng.integers(0, 256, (90, 6, 6), dtype=np.uint8),
+        y_train=y_train,
+        x_test=rng.integers(0, 256, (30, 6, 6), dtype=np.uint8),
+        y_test=y_test,
+    )
     dataset = load_data(make_config({"source": "npz", "path": str(path), "validation_split": 0.2}))
     assert dataset.class_names == ["cat", "dog", "emu"]
     assert dataset.input_shape == (6, 6, 1)  # channel axis added for grayscale images
@@ -105,24 +110,45 @@ def test_data_json_records_how_inputs_reach_the_model(normalize, pixel_scale, sc
 
 def test_signals_get_a_channel_axis_for_conv1d(tmp_path):
     rng = np.random.default_rng(2)
-    path = write_npz(tmp_path / "s.npz", x_train=rng.normal(size=(60, 50)).astype(np.float32),
-                     y_train=np.repeat([0, 1], 30))
+    path = write_npz(
+        tmp_path / "s.npz", x_train=rng.normal(size=(60, 50)).astype(np.float32), y_train=np.repeat([0, 1], 30)
+    )
     layers = [{"Conv1D": {"filters": 2, "kernel_size": 3}}, "Flatten", {"Dense": {"units": 2}}]
     dataset = load_data(make_config({"source": "npz", "path": str(path)}, layers))
     assert dataset.input_shape == (50, 1)
 
 
-@pytest.mark.parametrize("arrays, message", [
-    (dict(x_train=np.zeros((10, 4, 4)), y_train=np.zeros(9)), "data: x_train has 10 examples but y_train has 9 labels"),
-    (dict(x_train=np.zeros((10, 4, 4)), y_train=np.zeros(10)), "data: y_train has only one class (0); a classifier needs at least two"),
-    (dict(x_train=np.full((10, 4, 4), np.nan), y_train=np.arange(10) % 2),
-     "data: x_train has NaN or infinite values in 10 of 10 examples (first at index 0); clean or drop them"),
-    (dict(x_train=np.zeros((10, 4, 4)), y_train=np.arange(10) % 2, x_test=np.zeros((2, 4, 4)), y_test=np.array([0, 5])),
-     "data: y_test has labels [5] that never occur in y_train"),
-    (dict(x_train=np.zeros((10, 4, 4))), "has arrays ['x_train']; it needs x_train and y_train"),
-    (dict(x_train=np.zeros((20, 4, 4)), y_train=np.arange(20) % 10),
-     "data.test_split: 0.2 of 20 examples is 4, too small to hold all 10 classes; use at least 0.5, or more data"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (
+            dict(x_train=np.zeros((10, 4, 4)), y_train=np.zeros(9)),
+            "data: x_train has 10 examples but y_train has 9 labels",
+        ),
+        (
+            dict(x_train=np.zeros((10, 4, 4)), y_train=np.zeros(10)),
+            "data: y_train has only one class (0); a classifier needs at least two",
+        ),
+        (
+            dict(x_train=np.full((10, 4, 4), np.nan), y_train=np.arange(10) % 2),
+            "data: x_train has NaN or infinite values in 10 of 10 examples (first at index 0); clean or drop them",
+        ),
+        (
+            dict(
+                x_train=np.zeros((10, 4, 4)),
+                y_train=np.arange(10) % 2,
+                x_test=np.zeros((2, 4, 4)),
+                y_test=np.array([0, 5]),
+            ),
+            "data: y_test has labels [5] that never occur in y_train",
+        ),
+        (dict(x_train=np.zeros((10, 4, 4))), "has arrays ['x_train']; it needs x_train and y_train"),
+        (
+            dict(x_train=np.zeros((20, 4, 4)), y_train=np.arange(20) % 10),
+            "data.test_split: 0.2 of 20 examples is 4, too small to hold all 10 classes; use at least 0.5, or more data",
+        ),
+    ],
+)
 def test_bad_arrays_are_clear_errors(tmp_path, arrays, message):
     path = write_npz(tmp_path / "bad.npz", **arrays)
     with pytest.raises(DataError) as caught:

@@ -52,50 +52,107 @@ cases = [
     # Overfitting: validation loss turns upward while training loss keeps falling ...
     ("overfit-u", history(TRAIN, u_shape(N, 10)), {}, "overfitting"),
     ("overfit-late-turn", history(TRAIN, u_shape(N, 18, climb=0.04)), {}, "overfitting"),
-    ("overfit-short-run", history([1.2, 0.6, 0.35, 0.2, 0.12, 0.07, 0.04], [1.1, 0.7, 0.5, 0.45, 0.52, 0.6, 0.68]),
-     {}, "overfitting"),
-    *[(f"overfit-noisy-{seed}", history(noisy(TRAIN, 0.01, seed), noisy(u_shape(N, 10), 0.04, 100 + seed)), {},
-       "overfitting") for seed in range(4)],
+    (
+        "overfit-short-run",
+        history([1.2, 0.6, 0.35, 0.2, 0.12, 0.07, 0.04], [1.1, 0.7, 0.5, 0.45, 0.52, 0.6, 0.68]),
+        {},
+        "overfitting",
+    ),
+    *[
+        (
+            f"overfit-noisy-{seed}",
+            history(noisy(TRAIN, 0.01, seed), noisy(u_shape(N, 10), 0.04, 100 + seed)),
+            {},
+            "overfitting",
+        )
+        for seed in range(4)
+    ],
     # ... or flattens far above a training loss that keeps falling: a large gap that grows.
     ("overfit-gap", history(decay(N, 2.0, 0.02, 4), decay(N, 2.0, 0.9, 3)), {}, "overfitting"),
-    *[(f"overfit-gap-noisy-{seed}", history(decay(N, 2.0, 0.02, 4), noisy(decay(N, 2.0, 0.9, 3), 0.03, seed)), {},
-       "overfitting") for seed in range(3)],
+    *[
+        (
+            f"overfit-gap-noisy-{seed}",
+            history(decay(N, 2.0, 0.02, 4), noisy(decay(N, 2.0, 0.9, 3), 0.03, seed)),
+            {},
+            "overfitting",
+        )
+        for seed in range(3)
+    ],
     # Underfitting: both losses stay high ...
     ("underfit-flat", history(decay(N, 2.3, 2.1, 3), decay(N, 2.25, 2.1, 3)), {}, "underfitting"),
-    *[(f"underfit-noisy-{seed}", history(noisy(decay(N, 2.3, 2.1, 3), 0.01, seed),
-                                         noisy(decay(N, 2.25, 2.12, 3), 0.03, 50 + seed)), {}, "underfitting")
-      for seed in range(3)],
+    *[
+        (
+            f"underfit-noisy-{seed}",
+            history(noisy(decay(N, 2.3, 2.1, 3), 0.01, seed), noisy(decay(N, 2.25, 2.12, 3), 0.03, 50 + seed)),
+            {},
+            "underfitting",
+        )
+        for seed in range(3)
+    ],
     # ... or accuracy ends near what guessing the majority class gets ...
-    ("underfit-accuracy", history(decay(N, 0.69, 0.66, 3), decay(N, 0.69, 0.67, 3), accuracy=np.full(N, 0.52),
-                                  val_accuracy=np.full(N, 0.53)), {"baseline_accuracy": 0.5}, "underfitting"),
-    ("underfit-accuracy-custom-key", history(decay(N, 2.0, 0.9, 3), decay(N, 2.0, 1.0, 3), acc=np.full(N, 0.2),
-                                             val_acc=np.full(N, 0.21)),
-     {"baseline_accuracy": 0.1, "accuracy_key": "acc"}, "underfitting"),
+    (
+        "underfit-accuracy",
+        history(
+            decay(N, 0.69, 0.66, 3), decay(N, 0.69, 0.67, 3), accuracy=np.full(N, 0.52), val_accuracy=np.full(N, 0.53)
+        ),
+        {"baseline_accuracy": 0.5},
+        "underfitting",
+    ),
+    (
+        "underfit-accuracy-custom-key",
+        history(decay(N, 2.0, 0.9, 3), decay(N, 2.0, 1.0, 3), acc=np.full(N, 0.2), val_acc=np.full(N, 0.21)),
+        {"baseline_accuracy": 0.1, "accuracy_key": "acc"},
+        "underfitting",
+    ),
     # ... or training became unstable and lost its fit, or diverged to NaN.
-    ("underfit-unstable", history([2, 1, 0.6, 0.5, 0.6, 0.9, 1.2, 1.5], [1.8, 1.0, 0.7, 0.6, 0.8, 1.0, 1.3, 1.6]), {},
-     "underfitting"),
+    (
+        "underfit-unstable",
+        history([2, 1, 0.6, 0.5, 0.6, 0.9, 1.2, 1.5], [1.8, 1.0, 0.7, 0.6, 0.8, 1.0, 1.3, 1.6]),
+        {},
+        "underfitting",
+    ),
     ("underfit-diverged", history([2.0, 1.5, 1.2, NAN, NAN], [1.9, 1.4, 1.3, NAN, NAN]), {}, "underfitting"),
     ("underfit-diverged-from-start", history([NAN] * 4, [NAN] * 4), {}, "underfitting"),
     # Still improving: validation loss is still falling at the last epoch.
     ("still-slow-decay", history(decay(N, 2.0, 0.1, 15), decay(N, 2.1, 0.15, 15)), {}, "still improving"),
     ("still-short-run", history(decay(8, 2.0, 0.1, 5), decay(8, 2.1, 0.2, 5)), {}, "still improving"),
-    *[(f"still-noisy-{seed}", history(noisy(decay(40, 2.0, 0.1, 15), 0.01, seed),
-                                      noisy(decay(40, 2.1, 0.15, 15), 0.03, 200 + seed)), {}, "still improving")
-      for seed in range(4)],
+    *[
+        (
+            f"still-noisy-{seed}",
+            history(noisy(decay(40, 2.0, 0.1, 15), 0.01, seed), noisy(decay(40, 2.1, 0.15, 15), 0.03, 200 + seed)),
+            {},
+            "still improving",
+        )
+        for seed in range(4)
+    ],
     ("still-no-validation", history(decay(10, 2.0, 0.1, 4)), {}, "still improving"),
     ("still-one-epoch", history([2.1], [1.9]), {}, "still improving"),
     ("still-two-epochs", history([2.1, 1.5], [1.9, 1.4]), {}, "still improving"),
     # Good fit: validation loss flattened near its minimum, close to training loss.
     ("good-converged", history(decay(N, 2.0, 0.3, 4), decay(N, 1.9, 0.35, 3)), {}, "good fit"),
-    ("good-with-accuracy", history(decay(N, 2.0, 0.3, 4), decay(N, 1.9, 0.35, 3), accuracy=np.full(N, 0.9),
-                                   val_accuracy=np.full(N, 0.88)), {"baseline_accuracy": 0.1}, "good fit"),
+    (
+        "good-with-accuracy",
+        history(decay(N, 2.0, 0.3, 4), decay(N, 1.9, 0.35, 3), accuracy=np.full(N, 0.9), val_accuracy=np.full(N, 0.88)),
+        {"baseline_accuracy": 0.1},
+        "good fit",
+    ),
     ("good-early-stopped", history(decay(15, 2.0, 0.3, 3), EARLY_STOPPED), {}, "good fit"),
-    *[(f"good-noisy-{seed}", history(noisy(decay(N, 2.0, 0.3, 4), 0.01, seed),
-                                     noisy(decay(N, 1.9, 0.35, 3), 0.05, 300 + seed)), {}, "good fit")
-      for seed in range(4)],
+    *[
+        (
+            f"good-noisy-{seed}",
+            history(noisy(decay(N, 2.0, 0.3, 4), 0.01, seed), noisy(decay(N, 1.9, 0.35, 3), 0.05, 300 + seed)),
+            {},
+            "good fit",
+        )
+        for seed in range(4)
+    ],
     ("good-tiny-losses", history(decay(N, 0.3, 0.02, 3), decay(N, 0.12, 0.04, 2)), {}, "good fit"),
-    ("good-accurate-but-low-first-loss", history(decay(N, 0.05, 0.04, 3), decay(N, 0.06, 0.05, 3),
-                                                 accuracy=np.full(N, 0.99)), {}, "good fit"),
+    (
+        "good-accurate-but-low-first-loss",
+        history(decay(N, 0.05, 0.04, 3), decay(N, 0.06, 0.05, 3), accuracy=np.full(N, 0.99)),
+        {},
+        "good fit",
+    ),
     ("good-no-validation", history(decay(N, 2.0, 0.1, 4)), {}, "good fit"),
 ]
 
@@ -152,8 +209,10 @@ turn_cases = [
     ("clean-u", history(TRAIN, u_shape(N, 10)), 11),
     ("clean-late", history(TRAIN, u_shape(N, 18, climb=0.04)), 19),
     ("short", history([1.2, 0.6, 0.35, 0.2, 0.12, 0.07, 0.04], [1.1, 0.7, 0.5, 0.45, 0.52, 0.6, 0.68]), 4),
-    *[(f"noisy-{seed}", history(noisy(TRAIN, 0.01, seed), noisy(u_shape(N, 10), 0.04, 100 + seed)), 11)
-      for seed in range(4)],
+    *[
+        (f"noisy-{seed}", history(noisy(TRAIN, 0.01, seed), noisy(u_shape(N, 10), 0.04, 100 + seed)), 11)
+        for seed in range(4)
+    ],
 ]
 
 
@@ -258,18 +317,23 @@ def test_baseline_decides_between_underfitting_and_good_fit():
     learned = history(loss, val, accuracy=np.full(N, 0.6), val_accuracy=np.full(N, 0.58))
     # Headroom rule: 0.1 + 0.2 * (1 - 0.1) = 0.28.
     assert diagnose(near_guessing, baseline_accuracy=0.1)["verdict"] == "underfitting"
-    assert "validation accuracy 0.25 at epoch 30 is barely above always answering the majority class, 0.1" \
+    assert (
+        "validation accuracy 0.25 at epoch 30 is barely above always answering the majority class, 0.1"
         in diagnose(near_guessing, baseline_accuracy=0.1)["summary"]
+    )
     assert diagnose(learned, baseline_accuracy=0.1)["verdict"] == "good fit"
     assert diagnose(near_guessing, baseline_accuracy=0.2)["final_val_accuracy"] == 0.25
 
 
-@pytest.mark.parametrize("run, kwargs, message", [
-    ({"val_loss": [1.0]}, {}, "no 'loss' column. Available columns are: val_loss"),
-    ({"loss": [], "val_loss": []}, {}, "no epochs"),
-    ({"loss": [1.0, 0.5], "val_loss": [1.0]}, {}, "one value per epoch"),
-    ({"loss": [1.0]}, {"baseline_accuracy": 1.5}, "Received: baseline_accuracy=1.5"),
-])
+@pytest.mark.parametrize(
+    "run, kwargs, message",
+    [
+        ({"val_loss": [1.0]}, {}, "no 'loss' column. Available columns are: val_loss"),
+        ({"loss": [], "val_loss": []}, {}, "no epochs"),
+        ({"loss": [1.0, 0.5], "val_loss": [1.0]}, {}, "one value per epoch"),
+        ({"loss": [1.0]}, {"baseline_accuracy": 1.5}, "Received: baseline_accuracy=1.5"),
+    ],
+)
 def test_bad_input_is_refused(run, kwargs, message):
     with pytest.raises(ValueError, match=message):
         diagnose(run, **kwargs)
@@ -298,7 +362,7 @@ def test_read_history_csv_round_trip(tmp_path):
     rng = np.random.default_rng(7)
     values = rng.uniform(0.01, 2.0, size=(12, 5))
     rows = [[epoch, *map(repr, map(float, row))] for epoch, row in enumerate(values)]
-    rows[4][5] = "NA"   # Keras' marker for a metric missing that epoch (validation_freq > 1)
+    rows[4][5] = "NA"  # Keras' marker for a metric missing that epoch (validation_freq > 1)
     rows[7][3] = "nan"  # a diverged loss
     path = tmp_path / "history.csv"
     write_keras_csv(path, header, rows)
@@ -326,13 +390,16 @@ def test_read_history_csv_then_diagnose(tmp_path):
     assert diagnose(read_history_csv(path)) == diagnose(run)
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "missing; the run has no training history"),
-    ("", "empty; expected a header"),
-    ("epoch,val_loss\n0,1.0\n", "no `loss` column; the columns are epoch, val_loss"),
-    ("epoch,loss\n0,1.0\n1,oops\n", "line 3, column loss: 'oops' is not a number"),
-    ("epoch,loss\n0,1.0,2.0\n", "line 2: 3 values for 2 columns"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "missing; the run has no training history"),
+        ("", "empty; expected a header"),
+        ("epoch,val_loss\n0,1.0\n", "no `loss` column; the columns are epoch, val_loss"),
+        ("epoch,loss\n0,1.0\n1,oops\n", "line 3, column loss: 'oops' is not a number"),
+        ("epoch,loss\n0,1.0,2.0\n", "line 2: 3 values for 2 columns"),
+    ],
+)
 def test_read_history_csv_errors(tmp_path, content, message):
     path = tmp_path / "history.csv"
     if content is not None:
@@ -356,22 +423,33 @@ NUMBER = r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?"
 
 # The two runs of issue 17: a 3-epoch digits run whose validation loss ended just above its best epoch, and a
 # 30-epoch photo run whose test accuracy (0.59) is barely above the majority class (0.54).
-DIGITS_3 = history([0.95, 0.27, 0.16], [0.483, 0.188, 0.197], accuracy=[0.74, 0.93, 0.96],
-                   val_accuracy=[0.86, 0.95, 0.94])
-PHOTOS_30 = history(noisy(decay(N, 0.69, 0.52, 6), 0.01, 1), noisy(decay(N, 0.69, 0.66, 5), 0.01, 2),
-                    accuracy=np.linspace(0.55, 0.72, N), val_accuracy=np.linspace(0.54, 0.62, N))
+DIGITS_3 = history(
+    [0.95, 0.27, 0.16], [0.483, 0.188, 0.197], accuracy=[0.74, 0.93, 0.96], val_accuracy=[0.86, 0.95, 0.94]
+)
+PHOTOS_30 = history(
+    noisy(decay(N, 0.69, 0.52, 6), 0.01, 1),
+    noisy(decay(N, 0.69, 0.66, 5), 0.01, 2),
+    accuracy=np.linspace(0.55, 0.72, N),
+    val_accuracy=np.linspace(0.54, 0.62, N),
+)
 
 # (id, history, diagnose kwargs, expected verdict)
 issue_cases = [
     ("digits-3-epochs", DIGITS_3, {"baseline_accuracy": 0.1, "accuracy": 0.95, "split": "test"}, "good fit"),
-    ("photos-near-baseline", PHOTOS_30, {"baseline_accuracy": 0.54, "accuracy": 0.59, "split": "test"},
-     "underfitting"),
-    ("photos-below-baseline", PHOTOS_30, {"baseline_accuracy": 0.54, "accuracy": 0.5, "split": "val"},
-     "underfitting"),
-    ("overfit-near-baseline", history(TRAIN, u_shape(N, 10)), {"baseline_accuracy": 0.5, "accuracy": 0.52},
-     "overfitting"),
-    ("still-near-baseline", history(decay(N, 2.0, 0.1, 15), decay(N, 2.1, 0.15, 15)),
-     {"baseline_accuracy": 0.1, "accuracy": 0.12, "split": "test"}, "still improving"),
+    ("photos-near-baseline", PHOTOS_30, {"baseline_accuracy": 0.54, "accuracy": 0.59, "split": "test"}, "underfitting"),
+    ("photos-below-baseline", PHOTOS_30, {"baseline_accuracy": 0.54, "accuracy": 0.5, "split": "val"}, "underfitting"),
+    (
+        "overfit-near-baseline",
+        history(TRAIN, u_shape(N, 10)),
+        {"baseline_accuracy": 0.5, "accuracy": 0.52},
+        "overfitting",
+    ),
+    (
+        "still-near-baseline",
+        history(decay(N, 2.0, 0.1, 15), decay(N, 2.1, 0.15, 15)),
+        {"baseline_accuracy": 0.1, "accuracy": 0.12, "split": "test"},
+        "still improving",
+    ),
     ("nan-holes", {**history(TRAIN, u_shape(N, 10)), "loss": [*TRAIN[:20], NAN, *TRAIN[21:]]}, {}, "overfitting"),
 ]
 
@@ -401,8 +479,9 @@ def check_sentence(sentence, run, kwargs):
     """Every number in `sentence` is matched to the history (or the accuracy and baseline passed in) and
     recomputed from it; whatever digits are left over were not accounted for and fail the test."""
     rows = epoch_rows(run)
-    monitored = np.array(run["val_loss"] if "val_loss" in run and np.isfinite(run["val_loss"]).sum() >= 3
-                         else run["loss"], dtype=float)
+    monitored = np.array(
+        run["val_loss"] if "val_loss" in run and np.isfinite(run["val_loss"]).sum() >= 3 else run["loss"], dtype=float
+    )
     numeric = {name: np.array(values, dtype=float) for name, values in run.items() if name != "epoch"}
     stated = []  # the exact history values behind every "VALUE at epoch E"
     rest = sentence
@@ -428,7 +507,7 @@ def check_sentence(sentence, run, kwargs):
         stated.append(np.nanmin(monitored))
 
     def best_before(first_recent, value, epoch):
-        earlier = monitored[:rows[int(first_recent)]]
+        earlier = monitored[: rows[int(first_recent)]]
         assert shown(np.nanmin(earlier), value) == value and np.nanargmin(earlier) == rows[int(epoch)], sentence
         stated.append(np.nanmin(earlier))
 
@@ -462,8 +541,10 @@ def check_sentence(sentence, run, kwargs):
     consume(r"(?:NaN|infinite) at epoch (\d+)", blew_up)
     consume(r"only (\d+) epochs? (?:ran|have)", count)
     consume(r"epoch\(s\) ([\d, ]+(?: and \d+ more)?)", nan_epochs)
-    consume(r"finite in only (\d+) of (\d+) epochs",
-            lambda finite, total: _equal(int(finite), int(np.isfinite(run["val_loss"]).sum()), sentence))
+    consume(
+        r"finite in only (\d+) of (\d+) epochs",
+        lambda finite, total: _equal(int(finite), int(np.isfinite(run["val_loss"]).sum()), sentence),
+    )
     consume(r"after epoch (\d+)", lambda epoch: _equal(int(epoch) in rows, True, sentence))
     assert not re.search(r"\d", rest), f"unchecked number left in {rest!r} (from {sentence!r})"
 
@@ -506,12 +587,13 @@ def test_the_three_epoch_digits_run_is_not_still_falling():
     report = diagnose(DIGITS_3, baseline_accuracy=0.1, accuracy=0.95, split="test")
     assert "falling" not in report["summary"] and "per epoch" not in report["summary"]
     assert report["best_epoch"] == 2
-    assert report["summary"] == ("Good fit: validation loss ended at 0.197 at epoch 3, 5% above its lowest, "
-                                 "0.188 at epoch 2, close to training loss, 0.16 at epoch 3.")
+    assert report["summary"] == (
+        "Good fit: validation loss ended at 0.197 at epoch 3, 5% above its lowest, "
+        "0.188 at epoch 2, close to training loss, 0.16 at epoch 3."
+    )
 
 
-@pytest.mark.parametrize("accuracy, words", [(0.59, "barely above"), (0.54, "no better than"),
-                                             (0.5, "no better than")])
+@pytest.mark.parametrize("accuracy, words", [(0.59, "barely above"), (0.54, "no better than"), (0.5, "no better than")])
 def test_accuracy_near_the_majority_class_is_said_plainly(accuracy, words):
     """Issue 17: 0.59 test accuracy against a 0.54 majority class was called a 'good fit … converged'."""
     report = diagnose(PHOTOS_30, baseline_accuracy=0.54, accuracy=accuracy, split="test")
@@ -545,16 +627,21 @@ def test_the_verdict_is_said_once(case_id, run, kwargs, expected):
     report = diagnose(run, **kwargs)
     line = verdict_sentence(report)
     assert line == report["summary"] and line.lower().count(expected) == 1 + line.lower().count(f"not {expected}")
-    assert verdict_sentence({"verdict": "good fit", "summary": "validation loss flattened."}) == \
-        "Good fit: validation loss flattened."
+    assert (
+        verdict_sentence({"verdict": "good fit", "summary": "validation loss flattened."})
+        == "Good fit: validation loss flattened."
+    )
 
 
 def test_real_history_csv_sentences_check_out(tmp_path, trained_digits_run):
     """The test run's own history.csv, and the issue's digits history written as Keras writes it."""
     metrics = json.loads((trained_digits_run.path / "metrics.json").read_text())
     real = read_history_csv(trained_digits_run.path / "history.csv")
-    kwargs = {"baseline_accuracy": metrics["diagnosis"]["baseline_accuracy"], "accuracy": metrics["accuracy"],
-              "split": metrics["split"]}
+    kwargs = {
+        "baseline_accuracy": metrics["diagnosis"]["baseline_accuracy"],
+        "accuracy": metrics["accuracy"],
+        "split": metrics["split"],
+    }
     report = diagnose(real, **kwargs)
     check_sentence(report["summary"], real, kwargs)
     if metrics["split"] == "test":

@@ -63,15 +63,20 @@ def test_distribute_mistakes_are_config_errors(monkeypatch):
         config = {**TINY_DIGITS_CONFIG, "train": {**TINY_DIGITS_CONFIG["train"], **train}}
         return distribute.place(Config.model_validate(config).train)
 
-    with pytest.raises(ConfigError, match="data_parallel is Keras' distribution API on the JAX backend; on "
-                                          "TensorFlow use mirrored"):
+    with pytest.raises(
+        ConfigError, match="data_parallel is Keras' distribution API on the JAX backend; on TensorFlow use mirrored"
+    ):
         place(distribute="data_parallel")
     monkeypatch.setattr(distribute, "_tensorflow_devices", lambda: ["/device:CPU:0", "/device:CPU:1"])
-    with pytest.raises(ConfigError, match=r"train.batch_size: 33 does not split evenly over the 2 devices "
-                                          r"train.distribute: mirrored uses; use 32 or 34"):
+    with pytest.raises(
+        ConfigError,
+        match=r"train.batch_size: 33 does not split evenly over the 2 devices "
+        r"train.distribute: mirrored uses; use 32 or 34",
+    ):
         place(distribute="mirrored", batch_size=33)
-    with pytest.raises(ConfigError, match="train.steps_per_execution: 4 does not work with TensorFlow's "
-                                          "MirroredStrategy"):
+    with pytest.raises(
+        ConfigError, match="train.steps_per_execution: 4 does not work with TensorFlow's MirroredStrategy"
+    ):
         place(distribute="auto", steps_per_execution=4)
     assert Config.model_validate({**TINY_DIGITS_CONFIG, "train": {"distribute": False}}).train.distribute == "none"
     monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
@@ -83,8 +88,11 @@ def test_a_config_backend_that_keras_cannot_switch_to_is_one_error_line(tmp_path
     from cnnctl import runtime
 
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
-    with pytest.raises(ConfigError, match=r"^backend: jax, but KERAS_BACKEND=tensorflow is set; unset KERAS_BACKEND "
-                                          r"or change backend: in the config$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^backend: jax, but KERAS_BACKEND=tensorflow is set; unset KERAS_BACKEND "
+        r"or change backend: in the config$",
+    ):
         runtime.use_backend("jax")
     monkeypatch.delenv("KERAS_BACKEND")
     config = tmp_path / "split.yaml"
@@ -92,8 +100,10 @@ def test_a_config_backend_that_keras_cannot_switch_to_is_one_error_line(tmp_path
     # This test process runs Keras on TensorFlow already, as a Python caller that imported it first would.
     result = CliRunner().invoke(app, ["check", str(config)])
     assert result.exit_code == 2
-    assert ("error: backend: jax, but this Python process already runs Keras on tensorflow (Keras chooses its "
-            "backend once, when it is imported); set KERAS_BACKEND=jax") in result.output
+    assert (
+        "error: backend: jax, but this Python process already runs Keras on tensorflow (Keras chooses its "
+        "backend once, when it is imported); set KERAS_BACKEND=jax"
+    ) in result.output
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")  # use_backend sets it: put back after the test
     runtime.use_backend("tensorflow")  # the one it runs: fine
     # Omitted from config.yaml when not chosen: run folders of before are unchanged.
@@ -130,16 +140,26 @@ def test_mirrored_over_two_logical_devices_matches_one_device(tmp_path, trained_
     API in a fresh interpreter, as a user would: the only output is what the script prints itself."""
     config = {**TINY_DIGITS_CONFIG, "train": {**TINY_DIGITS_CONFIG["train"], "distribute": "mirrored"}}
     del config["name"]  # a dict's run is named "run"
-    done = subprocess.run([sys.executable, "-c", MIRRORED, json.dumps(config), str(tmp_path / "runs")],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=400,
-                          env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+    done = subprocess.run(
+        [sys.executable, "-c", MIRRORED, json.dumps(config), str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=400,
+        env={**os.environ, "KERAS_BACKEND": "tensorflow"},
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     assert done.stderr == "" and len(done.stdout.splitlines()) == 1, done.stdout + done.stderr
     mirrored = json.loads(done.stdout)
     assert Path(mirrored["path"]).name.endswith("-run")
     split = json.loads((Path(mirrored["path"]) / "environment.json").read_text())["distribute"]
-    assert split == {"strategy": "mirrored", "devices": ["CPU:0", "CPU:1"], "processes": 1, "global_batch": 32,
-                     "per_device_batch": 16}
+    assert split == {
+        "strategy": "mirrored",
+        "devices": ["CPU:0", "CPU:1"],
+        "processes": 1,
+        "global_batch": 32,
+        "per_device_batch": 16,
+    }
     one_device = trained_digits_run.path
     assert json.loads((one_device / "environment.json").read_text())["distribute"]["strategy"] == "none"
     single = json.loads((one_device / "metrics.json").read_text())["accuracy"]

@@ -25,17 +25,28 @@ runner = CliRunner()
 EXPECTED_PNG_SIZES = {
     "loss_curve.png": (800, 500),
     "accuracy_curve.png": (800, 500),
-    "confusion_matrix.png": (820, 700),             # side 2.5 + 0.45 × 10 classes = 7 in, + 1.2 in colorbar
+    "confusion_matrix.png": (820, 700),  # side 2.5 + 0.45 × 10 classes = 7 in, + 1.2 in colorbar
     "confusion_matrix_normalized.png": (820, 700),
     "roc_curve.png": (700, 600),
     "pr_curve.png": (700, 600),
     # 8 panels of 1.35 in, 0.15 in apart, 0.1 margins; 3 rows under 2 title lines (0.16 in each), 0.45 in title
     "misclassified.png": (1205, 586),
-    "filters.png": (1145, 186),                     # 8 panels of 1.15 in + 1.1 in colour bar; one row
+    "filters.png": (1145, 186),  # 8 panels of 1.15 in + 1.1 in colour bar; one row
 }
-RUN_FILES = ["config.yaml", "environment.json", "data.json", "model.keras", "history.csv", "metrics.json",
-             "classification_report.txt", "classification_report.json", "confusion_matrix.csv", "predictions.npz",
-             "report.html", *EXPECTED_PNG_SIZES]
+RUN_FILES = [
+    "config.yaml",
+    "environment.json",
+    "data.json",
+    "model.keras",
+    "history.csv",
+    "metrics.json",
+    "classification_report.txt",
+    "classification_report.json",
+    "confusion_matrix.csv",
+    "predictions.npz",
+    "report.html",
+    *EXPECTED_PNG_SIZES,
+]
 VERDICTS = {"overfitting", "underfitting", "good fit", "still improving"}
 
 
@@ -82,11 +93,12 @@ def test_metrics_json_agrees_with_scikit_learn(trained_digits_run):
     assert metrics["accuracy"] == pytest.approx(np.mean(y_pred == y_true))
     assert set(metrics["top_k_accuracy"]) == {"1", "3"}
     for k, value in metrics["top_k_accuracy"].items():
-        top = np.argsort(-y_prob, axis=1)[:, :int(k)]
+        top = np.argsort(-y_prob, axis=1)[:, : int(k)]
         assert value == pytest.approx(np.mean([t in row for t, row in zip(y_true, top)]))
     for average in ("macro", "weighted"):
-        p, r, f, _ = skm.precision_recall_fscore_support(y_true, y_pred, average=average, labels=labels,
-                                                         zero_division=0)
+        p, r, f, _ = skm.precision_recall_fscore_support(
+            y_true, y_pred, average=average, labels=labels, zero_division=0
+        )
         assert metrics[f"precision_{average}"] == pytest.approx(p)
         assert metrics[f"recall_{average}"] == pytest.approx(r)
         assert metrics[f"f1_{average}"] == pytest.approx(f)
@@ -186,8 +198,11 @@ def test_plot_redraws_every_figure_and_the_report_and_draws_feature_maps(digits_
         assert (pixels.shape[1], pixels.shape[0]) == size
         assert str(digits_run_copy / name) in printed
     # Keras numbers layer names per process (conv2d, conv2d_3, ...), so only the stem is fixed.
-    assert re.search(r"feature maps: conv2d(_\d+)? \(8, 8, 8\), max_pooling2d(_\d+)? \(4, 4, 8\), "
-                     r"conv2d_\d+ \(4, 4, 8\)", " ".join(result.output.split())), result.output
+    assert re.search(
+        r"feature maps: conv2d(_\d+)? \(8, 8, 8\), max_pooling2d(_\d+)? \(4, 4, 8\), "
+        r"conv2d_\d+ \(4, 4, 8\)",
+        " ".join(result.output.split()),
+    ), result.output
     pixels = read_png(digits_run_copy / "feature_maps.png")
     assert (pixels.shape[1], pixels.shape[0]) == (1080, 490)  # 8 channels × 1.1 + 2 in; 4 rows × 1.15 + 0.3 in
     assert_not_blank(pixels, "feature_maps.png")
@@ -249,12 +264,18 @@ def test_filter_pool_and_out_options(photo, tmp_path):
     assert out.is_file()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--kernel", "sharp"], "error: --kernel sharp: unknown kernel; did you mean 'sharpen'? "
-                            "(sharpen, edge, blur, emboss, or a .npy/.txt/.csv file)"),
-    (["--pool", "0"], "error: --pool 0: must be a whole number of pixels ≥ 1, e.g. --pool 2"),
-    (["--out", "x.jpg"], "error: --out x.jpg: the figure is a PNG; use a name ending in .png"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--kernel", "sharp"],
+            "error: --kernel sharp: unknown kernel; did you mean 'sharpen'? "
+            "(sharpen, edge, blur, emboss, or a .npy/.txt/.csv file)",
+        ),
+        (["--pool", "0"], "error: --pool 0: must be a whole number of pixels ≥ 1, e.g. --pool 2"),
+        (["--out", "x.jpg"], "error: --out x.jpg: the figure is a PNG; use a name ending in .png"),
+    ],
+)
 def test_filter_mistakes_are_one_line_errors(photo, args, message):
     result = runner.invoke(app, ["filter", str(photo), *args])
     assert result.exit_code == 2
@@ -302,8 +323,7 @@ def test_runs_in_an_empty_folder_says_so(tmp_path):
     assert f"norunsin{tmp_path};" in "".join(result.output.split())  # the console wraps long paths
 
 
-def test_compare_shows_metrics_side_by_side_and_overlays_the_loss_curves(trained_digits_run, tmp_path,
-                                                                         monkeypatch):
+def test_compare_shows_metrics_side_by_side_and_overlays_the_loss_curves(trained_digits_run, tmp_path, monkeypatch):
     from cnnctl.cli import console as display
 
     monkeypatch.setattr(display.console, "width", 200)
@@ -322,11 +342,14 @@ def test_compare_shows_metrics_side_by_side_and_overlays_the_loss_curves(trained
     assert_not_blank(pixels, "compare.png")
 
 
-@pytest.mark.parametrize("extra, message", [
-    ([], "error: compare: give at least two runs, e.g. cnnctl compare RUN_A RUN_B"),
-    (["SAME"], "error: compare: run {id} is given twice"),
-    (["TYPO"], "error: {typo}: no such run in {runs_dir}; did you mean {id}?"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "error: compare: give at least two runs, e.g. cnnctl compare RUN_A RUN_B"),
+        (["SAME"], "error: compare: run {id} is given twice"),
+        (["TYPO"], "error: {typo}: no such run in {runs_dir}; did you mean {id}?"),
+    ],
+)
 def test_compare_mistakes_are_one_line_errors(trained_digits_run, extra, message):
     run = trained_digits_run.path
     typo = run.name[:-1] + "z"

@@ -23,10 +23,14 @@ ONE_EPOCH = ["--set", "train.epochs=1"]
 
 TRAINED_HERE = {"lenet5.yaml", "conv1d_signals.yaml", "conv3d_volumes.yaml", "shapes_folder.yaml"}
 CHECKED_HERE = {"mnist.yaml", "cifar10.yaml", "fashion_mnist.yaml", "fashion_mnist_best.yaml"}
-TRAINED_ELSEWHERE = {"digits.yaml",             # tests/test_cli_core.py trains it (the embedded default)
-                     "digits_manifest.yaml"}    # tests/test_manifest.py, on the files its generator writes
-CHECKED_ELSEWHERE = {"transfer_folder.yaml",     # tests/test_backbone.py checks it (imagenet weights not downloaded)
-                     "transfer_from_run.yaml"}   # tests/test_fine_tune.py, on a stand-in pretraining run
+TRAINED_ELSEWHERE = {
+    "digits.yaml",  # tests/test_cli_core.py trains it (the embedded default)
+    "digits_manifest.yaml",
+}  # tests/test_manifest.py, on the files its generator writes
+CHECKED_ELSEWHERE = {
+    "transfer_folder.yaml",  # tests/test_backbone.py checks it (imagenet weights not downloaded)
+    "transfer_from_run.yaml",
+}  # tests/test_fine_tune.py, on a stand-in pretraining run
 
 runner = CliRunner()
 
@@ -48,7 +52,9 @@ def read_json(path: Path) -> dict:
 
 
 def test_every_shipped_config_has_a_test():
-    assert {path.name for path in CONFIGS.glob("*.yaml")} == TRAINED_HERE | CHECKED_HERE | TRAINED_ELSEWHERE | CHECKED_ELSEWHERE
+    assert {
+        path.name for path in CONFIGS.glob("*.yaml")
+    } == TRAINED_HERE | CHECKED_HERE | TRAINED_ELSEWHERE | CHECKED_ELSEWHERE
 
 
 def test_lenet5_trains_on_digits_with_the_paper_shapes(tmp_path, monkeypatch):
@@ -118,9 +124,14 @@ def test_shapes_folder_trains_with_augmentation_on_training_batches_only(tmp_pat
 
     def spy(self, split, batch_size, **kwargs):
         in_order = {**kwargs, "shuffle": False}  # the same examples in the same order, to compare pixel by pixel
-        seen.append((split, kwargs.get("augment") is not None,
-                     next(iter(original(self, split, batch_size, **in_order)))[0].numpy(),
-                     next(iter(original(self, split, batch_size, **{**in_order, "augment": None})))[0].numpy()))
+        seen.append(
+            (
+                split,
+                kwargs.get("augment") is not None,
+                next(iter(original(self, split, batch_size, **in_order)))[0].numpy(),
+                next(iter(original(self, split, batch_size, **{**in_order, "augment": None})))[0].numpy(),
+            )
+        )
         return original(self, split, batch_size, **kwargs)
 
     monkeypatch.setattr(Dataset, "pipeline", spy)
@@ -161,14 +172,27 @@ def _stand_in(shape: tuple, seed: int = 0):
 # Parameters counted by hand from the configs' layers: (kernel area × inputs + 1) × filters per convolution,
 # 4 per channel per BatchNormalization, (inputs + 1) × units per Dense.
 MNIST_PARAMS = 32 * 10 + 64 * (9 * 32 + 1) + 64 * (9 * 64 + 1) + (3 * 3 * 64 + 1) * 64 + 65 * 10
-CIFAR10_PARAMS = (32 * 28 + 4 * 32 + 32 * (9 * 32 + 1) + 64 * (9 * 32 + 1) + 4 * 64 + 64 * (9 * 64 + 1)
-                  + 128 * (9 * 64 + 1) + 4 * 128 + (4 * 4 * 128 + 1) * 128 + 129 * 10)
+CIFAR10_PARAMS = (
+    32 * 28
+    + 4 * 32
+    + 32 * (9 * 32 + 1)
+    + 64 * (9 * 32 + 1)
+    + 4 * 64
+    + 64 * (9 * 64 + 1)
+    + 128 * (9 * 64 + 1)
+    + 4 * 128
+    + (4 * 4 * 128 + 1) * 128
+    + 129 * 10
+)
 
 
-@pytest.mark.parametrize("name, dataset, shape, params", [
-    ("mnist.yaml", "mnist", (28, 28), MNIST_PARAMS),
-    ("cifar10.yaml", "cifar10", (32, 32, 3), CIFAR10_PARAMS),
-])
+@pytest.mark.parametrize(
+    "name, dataset, shape, params",
+    [
+        ("mnist.yaml", "mnist", (28, 28), MNIST_PARAMS),
+        ("cifar10.yaml", "cifar10", (32, 32, 3), CIFAR10_PARAMS),
+    ],
+)
 def test_download_configs_validate_and_build_on_a_stand_in(monkeypatch, name, dataset, shape, params):
     import keras
 

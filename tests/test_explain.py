@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.metrics import brier_score_loss, log_loss
+from test_hostile_inputs_more import one_error
 from typer.testing import CliRunner
 
 from cnnctl.cli.app import app
-from test_hostile_inputs_more import one_error
 
 runner = CliRunner()
 
@@ -45,11 +45,11 @@ def independent_gradcam(run: Path, images: np.ndarray) -> np.ndarray:
     last = max(i for i, layer in enumerate(model.layers) if isinstance(layer, keras.layers.Conv2D))
     with tf.GradientTape() as tape:
         hidden = tf.constant(images[..., None], tf.float32)
-        for layer in model.layers[:last + 1]:
+        for layer in model.layers[: last + 1]:
             hidden = layer(hidden)
         activation = hidden
         tape.watch(activation)
-        for layer in model.layers[last + 1:-1]:
+        for layer in model.layers[last + 1 : -1]:
             hidden = layer(hidden)
         logits = tf.matmul(hidden, model.layers[-1].kernel) + model.layers[-1].bias
         score = tf.reduce_sum(tf.reduce_max(logits, axis=1))
@@ -76,14 +76,15 @@ def test_explain_writes_an_overlay_per_input_and_the_heat_maps(digits_run_copy, 
     assert heatmaps.shape == (7, 8, 8) and heatmaps.dtype == np.float32
     peaks = heatmaps.reshape(7, -1).max(axis=1)
     assert heatmaps.min() >= 0 and np.all((peaks == 0) | np.isclose(peaks, 1))  # no positive evidence: all zero
-    np.testing.assert_allclose(heatmaps[:6], independent_gradcam(digits_run_copy, load_digits().images[:6]),
-                               atol=1e-4)
+    np.testing.assert_allclose(heatmaps[:6], independent_gradcam(digits_run_copy, load_digits().images[:6]), atol=1e-4)
     assert names[:2] == [f"{inputs}[0]", f"{inputs}[1]"] and names[6] == str(image)
     assert y_true.tolist() == [0, 1, 2, 3, 4, 5, 7]
     first, last = convolutions(digits_run_copy)
     assert layer == last  # the last convolution of the tiny digits model
-    predictions = runner.invoke(app, ["predict", str(digits_run_copy), str(inputs), str(image), "--top-k", "1",
-                                      "--out", str(tmp_path / "p.csv")])
+    predictions = runner.invoke(
+        app,
+        ["predict", str(digits_run_copy), str(inputs), str(image), "--top-k", "1", "--out", str(tmp_path / "p.csv")],
+    )
     assert predictions.exit_code == 0, predictions.output
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert [int(row["class_index"]) for row in rows] == y_pred.tolist()  # the same answers as predict
@@ -104,8 +105,10 @@ def test_explain_writes_an_overlay_per_input_and_the_heat_maps(digits_run_copy, 
 def test_explain_mistakes_are_one_line_and_keep_files(digits_run_copy, tmp_path):
     inputs = digits_npz(tmp_path / "six.npz", 2)
     error = one_error("explain", digits_run_copy, inputs, "--layer", "conv2d_9")
-    assert error.startswith("error: layer 'conv2d_9' is not in model") and ", ".join(convolutions(digits_run_copy)) \
-        in error
+    assert (
+        error.startswith("error: layer 'conv2d_9' is not in model")
+        and ", ".join(convolutions(digits_run_copy)) in error
+    )
     error = one_error("explain", digits_run_copy, inputs, "--class", "eleven")
     assert error.startswith("error: --class eleven: not a class of this run; give a name (0, 1, 2,")
     out = tmp_path / "out"
@@ -160,8 +163,17 @@ def test_temperature_scaling_lives_in_model_keras(tmp_path, trained_digits_run):
     from cnnctl.evaluation.calibration import apply_temperature, fit_temperature
     from cnnctl.evaluation.temperature import calibrate_model
 
-    result = runner.invoke(app, ["train", str(trained_digits_run.config), "--runs-dir", str(tmp_path / "runs"),
-                                 "--set", "evaluate.calibrate=temperature"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(trained_digits_run.config),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--set",
+            "evaluate.calibrate=temperature",
+        ],
+    )
     assert result.exit_code == 0, result.output
     (run,) = (tmp_path / "runs").iterdir()
     record = json.loads((run / "metrics.json").read_text())["temperature"]
@@ -190,20 +202,46 @@ def test_temperature_scaling_lives_in_model_keras(tmp_path, trained_digits_run):
 
 
 def test_temperature_needs_a_softmax_output_and_a_validation_split(trained_digits_run):
-    error = one_error("check", trained_digits_run.config, "--set", "evaluate.calibrate=temperature",
-                      "--set", "model.layers[4].Dense.activation=linear")
-    assert "evaluate.calibrate: temperature scales the logits of the output layer, so the model must end in a " \
-           "Dense layer with activation softmax" in error
-    error = one_error("check", trained_digits_run.config, "--set", "evaluate.calibrate=temperature",
-                      "--set", "data.validation_split=0")
+    error = one_error(
+        "check",
+        trained_digits_run.config,
+        "--set",
+        "evaluate.calibrate=temperature",
+        "--set",
+        "model.layers[4].Dense.activation=linear",
+    )
+    assert (
+        "evaluate.calibrate: temperature scales the logits of the output layer, so the model must end in a "
+        "Dense layer with activation softmax" in error
+    )
+    error = one_error(
+        "check",
+        trained_digits_run.config,
+        "--set",
+        "evaluate.calibrate=temperature",
+        "--set",
+        "data.validation_split=0",
+    )
     assert "evaluate.calibrate: temperature is fitted on the validation split, and this data has none" in error
 
 
 def test_predict_min_confidence_marks_what_it_would_not_answer(trained_digits_run, tmp_path):
     inputs = digits_npz(tmp_path / "six.npz", 20)
     out = tmp_path / "p.csv"
-    result = runner.invoke(app, ["predict", str(trained_digits_run.path), str(inputs), "--top-k", "2",
-                                 "--min-confidence", "0.5", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(trained_digits_run.path),
+            str(inputs),
+            "--top-k",
+            "2",
+            "--min-confidence",
+            "0.5",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(open(out)))
     assert list(rows[0]) == ["input", "rank", "class_index", "class", "probability", "answered"]

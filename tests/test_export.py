@@ -82,7 +82,8 @@ def test_a_missing_package_is_one_line_naming_the_extra_and_leaves_nothing(digit
     result = CliRunner().invoke(app, ["export", str(digits_run_copy), "--format", "onnx"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        'error: ONNX export needs tf2onnx, onnx and onnxruntime (missing: tf2onnx): pip install "cnnctl[export]"']
+        'error: ONNX export needs tf2onnx, onnx and onnxruntime (missing: tf2onnx): pip install "cnnctl[export]"'
+    ]
     assert not (digits_run_copy / "export").exists()
 
 
@@ -103,12 +104,19 @@ def test_an_existing_out_is_never_overwritten(trained_digits_run, tmp_path):
     result = CliRunner().invoke(app, ["export", str(trained_digits_run.path), "--format", "onnx", "--out", str(out)])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        f"error: {out}: already exists; cnnctl export never overwrites: remove it or give another --out"]
+        f"error: {out}: already exists; cnnctl export never overwrites: remove it or give another --out"
+    ]
     assert out.read_text() == "keep me"
 
 
-@pytest.mark.parametrize("given, hint", [("onx", "did you mean 'onnx'?"), ("litert", "did you mean 'tflite'?"),
-                                         ("pickle", "choose one of saved_model, onnx, tflite")])
+@pytest.mark.parametrize(
+    "given, hint",
+    [
+        ("onx", "did you mean 'onnx'?"),
+        ("litert", "did you mean 'tflite'?"),
+        ("pickle", "choose one of saved_model, onnx, tflite"),
+    ],
+)
 def test_an_unknown_format_says_what_exists(trained_digits_run, given, hint):
     result = CliRunner().invoke(app, ["export", str(trained_digits_run.path), "--format", given])
     assert result.exit_code == 2

@@ -29,19 +29,27 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = {
     "name": "tiny",
     "data": {"source": "digits", "validation_split": 0.1, "test_split": 0.2},
-    "model": {"layers": [{"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relu"}}, "Flatten",
-                         {"Dense": {"units": 10, "activation": "softmax"}}]},
+    "model": {
+        "layers": [
+            {"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relu"}},
+            "Flatten",
+            {"Dense": {"units": 10, "activation": "softmax"}},
+        ]
+    },
     "train": {"epochs": 2, "batch_size": 64, "early_stopping": False},
     "evaluate": {"top_k": [1, 3]},
 }
 
 
 # What a new user's shell has: no TF_CPP_MIN_LOG_LEVEL or other setting that would hide TensorFlow's own logs.
-NEW_USER_ENVIRONMENT = {name: value for name, value in os.environ.items()
-                        if not name.startswith(("TF_", "KERAS_", "CUDA_", "ABSL", "GLOG"))}
+NEW_USER_ENVIRONMENT = {
+    name: value for name, value in os.environ.items() if not name.startswith(("TF_", "KERAS_", "CUDA_", "ABSL", "GLOG"))
+}
 # TensorFlow's C++ log lines (I0000 00:00:... cudart_stub.cc:31] ..., E0000 ... failed call to cuInit) and banners.
-TENSORFLOW_LOG_LINE = re.compile(r"^[IWEF]\d{4} |absl::|cuInit|cudart|cpu_feature_guard|oneDNN custom operations|"
-                                 r"This TensorFlow binary")
+TENSORFLOW_LOG_LINE = re.compile(
+    r"^[IWEF]\d{4} |absl::|cuInit|cudart|cpu_feature_guard|oneDNN custom operations|"
+    r"This TensorFlow binary"
+)
 
 
 def write_config(folder: Path, config: dict) -> Path:
@@ -75,17 +83,21 @@ def train_with_fault(tmp_path, monkeypatch, fault: BaseException, at_epoch: int 
 def test_diverging_loss_marks_the_run_failed_with_a_hint(tmp_path):
     """Huge pixel values and normalize: false overflow float32 in the first batch: TerminateOnNaN stops."""
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "huge.npz", x_train=(rng.random((100, 8, 8)) * 3e38).astype(np.float32),
-             y_train=np.arange(100) % 2)
-    config = {**TINY, "data": {"source": "npz", "path": "huge.npz", "normalize": False, "validation_split": 0.2,
-                               "test_split": 0.2},
-              "model": {"layers": ["Flatten", {"Dense": {"units": 2, "activation": "softmax"}}]}}
+    np.savez(
+        tmp_path / "huge.npz", x_train=(rng.random((100, 8, 8)) * 3e38).astype(np.float32), y_train=np.arange(100) % 2
+    )
+    config = {
+        **TINY,
+        "data": {"source": "npz", "path": "huge.npz", "normalize": False, "validation_split": 0.2, "test_split": 0.2},
+        "model": {"layers": ["Flatten", {"Dense": {"units": 2, "activation": "softmax"}}]},
+    }
     result = runner.invoke(app, ["train", str(write_config(tmp_path, config)), "--runs-dir", str(tmp_path / "runs")])
     (run,) = (tmp_path / "runs").iterdir()
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == (
         f"error: {run}: training stopped: the loss became NaN or infinite; lower train.optimizer.learning_rate "
-        "or keep data.normalize: true")
+        "or keep data.normalize: true"
+    )
     env = environment(run)
     assert (env["status"], env["error"], env["epochs_run"]) == ("failed", "loss became NaN or infinite", 0)
     assert env["hint"] == "lower train.optimizer.learning_rate or keep data.normalize: true"
@@ -94,17 +106,27 @@ def test_diverging_loss_marks_the_run_failed_with_a_hint(tmp_path):
     assert resumed.exit_code == 2 and "cannot resume: its loss became NaN or infinite" in resumed.output
 
 
-@pytest.mark.parametrize("make_fault, expected", [
-    (lambda: __import__("tensorflow").errors.ResourceExhaustedError(None, None, "OOM when allocating tensor"),
-     "error: {run}: out of memory (ResourceExhaustedError: OOM when allocating tensor); lower train.batch_size "
-     "or use a smaller model, then continue: cnnctl train --resume {run} --set train.batch_size=16"),
-    (lambda: MemoryError("Unable to allocate 3.2 GiB"),
-     "error: {run}: out of memory (MemoryError: Unable to allocate 3.2 GiB); lower train.batch_size or use a "
-     "smaller model, then continue: cnnctl train --resume {run} --set train.batch_size=16"),
-    (lambda: OSError(errno.ENOSPC, "No space left on device", "/data/runs/x/history.csv"),
-     "error: {run}: disk full while writing /data/runs/x/history.csv; nothing written was deleted; free some "
-     "space, then continue: cnnctl train --resume {run}"),
-], ids=["tf-out-of-memory", "host-out-of-memory", "disk-full"])
+@pytest.mark.parametrize(
+    "make_fault, expected",
+    [
+        (
+            lambda: __import__("tensorflow").errors.ResourceExhaustedError(None, None, "OOM when allocating tensor"),
+            "error: {run}: out of memory (ResourceExhaustedError: OOM when allocating tensor); lower train.batch_size "
+            "or use a smaller model, then continue: cnnctl train --resume {run} --set train.batch_size=16",
+        ),
+        (
+            lambda: MemoryError("Unable to allocate 3.2 GiB"),
+            "error: {run}: out of memory (MemoryError: Unable to allocate 3.2 GiB); lower train.batch_size or use a "
+            "smaller model, then continue: cnnctl train --resume {run} --set train.batch_size=16",
+        ),
+        (
+            lambda: OSError(errno.ENOSPC, "No space left on device", "/data/runs/x/history.csv"),
+            "error: {run}: disk full while writing /data/runs/x/history.csv; nothing written was deleted; free some "
+            "space, then continue: cnnctl train --resume {run}",
+        ),
+    ],
+    ids=["tf-out-of-memory", "host-out-of-memory", "disk-full"],
+)
 def test_resource_errors_are_one_line_naming_the_run(tmp_path, monkeypatch, make_fault, expected):
     result, run = train_with_fault(tmp_path, monkeypatch, make_fault())
     assert result.exit_code == 2
@@ -138,11 +160,15 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_state(tmp_path, monk
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == (
         f"error: {run}: disk full while writing {run}/checkpoints/epoch-0002.weights.h5; nothing written was "
-        f"deleted; free some space, then continue: cnnctl train --resume {run}")
+        f"deleted; free some space, then continue: cnnctl train --resume {run}"
+    )
     state = checkpoint.read_state(Run(run))
     assert state["epoch"] == 1
     assert sorted(path.name for path in (run / "checkpoints").iterdir()) == [
-        "epoch-0001.weights.h5", "lock", "training_metadata.json"]
+        "epoch-0001.weights.h5",
+        "lock",
+        "training_metadata.json",
+    ]
     assert environment(run)["status"] == "failed"
 
 
@@ -154,23 +180,36 @@ def test_evaluate_refuses_a_model_file_that_carries_code(tmp_path):
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(yaml.safe_dump(TINY))
     (run / "environment.json").write_text(json.dumps({"status": "completed"}))
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                              keras.layers.Lambda(lambda x: x * 2), keras.layers.Dense(10, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Lambda(lambda x: x * 2),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.save(run / "model.keras")
     result = runner.invoke(app, ["evaluate", str(run)])
     assert result.exit_code == 2
-    assert result.output.strip() == (f"error: {run}/model.keras: refused: the model contains code (a Lambda layer), "
-                                     "which cnnctl never loads; rebuild it from a config")
+    assert result.output.strip() == (
+        f"error: {run}/model.keras: refused: the model contains code (a Lambda layer), "
+        "which cnnctl never loads; rebuild it from a config"
+    )
     assert not (run / "metrics.json").exists()
 
 
 def test_yaml_tags_that_build_objects_are_refused_before_anything_runs(tmp_path):
     marker = tmp_path / "pwned"
     config = tmp_path / "evil.yaml"
-    config.write_text(f"name: !!python/object/apply:os.system ['touch {marker}']\n"
-                      "model: {layers: [Flatten, {Dense: {units: 10}}]}\n")
-    with pytest.raises(ConfigError, match=r"line 1, column 7: invalid YAML: the tag "
-                                          r"!!python/object/apply:os.system is refused"):
+    config.write_text(
+        f"name: !!python/object/apply:os.system ['touch {marker}']\n"
+        "model: {layers: [Flatten, {Dense: {units: 10}}]}\n"
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"line 1, column 7: invalid YAML: the tag "
+        r"!!python/object/apply:os.system is refused",
+    ):
         load_config(config)
     assert not marker.exists()
 
@@ -196,19 +235,26 @@ def smallest_config(folder: Path) -> Path:
     (processes, logs), where the size of the work does not matter."""
     rng = np.random.default_rng(0)
     np.savez(folder / "tiny.npz", x_train=rng.random((40, 4, 4, 1), np.float32), y_train=np.arange(40) % 2)
-    return write_config(folder, {
-        "name": "tiny",
-        "data": {"source": "npz", "path": "tiny.npz", "validation_split": 0.0, "test_split": 0.25},
-        "model": {"layers": ["Flatten", {"Dense": {"units": 2, "activation": "softmax"}}]},
-        "train": {"epochs": 1, "batch_size": 16, "early_stopping": False}})
+    return write_config(
+        folder,
+        {
+            "name": "tiny",
+            "data": {"source": "npz", "path": "tiny.npz", "validation_split": 0.0, "test_split": 0.25},
+            "model": {"layers": ["Flatten", {"Dense": {"units": 2, "activation": "softmax"}}]},
+            "train": {"epochs": 1, "batch_size": 16, "early_stopping": False},
+        },
+    )
 
 
 def test_two_trainings_started_at_once_get_two_complete_folders(tmp_path):
     config = smallest_config(tmp_path)
     command = [sys.executable, "-m", "cnnctl", "train", str(config), "--runs-dir", str(tmp_path / "runs")]
-    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-                                  env=NEW_USER_ENVIRONMENT)
-                 for _ in range(2)]
+    processes = [
+        subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=NEW_USER_ENVIRONMENT
+        )
+        for _ in range(2)
+    ]
     outputs = [process.communicate(timeout=300)[0] for process in processes]
     assert [process.returncode for process in processes] == [0] * 2, outputs
     assert not [line for output in outputs for line in output.splitlines() if TENSORFLOW_LOG_LINE.search(line)]
@@ -243,8 +289,14 @@ def test_cv_prints_no_tensorflow_log_line_for_a_new_user(tmp_path):
     is checked by the test above, and check runs the same import and model-building path as both."""
     config = smallest_config(tmp_path)
     for args in (["cv", str(config), "--folds", "2", "--runs-dir", str(tmp_path / "runs")],):
-        done = subprocess.run([sys.executable, "-m", "cnnctl", *args], capture_output=True, text=True, cwd=ROOT,
-                              env=NEW_USER_ENVIRONMENT, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "cnnctl", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=NEW_USER_ENVIRONMENT,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         noise = [line for line in (done.stdout + done.stderr).splitlines() if TENSORFLOW_LOG_LINE.search(line)]
         assert noise == [], f"cnnctl {args[0]} printed TensorFlow's logs: {noise}"

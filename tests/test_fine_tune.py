@@ -28,11 +28,20 @@ ROOT = Path(__file__).resolve().parent.parent
 FROZEN_CONV = {
     "name": "frozen-conv",
     "data": {"source": "digits", "validation_split": 0.1, "test_split": 0.2},
-    "model": {"layers": [{"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relu", "trainable": False}},
-                         "Flatten", {"Dense": {"units": 10, "activation": "softmax"}}]},
-    "train": {"epochs": 1, "batch_size": 64, "early_stopping": False,
-              "optimizer": {"name": "adam", "learning_rate": 0.01},
-              "fine_tune": {"epochs": 1, "unfreeze": "all"}},
+    "model": {
+        "layers": [
+            {"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relu", "trainable": False}},
+            "Flatten",
+            {"Dense": {"units": 10, "activation": "softmax"}},
+        ]
+    },
+    "train": {
+        "epochs": 1,
+        "batch_size": 64,
+        "early_stopping": False,
+        "optimizer": {"name": "adam", "learning_rate": 0.01},
+        "fine_tune": {"epochs": 1, "unfreeze": "all"},
+    },
 }
 
 
@@ -63,20 +72,26 @@ def test_a_run_stopped_at_the_start_of_fine_tuning_resumes_into_fine_tuning(tmp_
     make_callbacks = loop.make_callbacks
     monkeypatch.setattr(loop, "make_callbacks", lambda *a, **k: make_callbacks(*a, **k) + [StopInSecondPhase()])
     with pytest.raises(Interrupted):
-        api.train({**FROZEN_CONV, "model": {**FROZEN_CONV["model"], "from_run": str(pretrained)}},
-                  runs_dir=tmp_path / "runs")
+        api.train(
+            {**FROZEN_CONV, "model": {**FROZEN_CONV["model"], "from_run": str(pretrained)}}, runs_dir=tmp_path / "runs"
+        )
     monkeypatch.setattr(loop, "make_callbacks", make_callbacks)
     shutil.rmtree(pretrained)
     (run,) = (tmp_path / "runs").iterdir()
     np.testing.assert_array_equal(kernels[0], kernels[1])  # frozen in phase 1
     state = checkpoint.read_state(Run(run))
     assert (state["epoch"], state["fine_tune_from"], state["weights"]) == (1, 1, "epoch-0001-fine-tune.weights.h5")
-    with pytest.raises(ConfigError, match=r"is fine-tuning; its first phase ended after epoch 1; extend the "
-                                          r"fine-tuning with --set train.fine_tune.epochs=N"):
+    with pytest.raises(
+        ConfigError,
+        match=r"is fine-tuning; its first phase ended after epoch 1; extend the "
+        r"fine-tuning with --set train.fine_tune.epochs=N",
+    ):
         api.resume(run, epochs=3)
     result = api.resume(run)
     assert [(row["epoch"], row["phase"], float(row["learning_rate"])) for row in history_rows(run)] == [
-        ("1", "1", 0.01), ("2", "2", 0.001)]
+        ("1", "1", 0.01),
+        ("2", "2", 0.001),
+    ]
     assert result.model.layers[1].trainable  # resumed unfrozen, and trained
     assert not np.array_equal(keras.ops.convert_to_numpy(result.model.layers[1].kernel), kernels[1])
     note = api.resume(run).note
@@ -85,8 +100,9 @@ def test_a_run_stopped_at_the_start_of_fine_tuning_resumes_into_fine_tuning(tmp_
 
 def test_fine_tune_mistakes_are_one_line_before_training():
     def plan(unfreeze, trainable=False):
-        cfg = load_config({**FROZEN_CONV, "train": {**FROZEN_CONV["train"],
-                                                    "fine_tune": {"epochs": 1, "unfreeze": unfreeze}}})
+        cfg = load_config(
+            {**FROZEN_CONV, "train": {**FROZEN_CONV["train"], "fine_tune": {"epochs": 1, "unfreeze": unfreeze}}}
+        )
         cfg.model.layers[0].kwargs["trainable"] = trainable
         return plan_fine_tune(build_model(cfg.model, (8, 8, 1), 10), cfg)
 
@@ -98,13 +114,18 @@ def test_fine_tune_mistakes_are_one_line_before_training():
         plan(9)
     with pytest.raises(ConfigError, match=r"train.fine_tune: nothing to unfreeze: .* or remove train.fine_tune"):
         plan("all", trainable=True)
-    with pytest.raises(ConfigError, match=r"train.fine_tune.unfreeze: must be all, a number of layers or a layer "
-                                          r"name \(got true\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"train.fine_tune.unfreeze: must be all, a number of layers or a layer "
+        r"name \(got true\)",
+    ):
         load_config({**FROZEN_CONV, "train": {"fine_tune": {"epochs": 1, "unfreeze": True}}})
 
     assert plan("all").describe(load_config(FROZEN_CONV)) == (
         "then fine-tune 1 epoch at learning rate 0.001, unfreezing all layers of the model (3 layers, batch "
-        "normalization kept frozen; +40 trainable parameters)")
+        "normalization kept frozen; +40 trainable parameters)"
+    )
+
 
 def test_the_shipped_transfer_from_run_config_reuses_the_pretraining_runs_convolutions(tmp_path):
     """configs/transfer_from_run.yaml against a stand-in for the Fashion-MNIST run it follows (that config's
@@ -125,14 +146,27 @@ def test_the_shipped_transfer_from_run_config_reuses_the_pretraining_runs_convol
     arrays = make["few_digits"](per_class=5)
     assert arrays["x_train"].shape == (50, 28, 28, 1) and len(arrays["y_test"]) == 1797 - 50
     np.savez(tmp_path / "few.npz", **arrays)
-    result = runner.invoke(app, ["check", str(ROOT / "configs" / "transfer_from_run.yaml"), "--set",
-                                 f"data.path={tmp_path / 'few.npz'}", "--set", f"model.from_run.run={folder}"])
+    result = runner.invoke(
+        app,
+        [
+            "check",
+            str(ROOT / "configs" / "transfer_from_run.yaml"),
+            "--set",
+            f"data.path={tmp_path / 'few.npz'}",
+            "--set",
+            f"model.from_run.run={folder}",
+        ],
+    )
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
     assert f"model.from_run: 3 layers start from {folder.resolve()}" in output  # the convolutions, not the head
-    assert ("then fine-tune 15 epochs at learning rate 0.0001, unfreezing all layers of the model (9 layers, batch "
-            "normalization kept frozen; +55,744 trainable parameters)") in output
-    assert yaml.safe_load((ROOT / "configs" / "transfer_from_run.yaml").read_text())["model"]["from_run"]["run"] == "last"
+    assert (
+        "then fine-tune 15 epochs at learning rate 0.0001, unfreezing all layers of the model (9 layers, batch "
+        "normalization kept frozen; +55,744 trainable parameters)"
+    ) in output
+    assert (
+        yaml.safe_load((ROOT / "configs" / "transfer_from_run.yaml").read_text())["model"]["from_run"]["run"] == "last"
+    )
 
 
 def test_from_run_last_is_looked_up_in_the_runs_dir_the_new_run_goes_to(tmp_path):

@@ -44,9 +44,15 @@ def _data(shape, outputs=2):
 
 @pytest.mark.parametrize("bn_kwargs", [{"momentum": 0.5}, {"momentum": 0.9, "scale": False, "center": False}])
 def test_fused_training_matches_keras_batch_norm(bn_kwargs):
-    plain, fused = _twin_models(lambda: [keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, padding="same"),
-                                         keras.layers.BatchNormalization(**bn_kwargs), keras.layers.Flatten(),
-                                         keras.layers.Dense(2)])
+    plain, fused = _twin_models(
+        lambda: [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, padding="same"),
+            keras.layers.BatchNormalization(**bn_kwargs),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
     x, y = _data((16, 8, 8, 3))
     _train_both((plain, fused), x, y)
     _assert_same_weights(plain, fused)  # gamma, beta, moving mean/variance and the layers around them
@@ -69,25 +75,45 @@ def test_fused_path_runs_the_fused_kernel_and_only_when_training():
 
 def test_other_ranks_and_axes_keep_keras_code_and_numbers():
     # Conv1D's 3-D maps and a channels-first axis are not the fused kernel's layout: Keras' path must run.
-    plain, fused = _twin_models(lambda: [keras.Input((10, 3)), keras.layers.Conv1D(4, 3),
-                                         keras.layers.BatchNormalization(), keras.layers.Flatten(),
-                                         keras.layers.Dense(2)])
+    plain, fused = _twin_models(
+        lambda: [
+            keras.Input((10, 3)),
+            keras.layers.Conv1D(4, 3),
+            keras.layers.BatchNormalization(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
     x, y = _data((8, 10, 3))
     _train_both((plain, fused), x, y)
     _assert_same_weights(plain, fused)
 
-    plain, fused = _twin_models(lambda: [keras.Input((3, 5, 5)), keras.layers.BatchNormalization(axis=1),
-                                         keras.layers.Flatten(), keras.layers.Dense(2)])
+    plain, fused = _twin_models(
+        lambda: [
+            keras.Input((3, 5, 5)),
+            keras.layers.BatchNormalization(axis=1),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
     x, y = _data((8, 3, 5, 5))
     _train_both((plain, fused), x, y)
     _assert_same_weights(plain, fused)
 
 
 def test_compiled_models_are_fused_and_saved_as_plain_keras(tmp_path):
-    inner = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3),
-                              keras.layers.BatchNormalization()], name="base")
-    model = keras.Sequential([keras.Input((8, 8, 1)), inner, keras.layers.BatchNormalization(),
-                              keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    inner = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3), keras.layers.BatchNormalization()], name="base"
+    )
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            inner,
+            keras.layers.BatchNormalization(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
     compile_model(model, TrainConfig.model_validate({"epochs": 1}), jit_compile=False)
     fused = [layer for layer in (inner.layers[1], model.layers[1]) if "call" in vars(layer)]
     assert len(fused) == 2  # the nested model's batch-norm too (a transfer-learning base, say)

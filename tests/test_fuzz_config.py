@@ -25,17 +25,44 @@ from cnnctl.errors import CnnctlError
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = {path.name: yaml.safe_load(path.read_text()) for path in sorted((ROOT / "configs").glob("*.yaml"))}
-FUZZ = settings(deadline=None, database=None,  # no example database left in the repository
-                derandomize=not os.environ.get("CNNCTL_FUZZ_EXPLORE"),
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    deadline=None,
+    database=None,  # no example database left in the repository
+    derandomize=not os.environ.get("CNNCTL_FUZZ_EXPLORE"),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), st.sampled_from(["relu", "same", "adam", "Conv2D", "Flatten", "val_loss", "digits",
-                                           "npz", "balanced", "auto", "", "-1", "1e9", "[]", "{}"]),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "relu",
+            "same",
+            "adam",
+            "Conv2D",
+            "Flatten",
+            "val_loss",
+            "digits",
+            "npz",
+            "balanced",
+            "auto",
+            "",
+            "-1",
+            "1e9",
+            "[]",
+            "{}",
+        ]
+    ),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=10)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=10,
+)
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +135,53 @@ def test_mutated_shipped_configs_are_loaded_or_refused(config_file, name, data):
 
 
 small_values = st.one_of(
-    st.none(), st.booleans(), st.integers(-3, 40), st.floats(-2, 2), st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from(["relu", "softmax", "same", "valid", "causal", "channels_first", "he_normal", "l2", "bogus",
-                     "float16", "int32", ""]),
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 40),
+    st.floats(-2, 2),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(
+        [
+            "relu",
+            "softmax",
+            "same",
+            "valid",
+            "causal",
+            "channels_first",
+            "he_normal",
+            "l2",
+            "bogus",
+            "float16",
+            "int32",
+            "",
+        ]
+    ),
     st.lists(st.integers(-1, 5), max_size=3),
 )
-LAYER_KEYS = ["filters", "kernel_size", "strides", "padding", "activation", "units", "rate", "pool_size",
-              "dilation_rate", "groups", "data_format", "kernel_initializer", "kernel_regularizer", "use_bias",
-              "dtype", "name", "axis", "momentum", "size", "interpolation", "target_shape", "bogus"]
+LAYER_KEYS = [
+    "filters",
+    "kernel_size",
+    "strides",
+    "padding",
+    "activation",
+    "units",
+    "rate",
+    "pool_size",
+    "dilation_rate",
+    "groups",
+    "data_format",
+    "kernel_initializer",
+    "kernel_regularizer",
+    "use_bias",
+    "dtype",
+    "name",
+    "axis",
+    "momentum",
+    "size",
+    "interpolation",
+    "target_shape",
+    "bogus",
+]
 
 
 @pytest.fixture(scope="module")

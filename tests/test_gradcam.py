@@ -28,8 +28,8 @@ SQUARE, CROSS, NOTHING = 0, 1, 2  # a third class of noise alone: a shape is tol
 IMAGE_SIZE = 24
 SIGNAL_LENGTH = 64
 BUMP, DIP = 0, 1
-LOCATED = 0.8     # share of correctly classified examples whose heat-map peak must lie on the object
-TOLERANCE = 2     # pixels or samples the peak may lie outside the object's box
+LOCATED = 0.8  # share of correctly classified examples whose heat-map peak must lie on the object
+TOLERANCE = 2  # pixels or samples the peak may lie outside the object's box
 
 
 def make_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -42,11 +42,11 @@ def make_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     for image, label, box in zip(x, y, boxes):
         top, left = rng.integers(0, IMAGE_SIZE - 5, size=2)
         if label == SQUARE:
-            image[top + 1:top + 4, left + 1:left + 4] = 255
+            image[top + 1 : top + 4, left + 1 : left + 4] = 255
             box[:] = top + 1, left + 1, top + 3, left + 3
         elif label == CROSS:
-            image[top + 2, left:left + 5] = 255
-            image[top:top + 5, left + 2] = 255
+            image[top + 2, left : left + 5] = 255
+            image[top : top + 5, left + 2] = 255
             box[:] = top, left, top + 4, left + 4
     return x, y, boxes
 
@@ -61,7 +61,7 @@ def make_signals(count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     bump = np.array([0.5, 1.0, 1.5, 1.0, 0.5], dtype=np.float32)
     for signal, label, centre in zip(x, y, centres):
         if label in (BUMP, DIP):
-            signal[centre - 2:centre + 3, 0] += bump if label == BUMP else -bump
+            signal[centre - 2 : centre + 3, 0] += bump if label == BUMP else -bump
     return x, y, centres
 
 
@@ -79,10 +79,20 @@ def image_model() -> keras.Model:
     Its last convolution works at half the input's resolution, so the maps are stretched to the image."""
     keras.utils.set_random_seed(1)
     x, y, _ = make_images(800, seed=1)
-    return trained([keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1)), keras.layers.Rescaling(1 / 255, name="scale_inputs"),
-                    keras.layers.Conv2D(16, 3, padding="same", activation="relu"), keras.layers.MaxPooling2D(),
-                    keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-                    keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")], x, y, 10)
+    return trained(
+        [
+            keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1)),
+            keras.layers.Rescaling(1 / 255, name="scale_inputs"),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ],
+        x,
+        y,
+        10,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +100,19 @@ def signal_model() -> keras.Model:
     """A 1-D CNN trained for 8 epochs on 600 signals; its maps too are stretched from half the length."""
     keras.utils.set_random_seed(1)
     x, y, _ = make_signals(600, seed=1)
-    return trained([keras.Input((SIGNAL_LENGTH, 1)), keras.layers.Conv1D(16, 5, padding="same", activation="relu"),
-                    keras.layers.MaxPooling1D(), keras.layers.Conv1D(16, 5, padding="same", activation="relu"),
-                    keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(3, activation="softmax")], x, y, 8)
+    return trained(
+        [
+            keras.Input((SIGNAL_LENGTH, 1)),
+            keras.layers.Conv1D(16, 5, padding="same", activation="relu"),
+            keras.layers.MaxPooling1D(),
+            keras.layers.Conv1D(16, 5, padding="same", activation="relu"),
+            keras.layers.GlobalAveragePooling1D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ],
+        x,
+        y,
+        8,
+    )
 
 
 def located_share(correct: np.ndarray, inside: np.ndarray) -> float:
@@ -108,8 +128,12 @@ def test_image_heat_maps_peak_on_the_drawn_object(image_model):
     np.testing.assert_allclose(result.y_prob, image_model.predict(x, verbose=0), atol=1e-5)
     np.testing.assert_array_equal(result.class_index, result.y_pred)
     peaks = np.array([np.unravel_index(heatmap.argmax(), heatmap.shape) for heatmap in result.heatmaps])
-    inside = ((peaks[:, 0] >= boxes[:, 0] - TOLERANCE) & (peaks[:, 0] <= boxes[:, 2] + TOLERANCE)
-              & (peaks[:, 1] >= boxes[:, 1] - TOLERANCE) & (peaks[:, 1] <= boxes[:, 3] + TOLERANCE))
+    inside = (
+        (peaks[:, 0] >= boxes[:, 0] - TOLERANCE)
+        & (peaks[:, 0] <= boxes[:, 2] + TOLERANCE)
+        & (peaks[:, 1] >= boxes[:, 1] - TOLERANCE)
+        & (peaks[:, 1] <= boxes[:, 3] + TOLERANCE)
+    )
     for shape in (SQUARE, CROSS):
         correct = (result.y_pred == y) & (y == shape)
         assert located_share(correct, inside) >= LOCATED, f"class {shape}"
@@ -118,8 +142,8 @@ def test_image_heat_maps_peak_on_the_drawn_object(image_model):
 def test_each_class_is_found_where_its_own_object_is(image_model):
     # One image, both objects: the map of "square" peaks on the square, the map of "cross" on the cross.
     image = np.full((1, IMAGE_SIZE, IMAGE_SIZE, 1), 40, dtype=np.float32)
-    image[0, 3:6, 3:6] = 255                                        # square, rows and columns 3..5
-    image[0, 18, 14:19] = image[0, 16:21, 16] = 255                  # cross, rows 16..20, columns 14..18
+    image[0, 3:6, 3:6] = 255  # square, rows and columns 3..5
+    image[0, 18, 14:19] = image[0, 16:21, 16] = 255  # cross, rows 16..20, columns 14..18
     for class_index, (top, left, bottom, right) in ((SQUARE, (3, 3, 5, 5)), (CROSS, (16, 14, 20, 18))):
         heatmap = gradcam(image_model, image, class_index=class_index).heatmaps[0]
         row, column = np.unravel_index(heatmap.argmax(), heatmap.shape)
@@ -149,9 +173,14 @@ def test_batches_and_a_given_class_change_nothing_but_what_is_explained(signal_m
 
 def test_a_3d_map_is_stretched_to_the_volume_and_lies_in_0_1():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((6, 8, 10, 2)),
-                              keras.layers.Conv3D(4, 3, strides=2, padding="same", activation="relu"),
-                              keras.layers.GlobalAveragePooling3D(), keras.layers.Dense(2, activation="softmax")])
+    model = keras.Sequential(
+        [
+            keras.Input((6, 8, 10, 2)),
+            keras.layers.Conv3D(4, 3, strides=2, padding="same", activation="relu"),
+            keras.layers.GlobalAveragePooling3D(),
+            keras.layers.Dense(2, activation="softmax"),
+        ]
+    )
     x = np.random.default_rng(0).normal(size=(5, 6, 8, 10, 2)).astype(np.float32)
     result = gradcam(model, x, batch_size=2)
     assert result.heatmaps.shape == (5, 6, 8, 10) and result.heatmaps.dtype == np.float32
@@ -177,8 +206,10 @@ def nested_and_flat_models() -> tuple[keras.Model, keras.Model]:
     keras.utils.set_random_seed(3)
 
     def convolutions(suffix: str = "") -> tuple:
-        return (keras.layers.Conv2D(6, 3, padding="same", activation="relu", name=f"conv_a{suffix}"),
-                keras.layers.Conv2D(6, 3, padding="same", activation="relu", name=f"conv_b{suffix}"))
+        return (
+            keras.layers.Conv2D(6, 3, padding="same", activation="relu", name=f"conv_a{suffix}"),
+            keras.layers.Conv2D(6, 3, padding="same", activation="relu", name=f"conv_b{suffix}"),
+        )
 
     conv_a, conv_b = convolutions()
     inner = keras.Input((12, 12, 1))
@@ -215,9 +246,16 @@ def test_a_layer_inside_a_nested_model_is_found_and_explained_like_the_flat_mode
 
 
 def test_a_keras_applications_backbone_built_by_cnnctl():
-    model = build_model(ModelConfig(backbone={"name": "MobileNetV3Small", "weights": None, "alpha": 0.75},
-                                    layers=[{"Dense": {"units": 3, "activation": "softmax"}}]),
-                        (8, 8, 1), 3, pixel_scale=16.0, full_scale=16.0)
+    model = build_model(
+        ModelConfig(
+            backbone={"name": "MobileNetV3Small", "weights": None, "alpha": 0.75},
+            layers=[{"Dense": {"units": 3, "activation": "softmax"}}],
+        ),
+        (8, 8, 1),
+        3,
+        pixel_scale=16.0,
+        full_scale=16.0,
+    )
     x = np.random.default_rng(2).uniform(0, 16, size=(4, 8, 8, 1)).astype(np.float32)
     result = gradcam(model, x)
     assert result.layer == "MobileNetV3Small/conv_1"  # the application's last convolution
@@ -227,8 +265,14 @@ def test_a_keras_applications_backbone_built_by_cnnctl():
 
 def test_a_single_sigmoid_unit_explains_either_class():
     keras.utils.set_random_seed(4)
-    model = keras.Sequential([keras.Input((10, 1)), keras.layers.Conv1D(3, 3, activation="relu"),
-                              keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
+    model = keras.Sequential(
+        [
+            keras.Input((10, 1)),
+            keras.layers.Conv1D(3, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     x = np.random.default_rng(4).normal(size=(6, 10, 1)).astype(np.float32)
     result = gradcam(model, x, class_index=0)
     probability = model.predict(x, verbose=0)[:, 0]
@@ -242,23 +286,49 @@ def test_wrong_requests_are_one_line_errors():
     x = np.zeros((2, 12, 12, 1), dtype=np.float32)
     dense_only = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")], name="mlp")
     cases = [
-        (lambda: find_target_layer(nested, "conv_bb"),
-         ConfigError, ("layer 'conv_bb' is not in model 'nested' (its convolutional layers: backbone/conv_a, "
-                       "backbone/conv_b); did you mean 'conv_b'?")),
-        (lambda: find_target_layer(dense_only),
-         ConfigError, ("model 'mlp' has no convolutional layer for Grad-CAM; name a layer whose output keeps "
-                       "the input's spatial axes")),
-        (lambda: gradcam(nested, x, layer="scores"),
-         ConfigError, ("layer 'scores' outputs shape [None, 3], with no spatial axes to draw a heat map of; "
-                       "choose a layer before Flatten or global pooling, such as one of: backbone/conv_a, "
-                       "backbone/conv_b")),
-        (lambda: gradcam(nested, x, class_index=3),
-         ConfigError, "class_index 3 is out of range: the model has 3 classes (0..2)"),
-        (lambda: gradcam(nested, x, class_index=[0, 1, 2]),
-         ConfigError, "class_index gives 3 classes for 2 examples; give one class, or one per example"),
-        (lambda: gradcam(nested, x[0]),
-         DataError, ("x has shape [12, 12, 1] but model 'nested' takes examples of shape [12, 12, 1] with a "
-                     "batch axis first (one example: x[None])")),
+        (
+            lambda: find_target_layer(nested, "conv_bb"),
+            ConfigError,
+            (
+                "layer 'conv_bb' is not in model 'nested' (its convolutional layers: backbone/conv_a, "
+                "backbone/conv_b); did you mean 'conv_b'?"
+            ),
+        ),
+        (
+            lambda: find_target_layer(dense_only),
+            ConfigError,
+            (
+                "model 'mlp' has no convolutional layer for Grad-CAM; name a layer whose output keeps "
+                "the input's spatial axes"
+            ),
+        ),
+        (
+            lambda: gradcam(nested, x, layer="scores"),
+            ConfigError,
+            (
+                "layer 'scores' outputs shape [None, 3], with no spatial axes to draw a heat map of; "
+                "choose a layer before Flatten or global pooling, such as one of: backbone/conv_a, "
+                "backbone/conv_b"
+            ),
+        ),
+        (
+            lambda: gradcam(nested, x, class_index=3),
+            ConfigError,
+            "class_index 3 is out of range: the model has 3 classes (0..2)",
+        ),
+        (
+            lambda: gradcam(nested, x, class_index=[0, 1, 2]),
+            ConfigError,
+            "class_index gives 3 classes for 2 examples; give one class, or one per example",
+        ),
+        (
+            lambda: gradcam(nested, x[0]),
+            DataError,
+            (
+                "x has shape [12, 12, 1] but model 'nested' takes examples of shape [12, 12, 1] with a "
+                "batch axis first (one example: x[None])"
+            ),
+        ),
     ]
     for make_error, error, message in cases:
         with pytest.raises(error) as caught:
@@ -286,9 +356,22 @@ def test_jax_draws_the_same_heat_maps_as_tensorflow(image_model, tmp_path):
     # JAX alone, TensorFlow hidden, as on a machine without it; 12 examples in batches of 5, the last one padded.
     hidden = os.pathsep.join(filter(None, [str(ROOT / "tests" / "without_tensorflow"), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": hidden}
-    done = subprocess.run([sys.executable, "-c", JAX_HEATMAPS, str(tmp_path / "model.keras"), str(tmp_path / "x.npy"),
-                           str(tmp_path / "jax.npz")], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300,
-                          check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            JAX_HEATMAPS,
+            str(tmp_path / "model.keras"),
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "jax.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     on_jax = np.load(tmp_path / "jax.npz")
     on_tensorflow = gradcam(image_model, x)

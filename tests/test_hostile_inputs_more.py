@@ -48,8 +48,11 @@ def one_error(*args: object) -> str:
 
 def digest(folder: Path) -> dict[str, str]:
     """Every file below `folder` (temporary files included) → its SHA-256."""
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 def fsname(folder: Path, name: bytes) -> Path:
@@ -79,6 +82,7 @@ def crafted_npz(path: Path, **members: bytes) -> Path:
 
 # ---------------------------------------------------------------- config values and data files (`cnnctl check`)
 
+
 def _idx_folder(root: Path, images_file: bytes) -> str:
     (root / "idx").mkdir()
     (root / "idx" / "train-images-idx3-ubyte").write_bytes(images_file)
@@ -89,38 +93,73 @@ def _idx_folder(root: Path, images_file: bytes) -> str:
 CHECK_CASES = [
     ("seed-negative", lambda root: "seed: -1\n", "seed: must be greater than or equal to 0 (got -1)"),
     ("seed-huge", lambda root: f"seed: {2**70}\n", f"seed: must be less than or equal to 4294967295 (got {2**70})"),
-    ("input-shape-negative", lambda root: "model: {input_shape: [-8, 8, 1], layers: [Flatten, Dense: {units: 2}]}\n",
-     "model.input_shape: must be a list of positive sizes, e.g. [28, 28, 1] (got [-8, 8, 1])"),
-    ("data-shape-negative", lambda root: ((root / "d.csv").write_text("label,a,b,c,d\n0,1,2,3,4\n1,1,2,3,4\n"),
-                                          "data: {source: csv, path: d.csv, shape: [-2, -2]}\n")[1],
-     "data.shape: must be a list of positive sizes, e.g. [28, 28] (got [-2, -2])"),
-    ("csv-not-utf8", lambda root: ((root / "d.csv").write_bytes(b"label,a,b\n0,1,2\n1,caf\xe9,3\n"),
-                                   "data: {source: csv, path: d.csv}\n")[1],
-     "data.path: {d}/d.csv: line 3 is not UTF-8 text (byte 0xe9 at column 6); save the file as UTF-8 "
-     "(e.g. \"CSV UTF-8\" in a spreadsheet)"),
-    ("npz-member-not-npy", lambda root: (crafted_npz(root / "d.npz", x_train=b"hello, not an array", y_train=b""),
-                                         "data: {source: npz, path: d.npz}\n")[1],
-     "data.path: {d}/d.npz: member x_train.npy is not .npy data (the magic string is not correct; expected "
-     "b'\\x93NUMPY', got b'hello,')"),
-    ("npz-absurd-shape", lambda root: (crafted_npz(root / "d.npz", x_train=npy_header((10**11, 10**5, 10**5)),
-                                                   y_train=npy_header((0,))),
-                                       "data: {source: npz, path: d.npz}\n")[1],
-     "data.path: {d}/d.npz: member x_train.npy claims shape [100000000000, 100000, 100000] of float32 "
-     "(4,000,000,000,000,000,000,000 bytes) but holds only 128 bytes"),
-    ("npz-that-is-one-npy", lambda root: ((root / "d.npz").write_bytes(npy_header((0,))),
-                                          "data: {source: npz, path: d.npz}\n")[1],
-     "data.path: {d}/d.npz: is one .npy array, not an .npz archive of named arrays; save it with "
-     "numpy.savez(path, x=...)"),
-    ("npy-folder-absurd-shape", lambda root: ((root / "npy").mkdir(),
-                                              (root / "npy" / "x_train.npy").write_bytes(npy_header((2**40, 2**40))),
-                                              "data: {source: npy, path: npy}\n")[2],
-     "data.path: {d}/npy/x_train.npy claims shape [1099511627776, 1099511627776] of float32 "
-     "(4,835,703,278,458,516,698,824,704 bytes) but holds only 128 bytes"),
-    ("idx-header-overflows", lambda root: _idx_folder(root, bytes([0, 0, 0x0E, 4]) + b"\x00\x01\x00\x00" * 4),
-     "{d}/idx/train-images-idx3-ubyte: truncated IDX file: header says [65536, 65536, 65536, 65536] "
-     "(147,573,952,589,676,412,928 bytes), found 0 bytes"),
-    ("idx-header-past-the-end", lambda root: _idx_folder(root, bytes([0, 0, 8, 255]) + b"\x00\x00\x00\x02" * 3),
-     "{d}/idx/train-images-idx3-ubyte: not an IDX file: its header claims 255 dimensions but the file has 16 bytes"),
+    (
+        "input-shape-negative",
+        lambda root: "model: {input_shape: [-8, 8, 1], layers: [Flatten, Dense: {units: 2}]}\n",
+        "model.input_shape: must be a list of positive sizes, e.g. [28, 28, 1] (got [-8, 8, 1])",
+    ),
+    (
+        "data-shape-negative",
+        lambda root: (
+            (root / "d.csv").write_text("label,a,b,c,d\n0,1,2,3,4\n1,1,2,3,4\n"),
+            "data: {source: csv, path: d.csv, shape: [-2, -2]}\n",
+        )[1],
+        "data.shape: must be a list of positive sizes, e.g. [28, 28] (got [-2, -2])",
+    ),
+    (
+        "csv-not-utf8",
+        lambda root: (
+            (root / "d.csv").write_bytes(b"label,a,b\n0,1,2\n1,caf\xe9,3\n"),
+            "data: {source: csv, path: d.csv}\n",
+        )[1],
+        "data.path: {d}/d.csv: line 3 is not UTF-8 text (byte 0xe9 at column 6); save the file as UTF-8 "
+        '(e.g. "CSV UTF-8" in a spreadsheet)',
+    ),
+    (
+        "npz-member-not-npy",
+        lambda root: (
+            crafted_npz(root / "d.npz", x_train=b"hello, not an array", y_train=b""),
+            "data: {source: npz, path: d.npz}\n",
+        )[1],
+        "data.path: {d}/d.npz: member x_train.npy is not .npy data (the magic string is not correct; expected "
+        "b'\\x93NUMPY', got b'hello,')",
+    ),
+    (
+        "npz-absurd-shape",
+        lambda root: (
+            crafted_npz(root / "d.npz", x_train=npy_header((10**11, 10**5, 10**5)), y_train=npy_header((0,))),
+            "data: {source: npz, path: d.npz}\n",
+        )[1],
+        "data.path: {d}/d.npz: member x_train.npy claims shape [100000000000, 100000, 100000] of float32 "
+        "(4,000,000,000,000,000,000,000 bytes) but holds only 128 bytes",
+    ),
+    (
+        "npz-that-is-one-npy",
+        lambda root: ((root / "d.npz").write_bytes(npy_header((0,))), "data: {source: npz, path: d.npz}\n")[1],
+        "data.path: {d}/d.npz: is one .npy array, not an .npz archive of named arrays; save it with "
+        "numpy.savez(path, x=...)",
+    ),
+    (
+        "npy-folder-absurd-shape",
+        lambda root: (
+            (root / "npy").mkdir(),
+            (root / "npy" / "x_train.npy").write_bytes(npy_header((2**40, 2**40))),
+            "data: {source: npy, path: npy}\n",
+        )[2],
+        "data.path: {d}/npy/x_train.npy claims shape [1099511627776, 1099511627776] of float32 "
+        "(4,835,703,278,458,516,698,824,704 bytes) but holds only 128 bytes",
+    ),
+    (
+        "idx-header-overflows",
+        lambda root: _idx_folder(root, bytes([0, 0, 0x0E, 4]) + b"\x00\x01\x00\x00" * 4),
+        "{d}/idx/train-images-idx3-ubyte: truncated IDX file: header says [65536, 65536, 65536, 65536] "
+        "(147,573,952,589,676,412,928 bytes), found 0 bytes",
+    ),
+    (
+        "idx-header-past-the-end",
+        lambda root: _idx_folder(root, bytes([0, 0, 8, 255]) + b"\x00\x00\x00\x02" * 3),
+        "{d}/idx/train-images-idx3-ubyte: not an IDX file: its header claims 255 dimensions but the file has 16 bytes",
+    ),
 ]
 
 
@@ -134,6 +173,7 @@ def test_hostile_config_values_and_data_files(name, make, expected, tmp_path):
 
 # ---------------------------------------------------------------- image folders
 
+
 def test_a_class_folder_with_a_newline_in_its_name_stays_one_line(tmp_path):
     (tmp_path / "images" / "ca\nt").mkdir(parents=True)
     (tmp_path / "images" / "ca\nt" / "notes.txt").write_text("not an image")
@@ -141,7 +181,8 @@ def test_a_class_folder_with_a_newline_in_its_name_stays_one_line(tmp_path):
     (tmp_path / "c.yaml").write_text("data: {source: folder, path: images}\n" + LAYERS)
     assert one_error("check", tmp_path / "c.yaml") == (
         f"error: {tmp_path}/c.yaml: data.path: class 'ca\\nt' has no readable images in {tmp_path}/images "
-        "(1 files were skipped)")
+        "(1 files were skipped)"
+    )
 
 
 def test_a_class_folder_whose_name_is_not_utf8_is_refused(tmp_path):
@@ -150,7 +191,8 @@ def test_a_class_folder_whose_name_is_not_utf8_is_refused(tmp_path):
     (tmp_path / "c.yaml").write_text("data: {source: folder, path: images}\n" + LAYERS)
     assert one_error("check", tmp_path / "c.yaml") == (
         f"error: {tmp_path}/c.yaml: data.path: class folder 'c\\xffat' in {tmp_path}/images has a name that is not "
-        "UTF-8 text (made on another system?); rename it")
+        "UTF-8 text (made on another system?); rename it"
+    )
 
 
 def test_dangling_links_link_loops_and_non_utf8_names_in_a_class_folder_are_skipped_with_reasons(tmp_path):
@@ -171,10 +213,12 @@ def test_dangling_links_link_loops_and_non_utf8_names_in_a_class_folder_are_skip
     assert raw.skipped == [
         f"cat/dangling.png (is a broken symbolic link (its target {tmp_path}/nowhere.png does not exist))",
         "cat/loop.png (cannot be read (Too many levels of symbolic links))",
-        "dog/\\xff\\xfe.png (file name is not UTF-8 text; rename it)"]
+        "dog/\\xff\\xfe.png (file name is not UTF-8 text; rename it)",
+    ]
 
 
 # ---------------------------------------------------------------- names of 300 characters
+
 
 def test_a_run_name_of_300_characters_creates_nothing(trained_digits_run, tmp_path):
     runs_dir = tmp_path / "runs"
@@ -183,14 +227,20 @@ def test_a_run_name_of_300_characters_creates_nothing(trained_digits_run, tmp_pa
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
 
 
-@pytest.mark.parametrize("args", [["runs", "--runs-dir", "r" * 300], ["evaluate", "r" * 300],
-                                  ["report", "last", "--runs-dir", "r" * 300]], ids=["runs", "evaluate", "report"])
+@pytest.mark.parametrize(
+    "args",
+    [["runs", "--runs-dir", "r" * 300], ["evaluate", "r" * 300], ["report", "last", "--runs-dir", "r" * 300]],
+    ids=["runs", "evaluate", "report"],
+)
 def test_a_runs_dir_or_run_of_300_characters(args):
-    assert one_error(*args) == (f"error: {'r' * 60}…{'r' * 30} (300 characters): file name too long (at most 255 "
-                                "bytes per name); choose a shorter name")
+    assert one_error(*args) == (
+        f"error: {'r' * 60}…{'r' * 30} (300 characters): file name too long (at most 255 "
+        "bytes per name); choose a shorter name"
+    )
 
 
 # ---------------------------------------------------------------- predict inputs
+
 
 def test_predict_inputs_that_cannot_be_read(trained_digits_run, tmp_path):
     run = trained_digits_run.path
@@ -203,19 +253,21 @@ def test_predict_inputs_that_cannot_be_read(trained_digits_run, tmp_path):
     before = digest(run)
     cases = {
         "dangling.png": "is a broken symbolic link (its target {d}/nowhere.png does not exist); give an image file, "
-                        "a folder or an .npz file",
+        "a folder or an .npz file",
         "loop.png": "cannot be read (Too many levels of symbolic links); give an image file, a folder or an .npz file",
         "none.npz": "x holds 0 examples (shape [0, 8, 8]); nothing to classify",
         "text.npz": "member x.npy is not .npy data (EOF: reading magic string, expected 8 bytes got 5)",
         "huge.npz": "member x.npy claims shape [1000000, 1000000] of float32 (4,000,000,000,000 bytes) but holds "
-                    "only 128 bytes",
+        "only 128 bytes",
     }
     for name, expected in cases.items():
         assert one_error("predict", run, tmp_path / name) == f"error: INPUT {tmp_path / name}: " + expected.format(
-            d=tmp_path)
+            d=tmp_path
+        )
     assert one_error("predict", run, long_name).endswith(
         "b.png (" + str(len(str(long_name))) + " characters): cannot be read (File name too long); give an image "
-        "file, a folder or an .npz file")
+        "file, a folder or an .npz file"
+    )
     assert digest(run) == before
 
 
@@ -227,8 +279,9 @@ def test_predict_reads_a_folder_with_a_non_utf8_name_and_links_that_lead_nowhere
     (folder / "sub").mkdir()
     (folder / "sub" / "up").symlink_to(folder)  # a folder loop: not followed
     start = time.monotonic()
-    result = runner.invoke(app, ["predict", str(trained_digits_run.path), str(folder), "--out",
-                                 str(tmp_path / "p.csv")])
+    result = runner.invoke(
+        app, ["predict", str(trained_digits_run.path), str(folder), "--out", str(tmp_path / "p.csv")]
+    )
     assert result.exit_code == 0, result.output
     assert time.monotonic() - start < SECONDS
     rows = (tmp_path / "p.csv").read_text().splitlines()[1:]
@@ -239,12 +292,15 @@ def test_nan_inputs_are_named_and_get_nan_probabilities(trained_digits_run, tmp_
     x = np.full((3, 8, 8), 5.0)
     x[1, 2, 2], x[2, 0, 0] = np.nan, np.inf
     np.savez(tmp_path / "x.npz", x=x)
-    result = runner.invoke(app, ["predict", str(trained_digits_run.path), str(tmp_path / "x.npz"), "--out",
-                                 str(tmp_path / "p.csv")])
+    result = runner.invoke(
+        app, ["predict", str(trained_digits_run.path), str(tmp_path / "x.npz"), "--out", str(tmp_path / "p.csv")]
+    )
     assert result.exit_code == 0, result.output
     warning = [line for line in result.output.splitlines() if "NaN" in line]
-    assert warning == [f"warning: 2 of 3 inputs hold NaN or infinite values ({tmp_path}/x.npz[1], {tmp_path}/"
-                       "x.npz[2]); their probabilities are given as nan, not a prediction"]
+    assert warning == [
+        f"warning: 2 of 3 inputs hold NaN or infinite values ({tmp_path}/x.npz[1], {tmp_path}/"
+        "x.npz[2]); their probabilities are given as nan, not a prediction"
+    ]
     probabilities = {}
     for line in (tmp_path / "p.csv").read_text().splitlines()[1:]:
         probabilities.setdefault(line.split(",")[0], []).append(line.split(",")[-1])
@@ -254,14 +310,24 @@ def test_nan_inputs_are_named_and_get_nan_probabilities(trained_digits_run, tmp_
 
 # ---------------------------------------------------------------- --out, a full disk, a read-only run folder
 
-@pytest.mark.parametrize("out, expected", [
-    ("folder", "--out {d}/folder: is a folder; give a file name, e.g. --out {d}/folder/predictions.csv"),
-    ("a.png/p.csv", "--out {d}/a.png/p.csv: {d}/a.png is a file, not a folder; give a path in a folder, e.g. "
-                    "--out predictions.csv"),
-    ("p" * 300 + ".csv", "--out {short}: a name of 304 bytes; give names of at most 200, e.g. --out predictions.csv"),
-], ids=["a-folder", "under-a-file", "300-characters"])
-def test_predict_out_that_cannot_be_written_is_refused_before_the_model_runs(digits_run_copy, tmp_path, out,
-                                                                            expected):
+
+@pytest.mark.parametrize(
+    "out, expected",
+    [
+        ("folder", "--out {d}/folder: is a folder; give a file name, e.g. --out {d}/folder/predictions.csv"),
+        (
+            "a.png/p.csv",
+            "--out {d}/a.png/p.csv: {d}/a.png is a file, not a folder; give a path in a folder, e.g. "
+            "--out predictions.csv",
+        ),
+        (
+            "p" * 300 + ".csv",
+            "--out {short}: a name of 304 bytes; give names of at most 200, e.g. --out predictions.csv",
+        ),
+    ],
+    ids=["a-folder", "under-a-file", "300-characters"],
+)
+def test_predict_out_that_cannot_be_written_is_refused_before_the_model_runs(digits_run_copy, tmp_path, out, expected):
     from cnnctl.errors import shown_path
 
     (tmp_path / "folder").mkdir()
@@ -280,7 +346,7 @@ WRITING_COMMANDS = {
 }
 REFUSALS = {
     errno.ENOSPC: "no space left on device; free some space and run the command again (nothing already written "
-                  "is lost)",
+    "is lost)",
     errno.EACCES: "permission denied; make the folder writable or choose another path",
     errno.EROFS: "read-only file system; choose a path on a writable disk",
 }
@@ -313,8 +379,8 @@ def test_a_really_read_only_run_folder(digits_run_copy):
         if os.access(digits_run_copy, os.W_OK):
             pytest.skip("running as root: chmod does not stop writes (the test above simulates the refusal)")
         assert one_error("report", digits_run_copy) == (
-            f"error: {digits_run_copy}/report.html: permission denied; make the folder writable or choose another "
-            "path")
+            f"error: {digits_run_copy}/report.html: permission denied; make the folder writable or choose another path"
+        )
     finally:
         digits_run_copy.chmod(0o755)
     assert digest(digits_run_copy) == before

@@ -123,8 +123,16 @@ def test_a_structural_mistake_fails_the_schema(case, text, validator):
 
 # The YAML forms the README documents, beyond the plain types: each passes both cnnctl and the schema.
 ACCEPTED = [
-    ("bare-layer-and-null-kwargs", layers("{Conv2D: {filters: 4, kernel_size: 3}}", "Flatten", "{Dropout: {rate: 0.2}}",
-                                          "{GlobalAveragePooling2D: null}", "{Dense: {units: 10}}")),
+    (
+        "bare-layer-and-null-kwargs",
+        layers(
+            "{Conv2D: {filters: 4, kernel_size: 3}}",
+            "Flatten",
+            "{Dropout: {rate: 0.2}}",
+            "{GlobalAveragePooling2D: null}",
+            "{Dense: {units: 10}}",
+        ),
+    ),
     ("layer-alias", layers("{Convolution2D: {filters: 4, kernel_size: 3}}", "Flatten", "{Dense: {units: 10}}")),
     ("layer-extra-base-kwarg", layers("{Conv2D: {filters: 4, kernel_size: 3, lora_rank: 2}}", "Flatten")),
     ("optimizer-name", LAYERS + "train: {optimizer: sgd}\n"),
@@ -138,12 +146,19 @@ ACCEPTED = [
     ("augment", LAYERS + "data: {augment: [{RandomFlip: {mode: horizontal}}, RandomFlip]}\n"),
     ("registered-source", LAYERS + "data: {source: sensors}\n"),
     ("tta-off", LAYERS + "evaluate: {tta: off, split: val}\n"),
-    ("tune", LAYERS + "tune: {train.optimizer.learning_rate: {log_uniform: [0.0001, 0.01]}, "
-                      "train.batch_size: {choice: [32, 64]}, 'model.layers[0].Conv2D.filters': {int: [4, 16]}}\n"),
-    ("everything-else", LAYERS + textwrap.dedent("""\
+    (
+        "tune",
+        LAYERS + "tune: {train.optimizer.learning_rate: {log_uniform: [0.0001, 0.01]}, "
+        "train.batch_size: {choice: [32, 64]}, 'model.layers[0].Conv2D.filters': {int: [4, 16]}}\n",
+    ),
+    (
+        "everything-else",
+        LAYERS
+        + textwrap.dedent("""\
         name: my-run
         train: {jit_compile: false, steps_per_execution: 4, mixed_precision: mixed_bfloat16, lr_schedule: cosine}
-        """)),
+        """),
+    ),
 ]
 
 
@@ -161,8 +176,12 @@ def test_a_documented_form_passes_the_schema(case, text, validator, monkeypatch)
 def test_every_config_key_is_described_and_every_layer_is_listed(schema):
     defs = schema["$defs"]
     sections = {name: section for name, section in defs.items() if not name.startswith("layer.")}
-    undescribed = [f"{name}.{key}" for name, section in [("Config", schema), *sections.items()]
-                   for key, field in section.get("properties", {}).items() if not field.get("description")]
+    undescribed = [
+        f"{name}.{key}"
+        for name, section in [("Config", schema), *sections.items()]
+        for key, field in section.get("properties", {}).items()
+        if not field.get("description")
+    ]
     assert undescribed == []
     assert schema["properties"]["train"]["default"]["optimizer"] == {"name": "adam", "learning_rate": 0.001}
 
@@ -190,8 +209,10 @@ def test_schema_command_writes_the_schema(tmp_path, schema_text):
 
 def test_schema_command_refuses_a_folder_or_a_path_under_a_file(tmp_path):
     (tmp_path / "a-file").write_text("")
-    for out, reason in [(tmp_path, "is a folder; give a file name, e.g. --out {d}/cnnctl.schema.json"),
-                        (tmp_path / "a-file" / "s.json", "{d}/a-file is a file, not a folder; give a path in a folder")]:
+    for out, reason in [
+        (tmp_path, "is a folder; give a file name, e.g. --out {d}/cnnctl.schema.json"),
+        (tmp_path / "a-file" / "s.json", "{d}/a-file is a file, not a folder; give a path in a folder"),
+    ]:
         result = runner.invoke(app, ["schema", "--out", str(out)])
         assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
         lines = result.output.strip().splitlines()

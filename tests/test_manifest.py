@@ -21,8 +21,12 @@ from make_digits_manifest import write_digits_manifest  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group(__name__)
 
-LAYERS = [{"Conv2D": {"filters": 16, "kernel_size": 3, "padding": "same", "activation": "relu"}},
-          {"MaxPooling2D": {"pool_size": 2}}, "Flatten", {"Dense": {"units": 10, "activation": "softmax"}}]
+LAYERS = [
+    {"Conv2D": {"filters": 16, "kernel_size": 3, "padding": "same", "activation": "relu"}},
+    {"MaxPooling2D": {"pool_size": 2}},
+    "Flatten",
+    {"Dense": {"units": 10, "activation": "softmax"}},
+]
 TRAIN = {"epochs": 3, "batch_size": 32, "optimizer": {"name": "adam", "learning_rate": 0.005}}
 
 
@@ -35,9 +39,12 @@ def digits_files(tmp_path_factory) -> Path:
 
 
 def manifest_config(path: Path, **data) -> dict:
-    return {"seed": 3, "data": {"source": "manifest", "path": str(path), "split_column": "split",
-                                "color_mode": "grayscale", **data},
-            "model": {"layers": LAYERS}, "train": TRAIN}
+    return {
+        "seed": 3,
+        "data": {"source": "manifest", "path": str(path), "split_column": "split", "color_mode": "grayscale", **data},
+        "model": {"layers": LAYERS},
+        "train": TRAIN,
+    }
 
 
 def test_digits_from_a_manifest_train_like_the_same_arrays_and_the_test_rows_stay_out(digits_files, tmp_path):
@@ -80,10 +87,21 @@ def test_a_jsonl_manifest_with_names_and_npy_signals(tmp_path):
         np.save(tmp_path / f"s{index}.npy", (signal + rng.normal(0, 0.05, 32)).astype(np.float32)[:, None])
         rows.append({"file": f"s{index}.npy", "label": label, "split": "test" if index >= 50 else None})
     (tmp_path / "m.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    config = {"data": {"source": "manifest", "path": str(tmp_path / "m.jsonl"), "split_column": "split",
-                       "validation_split": 0.2},
-              "model": {"layers": [{"Conv1D": {"filters": 4, "kernel_size": 3}}, "GlobalAveragePooling1D",
-                                   {"Dense": {"units": 2, "activation": "softmax"}}]}}
+    config = {
+        "data": {
+            "source": "manifest",
+            "path": str(tmp_path / "m.jsonl"),
+            "split_column": "split",
+            "validation_split": 0.2,
+        },
+        "model": {
+            "layers": [
+                {"Conv1D": {"filters": 4, "kernel_size": 3}},
+                "GlobalAveragePooling1D",
+                {"Dense": {"units": 2, "activation": "softmax"}},
+            ]
+        },
+    }
     dataset = load_data(cnnctl.load(config))
     assert dataset.class_names == ["fall", "rise"]
     assert dataset.splits["test"].x.shape == (10, 32, 1) and len(dataset.splits["train"]) == 40
@@ -99,35 +117,50 @@ def write_images(folder: Path, count: int = 4) -> list[str]:
 
 
 BAD = {
-    "missing-column": ("file,labels\na/0.png,x\n", {}, "data.label_column: 'label' is not a column of {m}; "
-                       "did you mean 'labels'? its columns are: file, labels"),
-    "empty-label": ("file,label\na/0.png,x\na/1.png,\n", {}, "data.path: {m} line 3: the label cell ('label') is "
-                    "empty; every example needs a label"),
-    "duplicate-row": ("file,label\na/0.png,x\na/1.png,y\na/0.png,x\n", {},
-                      "data.path: {m} line 4: a/0.png is listed again (first on line 2); list each file once"),
-    "separator": ("file,label\na/0.png,car|bicycle\na/1.png,car\n", {},
-                  "data.path: {m} line 2: label 'car|bicycle' holds '|', which writes several labels"),
-    "bad-split": ("file,label,split\na/0.png,x,training\n", {"split_column": "split"},
-                  "data.path: {m} line 2: split 'training' is not train, val or test"),
-    "all-missing": ("file,label\nnope/0.png,x\nnope/1.png,y\n", {},
-                    "data.path: none of the 2 files listed in {m} can be read (e.g. line 2: {d}/nope/0.png (does "
-                    "not exist))"),
+    "missing-column": (
+        "file,labels\na/0.png,x\n",
+        {},
+        "data.label_column: 'label' is not a column of {m}; did you mean 'labels'? its columns are: file, labels",
+    ),
+    "empty-label": (
+        "file,label\na/0.png,x\na/1.png,\n",
+        {},
+        "data.path: {m} line 3: the label cell ('label') is empty; every example needs a label",
+    ),
+    "duplicate-row": (
+        "file,label\na/0.png,x\na/1.png,y\na/0.png,x\n",
+        {},
+        "data.path: {m} line 4: a/0.png is listed again (first on line 2); list each file once",
+    ),
+    "separator": (
+        "file,label\na/0.png,car|bicycle\na/1.png,car\n",
+        {},
+        "data.path: {m} line 2: label 'car|bicycle' holds '|', which writes several labels",
+    ),
+    "bad-split": (
+        "file,label,split\na/0.png,x,training\n",
+        {"split_column": "split"},
+        "data.path: {m} line 2: split 'training' is not train, val or test",
+    ),
+    "all-missing": (
+        "file,label\nnope/0.png,x\nnope/1.png,y\n",
+        {},
+        "data.path: none of the 2 files listed in {m} can be read (e.g. line 2: {d}/nope/0.png (does not exist))",
+    ),
     "not-an-image": ("file,label\na/0.txt,x\n", {}, "data.path: {m} line 2: {d}/a/0.txt is neither an image"),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_manifests_are_one_line(case, tmp_path):
-    from cnnctl.data.manifest import load_manifest
-
     import cnnctl
+    from cnnctl.data.manifest import load_manifest
 
     text, data, expected = BAD[case]
     write_images(tmp_path / "a")
     manifest = tmp_path / "m.csv"
     manifest.write_text(text)
-    config = cnnctl.load({"data": {"source": "manifest", "path": str(manifest), **data},
-                          "model": {"layers": LAYERS}})
+    config = cnnctl.load({"data": {"source": "manifest", "path": str(manifest), **data}, "model": {"layers": LAYERS}})
     with pytest.raises(DataError) as caught:
         load_manifest(config.data)
     message = str(caught.value)
@@ -136,9 +169,8 @@ def test_bad_manifests_are_one_line(case, tmp_path):
 
 
 def test_a_jsonl_line_that_is_not_json_and_missing_files_are_counted(tmp_path):
-    from cnnctl.data.manifest import load_manifest
-
     import cnnctl
+    from cnnctl.data.manifest import load_manifest
 
     write_images(tmp_path / "a")
     manifest = tmp_path / "m.jsonl"
@@ -164,9 +196,14 @@ def test_a_folder_source_takes_given_val_and_test_folders(tmp_path):
         write_images(tmp_path / "train" / name, 10)
         write_images(tmp_path / "held-out" / name, 3)
     config_file = tmp_path / "c.yaml"
-    config_file.write_text(yaml.safe_dump({"data": {"source": "folder", "path": "train", "test_path": "held-out",
-                                                    "color_mode": "grayscale"},
-                                           "model": {"layers": LAYERS[2:3] + [{"Dense": {"units": 2}}]}}))
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"source": "folder", "path": "train", "test_path": "held-out", "color_mode": "grayscale"},
+                "model": {"layers": LAYERS[2:3] + [{"Dense": {"units": 2}}]},
+            }
+        )
+    )
     dataset = load_data(cnnctl.load(config_file))
     test_names = {Path(path).relative_to(tmp_path).as_posix() for path in dataset.splits["test"].x.paths}
     assert test_names == {f"held-out/{name}/{index}.png" for name in ("cat", "dog") for index in range(3)}
@@ -184,9 +221,19 @@ def test_the_shipped_manifest_config_trains_from_the_generated_files(digits_file
 
     from cnnctl.cli.app import app
 
-    result = CliRunner().invoke(app, ["train", str(ROOT / "configs" / "digits_manifest.yaml"), "--runs-dir",
-                                      str(tmp_path / "runs"), "--set", f"data.path={digits_files / 'manifest.csv'}",
-                                      "--set", "train.epochs=1"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            str(ROOT / "configs" / "digits_manifest.yaml"),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--set",
+            f"data.path={digits_files / 'manifest.csv'}",
+            "--set",
+            "train.epochs=1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     (run,) = (tmp_path / "runs").iterdir()
     data_json = json.loads((run / "data.json").read_text())

@@ -17,15 +17,38 @@ def model_config(*layers, input_shape=None) -> ModelConfig:
 
 family_cases = [
     # (input shape, layers, expected output shape of the last conv/pool block)
-    ((32, 2), [{"Conv1D": {"filters": 4, "kernel_size": 5}}, {"MaxPooling1D": {"pool_size": 2}},
-               "GlobalAveragePooling1D"], (None, 3)),
-    ((12, 12, 3), [{"Conv2D": {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"}},
-                   "BatchNormalization", {"Dropout": {"rate": 0.5}}, {"SeparableConv2D": {"filters": 8,
-                   "kernel_size": 3}}, {"AveragePooling2D": {"pool_size": 2}}, "Flatten"], (None, 3)),
-    ((8, 8, 8, 1), [{"Conv3D": {"filters": 2, "kernel_size": 3}}, {"MaxPooling3D": {"pool_size": 2}},
-                    "Flatten"], (None, 3)),
-    ((10, 10, 1), [{"DepthwiseConv2D": {"kernel_size": 3}}, {"Conv2DTranspose": {"filters": 2, "kernel_size": 2,
-                   "strides": 2}}, "GlobalMaxPooling2D", {"Activation": {"activation": "relu"}}], (None, 3)),
+    (
+        (32, 2),
+        [{"Conv1D": {"filters": 4, "kernel_size": 5}}, {"MaxPooling1D": {"pool_size": 2}}, "GlobalAveragePooling1D"],
+        (None, 3),
+    ),
+    (
+        (12, 12, 3),
+        [
+            {"Conv2D": {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"}},
+            "BatchNormalization",
+            {"Dropout": {"rate": 0.5}},
+            {"SeparableConv2D": {"filters": 8, "kernel_size": 3}},
+            {"AveragePooling2D": {"pool_size": 2}},
+            "Flatten",
+        ],
+        (None, 3),
+    ),
+    (
+        (8, 8, 8, 1),
+        [{"Conv3D": {"filters": 2, "kernel_size": 3}}, {"MaxPooling3D": {"pool_size": 2}}, "Flatten"],
+        (None, 3),
+    ),
+    (
+        (10, 10, 1),
+        [
+            {"DepthwiseConv2D": {"kernel_size": 3}},
+            {"Conv2DTranspose": {"filters": 2, "kernel_size": 2, "strides": 2}},
+            "GlobalMaxPooling2D",
+            {"Activation": {"activation": "relu"}},
+        ],
+        (None, 3),
+    ),
 ]
 
 
@@ -38,30 +61,49 @@ def test_layer_families_build_through_keras(input_shape, layers, output):
 
 
 error_cases = [
-    ([{"Conv2d": {"filters": 4, "kernel_size": 3}}],
-     "model.layers[0]: unknown layer 'Conv2d'; did you mean Conv2D?"),
+    ([{"Conv2d": {"filters": 4, "kernel_size": 3}}], "model.layers[0]: unknown layer 'Conv2d'; did you mean Conv2D?"),
     (["BatchNorm"], "model.layers[0]: unknown layer 'BatchNorm'; did you mean BatchNormalization?"),
-    ([{"Conv2D": {"filters": 4, "kernel_size": 3, "stride": 2}}],
-     "model.layers[0] (Conv2D): unknown argument 'stride' (did you mean 'strides'?); Conv2D accepts: "),
-    ([{"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relux"}}],
-     "model.layers[0] (Conv2D): unknown activation 'relux'; did you mean 'relu'?"),
-    ([{"Conv2D": {"filters": -4, "kernel_size": 3}}],
-     "model.layers[0] (Conv2D): Invalid value for argument `filters`. Expected a strictly positive value. "
-     "Received filters=-4."),
-    ([{"Conv2D": {"filters": 4, "kernel_size": 9}}],
-     "model.layers[0] (Conv2D): the kernel or pool window is larger than its input (None, 8, 8, 1); use "
-     "padding: same, a smaller kernel_size, or fewer pooling layers before it"),
-    ([{"MaxPooling2D": {"pool_size": 2}}, {"MaxPooling2D": {"pool_size": 2}}, {"MaxPooling2D": {"pool_size": 2}},
-      {"MaxPooling2D": {"pool_size": 2}}],
-     "model.layers[3] (MaxPooling2D): "),
-    ([{"Conv1D": {"filters": 4, "kernel_size": 3}}],
-     "model.layers[0] (Conv1D): expects input of rank 3 but gets (None, 8, 8, 1) (rank 4); check the data shape, "
-     "model.input_shape, or the layer family (Conv1D/2D/3D)"),
-    ([{"Dense": {"units": 10, "activation": "softmax"}}],
-     "model.layers[0] (Dense): output shape (None, 8, 8, 10) is not flat: add Flatten (or GlobalAveragePooling) "
-     "before the Dense layers"),
-    (["Flatten", {"Dense": {"units": 7}}],
-     "model.layers[1] (Dense): gives 7 outputs but the data has 10 classes; set units: 10 on the last layer"),
+    (
+        [{"Conv2D": {"filters": 4, "kernel_size": 3, "stride": 2}}],
+        "model.layers[0] (Conv2D): unknown argument 'stride' (did you mean 'strides'?); Conv2D accepts: ",
+    ),
+    (
+        [{"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relux"}}],
+        "model.layers[0] (Conv2D): unknown activation 'relux'; did you mean 'relu'?",
+    ),
+    (
+        [{"Conv2D": {"filters": -4, "kernel_size": 3}}],
+        "model.layers[0] (Conv2D): Invalid value for argument `filters`. Expected a strictly positive value. "
+        "Received filters=-4.",
+    ),
+    (
+        [{"Conv2D": {"filters": 4, "kernel_size": 9}}],
+        "model.layers[0] (Conv2D): the kernel or pool window is larger than its input (None, 8, 8, 1); use "
+        "padding: same, a smaller kernel_size, or fewer pooling layers before it",
+    ),
+    (
+        [
+            {"MaxPooling2D": {"pool_size": 2}},
+            {"MaxPooling2D": {"pool_size": 2}},
+            {"MaxPooling2D": {"pool_size": 2}},
+            {"MaxPooling2D": {"pool_size": 2}},
+        ],
+        "model.layers[3] (MaxPooling2D): ",
+    ),
+    (
+        [{"Conv1D": {"filters": 4, "kernel_size": 3}}],
+        "model.layers[0] (Conv1D): expects input of rank 3 but gets (None, 8, 8, 1) (rank 4); check the data shape, "
+        "model.input_shape, or the layer family (Conv1D/2D/3D)",
+    ),
+    (
+        [{"Dense": {"units": 10, "activation": "softmax"}}],
+        "model.layers[0] (Dense): output shape (None, 8, 8, 10) is not flat: add Flatten (or GlobalAveragePooling) "
+        "before the Dense layers",
+    ),
+    (
+        ["Flatten", {"Dense": {"units": 7}}],
+        "model.layers[1] (Dense): gives 7 outputs but the data has 10 classes; set units: 10 on the last layer",
+    ),
 ]
 
 
@@ -78,15 +120,29 @@ def test_the_model_scales_its_inputs_and_loads_in_plain_keras(tmp_path):
     import keras
     import numpy as np
 
-    cfg = model_config({"Conv2D": {"filters": 4, "kernel_size": 3}}, {"MaxPooling2D": {"pool_size": 2}},
-                       "Flatten", {"Dense": {"units": 3, "activation": "softmax"}})
+    cfg = model_config(
+        {"Conv2D": {"filters": 4, "kernel_size": 3}},
+        {"MaxPooling2D": {"pool_size": 2}},
+        "Flatten",
+        {"Dense": {"units": 3, "activation": "softmax"}},
+    )
     model = build_model(cfg, (8, 8, 1), 3, pixel_scale=255.0)
-    assert [type(layer).__name__ for layer in model.layers] == ["Rescaling", "Conv2D", "MaxPooling2D", "Flatten",
-                                                                 "Dense"]
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "Rescaling",
+        "Conv2D",
+        "MaxPooling2D",
+        "Flatten",
+        "Dense",
+    ]
     assert model.layers[0].name == "scale_inputs"
     rows = describe(model).rows
-    assert [(row.index, row.kind) for row in rows] == [(None, "Rescaling"), (0, "Conv2D"), (1, "MaxPooling2D"),
-                                                       (2, "Flatten"), (3, "Dense")]
+    assert [(row.index, row.kind) for row in rows] == [
+        (None, "Rescaling"),
+        (0, "Conv2D"),
+        (1, "MaxPooling2D"),
+        (2, "Flatten"),
+        (3, "Dense"),
+    ]
     assert (rows[0].params, rows[0].flops, rows[1].receptive_field) == (0, 0, "3×3")
     assert describe(model).flops == describe(build_model(cfg, (8, 8, 1), 3)).flops
     assert [layer.name for layer in build_model(cfg, (8, 8, 1), 3).layers][0] != "scale_inputs"  # scale 1: none
@@ -105,8 +161,9 @@ def test_the_scaling_layer_computes_in_float32_under_mixed_precision():
 
     from cnnctl import runtime
 
-    cfg = model_config({"Conv2D": {"filters": 2, "kernel_size": 3}}, "Flatten",
-                       {"Dense": {"units": 2, "activation": "softmax"}})
+    cfg = model_config(
+        {"Conv2D": {"filters": 2, "kernel_size": 3}}, "Flatten", {"Dense": {"units": 2, "activation": "softmax"}}
+    )
     with runtime.precision_policy("mixed_float16"):
         model = build_model(cfg, (6, 6, 1), 2, pixel_scale=100000.0)
         assert [layer.dtype_policy.name for layer in model.layers][:2] == ["float32", "mixed_float16"]
@@ -122,23 +179,30 @@ def test_two_classes_may_use_one_sigmoid_unit():
 def test_receptive_field_and_jump_follow_the_recurrence():
     """r_out = r_in + (k_eff - 1) * j_in and j_out = j_in * stride, worked by hand in the comments."""
     cfg = model_config(
-        {"Conv2D": {"filters": 4, "kernel_size": 3}},              # r=3, j=1
-        {"Conv2D": {"filters": 4, "kernel_size": 3}},              # r=5, j=1
-        {"MaxPooling2D": {"pool_size": 2}},                        # r=6, j=2
+        {"Conv2D": {"filters": 4, "kernel_size": 3}},  # r=3, j=1
+        {"Conv2D": {"filters": 4, "kernel_size": 3}},  # r=5, j=1
+        {"MaxPooling2D": {"pool_size": 2}},  # r=6, j=2
         {"Conv2D": {"filters": 4, "kernel_size": 3, "dilation_rate": 2}},  # k_eff=5: r=6+4*2=14, j=2
-        {"Conv2D": {"filters": 4, "kernel_size": [3, 1], "strides": 2}},   # r=(18, 14), j=4
+        {"Conv2D": {"filters": 4, "kernel_size": [3, 1], "strides": 2}},  # r=(18, 14), j=4
         "Flatten",
         {"Dense": {"units": 3, "activation": "softmax"}},
     )
     rows = describe(build_model(cfg, (40, 40, 1), 3)).rows
     assert [(row.receptive_field, row.jump) for row in rows] == [
-        ("3×3", "1×1"), ("5×5", "1×1"), ("6×6", "2×2"), ("14×14", "2×2"), ("18×14", "4×4"), ("all", "—"),
-        ("all", "—")]
+        ("3×3", "1×1"),
+        ("5×5", "1×1"),
+        ("6×6", "2×2"),
+        ("14×14", "2×2"),
+        ("18×14", "4×4"),
+        ("all", "—"),
+        ("all", "—"),
+    ]
 
 
 def test_flops_and_params_match_hand_computation():
-    cfg = model_config({"Conv2D": {"filters": 8, "kernel_size": 3}}, "Flatten",
-                       {"Dense": {"units": 10, "activation": "softmax"}})
+    cfg = model_config(
+        {"Conv2D": {"filters": 8, "kernel_size": 3}}, "Flatten", {"Dense": {"units": 10, "activation": "softmax"}}
+    )
     summary = describe(build_model(cfg, (10, 10, 2), 10))
     conv_out = 8 * 8  # valid padding: 10 - 3 + 1
     conv_flops = 2 * (3 * 3 * 2 * 8) * conv_out
@@ -150,9 +214,13 @@ def test_flops_and_params_match_hand_computation():
 
 
 def test_one_dimensional_receptive_field():
-    cfg = model_config({"Conv1D": {"filters": 2, "kernel_size": 5}}, {"MaxPooling1D": {"pool_size": 3}},
-                       {"Conv1D": {"filters": 2, "kernel_size": 3}}, "GlobalAveragePooling1D",
-                       {"Dense": {"units": 2, "activation": "softmax"}})
+    cfg = model_config(
+        {"Conv1D": {"filters": 2, "kernel_size": 5}},
+        {"MaxPooling1D": {"pool_size": 3}},
+        {"Conv1D": {"filters": 2, "kernel_size": 3}},
+        "GlobalAveragePooling1D",
+        {"Dense": {"units": 2, "activation": "softmax"}},
+    )
     rows = describe(build_model(cfg, (60, 1), 2)).rows
     assert [(row.receptive_field, row.jump) for row in rows[:3]] == [("5", "1"), ("7", "3"), ("13", "3")]
 
@@ -160,8 +228,13 @@ def test_one_dimensional_receptive_field():
 def test_optimizer_loss_and_metrics_come_from_keras():
     import keras
 
-    train = TrainConfig.model_validate({"optimizer": {"name": "SGD", "learning_rate": 0.05, "momentum": 0.9},
-                                        "loss": "categorical_crossentropy", "metrics": ["accuracy", "auc"]})
+    train = TrainConfig.model_validate(
+        {
+            "optimizer": {"name": "SGD", "learning_rate": 0.05, "momentum": 0.9},
+            "loss": "categorical_crossentropy",
+            "metrics": ["accuracy", "auc"],
+        }
+    )
     optimizer = make_optimizer(train)
     assert isinstance(optimizer, keras.optimizers.SGD)
     assert optimizer.momentum == 0.9
@@ -171,14 +244,21 @@ def test_optimizer_loss_and_metrics_come_from_keras():
     assert needs_one_hot("categorical_crossentropy") and not needs_one_hot("sparse_categorical_crossentropy")
 
 
-@pytest.mark.parametrize("train, message", [
-    ({"optimizer": {"name": "adamm"}}, "train.optimizer.name: unknown optimizer 'adamm'; did you mean 'adam'? "
-                                       "available: "),
-    ({"optimizer": {"name": "adam", "momentum": 0.9}}, "train.optimizer (Adam): "),
-    ({"loss": "categorical_crossentropyy"}, "train.loss: unknown loss 'categorical_crossentropyy'; did you mean "
-                                            "'categorical_crossentropy'?"),
-    ({"metrics": ["acuracy"]}, "train.metrics[0]: unknown metric 'acuracy'; did you mean 'accuracy'?"),
-])
+@pytest.mark.parametrize(
+    "train, message",
+    [
+        (
+            {"optimizer": {"name": "adamm"}},
+            "train.optimizer.name: unknown optimizer 'adamm'; did you mean 'adam'? available: ",
+        ),
+        ({"optimizer": {"name": "adam", "momentum": 0.9}}, "train.optimizer (Adam): "),
+        (
+            {"loss": "categorical_crossentropyy"},
+            "train.loss: unknown loss 'categorical_crossentropyy'; did you mean 'categorical_crossentropy'?",
+        ),
+        ({"metrics": ["acuracy"]}, "train.metrics[0]: unknown metric 'acuracy'; did you mean 'accuracy'?"),
+    ],
+)
 def test_train_section_errors(train, message):
     model = build_model(model_config("Flatten", {"Dense": {"units": 3, "activation": "softmax"}}), (2, 2, 1), 3)
     with pytest.raises(ConfigError) as caught:
@@ -189,17 +269,21 @@ def test_train_section_errors(train, message):
 def test_augmenter_is_keras_preprocessing_layers():
     from cnnctl.config.schema import DataConfig
 
-    data = DataConfig.model_validate({"augment": [{"RandomFlip": {"mode": "horizontal"}},
-                                                  {"RandomRotation": {"factor": 0.1}}]})
+    data = DataConfig.model_validate(
+        {"augment": [{"RandomFlip": {"mode": "horizontal"}}, {"RandomRotation": {"factor": 0.1}}]}
+    )
     augmenter = build_augmenter(data.augment)
     assert [type(layer).__name__ for layer in augmenter.layers] == ["RandomFlip", "RandomRotation"]
-    with pytest.raises(ConfigError, match=r"^data.augment\[0\]: unknown layer 'RandomFlipp'; did you mean RandomFlip\?"):
+    with pytest.raises(
+        ConfigError, match=r"^data.augment\[0\]: unknown layer 'RandomFlipp'; did you mean RandomFlip\?"
+    ):
         build_augmenter(DataConfig.model_validate({"augment": ["RandomFlipp"]}).augment)
 
 
 def test_cosine_schedule_decays_to_zero_over_all_steps():
-    train = TrainConfig.model_validate({"lr_schedule": "cosine", "epochs": 3,
-                                        "optimizer": {"name": "adamw", "learning_rate": 0.01}})
+    train = TrainConfig.model_validate(
+        {"lr_schedule": "cosine", "epochs": 3, "optimizer": {"name": "adamw", "learning_rate": 0.01}}
+    )
     schedule = make_optimizer(train, steps_per_epoch=10)._learning_rate
     assert [round(float(schedule(step)), 6) for step in (0, 15, 30)] == [0.01, 0.005, 0.0]
 
@@ -222,13 +306,20 @@ def test_a_loss_with_options_is_built_as_its_keras_class():
     assert isinstance(compile_model(model, mse, jit_compile=False).loss, keras.losses.MeanSquaredError)
 
 
-@pytest.mark.parametrize("loss, message", [
-    ({"name": "categorical_crossentropy", "label_smothing": 0.1},
-     "train.loss (CategoricalCrossentropy): CategoricalCrossentropy.__init__() got an unexpected keyword argument "
-     "'label_smothing'"),
-    ({"name": "categorical_crossentropyy", "label_smoothing": 0.1},
-     "train.loss: unknown loss 'categorical_crossentropyy'; did you mean 'categorical_crossentropy'?"),
-])
+@pytest.mark.parametrize(
+    "loss, message",
+    [
+        (
+            {"name": "categorical_crossentropy", "label_smothing": 0.1},
+            "train.loss (CategoricalCrossentropy): CategoricalCrossentropy.__init__() got an unexpected keyword argument "
+            "'label_smothing'",
+        ),
+        (
+            {"name": "categorical_crossentropyy", "label_smoothing": 0.1},
+            "train.loss: unknown loss 'categorical_crossentropyy'; did you mean 'categorical_crossentropy'?",
+        ),
+    ],
+)
 def test_loss_option_errors(loss, message):
     model = build_model(model_config("Flatten", {"Dense": {"units": 3, "activation": "softmax"}}), (2, 2, 1), 3)
     with pytest.raises(ConfigError) as caught:

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from test_hostile_inputs_more import one_error
 
 from cnnctl.errors import shown_path
@@ -69,8 +68,10 @@ def targets(runs: list[Path], tmp: Path, suffix: str) -> dict[str, tuple[Path, s
         "existing": (existing, "already exists; add --overwrite to replace it, or give a new name"),
         "link": (link, "is a symbolic link; cnnctl writes only regular files and never replaces anything else"),
         "fifo": (fifo, "is a named pipe (FIFO); cnnctl writes only regular files and never replaces anything else"),
-        "run-file": (own, f"is a file of the run folder {shown_path(runs[0].resolve())}; cnnctl never replaces a "
-                          "run's own files"),
+        "run-file": (
+            own,
+            f"is a file of the run folder {shown_path(runs[0].resolve())}; cnnctl never replaces a run's own files",
+        ),
     }
 
 
@@ -95,7 +96,7 @@ def test_the_models_of_a_run_survive_every_command_that_writes(workspace):
     runs, tmp = workspace
     model = runs[0] / "model.keras"
     before = state(model)
-    for command, (arguments, suffix) in COMMANDS.items():
+    for command, (arguments, _) in COMMANDS.items():
         if command in ("export",):
             continue
         one_error(*arguments(runs, tmp), "--out", model, "--overwrite")
@@ -118,8 +119,9 @@ def test_overwrite_replaces_a_regular_file_and_without_it_a_new_name_is_written(
     runs, tmp = workspace
     existing = tmp / "preds.csv"
     existing.write_text("old\n")
-    result = CliRunner().invoke(app, ["predict", str(runs[0]), str(tmp / "x.npz"), "--out", str(existing),
-                                      "--overwrite"])
+    result = CliRunner().invoke(
+        app, ["predict", str(runs[0]), str(tmp / "x.npz"), "--out", str(existing), "--overwrite"]
+    )
     assert result.exit_code == 0, result.output
     assert existing.read_text().splitlines()[0] == "input,rank,class_index,class,probability"
     fresh = tmp / "new" / "compare.png"

@@ -100,30 +100,59 @@ def _confusion(n):
 # (case id, figure factory, minimum width, minimum height) in pixels.
 RENDER_CASES = [
     ("loss", lambda: plots.loss_curve(overfitting_history(), best_epoch=6), 600, 400),
-    ("loss+diagnosis", lambda: plots.loss_curve(overfitting_history(), 6, {
-        "verdict": "overfitting", "summary": "Validation loss rose after epoch 6.", "turn_epoch": 7}), 600, 400),
+    (
+        "loss+diagnosis",
+        lambda: plots.loss_curve(
+            overfitting_history(),
+            6,
+            {"verdict": "overfitting", "summary": "Validation loss rose after epoch 6.", "turn_epoch": 7},
+        ),
+        600,
+        400,
+    ),
     ("accuracy", lambda: plots.metric_curve(overfitting_history(), "accuracy", best_epoch=7), 600, 400),
     ("confusion counts", lambda: plots.confusion_matrix_figure(_confusion(4), list("abcd"), False), 500, 500),
     ("roc", lambda: plots.roc_figure(*scores(200, 3), ["cat", "dog", "bird"]), 500, 500),
     ("pr", lambda: plots.pr_figure(*scores(200, 3), ["cat", "dog", "bird"]), 500, 500),
-    ("grid gray", lambda: plots.example_grid(_rng().random((5, 8, 8, 1)), [f"true: {i}\npred: 0 (0.97)" for i in
-                                                                          range(5)], ["red"] * 5, ncols=4), 500, 250),
+    (
+        "grid gray",
+        lambda: plots.example_grid(
+            _rng().random((5, 8, 8, 1)), [f"true: {i}\npred: 0 (0.97)" for i in range(5)], ["red"] * 5, ncols=4
+        ),
+        500,
+        250,
+    ),
     ("grid signals", lambda: plots.example_grid(_rng().normal(size=(3, 50, 2)).cumsum(axis=1)), 300, 140),
     ("grid empty", lambda: plots.example_grid([]), 300, 100),
     ("filters conv2d", lambda: plots.filters_figure(_rng().normal(size=(3, 3, 1, 4))), 300, 150),
     ("filters conv1d", lambda: plots.filters_figure(_rng().normal(size=(5, 1, 4))), 400, 150),
-    ("feature maps", lambda: plots.feature_maps_figure([
-        ("conv2d", _rng().random((6, 6, 4))), ("conv1d", _rng().random((20, 3))), ("dense", _rng().random(5))]),
-        500, 300),
+    (
+        "feature maps",
+        lambda: plots.feature_maps_figure(
+            [("conv2d", _rng().random((6, 6, 4))), ("conv1d", _rng().random((20, 3))), ("dense", _rng().random(5))]
+        ),
+        500,
+        300,
+    ),
     ("compare", lambda: plots.compare_figure({"a": overfitting_history(), "b": overfitting_history(8, 3)}), 600, 400),
-    ("filter demo", lambda: plots.filter_demo_figure([
-        ("original", _rng().random((8, 8))), ("convolution", _rng().normal(size=(6, 6))),
-        ("pooled", _rng().random((3, 3)))]), 600, 250),
+    (
+        "filter demo",
+        lambda: plots.filter_demo_figure(
+            [
+                ("original", _rng().random((8, 8))),
+                ("convolution", _rng().normal(size=(6, 6))),
+                ("pooled", _rng().random((3, 3))),
+            ]
+        ),
+        600,
+        250,
+    ),
 ]
 
 
-@pytest.mark.parametrize("factory, min_width, min_height",
-                         [case[1:] for case in RENDER_CASES], ids=[case[0] for case in RENDER_CASES])
+@pytest.mark.parametrize(
+    "factory, min_width, min_height", [case[1:] for case in RENDER_CASES], ids=[case[0] for case in RENDER_CASES]
+)
 def test_figure_renders_to_a_non_blank_png_of_its_size(tmp_path, factory, min_width, min_height):
     fig = factory()
     assert isinstance(fig, Figure)
@@ -281,7 +310,10 @@ def test_confusion_matrix_cells_show_the_counts_with_readable_text_colour():
     assert [label.get_text() for label in ax.get_xticklabels()] == ["cat", "dog", "bird", "fish"]
     assert [label.get_text() for label in ax.get_yticklabels()] == ["cat", "dog", "bird", "fish"]
     assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == (
-        f"Confusion matrix (n={len(y_true)}), counts", "Predicted", "True")
+        f"Confusion matrix (n={len(y_true)}), counts",
+        "Predicted",
+        "True",
+    )
     colors = np.array([text.get_color() for text in ax.texts]).reshape(counts.shape)
     darkest, lightest = np.unravel_index(counts.argmax(), counts.shape), np.unravel_index(counts.argmin(), counts.shape)
     assert (colors[darkest], colors[lightest]) == ("white", "black")
@@ -360,7 +392,7 @@ def test_roc_with_many_classes_names_only_the_weakest():
     assert len(texts) == 3 + 1 + plots.WEAKEST_CLASSES_SHOWN
     assert f"{30 - plots.WEAKEST_CLASSES_SHOWN} other classes" in texts
     aucs = {names[label]: roc_auc_score(y_true == label, prob[:, label]) for label in range(30)}
-    weakest = sorted(aucs, key=aucs.get)[:plots.WEAKEST_CLASSES_SHOWN]
+    weakest = sorted(aucs, key=aucs.get)[: plots.WEAKEST_CLASSES_SHOWN]
     assert set(legend_scores(ax, "AUC")) - {"chance", "micro-average", "macro-average"} == set(weakest)
 
 
@@ -384,8 +416,9 @@ def test_roc_of_a_near_perfect_model_zooms_into_the_top_left_corner():
     bottom, top = inset.get_ylim()
     assert left <= 0 and right == pytest.approx(plots.ZOOM_FPR) and top >= 1 and 0.5 <= bottom <= 0.9
     # Every curve is drawn again in the inset, in the same colour and style.
-    assert [(line.get_color(), line.get_linestyle()) for line in inset.get_lines()] == \
-        [(line.get_color(), line.get_linestyle()) for line in ax.get_lines()]
+    assert [(line.get_color(), line.get_linestyle()) for line in inset.get_lines()] == [
+        (line.get_color(), line.get_linestyle()) for line in ax.get_lines()
+    ]
     # Binary too.
     binary = plots.roc_figure((y_true == 1).astype(int), prob[:, 1], ["other", "dog"]).axes[0]
     assert len(binary.child_axes) == 1
@@ -498,8 +531,11 @@ def test_grid_titles_fit_their_panels_and_the_figure_even_when_long():
     names = ["T-shirt/top (cotton)", "Ankle boot (leather)", "Pullover (wool)", "Sneaker (canvas)"]
     titles = [f"true: {names[i]}\npred: {names[(i + 1) % 4]} (0.97)" for i in range(4)]
     row = plots.example_grid(_rng().random((4, 8, 8)), titles, ncols=4, title="Most confidently wrong (4 of 9)")
-    single = plots.example_grid(_rng().random((1, 8, 8)), ["true: 3\npred: 8 (0.97)"],
-                                title="Most confidently wrong (1 of 1 errors) on the test split")
+    single = plots.example_grid(
+        _rng().random((1, 8, 8)),
+        ["true: 3\npred: 8 (0.97)"],
+        title="Most confidently wrong (1 of 1 errors) on the test split",
+    )
     for fig in (row, single):
         renderer = FigureCanvasAgg(fig).get_renderer()
         panel_titles = [ax.title.get_window_extent(renderer) for ax in fig.axes]
@@ -528,8 +564,10 @@ def test_filters_figure_shows_rgb_kernels_in_colour_and_caps_the_count():
     # One scale for all six filters, zero at mid-gray: a weight w shows as 0.5 + w / (2 max|w|).
     limit = np.abs(kernel).max()
     np.testing.assert_allclose(drawn[1].images[0].get_array(), 0.5 + kernel[..., 1] / (2 * limit))
-    assert fig.get_suptitle() == f"First conv layer: 6 filters of 5×5×3 (first 4 shown), shared scale ±{limit:.3g} " \
-                                 "(gray = 0)"
+    assert (
+        fig.get_suptitle() == f"First conv layer: 6 filters of 5×5×3 (first 4 shown), shared scale ±{limit:.3g} "
+        "(gray = 0)"
+    )
 
 
 def colorbars_of(fig: Figure) -> list:
@@ -648,8 +686,10 @@ def test_run_figures_name_the_split_and_share_the_kernels_scale(trained_digits_r
         examples, split = len(saved["y_true"]), str(saved["split"])
     assert split == json.loads((run / "metrics.json").read_text())["split"] == "test"
     assert drawn["confusion_matrix.png"].axes[0].get_title() == f"Confusion matrix — test split (n={examples}), counts"
-    assert drawn["confusion_matrix_normalized.png"].axes[0].get_title() == \
-        f"Confusion matrix — test split (n={examples}), row-normalized"
+    assert (
+        drawn["confusion_matrix_normalized.png"].axes[0].get_title()
+        == f"Confusion matrix — test split (n={examples}), row-normalized"
+    )
     # The first convolution's kernel, read from model.keras's weights file without Keras.
     with zipfile.ZipFile(run / "model.keras") as archive:
         with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:

@@ -74,8 +74,9 @@ def probabilities_from_csv(rows, k):
 def test_predict_on_0_255_pngs_agrees_with_the_evaluator(trained_digits_run, test_split, digit_folder, tmp_path):
     _, y_prob = test_split
     out = tmp_path / "preds.csv"
-    result = runner.invoke(app, ["predict", str(trained_digits_run.path), str(digit_folder), "--top-k", "1",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app, ["predict", str(trained_digits_run.path), str(digit_folder), "--top-k", "1", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "warning" not in result.output  # images are mapped to the training units by rule, not warned about
     found = probabilities_from_csv(read_csv(out), 1)
@@ -88,12 +89,12 @@ def test_predict_on_0_255_pngs_agrees_with_the_evaluator(trained_digits_run, tes
     assert differs.sum() <= 3 and near_tie.mean() < 0.1
 
 
-def test_predict_writes_the_top_k_of_each_image_to_csv(trained_digits_run, digit_folder, png_probabilities,
-                                                       tmp_path):
+def test_predict_writes_the_top_k_of_each_image_to_csv(trained_digits_run, digit_folder, png_probabilities, tmp_path):
     out = tmp_path / "preds.csv"
     shown = sorted(digit_folder.iterdir())[:20]
-    result = runner.invoke(app, ["predict", str(trained_digits_run.path), *map(str, shown), "--top-k", "3",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app, ["predict", str(trained_digits_run.path), *map(str, shown), "--top-k", "3", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     rows = read_csv(out)
     assert list(rows[0]) == ["input", "rank", "class_index", "class", "probability"]
@@ -130,8 +131,9 @@ def test_predict_on_an_npz_without_a_channel_axis(trained_digits_run, test_split
     archive = tmp_path / "digits.npz"
     np.savez(archive, x_test=x[:50, :, :, 0])  # (N, 8, 8): predict adds the channel axis as training did
     out = tmp_path / "preds.csv"
-    result = runner.invoke(app, ["predict", str(trained_digits_run.path), str(archive), "--top-k", "1",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app, ["predict", str(trained_digits_run.path), str(archive), "--top-k", "1", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "warning" not in result.output
     found = probabilities_from_csv(read_csv(out), 1)
@@ -152,8 +154,9 @@ def test_an_npz_far_outside_the_training_units_is_warned_about(trained_digits_ru
     assert f"warning:INPUT{archive}:valuesrange0..255butthetrainingdataranged0..16;" in printed
 
 
-def test_predict_mixes_files_folders_and_archives_in_the_order_given(trained_digits_run, test_split, digit_folder,
-                                                                     png_probabilities, tmp_path):
+def test_predict_mixes_files_folders_and_archives_in_the_order_given(
+    trained_digits_run, test_split, digit_folder, png_probabilities, tmp_path
+):
     from cnnctl.evaluation.predict import predict_run
     from cnnctl.runs.folder import Run
 
@@ -184,8 +187,18 @@ def test_an_array_is_taken_in_the_training_units(trained_digits_run, test_split)
 
 def test_a_top_k_above_the_class_count_shows_every_class(trained_digits_run, digit_folder, tmp_path):
     out = tmp_path / "all.csv"
-    result = runner.invoke(app, ["predict", str(trained_digits_run.path), str(digit_folder / "digit_000.png"),
-                                 "--top-k", "50", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(trained_digits_run.path),
+            str(digit_folder / "digit_000.png"),
+            "--top-k",
+            "50",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = read_csv(out)
     assert [int(row["rank"]) for row in rows] == list(range(1, 11))
@@ -249,8 +262,9 @@ def old_style_run(trained_digits_run, tmp_path):
     return run
 
 
-def test_an_old_run_folder_still_evaluates_and_predicts(old_style_run, test_split, digit_folder,
-                                                        png_probabilities, tmp_path):
+def test_an_old_run_folder_still_evaluates_and_predicts(
+    old_style_run, test_split, digit_folder, png_probabilities, tmp_path
+):
     import keras
 
     x, y_prob = test_split
@@ -268,24 +282,38 @@ def test_an_old_run_folder_still_evaluates_and_predicts(old_style_run, test_spli
     archive = tmp_path / "digits.npz"
     np.savez(archive, x=x[:10])
     predictions = predict_run(Run(old_style_run), [archive, digit_folder / "digit_000.png"])
-    np.testing.assert_allclose(predictions.probabilities, np.concatenate([y_prob[:10], png_probabilities[:1]]),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        predictions.probabilities, np.concatenate([y_prob[:10], png_probabilities[:1]]), atol=1e-5
+    )
 
 
-@pytest.mark.parametrize("make_input, message", [
-    (lambda tmp: tmp / "missing.png", "error: INPUT {path}: no such file or folder"),
-    (lambda tmp: _write(tmp / "notes.txt", b"hello"),
-     "error: INPUT {path}: not an image (.png, .jpg, .jpeg, .bmp, .gif, .webp), .npz or .npy file"),
-    (lambda tmp: _write(tmp / "broken.png", b"not a png"),
-     "error: INPUT {path}: cannot read as an image (Unknown image file format. One of JPEG, JPEG XL, PNG, GIF, "
-     "BMP, WebP required.)"),
-    (lambda tmp: _npz(tmp / "keys.npz", images=np.zeros((2, 8, 8))),
-     "error: INPUT {path}: no array named x or x_test (it has images); save the examples under x"),
-    (lambda tmp: _npz(tmp / "shape.npz", x=np.zeros((2, 28, 28))),
-     "error: INPUT {path}: x examples have shape [28, 28]; this run's model takes [8, 8, 1]"),
-    (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty",
-     "error: INPUT {path}: no image files in this folder (.png, .jpg, .jpeg, .bmp, .gif, .webp)"),
-])
+@pytest.mark.parametrize(
+    "make_input, message",
+    [
+        (lambda tmp: tmp / "missing.png", "error: INPUT {path}: no such file or folder"),
+        (
+            lambda tmp: _write(tmp / "notes.txt", b"hello"),
+            "error: INPUT {path}: not an image (.png, .jpg, .jpeg, .bmp, .gif, .webp), .npz or .npy file",
+        ),
+        (
+            lambda tmp: _write(tmp / "broken.png", b"not a png"),
+            "error: INPUT {path}: cannot read as an image (Unknown image file format. One of JPEG, JPEG XL, PNG, GIF, "
+            "BMP, WebP required.)",
+        ),
+        (
+            lambda tmp: _npz(tmp / "keys.npz", images=np.zeros((2, 8, 8))),
+            "error: INPUT {path}: no array named x or x_test (it has images); save the examples under x",
+        ),
+        (
+            lambda tmp: _npz(tmp / "shape.npz", x=np.zeros((2, 28, 28))),
+            "error: INPUT {path}: x examples have shape [28, 28]; this run's model takes [8, 8, 1]",
+        ),
+        (
+            lambda tmp: (tmp / "empty").mkdir() or tmp / "empty",
+            "error: INPUT {path}: no image files in this folder (.png, .jpg, .jpeg, .bmp, .gif, .webp)",
+        ),
+    ],
+)
 def test_input_mistakes_are_one_line_errors(trained_digits_run, tmp_path, make_input, message):
     path = make_input(tmp_path)
     result = runner.invoke(app, ["predict", str(trained_digits_run.path), str(path)])
@@ -310,8 +338,7 @@ def _npz(path, **arrays):
 
 
 @pytest.mark.parametrize("color_mode, channels", [("grayscale", 1), ("rgb", 3)])
-def test_image_files_are_decoded_exactly_as_a_folder_source_decodes_its_training_images(tmp_path, color_mode,
-                                                                                         channels):
+def test_image_files_are_decoded_exactly_as_a_folder_source_decodes_its_training_images(tmp_path, color_mode, channels):
     """For a `source: folder` run, predict must see the very pixels training saw: same resize, same colour."""
     from cnnctl.config.loading import load_config
     from cnnctl.data.dataset import load_data
@@ -331,9 +358,15 @@ model: {{layers: [Flatten, {{Dense: {{units: 2, activation: softmax}}}}]}}
 """)
     dataset = load_data(load_config(config))
     test = dataset.splits["test"].x
-    preprocessing = Preprocessing(input_shape=dataset.input_shape, pixel_scale=dataset.pixel_scale,
-                                  full_scale=dataset.full_scale, class_names=dataset.class_names,
-                                  value_range=(0.0, 255.0), reshape_to=None, batch_size=4)
+    preprocessing = Preprocessing(
+        input_shape=dataset.input_shape,
+        pixel_scale=dataset.pixel_scale,
+        full_scale=dataset.full_scale,
+        class_names=dataset.class_names,
+        value_range=(0.0, 255.0),
+        reshape_to=None,
+        batch_size=4,
+    )
     inputs = load_inputs(list(test.paths), preprocessing)
     assert inputs.x.shape == (len(test), 6, 5, channels) == np.asarray(test).shape
     assert np.array_equal(inputs.x, np.asarray(test))  # 8-bit training data: the pixels as they are

@@ -17,11 +17,13 @@ runner = CliRunner()
 CONFIG = {
     "name": "rehearsal",
     "data": {"source": "digits", "test_split": 0.2},
-    "model": {"layers": [
-        {"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relu"}},
-        "Flatten",
-        {"Dense": {"units": 10, "activation": "softmax"}},
-    ]},
+    "model": {
+        "layers": [
+            {"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relu"}},
+            "Flatten",
+            {"Dense": {"units": 10, "activation": "softmax"}},
+        ]
+    },
     "train": {"epochs": 1, "batch_size": 64},
 }
 
@@ -29,23 +31,29 @@ CONFIG = {
 MISTAKES = {
     "binary-loss-for-ten-classes": (
         "train.loss=binary_crossentropy",
-        "train.loss: binary_crossentropy cannot score the model's output (10,) against the labels () ("),
+        "train.loss: binary_crossentropy cannot score the model's output (10,) against the labels () (",
+    ),
     "precision-on-integer-labels": (
         "train.metrics=[accuracy, precision]",
-        "train.metrics[1]: precision cannot be computed on the model's output (10,) with integer class labels () ("),
+        "train.metrics[1]: precision cannot be computed on the model's output (10,) with integer class labels () (",
+    ),
     "auc-on-integer-labels": (
         "train.metrics=[auc]",
-        "train.metrics[0]: auc cannot be computed on the model's output (10,) with integer class labels () ("),
+        "train.metrics[0]: auc cannot be computed on the model's output (10,) with integer class labels () (",
+    ),
     "dense-layer-as-augmentation": (
         "data.augment=[{Dense: {units: 3}}]",
         "data.augment: the augmentation layers turn an example of shape (8, 8, 1) into (8, 8, 3); augmentation "
-        "must keep the shape"),
+        "must keep the shape",
+    ),
     "optimizer-setting-of-the-wrong-type": (
         "train.optimizer.beta_1=x",
-        "train.optimizer (adam): cannot take a step with learning_rate: 0.001, beta_1: 'x' ("),
+        "train.optimizer (adam): cannot take a step with learning_rate: 0.001, beta_1: 'x' (",
+    ),
     "abstract-loss": (
         "train.loss=Loss",
-        "train.loss: Loss cannot score the model's output (10,) against the labels () ("),
+        "train.loss: Loss cannot score the model's output (10,) against the labels () (",
+    ),
 }
 
 

@@ -55,7 +55,7 @@ def test_the_report_shows_the_runs_numbers_config_and_diagnosis(trained_digits_r
         assert f"{metrics[key]:.4f}" in page
     assert f"{metrics['top_k_accuracy']['3']:.4f}" in page
     for name, values in metrics["per_class"].items():
-        assert f"<td>{name}</td><td class=\"num\">{values['precision']:.4f}</td>" in page
+        assert f'<td>{name}</td><td class="num">{values["precision"]:.4f}</td>' in page
     assert html.escape(metrics["diagnosis"]["summary"]) in page
     assert html.escape((run / "config.yaml").read_text()) in page
     data = json.loads((run / "data.json").read_text())
@@ -128,20 +128,27 @@ def test_the_report_tables_the_models_layers(trained_digits_run):
     saved = json.loads((run / "layers.json").read_text())
     (table,) = section_tables((run / "report.html").read_text(encoding="utf-8"), "model").tables
     assert table[0] == ["layer", "type", "output shape", "parameters", "receptive field"]
-    assert table[1:] == [[row["name"], row["kind"], row["output_shape"], f"{row['params']:,}", row["receptive_field"]]
-                         for row in saved["layers"]]
+    assert table[1:] == [
+        [row["name"], row["kind"], row["output_shape"], f"{row['params']:,}", row["receptive_field"]]
+        for row in saved["layers"]
+    ]
     # The tiny digits model, counted by hand: the input scaling, 3×3×1×8 + 8, pooling, 3×3×8×8 + 8, flatten,
     # 4·4·8 × 10 + 10.
     assert [(row[1], row[2], row[3]) for row in table[1:]] == [
-        ("Rescaling", "(None, 8, 8, 1)", "0"), ("Conv2D", "(None, 8, 8, 8)", "80"),
-        ("MaxPooling2D", "(None, 4, 4, 8)", "0"), ("Conv2D", "(None, 4, 4, 8)", "584"),
-        ("Flatten", "(None, 128)", "0"), ("Dense", "(None, 10)", "1,290")]
+        ("Rescaling", "(None, 8, 8, 1)", "0"),
+        ("Conv2D", "(None, 8, 8, 8)", "80"),
+        ("MaxPooling2D", "(None, 4, 4, 8)", "0"),
+        ("Conv2D", "(None, 4, 4, 8)", "584"),
+        ("Flatten", "(None, 128)", "0"),
+        ("Dense", "(None, 10)", "1,290"),
+    ]
     # The total is every weight model.keras holds (its optimizer's state aside).
     with zipfile.ZipFile(run / "model.keras") as archive:
         weights = h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r")
         sizes = []
-        weights["layers"].visititems(lambda name, item: sizes.append(item.size) if isinstance(item, h5py.Dataset)
-                                     else None)
+        weights["layers"].visititems(
+            lambda name, item: sizes.append(item.size) if isinstance(item, h5py.Dataset) else None
+        )
     page = (run / "report.html").read_text(encoding="utf-8")
     assert f"total parameters {sum(sizes):,} · trainable {sum(sizes):,}" in page and sum(sizes) == 1954
 
@@ -192,16 +199,30 @@ def test_report_of_a_missing_run_is_a_one_line_error(tmp_path):
 
 # ---------------------------------------------------------------- in a real browser
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # Added to a copy of the page only: after loading, it writes each image's decoded size into the DOM.
-PROBE = ('<script>window.addEventListener("load", () => document.body.setAttribute("data-image-sizes", '
-         '[...document.images].map(i => i.naturalWidth + "x" + i.naturalHeight).join(",")));</script>')
+PROBE = (
+    '<script>window.addEventListener("load", () => document.body.setAttribute("data-image-sizes", '
+    '[...document.images].map(i => i.naturalWidth + "x" + i.naturalHeight).join(",")));</script>'
+)
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
@@ -238,23 +259,30 @@ def test_chromium_renders_the_metrics_and_every_image(trained_digits_run, tmp_pa
 
 
 # Added to a copy of the page only: each image's file name, decoded width and width on screen (border aside).
-WIDTH_PROBE = ('<script>window.addEventListener("load", () => { document.body.setAttribute("data-widths", '
-               '[...document.images].map(i => i.alt + ":" + i.naturalWidth + ":" + i.clientWidth).join(",")); '
-               'document.body.setAttribute("data-page-width", document.querySelector(".figures").clientWidth); });'
-               '</script>')
+WIDTH_PROBE = (
+    '<script>window.addEventListener("load", () => { document.body.setAttribute("data-widths", '
+    '[...document.images].map(i => i.alt + ":" + i.naturalWidth + ":" + i.clientWidth).join(",")); '
+    'document.body.setAttribute("data-page-width", document.querySelector(".figures").clientWidth); });'
+    "</script>"
+)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 def test_chromium_shows_figures_at_their_own_size_and_feature_maps_unshrunk(digits_run_copy, tmp_path):
     # feature_maps.png of a 16-channel layer is about 2000 px wide: wider than the page.
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 1960, 3), dtype=np.uint8)).save(
-        digits_run_copy / "feature_maps.png")
+        digits_run_copy / "feature_maps.png"
+    )
     assert runner.invoke(app, ["report", str(digits_run_copy)]).exit_code == 0
     probe = tmp_path / "report.html"
     probe.write_text((digits_run_copy / "report.html").read_text().replace("</body>", WIDTH_PROBE + "</body>"))
     dom = chromium(tmp_path, "--window-size=1200,900", "--dump-dom", probe.as_uri()).stdout
-    widths = {name: (int(natural), float(shown)) for name, natural, shown in
-              (entry.split(":") for entry in re.search(r'data-widths="([^"]*)"', dom).group(1).split(","))}
+    widths = {
+        name: (int(natural), float(shown))
+        for name, natural, shown in (
+            entry.split(":") for entry in re.search(r'data-widths="([^"]*)"', dom).group(1).split(",")
+        )
+    }
     page_width = int(re.search(r'data-page-width="(\d+)"', dom).group(1)) - 2  # the images' 1 px border aside
     assert len(widths) >= 9 and 1000 < page_width < 1200
     for name, (natural, shown) in widths.items():

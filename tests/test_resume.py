@@ -41,14 +41,30 @@ ROOT = Path(__file__).resolve().parent.parent
 SLOW_TINY = {
     "name": "tiny",
     "data": {"source": "digits", "validation_split": 0.1, "test_split": 0.2},
-    "model": {"layers": [{"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relu"}}, "Flatten",
-                         {"Dense": {"units": 10, "activation": "softmax"}}]},
+    "model": {
+        "layers": [
+            {"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relu"}},
+            "Flatten",
+            {"Dense": {"units": 10, "activation": "softmax"}},
+        ]
+    },
     "train": {"epochs": 6, "batch_size": 16, "early_stopping": False},
     "evaluate": {"top_k": [1, 3]},
 }
-FINAL_FILES = ["config.yaml", "environment.json", "data.json", "model.keras", "history.csv", "metrics.json",
-               "classification_report.txt", "confusion_matrix.csv", "predictions.npz", "loss_curve.png",
-               "accuracy_curve.png", "confusion_matrix.png"]
+FINAL_FILES = [
+    "config.yaml",
+    "environment.json",
+    "data.json",
+    "model.keras",
+    "history.csv",
+    "metrics.json",
+    "classification_report.txt",
+    "confusion_matrix.csv",
+    "predictions.npz",
+    "loss_curve.png",
+    "accuracy_curve.png",
+    "confusion_matrix.png",
+]
 
 
 def history_epochs(run: Path) -> list[int]:
@@ -65,8 +81,9 @@ def start_training(tmp_path: Path, args: list[str], after_epoch: int = 0) -> tup
     committed), with the run folder. history.csv gets the epoch's row a moment before the commit: a kill in
     between is the resume's business (the row is dropped and the epoch trained again)."""
     runs_dir = tmp_path / "runs"
-    process = subprocess.Popen([sys.executable, "-m", "cnnctl", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnctl", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         for state in runs_dir.glob(f"*/{contract.CHECKPOINTS}/{checkpoint.METADATA}"):
@@ -92,7 +109,8 @@ def test_kill_9_and_ctrl_c_then_resume_finish_the_same_run(tmp_path):
     row = next(line for line in listing.output.splitlines() if run.name in line)
     assert "stopped" in row and "running" not in row  # `runs` sees the trainer is gone
     assert "stopped = its process died mid-training: cnnctl train --resume <id> continues it" in " ".join(
-        listing.output.replace("│", " ").split())
+        listing.output.replace("│", " ").split()
+    )
     killed_at = checkpoint.completed_epochs(Run(run))
     assert 1 <= killed_at < 6
 
@@ -105,8 +123,10 @@ def test_kill_9_and_ctrl_c_then_resume_finish_the_same_run(tmp_path):
     interrupted_at = env["epochs_run"]
     assert interrupted_at == checkpoint.completed_epochs(Run(run)) > killed_at
     lines = stderr.strip().splitlines()
-    assert (f"interrupted (SIGINT): {run} stopped after {interrupted_at} completed epochs; its state is saved in "
-            f"{run}/checkpoints") in lines
+    assert (
+        f"interrupted (SIGINT): {run} stopped after {interrupted_at} completed epochs; its state is saved in "
+        f"{run}/checkpoints"
+    ) in lines
     printed = next(line for line in lines if line.startswith("resume with: "))
     assert printed == f"resume with: cnnctl train --resume {run}"
     assert "Traceback" not in stderr
@@ -121,7 +141,9 @@ def test_kill_9_and_ctrl_c_then_resume_finish_the_same_run(tmp_path):
     env = environment(run)
     assert env["status"] == "completed" and env["epochs_run"] == 6
     assert [(r["after_epoch"], r["previous_status"]) for r in env["resumed"]] == [
-        (killed_at, "running"), (interrupted_at, "interrupted")]
+        (killed_at, "running"),
+        (interrupted_at, "interrupted"),
+    ]
     assert len(list(run.parent.iterdir())) == 1  # the same folder throughout, no new run
 
 
@@ -186,8 +208,10 @@ def test_resume_refuses_a_run_another_process_is_training(digits_run_copy):
         assert is_training(run)
         result = runner.invoke(app, ["train", "--resume", str(run.path), "--set", "train.epochs=3"])
     assert result.exit_code == 2
-    assert result.output.strip() == (f"error: {run.path}: another cnnctl process is training this run right now; "
-                                     "wait for it to finish or stop it (Ctrl-C) first")
+    assert result.output.strip() == (
+        f"error: {run.path}: another cnnctl process is training this run right now; "
+        "wait for it to finish or stop it (Ctrl-C) first"
+    )
     assert environment(run.path)["status"] == "completed"  # the other process's run is not touched
     assert not is_training(run)
 
@@ -230,8 +254,15 @@ def test_backup_restores_early_stopping_plateau_and_best_model_state(tmp_path):
 
     model, callbacks = training()
     backup = TrainingBackup(run, callbacks)
-    model.fit(x, y, epochs=3, batch_size=16, verbose=0, initial_epoch=backup.restore(model),
-              callbacks=callbacks + [Record(), backup])
+    model.fit(
+        x,
+        y,
+        epochs=3,
+        batch_size=16,
+        verbose=0,
+        initial_epoch=backup.restore(model),
+        callbacks=callbacks + [Record(), backup],
+    )
     assert checkpoint.read_state(run)["callbacks"]["EarlyStopping"]["wait"] == 2
     assert checkpoint.read_state(run)["callbacks"]["ReduceLROnPlateau"]["wait"] == 2
     assert checkpoint.read_state(run)["callbacks"]["ModelCheckpoint"]["best"] == pytest.approx(min(losses))
@@ -242,8 +273,15 @@ def test_backup_restores_early_stopping_plateau_and_best_model_state(tmp_path):
 
     resumed, callbacks = training()
     backup = TrainingBackup(run, callbacks)
-    history = resumed.fit(x, y, epochs=20, batch_size=16, verbose=0, initial_epoch=backup.restore(resumed),
-                          callbacks=callbacks + [BestLossAtResume(), backup])
+    history = resumed.fit(
+        x,
+        y,
+        epochs=20,
+        batch_size=16,
+        verbose=0,
+        initial_epoch=backup.restore(resumed),
+        callbacks=callbacks + [BestLossAtResume(), backup],
+    )
     assert best_loss_at_resume == [pytest.approx(min(losses))]
     assert history.epoch == [3]  # early stopping's patience ran out at once: its wait was restored
     assert float(resumed.optimizer.learning_rate) == pytest.approx(0.005)  # the plateau halved the rate
@@ -285,8 +323,15 @@ def test_direction_of_a_monitored_value_is_keras_own():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
     model.compile("sgd", "binary_crossentropy", metrics=["accuracy", "auc", "precision", "mae"])
     model.fit(np.zeros((4, 4)), np.array([0, 1, 0, 1]), verbose=0)  # Keras names the metrics once they are built
-    cases = [("loss", False), ("val_loss", False), ("accuracy", True), ("val_accuracy", True), ("auc", True),
-             ("val_precision", True), ("mae", False)]
+    cases = [
+        ("loss", False),
+        ("val_loss", False),
+        ("accuracy", True),
+        ("val_accuracy", True),
+        ("auc", True),
+        ("val_precision", True),
+        ("mae", False),
+    ]
     assert [(name, higher_is_better(model, name)) for name in dict(cases)] == cases
     with pytest.raises(ValueError, match="monitor=val_f1"):
         higher_is_better(model, "val_f1")

@@ -60,49 +60,124 @@ def os_system(entry: dict) -> None:
 
 # (what is done to the run folder, the command, words the error line must contain)
 cases = [
-    ("weights: /etc/passwd", lambda run: edit_json(run / METADATA, lambda s: {**s, "weights": "/etc/passwd"}),
-     "train", '`weights` must be the name of a file in checkpoints/, not "/etc/passwd"'),
-    ("weights: ../model.keras", lambda run: edit_json(run / METADATA, lambda s: {**s, "weights": "../model.keras"}),
-     "train", '`weights` must be the name of a file in checkpoints/, not "../model.keras"'),
-    ("weights in a sub-folder", lambda run: edit_json(run / METADATA, lambda s: {**s, "weights": "a/b.weights.h5"}),
-     "train", "`weights` must be the name of a file in checkpoints/"),
-    ("best_weights: /etc/passwd",
-     lambda run: edit_json(run / METADATA, lambda s: {**s, "best_weights": "/etc/passwd"}),
-     "train", '`best_weights` must be the name of a file in checkpoints/, not "/etc/passwd"'),
-    ("metadata a list", lambda run: (run / METADATA).write_text("[1, 2]"),
-     "train", "training_metadata.json: expected a JSON object ({...}), found a list"),
-    ("epoch a string", lambda run: edit_json(run / METADATA, lambda s: {**s, "epoch": "2"}),
-     "train", "not a cnnctl training state"),
-    ("callbacks a list", lambda run: edit_json(run / METADATA, lambda s: {**s, "callbacks": [1]}),
-     "train", "`callbacks` must map each callback's name"),
-    ("callback state a string",
-     lambda run: edit_json(run / METADATA, lambda s: {**s, "callbacks": {"ModelCheckpoint": {"best": "low"}}}),
-     "train", 'callbacks.ModelCheckpoint.best must be a number, not "low"'),
-    ("finished a string", lambda run: edit_json(run / METADATA, lambda s: {**s, "finished": "yes"}),
-     "train", "`finished` must be true or false"),
-    ("environment.json a list", lambda run: (run / "environment.json").write_text('["completed"]'),
-     "train", "environment.json: expected a JSON object ({...}), found a list"),
-    ("data.json a list", lambda run: (run / "data.json").write_text("[]"),
-     "evaluate", "data.json: expected a JSON object ({...}), found a list"),
-    ("metrics.json a string", lambda run: (run / "metrics.json").write_text('"accuracy"'),
-     "plot", "metrics.json: expected a JSON object ({...}), found a string"),
-    ("predictions with an object array",
-     lambda run: np.savez(run / "predictions.npz", y_true=np.array([0]), class_names=np.array(["a"]),
-                          y_prob=np.array([{"x": 1}], dtype=object)),
-     "plot", "predictions.npz: not the predictions cnnctl saves (Object arrays cannot be loaded"),
-    ("predictions pickled", lambda run: (run / "predictions.npz").write_bytes(pickle.dumps({"y_true": [0]})),
-     "plot", "predictions.npz: not the predictions cnnctl saves"),
-    ("predictions missing arrays", lambda run: np.savez(run / "predictions.npz", y_true=np.array([0])),
-     "plot", "predictions.npz: has no y_prob, class_names (it holds y_true)"),
-    ("model names module os", lambda run: craft_model(run / "model.keras", os_system),
-     "evaluate", "model.keras: refused: its config names a class that is not one of Keras' own ('system')"),
-    ("a layer names module os",
-     lambda run: craft_model(run / "model.keras", lambda config: os_system(config["config"]["layers"][1])),
-     "plot", "model.keras: refused: its config names a class that is not one of Keras' own"),
-    ("a layer names a numpy class",
-     lambda run: craft_model(run / "model.keras", lambda config: config["config"]["layers"][1].update(
-         module="numpy", class_name="ndarray", registered_name=None)),
-     "evaluate", "model.keras: refused"),
+    (
+        "weights: /etc/passwd",
+        lambda run: edit_json(run / METADATA, lambda s: {**s, "weights": "/etc/passwd"}),
+        "train",
+        '`weights` must be the name of a file in checkpoints/, not "/etc/passwd"',
+    ),
+    (
+        "weights: ../model.keras",
+        lambda run: edit_json(run / METADATA, lambda s: {**s, "weights": "../model.keras"}),
+        "train",
+        '`weights` must be the name of a file in checkpoints/, not "../model.keras"',
+    ),
+    (
+        "weights in a sub-folder",
+        lambda run: edit_json(run / METADATA, lambda s: {**s, "weights": "a/b.weights.h5"}),
+        "train",
+        "`weights` must be the name of a file in checkpoints/",
+    ),
+    (
+        "best_weights: /etc/passwd",
+        lambda run: edit_json(run / METADATA, lambda s: {**s, "best_weights": "/etc/passwd"}),
+        "train",
+        '`best_weights` must be the name of a file in checkpoints/, not "/etc/passwd"',
+    ),
+    (
+        "metadata a list",
+        lambda run: (run / METADATA).write_text("[1, 2]"),
+        "train",
+        "training_metadata.json: expected a JSON object ({...}), found a list",
+    ),
+    (
+        "epoch a string",
+        lambda run: edit_json(run / METADATA, lambda s: {**s, "epoch": "2"}),
+        "train",
+        "not a cnnctl training state",
+    ),
+    (
+        "callbacks a list",
+        lambda run: edit_json(run / METADATA, lambda s: {**s, "callbacks": [1]}),
+        "train",
+        "`callbacks` must map each callback's name",
+    ),
+    (
+        "callback state a string",
+        lambda run: edit_json(run / METADATA, lambda s: {**s, "callbacks": {"ModelCheckpoint": {"best": "low"}}}),
+        "train",
+        'callbacks.ModelCheckpoint.best must be a number, not "low"',
+    ),
+    (
+        "finished a string",
+        lambda run: edit_json(run / METADATA, lambda s: {**s, "finished": "yes"}),
+        "train",
+        "`finished` must be true or false",
+    ),
+    (
+        "environment.json a list",
+        lambda run: (run / "environment.json").write_text('["completed"]'),
+        "train",
+        "environment.json: expected a JSON object ({...}), found a list",
+    ),
+    (
+        "data.json a list",
+        lambda run: (run / "data.json").write_text("[]"),
+        "evaluate",
+        "data.json: expected a JSON object ({...}), found a list",
+    ),
+    (
+        "metrics.json a string",
+        lambda run: (run / "metrics.json").write_text('"accuracy"'),
+        "plot",
+        "metrics.json: expected a JSON object ({...}), found a string",
+    ),
+    (
+        "predictions with an object array",
+        lambda run: np.savez(
+            run / "predictions.npz",
+            y_true=np.array([0]),
+            class_names=np.array(["a"]),
+            y_prob=np.array([{"x": 1}], dtype=object),
+        ),
+        "plot",
+        "predictions.npz: not the predictions cnnctl saves (Object arrays cannot be loaded",
+    ),
+    (
+        "predictions pickled",
+        lambda run: (run / "predictions.npz").write_bytes(pickle.dumps({"y_true": [0]})),
+        "plot",
+        "predictions.npz: not the predictions cnnctl saves",
+    ),
+    (
+        "predictions missing arrays",
+        lambda run: np.savez(run / "predictions.npz", y_true=np.array([0])),
+        "plot",
+        "predictions.npz: has no y_prob, class_names (it holds y_true)",
+    ),
+    (
+        "model names module os",
+        lambda run: craft_model(run / "model.keras", os_system),
+        "evaluate",
+        "model.keras: refused: its config names a class that is not one of Keras' own ('system')",
+    ),
+    (
+        "a layer names module os",
+        lambda run: craft_model(run / "model.keras", lambda config: os_system(config["config"]["layers"][1])),
+        "plot",
+        "model.keras: refused: its config names a class that is not one of Keras' own",
+    ),
+    (
+        "a layer names a numpy class",
+        lambda run: craft_model(
+            run / "model.keras",
+            lambda config: config["config"]["layers"][1].update(
+                module="numpy", class_name="ndarray", registered_name=None
+            ),
+        ),
+        "evaluate",
+        "model.keras: refused",
+    ),
 ]
 
 
@@ -152,18 +227,24 @@ def fail_first_new_epoch(monkeypatch, fault: BaseException, hook: str) -> None:
     monkeypatch.setattr(loop, "make_callbacks", lambda *a, **k: make_callbacks(*a, **k) + [Fault()])
 
 
-@pytest.mark.parametrize("fault, hook, exit_code, expected", [
-    (MemoryError("failed to allocate 10**9 examples"), "on_epoch_end", 2, "out of memory"),
-    (OSError(28, "No space left on device"), "on_train_begin", 2, "disk full"),
-    (KeyboardInterrupt(), "on_train_batch_begin", 130, "interrupted: extending"),
-], ids=["out of memory", "disk full", "ctrl-c"])
-def test_a_failed_extension_leaves_the_completed_run_as_it_was(digits_run_copy, monkeypatch, fault, hook,
-                                                                exit_code, expected):
+@pytest.mark.parametrize(
+    "fault, hook, exit_code, expected",
+    [
+        (MemoryError("failed to allocate 10**9 examples"), "on_epoch_end", 2, "out of memory"),
+        (OSError(28, "No space left on device"), "on_train_begin", 2, "disk full"),
+        (KeyboardInterrupt(), "on_train_batch_begin", 130, "interrupted: extending"),
+    ],
+    ids=["out of memory", "disk full", "ctrl-c"],
+)
+def test_a_failed_extension_leaves_the_completed_run_as_it_was(
+    digits_run_copy, monkeypatch, fault, hook, exit_code, expected
+):
     run = digits_run_copy
     before, folders_before = folder_bytes(run), folders(run)
     fail_first_new_epoch(monkeypatch, fault, hook)
-    result = runner.invoke(app, ["train", "--resume", str(run), "--set", "train.epochs=3",
-                                 "--set", f"train.batch_size={10**9}"])
+    result = runner.invoke(
+        app, ["train", "--resume", str(run), "--set", "train.epochs=3", "--set", f"train.batch_size={10**9}"]
+    )
     assert result.exit_code == exit_code, result.output
     assert "Traceback" not in result.output
     assert expected in result.output and "is left as it was (completed after 2 epochs" in result.output

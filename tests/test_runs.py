@@ -43,11 +43,14 @@ def test_last_is_the_newest_complete_run(tmp_path):
     assert [run.path for run in list_runs(tmp_path)] == [newer, older]
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("nope", "nope: no such run in {dir}; `cnnctl runs --runs-dir {dir}` lists the 1 runs there"),
-    ("../escape", "../escape: no such run folder"),
-    ("20260101-000000-b", "20260101-000000-b: no such run in {dir}; did you mean 20260101-000000-a?"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("nope", "nope: no such run in {dir}; `cnnctl runs --runs-dir {dir}` lists the 1 runs there"),
+        ("../escape", "../escape: no such run folder"),
+        ("20260101-000000-b", "20260101-000000-b: no such run in {dir}; did you mean 20260101-000000-a?"),
+    ],
+)
 def test_resolve_errors(tmp_path, spec, message):
     make_finished(tmp_path / "20260101-000000-a")
     with pytest.raises(RunError) as caught:

@@ -22,10 +22,20 @@ CONFIG = {
     "name": "tb",
     "seed": 3,
     "data": {"validation_split": 0.2, "test_split": 0.2},
-    "model": {"layers": [{"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relu"}}, "Flatten",
-                         {"Dense": {"units": 2, "activation": "softmax"}}]},
-    "train": {"epochs": 2, "batch_size": 32, "early_stopping": False, "tensorboard": True,
-              "optimizer": {"name": "adam", "learning_rate": 0.002}},
+    "model": {
+        "layers": [
+            {"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relu"}},
+            "Flatten",
+            {"Dense": {"units": 2, "activation": "softmax"}},
+        ]
+    },
+    "train": {
+        "epochs": 2,
+        "batch_size": 32,
+        "early_stopping": False,
+        "tensorboard": True,
+        "optimizer": {"name": "adam", "learning_rate": 0.002},
+    },
     "evaluate": {"top_k": [1]},
 }
 
@@ -46,10 +56,11 @@ def event_values(logdir: Path) -> dict[str, dict[int, float]]:
     """Every scalar tag in `logdir`'s event files: {tag: {step: value}}, as TensorBoard reads them."""
     reader = EventAccumulator(str(logdir), size_guidance={"tensors": 0})
     reader.Reload()
-    return {tag: {event.step: float(tensor_util.make_ndarray(event.tensor_proto))
-                  for event in reader.Tensors(tag)}
-            for tag in reader.Tags()["tensors"]
-            if reader.SummaryMetadata(tag).plugin_data.plugin_name == "scalars"}
+    return {
+        tag: {event.step: float(tensor_util.make_ndarray(event.tensor_proto)) for event in reader.Tensors(tag)}
+        for tag in reader.Tags()["tensors"]
+        if reader.SummaryMetadata(tag).plugin_data.plugin_name == "scalars"
+    }
 
 
 def history_columns(run: Path) -> dict[str, list[float]]:
@@ -68,8 +79,7 @@ def assert_epochs_match_history(run: Path) -> list[int]:
         assert sorted(train[f"epoch_{name}"]) == steps
         assert sorted(validation[f"epoch_{name}"]) == steps
         assert [train[f"epoch_{name}"][step] for step in steps] == pytest.approx(history[name], rel=1e-6)
-        assert [validation[f"epoch_{name}"][step] for step in steps] == pytest.approx(history[f"val_{name}"],
-                                                                                      rel=1e-6)
+        assert [validation[f"epoch_{name}"][step] for step in steps] == pytest.approx(history[f"val_{name}"], rel=1e-6)
     assert sorted(train["epoch_learning_rate"]) == steps
     return steps
 
@@ -81,7 +91,9 @@ def test_epoch_scalars_learning_rate_and_graph_are_logged_silently_and_a_resume_
     assert assert_epochs_match_history(result.path) == [1, 2]
     train = event_values(result.path / contract.TENSORBOARD / "train")
     assert train["epoch_learning_rate"] == pytest.approx({1: 0.002, 2: 0.002})
-    assert train["epoch_epoch_time_s"] == pytest.approx(dict(enumerate(result.history["epoch_time_s"], start=1)), rel=1e-6)
+    assert train["epoch_epoch_time_s"] == pytest.approx(
+        dict(enumerate(result.history["epoch_time_s"], start=1)), rel=1e-6
+    )
     reader = EventAccumulator(str(result.path / contract.TENSORBOARD / "train"))
     reader.Reload()
     plugins = {reader.SummaryMetadata(tag).plugin_data.plugin_name for tag in reader.Tags()["tensors"]}
@@ -94,12 +106,14 @@ def test_epoch_scalars_learning_rate_and_graph_are_logged_silently_and_a_resume_
 
 
 def test_histograms_and_a_scheduled_learning_rate(tmp_path):
-    result = cnnctl.train(config(tensorboard={"histogram_freq": 1}, lr_schedule="cosine"),
-                          arrays=bright_or_dark(), runs_dir=tmp_path)
+    result = cnnctl.train(
+        config(tensorboard={"histogram_freq": 1}, lr_schedule="cosine"), arrays=bright_or_dark(), runs_dir=tmp_path
+    )
     reader = EventAccumulator(str(result.path / contract.TENSORBOARD / "train"), size_guidance={"tensors": 0})
     reader.Reload()
-    histograms = [tag for tag in reader.Tags()["tensors"]
-                  if reader.SummaryMetadata(tag).plugin_data.plugin_name == "histograms"]
+    histograms = [
+        tag for tag in reader.Tags()["tensors"] if reader.SummaryMetadata(tag).plugin_data.plugin_name == "histograms"
+    ]
     assert len(histograms) == 4  # the conv and dense layers' kernel and bias
     assert all([event.step for event in reader.Tensors(tag)] == [1, 2] for tag in histograms)
     learning_rate = event_values(result.path / contract.TENSORBOARD / "train")["epoch_learning_rate"]
@@ -112,7 +126,8 @@ def test_histograms_and_a_scheduled_learning_rate(tmp_path):
 def test_each_fold_logs_on_its_own(tmp_path):
     np.savez(tmp_path / "data.npz", **bright_or_dark(200))
     fold_config = cnnctl.Config.model_validate(
-        {**config(epochs=1), "data": {"source": "npz", "path": str(tmp_path / "data.npz"), "validation_split": 0.2}})
+        {**config(epochs=1), "data": {"source": "npz", "path": str(tmp_path / "data.npz"), "validation_split": 0.2}}
+    )
     folder, _ = cross_validate(fold_config, tmp_path / "runs", folds=2)
     for fold in ("fold-1", "fold-2"):
         assert assert_epochs_match_history(folder / fold) == [1]
@@ -124,21 +139,30 @@ def test_off_by_default(trained_digits_run):
     assert not (trained_digits_run.path / contract.TENSORBOARD).exists()
 
 
-@pytest.mark.parametrize("value, expected", [
-    (True, {"histogram_freq": 0}),
-    (False, False),
-    (None, False),
-    ({"histogram_freq": 2}, {"histogram_freq": 2}),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (True, {"histogram_freq": 0}),
+        (False, False),
+        (None, False),
+        ({"histogram_freq": 2}, {"histogram_freq": 2}),
+    ],
+)
 def test_the_option_and_its_spellings(value, expected):
     resolved = cnnctl.Config.model_validate(config(tensorboard=value))
     assert resolved.to_dict()["train"]["tensorboard"] == expected
 
 
-@pytest.mark.parametrize("value, message", [
-    ({"histogram_freq": -1}, "train.tensorboard.histogram_freq: must be greater than or equal to 0 (got -1)"),
-    ({"histogram_frequency": 1}, "train.tensorboard.histogram_frequency: unknown key; did you mean 'histogram_freq'?"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ({"histogram_freq": -1}, "train.tensorboard.histogram_freq: must be greater than or equal to 0 (got -1)"),
+        (
+            {"histogram_frequency": 1},
+            "train.tensorboard.histogram_frequency: unknown key; did you mean 'histogram_freq'?",
+        ),
+    ],
+)
 def test_mistakes_name_the_key(value, message):
     with pytest.raises(ConfigError) as raised:
         cnnctl.train(config(tensorboard=value), arrays=bright_or_dark())

@@ -72,13 +72,17 @@ def test_flat_examples_cannot_be_mirrored_and_nothing_is_trained(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 16)).astype(np.float32)
     np.savez(tmp_path / "flat.npz", x_train=x, y_train=(x[:, 0] > 0).astype(int))
-    config = {"data": {"source": "npz", "path": "flat.npz", "test_split": 0.2, "normalize": False},
-              "model": {"input_shape": [16], "layers": [{"Dense": {"units": 2, "activation": "softmax"}}]},
-              "train": {"epochs": 1}, "evaluate": {"tta": "flip"}}
+    config = {
+        "data": {"source": "npz", "path": "flat.npz", "test_split": 0.2, "normalize": False},
+        "model": {"input_shape": [16], "layers": [{"Dense": {"units": 2, "activation": "softmax"}}]},
+        "train": {"epochs": 1},
+        "evaluate": {"tta": "flip"},
+    }
     (tmp_path / "flat.yaml").write_text(yaml.safe_dump(config))
     result = runner.invoke(app, ["train", str(tmp_path / "flat.yaml"), "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 2
     assert result.output.strip() == (
         f"error: {tmp_path / 'flat.yaml'}: evaluate.tta: flip needs examples with a spatial and a channel axis "
-        "(images, signals, volumes), not flat vectors of shape [16]; set evaluate.tta: off")
+        "(images, signals, volumes), not flat vectors of shape [16]; set evaluate.tta: off"
+    )
     assert not (tmp_path / "runs").exists()

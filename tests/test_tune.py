@@ -23,8 +23,16 @@ pytestmark = pytest.mark.xdist_group(__name__)
 runner = CliRunner()
 
 # Every trial folder holds what `cnnctl train` writes; FIGURES are left out where a test skips drawing them for time.
-RUN_FILES = ["config.yaml", "environment.json", "data.json", "model.keras", "history.csv", "metrics.json",
-             "predictions.npz", "report.html"]
+RUN_FILES = [
+    "config.yaml",
+    "environment.json",
+    "data.json",
+    "model.keras",
+    "history.csv",
+    "metrics.json",
+    "predictions.npz",
+    "report.html",
+]
 FIGURES = ["loss_curve.png", "confusion_matrix.png", "roc_curve.png"]
 
 # Seed 1 with this space draws two near-useless learning rates first, then one the median pruner stops after
@@ -39,11 +47,14 @@ def write_config(tmp_path: Path, **changes) -> Path:
     digits = load_digits()
     x, y = digits.images[:400].astype(np.uint8), digits.target[:400]
     np.savez(tmp_path / "digits400.npz", x_train=x[:340], y_train=y[:340], x_test=x[340:], y_test=y[340:])
-    config = {"name": "tiny", "seed": 1,
-              "data": {"source": "npz", "path": "digits400.npz", "validation_split": 0.25},
-              "model": {"layers": ["Flatten", {"Dense": {"units": 10, "activation": "softmax"}}]},
-              "train": {"epochs": 3, "batch_size": 32, "early_stopping": False, "optimizer": {"learning_rate": 0.01}},
-              "tune": SEARCH}
+    config = {
+        "name": "tiny",
+        "seed": 1,
+        "data": {"source": "npz", "path": "digits400.npz", "validation_split": 0.25},
+        "model": {"layers": ["Flatten", {"Dense": {"units": 10, "activation": "softmax"}}]},
+        "train": {"epochs": 3, "batch_size": 32, "early_stopping": False, "optimizer": {"learning_rate": 0.01}},
+        "tune": SEARCH,
+    }
     for key, value in changes.items():
         config[key] = value
     path = tmp_path / "tiny.yaml"
@@ -157,15 +168,19 @@ def test_two_workers_share_one_study_without_duplicates(tmp_path, monkeypatch):
     def work_once_worker_2_started(tune_path, config, trials, **kwargs):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not any(
-                trial.user_attrs.get("worker") == 2
-                for trial in tuning.open_study(tune_path, config).get_trials(deepcopy=False)):
+            trial.user_attrs.get("worker") == 2
+            for trial in tuning.open_study(tune_path, config).get_trials(deepcopy=False)
+        ):
             time.sleep(0.5)
         real_work(tune_path, config, trials, **kwargs)
 
     monkeypatch.setattr(tuning, "work", work_once_worker_2_started)
     config = write_config(tmp_path, train={"epochs": 1, "batch_size": 32, "early_stopping": False})
-    result = runner.invoke(app, ["tune", str(config), "--trials", "3", "--workers", "2",
-                                 "--runs-dir", str(tmp_path / "runs")], terminal_width=200)
+    result = runner.invoke(
+        app,
+        ["tune", str(config), "--trials", "3", "--workers", "2", "--runs-dir", str(tmp_path / "runs")],
+        terminal_width=200,
+    )
     assert result.exit_code == 0, result.output
     (tune_path,) = list((tmp_path / "runs").iterdir())
     summary = json.loads((tune_path / "tune_summary.json").read_text())
@@ -180,19 +195,31 @@ def test_two_workers_share_one_study_without_duplicates(tmp_path, monkeypatch):
     assert len(set(params)) == 3
 
 
-@pytest.mark.parametrize("tune, message", [
-    ({"train.optimizer.learnig_rate": {"log_uniform": [1e-4, 1e-2]}},
-     "tune['train.optimizer.learnig_rate']: train.optimizer.learnig_rate: no such key in the config; "
-     "did you mean 'learning_rate'?"),
-    ({"model.layers[5].Dense.units": {"int": [8, 64]}},
-     "tune['model.layers[5].Dense.units']: model.layers[5]: no such list entry (it has 2)"),
-    ({"train.batch_size": {"int": [0, 64]}}, "tune['train.batch_size'] = 0: train.batch_size: must be greater than 0"),
-    ({"train.optimizer.learning_rate": {"log_uniform": [0, 1]}},
-     "tune['train.optimizer.learning_rate']: log_uniform: both ends must be positive"),
-    ({"train.epochs": {"between": [1, 3]}}, "unknown search space 'between'"),
-    ({"data.validation_split": {"uniform": [0.1, 0.3]}}, "tune['data.validation_split']: cannot be tuned"),
-    ({"train": {"choice": [1, 2]}}, "tune['train']: train: is a whole section"),
-])
+@pytest.mark.parametrize(
+    "tune, message",
+    [
+        (
+            {"train.optimizer.learnig_rate": {"log_uniform": [1e-4, 1e-2]}},
+            "tune['train.optimizer.learnig_rate']: train.optimizer.learnig_rate: no such key in the config; "
+            "did you mean 'learning_rate'?",
+        ),
+        (
+            {"model.layers[5].Dense.units": {"int": [8, 64]}},
+            "tune['model.layers[5].Dense.units']: model.layers[5]: no such list entry (it has 2)",
+        ),
+        (
+            {"train.batch_size": {"int": [0, 64]}},
+            "tune['train.batch_size'] = 0: train.batch_size: must be greater than 0",
+        ),
+        (
+            {"train.optimizer.learning_rate": {"log_uniform": [0, 1]}},
+            "tune['train.optimizer.learning_rate']: log_uniform: both ends must be positive",
+        ),
+        ({"train.epochs": {"between": [1, 3]}}, "unknown search space 'between'"),
+        ({"data.validation_split": {"uniform": [0.1, 0.3]}}, "tune['data.validation_split']: cannot be tuned"),
+        ({"train": {"choice": [1, 2]}}, "tune['train']: train: is a whole section"),
+    ],
+)
 def test_search_space_mistakes_are_one_line_errors(tmp_path, tune, message):
     config = write_config(tmp_path, tune=tune)
     result = runner.invoke(app, ["tune", str(config), "--trials", "2", "--runs-dir", str(tmp_path / "runs")])

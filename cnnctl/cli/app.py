@@ -5,7 +5,10 @@ Commands: cli/training.py (train, cv, tune), cli/runs.py (evaluate, plot, report
 and cli/tools.py (check, data, filter, schema), all on the app and options of cli/base.py.
 """
 
-from cnnctl.cli import runs, tools, training  # noqa: F401 - importing them registers their commands on `app`
+# Importing them registers their commands on `app`, in this order in `cnnctl --help`.
+from cnnctl.cli import training  # noqa: F401, I001 - train, cv, tune first
+from cnnctl.cli import runs  # noqa: F401
+from cnnctl.cli import tools  # noqa: F401
 from cnnctl.cli.base import app
 
 __all__ = ["app", "main"]

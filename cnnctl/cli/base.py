@@ -14,14 +14,50 @@ from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from cnnctl import api
-from cnnctl.errors import CnnctlError, Interrupted
+from cnnctl.errors import CnnctlError, Interrupted, printable
+
+try:  # Typer 0.2x carries its own copy of click; older ones use click itself
+    from typer._click import exceptions as CLICK_EXCEPTIONS
+except ImportError:
+    from click import exceptions as CLICK_EXCEPTIONS
+
+# `cnnctl` alone shows the help (click ≥ 8.2 raises this for it; older clicks print the help themselves).
+NO_ARGS_IS_HELP = getattr(CLICK_EXCEPTIONS, "NoArgsIsHelpError", ())
+
+
+class OneLineUsageErrors(TyperGroup):
+    """click prints a usage mistake (an unknown option or command, `--processes two`) as a usage block and an
+    `Error:` line; cnnctl says every mistake in one `error:` line, exit code 2, naming the help to read."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NO_ARGS_IS_HELP as exc:  # `cnnctl` alone: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except CLICK_EXCEPTIONS.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "cnnctl"
+            typer.echo(f"error: {printable(exc.format_message()).rstrip('.')}; see {where} --help", err=True)
+            sys.exit(2)
+        except CLICK_EXCEPTIONS.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except CLICK_EXCEPTIONS.Abort:
+            typer.echo("interrupted (SIGINT)", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
+    cls=OneLineUsageErrors,
     name="cnnctl",
     help="Train, evaluate and explain convolutional neural networks from YAML files.\n\n"
-         "Example: cnnctl train configs/digits.yaml",
+    "Example: cnnctl train configs/digits.yaml",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -39,17 +75,25 @@ ConfigArg = Annotated[Path, typer.Argument(help="YAML config file, e.g. configs/
 RunArg = Annotated[str, typer.Argument(help="Run folder, run id in the runs dir, or `last`", show_default=False)]
 
 
-SetOption = Annotated[Optional[list[str]], typer.Option(
-    "--set", help="Override a config value, e.g. --set train.epochs=3 (repeatable)", show_default=False)]
+SetOption = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", help="Override a config value, e.g. --set train.epochs=3 (repeatable)", show_default=False),
+]
 
 
-OverwriteOption = Annotated[bool, typer.Option(
-    "--overwrite", help="Replace --out when it is an existing regular file (never a link, a device, a run's own "
-    "file)")]
+OverwriteOption = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace existing files at --out (regular files only: never a link, a device, a run's own file)",
+    ),
+]
 
 
-RunsDirOption = Annotated[Optional[Path], typer.Option(
-    "--runs-dir", help="Where runs live (default: $CNNCTL_RUNS_DIR, else ./runs)", show_default=False)]
+RunsDirOption = Annotated[
+    Optional[Path],
+    typer.Option("--runs-dir", help="Where runs live (default: $CNNCTL_RUNS_DIR, else ./runs)", show_default=False),
+]
 
 
 @app.callback()

@@ -40,17 +40,33 @@ def format_count(value: int) -> str:
 
 def layer_table(summary: Any, title: str = "Model") -> Table:
     table = Table(title=title, title_justify="left", show_lines=False)
-    for header, justify in (("#", "right"), ("layer", "left"), ("output shape", "left"), ("params", "right"),
-                            ("receptive field", "right"), ("jump", "right"), ("FLOPs", "right")):
+    for header, justify in (
+        ("#", "right"),
+        ("layer", "left"),
+        ("output shape", "left"),
+        ("params", "right"),
+        ("receptive field", "right"),
+        ("jump", "right"),
+        ("FLOPs", "right"),
+    ):
         table.add_column(header, justify=justify)
     for row in summary.rows:
         # The input scaling cnnctl adds has no model.layers index: the # column matches the config.
-        table.add_row("" if row.index is None else str(row.index), f"{row.name} ({row.kind})", row.output_shape, f"{row.params:,}",
-                      row.receptive_field, row.jump, format_count(row.flops))
+        table.add_row(
+            "" if row.index is None else str(row.index),
+            f"{row.name} ({row.kind})",
+            row.output_shape,
+            f"{row.params:,}",
+            row.receptive_field,
+            row.jump,
+            format_count(row.flops),
+        )
     frozen = summary.total_params - summary.trainable_params
-    table.caption = (f"total params {summary.total_params:,} (trainable {summary.trainable_params:,}"
-                     f"{f', frozen {frozen:,}' if frozen else ''}) · "
-                     f"{format_count(summary.flops)} FLOPs per example")
+    table.caption = (
+        f"total params {summary.total_params:,} (trainable {summary.trainable_params:,}"
+        f"{f', frozen {frozen:,}' if frozen else ''}) · "
+        f"{format_count(summary.flops)} FLOPs per example"
+    )
     table.caption_justify = "left"
     return table
 
@@ -59,8 +75,10 @@ def data_table(summary: dict[str, Any]) -> Table:
     """Class counts per split, one row per class (at most 20, then a total)."""
     counts = summary["counts"]
     splits = list(counts)
-    table = Table(title=f"Data: {summary['source']} · input {tuple(summary['input_shape'])} · "
-                        f"{summary['num_classes']} classes", title_justify="left")
+    table = Table(
+        title=f"Data: {summary['source']} · input {tuple(summary['input_shape'])} · {summary['num_classes']} classes",
+        title_justify="left",
+    )
     table.add_column("class")
     for split in splits:
         table.add_column(split, justify="right")
@@ -73,13 +91,22 @@ def data_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-def header(config_path: Optional[str], config: Any, data_summary: dict[str, Any], devices: list[str],
-           precision: str, run_path: Any, model_summary: Any) -> None:
+def header(
+    config_path: Optional[str],
+    config: Any,
+    data_summary: dict[str, Any],
+    devices: list[str],
+    precision: str,
+    run_path: Any,
+    model_summary: Any,
+) -> None:
     console.rule(f"[bold]cnnctl train[/] {config.name}")
-    console.print(f"config   {config_path or '(run config)'}  ·  seed {config.seed}  ·  "
-                  f"{epochs_text(config.train)}, batch {config.train.batch_size}, "
-                  f"{config.train.optimizer.name} lr {config.train.optimizer.learning_rate:g}, "
-                  f"{config.train.loss_name}")
+    console.print(
+        f"config   {config_path or '(run config)'}  ·  seed {config.seed}  ·  "
+        f"{epochs_text(config.train)}, batch {config.train.batch_size}, "
+        f"{config.train.optimizer.name} lr {config.train.optimizer.learning_rate:g}, "
+        f"{config.train.loss_name}"
+    )
     console.print(f"device   {', '.join(devices)}  ·  precision {precision}  ·  backend {backend()}")
     console.print(f"run      {run_path}")
     console.print(data_table(data_summary))
@@ -88,17 +115,22 @@ def header(config_path: Optional[str], config: Any, data_summary: dict[str, Any]
     skipped_files_warning(data_summary.get("skipped"))
     configured = sum(row.index is not None for row in model_summary.rows)
     backbone = getattr(config.model, "backbone", None)
-    state = "trainable" if backbone and backbone.trainable else (
-        "frozen, then fine-tuned" if config.train.fine_tune else "frozen")
+    state = (
+        "trainable"
+        if backbone and backbone.trainable
+        else ("frozen, then fine-tuned" if config.train.fine_tune else "frozen")
+    )
     on = f" on {backbone.name} ({state})" if backbone else ""
     frozen = model_summary.total_params - model_summary.trainable_params
     split = f" ({model_summary.trainable_params:,} trainable, {frozen:,} frozen)" if frozen else ""
-    console.print(f"model    {configured} layers{on} · {model_summary.total_params:,} params{split} · "
-                  f"{format_count(model_summary.flops)} FLOPs per example  (`cnnctl check` shows the layer table)")
+    console.print(
+        f"model    {configured} layers{on} · {model_summary.total_params:,} params{split} · "
+        f"{format_count(model_summary.flops)} FLOPs per example  (`cnnctl check` shows the layer table)"
+    )
 
 
 def epochs_text(train: Any) -> str:
-    """"10 epochs", or "10 epochs + 5 fine-tuning" with train.fine_tune."""
+    """ "10 epochs", or "10 epochs + 5 fine-tuning" with train.fine_tune."""
     text = f"{train.epochs} epoch{'s' if train.epochs != 1 else ''}"
     return f"{text} + {train.fine_tune.epochs} fine-tuning" if train.fine_tune else text
 
@@ -112,8 +144,10 @@ def skipped_files_warning(skipped: Optional[list[str]]) -> None:
         return
     shown = ", ".join(skipped[:SKIPPED_SHOWN])
     more = f", and {len(skipped) - SKIPPED_SHOWN} more" if len(skipped) > SKIPPED_SHOWN else ""
-    warn(f"skipped {len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''}: {shown}{more} "
-         f"(listed in {contract.DATA})")
+    warn(
+        f"skipped {len(skipped)} unreadable file{'s' if len(skipped) != 1 else ''}: {shown}{more} "
+        f"(listed in {contract.DATA})"
+    )
 
 
 # The metrics a run's console table shows, before ROC-AUC (last, with a label saying how it averages).
@@ -127,8 +161,10 @@ def metrics_table(metrics: dict[str, Any], title: Optional[str] = None) -> Table
     for metric in contract.metric_rows(CONSOLE_METRICS, metrics.get("top_k_accuracy", {})):
         # Named by its metrics.json key ("f1 macro"); a top-k accuracy has no key of its own there.
         table.add_row(metric.label if metric.k else metric.key.replace("_", " "), f"{metric.value(metrics):.4f}")
-    table.add_row("ROC-AUC (one-vs-rest, macro)" if len(metrics.get("per_class", {})) > 2 else "ROC-AUC",
-                  "n/a" if metrics.get("roc_auc") is None else f"{metrics['roc_auc']:.4f}")
+    table.add_row(
+        "ROC-AUC (one-vs-rest, macro)" if len(metrics.get("per_class", {})) > 2 else "ROC-AUC",
+        "n/a" if metrics.get("roc_auc") is None else f"{metrics['roc_auc']:.4f}",
+    )
     table.add_row("examples", str(metrics.get("num_examples", "")))
     if metrics.get("tta", "off") != "off":
         table.add_row("test-time augmentation", str(metrics["tta"]))
@@ -138,8 +174,9 @@ def metrics_table(metrics: dict[str, Any], title: Optional[str] = None) -> Table
 def diagnosis_line(diagnosis: Optional[dict[str, Any]]) -> None:
     if diagnosis:
         # The summary opens with the verdict; one written without it gets it in front, never twice.
-        console.print(f"[{contract.verdict_color(diagnosis['verdict'])}]diagnosis:[/] "
-                      f"{contract.verdict_sentence(diagnosis)}")
+        console.print(
+            f"[{contract.verdict_color(diagnosis['verdict'])}]diagnosis:[/] {contract.verdict_sentence(diagnosis)}"
+        )
 
 
 def predictions_table(predictions: Any, k: int, max_inputs: int = 50) -> Table:
@@ -149,14 +186,20 @@ def predictions_table(predictions: Any, k: int, max_inputs: int = 50) -> Table:
     table.add_column("rank", justify="right")
     table.add_column("class")
     table.add_column("probability", justify="right")
-    for label, probabilities, ranked, answered in zip(predictions.labels[:max_inputs], predictions.probabilities,
-                                                      predictions.top_k(k), predictions.answered):
+    for label, probabilities, ranked, answered in zip(
+        predictions.labels[:max_inputs], predictions.probabilities, predictions.top_k(k), predictions.answered
+    ):
         for rank, index in enumerate(ranked, start=1):
             name = label if rank == 1 else ""
             if rank == 1 and not answered:
                 name += " [yellow](not answered)[/]"
-            table.add_row(name, str(rank), predictions.class_names[index], f"{probabilities[index]:.4f}",
-                          style="bold" if rank == 1 and answered else None)
+            table.add_row(
+                name,
+                str(rank),
+                predictions.class_names[index],
+                f"{probabilities[index]:.4f}",
+                style="bold" if rank == 1 and answered else None,
+            )
         if k > 1:
             table.add_section()
     hidden = len(predictions.labels) - max_inputs
@@ -175,9 +218,13 @@ def explanation_table(explanation: Any, max_inputs: int = 50) -> Table:
     for index, name in enumerate(explanation.inputs[:max_inputs]):
         predicted = int(explanation.y_pred[index])
         true = int(explanation.y_true[index])
-        table.add_row(name, f"{names[predicted]} ({explanation.y_prob[index, predicted]:.2f})",
-                      names[int(explanation.class_index[index])], names[true] if true >= 0 else "",
-                      str(explanation.figures[index]))
+        table.add_row(
+            name,
+            f"{names[predicted]} ({explanation.y_prob[index, predicted]:.2f})",
+            names[int(explanation.class_index[index])],
+            names[true] if true >= 0 else "",
+            str(explanation.figures[index]),
+        )
     hidden = len(explanation.inputs) - max_inputs
     if hidden > 0:
         table.caption = f"… {hidden} more inputs in {explanation.npz}"
@@ -188,19 +235,31 @@ def explanation_table(explanation: Any, max_inputs: int = 50) -> Table:
 def runs_table(summaries: list[Any], runs_dir: Any) -> Table:
     """`cnnctl runs`: one row per run, newest first."""
     table = Table(title=f"Runs in {runs_dir}", title_justify="left")
-    for header, justify in (("id", "left"), ("name", "left"), ("dataset", "left"), ("epochs", "right"),
-                            ("accuracy", "right"), ("F1 macro", "right"), ("status", "left"),
-                            ("duration", "right")):
+    for header, justify in (
+        ("id", "left"),
+        ("name", "left"),
+        ("dataset", "left"),
+        ("epochs", "right"),
+        ("accuracy", "right"),
+        ("F1 macro", "right"),
+        ("status", "left"),
+        ("duration", "right"),
+    ):
         # Numbers never wrap; in a narrow terminal the text columns fold instead.
         table.add_column(header, justify=justify, overflow="fold", no_wrap=justify == "right")
     for summary in summaries:
         split = "" if summary.split in (None, "test") else f" ({summary.split})"
         status = summary.status or "?"
-        table.add_row(summary.id, summary.name or "", summary.dataset or "",
-                      "" if summary.epochs_run is None else str(summary.epochs_run),
-                      "" if summary.accuracy is None else f"{summary.accuracy:.4f}{split}",
-                      "" if summary.f1_macro is None else f"{summary.f1_macro:.4f}",
-                      f"[{contract.status_color(status)}]{status}[/]", contract.format_duration(summary.duration_s))
+        table.add_row(
+            summary.id,
+            summary.name or "",
+            summary.dataset or "",
+            "" if summary.epochs_run is None else str(summary.epochs_run),
+            "" if summary.accuracy is None else f"{summary.accuracy:.4f}{split}",
+            "" if summary.f1_macro is None else f"{summary.f1_macro:.4f}",
+            f"[{contract.status_color(status)}]{status}[/]",
+            contract.format_duration(summary.duration_s),
+        )
     table.caption = "accuracy and F1 on the test split unless marked"
     if any(summary.status == "stopped" for summary in summaries):
         table.caption += "; stopped = its process died mid-training: cnnctl train --resume <id> continues it"
@@ -238,8 +297,15 @@ def fold_progress(total: int) -> Iterator[Callable[[str], None]]:
         TimeElapsedColumn,
     )
 
-    progress = Progress(TextColumn("[bold]cross-validation[/]"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("folds"), TimeElapsedColumn(), TextColumn("{task.description}"), console=console)
+    progress = Progress(
+        TextColumn("[bold]cross-validation[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("folds"),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+    )
     with progress:
         task = progress.add_task("", total=total)
         yield lambda text: progress.update(task, advance=1, description=text)
@@ -248,8 +314,10 @@ def fold_progress(total: int) -> Iterator[Callable[[str], None]]:
 def cv_table(summary: dict[str, Any]) -> Table:
     """Metrics per fold (each measured on its held-out fold) and their mean ± std."""
     per_fold = summary["per_fold"]
-    table = Table(title=f"Cross-validation: {summary['folds']} folds, each model scored on its held-out fold",
-                  title_justify="left")
+    table = Table(
+        title=f"Cross-validation: {summary['folds']} folds, each model scored on its held-out fold",
+        title_justify="left",
+    )
     table.add_column("metric")
     for fold in per_fold:
         table.add_column(f"fold {fold['fold']}", justify="right")
@@ -257,8 +325,9 @@ def cv_table(summary: dict[str, Any]) -> Table:
     for name in summary["metrics"]:
         cells = ["n/a" if fold.get(name) is None else f"{fold[name]:.4f}" for fold in per_fold]
         mean = summary["mean"].get(name)
-        table.add_row(name.replace("_", " "), *cells,
-                      "n/a" if mean is None else f"{mean:.4f} ± {summary['std'][name]:.4f}")
+        table.add_row(
+            name.replace("_", " "), *cells, "n/a" if mean is None else f"{mean:.4f} ± {summary['std'][name]:.4f}"
+        )
     table.add_row("examples", *[str(fold.get("examples", "")) for fold in per_fold], "")
     table.add_row("epochs", *[str(fold.get("epochs_run", "")) for fold in per_fold], "")
     return table
@@ -271,8 +340,10 @@ def data_overview(summary: dict[str, Any]) -> None:
     if summary.get("value_range_examples"):
         shown += f" (first {summary['value_range_examples']} examples)"
     console.print(f"source   {summary['source']}  ·  {summary['origin']}")
-    console.print(f"examples {tuple(summary['input_shape'])} {summary['dtype']}  ·  values {shown}  ·  "
-                  f"divided by {summary['pixel_scale']:g} when normalized")
+    console.print(
+        f"examples {tuple(summary['input_shape'])} {summary['dtype']}  ·  values {shown}  ·  "
+        f"divided by {summary['pixel_scale']:g} when normalized"
+    )
     console.print(data_table(summary))
     for note in summary.get("notes", []):
         console.print(f"[yellow]note:[/] {note}")
@@ -282,8 +353,10 @@ def data_overview(summary: dict[str, Any]) -> None:
 def tune_table(summary: dict[str, Any]) -> Table:
     """Every trial of `cnnctl tune`: its values, val accuracy, state and run folder; the best one in bold green."""
     best = (summary.get("best") or {}).get("number")
-    table = Table(title=f"Tuning: {len(summary['trials'])} trials, each scored on the validation split "
-                        f"({summary['objective']})", title_justify="left")
+    table = Table(
+        title=f"Tuning: {len(summary['trials'])} trials, each scored on the validation split ({summary['objective']})",
+        title_justify="left",
+    )
     paths = list(summary["search_space"])
     table.add_column("trial", justify="right")
     for path in paths:
@@ -298,8 +371,14 @@ def tune_table(summary: dict[str, Any]) -> Table:
         shown = "n/a" if value is None else f"{value:.4f}"
         state = trial["state"]
         colour = contract.status_color("completed" if state == "complete" else state)
-        row = [str(trial["number"]), *cells, shown, str(trial.get("epochs") or ""), f"[{colour}]{state}[/]",
-               str(trial.get("run") or "")]
+        row = [
+            str(trial["number"]),
+            *cells,
+            shown,
+            str(trial.get("epochs") or ""),
+            f"[{colour}]{state}[/]",
+            str(trial.get("run") or ""),
+        ]
         table.add_row(*row, style="bold green" if trial["number"] == best else None)
     return table
 

@@ -18,8 +18,10 @@ from cnnctl.errors import ConfigError, os_errors
 @os_errors()  # disk full, a read-only folder, a name too long: one error line
 def evaluate(
     run: RunArg,
-    split: Annotated[Optional[str], typer.Option("--split", help="test or val (default: test, or val when the "
-                                                 "data has no test split)")] = None,
+    split: Annotated[
+        Optional[str],
+        typer.Option("--split", help="test or val (default: test, or val when the data has no test split)"),
+    ] = None,
     runs_dir: RunsDirOption = None,
 ) -> None:
     """Recompute metrics and report files from the run's saved model.
@@ -42,9 +44,15 @@ def evaluate(
 @os_errors()  # disk full, a read-only folder, a name too long: one error line
 def plot(
     run: RunArg,
-    feature_maps: Annotated[Optional[Path], typer.Option(
-        "--feature-maps", help="Also draw feature_maps.png: each conv/pool layer's output for this image "
-        "(or the first example of an .npz)", show_default=False)] = None,
+    feature_maps: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--feature-maps",
+            help="Also draw feature_maps.png: each conv/pool layer's output for this image "
+            "(or the first example of an .npz)",
+            show_default=False,
+        ),
+    ] = None,
     runs_dir: RunsDirOption = None,
 ) -> None:
     """Redraw every figure of a run from its files (history.csv, predictions.npz), and its report.html.
@@ -80,14 +88,25 @@ def report(run: RunArg, runs_dir: RunsDirOption = None) -> None:
 @os_errors()  # disk full, a read-only folder, a name too long: one error line
 def predict(
     run: RunArg,
-    inputs: Annotated[list[Path], typer.Argument(help="Image files, folders of images, or .npz files (examples "
-                                                 "under x or x_test)", show_default=False)],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Image files, folders of images, or .npz files (examples under x or x_test)", show_default=False
+        ),
+    ],
     top_k: Annotated[int, typer.Option("--top-k", help="Classes shown per input")] = 3,
-    min_confidence: Annotated[Optional[float], typer.Option(
-        "--min-confidence", help="Abstain below this top probability (0..1): such inputs are marked not answered "
-        "(an `answered` column in --out)", show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write every prediction to this CSV file",
-                                                show_default=False)] = None,
+    min_confidence: Annotated[
+        Optional[float],
+        typer.Option(
+            "--min-confidence",
+            help="Abstain below this top probability (0..1): such inputs are marked not answered "
+            "(an `answered` column in --out)",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Write every prediction to this CSV file", show_default=False)
+    ] = None,
     overwrite: OverwriteOption = False,
     runs_dir: RunsDirOption = None,
 ) -> None:
@@ -97,15 +116,18 @@ def predict(
     """
     from cnnctl.cli import console
 
-    predictions = api.predict(run, inputs, out=out, top_k=top_k, min_confidence=min_confidence,
-                              overwrite=overwrite, runs_dir=runs_dir)
+    predictions = api.predict(
+        run, inputs, out=out, top_k=top_k, min_confidence=min_confidence, overwrite=overwrite, runs_dir=runs_dir
+    )
     for note in predictions.notes:
         console.warn(note)
     console.console.print(console.predictions_table(predictions, min(top_k, len(predictions.class_names))))
     if min_confidence is not None:
         answered = int(predictions.answered.sum())
-        console.say(f"answered {answered} of {len(predictions.labels)} inputs (top probability ≥ "
-                    f"{min_confidence:g}); {len(predictions.labels) - answered} not answered")
+        console.say(
+            f"answered {answered} of {len(predictions.labels)} inputs (top probability ≥ "
+            f"{min_confidence:g}); {len(predictions.labels) - answered} not answered"
+        )
     if out is not None:
         console.say(f"wrote {out} ({len(predictions.labels)} inputs)")
 
@@ -115,15 +137,31 @@ def predict(
 @os_errors()  # disk full, a read-only folder, a name too long: one error line
 def explain(
     run: RunArg,
-    inputs: Annotated[list[Path], typer.Argument(help="Image files, folders of images, or .npz/.npy files",
-                                                 show_default=False)],
-    layer: Annotated[Optional[str], typer.Option("--layer", help="The layer to read (default: the last "
-                                                 "convolution; `backbone/name` inside a pretrained backbone)",
-                                                 show_default=False)] = None,
-    class_name: Annotated[Optional[str], typer.Option("--class", help="Explain this class (a name or an index) "
-                                                      "instead of each input's prediction", show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the overlays and explain.npz (default: "
-                                                "RUN/explain)", show_default=False)] = None,
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Image files, folders of images, or .npz/.npy files", show_default=False)
+    ],
+    layer: Annotated[
+        Optional[str],
+        typer.Option(
+            "--layer",
+            help="The layer to read (default: the last convolution; `backbone/name` inside a pretrained backbone)",
+            show_default=False,
+        ),
+    ] = None,
+    class_name: Annotated[
+        Optional[str],
+        typer.Option(
+            "--class",
+            help="Explain this class (a name or an index) instead of each input's prediction",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out", help="Folder for the overlays and explain.npz (default: RUN/explain)", show_default=False
+        ),
+    ] = None,
     overwrite: OverwriteOption = False,
     runs_dir: RunsDirOption = None,
 ) -> None:
@@ -133,8 +171,9 @@ def explain(
     """
     from cnnctl.cli import console
 
-    explanation = api.explain(run, inputs, layer=layer, class_name=class_name, out=out, overwrite=overwrite,
-                              runs_dir=runs_dir)
+    explanation = api.explain(
+        run, inputs, layer=layer, class_name=class_name, out=out, overwrite=overwrite, runs_dir=runs_dir
+    )
     for note in explanation.notes:
         console.warn(note)
     console.console.print(console.explanation_table(explanation))
@@ -145,11 +184,24 @@ def explain(
 @user_errors
 def export(
     run: RunArg,
-    export_format: Annotated[str, typer.Option("--format", "-f", help="saved_model (a TensorFlow SavedModel "
-                                               "folder), onnx or tflite (LiteRT)", show_default=False)],
-    out: Annotated[Optional[Path], typer.Option("--out", help="Where the artefact goes (default: RUN/export/"
-                                                "saved_model, model.onnx or model.tflite); never overwritten",
-                                                show_default=False)] = None,
+    export_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="saved_model (a TensorFlow SavedModel folder), onnx or tflite (LiteRT)",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out",
+            help="Where the artefact goes (default: RUN/export/"
+            "saved_model, model.onnx or model.tflite); never overwritten",
+            show_default=False,
+        ),
+    ] = None,
     runs_dir: RunsDirOption = None,
 ) -> None:
     """Export the run's model for serving without cnnctl, with <artefact>.json beside it (class names, input
@@ -165,8 +217,10 @@ def export(
     result = api.export(run, export_format, out=out, runs_dir=runs_dir)
     console.say(f"{result.format}: {result.path}")
     console.say(f"serving info: {result.info_path}")
-    console.say(f"checked with {result.runtime} on {result.examples} {result.split} examples: largest probability "
-                f"difference from model.keras {result.max_abs_diff:.2g} (tolerance {result.tolerance:g})")
+    console.say(
+        f"checked with {result.runtime} on {result.examples} {result.split} examples: largest probability "
+        f"difference from model.keras {result.max_abs_diff:.2g} (tolerance {result.tolerance:g})"
+    )
 
 
 @app.command()
@@ -194,8 +248,14 @@ def runs(runs_dir: RunsDirOption = None) -> None:
 @user_errors
 @os_errors()  # disk full, a read-only folder, a name too long: one error line
 def compare(
-    run_specs: Annotated[list[str], typer.Argument(metavar="RUN RUN...", help="Two or more runs: folders, run "
-                                                   "ids in the runs dir, or `last`", show_default=False)],
+    run_specs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="RUN RUN...",
+            help="Two or more runs: folders, run ids in the runs dir, or `last`",
+            show_default=False,
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Where the overlaid loss curves go")] = Path("compare.png"),
     overwrite: OverwriteOption = False,
     runs_dir: RunsDirOption = None,

@@ -26,16 +26,19 @@ def check(config: ConfigArg, overrides: SetOption = None) -> None:
     result = api.check(config, overrides_of(overrides))
     prepared = result.prepared
     if prepared.dataset.stand_in:
-        console.warn(f"{prepared.dataset.stand_in}; checked against zero images of its shape and classes instead "
-                     "(`cnnctl train` needs the real data)")
+        console.warn(
+            f"{prepared.dataset.stand_in}; checked against zero images of its shape and classes instead "
+            "(`cnnctl train` needs the real data)"
+        )
     else:
         console.console.print(console.data_table(prepared.dataset.summary()))
     for note in prepared.notes:  # the backbone's weights not downloaded, layers reused from a run
         console.warn(note)
     console.console.print(console.layer_table(result.layers, title=f"Model: {result.config.name}"))
     if prepared.fine_tune:
-        console.say(f"phases: {result.config.train.epochs} epochs as above, "
-                    f"{prepared.fine_tune.describe(result.config)}")
+        console.say(
+            f"phases: {result.config.train.epochs} epochs as above, {prepared.fine_tune.describe(result.config)}"
+        )
     console.say(f"[green]ok[/]: {config} is valid")
 
 
@@ -45,8 +48,10 @@ def check(config: ConfigArg, overrides: SetOption = None) -> None:
 def data(
     config: ConfigArg,
     overrides: SetOption = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Sample grid PNG to write (default: "
-                                                "<name>-samples.png here)", show_default=False)] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", help="Sample grid PNG to write (default: <name>-samples.png here)", show_default=False),
+    ] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Load and summarise a config's data without training, and draw a grid of labelled samples.
@@ -66,13 +71,20 @@ def data(
 @user_errors
 @os_errors()  # disk full, a read-only folder, a name too long: one error line
 def filter_image(
-    image: Annotated[Path, typer.Argument(help="A picture (PNG, JPEG, ...); used as grayscale",
-                                          show_default=False)],
-    kernel: Annotated[str, typer.Option("--kernel", help="sharpen, edge, blur, emboss, or a kernel file "
-                                        "(.npy, or .txt/.csv rows of numbers)")] = "sharpen",
+    image: Annotated[Path, typer.Argument(help="A picture (PNG, JPEG, ...); used as grayscale", show_default=False)],
+    kernel: Annotated[
+        str,
+        typer.Option(
+            "--kernel", help="sharpen, edge, blur, emboss, or a kernel file (.npy, or .txt/.csv rows of numbers)"
+        ),
+    ] = "sharpen",
     pool: Annotated[int, typer.Option("--pool", help="Max-pooling window and stride, in pixels")] = 2,
-    out: Annotated[Optional[Path], typer.Option("--out", help="PNG to write (default: <image stem>_filter.png "
-                                                "in the current folder)", show_default=False)] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out", help="PNG to write (default: <image stem>_filter.png in the current folder)", show_default=False
+        ),
+    ] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Show what one convolutional layer does to a picture: convolution with a kernel → ReLU → max-pooling.
@@ -91,8 +103,9 @@ def filter_image(
 @app.command("schema")
 @user_errors
 def json_schema(
-    out: Annotated[Optional[Path], typer.Option("--out", help="File to write (default: print it)",
-                                                show_default=False)] = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="File to write (default: print it)", show_default=False)
+    ] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Write the config's JSON Schema, so editors complete and check config files as you type.

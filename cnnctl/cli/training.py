@@ -25,18 +25,32 @@ from cnnctl.errors import ConfigError
 @app.command()
 @user_errors
 def train(
-    config: Annotated[Optional[Path], typer.Argument(help="YAML config file (not needed with --resume)",
-                                                     show_default=False)] = None,
+    config: Annotated[
+        Optional[Path], typer.Argument(help="YAML config file (not needed with --resume)", show_default=False)
+    ] = None,
     overrides: SetOption = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: config `name`, "
-                                                "else the file's stem)")] = None,
+    name: Annotated[
+        Optional[str], typer.Option("--name", help="Run name (default: config `name`, else the file's stem)")
+    ] = None,
     runs_dir: RunsDirOption = None,
-    resume: Annotated[Optional[str], typer.Option(
-        "--resume", help="Continue a stopped run (folder, run id or `last`) from its last completed epoch, "
-        "with its own config; --set train.epochs=N extends a finished one", show_default=False)] = None,
-    processes: Annotated[int, typer.Option(
-        "--processes", help="Train in N processes on this machine, joined as a multi-host job is (JAX backend: "
-        "KERAS_BACKEND=jax); each batch is split over them", min=1)] = 1,
+    resume: Annotated[
+        Optional[str],
+        typer.Option(
+            "--resume",
+            help="Continue a stopped run (folder, run id or `last`) from its last completed epoch, "
+            "with its own config; --set train.epochs=N extends a finished one",
+            show_default=False,
+        ),
+    ] = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            help="Train in N processes on this machine, joined as a multi-host job is (JAX backend: "
+            "KERAS_BACKEND=jax); each batch is split over them",
+            min=1,
+        ),
+    ] = 1,
 ) -> None:
     """Train a model from a YAML config, then evaluate it and draw its figures into a new run folder.
 
@@ -47,25 +61,34 @@ def train(
     from cnnctl.cli import console
 
     if processes > 1:
-        raise typer.Exit(code=api.launch_processes(processes, config=config, overrides=overrides_of(overrides),
-                                                   name=name, runs_dir=runs_dir, resume=resume))
+        raise typer.Exit(
+            code=api.launch_processes(
+                processes, config=config, overrides=overrides_of(overrides), name=name, runs_dir=runs_dir, resume=resume
+            )
+        )
     if resume is not None:
         if config is not None:
-            raise ConfigError(f"train: give CONFIG or --resume RUN, not both; a resumed run uses its own "
-                              f"config.yaml (drop {config})")
+            raise ConfigError(
+                f"train: give CONFIG or --resume RUN, not both; a resumed run uses its own config.yaml (drop {config})"
+            )
         if name:
             raise ConfigError("--name: a resumed run keeps its folder and name; drop --name")
         with api.signals_interrupt():
-            result = api.resume(resume, overrides=overrides_of(overrides), runs_dir=runs_dir, verbose=verbosity(),
-                                announce=announce(None))
+            result = api.resume(
+                resume,
+                overrides=overrides_of(overrides),
+                runs_dir=runs_dir,
+                verbose=verbosity(),
+                announce=announce(None),
+            )
     else:
         if config is None:
-            raise ConfigError("train: give a config file, e.g. cnnctl train configs/digits.yaml, or "
-                              "--resume RUN")
+            raise ConfigError("train: give a config file, e.g. cnnctl train configs/digits.yaml, or --resume RUN")
         changes = overrides_of(overrides) + ([f"name={name}"] if name else [])
         with api.signals_interrupt():
-            result = api.train(config, overrides=changes, runs_dir=runs_dir, verbose=verbosity(),
-                               announce=announce(str(config)))
+            result = api.train(
+                config, overrides=changes, runs_dir=runs_dir, verbose=verbosity(), announce=announce(str(config))
+            )
     if result.note:  # nothing to do (a completed run), or another process of a job: process 0 evaluates
         console.say(result.note)
         return
@@ -80,9 +103,15 @@ def announce(config_path: Optional[str]) -> Callable:
     from cnnctl.cli import console
 
     def header(run, prepared, note: str) -> None:
-        console.header(config_path or str(run.file(api.contract.CONFIG)), prepared.config,
-                       prepared.dataset.summary(), prepared.devices, prepared.policy, run.path,
-                       api.describe_model(prepared.model))
+        console.header(
+            config_path or str(run.file(api.contract.CONFIG)),
+            prepared.config,
+            prepared.dataset.summary(),
+            prepared.devices,
+            prepared.policy,
+            run.path,
+            api.describe_model(prepared.model),
+        )
         for model_note in prepared.notes:  # e.g. layers reused from another run (model.from_run)
             console.say(f"[yellow]note:[/] {model_note}")
         if prepared.placement.describe():  # several devices or processes: how each batch is split
@@ -123,8 +152,14 @@ def cv(
             header(run, prepared, note)
 
         cv_path, summary = api.cross_validate(
-            config, folds, overrides=overrides_of(overrides), runs_dir=runs_dir, verbose=2, announce=announce_fold,
-            on_fold=lambda index, metrics: progress[0](f"fold {index}: accuracy {metrics['accuracy']:.4f}"))
+            config,
+            folds,
+            overrides=overrides_of(overrides),
+            runs_dir=runs_dir,
+            verbose=2,
+            announce=announce_fold,
+            on_fold=lambda index, metrics: progress[0](f"fold {index}: accuracy {metrics['accuracy']:.4f}"),
+        )
     console.console.print(console.cv_table(summary))
     console.say(f"cv folder: {cv_path} (summary in {api.contract.CV_SUMMARY})")
 
@@ -132,13 +167,20 @@ def cv(
 @app.command()
 @user_errors
 def tune(
-    config: Annotated[Optional[Path], typer.Argument(help="YAML config with a `tune:` section (not needed with "
-                                                     "--resume)", show_default=False)] = None,
-    trials: Annotated[int, typer.Option("--trials", "-n", help="Trials in the whole search (with --resume: the "
-                                        "total to reach)")] = 20,
+    config: Annotated[
+        Optional[Path],
+        typer.Argument(help="YAML config with a `tune:` section (not needed with --resume)", show_default=False),
+    ] = None,
+    trials: Annotated[
+        int, typer.Option("--trials", "-n", help="Trials in the whole search (with --resume: the total to reach)")
+    ] = 20,
     workers: Annotated[int, typer.Option("--workers", "-w", help="Processes sharing the search")] = 1,
-    resume: Annotated[Optional[Path], typer.Option(
-        "--resume", help="Continue a stopped search in its runs/<id>-<name>-tune folder", show_default=False)] = None,
+    resume: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--resume", help="Continue a stopped search in its runs/<id>-<name>-tune folder", show_default=False
+        ),
+    ] = None,
     overrides: SetOption = None,
     runs_dir: RunsDirOption = None,
 ) -> None:
@@ -149,7 +191,7 @@ def tune(
 
     Example: cnnctl tune search.yaml --trials 20 --workers 2
 
-    (search.yaml: a config with e.g. `tune: {train.batch_size: {choice: [32, 64]}}`; README, Tuning)
+    (search.yaml: a config with e.g. `tune: {train.batch_size: {choice: [32, 64]}}`; docs/tuning.md)
     """
     from cnnctl.cli import console
 
@@ -161,19 +203,28 @@ def tune(
         if config is not None or overrides:
             raise ConfigError("tune: a resumed search uses its own config.yaml; drop CONFIG and --set")
         with api.signals_interrupt():
-            tune_path, summary = api.resume_tune(resume, trials, workers=workers, verbose=verbosity(),
-                                                 on_trial=on_trial)
+            tune_path, summary = api.resume_tune(
+                resume, trials, workers=workers, verbose=verbosity(), on_trial=on_trial
+            )
     else:
         if config is None:
             raise ConfigError("tune: give a config file with a `tune:` section, or --resume TUNEFOLDER")
         with api.signals_interrupt():
-            tune_path, summary = api.tune(config, trials, overrides=overrides_of(overrides), workers=workers,
-                                          runs_dir=runs_dir, verbose=verbosity(), on_trial=on_trial)
+            tune_path, summary = api.tune(
+                config,
+                trials,
+                overrides=overrides_of(overrides),
+                workers=workers,
+                runs_dir=runs_dir,
+                verbose=verbosity(),
+                on_trial=on_trial,
+            )
     console.console.print(console.tune_table(summary))
     for note in summary.get("notes", []):
         console.warn(note)
     if summary.get("best"):
-        console.say(f"best: trial {summary['best']['number']}, val accuracy {summary['best']['value']:.4f}; "
-                    f"train it on test with: cnnctl train {tune_path / api.contract.TUNE_BEST}")
-    console.say(f"tune folder: {tune_path} (summary in {api.contract.TUNE_SUMMARY}, page "
-                f"{api.contract.TUNE_REPORT})")
+        console.say(
+            f"best: trial {summary['best']['number']}, val accuracy {summary['best']['value']:.4f}; "
+            f"train it on test with: cnnctl train {tune_path / api.contract.TUNE_BEST}"
+        )
+    console.say(f"tune folder: {tune_path} (summary in {api.contract.TUNE_SUMMARY}, page {api.contract.TUNE_REPORT})")

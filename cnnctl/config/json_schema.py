@@ -40,23 +40,30 @@ def config_schema() -> dict[str, Any]:
     defs["LayerSpec"] = _layer_entry(names, layer_defs)
     defs.update(layer_defs)
     # The YAML forms beyond the pydantic types: what schema.py's `mode="before"` validators turn into them.
-    defs["OptimizerConfig"] = _also_accept(defs["OptimizerConfig"], {
-        "type": "string", "description": "an optimizer name, e.g. adam: its defaults and train's learning rate"})
+    defs["OptimizerConfig"] = _also_accept(
+        defs["OptimizerConfig"],
+        {"type": "string", "description": "an optimizer name, e.g. adam: its defaults and train's learning rate"},
+    )
     for name in _true_or_false_fields():
-        defs["TrainConfig"]["properties"][name] = _also_accept(defs["TrainConfig"]["properties"][name], {
-            "type": "boolean", "description": "true: the defaults; false: off"})
+        defs["TrainConfig"]["properties"][name] = _also_accept(
+            defs["TrainConfig"]["properties"][name],
+            {"type": "boolean", "description": "true: the defaults; false: off"},
+        )
     data = defs["DataConfig"]["properties"]
     data["source"] = _also_accept(data["source"], {"enum": [*BUILTIN_SOURCES, *FILE_SOURCES]})
-    data["image_size"] = _also_accept(data["image_size"], {
-        "type": "integer", "description": "one size for both sides: 32 means [32, 32]"})
+    data["image_size"] = _also_accept(
+        data["image_size"], {"type": "integer", "description": "one size for both sides: 32 means [32, 32]"}
+    )
     data["augment"] = _also_accept(data["augment"], {"type": "null"})
     tta = defs["EvaluateConfig"]["properties"]["tta"]
     defs["EvaluateConfig"]["properties"]["tta"] = _also_accept(tta, {"enum": [False, None]})
     defs["SearchSpace"] = _search_space(defs["SearchSpace"])
-    return {"$schema": SCHEMA_DIALECT,
-            "$comment": f"Written by `cnnctl schema` with Keras {keras.__version__}; regenerate after upgrading "
-                        f"Keras or changing cnnctl/config/schema.py: cnnctl schema --out {SCHEMA_FILE}",
-            **schema}
+    return {
+        "$schema": SCHEMA_DIALECT,
+        "$comment": f"Written by `cnnctl schema` with Keras {keras.__version__}; regenerate after upgrading "
+        f"Keras or changing cnnctl/config/schema.py: cnnctl schema --out {SCHEMA_FILE}",
+        **schema,
+    }
 
 
 class _DefaultsFromFactories(GenerateJsonSchema):
@@ -87,11 +94,16 @@ def _layer_entry(names: dict[str, str], layer_defs: dict[str, Any]) -> dict[str,
     bare = [name for name, definition in names.items() if not layer_defs[definition].get("required")]
     return {
         "description": "A keras.layers class: `Name: {keyword: value, ...}` (e.g. `Conv2D: {filters: 32, "
-                       "kernel_size: 3}`), or a bare name for a layer that needs no arguments (e.g. `Flatten`)",
+        "kernel_size: 3}`), or a bare name for a layer that needs no arguments (e.g. `Flatten`)",
         "oneOf": [
             {"type": "string", "enum": bare, "description": "a layer built with its defaults"},
-            {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False,
-             "properties": {name: {"$ref": f"#/$defs/{definition}"} for name, definition in names.items()}},
+            {
+                "type": "object",
+                "minProperties": 1,
+                "maxProperties": 1,
+                "additionalProperties": False,
+                "properties": {name: {"$ref": f"#/$defs/{definition}"} for name, definition in names.items()},
+            },
         ],
     }
 
@@ -127,11 +139,19 @@ def _layer_arguments(cls: type) -> dict[str, Any]:
         described = {"description": docs[name]} if name in docs else {}
         properties[name] = {**described, **_json_default(parameter.default)}
     own = inspect.signature(cls.__init__).parameters.values()
-    required = [parameter.name for parameter in own if parameter.name in properties
-                and parameter.default is inspect.Parameter.empty]
+    required = [
+        parameter.name
+        for parameter in own
+        if parameter.name in properties and parameter.default is inspect.Parameter.empty
+    ]
     summary = inspect.cleandoc(cls.__doc__ or cls.__name__).splitlines()[0]
-    return {"type": ["object", "null"], "description": summary, "properties": properties,
-            **({"required": required} if required else {}), "additionalProperties": True}
+    return {
+        "type": ["object", "null"],
+        "description": summary,
+        "properties": properties,
+        **({"required": required} if required else {}),
+        "additionalProperties": True,
+    }
 
 
 def _argument_docs(docstring: str) -> dict[str, str]:
@@ -142,7 +162,7 @@ def _argument_docs(docstring: str) -> dict[str, str]:
         return {}
     entries: dict[str, list[str]] = {}
     indent, current = None, None
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.strip():
             continue
         width = len(line) - len(line.lstrip())
@@ -170,10 +190,24 @@ def _json_default(value: Any) -> dict[str, Any]:
 
 def _search_space(model_schema: dict[str, Any]) -> dict[str, Any]:
     """A `tune:` entry in its YAML form, `{kind: values}`: `{log_uniform: [1e-4, 1e-2]}`, `{choice: [16, 32]}`."""
-    low_high = {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"},
-                "description": "[low, high], both ends included"}
-    choices = {"type": "array", "minItems": 1, "items": {"type": ["number", "string", "boolean", "null"]},
-               "description": "the values to try"}
-    return {"description": model_schema.get("description", ""), "type": "object", "minProperties": 1,
-            "maxProperties": 1, "additionalProperties": False,
-            "properties": {kind: choices if kind == "choice" else low_high for kind in SEARCH_SPACE_KINDS}}
+    low_high = {
+        "type": "array",
+        "minItems": 2,
+        "maxItems": 2,
+        "items": {"type": "number"},
+        "description": "[low, high], both ends included",
+    }
+    choices = {
+        "type": "array",
+        "minItems": 1,
+        "items": {"type": ["number", "string", "boolean", "null"]},
+        "description": "the values to try",
+    }
+    return {
+        "description": model_schema.get("description", ""),
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": 1,
+        "additionalProperties": False,
+        "properties": {kind: choices if kind == "choice" else low_high for kind in SEARCH_SPACE_KINDS},
+    }

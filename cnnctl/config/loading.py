@@ -21,9 +21,9 @@ from cnnctl.config.schema import Config
 from cnnctl.data.limits import not_regular_reason
 from cnnctl.errors import ConfigError, closest
 
-MAX_CONFIG_BYTES = 2**20     # 1 MiB: real configs are a few kilobytes, and PyYAML reads ~0.2 MB a second
-MAX_CONFIG_DEPTH = 100       # nesting levels (mappings and lists), counting those reached through aliases
-MAX_CONFIG_NODES = 200_000   # values after expanding every alias: `*a` counts the whole node it names
+MAX_CONFIG_BYTES = 2**20  # 1 MiB: real configs are a few kilobytes, and PyYAML reads ~0.2 MB a second
+MAX_CONFIG_DEPTH = 100  # nesting levels (mappings and lists), counting those reached through aliases
+MAX_CONFIG_NODES = 200_000  # values after expanding every alias: `*a` counts the whole node it names
 
 
 def load_config(source: Union[str, Path, Mapping[str, Any], Config], overrides: Sequence[str] = ()) -> Config:
@@ -66,28 +66,36 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {reason}; give a YAML config file such as configs/digits.yaml")
     size = path.stat().st_size
     if size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: {size:,} bytes is over the limit of {MAX_CONFIG_BYTES:,} for a config file; "
-                          "keep large data (vocabularies, arrays) in data files")
+        raise ConfigError(
+            f"{path}: {size:,} bytes is over the limit of {MAX_CONFIG_BYTES:,} for a config file; "
+            "keep large data (vocabularies, arrays) in data files"
+        )
     try:
         text = path.read_text(encoding="utf-8")
         raw = yaml.load(text, Loader=_StrictSafeLoader)
     except yaml.reader.ReaderError as exc:  # a control character; it carries an offset, not a line
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-        raise ConfigError(f"{path}: line {line}, column {column}: invalid YAML: character #x{exc.character:04x} "
-                          "is not allowed (a control character); delete it") from None
+        raise ConfigError(
+            f"{path}: line {line}, column {column}: invalid YAML: character #x{exc.character:04x} "
+            "is not allowed (a control character); delete it"
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = exc.problem or ""
         tag = re.match(r"could not determine a constructor for the tag '(?:tag:yaml.org,2002:)?(.*)'", problem)
         if tag:
-            problem = (f"the tag !!{tag.group(1).lstrip('!')} is refused: configs are plain YAML and never "
-                       "create Python objects")
+            problem = (
+                f"the tag !!{tag.group(1).lstrip('!')} is refused: configs are plain YAML and never "
+                "create Python objects"
+            )
         raise ConfigError(f"{path}: {where}invalid YAML: {problem}") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position {exc.start}); "
-                          "save the file as UTF-8") from None
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position {exc.start}); "
+            "save the file as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
     except OSError as exc:
@@ -95,8 +103,10 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     if raw is None:
         raise ConfigError(f"{path}: the file is empty; it needs at least a model.layers list")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections (name, seed, data, model, "
-                          f"train, evaluate), got {type(raw).__name__}")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of sections (name, seed, data, model, "
+            f"train, evaluate), got {type(raw).__name__}"
+        )
     return raw
 
 
@@ -112,19 +122,23 @@ class _BoundedSafeLoader(yaml.SafeLoader):
 
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)
-        self._depth = 0          # nesting of the node being composed
-        self._deepest = 0        # deepest level reached, aliases expanded
-        self._nodes = 0          # values composed so far, aliases expanded
-        self._open: set[str] = set()                      # anchors whose node is being composed
-        self._anchored: dict[str, tuple[int, int]] = {}   # anchor → (expanded values, height)
+        self._depth = 0  # nesting of the node being composed
+        self._deepest = 0  # deepest level reached, aliases expanded
+        self._nodes = 0  # values composed so far, aliases expanded
+        self._open: set[str] = set()  # anchors whose node is being composed
+        self._anchored: dict[str, tuple[int, int]] = {}  # anchor → (expanded values, height)
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             if event.anchor in self._open:
                 raise yaml.composer.ComposerError(
-                    None, None, f"the alias *{event.anchor} is inside the node &{event.anchor} it names (a "
-                    "recursive alias); configs must be trees", event.start_mark)
+                    None,
+                    None,
+                    f"the alias *{event.anchor} is inside the node &{event.anchor} it names (a "
+                    "recursive alias); configs must be trees",
+                    event.start_mark,
+                )
             values, height = self._anchored.get(event.anchor, (1, 0))
             self._count(values, self._depth + 1 + height, event)
             return super().compose_node(parent, index)
@@ -152,12 +166,19 @@ class _BoundedSafeLoader(yaml.SafeLoader):
         self._deepest = max(self._deepest, depth)
         if depth > MAX_CONFIG_DEPTH:
             raise yaml.composer.ComposerError(
-                None, None, f"nested deeper than {MAX_CONFIG_DEPTH} levels (aliases expanded); configs are a few "
-                "levels deep", event.start_mark)
+                None,
+                None,
+                f"nested deeper than {MAX_CONFIG_DEPTH} levels (aliases expanded); configs are a few levels deep",
+                event.start_mark,
+            )
         if self._nodes > MAX_CONFIG_NODES:
             raise yaml.composer.ComposerError(
-                None, None, f"more than {MAX_CONFIG_NODES:,} values once aliases are expanded (nested aliases "
-                "multiply); write the values out or use fewer aliases", event.start_mark)
+                None,
+                None,
+                f"more than {MAX_CONFIG_NODES:,} values once aliases are expanded (nested aliases "
+                "multiply); write the values out or use fewer aliases",
+                event.start_mark,
+            )
 
 
 class _StrictSafeLoader(_BoundedSafeLoader):
@@ -176,8 +197,11 @@ class _StrictSafeLoader(_BoundedSafeLoader):
                 continue  # an unhashable key: the base class reports it
             if seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"'{key}' appears twice in the same mapping (first on line {first_line[key] + 1}); "
-                    "keep one", key_node.start_mark)
+                    None,
+                    None,
+                    f"'{key}' appears twice in the same mapping (first on line {first_line[key] + 1}); keep one",
+                    key_node.start_mark,
+                )
             first_line[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
@@ -297,12 +321,19 @@ def describe_error(error: dict[str, Any], raw: dict[str, Any]) -> str:
 
 
 _TYPE_MESSAGES = {
-    "int_parsing": "must be an integer", "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_type": "must be an integer",
     "int_from_float": "must be a whole number",
-    "float_parsing": "must be a number", "float_type": "must be a number",
-    "bool_parsing": "must be true or false", "bool_type": "must be true or false",
-    "string_type": "must be a string", "list_type": "must be a list", "tuple_type": "must be a list",
-    "dict_type": "must be a mapping", "model_type": "must be a mapping", "model_attributes_type": "must be a mapping",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
 }
 
 
@@ -310,8 +341,11 @@ def _user_loc(loc: tuple) -> list:
     """Drop pydantic's internal union/tag parts (`literal[False]`, `EarlyStoppingConfig`, `function-after[...]`)."""
     cleaned = []
     for part in loc:
-        if isinstance(part, str) and (re.match(r"^(literal|function-|union|bool|int|str|float)\b", part)
-                                       or part[:1].isupper() and part.endswith(("Config", "Spec"))):
+        if isinstance(part, str) and (
+            re.match(r"^(literal|function-|union|bool|int|str|float)\b", part)
+            or part[:1].isupper()
+            and part.endswith(("Config", "Spec"))
+        ):
             continue
         cleaned.append(part)
     return cleaned
@@ -353,8 +387,9 @@ def _section_model(parents: list) -> Optional[type[BaseModel]]:
         field = model.model_fields.get(part)
         if field is None:
             return None
-        model = next((arg for arg in _type_args(field.annotation) if isinstance(arg, type)
-                      and issubclass(arg, BaseModel)), None)
+        model = next(
+            (arg for arg in _type_args(field.annotation) if isinstance(arg, type) and issubclass(arg, BaseModel)), None
+        )
     return model
 
 

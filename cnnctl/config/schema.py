@@ -44,8 +44,11 @@ REFUSED_OBJECT_KEYS = frozenset({"module", "registered_name"})
 FILE_READING_ARGUMENTS = {"vocabulary": "give the vocabulary as a list, e.g. vocabulary: [cat, dog]"}
 
 
+MAX_COUNT = 2**31 - 1  # the largest epoch or batch count TensorFlow's 32-bit counters hold
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class LayerSpec(Section):
@@ -57,13 +60,17 @@ class LayerSpec(Section):
     @model_validator(mode="after")
     def _no_code(self) -> "LayerSpec":
         if self.name in REFUSED_LAYERS:
-            raise ValueError(f"{self.name} is refused: configs must not run code (the model input is added "
-                             "for you from model.input_shape)")
+            raise ValueError(
+                f"{self.name} is refused: configs must not run code (the model input is added "
+                "for you from model.input_shape)"
+            )
         _refuse_code_objects(self.kwargs)
         for argument, instead in FILE_READING_ARGUMENTS.items():
             if isinstance(self.kwargs.get(argument), str):
-                raise ValueError(f"{argument}: a file path is refused (got {self.kwargs[argument]!r}): configs "
-                                 f"must not read files; {instead}")
+                raise ValueError(
+                    f"{argument}: a file path is refused (got {self.kwargs[argument]!r}): configs "
+                    f"must not read files; {instead}"
+                )
         return self
 
     def to_yaml(self) -> Union[str, dict]:
@@ -77,13 +84,15 @@ def _parse_layer_entry(entry: Any) -> Any:
     if isinstance(entry, str):
         return {"name": entry, "kwargs": {}}
     if isinstance(entry, dict) and len(entry) == 1:
-        (name, kwargs), = entry.items()
+        ((name, kwargs),) = entry.items()
         if kwargs is None:
             kwargs = {}
         if not isinstance(kwargs, dict):
             raise ValueError(f"the arguments of {name} must be a mapping like {{filters: 32}} (got {kwargs!r})")
         return {"name": str(name), "kwargs": kwargs}
-    raise ValueError(f"must be a layer name or `LayerName: {{kwargs}}`, e.g. `Conv2D: {{filters: 32, kernel_size: 3}}` (got {entry!r})")
+    raise ValueError(
+        f"must be a layer name or `LayerName: {{kwargs}}`, e.g. `Conv2D: {{filters: 32, kernel_size: 3}}` (got {entry!r})"
+    )
 
 
 def _refuse_code_objects(value: Any, seen: Optional[set[int]] = None) -> None:
@@ -119,7 +128,7 @@ def _parse_layer_list(value: Any) -> Any:
 class OptimizerConfig(BaseModel):
     """`{name: adam, learning_rate: 0.001, ...}`: any keras.optimizers class and its kwargs."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
 
     name: str = Field("adam", description="any keras.optimizers name, e.g. adam, adamw, sgd")
     learning_rate: float = Field(0.001, gt=0, description="the learning rate (where lr_schedule starts)")
@@ -136,7 +145,7 @@ class OptimizerConfig(BaseModel):
 class LossConfig(BaseModel):
     """`{name: categorical_crossentropy, label_smoothing: 0.1}`: any keras.losses class and its kwargs."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
 
     name: str = Field(description="any keras.losses name, e.g. categorical_crossentropy")
 
@@ -199,28 +208,36 @@ def _positive_dimensions(value: Optional[list[int]], example: str) -> Optional[l
 
 
 class DataConfig(Section):
-    source: str = Field("digits", description="a built-in or file source, one registered from Python, or "
-                                              "`arrays` (from Python)")
-    path: Optional[str] = Field(None, description="npz | npy | idx | csv | folder | manifest; relative to the config "
-                                                  "file")
-    val_path: Optional[str] = Field(None, description="folder: a separate folder of class folders for the validation "
-                                                      "split (relative to the config file)")
-    test_path: Optional[str] = Field(None, description="folder: a separate folder of class folders for the test split "
-                                                       "(relative to the config file), e.g. a published set's val/")
+    source: str = Field(
+        "digits", description="a built-in or file source, one registered from Python, or `arrays` (from Python)"
+    )
+    path: Optional[str] = Field(
+        None, description="npz | npy | idx | csv | folder | manifest; relative to the config file"
+    )
+    val_path: Optional[str] = Field(
+        None,
+        description="folder: a separate folder of class folders for the validation split (relative to the config file)",
+    )
+    test_path: Optional[str] = Field(
+        None,
+        description="folder: a separate folder of class folders for the test split "
+        "(relative to the config file), e.g. a published set's val/",
+    )
     image_size: ImageSize = Field(None, description="folder, manifest: resize target (height, width)")
     color_mode: Literal["grayscale", "rgb"] = Field("rgb", description="folder, manifest: channels after decoding")
     validation_split: float = Field(0.1, ge=0, lt=1, description="carved from train, stratified, seeded")
-    test_split: Optional[float] = Field(None, gt=0, lt=1,
-                                        description="carved first, when the source has no test set")
+    test_split: Optional[float] = Field(None, gt=0, lt=1, description="carved first, when the source has no test set")
     normalize: bool = Field(True, description="scale pixel values to [0, 1]")
     label_column: Union[str, int] = Field("label", description="csv, manifest: name or index of the label column")
     file_column: str = Field("file", description="manifest: the column of file paths (relative to the manifest)")
-    split_column: Optional[str] = Field(None, description="manifest: a column of train | val | test (empty: carved "
-                                                          "from train)")
+    split_column: Optional[str] = Field(
+        None, description="manifest: a column of train | val | test (empty: carved from train)"
+    )
     shape: Optional[list[int]] = Field(None, description="csv: shape of one example, e.g. [28, 28]")
     augment: list[LayerSpec] = Field(default_factory=list, description="keras preprocessing layers, training only")
-    fold: Optional[FoldConfig] = Field(None, description="cv: {index, folds}: test on this fold of train "
-                                                         "(cnnctl cv sets it)")
+    fold: Optional[FoldConfig] = Field(
+        None, description="cv: {index, folds}: test on this fold of train (cnnctl cv sets it)"
+    )
 
     @field_validator("augment", mode="before")
     @classmethod
@@ -249,8 +266,10 @@ class DataConfig(Section):
             raise ValueError(f"source '{self.source}' needs data.path (a file or folder)")
         for key in ("val_path", "test_path"):
             if getattr(self, key) is not None and self.source != "folder":
-                raise ValueError(f"{key} is for source folder (a separate folder of class folders); source "
-                                 f"'{self.source}' gives its splits itself")
+                raise ValueError(
+                    f"{key} is for source folder (a separate folder of class folders); source "
+                    f"'{self.source}' gives its splits itself"
+                )
         return self
 
 
@@ -258,15 +277,23 @@ class BackboneConfig(BaseModel):
     """`model.backbone`: a keras.applications network (include_top=False + pooling) in front of `model.layers`,
     which become its head. Any other key goes to the application itself (e.g. `alpha: 0.75` for MobileNetV3)."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
 
     name: str = Field(description="any keras.applications class, e.g. MobileNetV3Small, ResNet50, EfficientNetB0")
-    weights: Optional[str] = Field("imagenet", description=(
-        "imagenet (downloaded once into ~/.keras/models) | null (random) | a weights file path (.weights.h5 or "
-        ".h5; relative to the config file)"))
-    input_size: ImageSize = Field(None, description=(
-        "[height, width] the backbone sees; the model resizes its inputs. null: the data's size, raised to the "
-        "backbone's minimum (32 for most, 75 for InceptionV3)"))
+    weights: Optional[str] = Field(
+        "imagenet",
+        description=(
+            "imagenet (downloaded once into ~/.keras/models) | null (random) | a weights file path (.weights.h5 or "
+            ".h5; relative to the config file)"
+        ),
+    )
+    input_size: ImageSize = Field(
+        None,
+        description=(
+            "[height, width] the backbone sees; the model resizes its inputs. null: the data's size, raised to the "
+            "backbone's minimum (32 for most, 75 for InceptionV3)"
+        ),
+    )
     pooling: Literal["avg", "max"] = Field("avg", description="how the backbone's last feature map becomes a vector")
     trainable: bool = Field(False, description="false: frozen, and batch norm stays in inference mode")
 
@@ -284,8 +311,12 @@ class FromRunConfig(Section):
     """`model.from_run`: start from a previous run's weights, layer by layer by name."""
 
     run: str = Field(description="a run folder, a run id in the runs dir, or last (the newest run)")
-    skip_mismatched: bool = Field(False, description=(
-        "false: a layer whose weight shapes differ is an error; true: such layers keep their fresh weights"))
+    skip_mismatched: bool = Field(
+        False,
+        description=(
+            "false: a layer whose weight shapes differ is an error; true: such layers keep their fresh weights"
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -295,14 +326,23 @@ class FromRunConfig(Section):
 
 class ModelConfig(Section):
     input_shape: Optional[list[int]] = Field(None, description="inferred from the data when omitted")
-    backbone: Optional[BackboneConfig] = Field(None, description=(
-        "a pretrained keras.applications network; model.layers become its head, e.g. {name: MobileNetV3Small, "
-        "weights: imagenet}"))
-    from_run: Optional[FromRunConfig] = Field(None, description=(
-        "RUN (a folder, run id or last) or {run, skip_mismatched}: every layer whose name matches a layer of that "
-        "run's model.keras starts from its weights"))
-    layers: list[LayerSpec] = Field(min_length=1, description="each entry: LayerName: {kwargs}, any keras.layers "
-                                                              "class; a bare name means no kwargs")
+    backbone: Optional[BackboneConfig] = Field(
+        None,
+        description=(
+            "a pretrained keras.applications network; model.layers become its head, e.g. {name: MobileNetV3Small, "
+            "weights: imagenet}"
+        ),
+    )
+    from_run: Optional[FromRunConfig] = Field(
+        None,
+        description=(
+            "RUN (a folder, run id or last) or {run, skip_mismatched}: every layer whose name matches a layer of that "
+            "run's model.keras starts from its weights"
+        ),
+    )
+    layers: list[LayerSpec] = Field(
+        min_length=1, description="each entry: LayerName: {kwargs}, any keras.layers class; a bare name means no kwargs"
+    )
 
     @field_validator("input_shape")
     @classmethod
@@ -319,19 +359,26 @@ class FineTuneConfig(Section):
     """`train.fine_tune`: a second phase after the first, as in the Keras transfer-learning guide: the frozen
     layers are unfrozen and training continues, recompiled with a lower learning rate."""
 
-    epochs: int = Field(gt=0, description="epochs of the fine-tuning phase, after train.epochs")
-    unfreeze: Union[Literal["all"], int, str] = Field("all", description=(
-        "all | N (the last N layers of the backbone, or of the model without one) | a layer name (that layer and "
-        "every one after it)"))
-    learning_rate: Optional[float] = Field(None, gt=0, description=(
-        "the fine-tuning learning rate; null: a tenth of train.optimizer.learning_rate"))
+    epochs: int = Field(gt=0, le=MAX_COUNT, description="epochs of the fine-tuning phase, after train.epochs")
+    unfreeze: Union[Literal["all"], int, str] = Field(
+        "all",
+        description=(
+            "all | N (the last N layers of the backbone, or of the model without one) | a layer name (that layer and "
+            "every one after it)"
+        ),
+    )
+    learning_rate: Optional[float] = Field(
+        None, gt=0, description=("the fine-tuning learning rate; null: a tenth of train.optimizer.learning_rate")
+    )
 
     @field_validator("unfreeze", mode="before")
     @classmethod
     def _not_a_switch(cls, value: Any) -> Any:
         if isinstance(value, bool):  # pydantic would take true for 1 layer
-            raise ValueError(f"must be all, a number of layers or a layer name (got {str(value).lower()}); "
-                             "fine-tuning is on whenever train.fine_tune is given")
+            raise ValueError(
+                f"must be all, a number of layers or a layer name (got {str(value).lower()}); "
+                "fine-tuning is on whenever train.fine_tune is given"
+            )
         return value
 
     @field_validator("unfreeze")
@@ -345,43 +392,87 @@ class FineTuneConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int = Field(10, gt=0, description="passes over the training data")
-    batch_size: int = Field(64, gt=0, description="examples per training step")
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig,
-                                       description="any keras optimizer + its kwargs: a name, or {name, ...}")
-    loss: Union[str, LossConfig] = Field("sparse_categorical_crossentropy", description=(
-        "a name, or {name, **kwargs}; categorical_crossentropy → labels one-hot encoded for you"))
+    epochs: int = Field(10, gt=0, le=MAX_COUNT, description="passes over the training data")
+    # Keras and TensorFlow count examples in 32-bit integers: a larger batch passes pydantic and fails in the graph.
+    batch_size: int = Field(64, gt=0, le=MAX_COUNT, description="examples per training step")
+    optimizer: OptimizerConfig = Field(
+        default_factory=OptimizerConfig, description="any keras optimizer + its kwargs: a name, or {name, ...}"
+    )
+    loss: Union[str, LossConfig] = Field(
+        "sparse_categorical_crossentropy",
+        description=("a name, or {name, **kwargs}; categorical_crossentropy → labels one-hot encoded for you"),
+    )
     metrics: list[str] = Field(default_factory=lambda: ["accuracy"], description="keras metric names")
-    early_stopping: Optional[EarlyStoppingConfig] = Field(default_factory=EarlyStoppingConfig,
-                                                          description="false disables")
-    reduce_lr_on_plateau: Optional[ReduceLROnPlateauConfig] = Field(None, description=(
-        "or {monitor, factor, patience, min_lr}"))
-    lr_schedule: Literal["constant", "cosine"] = Field("constant", description=(
-        "cosine: learning_rate decays to 0 over the epochs"))
-    class_weight: Union[Literal["balanced"], dict[int, float], None] = Field(None, description=(
-        "balanced | {class_index: weight}"))
-    jit_compile: Union[Literal["auto"], bool] = Field("auto", description=(
-        "XLA; auto = on a GPU only (3.5x slower on our CPUs)"))
-    steps_per_execution: Union[Literal["auto"], int] = Field("auto", description=(
-        "batches per compiled call; auto = 16 on a CPU"))
-    mixed_precision: Literal["auto", "off", "mixed_float16", "mixed_bfloat16"] = Field("auto", description=(
-        "auto (mixed_float16 on a GPU, float32 on a CPU) | off | mixed_float16 | mixed_bfloat16"))
-    tensorboard: Optional[TensorBoardConfig] = Field(None, description=(
-        "true (or {histogram_freq: N}): logs in the run's tensorboard/"))
-    distribute: Literal["auto", "none", "mirrored", "data_parallel"] = Field("auto", description=(
-        "auto (every local GPU, or several processes: split each batch over them) | none (one device) | mirrored "
-        "(TensorFlow's MirroredStrategy) | data_parallel (Keras' DataParallel, JAX); batch_size is the global batch"))
-    fine_tune: Optional[FineTuneConfig] = Field(None, description=(
-        "{epochs, unfreeze, learning_rate}: after train.epochs, unfreeze the frozen backbone (or layers) and "
-        "continue at a lower learning rate"))
+    early_stopping: Optional[EarlyStoppingConfig] = Field(
+        default_factory=EarlyStoppingConfig,
+        description="keras.callbacks.EarlyStopping: {monitor, patience, min_delta, restore_best_weights}; false "
+        "disables it",
+    )
+    reduce_lr_on_plateau: Optional[ReduceLROnPlateauConfig] = Field(
+        None,
+        description=(
+            "keras.callbacks.ReduceLROnPlateau when given as {monitor, factor, patience, min_lr} (or "
+            "true for its defaults); false (the default) leaves the learning rate alone"
+        ),
+    )
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description=("cosine: learning_rate decays to 0 over the epochs")
+    )
+    class_weight: Union[Literal["balanced"], dict[int, float], None] = Field(
+        None, description=("balanced | {class_index: weight}")
+    )
+    jit_compile: Union[Literal["auto"], bool] = Field(
+        "auto",
+        description=(
+            "XLA: auto = on with JAX, and with TensorFlow on a GPU (off on TensorFlow's CPU, where XLA's "
+            "convolutions are slower) | true | false"
+        ),
+    )
+    steps_per_execution: Union[Literal["auto"], int] = Field(
+        "auto", description=("batches per compiled call: auto = 16 (1 under MirroredStrategy) | N")
+    )
+    mixed_precision: Literal["auto", "off", "mixed_float16", "mixed_bfloat16"] = Field(
+        "auto", description=("auto (mixed_float16 on a GPU, float32 on a CPU) | off | mixed_float16 | mixed_bfloat16")
+    )
+    tensorboard: Optional[TensorBoardConfig] = Field(
+        None, description=("true (or {histogram_freq: N}): logs in the run's tensorboard/")
+    )
+    distribute: Literal["auto", "none", "mirrored", "data_parallel"] = Field(
+        "auto",
+        description=(
+            "auto (every local GPU, or several processes: split each batch over them) | none (one device) | mirrored "
+            "(TensorFlow's MirroredStrategy) | data_parallel (Keras' DataParallel, JAX); batch_size is the global batch"
+        ),
+    )
+    fine_tune: Optional[FineTuneConfig] = Field(
+        None,
+        description=(
+            "{epochs, unfreeze, learning_rate}: after train.epochs, unfreeze the frozen backbone (or layers) and "
+            "continue at a lower learning rate"
+        ),
+    )
+
+    @field_validator("class_weight")
+    @classmethod
+    def _positive_weights(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            bad = next(((index, weight) for index, weight in value.items() if not weight > 0), None)
+            if bad is not None:
+                raise ValueError(
+                    f"class {bad[0]} has weight {bad[1]:g}; a class weight must be above 0 (e.g. "
+                    "{0: 1.0, 1: 3.0}, or balanced)"
+                )
+        return value
 
     @field_validator("loss", mode="before")
     @classmethod
     def _loss_name_or_options(cls, value: Any) -> Any:
         if isinstance(value, str) or (isinstance(value, dict) and isinstance(value.get("name"), str)):
             return value
-        raise ValueError(f"must be a loss name or {{name, options}}, e.g. sparse_categorical_crossentropy or "
-                         f"{{name: categorical_crossentropy, label_smoothing: 0.1}} (got {value!r})")
+        raise ValueError(
+            f"must be a loss name or {{name, options}}, e.g. sparse_categorical_crossentropy or "
+            f"{{name: categorical_crossentropy, label_smoothing: 0.1}} (got {value!r})"
+        )
 
     @property
     def loss_name(self) -> str:
@@ -400,8 +491,10 @@ class TrainConfig(Section):
     @model_validator(mode="after")
     def _one_learning_rate_policy(self) -> "TrainConfig":
         if self.lr_schedule != "constant" and self.reduce_lr_on_plateau is not None:
-            raise ValueError(f"lr_schedule: {self.lr_schedule} already sets the learning rate every step; "
-                             "set reduce_lr_on_plateau: false or lr_schedule: constant")
+            raise ValueError(
+                f"lr_schedule: {self.lr_schedule} already sets the learning rate every step; "
+                "set reduce_lr_on_plateau: false or lr_schedule: constant"
+            )
         return self
 
     @field_validator("mixed_precision", "distribute", mode="before")
@@ -430,21 +523,34 @@ class TrainConfig(Section):
 
 
 class EvaluateConfig(Section):
-    top_k: list[int] = Field(default_factory=lambda: [1, 5],
-                             description="k larger than the number of classes is dropped")
-    split: Optional[Literal["test", "val"]] = Field(None, description=(
-        "The split `train` scores at the end: test when the data has one, else val. `val` while tuning keeps the "
-        "test set untouched until the final run."))
-    tta: Literal["off", "flip"] = Field("off", description=(
-        "flip: also score every example mirrored along its last spatial axis (left-right for images, reversed in "
-        "time for signals) and average the two predictions: test-time augmentation, for classes that keep their "
-        "meaning in a mirror (clothes, objects; not digits or letters). Used by train's evaluation, evaluate, "
-        "predict."))
+    top_k: list[int] = Field(
+        default_factory=lambda: [1, 5], description="k larger than the number of classes is dropped"
+    )
+    split: Optional[Literal["test", "val"]] = Field(
+        None,
+        description=(
+            "The split `train` scores at the end: test when the data has one, else val. `val` while tuning keeps the "
+            "test set untouched until the final run."
+        ),
+    )
+    tta: Literal["off", "flip"] = Field(
+        "off",
+        description=(
+            "flip: also score every example mirrored along its last spatial axis (left-right for images, reversed in "
+            "time for signals) and average the two predictions: test-time augmentation, for classes that keep their "
+            "meaning in a mirror (clothes, objects; not digits or letters). Used by train's evaluation, evaluate, "
+            "predict."
+        ),
+    )
 
-    calibrate: Literal["off", "temperature"] = Field("off", description=(
-        "temperature: after training, fit one temperature on the validation split (minimising its negative "
-        "log-likelihood) and fold it into model.keras's output layer, so its probabilities are calibrated wherever "
-        "it is loaded; argmaxes never change"))
+    calibrate: Literal["off", "temperature"] = Field(
+        "off",
+        description=(
+            "temperature: after training, fit one temperature on the validation split (minimising its negative "
+            "log-likelihood) and fold it into model.keras's output layer, so its probabilities are calibrated wherever "
+            "it is loaded; argmaxes never change"
+        ),
+    )
 
     @field_validator("tta", "calibrate", mode="before")
     @classmethod
@@ -478,20 +584,26 @@ class SearchSpace(Section):
         example = "e.g. {log_uniform: [1e-4, 1e-2]}, {uniform: [0.1, 0.5]}, {int: [16, 64]} or {choice: [16, 32]}"
         if not isinstance(value, dict) or len(value) != 1:
             raise ValueError(f"must be one search space, {example} (got {value!r})")
-        (kind, values), = value.items()
+        ((kind, values),) = value.items()
         if kind not in SEARCH_SPACE_KINDS:
             hint = did_you_mean(str(kind), SEARCH_SPACE_KINDS) or f"; {example}"
             raise ValueError(f"unknown search space '{kind}': must be one of {', '.join(SEARCH_SPACE_KINDS)}{hint}")
         if kind == "choice":
             if not isinstance(values, list) or not values:
-                raise ValueError(f"choice: must be a non-empty list of values, e.g. {{choice: [16, 32, 64]}} "
-                                 f"(got {values!r})")
+                raise ValueError(
+                    f"choice: must be a non-empty list of values, e.g. {{choice: [16, 32, 64]}} (got {values!r})"
+                )
             if any(isinstance(item, (list, dict)) for item in values):
-                raise ValueError(f"choice: every value must be a number, string, boolean or null (got {values!r}); "
-                                 "tune a list's entries one path at a time, e.g. model.layers[0].Conv2D.kernel_size")
+                raise ValueError(
+                    f"choice: every value must be a number, string, boolean or null (got {values!r}); "
+                    "tune a list's entries one path at a time, e.g. model.layers[0].Conv2D.kernel_size"
+                )
             return {"kind": kind, "values": values}
-        numbers = isinstance(values, list) and len(values) == 2 and all(
-            isinstance(item, (int, float)) and not isinstance(item, bool) for item in values)
+        numbers = (
+            isinstance(values, list)
+            and len(values) == 2
+            and all(isinstance(item, (int, float)) and not isinstance(item, bool) for item in values)
+        )
         if not numbers:
             raise ValueError(f"{kind}: must be two numbers [low, high], e.g. {{{kind}: [1, 10]}} (got {values!r})")
         low, high = values
@@ -508,19 +620,34 @@ class SearchSpace(Section):
 
 
 class Config(Section):
-    name: Optional[str] = Field(None, description="run name; default: the config file's stem")
-    seed: int = Field(42, ge=0, le=2**32 - 1, description="seeds Python, NumPy and Keras "
-                      "(keras.utils.set_random_seed) and the data splits; 0 to 4294967295 (NumPy's range)")
-    backend: Optional[Literal["tensorflow", "jax"]] = Field(None, description=(
-        "the Keras backend to train on; null: KERAS_BACKEND, else ~/.keras/keras.json, else tensorflow"))
-    data: DataConfig = Field(default_factory=DataConfig, description="where the examples come from and how "
-                                                                     "they are split")
+    name: Optional[str] = Field(
+        None, description="run name; default: the config file's stem (`run` for a config given as a dict)"
+    )
+    seed: int = Field(
+        42,
+        strict=True,  # `seed: true` is a mistake, not the number 1
+        ge=0,
+        le=2**32 - 1,
+        description="seeds Python, NumPy and Keras "
+        "(keras.utils.set_random_seed) and the data splits; 0 to 4294967295 (NumPy's range)",
+    )
+    backend: Optional[Literal["tensorflow", "jax"]] = Field(
+        None,
+        description=("the Keras backend to train on; null: KERAS_BACKEND, else ~/.keras/keras.json, else tensorflow"),
+    )
+    data: DataConfig = Field(
+        default_factory=DataConfig, description="where the examples come from and how they are split"
+    )
     model: ModelConfig = Field(description="the network: an optional input shape and the layers in order")
     train: TrainConfig = Field(default_factory=TrainConfig, description="how the network is fitted")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="how the model is scored")
-    tune: dict[str, SearchSpace] = Field(default_factory=dict, description=(
-        "cnnctl tune: config path → search space, e.g. `train.optimizer.learning_rate: {log_uniform: [1e-4, 1e-2]}`; "
-        "`cnnctl train` ignores it and trains the values written in the config."))
+    tune: dict[str, SearchSpace] = Field(
+        default_factory=dict,
+        description=(
+            "cnnctl tune: config path → search space, e.g. `train.optimizer.learning_rate: {log_uniform: [1e-4, 1e-2]}`; "
+            "`cnnctl train` ignores it and trains the values written in the config."
+        ),
+    )
 
     @field_validator("name")
     @classmethod

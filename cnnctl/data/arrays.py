@@ -31,14 +31,17 @@ def check_arrays(split: str, x: np.ndarray, y: np.ndarray) -> None:
     if np.issubdtype(x.dtype, np.floating):
         bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
         if bad.any():
-            raise DataError(f"data: x_{split} has NaN or infinite values in {int(bad.sum())} of {len(x)} examples "
-                            f"(first at index {int(np.argmax(bad))}); clean or drop them")
+            raise DataError(
+                f"data: x_{split} has NaN or infinite values in {int(bad.sum())} of {len(x)} examples "
+                f"(first at index {int(np.argmax(bad))}); clean or drop them"
+            )
     elif not np.issubdtype(x.dtype, np.integer) and x.dtype != bool:
         raise DataError(f"data: x_{split} has dtype {x.dtype}; expected numbers")
 
 
-def encode_labels(labels: dict[str, np.ndarray], known_names: Optional[list[str]]
-                  ) -> tuple[dict[str, np.ndarray], list[str]]:
+def encode_labels(
+    labels: dict[str, np.ndarray], known_names: Optional[list[str]]
+) -> tuple[dict[str, np.ndarray], list[str]]:
     """Labels → int64 indices 0..C-1 shared by all splits; class names kept (strings sorted, numbers by value)."""
     flat = {}
     for split, y in labels.items():
@@ -56,8 +59,10 @@ def encode_labels(labels: dict[str, np.ndarray], known_names: Optional[list[str]
         if np.issubdtype(train.dtype, np.floating):
             for split, y in flat.items():
                 if not np.all(np.isfinite(y)) or not np.all(np.equal(np.mod(y, 1), 0)):
-                    raise DataError(f"data: y_{split} has non-integer labels (e.g. {y[np.mod(y, 1) != 0][:1]}); "
-                                    "labels must be class indices or names")
+                    raise DataError(
+                        f"data: y_{split} has non-integer labels (e.g. {y[np.mod(y, 1) != 0][:1]}); "
+                        "labels must be class indices or names"
+                    )
         values = np.unique(train)
         for split, y in flat.items():
             unknown = np.setdiff1d(np.unique(y), values)
@@ -66,8 +71,9 @@ def encode_labels(labels: dict[str, np.ndarray], known_names: Optional[list[str]
         encoded = {split: np.searchsorted(values, y).astype(np.int64) for split, y in flat.items()}
         names = [_label_name(value) for value in values]
     if len(np.unique(encoded["train"])) < 2:
-        raise DataError(f"data: y_train has only one class ({names[int(encoded['train'][0])]}); "
-                        "a classifier needs at least two")
+        raise DataError(
+            f"data: y_train has only one class ({names[int(encoded['train'][0])]}); a classifier needs at least two"
+        )
     return encoded, names
 
 
@@ -91,12 +97,15 @@ def to_model_layout(x: np.ndarray, spatial_rank: int, input_shape: Optional[Sequ
     if input_shape:
         target = tuple(input_shape)
         if isinstance(x, ImageFiles) and x.shape[1:] != target:
-            raise DataError(f"model.input_shape: {list(target)} does not match the folder's images, "
-                            f"{list(x.shape[1:])} from data.image_size and data.color_mode; change one of them")
+            raise DataError(
+                f"model.input_shape: {list(target)} does not match the folder's images, "
+                f"{list(x.shape[1:])} from data.image_size and data.color_mode; change one of them"
+            )
         if x.shape[1:] != target:
             if math.prod(x.shape[1:]) != math.prod(target):
-                raise DataError(f"model.input_shape: {list(target)} does not fit x_{split} examples of shape "
-                                f"{list(x.shape[1:])}")
+                raise DataError(
+                    f"model.input_shape: {list(target)} does not fit x_{split} examples of shape {list(x.shape[1:])}"
+                )
             x = x.reshape((len(x),) + target)
         return x
     example_rank = x.ndim - 1
@@ -105,13 +114,16 @@ def to_model_layout(x: np.ndarray, spatial_rank: int, input_shape: Optional[Sequ
     if example_rank == spatial_rank + 1:
         return x
     layout = {1: "(length, channels)", 2: "(height, width[, channels])", 3: "(depth, height, width, channels)"}
-    raise DataError(f"data: x_{split} examples have shape {list(x.shape[1:])} but the model's "
-                    f"{spatial_rank}-D layers expect {layout[spatial_rank]}; set model.input_shape or use "
-                    f"Conv{example_rank if example_rank <= 3 else 3}D layers")
+    raise DataError(
+        f"data: x_{split} examples have shape {list(x.shape[1:])} but the model's "
+        f"{spatial_rank}-D layers expect {layout[spatial_rank]}; set model.input_shape or use "
+        f"Conv{example_rank if example_rank <= 3 else 3}D layers"
+    )
 
 
-def stratified_split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, key: str,
-                     class_names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def stratified_split(
+    x: np.ndarray, y: np.ndarray, fraction: float, seed: int, key: str, class_names: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Carve `fraction` of (x, y) with every class in both parts; seeded, so it is the same on every call."""
     from sklearn.model_selection import train_test_split
 
@@ -120,21 +132,26 @@ def stratified_split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, k
     present = np.unique(y)
     if held_out < len(present) or n - held_out < len(present):
         needed = math.ceil(len(present) / n * 100) / 100
-        raise DataError(f"data.{key}: {fraction:g} of {n} examples is {held_out}, too small to hold all "
-                        f"{len(present)} classes; use at least {needed:g}, or more data")
+        raise DataError(
+            f"data.{key}: {fraction:g} of {n} examples is {held_out}, too small to hold all "
+            f"{len(present)} classes; use at least {needed:g}, or more data"
+        )
     counts = np.bincount(y, minlength=len(class_names))
     thin = [class_names[i] for i in present if counts[i] < 2]
     if thin:
-        raise DataError(f"data.{key}: class '{thin[0]}' has only 1 example, so the split would leave one side "
-                        "without it; stratified splits need at least 2 examples per class")
+        raise DataError(
+            f"data.{key}: class '{thin[0]}' has only 1 example, so the split would leave one side "
+            "without it; stratified splits need at least 2 examples per class"
+        )
     keep, out = train_test_split(np.arange(n), test_size=held_out, stratify=y, random_state=seed)
     keep.sort()
     out.sort()
     return x[keep], y[keep], x[out], y[out]
 
 
-def fold_split(x: np.ndarray, y: np.ndarray, index: int, folds: int, seed: int,
-               class_names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def fold_split(
+    x: np.ndarray, y: np.ndarray, index: int, folds: int, seed: int, class_names: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Fold `index` (1-based) of a seeded stratified K-fold: (x, y) of the other folds, then of this fold."""
     from sklearn.model_selection import StratifiedKFold
 
@@ -142,9 +159,11 @@ def fold_split(x: np.ndarray, y: np.ndarray, index: int, folds: int, seed: int,
     present = np.flatnonzero(counts)
     thinnest = present[np.argmin(counts[present])]
     if counts[thinnest] < folds:
-        raise DataError(f"data.fold: {folds} folds need at least {folds} training examples of every class, but "
-                        f"class '{class_names[thinnest]}' has {counts[thinnest]}; use fewer folds "
-                        f"(--folds {max(2, int(counts[thinnest]))}) or more data")
+        raise DataError(
+            f"data.fold: {folds} folds need at least {folds} training examples of every class, but "
+            f"class '{class_names[thinnest]}' has {counts[thinnest]}; use fewer folds "
+            f"(--folds {max(2, int(counts[thinnest]))}) or more data"
+        )
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     keep, out = list(splitter.split(np.zeros(len(y)), y))[index - 1]
     return x[keep], y[keep], x[out], y[out]

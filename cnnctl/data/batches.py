@@ -30,9 +30,19 @@ class ArrayBatches(keras.utils.PyDataset):
     of its first example weighted 0, and every batch carries sample weights, so accuracy counts each real example
     once (the loss's mean divides by the padded size: at most devices - 1 rows in a whole split)."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool = False,
-                 seed: Optional[int] = None, one_hot: int = 0, augment: Any = None, scale: float = 1.0,
-                 shard: Optional[Shard] = None):
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: Optional[int] = None,
+        one_hot: int = 0,
+        augment: Any = None,
+        scale: float = 1.0,
+        shard: Optional[Shard] = None,
+    ):
         super().__init__()
         self.x, self.y, self.batch_size = x, y, batch_size
         self.shuffle, self.one_hot, self.augment, self.scale = shuffle, one_hot, augment, np.float32(scale)
@@ -47,7 +57,7 @@ class ArrayBatches(keras.utils.PyDataset):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} of {len(self)}")
         if self.shard is None:
-            return self.batch_of(self.order[index * self.batch_size:(index + 1) * self.batch_size])
+            return self.batch_of(self.order[index * self.batch_size : (index + 1) * self.batch_size])
         return self.shard_of_batch(index)
 
     def shard_of_batch(self, index: int) -> tuple[np.ndarray, ...]:
@@ -56,10 +66,10 @@ class ArrayBatches(keras.utils.PyDataset):
             chosen = np.take(self.order, np.arange(start, start + self.batch_size), mode="wrap")
             weights = None
         else:
-            chosen = self.order[start:start + self.batch_size]
+            chosen = self.order[start : start + self.batch_size]
             padded = math.ceil(len(chosen) / shard.devices) * shard.devices
             weights = np.zeros(padded, np.float32)
-            weights[:len(chosen)] = 1
+            weights[: len(chosen)] = 1
             chosen = np.concatenate([chosen, np.repeat(chosen[:1], padded - len(chosen))])
         part = len(chosen) // shard.count
         rows = slice(shard.index * part, (shard.index + 1) * part)

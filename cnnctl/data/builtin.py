@@ -16,8 +16,18 @@ from cnnctl.errors import DataError, first_line
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
-FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -27,8 +37,12 @@ def load_digits(data_cfg: DataConfig) -> RawData:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    return RawData(x_train=digits.images.astype(np.float32), y_train=digits.target.astype(np.int64),
-                   class_names=[str(i) for i in range(10)], origin="sklearn.datasets.load_digits (bundled)")
+    return RawData(
+        x_train=digits.images.astype(np.float32),
+        y_train=digits.target.astype(np.int64),
+        class_names=[str(i) for i in range(10)],
+        origin="sklearn.datasets.load_digits (bundled)",
+    )
 
 
 def keras_dataset(name: str, file_name: str, class_names: Optional[list[str]]) -> Callable[[DataConfig], RawData]:
@@ -41,10 +55,17 @@ def keras_dataset(name: str, file_name: str, class_names: Optional[list[str]]) -
         except Exception as exc:  # keras raises bare Exception/URLError/OSError for a failed download
             raise DataError(
                 f"data.source {name}: could not load {file_name} ({first_line(exc)}); without internet, "
-                f"download it elsewhere and place it at {cache / file_name}, or use source: npz/idx") from None
+                f"download it elsewhere and place it at {cache / file_name}, or use source: npz/idx"
+            ) from None
         names = class_names or [str(i) for i in range(int(np.max(y_train)) + 1)]
-        return RawData(x_train, y_train.reshape(-1), x_test, y_test.reshape(-1), class_names=names,
-                       origin=f"keras.datasets.{name} ({cache})")
+        return RawData(
+            x_train,
+            y_train.reshape(-1),
+            x_test,
+            y_test.reshape(-1),
+            class_names=names,
+            origin=f"keras.datasets.{name} ({cache})",
+        )
 
     return load
 
@@ -60,8 +81,12 @@ def load_fashion_mnist(data_cfg: DataConfig) -> RawData:
 
 # What keras.datasets' downloads hold (shape of one example as stored, number of classes), so `cnnctl check` can
 # build and rehearse a model without downloading them.
-_DOWNLOAD_SHAPES = {"mnist": ((28, 28), 10), "fashion_mnist": ((28, 28), 10),
-                    "cifar10": ((32, 32, 3), 10), "cifar100": ((32, 32, 3), 100)}
+_DOWNLOAD_SHAPES = {
+    "mnist": ((28, 28), 10),
+    "fashion_mnist": ((28, 28), 10),
+    "cifar10": ((32, 32, 3), 10),
+    "cifar100": ((32, 32, 3), 100),
+}
 _CLASS_NAMES = {"fashion_mnist": FASHION_MNIST_CLASSES, "cifar10": CIFAR10_CLASSES}
 
 
@@ -73,5 +98,11 @@ def stand_in(source: str, per_class: int = 10) -> Optional[RawData]:
     shape, classes = _DOWNLOAD_SHAPES[source]
     labels = np.repeat(np.arange(classes, dtype=np.int64), per_class)
     names = _CLASS_NAMES.get(source, [str(index) for index in range(classes)])
-    return RawData(np.zeros((len(labels), *shape), np.uint8), labels, np.zeros((len(labels), *shape), np.uint8),
-                   labels.copy(), class_names=names, origin=f"stand-in zeros shaped like {source} (not downloaded)")
+    return RawData(
+        np.zeros((len(labels), *shape), np.uint8),
+        labels,
+        np.zeros((len(labels), *shape), np.uint8),
+        labels.copy(),
+        class_names=names,
+        origin=f"stand-in zeros shaped like {source} (not downloaded)",
+    )

@@ -34,24 +34,24 @@ from cnnctl.errors import ConfigError, DataError
 SPLITS = ("train", "val", "test")
 
 
-DEFAULT_TEST_SPLIT = 0.2       # used when the source has no test set and data.test_split is null
+DEFAULT_TEST_SPLIT = 0.2  # used when the source has no test set and data.test_split is null
 
 
-IMBALANCE_RATIO = 3.0          # largest / smallest class count in train above which the header warns
+IMBALANCE_RATIO = 3.0  # largest / smallest class count in train above which the header warns
 
 
-VALUE_RANGE_SAMPLE = 64        # image files decoded for data.json's value range (all of them would read every file)
+VALUE_RANGE_SAMPLE = 64  # image files decoded for data.json's value range (all of them would read every file)
 
 
-SCALING = "scaling"            # data.json key: how examples reach model.keras; absent in older run folders
-SCALED_IN_MODEL = "in_model"   # the model's first layer divides by pixel_scale: it takes examples as stored
-NOT_SCALED = "none"            # pixel_scale is 1 (data.normalize: false, or data already within [-1, 1])
+SCALING = "scaling"  # data.json key: how examples reach model.keras; absent in older run folders
+SCALED_IN_MODEL = "in_model"  # the model's first layer divides by pixel_scale: it takes examples as stored
+NOT_SCALED = "none"  # pixel_scale is 1 (data.normalize: false, or data already within [-1, 1])
 
 
 @dataclass
 class Split:
     x: np.ndarray  # examples in model layout, source dtype and units (the model scales them); for a folder
-                   # source an ImageFiles: the file list, decoded only in the pipeline or when indexed
+    # source an ImageFiles: the file list, decoded only in the pipeline or when indexed
     y: np.ndarray  # int64 class indices
 
     def __len__(self) -> int:
@@ -63,12 +63,12 @@ class Dataset:
     splits: dict[str, Split]
     class_names: list[str]
     input_shape: tuple[int, ...]
-    pixel_scale: float                      # the model divides examples by this (1.0 = as given)
-    full_scale: float                       # the data's full-scale value (255 for 8-bit data), even when not
-                                            # normalized: what an 8-bit 255 means in predict
+    pixel_scale: float  # the model divides examples by this (1.0 = as given)
+    full_scale: float  # the data's full-scale value (255 for 8-bit data), even when not
+    # normalized: what an 8-bit 255 means in predict
     source: str
     origin: str
-    notes: list[str] = field(default_factory=list)    # things the user should know (carved splits, imbalance)
+    notes: list[str] = field(default_factory=list)  # things the user should know (carved splits, imbalance)
     skipped: list[str] = field(default_factory=list)  # files that could not be read
     stand_in: Optional[str] = None  # why zero images stand in for the data (load_data(stand_in_when_missing=True))
 
@@ -81,14 +81,17 @@ class Dataset:
         if wanted is None:
             return "test" if "test" in self.splits else "val"
         if wanted not in self.splits:
-            raise ConfigError(f"evaluate.split: this data has no {wanted} split (it has {', '.join(self.splits)}); "
-                              f"choose one of those")
+            raise ConfigError(
+                f"evaluate.split: this data has no {wanted} split (it has {', '.join(self.splits)}); "
+                f"choose one of those"
+            )
         return wanted
 
     def counts(self) -> dict[str, dict[str, int]]:
-        return {name: {cls: int(n) for cls, n in zip(self.class_names,
-                                                     np.bincount(split.y, minlength=self.num_classes))}
-                for name, split in self.splits.items()}
+        return {
+            name: {cls: int(n) for cls, n in zip(self.class_names, np.bincount(split.y, minlength=self.num_classes))}
+            for name, split in self.splits.items()
+        }
 
     def summary(self) -> dict[str, Any]:
         """What data.json holds: enough to rebuild inputs for `predict` without loading the data."""
@@ -99,8 +102,11 @@ class Dataset:
             "input_shape": list(self.input_shape),
             "dtype": str(train.dtype),
             "value_range": value_range(train),
-            **({"value_range_examples": VALUE_RANGE_SAMPLE}
-               if isinstance(train, ImageFiles) and len(train) > VALUE_RANGE_SAMPLE else {}),
+            **(
+                {"value_range_examples": VALUE_RANGE_SAMPLE}
+                if isinstance(train, ImageFiles) and len(train) > VALUE_RANGE_SAMPLE
+                else {}
+            ),
             "pixel_scale": self.pixel_scale,
             "full_scale": self.full_scale,
             SCALING: SCALED_IN_MODEL if self.pixel_scale != 1 else NOT_SCALED,
@@ -112,9 +118,18 @@ class Dataset:
             "skipped": self.skipped,
         }
 
-    def pipeline(self, split: str, batch_size: int, *, one_hot: bool = False, shuffle: bool = False,
-                 seed: Optional[int] = None, augment: Any = None, scale_outside: bool = False,
-                 shard: Optional[Shard] = None):
+    def pipeline(
+        self,
+        split: str,
+        batch_size: int,
+        *,
+        one_hot: bool = False,
+        shuffle: bool = False,
+        seed: Optional[int] = None,
+        augment: Any = None,
+        scale_outside: bool = False,
+        shard: Optional[Shard] = None,
+    ):
         """Batched tf.data for one split: cast to float32 per batch (cheaper than per example), augment, prefetch.
 
         Examples keep their units: the model divides them by `pixel_scale` itself, and `augment` sees them as
@@ -126,9 +141,17 @@ class Dataset:
         if (shard is not None or not runtime.tensorflow_installed()) and not isinstance(data.x, ImageFiles):
             from cnnctl.data.batches import ArrayBatches
 
-            return ArrayBatches(data.x, data.y, batch_size, shuffle=shuffle, seed=seed, augment=augment,
-                                one_hot=self.num_classes if one_hot else 0,
-                                scale=self.pixel_scale if scale_outside else 1.0, shard=shard)
+            return ArrayBatches(
+                data.x,
+                data.y,
+                batch_size,
+                shuffle=shuffle,
+                seed=seed,
+                augment=augment,
+                one_hot=self.num_classes if one_hot else 0,
+                scale=self.pixel_scale if scale_outside else 1.0,
+                shard=shard,
+            )
         tf = runtime.require_tensorflow("data.source: folder (streaming images)")
         if isinstance(data.x, ImageFiles):
             files = data.x
@@ -144,8 +167,9 @@ class Dataset:
             dataset = tf.data.Dataset.range(len(data))
             if shuffle:
                 dataset = dataset.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
-            dataset = dataset.batch(batch_size).map(lambda index: (tf.gather(x, index), tf.gather(y, index)),
-                                                    num_parallel_calls=tf.data.AUTOTUNE)
+            dataset = dataset.batch(batch_size).map(
+                lambda index: (tf.gather(x, index), tf.gather(y, index)), num_parallel_calls=tf.data.AUTOTUNE
+            )
         scale = np.float32(self.pixel_scale if scale_outside else 1.0)
         num_classes = self.num_classes
 
@@ -193,48 +217,70 @@ def load_data(config: Config, stand_in_when_missing: bool = False) -> Dataset:
         if raw is None:
             raise
         missing = str(exc)
-    arrays = {name: (getattr(raw, f"x_{name}"), getattr(raw, f"y_{name}")) for name in SPLITS
-              if getattr(raw, f"x_{name}") is not None}
+    arrays = {
+        name: (getattr(raw, f"x_{name}"), getattr(raw, f"y_{name}"))
+        for name in SPLITS
+        if getattr(raw, f"x_{name}") is not None
+    }
     for name, (x, y) in arrays.items():
         check_arrays(name, x, y)
     labels, class_names = encode_labels({name: y for name, (x, y) in arrays.items()}, raw.class_names)
     spatial_rank = spatial_rank_of(config.model.layers)
-    arrays = {name: (to_model_layout(x, spatial_rank, config.model.input_shape, name), labels[name])
-              for name, (x, _) in arrays.items()}
+    arrays = {
+        name: (to_model_layout(x, spatial_rank, config.model.input_shape, name), labels[name])
+        for name, (x, _) in arrays.items()
+    }
 
     notes: list[str] = []
     x_train, y_train = arrays.pop("train")
     if "test" not in arrays:
         fraction = data_cfg.test_split or DEFAULT_TEST_SPLIT
-        x_train, y_train, x_test, y_test = stratified_split(x_train, y_train, fraction, config.seed,
-                                                            "test_split", class_names)
+        x_train, y_train, x_test, y_test = stratified_split(
+            x_train, y_train, fraction, config.seed, "test_split", class_names
+        )
         arrays["test"] = (x_test, y_test)
-        notes.append(f"test: {len(y_test)} examples ({fraction:g}) carved from train, stratified "
-                     f"(the source has no test set; data.test_split)")
+        notes.append(
+            f"test: {len(y_test)} examples ({fraction:g}) carved from train, stratified "
+            f"(the source has no test set; data.test_split)"
+        )
     if data_cfg.fold:
         left_out = len(arrays["test"][1])
-        x_train, y_train, x_fold, y_fold = fold_split(x_train, y_train, data_cfg.fold.index, data_cfg.fold.folds,
-                                                      config.seed, class_names)
+        x_train, y_train, x_fold, y_fold = fold_split(
+            x_train, y_train, data_cfg.fold.index, data_cfg.fold.folds, config.seed, class_names
+        )
         arrays["test"] = (x_fold, y_fold)
-        notes.append(f"test: fold {data_cfg.fold.index} of {data_cfg.fold.folds} ({len(y_fold)} examples) held out "
-                     f"of train for cross-validation; the {left_out} test examples are left out")
+        notes.append(
+            f"test: fold {data_cfg.fold.index} of {data_cfg.fold.folds} ({len(y_fold)} examples) held out "
+            f"of train for cross-validation; the {left_out} test examples are left out"
+        )
     if "val" not in arrays and data_cfg.validation_split > 0:
-        x_train, y_train, x_val, y_val = stratified_split(x_train, y_train, data_cfg.validation_split,
-                                                          config.seed, "validation_split", class_names)
+        x_train, y_train, x_val, y_val = stratified_split(
+            x_train, y_train, data_cfg.validation_split, config.seed, "validation_split", class_names
+        )
         arrays["val"] = (x_val, y_val)
     splits = {"train": Split(x_train, y_train)}
     splits.update({name: Split(*arrays[name]) for name in ("val", "test") if name in arrays})
 
     train_counts = np.bincount(y_train, minlength=len(class_names))
     if train_counts.min() > 0 and train_counts.max() / train_counts.min() > IMBALANCE_RATIO:
-        notes.append(f"imbalanced classes: train has {train_counts.max()} of '{class_names[train_counts.argmax()]}' "
-                     f"but {train_counts.min()} of '{class_names[train_counts.argmin()]}'; consider "
-                     "train.class_weight: balanced")
+        notes.append(
+            f"imbalanced classes: train has {train_counts.max()} of '{class_names[train_counts.argmax()]}' "
+            f"but {train_counts.min()} of '{class_names[train_counts.argmin()]}'; consider "
+            "train.class_weight: balanced"
+        )
     full_scale = pixel_scale(x_train)
-    return Dataset(splits=splits, class_names=class_names, input_shape=tuple(int(d) for d in x_train.shape[1:]),
-                   pixel_scale=full_scale if data_cfg.normalize else 1.0, full_scale=full_scale,
-                   source=data_cfg.source, origin=raw.origin, notes=notes, skipped=list(raw.skipped),
-                   stand_in=missing)
+    return Dataset(
+        splits=splits,
+        class_names=class_names,
+        input_shape=tuple(int(d) for d in x_train.shape[1:]),
+        pixel_scale=full_scale if data_cfg.normalize else 1.0,
+        full_scale=full_scale,
+        source=data_cfg.source,
+        origin=raw.origin,
+        notes=notes,
+        skipped=list(raw.skipped),
+        stand_in=missing,
+    )
 
 
 def value_range(x: np.ndarray) -> Optional[list[float]]:

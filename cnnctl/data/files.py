@@ -33,8 +33,10 @@ def load_npz(data_cfg: DataConfig) -> RawData:
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"data.path: {path}: not a readable .npz file ({first_line(exc)})") from None
     if "x_train" not in arrays or "y_train" not in arrays:
-        raise DataError(f"data.path: {path} has arrays {sorted(arrays)}; it needs x_train and y_train "
-                        "(and optionally x_test, y_test, x_val, y_val)")
+        raise DataError(
+            f"data.path: {path} has arrays {sorted(arrays)}; it needs x_train and y_train "
+            "(and optionally x_test, y_test, x_val, y_val)"
+        )
     return raw_from_arrays(arrays, f"{path}")
 
 
@@ -52,13 +54,19 @@ def _npy_folder(path: Path) -> RawData:
         except (OSError, ValueError) as exc:
             raise DataError(f"data.path: {file}: not a readable .npy file ({first_line(exc)})") from None
     if "x_train" not in arrays or "y_train" not in arrays:
-        raise DataError(f"data.path: {path} needs x_train.npy and y_train.npy (found: "
-                        f"{', '.join(sorted(arrays)) or 'no .npy files'})")
+        raise DataError(
+            f"data.path: {path} needs x_train.npy and y_train.npy (found: "
+            f"{', '.join(sorted(arrays)) or 'no .npy files'})"
+        )
     return raw_from_arrays(arrays, str(path))
 
 
-IDX_STEMS = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
-              "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
+IDX_STEMS = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
 
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -78,14 +86,17 @@ def read_idx(path: Path) -> np.ndarray:
     rank = data[3]
     offset = 4 + 4 * rank
     if rank == 0 or len(data) < offset:
-        raise DataError(f"{path}: not an IDX file: its header claims {rank} dimensions but the file has "
-                        f"{len(data)} bytes")
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank))
+        raise DataError(
+            f"{path}: not an IDX file: its header claims {rank} dimensions but the file has {len(data)} bytes"
+        )
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank))
     dtype = np.dtype(_IDX_DTYPES[data[2]])
     expected = math.prod(shape) * dtype.itemsize  # Python integers: a crafted header cannot overflow them
     if len(data) - offset != expected:
-        raise DataError(f"{path}: truncated IDX file: header says {list(shape)} ({expected:,} bytes), "
-                        f"found {len(data) - offset:,} bytes")
+        raise DataError(
+            f"{path}: truncated IDX file: header says {list(shape)} ({expected:,} bytes), "
+            f"found {len(data) - offset:,} bytes"
+        )
     return np.frombuffer(data, dtype=dtype, offset=offset).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -98,8 +109,10 @@ def read_idx_folder(folder: Path) -> RawData:
         if found is None:
             if key.endswith("test"):
                 continue
-            raise DataError(f"data.path: {folder} has no {stem}[.gz]; an IDX folder needs "
-                            f"{', '.join(s + '[.gz]' for s in IDX_STEMS.values())}")
+            raise DataError(
+                f"data.path: {folder} has no {stem}[.gz]; an IDX folder needs "
+                f"{', '.join(s + '[.gz]' for s in IDX_STEMS.values())}"
+            )
         arrays[key] = read_idx(found)
     if ("x_test" in arrays) != ("y_test" in arrays):
         raise DataError(f"data.path: {folder} has only one of the t10k images/labels files")
@@ -143,8 +156,10 @@ def load_csv(data_cfg: DataConfig) -> RawData:
         x = x.astype(np.uint8)  # 8-bit pixels: a quarter of the memory, and scaled by 255 like images
     if data_cfg.shape:
         if int(np.prod(data_cfg.shape)) != x.shape[1]:
-            raise DataError(f"data.shape: {data_cfg.shape} holds {int(np.prod(data_cfg.shape))} values but "
-                            f"{path} has {x.shape[1]} feature columns per row")
+            raise DataError(
+                f"data.shape: {data_cfg.shape} holds {int(np.prod(data_cfg.shape))} values but "
+                f"{path} has {x.shape[1]} feature columns per row"
+            )
         x = x.reshape((len(x), *data_cfg.shape))
     return RawData(x, _numbers_if_possible(y), origin=str(path))
 
@@ -156,9 +171,11 @@ def _check_utf8(path: Path) -> None:
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise DataError(f"data.path: {printable(path)}: line {number} is not UTF-8 text (byte "
-                                f"0x{line[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8 "
-                                "(e.g. \"CSV UTF-8\" in a spreadsheet)") from None
+                raise DataError(
+                    f"data.path: {printable(path)}: line {number} is not UTF-8 text (byte "
+                    f"0x{line[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8 "
+                    '(e.g. "CSV UTF-8" in a spreadsheet)'
+                ) from None
 
 
 def _label_index(column, first_row: list[str], path: Path) -> int:
@@ -169,12 +186,16 @@ def _label_index(column, first_row: list[str], path: Path) -> int:
         close = closest(column, names)
         hint = f"did you mean '{close}'? " if close else ""
         shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-        raise DataError(f"data.label_column: '{column}' is not a column of {path}; {hint}its header is: {shown} "
-                        "(or give the column's index, e.g. label_column: 0)")
+        raise DataError(
+            f"data.label_column: '{column}' is not a column of {path}; {hint}its header is: {shown} "
+            "(or give the column's index, e.g. label_column: 0)"
+        )
     index = column + len(first_row) if column < 0 else column
     if not 0 <= index < len(first_row):
-        raise DataError(f"data.label_column: {column} is out of range; {path} has {len(first_row)} columns "
-                        f"(0..{len(first_row) - 1}, or -1 for the last)")
+        raise DataError(
+            f"data.label_column: {column} is out of range; {path} has {len(first_row)} columns "
+            f"(0..{len(first_row) - 1}, or -1 for the last)"
+        )
     return index
 
 
@@ -191,12 +212,13 @@ def _csv_problem(message: str, header_rows: int, columns: int) -> str:
     file lines from 1."""
     match = re.search(r"could not convert string '(.*)' to \w+ at row (\d+), column (\d+)", message)
     if match:
-        return (f"line {int(match.group(2)) + header_rows + 1}, column {match.group(3)}: '{match.group(1)}' is "
-                "not a number; feature columns must be numeric")
+        return (
+            f"line {int(match.group(2)) + header_rows + 1}, column {match.group(3)}: '{match.group(1)}' is "
+            "not a number; feature columns must be numeric"
+        )
     match = re.search(r"at row (\d+) with (\d+) columns", message)
     if match:
-        return (f"line {int(match.group(1)) + header_rows} has {match.group(2)} columns but the first line "
-                f"has {columns}")
+        return f"line {int(match.group(1)) + header_rows} has {match.group(2)} columns but the first line has {columns}"
     return message
 
 

@@ -38,9 +38,9 @@ class ImageFiles:
     examples (figures, samples), never the whole set.
     """
 
-    paths: np.ndarray            # str paths, one per example
+    paths: np.ndarray  # str paths, one per example
     image_size: tuple[int, int]  # (height, width) every image is resized to
-    channels: int                # 1 (grayscale) or 3 (rgb)
+    channels: int  # 1 (grayscale) or 3 (rgb)
 
     dtype = np.dtype(np.uint8)
     ndim = 4
@@ -100,7 +100,7 @@ class FolderScan:
     files: dict[str, list[str]] = field(default_factory=dict)
     labels: dict[str, list[int]] = field(default_factory=dict)
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # path → (height, width) as stored
-    skipped: list[str] = field(default_factory=list)                  # relative to the root, with the reason
+    skipped: list[str] = field(default_factory=list)  # relative to the root, with the reason
 
 
 def load_folder(data_cfg: DataConfig):
@@ -111,30 +111,40 @@ def load_folder(data_cfg: DataConfig):
     if not root.exists():
         raise DataError(f"data.path: {root} does not exist")
     if not root.is_dir():
-        raise DataError(f"data.path: {root} is a file; source folder wants a folder with one sub-folder per "
-                        "class (or train/ val/ test/ sub-folders that each hold the class folders)")
+        raise DataError(
+            f"data.path: {root} is a file; source folder wants a folder with one sub-folder per "
+            "class (or train/ val/ test/ sub-folders that each hold the class folders)"
+        )
     split_roots = {**find_split_roots(root), **given_split_roots(data_cfg, find_split_roots(root))}
     class_names = _class_folders(split_roots["train"])
     for name in class_names:
         if not _is_utf8(name):  # TensorFlow takes paths as UTF-8 text, data.json names classes in UTF-8
-            raise DataError(f"data.path: class folder '{printable(name)}' in {printable(split_roots['train'])} has a "
-                            "name that is not UTF-8 text (made on another system?); rename it")
+            raise DataError(
+                f"data.path: class folder '{printable(name)}' in {printable(split_roots['train'])} has a "
+                "name that is not UTF-8 text (made on another system?); rename it"
+            )
     if not class_names:
-        raise DataError(f"data.path: {split_roots['train']} has no class sub-folders; put the images in one "
-                        "folder per class (cat/1.jpg, dog/2.jpg), or use train/ val/ test/ sub-folders")
-    for split, folder in split_roots.items():
+        raise DataError(
+            f"data.path: {split_roots['train']} has no class sub-folders; put the images in one "
+            "folder per class (cat/1.jpg, dog/2.jpg), or use train/ val/ test/ sub-folders"
+        )
+    for folder in split_roots.values():
         unknown = sorted(set(_class_folders(folder)) - set(class_names))
         if unknown:
-            raise DataError(f"data.path: {folder} has class folder '{printable(unknown[0])}' that "
-                            f"{split_roots['train']} lacks; classes come from the train folder "
-                            f"({printable(', '.join(class_names))})")
+            raise DataError(
+                f"data.path: {folder} has class folder '{printable(unknown[0])}' that "
+                f"{split_roots['train']} lacks; classes come from the train folder "
+                f"({printable(', '.join(class_names))})"
+            )
     scan = scan_folders(root, split_roots, class_names)
 
     present = set(scan.labels["train"])
     empty = [name for index, name in enumerate(class_names) if index not in present]
     if empty:
-        raise DataError(f"data.path: class '{printable(empty[0])}' has no readable images in {split_roots['train']}"
-                        + (f" ({len(scan.skipped)} files were skipped)" if scan.skipped else ""))
+        raise DataError(
+            f"data.path: class '{printable(empty[0])}' has no readable images in {split_roots['train']}"
+            + (f" ({len(scan.skipped)} files were skipped)" if scan.skipped else "")
+        )
     image_size = tuple(data_cfg.image_size) if data_cfg.image_size else common_size(root, scan.sizes)
     channels = 1 if data_cfg.color_mode == "grayscale" else 3
     arrays = {}
@@ -166,11 +176,16 @@ def given_split_roots(data_cfg: DataConfig, found: dict[str, Path]) -> dict[str,
             continue
         folder = Path(value)
         if not folder.is_dir():
-            raise DataError(f"data.{key}: {printable(folder)} " + ("is not a folder" if folder.exists() else
-                            "does not exist") + "; give a folder holding one sub-folder per class")
+            raise DataError(
+                f"data.{key}: {printable(folder)} "
+                + ("is not a folder" if folder.exists() else "does not exist")
+                + "; give a folder holding one sub-folder per class"
+            )
         if split in found:
-            raise DataError(f"data.{key}: {printable(found[split])} is already the {split} split of data.path; "
-                            f"remove it there or drop data.{key}")
+            raise DataError(
+                f"data.{key}: {printable(found[split])} is already the {split} split of data.path; "
+                f"remove it there or drop data.{key}"
+            )
         if folder.resolve() == found["train"].resolve():
             raise DataError(f"data.{key}: {printable(folder)} is the training folder itself; give another folder")
         given[split] = folder
@@ -210,9 +225,12 @@ def scan_folders(root: Path, split_roots: dict[str, Path], class_names: list[str
         scan.files.setdefault(split, [])
         scan.labels.setdefault(split, [])
     if not scan.files["train"]:
-        raise DataError(f"data.path: no readable images under {split_roots['train']} "
-                        f"({len(scan.skipped)} files could not be decoded, e.g. {scan.skipped[0]})"
-                        if scan.skipped else f"data.path: no image files under {split_roots['train']}")
+        raise DataError(
+            f"data.path: no readable images under {split_roots['train']} "
+            f"({len(scan.skipped)} files could not be decoded, e.g. {scan.skipped[0]})"
+            if scan.skipped
+            else f"data.path: no image files under {split_roots['train']}"
+        )
     for split in [name for name in ("val", "test") if name in split_roots and not scan.files[name]]:
         raise DataError(f"data.path: {split_roots[split]} holds no readable images; fill it or remove it")
     return scan
@@ -253,8 +271,11 @@ def decodable_sizes(paths: list[str]) -> dict[str, Any]:
             return path, tf.shape(image)[:2]
 
         # ignore_errors drops the files that fail; what is missing afterwards is what could not be decoded.
-        found = tf.data.Dataset.from_tensor_slices(todo).map(
-            size_of, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False).ignore_errors()
+        found = (
+            tf.data.Dataset.from_tensor_slices(todo)
+            .map(size_of, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+            .ignore_errors()
+        )
         with runtime._silence_native_stderr():  # libjpeg prints its complaints straight to fd 2
             decoded = {path.decode(): (int(shape[0]), int(shape[1])) for path, shape in found.as_numpy_iterator()}
             for path in todo:
@@ -296,6 +317,8 @@ def common_size(root: Path, sizes: dict[str, tuple[int, int]]) -> tuple[int, int
         return next(iter(distinct))
     (first, first_path), (second, second_path) = list(distinct.items())[:2]
     first_name, second_name = (printable(os.path.relpath(path, root)) for path in (first_path, second_path))
-    raise DataError(f"data.image_size: the images in {root} have {len(distinct)} different sizes (e.g. "
-                    f"{first[0]}×{first[1]} in {first_name} and {second[0]}×{second[1]} in {second_name}); "
-                    "set data.image_size: [height, width] to resize them")
+    raise DataError(
+        f"data.image_size: the images in {root} have {len(distinct)} different sizes (e.g. "
+        f"{first[0]}×{first[1]} in {first_name} and {second[0]}×{second[1]} in {second_name}); "
+        "set data.image_size: [height, width] to resize them"
+    )

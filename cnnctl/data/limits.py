@@ -20,8 +20,8 @@ from typing import IO, Optional, Union
 
 from cnnctl.errors import DataError, first_line, printable
 
-MAX_IMAGE_BYTES = 100 * 2**20       # an image file larger than 100 MiB is skipped, never read
-MAX_IMAGE_PIXELS = 8192 * 8192      # height × width as the file's header gives it (≈ 200 MB decoded as RGB)
+MAX_IMAGE_BYTES = 100 * 2**20  # an image file larger than 100 MiB is skipped, never read
+MAX_IMAGE_PIXELS = 8192 * 8192  # height × width as the file's header gives it (≈ 200 MB decoded as RGB)
 
 
 def not_regular_reason(path: Union[str, Path]) -> Optional[str]:
@@ -109,8 +109,10 @@ def npy_problem(handle: IO[bytes], size: int) -> Optional[str]:
     if claimed > size:
         return f"claims shape {list(shape)} of {dtype} ({claimed:,} bytes) but holds only {size:,} bytes"
     if claimed > memory_bytes():
-        return (f"has shape {list(shape)} of {dtype}: {claimed / 2**30:,.1f} GiB, more than this machine's "
-                f"{memory_bytes() / 2**30:,.1f} GiB of memory")
+        return (
+            f"has shape {list(shape)} of {dtype}: {claimed / 2**30:,.1f} GiB, more than this machine's "
+            f"{memory_bytes() / 2**30:,.1f} GiB of memory"
+        )
     return None
 
 
@@ -121,8 +123,10 @@ def check_npz(path: Union[str, Path], where: str) -> None:
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as handle:
             if handle.read(6) == b"\x93NUMPY":  # np.load would return the array itself, not an archive
-                raise DataError(f"{where}: is one .npy array, not an .npz archive of named arrays; save it with "
-                                "numpy.savez(path, x=...)")
+                raise DataError(
+                    f"{where}: is one .npy array, not an .npz archive of named arrays; save it with "
+                    "numpy.savez(path, x=...)"
+                )
         return  # not a zip at all: numpy's own reader says what it is
     try:
         with zipfile.ZipFile(path) as archive:
@@ -134,8 +138,9 @@ def check_npz(path: Union[str, Path], where: str) -> None:
                     raise DataError(f"{where}: member {printable(info.filename)} {problem}")
                 total += info.file_size
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{where}: not a readable .npz file ({first_line(exc)}); save it with "
-                        "numpy.savez") from None
+        raise DataError(f"{where}: not a readable .npz file ({first_line(exc)}); save it with numpy.savez") from None
     if total > memory_bytes():
-        raise DataError(f"{where}: its arrays hold {total / 2**30:,.1f} GiB, more than this "
-                        f"machine's {memory_bytes() / 2**30:,.1f} GiB of memory")
+        raise DataError(
+            f"{where}: its arrays hold {total / 2**30:,.1f} GiB, more than this "
+            f"machine's {memory_bytes() / 2**30:,.1f} GiB of memory"
+        )

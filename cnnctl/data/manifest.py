@@ -24,48 +24,57 @@ import numpy as np
 
 from cnnctl.config.schema import DataConfig
 from cnnctl.data.folders import ImageFiles, common_size, decodable_sizes
-from cnnctl.data.limits import npy_problem, not_regular_reason, regular_file
+from cnnctl.data.limits import not_regular_reason, npy_problem, regular_file
 from cnnctl.data.raw import RawData
 from cnnctl.errors import DataError, closest, printable, shown_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")  # what TensorFlow's image decoder reads
 SPLIT_NAMES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test", "": None}
 MAX_MANIFEST_BYTES = 512 * 2**20  # a table of paths, not of pixels: far more than a million rows
-MAX_CELL_BYTES = 4096              # a path or a label; longer cells are a mistake (a pixel column?)
-LABEL_SEPARATOR = "|"              # how several labels per example are written by labelling tools
+MAX_CELL_BYTES = 4096  # a path or a label; longer cells are a mistake (a pixel column?)
+LABEL_SEPARATOR = "|"  # how several labels per example are written by labelling tools
 
 
 def load_manifest(data_cfg: DataConfig) -> RawData:
     """`source: manifest` → RawData: ImageFiles per split for images, arrays for .npy files."""
     path = Path(data_cfg.path)
     if path.is_dir():
-        raise DataError(f"data.path: {shown_path(path)} is a folder; source manifest wants one .csv, .tsv or "
-                        ".jsonl file listing file,label rows (a folder of class folders is source: folder)")
+        raise DataError(
+            f"data.path: {shown_path(path)} is a folder; source manifest wants one .csv, .tsv or "
+            ".jsonl file listing file,label rows (a folder of class folders is source: folder)"
+        )
     regular_file(path, "data.path")
     size = path.stat().st_size
     if size > MAX_MANIFEST_BYTES:
-        raise DataError(f"data.path: {shown_path(path)} is {size / 2**20:,.0f} MiB; a manifest of paths and labels "
-                        f"is at most {MAX_MANIFEST_BYTES // 2**20} MiB")
+        raise DataError(
+            f"data.path: {shown_path(path)} is {size / 2**20:,.0f} MiB; a manifest of paths and labels "
+            f"is at most {MAX_MANIFEST_BYTES // 2**20} MiB"
+        )
     rows = _read_rows(path)
     if not rows:
-        raise DataError(f"data.path: {shown_path(path)} has no rows; expected a header like file,label and one "
-                        "row per example")
+        raise DataError(
+            f"data.path: {shown_path(path)} has no rows; expected a header like file,label and one row per example"
+        )
     columns = _columns(data_cfg, rows, path)
     examples = _examples(rows, columns, path)
     kinds = {_kind(file) for file, _, _, _ in examples}
     if len(kinds) > 1:
-        raise DataError(f"data.path: {shown_path(path)} lists both image files and .npy files; a manifest holds "
-                        "one kind of example")
+        raise DataError(
+            f"data.path: {shown_path(path)} lists both image files and .npy files; a manifest holds one kind of example"
+        )
     if kinds == {"npy"}:
         return _npy_examples(examples, path)
     if kinds != {"image"}:
         line, file = next((line, file) for file, _, _, line in examples if _kind(file) is None)
-        raise DataError(f"data.path: {shown_path(path)} line {line}: {printable(file)} is neither an image "
-                        f"({', '.join(IMAGE_SUFFIXES)}) nor a .npy file")
+        raise DataError(
+            f"data.path: {shown_path(path)} line {line}: {printable(file)} is neither an image "
+            f"({', '.join(IMAGE_SUFFIXES)}) nor a .npy file"
+        )
     return _image_examples(examples, path, data_cfg)
 
 
 # ---------------------------------------------------------------- reading the table
+
 
 def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     """(line number, {column: cell}) for every data row; CSV and TSV by suffix (a header row first), JSONL by
@@ -73,14 +82,17 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"data.path: {shown_path(path)} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
-                        f"offset {exc.start}); save it as UTF-8") from None
+        raise DataError(
+            f"data.path: {shown_path(path)} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+            f"offset {exc.start}); save it as UTF-8"
+        ) from None
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         return _json_lines(text, path)
     if suffix not in (".csv", ".tsv", ".tab", ".txt"):
-        raise DataError(f"data.path: {shown_path(path)}: a manifest is a .csv, .tsv or .jsonl file (its suffix "
-                        "says which)")
+        raise DataError(
+            f"data.path: {shown_path(path)}: a manifest is a .csv, .tsv or .jsonl file (its suffix says which)"
+        )
     reader = csv.reader(text.splitlines(), delimiter="\t" if suffix in (".tsv", ".tab") else ",")
     try:
         lines = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
@@ -95,8 +107,9 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     rows = []
     for number, cells in lines[1:]:
         if len(cells) != len(header):
-            raise DataError(f"data.path: {shown_path(path)} line {number} has {len(cells)} cells but the header "
-                            f"has {len(header)}")
+            raise DataError(
+                f"data.path: {shown_path(path)} line {number} has {len(cells)} cells but the header has {len(header)}"
+            )
         rows.append((number, dict(zip(header, cells))))
     return rows
 
@@ -110,18 +123,22 @@ def _json_lines(text: str, path: Path) -> list[tuple[int, dict[str, str]]]:
             value = json.loads(line)
         except (json.JSONDecodeError, RecursionError) as exc:
             problem = getattr(exc, "msg", "nested too deeply")
-            raise DataError(f"data.path: {shown_path(path)} line {number} is not JSON ({problem}); each line is "
-                            'one object like {"file": "img/1.png", "label": "cat"}') from None
+            raise DataError(
+                f"data.path: {shown_path(path)} line {number} is not JSON ({problem}); each line is "
+                'one object like {"file": "img/1.png", "label": "cat"}'
+            ) from None
         if not isinstance(value, dict):
-            raise DataError(f"data.path: {shown_path(path)} line {number} is not a JSON object; each line is one "
-                            'object like {"file": "img/1.png", "label": "cat"}')
+            raise DataError(
+                f"data.path: {shown_path(path)} line {number} is not a JSON object; each line is one "
+                'object like {"file": "img/1.png", "label": "cat"}'
+            )
         rows.append((number, {str(key): "" if cell is None else _cell_text(cell) for key, cell in value.items()}))
     return rows
 
 
 def _cell_text(cell: Any) -> str:
     if isinstance(cell, bool) or not isinstance(cell, (str, int, float)):
-        return json.dumps(cell)[:MAX_CELL_BYTES + 1]  # a list or an object: refused as a label below
+        return json.dumps(cell)[: MAX_CELL_BYTES + 1]  # a list or an object: refused as a label below
     return str(cell)
 
 
@@ -131,8 +148,7 @@ def _columns(data_cfg: DataConfig, rows: list[tuple[int, dict[str, str]]], path:
     label = data_cfg.label_column
     if isinstance(label, int):  # csv's column index: the header's name at that position
         if not -len(known) <= label < len(known):
-            raise DataError(f"data.label_column: {label} is out of range; {shown_path(path)} has {len(known)} "
-                            "columns")
+            raise DataError(f"data.label_column: {label} is out of range; {shown_path(path)} has {len(known)} columns")
         label = known[label]
     chosen = {"file_column": data_cfg.file_column, "label_column": label, "split_column": data_cfg.split_column}
     for key, name in chosen.items():
@@ -141,16 +157,19 @@ def _columns(data_cfg: DataConfig, rows: list[tuple[int, dict[str, str]]], path:
         if name not in known:
             close = closest(name, known)
             hint = f"did you mean '{close}'? " if close else ""
-            raise DataError(f"data.{key}: '{printable(name)}' is not a column of {shown_path(path)}; {hint}its "
-                            f"columns are: {printable(', '.join(known[:10]))}")
+            raise DataError(
+                f"data.{key}: '{printable(name)}' is not a column of {shown_path(path)}; {hint}its "
+                f"columns are: {printable(', '.join(known[:10]))}"
+            )
         missing = next((line for line, row in rows if name not in row), None)
         if missing is not None:
             raise DataError(f"data.path: {shown_path(path)} line {missing} has no '{printable(name)}'")
     return {"file": chosen["file_column"], "label": label, "split": chosen["split_column"]}
 
 
-def _examples(rows: list[tuple[int, dict[str, str]]], columns: dict[str, Optional[str]],
-              path: Path) -> list[tuple[str, str, Optional[str], int]]:
+def _examples(
+    rows: list[tuple[int, dict[str, str]]], columns: dict[str, Optional[str]], path: Path
+) -> list[tuple[str, str, Optional[str], int]]:
     """(absolute file path, label, split or None, line) per row, every cell checked."""
     base = path.resolve().parent
     seen: dict[str, int] = {}
@@ -165,19 +184,24 @@ def _examples(rows: list[tuple[int, dict[str, str]]], columns: dict[str, Optiona
         if len(file) > MAX_CELL_BYTES or len(label) > MAX_CELL_BYTES:
             raise DataError(f"{where}: a cell of more than {MAX_CELL_BYTES} characters; cells are a path and a label")
         if LABEL_SEPARATOR in label:
-            raise DataError(f"{where}: label '{printable(label[:80])}' holds '{LABEL_SEPARATOR}', which writes several "
-                            "labels for one example; each example here has one label (one class)")
+            raise DataError(
+                f"{where}: label '{printable(label[:80])}' holds '{LABEL_SEPARATOR}', which writes several "
+                "labels for one example; each example here has one label (one class)"
+            )
         if label.startswith(("[", "{")):
-            raise DataError(f"{where}: label {printable(label[:80])} is a list or an object; give one class name or "
-                            "index")
+            raise DataError(
+                f"{where}: label {printable(label[:80])} is a list or an object; give one class name or index"
+            )
         split_text = row[columns["split"]].strip().lower() if columns["split"] else ""
         if split_text not in SPLIT_NAMES:
-            raise DataError(f"{where}: split '{printable(split_text[:40])}' is not train, val or test (or empty: "
-                            "carved from train)")
+            raise DataError(
+                f"{where}: split '{printable(split_text[:40])}' is not train, val or test (or empty: carved from train)"
+            )
         full = str(Path(file) if Path(file).is_absolute() else base / file)
         if full in seen:
-            raise DataError(f"{where}: {printable(file)} is listed again (first on line {seen[full]}); list each file "
-                            "once")
+            raise DataError(
+                f"{where}: {printable(file)} is listed again (first on line {seen[full]}); list each file once"
+            )
         seen[full] = line
         examples.append((full, label, SPLIT_NAMES[split_text], line))
     return examples
@@ -211,6 +235,7 @@ def _by_split(examples: list[tuple[str, str, Optional[str], int]], x: Any, prese
 
 # ---------------------------------------------------------------- the two kinds of example
 
+
 def _image_examples(examples: list[tuple[str, str, Optional[str], int]], path: Path, data_cfg: DataConfig) -> RawData:
     sizes = decodable_sizes([file for file, _, _, _ in examples])
     present, skipped = [], []
@@ -220,8 +245,9 @@ def _image_examples(examples: list[tuple[str, str, Optional[str], int]], path: P
         else:
             present.append(index)
     if not present:
-        raise DataError(f"data.path: none of the {len(examples)} files listed in {shown_path(path)} can be read "
-                        f"(e.g. {skipped[0]})")
+        raise DataError(
+            f"data.path: none of the {len(examples)} files listed in {shown_path(path)} can be read (e.g. {skipped[0]})"
+        )
     readable = {examples[index][0]: sizes[examples[index][0]] for index in present}
     image_size = tuple(data_cfg.image_size) if data_cfg.image_size else common_size(path.parent, readable)
     channels = 1 if data_cfg.color_mode == "grayscale" else 3
@@ -244,18 +270,23 @@ def _npy_examples(examples: list[tuple[str, str, Optional[str], int]], path: Pat
             continue
         array = np.load(file, allow_pickle=False)
         if loaded and array.shape != loaded[0].shape:
-            raise DataError(f"data.path: {shown_path(path)} line {line}: {printable(file)} has shape "
-                            f"{list(array.shape)} but {printable(examples[present[0]][0])} has "
-                            f"{list(loaded[0].shape)}; every example must have the same shape")
+            raise DataError(
+                f"data.path: {shown_path(path)} line {line}: {printable(file)} has shape "
+                f"{list(array.shape)} but {printable(examples[present[0]][0])} has "
+                f"{list(loaded[0].shape)}; every example must have the same shape"
+            )
         total += array.nbytes
         if total > MAX_MANIFEST_BYTES * 8:
-            raise DataError(f"data.path: the .npy files of {shown_path(path)} hold more than "
-                            f"{MAX_MANIFEST_BYTES * 8 // 2**30} GiB; they are read into memory")
+            raise DataError(
+                f"data.path: the .npy files of {shown_path(path)} hold more than "
+                f"{MAX_MANIFEST_BYTES * 8 // 2**30} GiB; they are read into memory"
+            )
         loaded.append(array)
         present.append(index)
     if not loaded:
-        raise DataError(f"data.path: none of the {len(examples)} files listed in {shown_path(path)} can be read "
-                        f"(e.g. {skipped[0]})")
+        raise DataError(
+            f"data.path: none of the {len(examples)} files listed in {shown_path(path)} can be read (e.g. {skipped[0]})"
+        )
     arrays = _by_split(examples, np.stack(loaded), present)
     _check_train(arrays, path, skipped)
     return RawData(**arrays, origin=str(path), skipped=skipped)
@@ -263,5 +294,7 @@ def _npy_examples(examples: list[tuple[str, str, Optional[str], int]], path: Pat
 
 def _check_train(arrays: dict[str, Any], path: Path, skipped: list[str]) -> None:
     if len(arrays["y_train"]) == 0:
-        raise DataError(f"data.path: {shown_path(path)} has no readable training examples (rows whose split is "
-                        "train or empty)" + (f"; {len(skipped)} files were skipped" if skipped else ""))
+        raise DataError(
+            f"data.path: {shown_path(path)} has no readable training examples (rows whose split is "
+            "train or empty)" + (f"; {len(skipped)} files were skipped" if skipped else "")
+        )

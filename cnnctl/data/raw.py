@@ -16,7 +16,7 @@ import numpy as np
 from cnnctl.errors import ConfigError, DataError
 
 BUILTIN_SOURCES = ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100")  # no data.path needed
-FILE_SOURCES = ("npz", "npy", "idx", "csv", "folder", "manifest")              # read from data.path
+FILE_SOURCES = ("npz", "npy", "idx", "csv", "folder", "manifest")  # read from data.path
 # The arrays handed to cnnctl.train(config, arrays={...}) from Python; the run keeps a copy as arrays.npz.
 ARRAYS_SOURCE = "arrays"
 ARRAY_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
@@ -33,7 +33,7 @@ class RawData:
     x_val: Optional[np.ndarray] = None
     y_val: Optional[np.ndarray] = None
     class_names: Optional[list[str]] = None  # known names for integer labels 0..C-1
-    origin: str = ""                         # where the arrays came from, for data.json
+    origin: str = ""  # where the arrays came from, for data.json
     skipped: list[str] = field(default_factory=list)  # files that could not be read (folder)
 
 
@@ -43,9 +43,16 @@ def raw_from_arrays(arrays: Mapping[str, np.ndarray], origin: str) -> RawData:
         if (f"x_{split}" in arrays) != (f"y_{split}" in arrays):
             raise DataError(f"data.path: {origin} has only one of x_{split} and y_{split}; give both or neither")
     names = arrays.get("class_names")
-    return RawData(arrays["x_train"], arrays["y_train"], arrays.get("x_test"), arrays.get("y_test"),
-                   arrays.get("x_val"), arrays.get("y_val"), origin=origin,
-                   class_names=None if names is None else [str(name) for name in np.asarray(names).reshape(-1)])
+    return RawData(
+        arrays["x_train"],
+        arrays["y_train"],
+        arrays.get("x_test"),
+        arrays.get("y_test"),
+        arrays.get("x_val"),
+        arrays.get("y_val"),
+        origin=origin,
+        class_names=None if names is None else [str(name) for name in np.asarray(names).reshape(-1)],
+    )
 
 
 # ---------------------------------------------------------------- sources registered from Python
@@ -95,10 +102,14 @@ def load_registered(name: str, data_cfg: Any) -> RawData:
     loader = _registered.get(name)
     if loader is None:
         if name == ARRAYS_SOURCE:
-            raise DataError("data.source: arrays are passed from Python: cnnctl.train(config, arrays={'x_train': "
-                            "..., 'y_train': ...}); from the command line use source: npz")
-        raise DataError(f"data.source: '{name}' is not registered in this process; call "
-                        f"cnnctl.register_source('{name}', loader) first")
+            raise DataError(
+                "data.source: arrays are passed from Python: cnnctl.train(config, arrays={'x_train': "
+                "..., 'y_train': ...}); from the command line use source: npz"
+            )
+        raise DataError(
+            f"data.source: '{name}' is not registered in this process; call "
+            f"cnnctl.register_source('{name}', loader) first"
+        )
     origin = "arrays passed to cnnctl.train" if name == ARRAYS_SOURCE else f"source '{name}' registered from Python"
     try:
         result = loader(data_cfg)
@@ -114,12 +125,14 @@ def load_registered(name: str, data_cfg: Any) -> RawData:
 def raw_from_mapping(arrays: Any, origin: str) -> RawData:
     """A mapping of numpy-like arrays (x_train, y_train[, x_val, y_val, x_test, y_test][, class_names]) → RawData."""
     if not isinstance(arrays, Mapping):
-        raise DataError(f"data: {origin} gave {type(arrays).__name__}; expected a mapping such as "
-                        "{'x_train': x, 'y_train': y}")
+        raise DataError(
+            f"data: {origin} gave {type(arrays).__name__}; expected a mapping such as {{'x_train': x, 'y_train': y}}"
+        )
     unknown = [key for key in arrays if key not in (*ARRAY_KEYS, "class_names", "origin")]
     if unknown:
-        raise DataError(f"data: {origin} has key '{unknown[0]}'; the keys are {', '.join(ARRAY_KEYS)} "
-                        "(and class_names)")
+        raise DataError(
+            f"data: {origin} has key '{unknown[0]}'; the keys are {', '.join(ARRAY_KEYS)} (and class_names)"
+        )
     if "x_train" not in arrays or "y_train" not in arrays:
         raise DataError(f"data: {origin} needs x_train and y_train (and optionally x_val, y_val, x_test, y_test)")
     converted = {}
@@ -127,7 +140,8 @@ def raw_from_mapping(arrays: Any, origin: str) -> RawData:
         if arrays.get(key) is not None:
             value = np.asarray(arrays[key])
             if value.dtype == object:
-                raise DataError(f"data: {origin}: {key} has Python objects (dtype object); give numbers, or "
-                                "strings for labels")
+                raise DataError(
+                    f"data: {origin}: {key} has Python objects (dtype object); give numbers, or strings for labels"
+                )
             converted[key] = value
     return raw_from_arrays(converted, str(arrays.get("origin") or origin))

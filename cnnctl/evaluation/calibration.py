@@ -74,8 +74,15 @@ def calibration_metrics(y_true: Any, y_prob: Any, bins: int = 15) -> dict[str, A
         mean_confidence = float(confidence[members].mean()) if count else None
         if count:
             gaps.append((count, abs(accuracy - mean_confidence)))
-        table.append({"lower": float(edges[index]), "upper": float(edges[index + 1]), "count": count,
-                      "accuracy": accuracy, "confidence": mean_confidence})
+        table.append(
+            {
+                "lower": float(edges[index]),
+                "upper": float(edges[index + 1]),
+                "count": count,
+                "accuracy": accuracy,
+                "confidence": mean_confidence,
+            }
+        )
     one_hot = np.eye(num_classes)[y_true]
     brier = float(((y_prob - one_hot) ** 2).sum(axis=1).mean())
     return {
@@ -118,12 +125,16 @@ def coverage_curve(y_true: Any, y_prob: Any, points: int = 100) -> dict[str, lis
     wanted = np.linspace(1 / points, 1.0, points) * len(order)
     kept = np.unique(group_ends[np.searchsorted(answered[group_ends], wanted - 1e-9)])
     accuracy = np.cumsum(correct)[kept] / answered[kept]
-    return {"coverage": (answered[kept] / len(order)).tolist(), "accuracy": accuracy.tolist(),
-            "threshold": confidence[kept].tolist()}
+    return {
+        "coverage": (answered[kept] / len(order)).tolist(),
+        "accuracy": accuracy.tolist(),
+        "threshold": confidence[kept].tolist(),
+    }
 
 
-def coverage_sentence(curve: dict[str, list[float]], target_accuracy: float = 0.99,
-                      examples: str = "the test set") -> str:
+def coverage_sentence(
+    curve: dict[str, list[float]], target_accuracy: float = 0.99, examples: str = "the test set"
+) -> str:
     """One plain sentence: how much of the data the model answers at the target accuracy, and from which
     confidence; or, when it never gets there, the best accuracy it reaches and at what coverage.
 
@@ -137,12 +148,16 @@ def coverage_sentence(curve: dict[str, list[float]], target_accuracy: float = 0.
     reached = [index for index, accuracy in enumerate(curve["accuracy"]) if accuracy >= target_accuracy]
     if reached:
         index = reached[-1]  # the widest coverage that keeps the target
-        return (f"At {100 * target_accuracy:g} % accuracy the model answers {_percent(curve['coverage'][index])} "
-                f"of {examples} (those with confidence ≥ {curve['threshold'][index]:.3g}).")
+        return (
+            f"At {100 * target_accuracy:g} % accuracy the model answers {_percent(curve['coverage'][index])} "
+            f"of {examples} (those with confidence ≥ {curve['threshold'][index]:.3g})."
+        )
     best = int(np.argmax(curve["accuracy"]))
-    return (f"The model never reaches {100 * target_accuracy:g} % accuracy on {examples}: at best "
-            f"{_percent(curve['accuracy'][best])}, answering {_percent(curve['coverage'][best])} of it "
-            f"(confidence ≥ {curve['threshold'][best]:.3g}).")
+    return (
+        f"The model never reaches {100 * target_accuracy:g} % accuracy on {examples}: at best "
+        f"{_percent(curve['accuracy'][best])}, answering {_percent(curve['coverage'][best])} of it "
+        f"(confidence ≥ {curve['threshold'][best]:.3g})."
+    )
 
 
 def fit_temperature(y_true: Any, y_prob: Any) -> float:
@@ -201,8 +216,9 @@ def _checked(y_true: Any, y_prob: Any) -> tuple[np.ndarray, np.ndarray]:
     y_prob = _checked_probabilities(y_prob)
     y_true = np.asarray(y_true)
     if y_true.ndim != 1 or len(y_true) != len(y_prob):
-        raise DataError(f"y_true must hold one class index per row of y_prob ({len(y_prob)}); given shape "
-                        f"{list(y_true.shape)}")
+        raise DataError(
+            f"y_true must hold one class index per row of y_prob ({len(y_prob)}); given shape {list(y_true.shape)}"
+        )
     num_classes = y_prob.shape[1]
     # Labels read from a CSV or an npz of floats are whole numbers stored as floats.
     whole = np.issubdtype(y_true.dtype, np.number) and np.array_equal(y_true, np.round(y_true))
@@ -215,8 +231,9 @@ def _checked_probabilities(y_prob: Any) -> np.ndarray:
     """Probabilities as (N, K) float64, or a DataError saying what does not fit."""
     y_prob = as_class_probabilities(np.asarray(y_prob, dtype=np.float64))
     if y_prob.ndim != 2 or len(y_prob) == 0:
-        raise DataError(f"y_prob must be (N, K) probabilities of at least one example; given shape "
-                        f"{list(y_prob.shape)}")
+        raise DataError(
+            f"y_prob must be (N, K) probabilities of at least one example; given shape {list(y_prob.shape)}"
+        )
     sums = y_prob.sum(axis=1)
     negative = np.flatnonzero(y_prob.min(axis=1) < 0)
     if negative.size:
@@ -226,5 +243,6 @@ def _checked_probabilities(y_prob: Any) -> np.ndarray:
         problem = f"row {worst} sums to {sums[worst]:.6g}"
     else:
         return y_prob
-    raise DataError(f"y_prob must hold probabilities, each row summing to 1; {problem} (are these logits? apply a "
-                    "softmax first)")
+    raise DataError(
+        f"y_prob must hold probabilities, each row summing to 1; {problem} (are these logits? apply a softmax first)"
+    )

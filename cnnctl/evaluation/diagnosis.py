@@ -26,31 +26,31 @@ from cnnctl.errors import RunError
 from cnnctl.runs import contract
 
 # Thresholds. Why each has its value is explained in `diagnose`'s docstring.
-MIN_EPOCHS = 3              # fewer finite epochs than this: too little history for a trend
+MIN_EPOCHS = 3  # fewer finite epochs than this: too little history for a trend
 
 
-RISE_TOLERANCE = 0.10       # validation loss must end > 10% above its minimum to have turned upward
+RISE_TOLERANCE = 0.10  # validation loss must end > 10% above its minimum to have turned upward
 
 
-STILL_FALLING = 0.01        # a loss still falling > 1% of its minimum per epoch is still improving
+STILL_FALLING = 0.01  # a loss still falling > 1% of its minimum per epoch is still improving
 
 
-NOISE_FACTOR = 3.0          # both tolerances widen to 3x the epoch-to-epoch noise of a jumpy loss
+NOISE_FACTOR = 3.0  # both tolerances widen to 3x the epoch-to-epoch noise of a jumpy loss
 
 
-LARGE_GAP = 0.5             # validation loss at least twice the training loss ...
+LARGE_GAP = 0.5  # validation loss at least twice the training loss ...
 
 
-GAP_SCALE = 0.10            # ... and the gap at least 10% of the first epoch's training loss
+GAP_SCALE = 0.10  # ... and the gap at least 10% of the first epoch's training loss
 
 
-UNDERFIT_LOSS_RATIO = 0.7   # training loss still above 70% of its first value: it barely fell
+UNDERFIT_LOSS_RATIO = 0.7  # training loss still above 70% of its first value: it barely fell
 
 
-UNDERFIT_HEADROOM = 0.2     # accuracy within 20% of the headroom above the majority-class baseline
+UNDERFIT_HEADROOM = 0.2  # accuracy within 20% of the headroom above the majority-class baseline
 
 
-CONFIDENT_ACCURACY = 0.9    # a model this accurate on its training data is never called underfitting
+CONFIDENT_ACCURACY = 0.9  # a model this accurate on its training data is never called underfitting
 
 
 def read_history_csv(path: Union[str, Path]) -> dict[str, list[float]]:
@@ -97,10 +97,15 @@ def _parse_number(cell: str, where: str) -> float:
         raise RunError(f"{where}: {cell!r} is not a number") from None
 
 
-def diagnose(history: dict[str, list[float]], baseline_accuracy: Optional[float] = None,
-             accuracy_key: str = "accuracy", accuracy: Optional[float] = None,
-             split: Optional[str] = None, train_examples: Optional[int] = None,
-             backbone: Optional[str] = None) -> dict[str, Any]:
+def diagnose(
+    history: dict[str, list[float]],
+    baseline_accuracy: Optional[float] = None,
+    accuracy_key: str = "accuracy",
+    accuracy: Optional[float] = None,
+    split: Optional[str] = None,
+    train_examples: Optional[int] = None,
+    backbone: Optional[str] = None,
+) -> dict[str, Any]:
     """Classify a training run from its per-epoch history, with the evidence behind the verdict.
 
     The rules, checked in this order (the first that holds gives the verdict). "Recent" means the mean of the
@@ -178,8 +183,7 @@ def diagnose(history: dict[str, list[float]], baseline_accuracy: Optional[float]
     """
     columns = _columns(history)
     if baseline_accuracy is not None and not 0.0 <= baseline_accuracy <= 1.0:
-        raise ValueError("baseline_accuracy must be between 0 and 1. "
-                         f"Received: baseline_accuracy={baseline_accuracy}")
+        raise ValueError(f"baseline_accuracy must be between 0 and 1. Received: baseline_accuracy={baseline_accuracy}")
     if accuracy is not None and not 0.0 <= accuracy <= 1.0:
         raise ValueError(f"accuracy must be between 0 and 1. Received: accuracy={accuracy}")
     rows = len(columns["loss"])
@@ -188,8 +192,7 @@ def diagnose(history: dict[str, list[float]], baseline_accuracy: Optional[float]
     val = _Curve(epochs, columns["val_loss"]) if "val_loss" in columns else None
     notes = []
     # Validation loss is what a diagnosis is about; it gives way only where it is too sparse to show a trend.
-    monitored = val if val is not None and len(val) and (len(val) >= MIN_EPOCHS or len(val) >= len(train)) \
-        else None
+    monitored = val if val is not None and len(val) and (len(val) >= MIN_EPOCHS or len(val) >= len(train)) else None
     if val is None:
         notes.append("no val_loss column: diagnosed from training loss alone")
     elif monitored is None:
@@ -200,16 +203,21 @@ def diagnose(history: dict[str, list[float]], baseline_accuracy: Optional[float]
         nan_mask |= ~np.isfinite(columns["val_loss"])
     nan_epochs = [int(e) for e in epochs[nan_mask]]
     if nan_epochs:
-        notes.append(f"loss or val_loss is NaN, inf or missing at epoch(s) {_epoch_list(nan_epochs)}: "
-                     "left out of the diagnosis")
+        notes.append(
+            f"loss or val_loss is NaN, inf or missing at epoch(s) {_epoch_list(nan_epochs)}: left out of the diagnosis"
+        )
 
     evidence: dict[str, Any] = {
         "epochs": rows,
         "monitor": "val_loss" if monitored is not None else "loss",
-        "best_epoch": None, "turn_epoch": None,
-        "first_train_loss": train.first, "final_train_loss": train.last,
-        "final_val_loss": val.last if val else None, "min_val_loss": val.minimum if val else None,
-        "val_loss_rise": None, "generalization_gap": None,
+        "best_epoch": None,
+        "turn_epoch": None,
+        "first_train_loss": train.first,
+        "final_train_loss": train.last,
+        "final_val_loss": val.last if val else None,
+        "min_val_loss": val.minimum if val else None,
+        "val_loss_rise": None,
+        "generalization_gap": None,
     }
     evidence["best_epoch"] = (monitored if monitored is not None else train).best_epoch
     if val is not None and len(val) and val.minimum != 0:
@@ -219,8 +227,10 @@ def diagnose(history: dict[str, list[float]], baseline_accuracy: Optional[float]
         evidence["generalization_gap"] = {"absolute": gap, "relative": gap / val.last if val.last else None}
     # The accuracy judged against the baseline: the evaluated one when given, else the history's last.
     measured = None
-    for name, key, described in (("final_train_accuracy", accuracy_key, "training accuracy"),
-                                 ("final_val_accuracy", "val_" + accuracy_key, "validation accuracy")):
+    for name, key, described in (
+        ("final_train_accuracy", accuracy_key, "training accuracy"),
+        ("final_val_accuracy", "val_" + accuracy_key, "validation accuracy"),
+    ):
         if key in columns:
             curve = _Curve(epochs, columns[key])
             evidence[name] = curve.last
@@ -233,15 +243,23 @@ def diagnose(history: dict[str, list[float]], baseline_accuracy: Optional[float]
     if baseline_accuracy is not None:
         evidence["baseline_accuracy"] = float(baseline_accuracy)
 
-    verdict, summary, advice = _judge(train, monitored, columns["loss"], epochs, evidence, measured,
-                                      baseline_accuracy, split)
-    advice = _transfer_advice(verdict, advice, train_examples, backbone, evidence,
-                              diverged=not math.isfinite(columns["loss"][-1]))
+    verdict, summary, advice = _judge(
+        train, monitored, columns["loss"], epochs, evidence, measured, baseline_accuracy, split
+    )
+    advice = _transfer_advice(
+        verdict, advice, train_examples, backbone, evidence, diverged=not math.isfinite(columns["loss"][-1])
+    )
     if monitored is None and verdict in ("good fit", "still improving") and len(train) >= MIN_EPOCHS:
         summary = summary[:-1] + "; without validation data, overfitting cannot be ruled out."
         advice.append("Set data.validation_split (e.g. 0.1) so the run can tell overfitting from a good fit.")
-    return {"verdict": verdict, "summary": summary, **evidence, "advice": advice,
-            "nan_epochs": nan_epochs, "notes": notes}
+    return {
+        "verdict": verdict,
+        "summary": summary,
+        **evidence,
+        "advice": advice,
+        "nan_epochs": nan_epochs,
+        "notes": notes,
+    }
 
 
 class _Curve:
@@ -279,9 +297,16 @@ class _Curve:
         return int(self.epochs[index]), float(self.values[index])
 
 
-def _judge(train: _Curve, val: Optional[_Curve], raw_loss: np.ndarray, epochs: np.ndarray,
-           evidence: dict[str, Any], measured: Optional[tuple[float, str]], baseline: Optional[float],
-           split: Optional[str]) -> tuple[str, str, list[str]]:
+def _judge(
+    train: _Curve,
+    val: Optional[_Curve],
+    raw_loss: np.ndarray,
+    epochs: np.ndarray,
+    evidence: dict[str, Any],
+    measured: Optional[tuple[float, str]],
+    baseline: Optional[float],
+    split: Optional[str],
+) -> tuple[str, str, list[str]]:
     """Apply the rules of `diagnose` in order; fills `evidence["turn_epoch"]`."""
     if not math.isfinite(raw_loss[-1]):
         return _diverged(train, val, raw_loss, epochs)
@@ -290,10 +315,12 @@ def _judge(train: _Curve, val: Optional[_Curve], raw_loss: np.ndarray, epochs: n
     if len(curve) < MIN_EPOCHS:
         count = len(curve)
         ran = "ran" if count == len(raw_loss) else f"have a finite {name}"
-        return ("still improving",
-                f"Still improving: too little history to diagnose, only {count} epoch{'s' if count != 1 else ''} "
-                f"{ran} ({name} {_at(curve.last, curve.epochs[-1])}); train for more epochs to see a trend.",
-                ["Train for more epochs (train.epochs): one or two epochs cannot show a trend."])
+        return (
+            "still improving",
+            f"Still improving: too little history to diagnose, only {count} epoch{'s' if count != 1 else ''} "
+            f"{ran} ({name} {_at(curve.last, curve.epochs[-1])}); train for more epochs to see a trend.",
+            ["Train for more epochs (train.epochs): one or two epochs cannot show a trend."],
+        )
 
     k = _recent_window(len(curve))
     judged = _judge_loss(train, val, curve, name, k, evidence)
@@ -309,8 +336,9 @@ def _judge(train: _Curve, val: Optional[_Curve], raw_loss: np.ndarray, epochs: n
     return judged
 
 
-def _judge_loss(train: _Curve, val: Optional[_Curve], curve: _Curve, name: str, k: int,
-                evidence: dict[str, Any]) -> Optional[tuple[str, str, list[str]]]:
+def _judge_loss(
+    train: _Curve, val: Optional[_Curve], curve: _Curve, name: str, k: int, evidence: dict[str, Any]
+) -> Optional[tuple[str, str, list[str]]]:
     """Rules 3-5 of `diagnose`, from the shape of the losses alone; None when none applies."""
     n = len(curve)
     smoothed = _smooth(curve.values)
@@ -323,7 +351,7 @@ def _judge_loss(train: _Curve, val: Optional[_Curve], curve: _Curve, name: str, 
         if rise > max(RISE_TOLERANCE, NOISE_FACTOR * noise):
             # The turn is the raw minimum next to the smoothed one, so it is an epoch a student sees on the plot.
             start = max(low - 1, 0)
-            turn = start + int(np.argmin(val.values[start:low + 2]))
+            turn = start + int(np.argmin(val.values[start : low + 2]))
             turn_epoch, turn_loss = int(val.epochs[turn]), float(val.values[turn])
             evidence["turn_epoch"] = turn_epoch
             return _turned(train, val, turn_epoch, turn_loss, k)
@@ -334,23 +362,31 @@ def _judge_loss(train: _Curve, val: Optional[_Curve], curve: _Curve, name: str, 
     slope, intercept = np.polyfit(np.arange(window), curve.values[-window:], 1)
     fall = -slope / scale
     # Standard error of the fitted slope for independent noise: a jumpy curve must fall faster to count.
-    fall_noise = noise / math.sqrt(window * (window ** 2 - 1) / 12)
+    fall_noise = noise / math.sqrt(window * (window**2 - 1) / 12)
     line_end = intercept + slope * (window - 1)
     best = int(np.argmin(curve.values))
-    earlier = int(np.argmin(curve.values[:n - k]))
+    earlier = int(np.argmin(curve.values[: n - k]))
     prior = float(curve.values[earlier])
     gain = (prior - float(curve.values[best])) / abs(prior) if prior else 0.0
-    if fall > max(STILL_FALLING, NOISE_FACTOR * fall_noise) and line_end < smoothed[:n - k].min() \
-            and best >= n - k and gain > STILL_FALLING:
-        return ("still improving",
-                f"Still improving: {name} reached its lowest in the final epochs, "
-                f"{_at(curve.values[best], curve.epochs[best])}, {_percent(gain)} below the best before epoch "
-                f"{curve.epochs[n - k]}, {_at(prior, curve.epochs[earlier])}; training stopped too early, train "
-                "for more epochs.",
-                ["Train for more epochs (train.epochs), or raise early_stopping.patience if early stopping "
-                 "ended the run.",
-                 "If progress is slow, a somewhat higher learning rate (train.optimizer.learning_rate) may "
-                 "get there sooner."])
+    if (
+        fall > max(STILL_FALLING, NOISE_FACTOR * fall_noise)
+        and line_end < smoothed[: n - k].min()
+        and best >= n - k
+        and gain > STILL_FALLING
+    ):
+        return (
+            "still improving",
+            f"Still improving: {name} reached its lowest in the final epochs, "
+            f"{_at(curve.values[best], curve.epochs[best])}, {_percent(gain)} below the best before epoch "
+            f"{curve.epochs[n - k]}, {_at(prior, curve.epochs[earlier])}; training stopped too early, train "
+            "for more epochs.",
+            [
+                "Train for more epochs (train.epochs), or raise early_stopping.patience if early stopping "
+                "ended the run.",
+                "If progress is slow, a somewhat higher learning rate (train.optimizer.learning_rate) may "
+                "get there sooner.",
+            ],
+        )
 
     if val is not None:
         return _large_gap(train, val, k)
@@ -360,25 +396,37 @@ def _judge_loss(train: _Curve, val: Optional[_Curve], curve: _Curve, name: str, 
 def _turned(train: _Curve, val: _Curve, turn_epoch: int, turn_loss: float, k: int) -> tuple[str, str, list[str]]:
     rise = (val.last - turn_loss) / abs(turn_loss)
     train_epoch, train_at_turn = train.at_or_before(turn_epoch)
-    rose = (f"validation loss bottomed out at {_at(turn_loss, turn_epoch)} and rose to "
-            f"{_at(val.last, val.epochs[-1])}, {_percent(rise)} above it")
+    rose = (
+        f"validation loss bottomed out at {_at(turn_loss, turn_epoch)} and rose to "
+        f"{_at(val.last, val.epochs[-1])}, {_percent(rise)} above it"
+    )
     trained = f"from {_at(train_at_turn, train_epoch)} to {_at(train.last, train.epochs[-1])}"
-    best = (f"the epoch-{turn_epoch} weights" if val.best_epoch == turn_epoch else
-            f"the epoch-{val.best_epoch} weights (lowest validation loss, {_at(val.minimum, val.best_epoch)})")
+    best = (
+        f"the epoch-{turn_epoch} weights"
+        if val.best_epoch == turn_epoch
+        else f"the epoch-{val.best_epoch} weights (lowest validation loss, {_at(val.minimum, val.best_epoch)})"
+    )
     if train.recent(k) <= train_at_turn * (1 + RISE_TOLERANCE):
         trend = "kept falling" if train.last < train_at_turn else "stayed level"
-        return ("overfitting",
-                f"Overfitting: {rose}, while training loss {trend}, {trained}; use {best}, add "
-                "dropout/augmentation or stop earlier.",
-                [f"Use the epoch-{val.best_epoch} weights: early_stopping with restore_best_weights: true keeps "
-                 "them.",
-                 "Add regularisation: Dropout layers, data.augment, or a smaller network.",
-                 "More training data narrows the gap most reliably."])
-    return ("underfitting",
-            f"Underfitting from unstable training: {rose}, and training loss went {trained}, so the final model "
-            "fits even the training data worse; lower the learning rate.",
-            ["Lower the learning rate (train.optimizer.learning_rate) by 3-10x, or enable reduce_lr_on_plateau.",
-             f"Use the epoch-{val.best_epoch} weights, from before the losses rose."])
+        return (
+            "overfitting",
+            f"Overfitting: {rose}, while training loss {trend}, {trained}; use {best}, add "
+            "dropout/augmentation or stop earlier.",
+            [
+                f"Use the epoch-{val.best_epoch} weights: early_stopping with restore_best_weights: true keeps them.",
+                "Add regularisation: Dropout layers, data.augment, or a smaller network.",
+                "More training data narrows the gap most reliably.",
+            ],
+        )
+    return (
+        "underfitting",
+        f"Underfitting from unstable training: {rose}, and training loss went {trained}, so the final model "
+        "fits even the training data worse; lower the learning rate.",
+        [
+            "Lower the learning rate (train.optimizer.learning_rate) by 3-10x, or enable reduce_lr_on_plateau.",
+            f"Use the epoch-{val.best_epoch} weights, from before the losses rose.",
+        ],
+    )
 
 
 def _large_gap(train: _Curve, val: _Curve, k: int) -> Optional[tuple[str, str, list[str]]]:
@@ -388,39 +436,55 @@ def _large_gap(train: _Curve, val: _Curve, k: int) -> Optional[tuple[str, str, l
     val_loss, train_loss = val.values[in_val], train.values[in_train]
     gap = val_loss - train_loss
     recent_gap, recent_val, early_gap = gap[-k:].mean(), val_loss[-k:].mean(), gap[:k].mean()
-    if recent_val <= 0 or recent_gap / recent_val <= LARGE_GAP or recent_gap <= GAP_SCALE * abs(train.first) \
-            or recent_gap < early_gap or train_loss[-1] <= 0:
+    if (
+        recent_val <= 0
+        or recent_gap / recent_val <= LARGE_GAP
+        or recent_gap <= GAP_SCALE * abs(train.first)
+        or recent_gap < early_gap
+        or train_loss[-1] <= 0
+    ):
         return None
     last = int(common[-1])
-    return ("overfitting",
-            f"Overfitting: validation loss stayed far above training loss, {_at(val_loss[-1], last)} against "
-            f"{_at(train_loss[-1], last)} ({val_loss[-1] / train_loss[-1]:.1f}x); the model memorises the "
-            "training set, so add dropout/augmentation or use a smaller network.",
-            ["Add Dropout layers or data augmentation (data.augment) to narrow the gap.",
-             "Try a smaller network or weight decay (kernel_regularizer in the layer kwargs).",
-             f"The epoch-{val.best_epoch} weights have the lowest validation loss; more training data helps most."])
+    return (
+        "overfitting",
+        f"Overfitting: validation loss stayed far above training loss, {_at(val_loss[-1], last)} against "
+        f"{_at(train_loss[-1], last)} ({val_loss[-1] / train_loss[-1]:.1f}x); the model memorises the "
+        "training set, so add dropout/augmentation or use a smaller network.",
+        [
+            "Add Dropout layers or data augmentation (data.augment) to narrow the gap.",
+            "Try a smaller network or weight decay (kernel_regularizer in the layer kwargs).",
+            f"The epoch-{val.best_epoch} weights have the lowest validation loss; more training data helps most.",
+        ],
+    )
 
 
-UNDERFIT_ADVICE = ["Use a bigger model: more filters or Conv2D blocks, a wider Dense layer.",
-                   "Train longer or raise the learning rate (train.optimizer.learning_rate).",
-                   "Weaken regularisation (Dropout rate, augmentation) the model cannot afford yet.",
-                   "Check the data: labels match the images and inputs are normalized (data.normalize: true)."]
+UNDERFIT_ADVICE = [
+    "Use a bigger model: more filters or Conv2D blocks, a wider Dense layer.",
+    "Train longer or raise the learning rate (train.optimizer.learning_rate).",
+    "Weaken regularisation (Dropout rate, augmentation) the model cannot afford yet.",
+    "Check the data: labels match the images and inputs are normalized (data.normalize: true).",
+]
 
 # The config lines that add a pretrained backbone (cnnctl/model/backbone.py); model.layers become its head.
 TRANSFER_LINES = "model: {backbone: {name: MobileNetV3Small, weights: imagenet}}"
-TRANSFER_ADVICE = ("With few training images, a network trained from scratch rarely gets far: start from a "
-                   f"pretrained network (transfer learning) instead: add `{TRANSFER_LINES}` to the config (images of "
-                   "3 or 1 channels; the configured layers become the head, e.g. Dense with one unit per class).")
-BACKBONE_ADVICE = ("The pretrained backbone is frozen: try another one (model.backbone.name, e.g. EfficientNetB0), "
-                   "a larger model.backbone.input_size, or check that model.backbone.weights is imagenet, not null.")
+TRANSFER_ADVICE = (
+    "With few training images, a network trained from scratch rarely gets far: start from a "
+    f"pretrained network (transfer learning) instead: add `{TRANSFER_LINES}` to the config (images of "
+    "3 or 1 channels; the configured layers become the head, e.g. Dense with one unit per class)."
+)
+BACKBONE_ADVICE = (
+    "The pretrained backbone is frozen: try another one (model.backbone.name, e.g. EfficientNetB0), "
+    "a larger model.backbone.input_size, or check that model.backbone.weights is imagenet, not null."
+)
 SMALL_DATASET = 5000  # training examples; below this, underfitting from scratch earns the transfer advice
 
-BASELINE_ADVICE = ["Train for more epochs (train.epochs); if early stopping ended the run, raise "
-                   "early_stopping.patience.",
-                   "Try another learning rate (train.optimizer.learning_rate): about 3x lower if the loss jumped "
-                   "around, about 3x higher if it fell slowly.",
-                   TRANSFER_ADVICE,
-                   "Check the data: labels match the images and every class has enough examples."]
+BASELINE_ADVICE = [
+    "Train for more epochs (train.epochs); if early stopping ended the run, raise early_stopping.patience.",
+    "Try another learning rate (train.optimizer.learning_rate): about 3x lower if the loss jumped "
+    "around, about 3x higher if it fell slowly.",
+    TRANSFER_ADVICE,
+    "Check the data: labels match the images and every class has enough examples.",
+]
 
 
 def _near_baseline(measured: Optional[tuple[float, str]], baseline: Optional[float]) -> Optional[str]:
@@ -435,8 +499,14 @@ def _near_baseline(measured: Optional[tuple[float, str]], baseline: Optional[flo
     return None
 
 
-def _transfer_advice(verdict: str, advice: list[str], train_examples: Optional[int], backbone: Optional[str],
-                     evidence: dict[str, Any], diverged: bool) -> list[str]:
+def _transfer_advice(
+    verdict: str,
+    advice: list[str],
+    train_examples: Optional[int],
+    backbone: Optional[str],
+    evidence: dict[str, Any],
+    diverged: bool,
+) -> list[str]:
     """Near the baseline, or underfitting on a small dataset trained from scratch: use a pretrained backbone
     (with the config lines). A run that has one is told about its backbone instead."""
     if train_examples is not None:
@@ -455,27 +525,35 @@ def _learned_little(train: _Curve, val: Optional[_Curve], near: str) -> tuple[st
     ended = f"{name} ended at {_at(curve.last, curve.epochs[-1])}"
     if curve.best_epoch != curve.epochs[-1]:
         ended += f", lowest {_at(curve.minimum, curve.best_epoch)}"
-    return ("underfitting", f"Underfitting: {near}, so the model has learned little ({ended}).",
-            list(BASELINE_ADVICE))
+    return ("underfitting", f"Underfitting: {near}, so the model has learned little ({ended}).", list(BASELINE_ADVICE))
 
 
-def _stuck_high(train: _Curve, val: Optional[_Curve], k: int,
-                train_accuracy: Optional[float]) -> Optional[tuple[str, str, list[str]]]:
-    if train.recent(k) <= UNDERFIT_LOSS_RATIO * train.first or \
-            (train_accuracy is not None and train_accuracy >= CONFIDENT_ACCURACY):
+def _stuck_high(
+    train: _Curve, val: Optional[_Curve], k: int, train_accuracy: Optional[float]
+) -> Optional[tuple[str, str, list[str]]]:
+    if train.recent(k) <= UNDERFIT_LOSS_RATIO * train.first or (
+        train_accuracy is not None and train_accuracy >= CONFIDENT_ACCURACY
+    ):
         return None
     first, last = _at(train.first, train.epochs[0]), _at(train.last, train.epochs[-1])
-    moved = f"only fell from {first} to {last}, {_percent(1 - train.last / train.first)} lower" \
-        if train.last < train.first else f"did not fall, from {first} to {last}"
+    moved = (
+        f"only fell from {first} to {last}, {_percent(1 - train.last / train.first)} lower"
+        if train.last < train.first
+        else f"did not fall, from {first} to {last}"
+    )
     closeness = f" and validation loss ended at {_at(val.last, val.epochs[-1])}" if val is not None else ""
-    return ("underfitting",
-            f"Underfitting: training loss {moved}{closeness}; the model is too weak or trained too little.",
-            list(UNDERFIT_ADVICE))
+    return (
+        "underfitting",
+        f"Underfitting: training loss {moved}{closeness}; the model is too weak or trained too little.",
+        list(UNDERFIT_ADVICE),
+    )
 
 
 def _good_fit(train: _Curve, val: Optional[_Curve], split: Optional[str]) -> tuple[str, str, list[str]]:
-    advice = ["To do better, try a bigger model with more regularisation or augmentation and compare the runs "
-              "(cnnctl compare)."]
+    advice = [
+        "To do better, try a bigger model with more regularisation or augmentation and compare the runs "
+        "(cnnctl compare)."
+    ]
     if split != "test":
         advice.insert(0, "Keep this run; evaluate it on the test split (cnnctl evaluate RUN --split test).")
     curve, name = (val, "validation loss") if val is not None else (train, "training loss")
@@ -483,33 +561,42 @@ def _good_fit(train: _Curve, val: Optional[_Curve], split: Optional[str]) -> tup
         where = f"{name} was lowest at the last epoch, {_at(curve.last, curve.epochs[-1])}"
     else:
         rise = (curve.last - curve.minimum) / abs(curve.minimum)
-        where = (f"{name} ended at {_at(curve.last, curve.epochs[-1])}, {_percent(rise)} above its lowest, "
-                 f"{_at(curve.minimum, curve.best_epoch)}")
+        where = (
+            f"{name} ended at {_at(curve.last, curve.epochs[-1])}, {_percent(rise)} above its lowest, "
+            f"{_at(curve.minimum, curve.best_epoch)}"
+        )
     close = f", close to training loss, {_at(train.last, train.epochs[-1])}" if val is not None else ""
     return "good fit", f"Good fit: {where}{close}.", advice
 
 
-def _diverged(train: _Curve, val: Optional[_Curve], raw_loss: np.ndarray,
-              epochs: np.ndarray) -> tuple[str, str, list[str]]:
+def _diverged(
+    train: _Curve, val: Optional[_Curve], raw_loss: np.ndarray, epochs: np.ndarray
+) -> tuple[str, str, list[str]]:
     finite = np.isfinite(raw_loss)
     # The first epoch of the final run of NaNs: where training blew up for good.
     last_good = np.flatnonzero(finite)
     blown = last_good[-1] + 1 if len(last_good) else 0
     became = "NaN" if math.isnan(raw_loss[blown]) else "infinite"
-    advice = ["Lower the learning rate by 10x (train.optimizer.learning_rate).",
-              "Clip gradients: add clipnorm: 1.0 to train.optimizer.",
-              "Check the data: inputs normalized (data.normalize: true), labels valid class indices."]
+    advice = [
+        "Lower the learning rate by 10x (train.optimizer.learning_rate).",
+        "Clip gradients: add clipnorm: 1.0 to train.optimizer.",
+        "Check the data: inputs normalized (data.normalize: true), labels valid class indices.",
+    ]
     if not len(train):
         where, keep = "from the first epoch", ""
     else:
         curve, name = (val, "validation") if val is not None and len(val) else (train, "training")
         where = f"at epoch {int(epochs[blown])}"
-        keep = f" and use the epoch-{curve.best_epoch} weights (lowest {name} loss, " \
-               f"{_at(curve.minimum, curve.best_epoch)})"
-    return ("underfitting",
-            f"Underfitting: training diverged, the loss became {became} {where}, so the final model fits nothing; "
-            f"lower the learning rate{keep}.",
-            advice)
+        keep = (
+            f" and use the epoch-{curve.best_epoch} weights (lowest {name} loss, "
+            f"{_at(curve.minimum, curve.best_epoch)})"
+        )
+    return (
+        "underfitting",
+        f"Underfitting: training diverged, the loss became {became} {where}, so the final model fits nothing; "
+        f"lower the learning rate{keep}.",
+        advice,
+    )
 
 
 def _columns(history: dict[str, list[float]]) -> dict[str, np.ndarray]:

@@ -30,15 +30,15 @@ NPZ_LABEL_KEYS = ("y", "y_test")  # where an .npz given to `explain` keeps the t
 class Explanation:
     """What `explain` found: per input its heat map, prediction and (when known) true class, and the files."""
 
-    inputs: list[str]          # an input's name: its file, or `file.npz[i]`
-    heatmaps: np.ndarray       # (N, *the input's spatial shape), float32 in [0, 1]
-    y_pred: np.ndarray         # (N,) the predicted class
-    y_prob: np.ndarray         # (N, K) class probabilities
-    class_index: np.ndarray    # (N,) the class each heat map explains
-    y_true: np.ndarray         # (N,) the true class, -1 where unknown
+    inputs: list[str]  # an input's name: its file, or `file.npz[i]`
+    heatmaps: np.ndarray  # (N, *the input's spatial shape), float32 in [0, 1]
+    y_pred: np.ndarray  # (N,) the predicted class
+    y_prob: np.ndarray  # (N, K) class probabilities
+    class_index: np.ndarray  # (N,) the class each heat map explains
+    y_true: np.ndarray  # (N,) the true class, -1 where unknown
     class_names: list[str]
-    layer: str                 # the layer the maps come from
-    folder: Path               # where the overlays and explain.npz were written
+    layer: str  # the layer the maps come from
+    folder: Path  # where the overlays and explain.npz were written
     figures: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -47,9 +47,16 @@ class Explanation:
         return self.folder / contract.EXPLAIN_NPZ
 
 
-def explain_run(run: Run, paths: Sequence[Union[str, Path]] = (), arrays: Optional[np.ndarray] = None, *,
-                layer: Optional[str] = None, class_name: Optional[Union[str, int]] = None,
-                out: Optional[Union[str, Path]] = None, overwrite: bool = False) -> Explanation:
+def explain_run(
+    run: Run,
+    paths: Sequence[Union[str, Path]] = (),
+    arrays: Optional[np.ndarray] = None,
+    *,
+    layer: Optional[str] = None,
+    class_name: Optional[Union[str, int]] = None,
+    out: Optional[Union[str, Path]] = None,
+    overwrite: bool = False,
+) -> Explanation:
     """Grad-CAM for every input: one overlay PNG each (the input, the heat over it, predicted class and
     probability, the true class when known) and explain.npz (heatmaps, y_pred, y_prob, class_index, y_true,
     inputs, class_names, layer) in `out`.
@@ -66,8 +73,10 @@ def explain_run(run: Run, paths: Sequence[Union[str, Path]] = (), arrays: Option
     """
     folder = Path(out) if out is not None else run.file(contract.EXPLAIN)
     if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"--out {shown_path(folder)}: is a file; give a folder for the overlays and "
-                          f"{contract.EXPLAIN_NPZ}, e.g. --out explained/")
+        raise ConfigError(
+            f"--out {shown_path(folder)}: is a file; give a folder for the overlays and "
+            f"{contract.EXPLAIN_NPZ}, e.g. --out explained/"
+        )
     preprocessing = Preprocessing.of_run(run)
     requested = class_index_of(class_name, preprocessing.class_names)
     loaded = load_inputs(paths, preprocessing, arrays)
@@ -76,11 +85,25 @@ def explain_run(run: Run, paths: Sequence[Union[str, Path]] = (), arrays: Option
         for name in [*names, contract.EXPLAIN_NPZ]:
             check_output_path(folder / name, overwrite=overwrite, option="--out", example="explained/")
     model = load_model(run)
-    maps = gradcam(model, preprocessing.model_inputs(loaded.x), layer=layer, class_index=requested,
-                   batch_size=preprocessing.batch_size)
-    explanation = Explanation(loaded.labels, maps.heatmaps, maps.y_pred, maps.y_prob, maps.class_index,
-                              true_classes(paths, loaded.labels, preprocessing.class_names), preprocessing.class_names,
-                              maps.layer, folder, notes=list(loaded.notes))
+    maps = gradcam(
+        model,
+        preprocessing.model_inputs(loaded.x),
+        layer=layer,
+        class_index=requested,
+        batch_size=preprocessing.batch_size,
+    )
+    explanation = Explanation(
+        loaded.labels,
+        maps.heatmaps,
+        maps.y_pred,
+        maps.y_prob,
+        maps.class_index,
+        true_classes(paths, loaded.labels, preprocessing.class_names),
+        preprocessing.class_names,
+        maps.layer,
+        folder,
+        notes=list(loaded.notes),
+    )
     _write(explanation, loaded.x, names, replace=overwrite or out is None, checked=out is not None)
     return explanation
 
@@ -95,8 +118,10 @@ def class_index_of(class_name: Optional[Union[str, int]], class_names: Sequence[
     if re.fullmatch(r"-?\d+", text) and 0 <= int(text) < len(class_names):
         return int(text)
     shown = ", ".join(class_names[:12]) + (", ..." if len(class_names) > 12 else "")
-    raise ConfigError(f"--class {text}: not a class of this run; give a name ({shown}) or an index "
-                      f"0..{len(class_names) - 1}{did_you_mean(text, list(class_names))}")
+    raise ConfigError(
+        f"--class {text}: not a class of this run; give a name ({shown}) or an index "
+        f"0..{len(class_names) - 1}{did_you_mean(text, list(class_names))}"
+    )
 
 
 def overlay_names(labels: Sequence[str]) -> list[str]:
@@ -159,10 +184,20 @@ def _write(explanation: Explanation, x: np.ndarray, names: list[str], replace: b
             title += f", true: {class_names[int(explanation.y_true[index])]}"
         figure = explanation_figure(x[index], explanation.heatmaps[index], f"{explanation.inputs[index]}\n{title}")
         path = explanation.folder / name
-        explanation.figures.append(write_output_bytes(path, plots.png_bytes(figure), overwrite=replace)
-                                   if checked else plots.save_figure(figure, path))
+        explanation.figures.append(
+            write_output_bytes(path, plots.png_bytes(figure), overwrite=replace)
+            if checked
+            else plots.save_figure(figure, path)
+        )
     with atomic_path(explanation.npz, replace=replace) as temp:
-        np.savez_compressed(temp, heatmaps=explanation.heatmaps, y_pred=explanation.y_pred,
-                            y_prob=explanation.y_prob.astype(np.float32), class_index=explanation.class_index,
-                            y_true=explanation.y_true, inputs=np.array(explanation.inputs),
-                            class_names=np.array(class_names), layer=np.array(explanation.layer))
+        np.savez_compressed(
+            temp,
+            heatmaps=explanation.heatmaps,
+            y_pred=explanation.y_pred,
+            y_prob=explanation.y_prob.astype(np.float32),
+            class_index=explanation.class_index,
+            y_true=explanation.y_true,
+            inputs=np.array(explanation.inputs),
+            class_names=np.array(class_names),
+            layer=np.array(explanation.layer),
+        )

@@ -45,19 +45,19 @@ from cnnctl.evaluation.predict import Preprocessing
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
 
-CHECK_EXAMPLES = 256   # examples of the test split each artefact is checked on
-CHECK_BATCH = 64       # examples per call of the artefact's runtime
+CHECK_EXAMPLES = 256  # examples of the test split each artefact is checked on
+CHECK_BATCH = 64  # examples per call of the artefact's runtime
 EXTRA = 'pip install "cnnctl[export]"'
 
 
 @dataclass(frozen=True)
 class ExportFormat:
-    name: str                   # --format value
-    label: str                  # its name in messages
-    keras_format: str           # what keras.Model.export calls it
-    file_name: str              # its name inside RUN/export/
-    tolerance: float            # largest |probability difference| from model.keras that the check accepts
-    packages: tuple[str, ...]   # modules it needs beyond TensorFlow (cnnctl[export] installs them)
+    name: str  # --format value
+    label: str  # its name in messages
+    keras_format: str  # what keras.Model.export calls it
+    file_name: str  # its name inside RUN/export/
+    tolerance: float  # largest |probability difference| from model.keras that the check accepts
+    packages: tuple[str, ...]  # modules it needs beyond TensorFlow (cnnctl[export] installs them)
 
 
 FORMATS = {
@@ -69,32 +69,38 @@ FORMATS = {
 
 
 SERVING = {  # how to run each artefact without cnnctl; x: float32 examples, (N, *input shape)
-    "saved_model": ['import tensorflow as tf',
-                    'model = tf.saved_model.load("{path}")  # keep it: its functions go with it',
-                    'probabilities = model.serve(x).numpy()'],
-    "onnx": ['import onnxruntime',
-             'session = onnxruntime.InferenceSession("{path}")',
-             'probabilities = session.run(None, {{session.get_inputs()[0].name: x}})[0]'],
-    "tflite": ['from ai_edge_litert.interpreter import Interpreter',
-               'interpreter = Interpreter(model_path="{path}")',
-               'source = interpreter.get_input_details()[0]["index"]',
-               'interpreter.resize_tensor_input(source, x.shape); interpreter.allocate_tensors()',
-               'interpreter.set_tensor(source, x); interpreter.invoke()',
-               'probabilities = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])'],
+    "saved_model": [
+        "import tensorflow as tf",
+        'model = tf.saved_model.load("{path}")  # keep it: its functions go with it',
+        "probabilities = model.serve(x).numpy()",
+    ],
+    "onnx": [
+        "import onnxruntime",
+        'session = onnxruntime.InferenceSession("{path}")',
+        "probabilities = session.run(None, {{session.get_inputs()[0].name: x}})[0]",
+    ],
+    "tflite": [
+        "from ai_edge_litert.interpreter import Interpreter",
+        'interpreter = Interpreter(model_path="{path}")',
+        'source = interpreter.get_input_details()[0]["index"]',
+        "interpreter.resize_tensor_input(source, x.shape); interpreter.allocate_tensors()",
+        "interpreter.set_tensor(source, x); interpreter.invoke()",
+        'probabilities = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])',
+    ],
 }
 
 
 @dataclass(frozen=True)
 class ExportResult:
     format: str
-    path: Path                  # the artefact: a SavedModel folder or a file
-    info_path: Path             # <artefact>.json beside it
-    info: dict[str, Any]        # what the JSON holds
-    max_abs_diff: float         # largest |probability difference| from model.keras on the checked examples
+    path: Path  # the artefact: a SavedModel folder or a file
+    info_path: Path  # <artefact>.json beside it
+    info: dict[str, Any]  # what the JSON holds
+    max_abs_diff: float  # largest |probability difference| from model.keras on the checked examples
     tolerance: float
-    examples: int               # how many examples of `split` were checked
+    examples: int  # how many examples of `split` were checked
     split: str
-    runtime: str                # what reloaded the artefact, with its version
+    runtime: str  # what reloaded the artefact, with its version
 
 
 def export_format(name: str) -> ExportFormat:
@@ -111,12 +117,12 @@ def export_path(run: Run, fmt: ExportFormat, out: Optional[Union[str, Path]] = N
     """Where the artefact goes: `out`, else RUN/export/<file name>; refused when it (or its JSON) exists."""
     path = Path(out) if out is not None else run.file(contract.EXPORT) / fmt.file_name
     if fmt.name == "tflite" and path.suffix != ".tflite":  # Keras' LiteRT exporter insists on it
-        raise ConfigError(f"--out {path}: a TFLite model's name must end in .tflite, e.g. --out "
-                          f"{path.with_suffix('.tflite')}")
+        raise ConfigError(
+            f"--out {path}: a TFLite model's name must end in .tflite, e.g. --out {path.with_suffix('.tflite')}"
+        )
     for taken in (path, info_path(path)):
         if taken.exists() or taken.is_symlink():
-            raise RunError(f"{taken}: already exists; cnnctl export never overwrites: remove it or give another "
-                           "--out")
+            raise RunError(f"{taken}: already exists; cnnctl export never overwrites: remove it or give another --out")
     if out is not None and not path.parent.is_dir():
         raise ConfigError(f"--out {path}: the folder {path.parent} does not exist; create it or give another --out")
     return path
@@ -127,8 +133,9 @@ def info_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def export_run(run: Run, format: str, out: Optional[Union[str, Path]] = None, *,
-               examples: int = CHECK_EXAMPLES) -> ExportResult:
+def export_run(
+    run: Run, format: str, out: Optional[Union[str, Path]] = None, *, examples: int = CHECK_EXAMPLES
+) -> ExportResult:
     """Export the run's model.keras as `format`, write its serving JSON beside it, and check it.
 
     Args:
@@ -166,15 +173,24 @@ def export_run(run: Run, format: str, out: Optional[Union[str, Path]] = None, *,
         _keras_export(model, staged, fmt)
         runtime_name, predict, names = load_runtime(staged)
         with runtime._silence_native_stderr():  # the LiteRT interpreter announces its CPU delegate on first use
-            actual = np.concatenate([predict(x[start:start + CHECK_BATCH]) for start in range(0, len(x), CHECK_BATCH)])
+            actual = np.concatenate(
+                [predict(x[start : start + CHECK_BATCH]) for start in range(0, len(x), CHECK_BATCH)]
+            )
         max_abs_diff = float(np.max(np.abs(actual.astype(np.float64) - expected))) if len(x) else 0.0
         if not max_abs_diff <= fmt.tolerance:
-            raise RunError(f"{target}: the {fmt.label} export differs from model.keras by up to {max_abs_diff:.3g} "
-                           f"in probability on {len(x)} {split} examples (tolerance {fmt.tolerance:g}); nothing "
-                           "was written")
-        check = {"runtime": runtime_name, "split": split, "examples": len(x), "max_abs_diff": max_abs_diff,
-                 "tolerance": fmt.tolerance,
-                 "same_top_class": float(np.mean(actual.argmax(-1) == expected.argmax(-1))) if len(x) else 1.0}
+            raise RunError(
+                f"{target}: the {fmt.label} export differs from model.keras by up to {max_abs_diff:.3g} "
+                f"in probability on {len(x)} {split} examples (tolerance {fmt.tolerance:g}); nothing "
+                "was written"
+            )
+        check = {
+            "runtime": runtime_name,
+            "split": split,
+            "examples": len(x),
+            "max_abs_diff": max_abs_diff,
+            "tolerance": fmt.tolerance,
+            "same_top_class": float(np.mean(actual.argmax(-1) == expected.argmax(-1))) if len(x) else 1.0,
+        }
         info = serving_info(run, fmt, target, model, preprocessing, names, check)
         info_path(staged).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         _publish(staged, target)
@@ -182,8 +198,9 @@ def export_run(run: Run, format: str, out: Optional[Union[str, Path]] = None, *,
         shutil.rmtree(staging, ignore_errors=True)
         if made_folder and target.parent.is_dir() and not any(target.parent.iterdir()):
             target.parent.rmdir()
-    return ExportResult(fmt.name, target, info_path(target), info, max_abs_diff, fmt.tolerance, len(x), split,
-                        runtime_name)
+    return ExportResult(
+        fmt.name, target, info_path(target), info, max_abs_diff, fmt.tolerance, len(x), split, runtime_name
+    )
 
 
 def runtime_loader(fmt: ExportFormat) -> Callable[[Path], tuple[str, Callable[[np.ndarray], np.ndarray], dict]]:
@@ -198,8 +215,10 @@ def runtime_loader(fmt: ExportFormat) -> Callable[[Path], tuple[str, Callable[[n
     if fmt.name == "onnx":
         return _onnx_runtime
     if not _importable("ai_edge_litert.interpreter") and not hasattr(runtime.import_tensorflow().lite, "Interpreter"):
-        raise ConfigError(f"TFLite export needs ai-edge-litert to check the model (this TensorFlow has no "
-                          f"tf.lite.Interpreter): {EXTRA}")
+        raise ConfigError(
+            f"TFLite export needs ai-edge-litert to check the model (this TensorFlow has no "
+            f"tf.lite.Interpreter): {EXTRA}"
+        )
     return _tflite_runtime
 
 
@@ -216,17 +235,28 @@ def check_examples(run: Run, preprocessing: Preprocessing, limit: int, dtype: st
     return preprocessing.model_inputs(x).astype(dtype), split
 
 
-def serving_info(run: Run, fmt: ExportFormat, target: Path, model: Any, preprocessing: Preprocessing,
-                 names: dict[str, str], check: dict[str, Any]) -> dict[str, Any]:
+def serving_info(
+    run: Run,
+    fmt: ExportFormat,
+    target: Path,
+    model: Any,
+    preprocessing: Preprocessing,
+    names: dict[str, str],
+    check: dict[str, Any],
+) -> dict[str, Any]:
     """What <artefact>.json holds: enough to feed the artefact and read its answer without cnnctl."""
     scale = preprocessing.pixel_scale if preprocessing.scale_outside else 1.0
     low, high = preprocessing.value_range or (0.0, preprocessing.full_scale)
     if preprocessing.scale_outside:
-        units = (f"the training data's units divided by {preprocessing.pixel_scale:g}: this run predates models "
-                 "that scale their own inputs")
+        units = (
+            f"the training data's units divided by {preprocessing.pixel_scale:g}: this run predates models "
+            "that scale their own inputs"
+        )
     elif preprocessing.pixel_scale != 1:
-        units = (f"the training data's own units; the model divides them by {preprocessing.pixel_scale:g} itself "
-                 "(its first layer, scale_inputs)")
+        units = (
+            f"the training data's own units; the model divides them by {preprocessing.pixel_scale:g} itself "
+            "(its first layer, scale_inputs)"
+        )
     else:
         units = "the training data's own units; the model does no scaling"
     info = {
@@ -253,9 +283,11 @@ def serving_info(run: Run, fmt: ExportFormat, target: Path, model: Any, preproce
         "versions": runtime.versions(),
     }
     if preprocessing.tta == "flip":
-        info["note"] = ("the run scores with evaluate.tta: flip; the artefact is the model alone: average its "
-                        f"outputs on x and on x reversed along axis {len(preprocessing.input_shape) - 1} (the last "
-                        "spatial axis, counting the batch axis as 0) to reproduce the run's metrics")
+        info["note"] = (
+            "the run scores with evaluate.tta: flip; the artefact is the model alone: average its "
+            f"outputs on x and on x reversed along axis {len(preprocessing.input_shape) - 1} (the last "
+            "spatial axis, counting the batch axis as 0) to reproduce the run's metrics"
+        )
     return info
 
 
@@ -267,8 +299,10 @@ def output_meaning(model: Any, class_names: list[str]) -> str:
         return "probability of each class, in class_names order (softmax: each row sums to 1)"
     if activation == "sigmoid" and units == 1 and len(class_names) == 2:
         return f"probability of class {class_names[1]!r} (sigmoid); class {class_names[0]!r} has 1 minus it"
-    return (f"the last layer's outputs ({activation or 'no'} activation), one per class in class_names order; "
-            "not normalised to probabilities")
+    return (
+        f"the last layer's outputs ({activation or 'no'} activation), one per class in class_names order; "
+        "not normalised to probabilities"
+    )
 
 
 # What Keras' export does off TensorFlow (Keras 3.15 on JAX): SavedModel through jax2tf, ONNX only with jax2onnx,
@@ -280,10 +314,15 @@ def other_backend_needed(fmt: ExportFormat, run: Run) -> None:
     """On the JAX backend, a format Keras cannot export there is one line saying how to export it instead."""
     if runtime.backend() != "jax" or (fmt.name in JAX_EXPORTS and all(map(_importable, JAX_EXPORTS[fmt.name]))):
         return
-    cannot = ("needs jax2onnx on the JAX backend (pip install jax2onnx)" if fmt.name == "onnx"
-              else "is not available on the JAX backend")
-    raise ConfigError(f"{fmt.label} export {cannot}; model.keras is the same file on either backend, so export it "
-                      f"with TensorFlow's: KERAS_BACKEND=tensorflow cnnctl export {run.path} --format {fmt.name}")
+    cannot = (
+        "needs jax2onnx on the JAX backend (pip install jax2onnx)"
+        if fmt.name == "onnx"
+        else "is not available on the JAX backend"
+    )
+    raise ConfigError(
+        f"{fmt.label} export {cannot}; model.keras is the same file on either backend, so export it "
+        f"with TensorFlow's: KERAS_BACKEND=tensorflow cnnctl export {run.path} --format {fmt.name}"
+    )
 
 
 def _keras_export(model: Any, path: Path, fmt: ExportFormat) -> None:
@@ -301,8 +340,11 @@ def _saved_model_runtime(path: Path) -> tuple[str, Callable, dict]:
     tf = runtime.import_tensorflow()
     loaded = tf.saved_model.load(str(path))
     signature = loaded.signatures["serving_default"]
-    names = {"input": next(iter(signature.structured_input_signature[1]), None),
-             "output": next(iter(signature.structured_outputs), None), "endpoint": "serve"}
+    names = {
+        "input": next(iter(signature.structured_input_signature[1]), None),
+        "output": next(iter(signature.structured_outputs), None),
+        "endpoint": "serve",
+    }
     return f"tensorflow {tf.__version__} (tf.saved_model.load)", lambda x: loaded.serve(x).numpy(), names
 
 
@@ -311,8 +353,11 @@ def _onnx_runtime(path: Path) -> tuple[str, Callable, dict]:
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     input_name, output_name = session.get_inputs()[0].name, session.get_outputs()[0].name
-    return (f"onnxruntime {onnxruntime.__version__}", lambda x: session.run([output_name], {input_name: x})[0],
-            {"input": input_name, "output": output_name})
+    return (
+        f"onnxruntime {onnxruntime.__version__}",
+        lambda x: session.run([output_name], {input_name: x})[0],
+        {"input": input_name, "output": output_name},
+    )
 
 
 def _tflite_runtime(path: Path) -> tuple[str, Callable, dict]:
@@ -343,8 +388,9 @@ def _publish(staged: Path, target: Path) -> None:
     """Rename the checked artefact, then its JSON, into place; on a failure neither stays."""
     try:
         if target.exists() or info_path(target).exists():  # made by someone else while this export ran
-            raise RunError(f"{target}: appeared while exporting; cnnctl export never overwrites: remove it or "
-                           "give another --out")
+            raise RunError(
+                f"{target}: appeared while exporting; cnnctl export never overwrites: remove it or give another --out"
+            )
         os.rename(staged, target)
         try:
             os.rename(info_path(staged), info_path(target))

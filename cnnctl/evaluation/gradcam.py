@@ -28,30 +28,39 @@ from typing import Any, Optional
 import numpy as np
 
 from cnnctl import runtime
-
-runtime.quiet_backend_import()  # before Keras, which would import TensorFlow with pages of start-up logs
-import keras  # noqa: E402
-
 from cnnctl.errors import CnnctlError, ConfigError, DataError, did_you_mean
 from cnnctl.evaluation.calibration import as_class_probabilities
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, atomic_path
 
+runtime.quiet_backend_import()  # before Keras, which would import TensorFlow with pages of start-up logs
+import keras  # noqa: E402
+
 # The keras.layers classes Grad-CAM looks for by default: every convolution whose output keeps the input's spatial
 # axes. ConvLSTM is left out: its output mixes a time axis into the map.
-CONVOLUTIONS = ("Conv1D", "Conv2D", "Conv3D", "SeparableConv1D", "SeparableConv2D", "DepthwiseConv1D",
-                "DepthwiseConv2D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
+CONVOLUTIONS = (
+    "Conv1D",
+    "Conv2D",
+    "Conv3D",
+    "SeparableConv1D",
+    "SeparableConv2D",
+    "DepthwiseConv1D",
+    "DepthwiseConv2D",
+    "Conv1DTranspose",
+    "Conv2DTranspose",
+    "Conv3DTranspose",
+)
 
 
 @dataclass(frozen=True)
 class GradCam:
     """Grad-CAM heat maps of a set of examples and what the model predicted for them."""
 
-    heatmaps: np.ndarray     # (N, *the input's spatial shape), float32 in [0, 1]: 1 where the evidence is strongest
-    y_pred: np.ndarray       # (N,) the predicted class
-    y_prob: np.ndarray       # (N, K) class probabilities; two columns for a single sigmoid unit
+    heatmaps: np.ndarray  # (N, *the input's spatial shape), float32 in [0, 1]: 1 where the evidence is strongest
+    y_pred: np.ndarray  # (N,) the predicted class
+    y_prob: np.ndarray  # (N, K) class probabilities; two columns for a single sigmoid unit
     class_index: np.ndarray  # (N,) the class each heat map explains
-    layer: str               # the layer the maps come from; "outer/inner" for a layer inside a nested model
+    layer: str  # the layer the maps come from; "outer/inner" for a layer inside a nested model
 
 
 def is_convolution(layer: Any) -> bool:
@@ -83,25 +92,36 @@ def find_target_layer(model: Any, name: str | None = None) -> tuple:
     convolutions = [path for path in paths if is_convolution(path[-1])]
     if name is None:
         if not convolutions:
-            raise ConfigError(f"model '{model.name}' has no convolutional layer for Grad-CAM; name a layer whose "
-                              "output keeps the input's spatial axes")
+            raise ConfigError(
+                f"model '{model.name}' has no convolutional layer for Grad-CAM; name a layer whose "
+                "output keeps the input's spatial axes"
+            )
         return convolutions[-1]
     matches = [path for path in paths if name in (path[-1].name, layer_path_name(path))]
     existing = ", ".join(layer_path_name(path) for path in convolutions) or "none"
     if not matches:
         choices = [layer_path_name(path) for path in paths] + [path[-1].name for path in paths]
-        raise ConfigError(f"layer '{name}' is not in model '{model.name}' (its convolutional layers: {existing})"
-                          f"{did_you_mean(name, choices)}")
+        raise ConfigError(
+            f"layer '{name}' is not in model '{model.name}' (its convolutional layers: {existing})"
+            f"{did_you_mean(name, choices)}"
+        )
     path = matches[0]
     shape = tuple(path[-1].output.shape)
     if len(shape) < 3:
-        raise ConfigError(f"layer '{name}' outputs shape {list(shape)}, with no spatial axes to draw a heat map "
-                          f"of; choose a layer before Flatten or global pooling, such as one of: {existing}")
+        raise ConfigError(
+            f"layer '{name}' outputs shape {list(shape)}, with no spatial axes to draw a heat map "
+            f"of; choose a layer before Flatten or global pooling, such as one of: {existing}"
+        )
     return path
 
 
-def gradcam(model: Any, x: np.ndarray, layer: str | None = None,
-            class_index: None | int | Sequence[int] = None, batch_size: int = 32) -> GradCam:
+def gradcam(
+    model: Any,
+    x: np.ndarray,
+    layer: str | None = None,
+    class_index: None | int | Sequence[int] = None,
+    batch_size: int = 32,
+) -> GradCam:
     """Grad-CAM heat maps of `x`, each at the input's spatial shape.
 
     The channel weights are the spatial means of d(score)/d(activation), the map is relu(Σ weight × channel),
@@ -137,19 +157,24 @@ def gradcam(model: Any, x: np.ndarray, layer: str | None = None,
     for start in range(0, len(x), size):
         count = min(size, len(x) - start)
         padding = np.zeros(size - count, dtype=int)
-        batch = np.concatenate([x[start:start + count], x[start + padding]])
-        batch_requested = np.concatenate([requested[start:start + count], requested[start + padding]])
+        batch = np.concatenate([x[start : start + count], x[start + padding]])
+        batch_requested = np.concatenate([requested[start : start + count], requested[start + padding]])
         activation, gradient, batch_probabilities, batch_explained = (
             keras.ops.convert_to_numpy(value)[:count]
-            for value in step(keras.ops.convert_to_tensor(batch), keras.ops.convert_to_tensor(batch_requested)))
+            for value in step(keras.ops.convert_to_tensor(batch), keras.ops.convert_to_tensor(batch_requested))
+        )
         maps.append(_class_activation_map(activation.astype(np.float64), gradient.astype(np.float64)))
         probabilities.append(batch_probabilities)
         explained.append(batch_explained)
     heatmaps = _normalised(resize_maps(np.concatenate(maps), x.shape[1:-1]))
     y_prob = as_class_probabilities(np.concatenate(probabilities)).astype(np.float32)
-    return GradCam(heatmaps=heatmaps.astype(np.float32), y_pred=y_prob.argmax(axis=1),
-                   y_prob=y_prob, class_index=np.concatenate(explained).astype(np.int64),
-                   layer=layer_path_name(path))
+    return GradCam(
+        heatmaps=heatmaps.astype(np.float32),
+        y_pred=y_prob.argmax(axis=1),
+        y_prob=y_prob,
+        class_index=np.concatenate(explained).astype(np.int64),
+        layer=layer_path_name(path),
+    )
 
 
 def resize_maps(maps: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -191,8 +216,10 @@ def _checked_examples(model: Any, x: Any) -> np.ndarray:
     expected = tuple(model.inputs[0].shape[1:])
     matches = x.ndim == len(expected) + 1 and all(want in (None, got) for want, got in zip(expected, x.shape[1:]))
     if not matches:
-        raise DataError(f"x has shape {list(x.shape)} but model '{model.name}' takes examples of shape "
-                        f"{list(expected)} with a batch axis first (one example: x[None])")
+        raise DataError(
+            f"x has shape {list(x.shape)} but model '{model.name}' takes examples of shape "
+            f"{list(expected)} with a batch axis first (one example: x[None])"
+        )
     if len(x) == 0:
         raise DataError("x holds no examples")
     return x
@@ -205,11 +232,14 @@ def _check_layout(path: tuple, activation_shape: tuple, x: np.ndarray) -> None:
         raise ConfigError(f"layer '{name}' puts channels first; Grad-CAM here reads channels-last layers")
     map_axes, input_axes = len(activation_shape) - 1, x.ndim - 2
     if map_axes != input_axes:
-        raise ConfigError(f"layer '{name}' has {map_axes} spatial axes but the input has {input_axes}; choose a "
-                          "layer whose output keeps the input's spatial axes")
+        raise ConfigError(
+            f"layer '{name}' has {map_axes} spatial axes but the input has {input_axes}; choose a "
+            "layer whose output keeps the input's spatial axes"
+        )
     if None in activation_shape:
-        raise ConfigError(f"layer '{name}' outputs shape {list(activation_shape)}; Grad-CAM needs a model built "
-                          "for one input size")
+        raise ConfigError(
+            f"layer '{name}' outputs shape {list(activation_shape)}; Grad-CAM needs a model built for one input size"
+        )
 
 
 def _requested_classes(class_index: None | int | Sequence[int], count: int, num_classes: int) -> np.ndarray:
@@ -220,12 +250,14 @@ def _requested_classes(class_index: None | int | Sequence[int], count: int, num_
     if requested.ndim == 0:
         requested = np.full(count, int(requested))
     if requested.shape != (count,):
-        raise ConfigError(f"class_index gives {requested.size} classes for {count} examples; give one class, or "
-                          "one per example")
+        raise ConfigError(
+            f"class_index gives {requested.size} classes for {count} examples; give one class, or one per example"
+        )
     outside = requested[(requested < 0) | (requested >= num_classes)]
     if outside.size:
-        raise ConfigError(f"class_index {int(outside[0])} is out of range: the model has {num_classes} classes "
-                          f"(0..{num_classes - 1})")
+        raise ConfigError(
+            f"class_index {int(outside[0])} is out of range: the model has {num_classes} classes (0..{num_classes - 1})"
+        )
     return requested.astype(np.int32)
 
 
@@ -308,7 +340,8 @@ def _class_scores(output: Any, output_layer: Any, output_layer_input: Any) -> An
     """
     squashing = (keras.activations.softmax, keras.activations.sigmoid)
     if isinstance(output_layer, keras.layers.Softmax) or (
-            isinstance(output_layer, keras.layers.Activation) and output_layer.activation in squashing):
+        isinstance(output_layer, keras.layers.Activation) and output_layer.activation in squashing
+    ):
         scores = output_layer_input
     elif getattr(output_layer, "activation", None) in squashing:
         scores = _without_activation(output_layer, output_layer_input)
@@ -352,7 +385,7 @@ def _gradient_step(probe: Any, shift: _ActivationShift) -> Callable:
         position = next(index for index, variable in enumerate(variables) if variable is shift.shift)
 
         def summed_score(shift_value: Any, trainable: list, non_trainable: list, x: Any, requested: Any) -> tuple:
-            non_trainable = [*non_trainable[:position], shift_value, *non_trainable[position + 1:]]
+            non_trainable = [*non_trainable[:position], shift_value, *non_trainable[position + 1 :]]
             (activation, scores, output), _ = probe.stateless_call(trainable, non_trainable, x, training=False)
             explained = _explained_classes(scores, requested)
             return _summed_scores(scores, explained), (activation, output, explained)
@@ -363,13 +396,16 @@ def _gradient_step(probe: Any, shift: _ActivationShift) -> Callable:
         non_trainable = [variable.value for variable in variables]
 
         def step(x: Any, requested: Any) -> tuple:
-            gradient, (activation, output, explained) = gradient_of_score(non_trainable[position], trainable,
-                                                                          non_trainable, x, requested)
+            gradient, (activation, output, explained) = gradient_of_score(
+                non_trainable[position], trainable, non_trainable, x, requested
+            )
             return activation, gradient, output, explained
 
         return step
-    raise ConfigError(f"Grad-CAM runs on the tensorflow and jax backends; this process uses {backend} "
-                      "(set KERAS_BACKEND=tensorflow or jax)")
+    raise ConfigError(
+        f"Grad-CAM runs on the tensorflow and jax backends; this process uses {backend} "
+        "(set KERAS_BACKEND=tensorflow or jax)"
+    )
 
 
 def _explained_classes(scores: Any, requested: Any) -> Any:
@@ -403,8 +439,9 @@ def _normalised(maps: np.ndarray) -> np.ndarray:
 EVALUATION_CLASSES = 10  # gradcam.npz holds this many classes at most: one correct and one wrong example each
 
 
-def write_evaluation_gradcam(run: Run, model: Any, x: Any, y_true: np.ndarray, y_prob: np.ndarray,
-                             class_names: Sequence[str], scale: float = 1.0) -> Optional[Path]:
+def write_evaluation_gradcam(
+    run: Run, model: Any, x: Any, y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str], scale: float = 1.0
+) -> Optional[Path]:
     """gradcam.npz: for up to EVALUATION_CLASSES classes, the split's most confident correct example and its most
     confidently wrong one, with their heat maps, so `plot` draws gradcam.png without the model. `scale` divides
     the examples first (a run from before models scaled their inputs). A model without a convolution gets no
@@ -420,9 +457,16 @@ def write_evaluation_gradcam(run: Run, model: Any, x: Any, y_true: np.ndarray, y
         target.unlink(missing_ok=True)
         return None
     with atomic_path(target) as temp:
-        np.savez_compressed(temp, x=examples, heatmaps=maps.heatmaps, index=chosen, y_true=y_true[chosen],
-                            y_prob=y_prob[chosen].astype(np.float32), class_names=np.array(list(class_names)),
-                            layer=np.array(maps.layer))
+        np.savez_compressed(
+            temp,
+            x=examples,
+            heatmaps=maps.heatmaps,
+            index=chosen,
+            y_true=y_true[chosen],
+            y_prob=y_prob[chosen].astype(np.float32),
+            class_names=np.array(list(class_names)),
+            layer=np.array(maps.layer),
+        )
     return target
 
 

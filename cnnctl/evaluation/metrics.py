@@ -22,8 +22,9 @@ from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, atomic_path, write_csv_atomic, write_text_atomic
 
 
-def compute_metrics(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str],
-                    top_k: Sequence[int] = (1, 5)) -> dict[str, Any]:
+def compute_metrics(
+    y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str], top_k: Sequence[int] = (1, 5)
+) -> dict[str, Any]:
     """Accuracy, top-k, macro/weighted precision-recall-F1, ROC-AUC and per-class numbers, via sklearn."""
     from sklearn import metrics as skm
 
@@ -35,19 +36,20 @@ def compute_metrics(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequenc
     ks = sorted({k for k in top_k if k < num_classes})
     # sklearn wants the positive class's score alone for two classes (and refuses the two columns).
     scores = y_prob[:, 1] if num_classes == 2 else y_prob
-    result["top_k_accuracy"] = {str(k): float(skm.top_k_accuracy_score(y_true, scores, k=k, labels=labels))
-                                for k in ks}
+    result["top_k_accuracy"] = {str(k): float(skm.top_k_accuracy_score(y_true, scores, k=k, labels=labels)) for k in ks}
     for average in ("macro", "weighted"):
         precision, recall, f1, _ = skm.precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, average=average, zero_division=0)
+            y_true, y_pred, labels=labels, average=average, zero_division=0
+        )
         result[f"precision_{average}"] = float(precision)
         result[f"recall_{average}"] = float(recall)
         result[f"f1_{average}"] = float(f1)
     result["roc_auc"] = roc_auc(y_true, y_prob, num_classes)
-    precision, recall, f1, support = skm.precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0)
-    result["per_class"] = {name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-                           for name, p, r, f, s in zip(class_names, precision, recall, f1, support)}
+    precision, recall, f1, support = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    result["per_class"] = {
+        name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
+    }
     result["num_examples"] = int(len(y_true))
     return result
 
@@ -61,8 +63,10 @@ def confidence_metrics(y_true: np.ndarray, y_prob: np.ndarray, split: str) -> di
         curve = coverage_curve(y_true, y_prob)
     except DataError as exc:
         return {"calibration": None, "coverage": None, "calibration_note": str(exc)}
-    return {"calibration": calibration,
-            "coverage": {**curve, "sentence": coverage_sentence(curve, examples=f"the {split} split")}}
+    return {
+        "calibration": calibration,
+        "coverage": {**curve, "sentence": coverage_sentence(curve, examples=f"the {split} split")},
+    }
 
 
 def roc_auc(y_true: np.ndarray, y_prob: np.ndarray, num_classes: int) -> Optional[float]:
@@ -80,8 +84,16 @@ def roc_auc(y_true: np.ndarray, y_prob: np.ndarray, num_classes: int) -> Optiona
 MISCLASSIFIED_SHOWN = 24  # examples kept in predictions.npz for misclassified.png
 
 
-def write_evaluation(run: Run, split: str, y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str],
-                     top_k: Sequence[int], x: Optional[np.ndarray] = None, tta: str = "off") -> dict[str, Any]:
+def write_evaluation(
+    run: Run,
+    split: str,
+    y_true: np.ndarray,
+    y_prob: np.ndarray,
+    class_names: Sequence[str],
+    top_k: Sequence[int],
+    x: Optional[np.ndarray] = None,
+    tta: str = "off",
+) -> dict[str, Any]:
     """All of evaluate's files: metrics.json (with the diagnosis of the run's history), the classification
     reports, confusion_matrix.csv and predictions.npz. `tta` is recorded: flip-averaged numbers are not plain ones."""
     from sklearn.metrics import classification_report, confusion_matrix
@@ -101,8 +113,9 @@ def write_evaluation(run: Run, split: str, y_true: np.ndarray, y_prob: np.ndarra
     run.write_json(contract.REPORT_JSON, classification_report(y_true, y_pred, output_dict=True, **report_args))
     matrix = confusion_matrix(y_true, y_pred, labels=labels)
     write_csv_atomic(run.file(contract.CONFUSION_CSV), list(class_names), matrix.tolist())
-    arrays = dict(y_true=y_true, y_prob=y_prob.astype(np.float32), split=np.array(split),
-                  class_names=np.array(list(class_names)))
+    arrays = dict(
+        y_true=y_true, y_prob=y_prob.astype(np.float32), split=np.array(split), class_names=np.array(list(class_names))
+    )
     if x is not None:
         wrong = most_confidently_wrong(y_true, y_prob, MISCLASSIFIED_SHOWN)
         arrays.update(wrong_index=wrong, wrong_x=x[wrong])
@@ -124,8 +137,9 @@ def diagnosis_baseline(y_true: np.ndarray) -> float:
     return float(np.bincount(y_true).max() / len(y_true))
 
 
-def diagnose_run(run: Run, y_true: np.ndarray, accuracy: Optional[float] = None,
-                 split: Optional[str] = None) -> Optional[dict[str, Any]]:
+def diagnose_run(
+    run: Run, y_true: np.ndarray, accuracy: Optional[float] = None, split: Optional[str] = None
+) -> Optional[dict[str, Any]]:
     from cnnctl.evaluation.diagnosis import diagnose, read_history_csv
 
     if not run.has(contract.HISTORY):
@@ -133,8 +147,9 @@ def diagnose_run(run: Run, y_true: np.ndarray, accuracy: Optional[float] = None,
     history = read_history_csv(run.file(contract.HISTORY))
     if not history.get("loss"):
         return None
-    return diagnose(history, baseline_accuracy=diagnosis_baseline(y_true), accuracy=accuracy, split=split,
-                    **_run_facts(run))
+    return diagnose(
+        history, baseline_accuracy=diagnosis_baseline(y_true), accuracy=accuracy, split=split, **_run_facts(run)
+    )
 
 
 def _run_facts(run: Run) -> dict[str, Any]:

@@ -61,15 +61,15 @@ CSV_HEADER = ["input", "rank", "class_index", "class", "probability"]
 class Preprocessing:
     """How the run's training data reached the model, read back from data.json and config.yaml."""
 
-    input_shape: tuple[int, ...]      # one example, channel axis included: (8, 8, 1)
-    pixel_scale: float                # what the model divides its inputs by (1.0: nothing)
-    full_scale: float                 # the training data's full-scale value: an 8-bit 255 maps to it
+    input_shape: tuple[int, ...]  # one example, channel axis included: (8, 8, 1)
+    pixel_scale: float  # what the model divides its inputs by (1.0: nothing)
+    full_scale: float  # the training data's full-scale value: an 8-bit 255 maps to it
     class_names: list[str]
     value_range: Optional[tuple[float, float]]  # min and max of the raw training data
-    reshape_to: Optional[tuple[int, ...]]       # config model.input_shape: examples were reshaped to it
+    reshape_to: Optional[tuple[int, ...]]  # config model.input_shape: examples were reshaped to it
     batch_size: int
-    tta: str = "off"                            # config evaluate.tta: flip averages with the mirrored example
-    scale_outside: bool = False                 # an older run's model takes examples divided by pixel_scale
+    tta: str = "off"  # config evaluate.tta: flip averages with the mirrored example
+    scale_outside: bool = False  # an older run's model takes examples divided by pixel_scale
 
     @classmethod
     def of_run(cls, run: Run) -> "Preprocessing":
@@ -79,13 +79,17 @@ class Preprocessing:
         config = load_config(run.file(contract.CONFIG))
         data = run.read_json(contract.DATA)
         value_range = data.get("value_range")
-        return cls(input_shape=tuple(int(d) for d in data["input_shape"]),
-                   pixel_scale=float(data.get("pixel_scale", 1.0)), full_scale=_full_scale(data),
-                   class_names=[str(name) for name in data["class_names"]],
-                   value_range=tuple(value_range) if value_range else None,
-                   reshape_to=tuple(config.model.input_shape) if config.model.input_shape else None,
-                   batch_size=inference_batch_size(config.train.batch_size), tta=config.evaluate.tta,
-                   scale_outside=scaled_outside_model(data))
+        return cls(
+            input_shape=tuple(int(d) for d in data["input_shape"]),
+            pixel_scale=float(data.get("pixel_scale", 1.0)),
+            full_scale=_full_scale(data),
+            class_names=[str(name) for name in data["class_names"]],
+            value_range=tuple(value_range) if value_range else None,
+            reshape_to=tuple(config.model.input_shape) if config.model.input_shape else None,
+            batch_size=inference_batch_size(config.train.batch_size),
+            tta=config.evaluate.tta,
+            scale_outside=scaled_outside_model(data),
+        )
 
     @property
     def channels(self) -> Optional[int]:
@@ -174,8 +178,9 @@ class Predictions:
 
     def csv_rows(self, k: int) -> list[list[Any]]:
         rows = []
-        for label, probabilities, ranked, answered in zip(self.labels, self.probabilities, self.top_k(k),
-                                                          self.answered):
+        for label, probabilities, ranked, answered in zip(
+            self.labels, self.probabilities, self.top_k(k), self.answered
+        ):
             for rank, index in enumerate(ranked, start=1):
                 row = [label, rank, int(index), self.class_names[index], f"{probabilities[index]:.6f}"]
                 rows.append(row + ([int(answered)] if self.min_confidence is not None else []))
@@ -185,8 +190,9 @@ class Predictions:
 def check_min_confidence(value: Optional[float]) -> None:
     """--min-confidence must be a probability in [0, 1]."""
     if value is not None and not 0 <= value <= 1:
-        raise ConfigError(f"--min-confidence {value:g}: must be a probability between 0 and 1, e.g. "
-                          "--min-confidence 0.9")
+        raise ConfigError(
+            f"--min-confidence {value:g}: must be a probability between 0 and 1, e.g. --min-confidence 0.9"
+        )
 
 
 def check_top_k(k: int) -> None:
@@ -208,8 +214,10 @@ def predict_run(run: Run, paths: Sequence[Union[str, Path]], arrays: Optional[np
     probabilities = model.predict(x, batch_size=preprocessing.batch_size, verbose=0)
     probabilities = as_class_probabilities(probabilities)
     if probabilities.shape[1] != len(preprocessing.class_names):
-        raise DataError(f"{run.file(contract.MODEL)}: the model has {probabilities.shape[1]} outputs but data.json "
-                        f"names {len(preprocessing.class_names)} classes; the run folder is inconsistent")
+        raise DataError(
+            f"{run.file(contract.MODEL)}: the model has {probabilities.shape[1]} outputs but data.json "
+            f"names {len(preprocessing.class_names)} classes; the run folder is inconsistent"
+        )
     notes = inputs.notes + not_finite_note(inputs, probabilities)
     return Predictions(inputs.labels, probabilities, preprocessing.class_names, notes)
 
@@ -223,8 +231,10 @@ def not_finite_note(inputs: Inputs, probabilities: np.ndarray) -> list[str]:
     bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
     probabilities[bad] = np.nan
     shown = ", ".join(inputs.labels[i] for i in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-    return [f"{len(bad)} of {len(flat)} inputs hold NaN or infinite values ({shown}); their probabilities are "
-            "given as nan, not a prediction"]
+    return [
+        f"{len(bad)} of {len(flat)} inputs hold NaN or infinite values ({shown}); their probabilities are "
+        "given as nan, not a prediction"
+    ]
 
 
 def check_out_path(out: Optional[Union[str, Path]], overwrite: bool = False) -> None:
@@ -240,8 +250,9 @@ def write_predictions_csv(path: Union[str, Path], predictions: Predictions, k: i
     return write_output_text(path, csv_text(predictions.csv_header, predictions.csv_rows(k)), overwrite=overwrite)
 
 
-def load_inputs(paths: Sequence[Union[str, Path]], preprocessing: Preprocessing,
-                given: Optional[np.ndarray] = None) -> Inputs:
+def load_inputs(
+    paths: Sequence[Union[str, Path]], preprocessing: Preprocessing, given: Optional[np.ndarray] = None
+) -> Inputs:
     """Every example named by `paths` (image files, folders of images, .npz files), in the order given, then
     the examples of the array `given`."""
     if not paths and given is None:
@@ -255,8 +266,9 @@ def load_inputs(paths: Sequence[Union[str, Path]], preprocessing: Preprocessing,
         if reason == "is a folder":
             files = image_files(path)
             if not files:
-                raise DataError(f"INPUT {shown_path(path)}: no image files in this folder "
-                                f"({', '.join(IMAGE_SUFFIXES)})")
+                raise DataError(
+                    f"INPUT {shown_path(path)}: no image files in this folder ({', '.join(IMAGE_SUFFIXES)})"
+                )
             for file in files:
                 arrays.append(preprocessing.from_8bit(read_image(file, preprocessing))[np.newaxis])
                 labels.append(printable(file))
@@ -278,8 +290,7 @@ def load_inputs(paths: Sequence[Union[str, Path]], preprocessing: Preprocessing,
             arrays.append(preprocessing.from_8bit(read_image(path, preprocessing))[np.newaxis])
             labels.append(printable(path))
         else:
-            raise DataError(f"INPUT {shown_path(path)}: not an image ({', '.join(IMAGE_SUFFIXES)}), .npz or .npy "
-                            "file")
+            raise DataError(f"INPUT {shown_path(path)}: not an image ({', '.join(IMAGE_SUFFIXES)}), .npz or .npy file")
     if given is not None:
         x = examples(np.asarray(given), preprocessing, "array")
         notes.extend(range_note(x, preprocessing, "array"))
@@ -290,8 +301,11 @@ def load_inputs(paths: Sequence[Union[str, Path]], preprocessing: Preprocessing,
 
 
 def image_files(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.rglob("*")
-                  if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."))
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    )
 
 
 def read_image(path: Path, preprocessing: Preprocessing) -> np.ndarray:
@@ -302,8 +316,10 @@ def read_image(path: Path, preprocessing: Preprocessing) -> np.ndarray:
 
     channels = preprocessing.channels
     if channels is None:
-        raise DataError(f"INPUT {path}: this run's model takes examples of shape {list(preprocessing.input_shape)}, "
-                        "not images; give an .npz file with the examples under `x`")
+        raise DataError(
+            f"INPUT {path}: this run's model takes examples of shape {list(preprocessing.input_shape)}, "
+            "not images; give an .npz file with the examples under `x`"
+        )
     problem = image_problem(path)  # checked on the file and its header, before decoding
     if problem is not None:
         raise DataError(f"INPUT {shown_path(path)}: cannot read as an image ({problem})")
@@ -323,8 +339,10 @@ def read_npz(path: Path, preprocessing: Preprocessing) -> tuple[np.ndarray, str]
         with np.load(path, allow_pickle=False) as archive:
             key = next((name for name in NPZ_KEYS if name in archive.files), None)
             if key is None:
-                raise DataError(f"INPUT {path}: no array named {' or '.join(NPZ_KEYS)} (it has "
-                                f"{', '.join(archive.files) or 'no arrays'}); save the examples under x")
+                raise DataError(
+                    f"INPUT {path}: no array named {' or '.join(NPZ_KEYS)} (it has "
+                    f"{', '.join(archive.files) or 'no arrays'}); save the examples under x"
+                )
             x = archive[key]
     except (OSError, ValueError, EOFError) as exc:
         raise DataError(f"INPUT {shown_path(path)}: not a readable .npz file ({first_line(exc)})") from None
@@ -348,8 +366,7 @@ def read_npy(path: Path, preprocessing: Preprocessing) -> np.ndarray:
 def examples(x: np.ndarray, preprocessing: Preprocessing, where: str) -> np.ndarray:
     """An array of examples, one per row, checked and put in the model's layout (`where` names it in errors)."""
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool) or x.ndim < 2:
-        raise DataError(f"{where} has shape {list(x.shape)} and dtype {x.dtype}; expected numbers, "
-                        "one example per row")
+        raise DataError(f"{where} has shape {list(x.shape)} and dtype {x.dtype}; expected numbers, one example per row")
     if len(x) == 0:
         raise DataError(f"{where} holds 0 examples (shape {list(x.shape)}); nothing to classify")
     return to_input_layout(x, preprocessing, where)
@@ -379,9 +396,11 @@ def range_note(x: np.ndarray, preprocessing: Preprocessing, where: str) -> list[
     x_low, x_high = float(np.min(x)), float(np.max(x))
     if x_high <= high + 0.5 * span and x_low >= low - 0.5 * span:
         return []
-    return [f"{where}: values range {x_low:g}..{x_high:g} but the training data ranged {low:g}..{high:g}; arrays "
-            "and .npz files are taken as given, so give them in the training data's units (image files are "
-            "mapped to them for you)"]
+    return [
+        f"{where}: values range {x_low:g}..{x_high:g} but the training data ranged {low:g}..{high:g}; arrays "
+        "and .npz files are taken as given, so give them in the training data's units (image files are "
+        "mapped to them for you)"
+    ]
 
 
 def _full_scale(data: dict[str, Any]) -> float:

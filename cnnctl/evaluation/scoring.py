@@ -22,8 +22,9 @@ from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
 
 
-def predict_probabilities(model: Any, dataset: Any, split: str, train_batch_size: int, tta: str = "off",
-                          scale_outside: bool = False) -> np.ndarray:
+def predict_probabilities(
+    model: Any, dataset: Any, split: str, train_batch_size: int, tta: str = "off", scale_outside: bool = False
+) -> np.ndarray:
     """The outputs of the model that `evaluate.tta` asks for (`scoring_model`) for every example of the split.
     `scale_outside`: the model predates in-model scaling, so the examples are divided by pixel_scale first."""
     batches = dataset.pipeline(split, runtime.inference_batch_size(train_batch_size), scale_outside=scale_outside)
@@ -47,8 +48,10 @@ def mirror_axis(input_shape: Sequence[int]) -> int:
     """The batch axis `evaluate.tta: flip` reverses: the last spatial axis of channels-last examples (an image's
     or a volume's width, a signal's time)."""
     if len(input_shape) < 2:
-        raise ConfigError(f"evaluate.tta: flip needs examples with a spatial and a channel axis (images, signals, "
-                          f"volumes), not flat vectors of shape {list(input_shape)}; set evaluate.tta: off")
+        raise ConfigError(
+            f"evaluate.tta: flip needs examples with a spatial and a channel axis (images, signals, "
+            f"volumes), not flat vectors of shape {list(input_shape)}; set evaluate.tta: off"
+        )
     return len(input_shape) - 1
 
 
@@ -61,25 +64,33 @@ def load_model(run: Run) -> Any:
     run.require(contract.MODEL)
     path = run.file(contract.MODEL)
     if not zipfile.is_zipfile(path):  # else Keras answers "File not found" for a file that is there
-        raise RunError(f"{path}: not a Keras model file (a .keras file is a zip archive); it is damaged or was "
-                       "never finished; train the run again or resume it") from None
+        raise RunError(
+            f"{path}: not a Keras model file (a .keras file is a zip archive); it is damaged or was "
+            "never finished; train the run again or resume it"
+        ) from None
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except ValueError as exc:
         text = str(exc)
         if "safe_mode" in text or "Lambda" in text:
-            raise RunError(f"{path}: refused: the model contains code (a Lambda layer), which cnnctl never "
-                           "loads; rebuild it from a config") from None
+            raise RunError(
+                f"{path}: refused: the model contains code (a Lambda layer), which cnnctl never "
+                "loads; rebuild it from a config"
+            ) from None
         raise RunError(f"{path}: cannot load the model ({text.splitlines()[0] if text else 'ValueError'})") from None
     except TypeError as exc:
         # Keras' answer to a config naming a class it does not know: `module: os`, a numpy type, a class
         # someone registered elsewhere. In safe mode nothing of it was imported or run.
         unknown = re.search(r"Could not locate (?:class|function) '([^']+)'", str(exc))
         named = f" ({unknown.group(1)!r})" if unknown else ""
-        raise RunError(f"{path}: refused: its config names a class that is not one of Keras' own{named}, which "
-                       "cnnctl never loads; rebuild it from a config") from None
+        raise RunError(
+            f"{path}: refused: its config names a class that is not one of Keras' own{named}, which "
+            "cnnctl never loads; rebuild it from a config"
+        ) from None
     except (OSError, EOFError, KeyError) as exc:
-        raise RunError(f"{path}: cannot load the model ({type(exc).__name__}: {exc}); the file may be damaged") from None
+        raise RunError(
+            f"{path}: cannot load the model ({type(exc).__name__}: {exc}); the file may be damaged"
+        ) from None
 
 
 def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> dict[str, Any]:
@@ -98,16 +109,25 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
     if split not in dataset.splits:
         raise RunError(f"--split {split}: this run has no {split} split (it has {', '.join(dataset.splits)})")
     scale_outside = run.has(contract.DATA) and scaled_outside_model(run.read_json(contract.DATA))
-    y_prob = predict_probabilities(model, dataset, split, config.train.batch_size, config.evaluate.tta,
-                                   scale_outside=scale_outside)
+    y_prob = predict_probabilities(
+        model, dataset, split, config.train.batch_size, config.evaluate.tta, scale_outside=scale_outside
+    )
     data = dataset.splits[split]
     previous = run.read_json(contract.METRICS).get("temperature") if run.has(contract.METRICS) else None
-    metrics = write_evaluation(run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k, x=data.x,
-                               tta=config.evaluate.tta)
+    metrics = write_evaluation(
+        run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k, x=data.x, tta=config.evaluate.tta
+    )
     from cnnctl.evaluation.gradcam import write_evaluation_gradcam
 
-    write_evaluation_gradcam(run, model, data.x, data.y, as_class_probabilities(y_prob), dataset.class_names,
-                             scale=dataset.pixel_scale if scale_outside else 1.0)
+    write_evaluation_gradcam(
+        run,
+        model,
+        data.x,
+        data.y,
+        as_class_probabilities(y_prob),
+        dataset.class_names,
+        scale=dataset.pixel_scale if scale_outside else 1.0,
+    )
     if isinstance(previous, dict) and isinstance(previous.get("value"), (int, float)) and previous["value"] > 0:
         from cnnctl.evaluation.temperature import carried_over
 

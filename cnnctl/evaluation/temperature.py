@@ -31,9 +31,11 @@ def temperature_layer(model: Any) -> Any:
         before = model.layers[-2]
         if _has_kernel(before) and _activation_name(before) in ("linear", None):
             return before
-    raise ConfigError(f"evaluate.calibrate: temperature scales the logits of the output layer, so the model must "
-                      f"end in a Dense layer with activation softmax (or sigmoid); it ends in {type(output).__name__}"
-                      f" ({_activation_name(output) or 'no activation'})")
+    raise ConfigError(
+        f"evaluate.calibrate: temperature scales the logits of the output layer, so the model must "
+        f"end in a Dense layer with activation softmax (or sigmoid); it ends in {type(output).__name__}"
+        f" ({_activation_name(output) or 'no activation'})"
+    )
 
 
 def calibrate_model(model: Any, y_val: np.ndarray, p_val: np.ndarray) -> dict[str, Any]:
@@ -42,14 +44,20 @@ def calibrate_model(model: Any, y_val: np.ndarray, p_val: np.ndarray) -> dict[st
     layer = temperature_layer(model)
     temperature = fit_temperature(y_val, p_val)
     weights = layer.get_weights()
-    layer.set_weights([weights[0] / temperature, *([weights[1] / temperature] if len(weights) > 1 else []),
-                       *weights[2:]])
-    return {"value": float(temperature), "fitted_on": "val",
-            "val_before": _ece_nll(y_val, p_val), "val_after": _ece_nll(y_val, apply_temperature(p_val, temperature))}
+    layer.set_weights(
+        [weights[0] / temperature, *([weights[1] / temperature] if len(weights) > 1 else []), *weights[2:]]
+    )
+    return {
+        "value": float(temperature),
+        "fitted_on": "val",
+        "val_before": _ece_nll(y_val, p_val),
+        "val_after": _ece_nll(y_val, apply_temperature(p_val, temperature)),
+    }
 
 
-def with_split_effect(record: dict[str, Any], y_true: np.ndarray, before: np.ndarray,
-                      after: np.ndarray) -> dict[str, Any]:
+def with_split_effect(
+    record: dict[str, Any], y_true: np.ndarray, before: np.ndarray, after: np.ndarray
+) -> dict[str, Any]:
     """The record with ECE and NLL of the evaluated split's probabilities before and after the temperature."""
     return {**record, "before": _ece_nll(y_true, before), "after": _ece_nll(y_true, after)}
 

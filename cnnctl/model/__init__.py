@@ -1,12 +1,12 @@
 """Stage 3 — the network: `model.layers` → a Keras model that carries its input preprocessing; `train` → compiled.
 
-    layers.py            any keras.layers class by name, built with its kwargs; errors that name the YAML path
-    build.py             keras.Input, the input scaling, each configured layer, the output check; augmentation
-    compile.py           optimizer, loss and metrics through Keras' own namespaces
-    fused_batch_norm.py  TensorFlow's fused batch-norm kernel for training steps
-    summary.py           the layer table: shapes, parameters, receptive field, FLOPs
-    backbone.py          keras.applications backbones, their preprocessing, weights from a previous run
-    unfreeze.py          what train.fine_tune unfreezes for the second phase
+layers.py            any keras.layers class by name, built with its kwargs; errors that name the YAML path
+build.py             keras.Input, the input scaling, each configured layer, the output check; augmentation
+compile.py           optimizer, loss and metrics through Keras' own namespaces
+fused_batch_norm.py  TensorFlow's fused batch-norm kernel for training steps
+summary.py           the layer table: shapes, parameters, receptive field, FLOPs
+backbone.py          keras.applications backbones, their preprocessing, weights from a previous run
+unfreeze.py          what train.fine_tune unfreezes for the second phase
 """
 
 from cnnctl.runtime import quiet_backend_import

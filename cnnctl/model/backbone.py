@@ -39,8 +39,7 @@ CNNCTL_LAYERS = (RESIZE_LAYER, PREPROCESS_LAYER)  # computed from the data, neve
 
 def application_classes() -> dict[str, Callable]:
     """Every network in keras.applications by name (ResNet50, MobileNetV3Small, ...)."""
-    return {name: value for name, value in vars(keras.applications).items()
-            if callable(value) and name[:1].isupper()}
+    return {name: value for name, value in vars(keras.applications).items() if callable(value) and name[:1].isupper()}
 
 
 def application(name: str) -> Callable:
@@ -57,8 +56,9 @@ def preprocess_input_of(name: str) -> Callable:
     modules = [module for module in vars(keras.applications).values() if isinstance(module, types.ModuleType)]
     home = network.__module__.rsplit(".", 1)[-1]  # e.g. mobilenet_v3, also public as keras.applications.mobilenet_v3
     for module in modules:
-        if (getattr(module, name, None) is network or module.__name__.rsplit(".", 1)[-1] == home) \
-                and hasattr(module, "preprocess_input"):
+        if (getattr(module, name, None) is network or module.__name__.rsplit(".", 1)[-1] == home) and hasattr(
+            module, "preprocess_input"
+        ):
             return module.preprocess_input
     raise ConfigError(f"model.backbone.name: {name} has no preprocess_input in keras.applications")
 
@@ -71,8 +71,10 @@ def preprocessing_affine(name: str) -> tuple[np.ndarray, np.ndarray]:
     offset = out[0]
     matrix = (out[1:4] - offset) / 255.0
     if not np.allclose(probe[0, 4] @ matrix + offset, out[4], atol=1e-3):
-        raise ConfigError(f"model.backbone.name: {name}'s preprocess_input is not a per-pixel affine map; cnnctl "
-                          "cannot place it in the model")
+        raise ConfigError(
+            f"model.backbone.name: {name}'s preprocess_input is not a per-pixel affine map; cnnctl "
+            "cannot place it in the model"
+        )
     return matrix, offset
 
 
@@ -82,8 +84,9 @@ def backbone_input_size(cfg: BackboneConfig, data_size: Sequence[int]) -> tuple[
     if cfg.input_size:
         return tuple(cfg.input_size)
     try:  # a 1×1 input is refused before a single layer is built
-        application(cfg.name)(input_shape=(1, 1, 3), include_top=False, weights=None, pooling=cfg.pooling,
-                              **cfg.options())
+        application(cfg.name)(
+            input_shape=(1, 1, 3), include_top=False, weights=None, pooling=cfg.pooling, **cfg.options()
+        )
     except ValueError as exc:
         least = re.search(r"at least (\d+)x(\d+)", str(exc))
         if least:
@@ -93,18 +96,22 @@ def backbone_input_size(cfg: BackboneConfig, data_size: Sequence[int]) -> tuple[
     return tuple(data_size)
 
 
-def build_backbone(cfg: BackboneConfig, size: Sequence[int], weights_missing_ok: bool = False
-                   ) -> tuple[keras.Model, Optional[str]]:
+def build_backbone(
+    cfg: BackboneConfig, size: Sequence[int], weights_missing_ok: bool = False
+) -> tuple[keras.Model, Optional[str]]:
     """The application at `size` with its weights, frozen unless `trainable`; and a note when imagenet weights
     are not downloaded and `weights_missing_ok` (cnnctl check) built it with random weights instead."""
     network = application(cfg.name)
     local = cfg.weights not in (None, "imagenet")
     if local and not Path(cfg.weights).is_file():
         run_like = Path(cfg.weights).is_dir() or Path(cfg.weights).name == "last"
-        instead = (f"; to start from a previous run's model, use model.from_run: {Path(cfg.weights).name}"
-                   if run_like else "")
-        raise ConfigError(f"model.backbone.weights: {cfg.weights}: no such file; give imagenet, null or a "
-                          f"weights file (.weights.h5){instead}")
+        instead = (
+            f"; to start from a previous run's model, use model.from_run: {Path(cfg.weights).name}" if run_like else ""
+        )
+        raise ConfigError(
+            f"model.backbone.weights: {cfg.weights}: no such file; give imagenet, null or a "
+            f"weights file (.weights.h5){instead}"
+        )
     note = None
     try:
         backbone = _call(network, cfg, size, None if local else cfg.weights)
@@ -117,8 +124,10 @@ def build_backbone(cfg: BackboneConfig, size: Sequence[int], weights_missing_ok:
         try:
             backbone.load_weights(cfg.weights)
         except Exception as exc:  # noqa: BLE001 - h5py/Keras raise ValueError, KeyError, OSError ...
-            raise ConfigError(f"model.backbone.weights: {cfg.weights} does not fit {cfg.name} at input size "
-                              f"{list(size)} ({first_line(exc)})") from None
+            raise ConfigError(
+                f"model.backbone.weights: {cfg.weights} does not fit {cfg.name} at input size "
+                f"{list(size)} ({first_line(exc)})"
+            ) from None
     backbone.name = cfg.name  # not Keras' `mobilenet_0.25_224`: the same name at any size, for model.from_run
     backbone.trainable = cfg.trainable
     return backbone, note
@@ -133,17 +142,22 @@ def _call(network: Callable, cfg: BackboneConfig, size: Sequence[int], weights: 
     try:
         with warnings.catch_warnings():  # "Weights for input shape (224, 224) will be loaded": they fit any size
             warnings.simplefilter("ignore", UserWarning)
-            return network(input_shape=(*size, 3), include_top=False, weights=weights, pooling=cfg.pooling,
-                           **cfg.options())
+            return network(
+                input_shape=(*size, 3), include_top=False, weights=weights, pooling=cfg.pooling, **cfg.options()
+            )
     except TypeError as exc:
         unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
         if unknown:
-            accepted = [p for p in inspect.signature(network).parameters
-                        if p not in ("input_shape", "include_top", "weights", "pooling", "input_tensor", "classes")]
+            accepted = [
+                p
+                for p in inspect.signature(network).parameters
+                if p not in ("input_shape", "include_top", "weights", "pooling", "input_tensor", "classes")
+            ]
             key = unknown.group(1)
             hint = did_you_mean(key, [*BackboneConfig.model_fields, *accepted])
-            raise ConfigError(f"{where}: unknown key '{key}'{hint}; {cfg.name} also accepts: "
-                              f"{', '.join(accepted)}") from None
+            raise ConfigError(
+                f"{where}: unknown key '{key}'{hint}; {cfg.name} also accepts: {', '.join(accepted)}"
+            ) from None
         raise ConfigError(f"{where}: {first_line(exc)}") from None
     except ValueError as exc:
         raise ConfigError(f"{where}: {first_line(exc)}") from None
@@ -158,16 +172,20 @@ def _call(network: Callable, cfg: BackboneConfig, size: Sequence[int], weights: 
         raise _DownloadFailed(
             f"model.backbone.weights: could not download {cfg.name}'s imagenet weights, {file_name} ({reason}); "
             f"without internet, download {url} elsewhere and place it at {cache / file_name}, or set "
-            "weights: null") from None
+            "weights: null"
+        ) from None
 
 
-def add_backbone(x: Any, cfg: BackboneConfig, data_shape: Sequence[int], units: float,
-                 weights_missing_ok: bool = False) -> tuple[Any, keras.Model, Optional[str]]:
+def add_backbone(
+    x: Any, cfg: BackboneConfig, data_shape: Sequence[int], units: float, weights_missing_ok: bool = False
+) -> tuple[Any, keras.Model, Optional[str]]:
     """The backbone applied to the symbolic tensor `x` (examples × `units` = 0..255 pixels); returns its output,
     the application model and a note (see build_backbone)."""
     if len(data_shape) != 3 or data_shape[-1] not in (1, 3):
-        raise ConfigError(f"model.backbone: {cfg.name} needs images of shape (height, width, 1 or 3 channels); "
-                          f"the data has examples of shape {list(data_shape)}")
+        raise ConfigError(
+            f"model.backbone: {cfg.name} needs images of shape (height, width, 1 or 3 channels); "
+            f"the data has examples of shape {list(data_shape)}"
+        )
     size = backbone_input_size(cfg, data_shape[:2])
     backbone, note = build_backbone(cfg, size, weights_missing_ok)
     if tuple(size) != tuple(data_shape[:2]):
@@ -212,14 +230,18 @@ def copy_weights_from_run(model: keras.Model, cfg: FromRunConfig) -> tuple[int, 
             if cfg.skip_mismatched:
                 skipped.append(layer.name)
                 continue
-            raise ConfigError(f"model.from_run: layer '{layer.name}' has weights of shape {_shapes(ours)} here but "
-                              f"{_shapes(theirs)} in {run.path}; make the layers agree, or set "
-                              "model.from_run.skip_mismatched: true to keep its fresh weights")
+            raise ConfigError(
+                f"model.from_run: layer '{layer.name}' has weights of shape {_shapes(ours)} here but "
+                f"{_shapes(theirs)} in {run.path}; make the layers agree, or set "
+                "model.from_run.skip_mismatched: true to keep its fresh weights"
+            )
         layer.set_weights(match.get_weights())
         reused += 1
     if reused == 0:
-        raise ConfigError(f"model.from_run: no layer of this model matches one of {run.path}'s model by name and "
-                          "shape; nothing would be reused")
+        raise ConfigError(
+            f"model.from_run: no layer of this model matches one of {run.path}'s model by name and "
+            "shape; nothing would be reused"
+        )
     cfg.run = str(run.path.resolve())  # the saved config names the folder, not `last`
     return reused, skipped
 

@@ -20,14 +20,22 @@ def build_augmenter(specs: Sequence[LayerSpec]) -> Optional[keras.Sequential]:
     is never part of the saved model's inference."""
     if not specs:
         return None
-    return keras.Sequential([make_layer(spec, f"data.augment[{index}]") for index, spec in enumerate(specs)],
-                            name="augment")
+    return keras.Sequential(
+        [make_layer(spec, f"data.augment[{index}]") for index, spec in enumerate(specs)], name="augment"
+    )
 
 
-def build_model(model_cfg: ModelConfig, input_shape: Sequence[int], num_classes: int,
-                name: str = "cnn", pixel_scale: float = 1.0, full_scale: Optional[float] = None,
-                weights_missing_ok: bool = False, notes: Optional[list[str]] = None,
-                starting_weights: bool = True) -> keras.Model:
+def build_model(
+    model_cfg: ModelConfig,
+    input_shape: Sequence[int],
+    num_classes: int,
+    name: str = "cnn",
+    pixel_scale: float = 1.0,
+    full_scale: Optional[float] = None,
+    weights_missing_ok: bool = False,
+    notes: Optional[list[str]] = None,
+    starting_weights: bool = True,
+) -> keras.Model:
     """keras.Input(input_shape), the input scaling, then each configured layer; shape problems are reported per
     layer, with the config's index. With `model.backbone`, a functional model: the scaled input goes through the
     keras.applications network (see cnnctl/model/backbone.py) and the configured layers are its head. With
@@ -63,8 +71,7 @@ def build_model(model_cfg: ModelConfig, input_shape: Sequence[int], num_classes:
             x = scaling(x)
     if model_cfg.backbone:
         units = 255.0 * pixel_scale / (full_scale or pixel_scale)  # what one unit of x is in 0..255 pixels
-        backbone = (model_cfg.backbone if starting_weights
-                    else model_cfg.backbone.model_copy(update={"weights": None}))
+        backbone = model_cfg.backbone if starting_weights else model_cfg.backbone.model_copy(update={"weights": None})
         x, _, note = add_backbone(x, backbone, shape, units, weights_missing_ok)
         if note and notes is not None:
             notes.append(note)
@@ -86,11 +93,15 @@ def build_model(model_cfg: ModelConfig, input_shape: Sequence[int], num_classes:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where} ({spec.name}): {_explain_shape_error(exc, spec, before)}") from None
         except Exception as exc:  # noqa: BLE001 - e.g. ZeroDivisionError for strides: 0, from Keras' shape code
-            raise ConfigError(f"{where} ({spec.name}): cannot be applied to its input {shape_text(before)} "
-                              f"({type(exc).__name__}: {keras_message(exc)}); given {flow_text(spec.kwargs)}") from None
+            raise ConfigError(
+                f"{where} ({spec.name}): cannot be applied to its input {shape_text(before)} "
+                f"({type(exc).__name__}: {keras_message(exc)}); given {flow_text(spec.kwargs)}"
+            ) from None
         if any(dim is not None and dim <= 0 for dim in after[1:]):
-            raise ConfigError(f"{where} ({spec.name}): output shape {shape_text(after)} is empty: the kernel or pool "
-                              f"window is larger than its input {shape_text(before)}; use padding: same or a smaller size")
+            raise ConfigError(
+                f"{where} ({spec.name}): output shape {shape_text(after)} is empty: the kernel or pool "
+                f"window is larger than its input {shape_text(before)}; use padding: same or a smaller size"
+            )
         before = after
     if model is None:
         model = keras.Model(inputs, x, name=_keras_name(name))
@@ -115,14 +126,18 @@ def _keras_name(name: str) -> str:
 def _explain_shape_error(exc: BaseException, spec: LayerSpec, before: Sequence) -> str:
     message = keras_message(exc)
     if "zero or negative" in message or "negative dimension" in message.lower():
-        return (f"the kernel or pool window is larger than its input {shape_text(before)}; use padding: same, "
-                "a smaller kernel_size, or fewer pooling layers before it")
+        return (
+            f"the kernel or pool window is larger than its input {shape_text(before)}; use padding: same, "
+            "a smaller kernel_size, or fewer pooling layers before it"
+        )
     rank = re.search(r"expected (?:min_)?ndim=(\d+), found ndim=\d+", message)
     kernel = re.search(r"received kernel of shape \(([^)]*)\)", message)
     if rank or kernel:
         expected = rank.group(1) if rank else str(len([d for d in kernel.group(1).split(",") if d.strip()]))
-        return (f"expects input of rank {expected} but gets {shape_text(before)} (rank {len(before)}); "
-                "check the data shape, model.input_shape, or the layer family (Conv1D/2D/3D)")
+        return (
+            f"expects input of rank {expected} but gets {shape_text(before)} (rank {len(before)}); "
+            "check the data shape, model.input_shape, or the layer family (Conv1D/2D/3D)"
+        )
     return f"{message} (input shape {shape_text(before)})"
 
 
@@ -131,9 +146,13 @@ def check_output(model: keras.Model, layers: Sequence[LayerSpec], num_classes: i
     where = f"model.layers[{len(layers) - 1}] ({layers[-1].name})"
     output = model.output_shape
     if len(output) != 2:
-        raise ConfigError(f"{where}: output shape {shape_text(output)} is not flat: add Flatten (or "
-                          "GlobalAveragePooling) before the Dense layers")
+        raise ConfigError(
+            f"{where}: output shape {shape_text(output)} is not flat: add Flatten (or "
+            "GlobalAveragePooling) before the Dense layers"
+        )
     units = output[-1]
     if units != num_classes and not (num_classes == 2 and units == 1):
-        raise ConfigError(f"{where}: gives {units} outputs but the data has {num_classes} classes; "
-                          f"set units: {num_classes} on the last layer")
+        raise ConfigError(
+            f"{where}: gives {units} outputs but the data has {num_classes} classes; "
+            f"set units: {num_classes} on the last layer"
+        )

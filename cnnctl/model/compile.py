@@ -17,14 +17,23 @@ def needs_one_hot(loss: str) -> bool:
     return re.sub(r"[_\s]", "", loss).lower().startswith("categorical")
 
 
-def compile_model(model: keras.Model, train_cfg: TrainConfig, jit_compile: Any = "auto",
-                  steps_per_execution: int = 1, steps_per_epoch: int = 1) -> keras.Model:
+def compile_model(
+    model: keras.Model,
+    train_cfg: TrainConfig,
+    jit_compile: Any = "auto",
+    steps_per_execution: int = 1,
+    steps_per_epoch: int = 1,
+) -> keras.Model:
     from cnnctl.model.fused_batch_norm import use_fused_batch_norm
 
     use_fused_batch_norm(model)  # same numbers as Keras' batch-norm, one kernel instead of several: faster steps
-    model.compile(optimizer=make_optimizer(train_cfg, steps_per_epoch), loss=resolve_loss(train_cfg.loss),
-                  metrics=resolve_metrics(train_cfg.metrics), jit_compile=jit_compile,
-                  steps_per_execution=steps_per_execution)
+    model.compile(
+        optimizer=make_optimizer(train_cfg, steps_per_epoch),
+        loss=resolve_loss(train_cfg.loss),
+        metrics=resolve_metrics(train_cfg.metrics),
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
     return model
 
 
@@ -32,19 +41,26 @@ def make_optimizer(train_cfg: TrainConfig, steps_per_epoch: int = 1) -> keras.op
     """The optimizer named in train.optimizer with its kwargs; `lr_schedule: cosine` turns the learning rate into
     keras' CosineDecay over all training steps."""
     spec = train_cfg.optimizer
-    names = [name for name, value in vars(keras.optimizers).items()
-             if inspect.isclass(value) and issubclass(value, keras.optimizers.Optimizer)
-             and name not in ("Optimizer", "LossScaleOptimizer")]
+    names = [
+        name
+        for name, value in vars(keras.optimizers).items()
+        if inspect.isclass(value)
+        and issubclass(value, keras.optimizers.Optimizer)
+        and name not in ("Optimizer", "LossScaleOptimizer")
+    ]
     cls = next((getattr(keras.optimizers, name) for name in names if name.lower() == spec.name.lower()), None)
     if cls is None:
         suggestion = closest(spec.name, names)
         hint = f"did you mean '{suggestion.lower()}'? " if suggestion else ""
-        raise ConfigError(f"train.optimizer.name: unknown optimizer '{spec.name}'; {hint}"
-                          f"available: {', '.join(name.lower() for name in names)}")
+        raise ConfigError(
+            f"train.optimizer.name: unknown optimizer '{spec.name}'; {hint}"
+            f"available: {', '.join(name.lower() for name in names)}"
+        )
     kwargs = spec.kwargs()
     if train_cfg.lr_schedule == "cosine":
         kwargs["learning_rate"] = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=spec.learning_rate, decay_steps=max(1, train_cfg.epochs * steps_per_epoch))
+            initial_learning_rate=spec.learning_rate, decay_steps=max(1, train_cfg.epochs * steps_per_epoch)
+        )
     try:
         return keras.optimizers.get({"class_name": cls.__name__, "config": kwargs})
     except (TypeError, ValueError) as exc:
@@ -58,16 +74,26 @@ def resolve_loss(spec: Union[str, LossConfig]) -> Any:
     try:
         loss = keras.losses.get(name)
     except (TypeError, ValueError):
-        choices = [key for key, value in vars(keras.losses).items()
-                   if not key.startswith("_") and key not in ("get", "serialize", "deserialize", "Loss", "Reduction")
-                   and callable(value)]
+        choices = [
+            key
+            for key, value in vars(keras.losses).items()
+            if not key.startswith("_")
+            and key not in ("get", "serialize", "deserialize", "Loss", "Reduction")
+            and callable(value)
+        ]
         raise ConfigError(f"train.loss: unknown loss '{name}'{did_you_mean(name, choices)}") from None
     if isinstance(spec, str):
         return loss
     # The class of a loss function shares its name without underscores (aliases like mse resolve first).
     squashed = re.sub(r"[_\s]", "", getattr(loss, "__name__", name)).lower()
-    cls = next((value for key, value in vars(keras.losses).items() if key.lower() == squashed
-                and inspect.isclass(value) and issubclass(value, keras.losses.Loss)), None)
+    cls = next(
+        (
+            value
+            for key, value in vars(keras.losses).items()
+            if key.lower() == squashed and inspect.isclass(value) and issubclass(value, keras.losses.Loss)
+        ),
+        None,
+    )
     if cls is None:
         raise ConfigError(f"train.loss.name: '{name}' takes no options; write it as a plain name (loss: {name})")
     try:
@@ -82,7 +108,10 @@ def resolve_metrics(names: Sequence[str]) -> list[Any]:
         try:
             keras.metrics.get(name)
         except (TypeError, ValueError):
-            choices = [key for key in vars(keras.metrics) if not key.startswith("_")
-                       and key not in ("get", "serialize", "deserialize", "Metric")] + ["accuracy"]
+            choices = [
+                key
+                for key in vars(keras.metrics)
+                if not key.startswith("_") and key not in ("get", "serialize", "deserialize", "Metric")
+            ] + ["accuracy"]
             raise ConfigError(f"train.metrics[{index}]: unknown metric '{name}'{did_you_mean(name, choices)}") from None
     return list(names)

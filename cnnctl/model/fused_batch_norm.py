@@ -40,8 +40,15 @@ def _all_layers(model: keras.Model):
 
 
 def _fused_call(self: keras.layers.BatchNormalization, inputs: Any, training: Any = None, mask: Any = None) -> Any:
-    fusable = (training and self.trainable and mask is None and not self.renorm and not self.synchronized
-               and len(inputs.shape) == 4 and self.axis % 4 == 3)  # NHWC training batches only
+    fusable = (
+        training
+        and self.trainable
+        and mask is None
+        and not self.renorm
+        and not self.synchronized
+        and len(inputs.shape) == 4
+        and self.axis % 4 == 3
+    )  # NHWC training batches only
     if not fusable:
         return keras.layers.BatchNormalization.call(self, inputs, training=training, mask=mask)
 
@@ -53,8 +60,16 @@ def _fused_call(self: keras.layers.BatchNormalization, inputs: Any, training: An
     offset = tf.cast(self.beta, tf.float32) if self.center else tf.zeros([channels], tf.float32)
     empty = tf.constant([], tf.float32)  # no running statistics in: exponential_avg_factor=1 returns the batch's
     y, mean, unbiased_variance, *_ = tf.raw_ops.FusedBatchNormV3(
-        x=x, scale=scale, offset=offset, mean=empty, variance=empty, epsilon=self.epsilon,
-        exponential_avg_factor=1.0, data_format="NHWC", is_training=True)
+        x=x,
+        scale=scale,
+        offset=offset,
+        mean=empty,
+        variance=empty,
+        epsilon=self.epsilon,
+        exponential_avg_factor=1.0,
+        data_format="NHWC",
+        is_training=True,
+    )
     # The kernel hands back n/(n-1) × the variance it normalized with; Keras keeps the plain (biased) one in
     # moving_variance, and so do we, so a model trains to the same statistics either way.
     n = tf.cast(tf.size(x, out_type=tf.int64) // channels, tf.float32)  # int64: no overflow on huge batches

@@ -18,8 +18,12 @@ from cnnctl.errors import ConfigError, closest, did_you_mean, first_line
 
 def layer_classes() -> dict[str, type]:
     """Every public Layer class in keras.layers, by the name a config uses (aliases included)."""
-    return {name: value for name, value in vars(keras.layers).items()
-            if inspect.isclass(value) and issubclass(value, keras.layers.Layer) and not name.startswith("_")}
+    return {
+        name: value
+        for name, value in vars(keras.layers).items()
+        if inspect.isclass(value) and issubclass(value, keras.layers.Layer) and not name.startswith("_")
+    }
+
 
 def make_layer(spec: LayerSpec, where: str, defaults: Optional[dict[str, Any]] = None) -> keras.layers.Layer:
     """`where` is the YAML path shown in errors, e.g. `model.layers[3]`; `defaults` yield to the config's kwargs."""
@@ -33,14 +37,16 @@ def make_layer(spec: LayerSpec, where: str, defaults: Optional[dict[str, Any]] =
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where} ({spec.name}): {_clipped(_explain_layer_error(exc, cls))}") from None
     except Exception as exc:  # noqa: BLE001 - Keras raises whatever its code hits: `.lower()` on a null, ...
-        raise ConfigError(f"{where} ({spec.name}): an argument has the wrong type or value "
-                          f"({type(exc).__name__}: {_clipped(keras_message(exc))}); "
-                          f"given {_clipped(flow_text(spec.kwargs))}") from None
+        raise ConfigError(
+            f"{where} ({spec.name}): an argument has the wrong type or value "
+            f"({type(exc).__name__}: {_clipped(keras_message(exc))}); "
+            f"given {_clipped(flow_text(spec.kwargs))}"
+        ) from None
 
 
 def _clipped(text: str, limit: int = 1000) -> str:
     """Keras echoes the value it rejects, which a config's aliases can make huge: keep an error line readable."""
-    return text if len(text) <= limit else f"{text[:limit - 30]}... ({len(text):,} characters in all)"
+    return text if len(text) <= limit else f"{text[: limit - 30]}... ({len(text):,} characters in all)"
 
 
 def flow_text(kwargs: dict) -> str:
@@ -55,6 +61,7 @@ def keras_message(exc: BaseException) -> str:
     inner = re.search(r"\x1b\[1m(.*?)\x1b\[0m", str(exc), re.S)
     return " ".join(inner.group(1).split()) if inner else first_line(exc)
 
+
 def _explain_layer_error(exc: BaseException, cls: type) -> str:
     message = first_line(exc)
     unknown = re.search(r"Unrecognized keyword arguments passed to \w+: (\{.*\})", message)
@@ -64,9 +71,10 @@ def _explain_layer_error(exc: BaseException, cls: type) -> str:
         hints = []
         for key in keys:
             guess = closest(key, accepted) or next(
-                (name for name in accepted if name.startswith(key) or key.startswith(name)), None)
+                (name for name in accepted if name.startswith(key) or key.startswith(name)), None
+            )
             hints.append(f"'{key}' (did you mean '{guess}'?)" if guess else f"'{key}'")
-        return (f"unknown argument {', '.join(hints)}; {cls.__name__} accepts: {', '.join(accepted)}")
+        return f"unknown argument {', '.join(hints)}; {cls.__name__} accepts: {', '.join(accepted)}"
     identifier = re.search(r"Could not interpret (\w+)(?: function)? identifier: (.+)$", message)
     if identifier:
         kind, value = identifier.groups()

@@ -16,13 +16,13 @@ from cnnctl.model.layers import shape_text
 @dataclass
 class LayerRow:
     index: Optional[int]  # the config's model.layers index; None for the input scaling cnnctl adds
-    name: str            # keras layer name
-    kind: str            # class name
+    name: str  # keras layer name
+    kind: str  # class name
     output_shape: str
     params: int
     receptive_field: str  # size of the input window one output unit sees, e.g. "5×5"
-    jump: str             # distance in input pixels between neighbouring output units
-    flops: int            # per example, multiply and add counted separately
+    jump: str  # distance in input pixels between neighbouring output units
+    flops: int  # per example, multiply and add counted separately
 
 
 @dataclass
@@ -30,7 +30,7 @@ class ModelSummary:
     rows: list[LayerRow]
     total_params: int
     trainable_params: int
-    flops: int            # per example, forward pass
+    flops: int  # per example, forward pass
 
     @property
     def frozen_params(self) -> int:
@@ -57,18 +57,25 @@ def describe(model: keras.Model) -> ModelSummary:
         if isinstance(layer, keras.Model):  # the backbone: pooled, so one output unit sees the whole input
             index, flattened = None, True
         config_index += index is not None
-        rows.append(LayerRow(
-            index=index, name=layer.name, kind=type(layer).__name__, output_shape=shape_text(output_shape),
-            params=layer.count_params(),
-            receptive_field="all" if flattened else _dims(field),
-            jump="—" if flattened else _dims(jump),
-            flops=_model_flops(layer) if isinstance(layer, keras.Model) else _layer_flops(
-                layer, previous_shape, output_shape),
-        ))
+        rows.append(
+            LayerRow(
+                index=index,
+                name=layer.name,
+                kind=type(layer).__name__,
+                output_shape=shape_text(output_shape),
+                params=layer.count_params(),
+                receptive_field="all" if flattened else _dims(field),
+                jump="—" if flattened else _dims(jump),
+                flops=_model_flops(layer)
+                if isinstance(layer, keras.Model)
+                else _layer_flops(layer, previous_shape, output_shape),
+            )
+        )
         previous_shape = output_shape
     trainable = sum(math.prod(weight.shape) for weight in model.trainable_weights)
-    return ModelSummary(rows=rows, total_params=model.count_params(), trainable_params=trainable,
-                        flops=sum(row.flops for row in rows))
+    return ModelSummary(
+        rows=rows, total_params=model.count_params(), trainable_params=trainable, flops=sum(row.flops for row in rows)
+    )
 
 
 def _model_flops(model: keras.Model) -> int:
@@ -91,8 +98,9 @@ def _tuple(value: Any, spatial: int) -> list[int]:
     return values if len(values) == spatial else [values[0]] * spatial
 
 
-def _grow_receptive_field(layer: keras.layers.Layer, field: list[int], jump: list[int], flattened: bool,
-                          input_shape: Sequence) -> tuple[list[int], list[int], bool]:
+def _grow_receptive_field(
+    layer: keras.layers.Layer, field: list[int], jump: list[int], flattened: bool, input_shape: Sequence
+) -> tuple[list[int], list[int], bool]:
     """r_out = r_in + (k_eff - 1) * j_in ; j_out = j_in * stride  (per spatial axis)."""
     if flattened or not field:
         return field, jump, flattened

@@ -27,19 +27,26 @@ from cnnctl.model.build import SCALING_LAYER
 
 @dataclass(frozen=True)
 class FineTunePlan:
-    layers: list          # the layers the second phase makes trainable
-    where: str            # "MobileNetV3Small" or "the model"
-    added_params: int     # parameters that become trainable
+    layers: list  # the layers the second phase makes trainable
+    where: str  # "MobileNetV3Small" or "the model"
+    added_params: int  # parameters that become trainable
 
     def describe(self, config: Config) -> str:
         """One line for `cnnctl check` and the run header."""
         tune = config.train.fine_tune
-        which = ("all layers" if tune.unfreeze == "all" else f"the last {tune.unfreeze} layers"
-                 if isinstance(tune.unfreeze, int) else f"from layer {tune.unfreeze} on")
-        return (f"then fine-tune {tune.epochs} epoch{'s' if tune.epochs != 1 else ''} at learning rate "
-                f"{config.train.fine_tune_learning_rate:g}, unfreezing {which} of {self.where} "
-                f"({len(self.layers)} layers, batch normalization kept frozen; +{self.added_params:,} trainable "
-                "parameters)")
+        which = (
+            "all layers"
+            if tune.unfreeze == "all"
+            else f"the last {tune.unfreeze} layers"
+            if isinstance(tune.unfreeze, int)
+            else f"from layer {tune.unfreeze} on"
+        )
+        return (
+            f"then fine-tune {tune.epochs} epoch{'s' if tune.epochs != 1 else ''} at learning rate "
+            f"{config.train.fine_tune_learning_rate:g}, unfreezing {which} of {self.where} "
+            f"({len(self.layers)} layers, batch normalization kept frozen; +{self.added_params:,} trainable "
+            "parameters)"
+        )
 
 
 def plan_fine_tune(model: keras.Model, config: Config) -> FineTunePlan:
@@ -49,31 +56,41 @@ def plan_fine_tune(model: keras.Model, config: Config) -> FineTunePlan:
     backbone = config.model.backbone
     container = model.get_layer(backbone.name) if backbone else model
     where = backbone.name if backbone else "the model"
-    candidates = [layer for layer in container.layers if layer.name not in (*CNNCTL_LAYERS, SCALING_LAYER)
-                  and not isinstance(layer, keras.layers.InputLayer)]
+    candidates = [
+        layer
+        for layer in container.layers
+        if layer.name not in (*CNNCTL_LAYERS, SCALING_LAYER) and not isinstance(layer, keras.layers.InputLayer)
+    ]
     if tune.unfreeze == "all":
         chosen = candidates
     elif isinstance(tune.unfreeze, int):
         if tune.unfreeze > len(candidates):
-            raise ConfigError(f"train.fine_tune.unfreeze: {tune.unfreeze} layers, but {where} has "
-                              f"{len(candidates)}; give at most {len(candidates)}, or all")
-        chosen = candidates[-tune.unfreeze:]
+            raise ConfigError(
+                f"train.fine_tune.unfreeze: {tune.unfreeze} layers, but {where} has "
+                f"{len(candidates)}; give at most {len(candidates)}, or all"
+            )
+        chosen = candidates[-tune.unfreeze :]
     else:
         names = [layer.name for layer in candidates]
         if tune.unfreeze not in names:
             hint = did_you_mean(tune.unfreeze, names) or f"; its layers run from {names[0]} to {names[-1]}"
             raise ConfigError(f"train.fine_tune.unfreeze: {where} has no layer '{tune.unfreeze}'{hint}")
-        chosen = candidates[names.index(tune.unfreeze):]
+        chosen = candidates[names.index(tune.unfreeze) :]
     chosen = [layer for layer in chosen if not isinstance(layer, keras.layers.BatchNormalization)]
     before = _trainable_count(model)
     with _trial(model):
         unfreeze(model, config, chosen)
         added = _trainable_count(model) - before
     if added == 0:
-        frozen_how = ("model.backbone.trainable: false" if backbone
-                      else "model.backbone (frozen), or trainable: false on the layers the first phase keeps")
-        raise ConfigError(f"train.fine_tune: nothing to unfreeze: the chosen layers of {where} already train in "
-                          f"the first phase; freeze them for it with {frozen_how}, or remove train.fine_tune")
+        frozen_how = (
+            "model.backbone.trainable: false"
+            if backbone
+            else "model.backbone (frozen), or trainable: false on the layers the first phase keeps"
+        )
+        raise ConfigError(
+            f"train.fine_tune: nothing to unfreeze: the chosen layers of {where} already train in "
+            f"the first phase; freeze them for it with {frozen_how}, or remove train.fine_tune"
+        )
     return FineTunePlan(chosen, where, added)
 
 

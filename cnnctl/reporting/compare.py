@@ -99,7 +99,7 @@ def summarize_runs(runs_dir: Union[str, Path]) -> list[RunSummary]:
 class Comparison:
     summaries: list[RunSummary]
     rows: list[tuple[str, list[Optional[float]], Optional[int]]]  # label, value per run, index of the best
-    facts: list[tuple[str, list[str]]]                            # split, epochs, verdict...: shown, not ranked
+    facts: list[tuple[str, list[str]]]  # split, epochs, verdict...: shown, not ranked
     figure_path: Optional[Path]
     notes: list[str]
 
@@ -158,8 +158,9 @@ def compare_runs(run_list: Sequence[Run], out: Union[str, Path], *, overwrite: b
     ]
     figure_path = None
     if histories:
-        figure_path = write_output_bytes(out, plots.png_bytes(plots.compare_figure(histories, "loss")),
-                                         overwrite=overwrite)
+        figure_path = write_output_bytes(
+            out, plots.png_bytes(plots.compare_figure(histories, "loss")), overwrite=overwrite
+        )
     return Comparison(summaries, rows, facts, figure_path, notes)
 
 

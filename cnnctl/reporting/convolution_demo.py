@@ -59,7 +59,7 @@ KERNELS: dict[str, np.ndarray] = {
 
 KERNEL_FILE_TYPES = (".npy", ".txt", ".csv")
 MAX_KERNEL_FILE_BYTES = 2**20  # a 64×64 kernel is 32 KiB as text; a bigger file is refused unread
-MAX_KERNEL_SIDE = 64           # rows and columns; Conv2D kernels are 1 to 7 wide
+MAX_KERNEL_SIDE = 64  # rows and columns; Conv2D kernels are 1 to 7 wide
 
 
 _KERNEL_NAMES = ", ".join(KERNELS)
@@ -93,14 +93,11 @@ def load_kernel(spec: str) -> tuple[str, np.ndarray]:
     path = Path(spec)
     if not path.exists():
         if path.suffix.lower() in KERNEL_FILE_TYPES or len(path.parts) > 1:
-            raise ConfigError(
-                f"--kernel {spec}: no such file; use {_KERNEL_NAMES}, or an existing .npy/.txt/.csv file"
-            )
+            raise ConfigError(f"--kernel {spec}: no such file; use {_KERNEL_NAMES}, or an existing .npy/.txt/.csv file")
         close = closest(name, list(KERNELS))
         if close:
             raise ConfigError(
-                f"--kernel {spec}: unknown kernel; did you mean '{close}'? "
-                f"({_KERNEL_NAMES}, or a .npy/.txt/.csv file)"
+                f"--kernel {spec}: unknown kernel; did you mean '{close}'? ({_KERNEL_NAMES}, or a .npy/.txt/.csv file)"
             )
         raise ConfigError(f"--kernel {spec}: unknown kernel; use {_KERNEL_NAMES}, or a .npy/.txt/.csv file")
     if path.is_dir():
@@ -109,13 +106,14 @@ def load_kernel(spec: str) -> tuple[str, np.ndarray]:
     if reason is not None:
         raise ConfigError(f"--kernel {spec}: {reason}; give a .npy/.txt/.csv file")
     if path.stat().st_size > MAX_KERNEL_FILE_BYTES:
-        raise ConfigError(f"--kernel {spec}: {path.stat().st_size:,} bytes is over the limit of "
-                          f"{MAX_KERNEL_FILE_BYTES:,} for a kernel file (at most {MAX_KERNEL_SIDE}×{MAX_KERNEL_SIDE})")
+        raise ConfigError(
+            f"--kernel {spec}: {path.stat().st_size:,} bytes is over the limit of "
+            f"{MAX_KERNEL_FILE_BYTES:,} for a kernel file (at most {MAX_KERNEL_SIDE}×{MAX_KERNEL_SIDE})"
+        )
     suffix = path.suffix.lower()
     if suffix not in KERNEL_FILE_TYPES:
         raise ConfigError(
-            f"--kernel {spec}: unsupported file type '{path.suffix}'; use a .npy file "
-            "or a .txt/.csv file of numbers"
+            f"--kernel {spec}: unsupported file type '{path.suffix}'; use a .npy file or a .txt/.csv file of numbers"
         )
 
     kernel = _read_npy(spec, path) if suffix == ".npy" else _read_text(spec, path)
@@ -153,12 +151,12 @@ def _checked_kernel(spec: str, kernel: np.ndarray) -> np.ndarray:
     if kernel.size == 0:
         raise ConfigError(f"--kernel {spec}: kernel is empty; give at least one row of numbers")
     if kernel.ndim != 2:
-        raise ConfigError(
-            f"--kernel {spec}: kernel must be 2-D (rows × columns), got shape {tuple(kernel.shape)}"
-        )
+        raise ConfigError(f"--kernel {spec}: kernel must be 2-D (rows × columns), got shape {tuple(kernel.shape)}")
     if max(kernel.shape) > MAX_KERNEL_SIDE:
-        raise ConfigError(f"--kernel {spec}: kernel is {kernel.shape[0]}×{kernel.shape[1]}; at most "
-                          f"{MAX_KERNEL_SIDE}×{MAX_KERNEL_SIDE} is accepted")
+        raise ConfigError(
+            f"--kernel {spec}: kernel is {kernel.shape[0]}×{kernel.shape[1]}; at most "
+            f"{MAX_KERNEL_SIDE}×{MAX_KERNEL_SIDE} is accepted"
+        )
     if not (np.issubdtype(kernel.dtype, np.number) or kernel.dtype == np.bool_) or np.iscomplexobj(kernel):
         raise ConfigError(f"--kernel {spec}: kernel must hold real numbers, got dtype {kernel.dtype}")
     kernel = kernel.astype(np.float32)
@@ -220,10 +218,7 @@ def read_grayscale(path: str | Path, max_side: int | None = 1024) -> tuple[np.nd
         new_size = (max(1, round(original_size[1] * scale)), max(1, round(original_size[0] * scale)))
         shrunk = Image.fromarray(pixels).resize(new_size, Image.Resampling.LANCZOS)
         pixels = np.clip(np.asarray(shrunk, dtype=np.float32), 0.0, 1.0)  # Lanczos overshoots at edges
-    note = (
-        f"downscaled from {_size(original_size)} to {_size(pixels.shape)} for speed "
-        f"(longest side ≤ {max_side})"
-    )
+    note = f"downscaled from {_size(original_size)} to {_size(pixels.shape)} for speed (longest side ≤ {max_side})"
     return pixels, note
 
 
@@ -280,9 +275,7 @@ def convolution_steps(
     kernel = np.asarray(kernel, dtype=np.float32)
     for label, array in (("image", image), ("kernel", kernel)):
         if array.ndim != 2 or array.size == 0 or not np.isfinite(array).all():
-            raise ValueError(
-                f"{label} must be a non-empty 2-D array of finite numbers. Received: shape {array.shape}"
-            )
+            raise ValueError(f"{label} must be a non-empty 2-D array of finite numbers. Received: shape {array.shape}")
     height, width = image.shape
     if isinstance(pool, bool) or not isinstance(pool, numbers.Integral) or pool < 1:
         raise ConfigError(f"--pool {pool}: must be a whole number of pixels ≥ 1, e.g. --pool 2")

@@ -32,8 +32,9 @@ def sample_figure(dataset: Dataset, split: str = "train"):
     indices = sample_indices(data.y, dataset.num_classes)
     examples = np.asarray(data.x[indices])
     titles = [dataset.class_names[label] for label in data.y[indices]]
-    return plots.example_grid(examples, titles, title=f"{dataset.source}: {len(indices)} {split} examples "
-                                                      f"of {len(data)}, by class")
+    return plots.example_grid(
+        examples, titles, title=f"{dataset.source}: {len(indices)} {split} examples of {len(data)}, by class"
+    )
 
 
 def describe_data(config: Config, out: Union[str, Path], *, overwrite: bool = False) -> tuple[dict[str, Any], Path]:

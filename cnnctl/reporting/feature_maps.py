@@ -56,8 +56,9 @@ def draw_feature_maps(run: Run, input_path: Union[str, Path]) -> tuple[Path, lis
     inputs = load_inputs([input_path], preprocessing)
     notes = list(inputs.notes)
     if len(inputs.labels) > 1:
-        notes.append(f"{input_path} holds {len(inputs.labels)} examples; feature maps show the first, "
-                     f"{inputs.labels[0]}")
+        notes.append(
+            f"{input_path} holds {len(inputs.labels)} examples; feature maps show the first, {inputs.labels[0]}"
+        )
     model = load_model(run)
     activations = layer_activations(model, preprocessing.model_inputs(inputs.x)[0])
     if not activations:

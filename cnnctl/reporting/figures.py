@@ -45,8 +45,11 @@ def draw_model_figures(run: Run, model: Any = None) -> list[Path]:
     if model is None:
         current, kernel = _saved_kernel(run, digest)
         if current:
-            return [plots.save_figure(plots.filters_figure(kernel), run.file(contract.FILTERS))] \
-                if kernel is not None else []
+            return (
+                [plots.save_figure(plots.filters_figure(kernel), run.file(contract.FILTERS))]
+                if kernel is not None
+                else []
+            )
         from cnnctl.evaluation.scoring import load_model
 
         model = load_model(run)
@@ -62,8 +65,14 @@ def draw_model_figures(run: Run, model: Any = None) -> list[Path]:
 
 def first_convolution_kernel(model: Any) -> Optional[np.ndarray]:
     """The kernel of the model's first convolution (Conv1D/2D/3D, transposed or not), or None."""
-    conv = next((layer for layer in model.layers if "Conv" in type(layer).__name__
-                 and getattr(layer, "kernel", None) is not None), None)
+    conv = next(
+        (
+            layer
+            for layer in model.layers
+            if "Conv" in type(layer).__name__ and getattr(layer, "kernel", None) is not None
+        ),
+        None,
+    )
     if conv is None:
         return None
     kernel = np.asarray(conv.kernel.numpy() if hasattr(conv.kernel, "numpy") else conv.kernel, dtype=np.float32)
@@ -110,13 +119,16 @@ def write_layer_table(run: Run, model: Any, model_sha256: Optional[str] = None) 
     from cnnctl.model.summary import describe
 
     summary = describe(model)
-    return run.write_json(contract.LAYERS, {
-        "layers": [asdict(row) for row in summary.rows],
-        "total_params": summary.total_params,
-        "trainable_params": summary.trainable_params,
-        "flops": summary.flops,
-        "model_sha256": model_sha256 or _sha256(run.file(contract.MODEL)),
-    })
+    return run.write_json(
+        contract.LAYERS,
+        {
+            "layers": [asdict(row) for row in summary.rows],
+            "total_params": summary.total_params,
+            "trainable_params": summary.trainable_params,
+            "flops": summary.flops,
+            "model_sha256": model_sha256 or _sha256(run.file(contract.MODEL)),
+        },
+    )
 
 
 def draw_history_figures(run: Run) -> list[Path]:
@@ -129,8 +141,10 @@ def draw_history_figures(run: Run) -> list[Path]:
     best = plots.find_best_epoch(history, monitor)
     diagnosis = _diagnosis(run)
     written = [plots.save_figure(plots.loss_curve(history, best, diagnosis), run.file(contract.LOSS_CURVE))]
-    metric = next((key for key in ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy")
-                   if key in history), None)
+    metric = next(
+        (key for key in ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy") if key in history),
+        None,
+    )
     if metric:
         written.append(plots.save_figure(plots.metric_curve(history, metric, best), run.file(contract.ACCURACY_CURVE)))
     return written
@@ -151,12 +165,15 @@ def read_predictions(run: Run) -> dict[str, Any]:
         with np.load(path, allow_pickle=False) as archive:
             predictions = {key: archive[key] for key in archive.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise RunError(f"{path}: not the predictions cnnctl saves ({first_line(exc)}); rewrite it with: "
-                       f"cnnctl evaluate {run.path}") from None
+        raise RunError(
+            f"{path}: not the predictions cnnctl saves ({first_line(exc)}); rewrite it with: cnnctl evaluate {run.path}"
+        ) from None
     missing = [name for name in PREDICTION_ARRAYS if name not in predictions]
     if missing:
-        raise RunError(f"{path}: has no {', '.join(missing)} (it holds {', '.join(predictions) or 'nothing'}); "
-                       f"rewrite it with: cnnctl evaluate {run.path}")
+        raise RunError(
+            f"{path}: has no {', '.join(missing)} (it holds {', '.join(predictions) or 'nothing'}); "
+            f"rewrite it with: cnnctl evaluate {run.path}"
+        )
     return predictions
 
 
@@ -169,16 +186,21 @@ def draw_prediction_figures(run: Run) -> list[Path]:
     matrix = confusion_matrix(y_true, y_prob.argmax(axis=1), labels=np.arange(len(class_names)))
     split = _split(run, predictions)
     written = [
-        plots.save_figure(plots.confusion_matrix_figure(matrix, class_names, normalized=False, split=split),
-                          run.file(contract.CONFUSION_PNG)),
-        plots.save_figure(plots.confusion_matrix_figure(matrix, class_names, normalized=True, split=split),
-                          run.file(contract.CONFUSION_NORMALIZED_PNG)),
+        plots.save_figure(
+            plots.confusion_matrix_figure(matrix, class_names, normalized=False, split=split),
+            run.file(contract.CONFUSION_PNG),
+        ),
+        plots.save_figure(
+            plots.confusion_matrix_figure(matrix, class_names, normalized=True, split=split),
+            run.file(contract.CONFUSION_NORMALIZED_PNG),
+        ),
         plots.save_figure(plots.roc_figure(y_true, y_prob, class_names), run.file(contract.ROC_CURVE)),
         plots.save_figure(plots.pr_figure(y_true, y_prob, class_names), run.file(contract.PR_CURVE)),
     ]
     if "wrong_x" in predictions:
-        written.append(plots.save_figure(misclassified_figure(predictions, class_names),
-                                         run.file(contract.MISCLASSIFIED)))
+        written.append(
+            plots.save_figure(misclassified_figure(predictions, class_names), run.file(contract.MISCLASSIFIED))
+        )
     return written + draw_trust_figures(run, split or "test")
 
 
@@ -188,12 +210,18 @@ def draw_trust_figures(run: Run, split: str) -> list[Path]:
     written = []
     metrics = _read_metrics(run)
     if metrics.get("calibration"):
-        written.append(plots.save_figure(trust_plots.reliability_figure(metrics["calibration"], split),
-                                         run.file(contract.RELIABILITY)))
+        written.append(
+            plots.save_figure(
+                trust_plots.reliability_figure(metrics["calibration"], split), run.file(contract.RELIABILITY)
+            )
+        )
     if metrics.get("coverage"):
         coverage = metrics["coverage"]
-        written.append(plots.save_figure(trust_plots.coverage_figure(coverage, coverage.get("sentence", ""), split),
-                                         run.file(contract.COVERAGE)))
+        written.append(
+            plots.save_figure(
+                trust_plots.coverage_figure(coverage, coverage.get("sentence", ""), split), run.file(contract.COVERAGE)
+            )
+        )
     if run.has(contract.GRADCAM_NPZ):
         written.append(plots.save_figure(gradcam_figure(run, split), run.file(contract.GRADCAM)))
     return written
@@ -205,16 +233,25 @@ def gradcam_figure(run: Run, split: str):
         with np.load(run.file(contract.GRADCAM_NPZ), allow_pickle=False) as archive:
             saved = {key: archive[key] for key in ("x", "heatmaps", "y_true", "y_prob", "class_names", "layer")}
     except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise RunError(f"{run.file(contract.GRADCAM_NPZ)}: not the Grad-CAM examples cnnctl writes "
-                       f"({first_line(exc)}); `cnnctl evaluate {run.path}` writes it again") from None
+        raise RunError(
+            f"{run.file(contract.GRADCAM_NPZ)}: not the Grad-CAM examples cnnctl writes "
+            f"({first_line(exc)}); `cnnctl evaluate {run.path}` writes it again"
+        ) from None
     names = [str(name) for name in saved["class_names"]]
     predicted = saved["y_prob"].argmax(axis=1)
-    titles = [f"true: {names[t]}\npred: {names[p]} ({prob[p]:.2f})"
-              for t, p, prob in zip(saved["y_true"], predicted, saved["y_prob"])]
+    titles = [
+        f"true: {names[t]}\npred: {names[p]} ({prob[p]:.2f})"
+        for t, p, prob in zip(saved["y_true"], predicted, saved["y_prob"])
+    ]
     colors = ["black" if t == p else "tab:red" for t, p in zip(saved["y_true"], predicted)]
-    return trust_plots.gradcam_grid(list(saved["x"]), list(saved["heatmaps"]), titles, colors, ncols=6,
-                                    title=f"Grad-CAM at {saved['layer']}, {split} split: where each prediction "
-                                          "looked (red: wrong)")
+    return trust_plots.gradcam_grid(
+        list(saved["x"]),
+        list(saved["heatmaps"]),
+        titles,
+        colors,
+        ncols=6,
+        title=f"Grad-CAM at {saved['layer']}, {split} split: where each prediction looked (red: wrong)",
+    )
 
 
 def _split(run: Run, predictions: dict[str, Any]) -> Optional[str]:
@@ -234,11 +271,16 @@ def misclassified_figure(predictions: dict[str, Any], class_names: list[str]):
     index = predictions["wrong_index"]
     y_true = predictions["y_true"][index]
     y_prob = predictions["y_prob"][index]
-    titles = [f"true: {class_names[t]}\npred: {class_names[p.argmax()]} ({p.max():.2f})"
-              for t, p in zip(y_true, y_prob)]
-    return plots.example_grid(predictions["wrong_x"], titles, colors=["tab:red"] * len(titles),
-                              title=f"Most confidently wrong ({len(titles)} of "
-                                    f"{int((predictions['y_prob'].argmax(1) != predictions['y_true']).sum())} errors)")
+    titles = [
+        f"true: {class_names[t]}\npred: {class_names[p.argmax()]} ({p.max():.2f})" for t, p in zip(y_true, y_prob)
+    ]
+    return plots.example_grid(
+        predictions["wrong_x"],
+        titles,
+        colors=["tab:red"] * len(titles),
+        title=f"Most confidently wrong ({len(titles)} of "
+        f"{int((predictions['y_prob'].argmax(1) != predictions['y_true']).sum())} errors)",
+    )
 
 
 def draw_filters(run: Run, model: Any = None) -> Optional[Path]:

@@ -178,8 +178,9 @@ def compare_figure(histories: Mapping[str, History], metric: str = "loss") -> Fi
         if metric in history:
             # A run without validation data is still listed, under its training line.
             train_label = None if val_key in history else label
-            lines = ax.plot(epochs, _column(history, metric), color=color, lw=1.2, ls="--", alpha=0.8,
-                            label=train_label)
+            lines = ax.plot(
+                epochs, _column(history, metric), color=color, lw=1.2, ls="--", alpha=0.8, label=train_label
+            )
             if train_label:
                 run_handles += lines
     style_handles = [
@@ -215,8 +216,17 @@ def _history_figure(history: History, metric: str, best_epoch: Optional[int], di
         reference = val_key if val_key in history else metric
         value = _column(history, reference)[index]
         ax.axvline(best_epoch, color="gray", ls="--", lw=1)
-        ax.plot([best_epoch], [value], ls="none", marker="*", ms=15, color="gold", mec="black", zorder=5,
-                label=f"best epoch {best_epoch} ({reference} {value:.4g})")
+        ax.plot(
+            [best_epoch],
+            [value],
+            ls="none",
+            marker="*",
+            ms=15,
+            color="gold",
+            mec="black",
+            zorder=5,
+            label=f"best epoch {best_epoch} ({reference} {value:.4g})",
+        )
 
     if diagnosis is not None:
         _annotate_diagnosis(ax, epochs, diagnosis)
@@ -257,8 +267,16 @@ def _annotate_diagnosis(ax, epochs: np.ndarray, diagnosis: Mapping) -> None:
         _epoch_index(epochs, turn_epoch, "diagnosis turn_epoch")
         # fill_between rather than axvspan: the legend's "best" placement avoids a span rectangle entirely,
         # which leaves it little room; of a fill only the edges count.
-        ax.fill_between([turn_epoch, epochs[-1]], 0, 1, transform=ax.get_xaxis_transform(), color=color,
-                        alpha=0.12, linewidth=0, label=f"overfitting from epoch {turn_epoch}")
+        ax.fill_between(
+            [turn_epoch, epochs[-1]],
+            0,
+            1,
+            transform=ax.get_xaxis_transform(),
+            color=color,
+            alpha=0.12,
+            linewidth=0,
+            label=f"overfitting from epoch {turn_epoch}",
+        )
     # Summaries open with the verdict already ("Overfitting: ..."): it is said once.
     text = textwrap.fill(contract.verdict_sentence(diagnosis, separator=". "), 100)
     # A caption under the plot rather than a box inside it: it can never hide the curves it explains, nor
@@ -299,8 +317,9 @@ def _pretty(metric: str) -> str:
     return metric.replace("_", " ").capitalize()
 
 
-def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str], normalized: bool = False,
-                            split: Optional[str] = None) -> Figure:
+def confusion_matrix_figure(
+    matrix: np.ndarray, class_names: Sequence[str], normalized: bool = False, split: Optional[str] = None
+) -> Figure:
     """Draw a confusion matrix as a heatmap: rows are true classes, columns predicted ones.
 
     The title says what was counted: "Confusion matrix — test split (n=360), counts".
@@ -361,7 +380,7 @@ def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str], norm
 
 
 def confusion_title(examples: int, normalized: bool, split: Optional[str] = None) -> str:
-    """"Confusion matrix — test split (n=360), counts": which examples, how many, and what a cell holds."""
+    """ "Confusion matrix — test split (n=360), counts": which examples, how many, and what a cell holds."""
     where = f" — {split} split" if split else ""
     return f"Confusion matrix{where} (n={examples}), {'row-normalized' if normalized else 'counts'}"
 
@@ -382,8 +401,12 @@ def roc_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str
     n_classes = y_prob.shape[1]
     if n_classes == 2:
         if len(np.unique(y_true)) < 2:
-            return message_figure(f"ROC undefined: y_true holds only {class_names[int(y_true[0])]!r}" if len(y_true)
-                                   else "ROC undefined: no samples", "ROC curve")
+            return message_figure(
+                f"ROC undefined: y_true holds only {class_names[int(y_true[0])]!r}"
+                if len(y_true)
+                else "ROC undefined: no samples",
+                "ROC curve",
+            )
         fpr, tpr, _ = roc_curve(y_true == 1, y_prob[:, 1])
         score = auc(fpr, tpr)
         fig, ax = _score_axes("ROC curve", "False positive rate", "True positive rate")
@@ -413,8 +436,14 @@ def roc_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str
 
     fig, ax = _score_axes("ROC curves (one-vs-rest)", "False positive rate", "True positive rate")
     ax.plot([0, 1], [0, 1], **CHANCE_STYLE, label="chance (AUC = 0.500)")
-    ax.plot(micro_fpr, micro_tpr, color="deeppink", ls=":", lw=2.5,
-            label=f"micro-average (AUC = {auc(micro_fpr, micro_tpr):.3f})")
+    ax.plot(
+        micro_fpr,
+        micro_tpr,
+        color="deeppink",
+        ls=":",
+        lw=2.5,
+        label=f"micro-average (AUC = {auc(micro_fpr, micro_tpr):.3f})",
+    )
     ax.plot(grid, mean_tpr, color="navy", ls=":", lw=2.5, label=f"macro-average (AUC = {macro_auc:.3f})")
     _plot_class_curves(ax, curves, class_names, "AUC", drawstyle="default")
     _legend_outside(ax)
@@ -445,8 +474,14 @@ def pr_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str]
         fig, ax = _score_axes(f"Precision-recall ({class_names[1]})", "Recall", "Precision")
         prevalence = float(positives.mean())
         ax.axhline(prevalence, **CHANCE_STYLE, label=f"chance (AP = {prevalence:.3f})")
-        ax.plot(recall, precision, color=CLASS_COLORS[0], lw=2, drawstyle="steps-post",
-                label=f"{class_names[1]} (AP = {score:.3f})")
+        ax.plot(
+            recall,
+            precision,
+            color=CLASS_COLORS[0],
+            lw=2,
+            drawstyle="steps-post",
+            label=f"{class_names[1]} (AP = {score:.3f})",
+        )
         _legend_outside(ax)
         return fig
 
@@ -465,8 +500,15 @@ def pr_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str]
     macro_ap = float(np.mean([score for _, _, score in curves.values()]))
 
     fig, ax = _score_axes(f"Precision-recall (one-vs-rest), macro AP = {macro_ap:.3f}", "Recall", "Precision")
-    ax.plot(micro_recall, micro_precision, color="deeppink", ls=":", lw=2.5, drawstyle="steps-post",
-            label=f"micro-average (AP = {micro_ap:.3f})")
+    ax.plot(
+        micro_recall,
+        micro_precision,
+        color="deeppink",
+        ls=":",
+        lw=2.5,
+        drawstyle="steps-post",
+        label=f"micro-average (AP = {micro_ap:.3f})",
+    )
     _plot_class_curves(ax, curves, class_names, "AP", drawstyle="steps-post")
     _legend_outside(ax)
     return fig
@@ -516,14 +558,27 @@ def _plot_class_curves(ax, curves: dict, class_names: Sequence[str], score_name:
         others = [label for label in curves if label not in named]
         for position, label in enumerate(others):
             x, y, _ = curves[label]
-            ax.plot(x, y, color="lightgray", lw=0.7, drawstyle=drawstyle,
-                    label=f"{len(others)} other classes" if position == 0 else None)
+            ax.plot(
+                x,
+                y,
+                color="lightgray",
+                lw=0.7,
+                drawstyle=drawstyle,
+                label=f"{len(others)} other classes" if position == 0 else None,
+            )
     for position, label in enumerate(named):
         x, y, score = curves[label]
         color = CLASS_COLORS[position % len(CLASS_COLORS)]
         style = CLASS_LINESTYLES[position // len(CLASS_COLORS) % len(CLASS_LINESTYLES)]
-        ax.plot(x, y, color=color, ls=style, lw=1.3, drawstyle=drawstyle,
-                label=f"{class_names[label]} ({score_name} = {score:.3f})")
+        ax.plot(
+            x,
+            y,
+            color=color,
+            ls=style,
+            lw=1.3,
+            drawstyle=drawstyle,
+            label=f"{class_names[label]} ({score_name} = {score:.3f})",
+        )
 
 
 def _legend_outside(ax) -> None:
@@ -545,8 +600,13 @@ def _zoom_top_left(ax, curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
     bottom = min(0.9, math.floor(lowest * 20) / 20)
     inset = ax.inset_axes([0.5, 0.06, 0.46, 0.4])
     for line in ax.get_lines():
-        inset.plot(*line.get_data(), color=line.get_color(), ls=line.get_linestyle(), lw=line.get_linewidth(),
-                   drawstyle=line.get_drawstyle())
+        inset.plot(
+            *line.get_data(),
+            color=line.get_color(),
+            ls=line.get_linestyle(),
+            lw=line.get_linewidth(),
+            drawstyle=line.get_drawstyle(),
+        )
     inset.set_xlim(-0.002, ZOOM_FPR)
     inset.set_ylim(bottom, 1.002)
     inset.tick_params(labelsize=7)
@@ -649,8 +709,9 @@ def filters_figure(kernel: np.ndarray, max_filters: int = 64) -> Figure:
     size = "×".join(str(dim) for dim in kernel.shape[:-1])
     # Without a colour bar (RGB kernels, Conv1D bars) the title carries the shared scale.
     scale = "" if has_colorbar else f", shared scale ±{limit:.3g}" + (" (gray = 0)" if rgb else "")
-    title = (f"First conv layer: {total} filters of {size}" + (f" (first {shown} shown)" if shown < total else "")
-             + scale)
+    title = (
+        f"First conv layer: {total} filters of {size}" + (f" (first {shown} shown)" if shown < total else "") + scale
+    )
     fig, axes, colorbar_axes = grid_figure(nrows, ncols, 1.15, 1.15, 1, title, colorbar=has_colorbar)
     image = None
     for index, ax in enumerate(axes):
@@ -745,8 +806,9 @@ def feature_maps_figure(activations: Sequence[tuple[str, np.ndarray]], max_chann
         total = 1 if activation.ndim == 1 else activation.shape[-1]
         channels = f"\n{panels} of {total} ch." if panels < total else ""
         scale = "" if image is not None else f"\nrange {low:.3g} … {high:.3g}"
-        axes[row, 0].set_ylabel(f"{name}\n{tuple(shape)}{channels}{scale}", rotation=0, ha="right", va="center",
-                                fontsize=8)
+        axes[row, 0].set_ylabel(
+            f"{name}\n{tuple(shape)}{channels}{scale}", rotation=0, ha="right", va="center", fontsize=8
+        )
         if image is not None:
             colorbar = fig.colorbar(image, ax=axes[row, :].tolist(), fraction=0.02, aspect=6, pad=0.01)
             colorbar.ax.tick_params(labelsize=6)
@@ -842,17 +904,24 @@ def example_kind(example: np.ndarray) -> str:
 
 # Grids of small panels (filters, examples) are laid out by fixed margins in inches instead of constrained
 # layout, which measures every panel's title and ticks at each save: 1.5-2 s of a 32-panel grid's 2.5 s.
-GRID_MARGIN = 0.1        # inches around the grid
-GRID_GAP = 0.15          # inches between panels
-SUPTITLE_HEIGHT = 0.45   # inches above the grid for the figure title
+GRID_MARGIN = 0.1  # inches around the grid
+GRID_GAP = 0.15  # inches between panels
+SUPTITLE_HEIGHT = 0.45  # inches above the grid for the figure title
 PANEL_TITLE_LINE = 0.16  # inches per line of an 8-point panel title
 PANEL_TITLE_CHAR = 0.065  # inches per character of an 8-point panel title (a wide average glyph)
-SUPTITLE_CHAR = 0.1      # inches per character of the 12-point figure title
-COLORBAR_ROOM = 1.1      # inches right of the grid: bar, tick labels and the bar's label
+SUPTITLE_CHAR = 0.1  # inches per character of the 12-point figure title
+COLORBAR_ROOM = 1.1  # inches right of the grid: bar, tick labels and the bar's label
 
 
-def grid_figure(nrows: int, ncols: int, panel_width: float, panel_height: float, title_lines: int = 0,
-                 title: Optional[str] = None, colorbar: bool = False) -> tuple[Figure, np.ndarray, Optional[Axes]]:
+def grid_figure(
+    nrows: int,
+    ncols: int,
+    panel_width: float,
+    panel_height: float,
+    title_lines: int = 0,
+    title: Optional[str] = None,
+    colorbar: bool = False,
+) -> tuple[Figure, np.ndarray, Optional[Axes]]:
     """A figure of nrows × ncols panels of panel_width × panel_height inches, GRID_GAP apart, with room above
     each for a title of `title_lines` lines, above the grid for the figure's `title` (widened to fit it) and, when
     asked, to the right for a colour bar. Returns the figure, the panels' axes (flat) and the colour bar's axes
@@ -868,16 +937,29 @@ def grid_figure(nrows: int, ncols: int, panel_width: float, panel_height: float,
     width += spare
     height = top_margin + grid_height + GRID_MARGIN
     fig = Figure(figsize=(width, height), dpi=DPI)
-    grid = fig.add_gridspec(nrows, ncols, left=left / width, right=(left + grid_width) / width,
-                            bottom=GRID_MARGIN / height, top=(GRID_MARGIN + grid_height) / height,
-                            wspace=GRID_GAP / panel_width, hspace=(GRID_GAP + title_height) / panel_height)
+    grid = fig.add_gridspec(
+        nrows,
+        ncols,
+        left=left / width,
+        right=(left + grid_width) / width,
+        bottom=GRID_MARGIN / height,
+        top=(GRID_MARGIN + grid_height) / height,
+        wspace=GRID_GAP / panel_width,
+        hspace=(GRID_GAP + title_height) / panel_height,
+    )
     axes = grid.subplots(squeeze=False).ravel()
     colorbar_axes = None
     if colorbar:
         bar_height = 0.9 * grid_height
-        colorbar_axes = fig.add_axes(((left + grid_width + 0.2) / width,
-                                      (GRID_MARGIN + (grid_height - bar_height) / 2) / height,
-                                      0.15 / width, bar_height / height), label="<colorbar>")
+        colorbar_axes = fig.add_axes(
+            (
+                (left + grid_width + 0.2) / width,
+                (GRID_MARGIN + (grid_height - bar_height) / 2) / height,
+                0.15 / width,
+                bar_height / height,
+            ),
+            label="<colorbar>",
+        )
     return fig, axes, colorbar_axes
 
 

@@ -29,22 +29,22 @@ FIGURE_CAPTIONS = {
     contract.LOSS_CURVE: "Loss per epoch: training vs validation, best epoch starred, diagnosis annotated.",
     contract.ACCURACY_CURVE: "Accuracy per epoch: training vs validation.",
     contract.CONFUSION_PNG: "Confusion matrix (counts) of the evaluated split: rows are true classes, columns "
-                            "predictions.",
+    "predictions.",
     contract.CONFUSION_NORMALIZED_PNG: "Confusion matrix, each row divided by its total: recall on the diagonal.",
     contract.ROC_CURVE: "ROC curves, one-vs-rest, with the AUC of each class and the micro/macro averages; "
-                        "near-perfect curves get a zoomed inset of the top-left corner.",
+    "near-perfect curves get a zoomed inset of the top-left corner.",
     contract.PR_CURVE: "Precision-recall curves with average precision per class.",
     contract.MISCLASSIFIED: "The most confidently wrong examples: true label, prediction and its probability.",
     contract.FILTERS: "The first convolution's learned kernels, one colour scale centred at zero: red positive, "
-                      "blue negative.",
+    "blue negative.",
     contract.FEATURE_MAPS: "Feature maps: what each convolution and pooling layer outputs for one input, one colour "
-                           "scale per layer.",
+    "scale per layer.",
     contract.GRADCAM: "Grad-CAM: for each class its most confident correct and most confidently wrong example, "
-                      "the heat over the input where the evidence for the predicted class was strongest.",
+    "the heat over the input where the evidence for the predicted class was strongest.",
     contract.RELIABILITY: "Reliability: accuracy against confidence in 15 bins; bars below the diagonal are "
-                          "overconfident, and the count of examples stands over each bar.",
+    "overconfident, and the count of examples stands over each bar.",
     contract.COVERAGE: "Accuracy against coverage: how accurate the model is on the examples it answers when it "
-                       "abstains below a confidence threshold (`cnnctl predict --min-confidence P`).",
+    "abstains below a confidence threshold (`cnnctl predict --min-confidence P`).",
 }
 
 # Figures shown in the section on trust rather than with the others.
@@ -118,13 +118,17 @@ def render_report(run: Run) -> str:
         ("figures", "Figures", _figures_section(run)),
         ("model", "Model", _model_section(_read_json(run, contract.LAYERS))),
         ("data", "Data", _data_section(data)),
-        ("config", "Config", f"<pre>{_e(config_text)}</pre>" if config_text
-         else _missing(f"{contract.CONFIG} is missing.")),
+        (
+            "config",
+            "Config",
+            f"<pre>{_e(config_text)}</pre>" if config_text else _missing(f"{contract.CONFIG} is missing."),
+        ),
         ("environment", "Environment", _environment_section(environment)),
     ]
     nav = " ".join(f'<a href="#{anchor}">{_e(title)}</a>' for anchor, title, _ in sections)
-    body = "\n".join(f'<section id="{anchor}">\n<h2>{_e(title)}</h2>\n{content}\n</section>'
-                     for anchor, title, content in sections)
+    body = "\n".join(
+        f'<section id="{anchor}">\n<h2>{_e(title)}</h2>\n{content}\n</section>' for anchor, title, content in sections
+    )
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -166,17 +170,25 @@ def _headline(metrics: dict) -> str:
         return ""
     cards = contract.metric_rows(HEADLINE_METRICS) + contract.top_k_rows(metrics.get("top_k_accuracy", {}))
     split = metrics.get("split", "test")
-    return '<div class="headline">' + "".join(
-        f'<div class="card"><div class="value">{_number(metric.value(metrics))}</div><div class="label">'
-        f'{_e(metric.label)} ({_e(split)})</div></div>' for metric in cards) + "</div>"
+    return (
+        '<div class="headline">'
+        + "".join(
+            f'<div class="card"><div class="value">{_number(metric.value(metrics))}</div><div class="label">'
+            f"{_e(metric.label)} ({_e(split)})</div></div>"
+            for metric in cards
+        )
+        + "</div>"
+    )
 
 
 def _metrics_section(metrics: dict) -> str:
     if not metrics:
         return _missing(f"Not evaluated yet: no {contract.METRICS}. `cnnctl evaluate RUN` computes the metrics.")
     rows = [("split", _e(metrics.get("split", "")))]
-    rows += [(metric.label, _number(metric.value(metrics)))
-             for metric in contract.metric_rows(ks=metrics.get("top_k_accuracy", {}))]
+    rows += [
+        (metric.label, _number(metric.value(metrics)))
+        for metric in contract.metric_rows(ks=metrics.get("top_k_accuracy", {}))
+    ]
     if "num_examples" in metrics:
         rows.append(("examples", str(metrics["num_examples"])))
     if metrics.get("tta", "off") != "off":
@@ -227,8 +239,15 @@ def _class_report_section(class_report: dict, metrics: dict) -> str:
     for name in names[:MAX_CLASS_ROWS] + [n for n in names[MAX_CLASS_ROWS:] if n.endswith(" avg")]:
         values = per_class[name]
         support = values.get("support")
-        rows.append((_e(name), _number(values.get("precision")), _number(values.get("recall")),
-                     _number(values.get("f1-score")), "" if support is None else str(int(support))))
+        rows.append(
+            (
+                _e(name),
+                _number(values.get("precision")),
+                _number(values.get("recall")),
+                _number(values.get("f1-score")),
+                "" if support is None else str(int(support)),
+            )
+        )
     table = _table(["class", "precision", "recall", "F1", "support"], rows, numeric=[1, 2, 3, 4])
     hidden = len([n for n in names[MAX_CLASS_ROWS:] if not n.endswith(" avg")])
     if hidden:
@@ -243,16 +262,23 @@ def _trust_section(run: Run, metrics: dict) -> str:
     calibration = metrics.get("calibration")
     parts = []
     if calibration:
-        rows = [("expected calibration error (ECE, 15 bins)", calibration.get("ece")),
-                ("maximum calibration error (MCE)", calibration.get("mce")),
-                ("Brier score", calibration.get("brier")), ("negative log-likelihood", calibration.get("nll"))]
+        rows = [
+            ("expected calibration error (ECE, 15 bins)", calibration.get("ece")),
+            ("maximum calibration error (MCE)", calibration.get("mce")),
+            ("Brier score", calibration.get("brier")),
+            ("negative log-likelihood", calibration.get("nll")),
+        ]
         temperature = metrics.get("temperature")
         if temperature:
             rows.append(("temperature (fitted on val, inside model.keras)", temperature.get("value")))
-            rows += [(f"{key} before temperature scaling", temperature.get("before", {}).get(key))
-                     for key in ("ece", "nll")]
-        parts.append("<table>" + "".join(f"<tr><td>{_e(label)}</td><td>{_number(value)}</td></tr>"
-                                         for label, value in rows) + "</table>")
+            rows += [
+                (f"{key} before temperature scaling", temperature.get("before", {}).get(key)) for key in ("ece", "nll")
+            ]
+        parts.append(
+            "<table>"
+            + "".join(f"<tr><td>{_e(label)}</td><td>{_number(value)}</td></tr>" for label, value in rows)
+            + "</table>"
+        )
     elif metrics.get("calibration_note"):
         parts.append(_missing(f"No calibration: {metrics['calibration_note']}"))
     if (metrics.get("coverage") or {}).get("sentence"):
@@ -268,8 +294,10 @@ def _figure(run: Run, name: str) -> str:
         return _missing(f"{name}: cannot read ({exc.strerror}).")
     caption = FIGURE_CAPTIONS.get(name, "")
     klass = ' class="scroll"' if name in SCROLLED_FIGURES else ""
-    return (f'<figure id="{_e(name)}"{klass}><img src="data:image/png;base64,{encoded}" '
-            f'alt="{_e(name)}"><figcaption><code>{_e(name)}</code> {_e(caption)}</figcaption></figure>')
+    return (
+        f'<figure id="{_e(name)}"{klass}><img src="data:image/png;base64,{encoded}" '
+        f'alt="{_e(name)}"><figcaption><code>{_e(name)}</code> {_e(caption)}</figcaption></figure>'
+    )
 
 
 def _figures_section(run: Run) -> str:
@@ -298,9 +326,12 @@ def _history_section(run: Run, diagnosis: dict) -> str:
     best = diagnosis.get("best_epoch")
     head = "<tr>" + "".join(f'<th class="num">{_e(name)}</th>' for name in ["epoch", *columns]) + "</tr>"
     body = "".join(
-        ('<tr class="best">' if epoch == best else "<tr>") + f'<td class="num">{epoch}</td>'
-        + "".join(f'<td class="num">{_number(history[name][row])}</td>' for name in columns) + "</tr>"
-        for row, epoch in enumerate(epochs))
+        ('<tr class="best">' if epoch == best else "<tr>")
+        + f'<td class="num">{epoch}</td>'
+        + "".join(f'<td class="num">{_number(history[name][row])}</td>' for name in columns)
+        + "</tr>"
+        for row, epoch in enumerate(epochs)
+    )
     note = f"<p>Best epoch ({best}) highlighted.</p>" if best in epochs else ""
     return f'{note}<div class="scroll-table"><table>{head}{body}</table></div>'
 
@@ -310,26 +341,43 @@ def _model_section(layers: dict) -> str:
     rows = layers.get("layers")
     if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
         return _missing(f"No {contract.LAYERS}: `cnnctl plot RUN` writes it from {contract.MODEL}.")
-    table = _table(["layer", "type", "output shape", "parameters", "receptive field"],
-                   [(_e(row.get("name", "")), _e(row.get("kind", "")), _e(row.get("output_shape", "")),
-                     _count(row.get("params")), _e(row.get("receptive_field", ""))) for row in rows],
-                   numeric=[3])
-    totals = [f"{label} {_count(layers[key])}" for label, key in
-              (("total parameters", "total_params"), ("trainable", "trainable_params")) if key in layers]
+    table = _table(
+        ["layer", "type", "output shape", "parameters", "receptive field"],
+        [
+            (
+                _e(row.get("name", "")),
+                _e(row.get("kind", "")),
+                _e(row.get("output_shape", "")),
+                _count(row.get("params")),
+                _e(row.get("receptive_field", "")),
+            )
+            for row in rows
+        ],
+        numeric=[3],
+    )
+    totals = [
+        f"{label} {_count(layers[key])}"
+        for label, key in (("total parameters", "total_params"), ("trainable", "trainable_params"))
+        if key in layers
+    ]
     return table + (f"<p>{' · '.join(totals)}</p>" if totals else "")
 
 
 def _data_section(data: dict) -> str:
     if not data:
         return _missing(f"{contract.DATA} is missing.")
-    facts = [("source", data.get("source")), ("origin", data.get("origin")),
-             ("input shape", " × ".join(str(d) for d in data.get("input_shape", []))),
-             ("stored dtype", data.get("dtype")),
-             ("value range", " .. ".join(f"{v:g}" for v in data.get("value_range") or [])),
-             ("pixel scale (inputs divided by)", data.get("pixel_scale")),
-             ("classes", data.get("num_classes"))]
-    parts = [_table(["", ""], [(_e(label), _e(value)) for label, value in facts if value not in (None, "")],
-                    header=False)]
+    facts = [
+        ("source", data.get("source")),
+        ("origin", data.get("origin")),
+        ("input shape", " × ".join(str(d) for d in data.get("input_shape", []))),
+        ("stored dtype", data.get("dtype")),
+        ("value range", " .. ".join(f"{v:g}" for v in data.get("value_range") or [])),
+        ("pixel scale (inputs divided by)", data.get("pixel_scale")),
+        ("classes", data.get("num_classes")),
+    ]
+    parts = [
+        _table(["", ""], [(_e(label), _e(value)) for label, value in facts if value not in (None, "")], header=False)
+    ]
     counts, sizes = data.get("counts") or {}, data.get("sizes") or {}
     splits = list(counts)
     if splits:
@@ -349,18 +397,24 @@ def _data_section(data: dict) -> str:
 def _environment_section(environment: dict) -> str:
     if not environment:
         return _missing(f"{contract.ENVIRONMENT} is missing.")
-    facts = [("status", environment.get("status")), ("started", environment.get("started")),
-             ("ended", environment.get("ended")), ("devices", ", ".join(environment.get("devices") or [])),
-             ("precision", environment.get("precision")), ("seed", environment.get("seed")),
-             ("error", environment.get("error"))]
+    facts = [
+        ("status", environment.get("status")),
+        ("started", environment.get("started")),
+        ("ended", environment.get("ended")),
+        ("devices", ", ".join(environment.get("devices") or [])),
+        ("precision", environment.get("precision")),
+        ("seed", environment.get("seed")),
+        ("error", environment.get("error")),
+    ]
     facts += [(name, version) for name, version in (environment.get("versions") or {}).items()]
-    return _table(["", ""], [(_e(label), _e(value)) for label, value in facts if value not in (None, "")],
-                  header=False)
+    return _table(["", ""], [(_e(label), _e(value)) for label, value in facts if value not in (None, "")], header=False)
 
 
-def _table(headers: list[str], rows: list[tuple], numeric: list[int] = (), header: bool = True,
-           escape: bool = False) -> str:
+def _table(
+    headers: list[str], rows: list[tuple], numeric: list[int] = (), header: bool = True, escape: bool = False
+) -> str:
     """Rows are HTML already (escaped by the caller), unless `escape`."""
+
     def cell(tag: str, index: int, value: Any) -> str:
         klass = ' class="num"' if index in numeric else ""
         text = _e(value) if escape else str(value)
@@ -384,7 +438,9 @@ def _number(value: Any) -> str:
 
 
 def _count(value: Any) -> str:
-    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else _e("" if value is None else value)
+    return (
+        f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else _e("" if value is None else value)
+    )
 
 
 def _missing(text: str) -> str:

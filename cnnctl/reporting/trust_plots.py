@@ -45,8 +45,16 @@ def overlay(ax: Any, example: np.ndarray, heatmap: np.ndarray, kind: str = "auto
         low, high = float(np.nanmin(values)), float(np.nanmax(values))
         if not high > low:
             low, high = low - 1, high + 1
-        ax.imshow(heatmap.reshape(1, -1), cmap=HEAT_CMAP, vmin=0, vmax=1, aspect="auto", alpha=HEAT_ALPHA,
-                  extent=(-0.5, len(values) - 0.5, low, high), interpolation="nearest")
+        ax.imshow(
+            heatmap.reshape(1, -1),
+            cmap=HEAT_CMAP,
+            vmin=0,
+            vmax=1,
+            aspect="auto",
+            alpha=HEAT_ALPHA,
+            extent=(-0.5, len(values) - 0.5, low, high),
+            interpolation="nearest",
+        )
         ax.plot(values, lw=0.9, color="black")
         ax.set_xlim(-0.5, len(values) - 0.5)
         ax.set_ylim(low, high)
@@ -59,12 +67,19 @@ def overlay(ax: Any, example: np.ndarray, heatmap: np.ndarray, kind: str = "auto
         ax.imshow(normalize_values(image[..., :3]), interpolation="nearest")
     else:
         ax.imshow(normalize_values(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.imshow(heatmap.reshape(image.shape[:2]), cmap=HEAT_CMAP, vmin=0, vmax=1, alpha=HEAT_ALPHA,
-              interpolation="bilinear")
+    ax.imshow(
+        heatmap.reshape(image.shape[:2]), cmap=HEAT_CMAP, vmin=0, vmax=1, alpha=HEAT_ALPHA, interpolation="bilinear"
+    )
 
 
-def gradcam_grid(examples: Sequence[np.ndarray], heatmaps: Sequence[np.ndarray], titles: Sequence[str],
-                 colors: Optional[Sequence[str]] = None, ncols: int = 8, title: Optional[str] = None) -> Figure:
+def gradcam_grid(
+    examples: Sequence[np.ndarray],
+    heatmaps: Sequence[np.ndarray],
+    titles: Sequence[str],
+    colors: Optional[Sequence[str]] = None,
+    ncols: int = 8,
+    title: Optional[str] = None,
+) -> Figure:
     """A grid of examples, each with its heat map over it and a title (class, probability).
 
     Args:
@@ -130,8 +145,17 @@ def reliability_figure(calibration: dict[str, Any], split: str = "test") -> Figu
     accuracy = np.array([entry["accuracy"] for entry in bins])
     confidence = np.array([entry["confidence"] for entry in bins])
     ax.bar(centres, accuracy, width=widths, edgecolor="#1f77b4", color="#1f77b4", alpha=0.75, label="accuracy")
-    ax.bar(centres, confidence - accuracy, bottom=accuracy, width=widths, color="#d62728", alpha=0.25,
-           edgecolor="#d62728", hatch="//", label="gap to confidence")
+    ax.bar(
+        centres,
+        confidence - accuracy,
+        bottom=accuracy,
+        width=widths,
+        color="#d62728",
+        alpha=0.25,
+        edgecolor="#d62728",
+        hatch="//",
+        label="gap to confidence",
+    )
     ax.plot([0, 1], [0, 1], color="black", ls="--", lw=1, label="perfect calibration")
     for centre, height, entry in zip(centres, np.maximum(accuracy, confidence), bins):
         ax.text(centre, min(height + 0.02, 1.02), str(entry["count"]), ha="center", va="bottom", fontsize=7)
@@ -140,8 +164,11 @@ def reliability_figure(calibration: dict[str, Any], split: str = "test") -> Figu
     ax.set_xlabel("confidence (top-1 probability)")
     ax.set_ylabel("accuracy")
     ece, mce = calibration.get("ece"), calibration.get("mce")
-    ax.set_title(f"Reliability on the {split} split: ECE {ece:.3f}, MCE {mce:.3f}" if ece is not None
-                 else f"Reliability on the {split} split")
+    ax.set_title(
+        f"Reliability on the {split} split: ECE {ece:.3f}, MCE {mce:.3f}"
+        if ece is not None
+        else f"Reliability on the {split} split"
+    )
     ax.legend(loc="upper left", fontsize=8)
     return fig
 
@@ -165,4 +192,3 @@ def coverage_figure(curve: dict[str, Sequence[float]], sentence: str = "", split
     if sentence:
         fig.supxlabel(sentence, fontsize=9)
     return fig
-

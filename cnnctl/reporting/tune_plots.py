@@ -20,8 +20,9 @@ STATE_STYLE = {  # marker colour and label of each trial state (tab10 blue, grey
 }
 
 
-def history_figure(numbers: Sequence[int], values: Sequence[Optional[float]], states: Sequence[str],
-                   objective: str = "val accuracy") -> Figure:
+def history_figure(
+    numbers: Sequence[int], values: Sequence[Optional[float]], states: Sequence[str], objective: str = "val accuracy"
+) -> Figure:
     """Each trial's score against its number, completed and pruned trials apart, and the best so far as a step
     line over the completed ones (pruned trials never count as best)."""
     fig = _figure(8, 4.5)
@@ -60,8 +61,13 @@ def importance_figure(importances: Mapping[str, float]) -> Figure:
     return fig
 
 
-def slice_figure(params: Mapping[str, Sequence[Any]], values: Sequence[float], states: Sequence[str],
-                 log_params: Sequence[str] = (), objective: str = "val accuracy") -> Figure:
+def slice_figure(
+    params: Mapping[str, Sequence[Any]],
+    values: Sequence[float],
+    states: Sequence[str],
+    log_params: Sequence[str] = (),
+    objective: str = "val accuracy",
+) -> Figure:
     """One panel per tuned path: each trial's score against the value it tried (a log axis for log_uniform
     paths, categories side by side for choices)."""
     names = list(params)
@@ -86,7 +92,7 @@ def slice_figure(params: Mapping[str, Sequence[Any]], values: Sequence[float], s
         ax.set_xlabel(name)
         ax.set_ylabel(objective)
         ax.grid(alpha=0.3)
-    for ax in axes[len(names):]:
+    for ax in axes[len(names) :]:
         ax.set_axis_off()
     fig.suptitle("Score by parameter value")
     return fig

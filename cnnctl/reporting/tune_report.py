@@ -29,14 +29,19 @@ def draw_tune_figures(tune_run: Run, summary: dict[str, Any], log_params: Sequen
     numbers = [trial["number"] for trial in scored]
     values = [trial.get("value") for trial in scored]
     states = [trial["state"] for trial in scored]
-    written = [save_figure(tune_plots.history_figure(numbers, values, states),
-                           tune_run.file(contract.TUNE_HISTORY_PNG))]
+    written = [
+        save_figure(tune_plots.history_figure(numbers, values, states), tune_run.file(contract.TUNE_HISTORY_PNG))
+    ]
     params = {path: [trial["params"].get(path) for trial in scored] for path in summary["search_space"]}
-    written.append(save_figure(tune_plots.slice_figure(params, values, states, log_params),
-                               tune_run.file(contract.TUNE_SLICE_PNG)))
+    written.append(
+        save_figure(tune_plots.slice_figure(params, values, states, log_params), tune_run.file(contract.TUNE_SLICE_PNG))
+    )
     if summary.get("importances"):
-        written.append(save_figure(tune_plots.importance_figure(summary["importances"]),
-                                   tune_run.file(contract.TUNE_IMPORTANCE_PNG)))
+        written.append(
+            save_figure(
+                tune_plots.importance_figure(summary["importances"]), tune_run.file(contract.TUNE_IMPORTANCE_PNG)
+            )
+        )
     return written
 
 
@@ -47,25 +52,38 @@ def write_tune_report(tune_run: Run, summary: dict[str, Any]) -> Path:
 def render_tune_report(tune_run: Run, summary: dict[str, Any]) -> str:
     e = report._e
     best = summary.get("best")
-    headline = ("<p>No trial completed: no best config.</p>" if best is None else
-                f'<div class="headline"><div class="card"><div class="value">{best["value"]:.4f}</div>'
-                f'<div class="label">best val accuracy (trial {best["number"]})</div></div></div>'
-                f"<p>Best values: <code>{e(best['params'])}</code>; config: <code>{e(contract.TUNE_BEST)}</code> "
-                f"(<code>cnnctl train {e(tune_run.file(contract.TUNE_BEST))}</code> scores it on test).</p>")
+    headline = (
+        "<p>No trial completed: no best config.</p>"
+        if best is None
+        else f'<div class="headline"><div class="card"><div class="value">{best["value"]:.4f}</div>'
+        f'<div class="label">best val accuracy (trial {best["number"]})</div></div></div>'
+        f"<p>Best values: <code>{e(best['params'])}</code>; config: <code>{e(contract.TUNE_BEST)}</code> "
+        f"(<code>cnnctl train {e(tune_run.file(contract.TUNE_BEST))}</code> scores it on test).</p>"
+    )
     rows = []
     for trial in summary["trials"]:
         color = contract.status_color("completed" if trial["state"] == "complete" else trial["state"])
         state = f'<span class="status" style="background:{color}">{e(trial["state"])}</span>'
         params = ", ".join(f"{e(path)} = {report._number(value)}" for path, value in trial["params"].items())
-        rows.append((trial["number"], state, report._number(trial.get("value")), params,
-                     e(trial.get("epochs") or ""), e(trial.get("run") or "")))
+        rows.append(
+            (
+                trial["number"],
+                state,
+                report._number(trial.get("value")),
+                params,
+                e(trial.get("epochs") or ""),
+                e(trial.get("run") or ""),
+            )
+        )
     table = report._table(["trial", "state", "val accuracy", "values", "epochs", "run folder"], rows, numeric=[0, 2, 4])
     figures = []
     for name, caption in FIGURE_CAPTIONS.items():
         if tune_run.has(name):
             encoded = base64.b64encode(tune_run.file(name).read_bytes()).decode("ascii")
-            figures.append(f'<figure><img src="data:image/png;base64,{encoded}" alt="{e(name)}"><figcaption>'
-                           f"<code>{e(name)}</code> {e(caption)}</figcaption></figure>")
+            figures.append(
+                f'<figure><img src="data:image/png;base64,{encoded}" alt="{e(name)}"><figcaption>'
+                f"<code>{e(name)}</code> {e(caption)}</figcaption></figure>"
+            )
     space = yaml.safe_dump(summary["search_space"], sort_keys=False, default_flow_style=None)
     notes = "".join(report._missing(note) for note in summary.get("notes", []))
     return f"""<!DOCTYPE html>

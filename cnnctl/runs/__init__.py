@@ -1,8 +1,8 @@
 """The run folder, the contract between the stages: every file name, the status, the lock, atomic writes.
 
-    contract.py  every file name of a run folder, and the rules its readers share (metric rows, top-k, epochs,
-                 verdict and status colours)
-    folder.py    creating a run (unique, never overwritten), finding it again (`last`, an id, a path), atomic writes
-    status.py    environment.json's status and the training lock
-    output.py    files the user names with --out: checked first, never written over what exists without --overwrite
+contract.py  every file name of a run folder, and the rules its readers share (metric rows, top-k, epochs,
+             verdict and status colours)
+folder.py    creating a run (unique, never overwritten), finding it again (`last`, an id, a path), atomic writes
+status.py    environment.json's status and the training lock
+output.py    files the user names with --out: checked first, never written over what exists without --overwrite
 """

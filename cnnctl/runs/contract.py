@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Collection, Iterable, Mapping, Optional, Sequence
 
-# Fixed file names: the run folder is a contract (README's table), so they live in one place.
+# Fixed file names: the run folder is a contract (docs/run-folder.md), so they live in one place.
 CONFIG = "config.yaml"
 ENVIRONMENT = "environment.json"
 DATA = "data.json"
@@ -39,27 +39,27 @@ PR_CURVE = "pr_curve.png"
 MISCLASSIFIED = "misclassified.png"
 FILTERS = "filters.png"
 FEATURE_MAPS = "feature_maps.png"
-GRADCAM = "gradcam.png"          # a few test examples per class with their Grad-CAM heat maps, from gradcam.npz
+GRADCAM = "gradcam.png"  # a few test examples per class with their Grad-CAM heat maps, from gradcam.npz
 RELIABILITY = "reliability.png"  # accuracy against confidence per bin, from metrics.json's calibration
-COVERAGE = "coverage.png"        # accuracy against the share answered (the reject option), from metrics.json
+COVERAGE = "coverage.png"  # accuracy against the share answered (the reject option), from metrics.json
 
 GRADCAM_NPZ = "gradcam.npz"  # those examples and their heat maps, written with every evaluation
-EXPLAIN = "explain"          # `cnnctl explain`'s default folder: one overlay PNG per input and explain.npz
+EXPLAIN = "explain"  # `cnnctl explain`'s default folder: one overlay PNG per input and explain.npz
 EXPLAIN_NPZ = "explain.npz"  # heatmaps, y_pred, y_prob, class_index, y_true, inputs, class_names, layer
 
 # A cross-validation folder holds this beside its fold-1/ ... fold-K/ run folders.
 CV_SUMMARY = "cv_summary.json"
 
 # A tuning folder (cnnctl tune) holds these beside config.yaml and its trial-<n>/ run folders.
-TUNE_STUDY = "study.db"            # Optuna's SQLite storage: every trial, its params, values and state
-TUNE_LOCK = "study.lock"           # held while a worker counts the trials and starts the next one
+TUNE_STUDY = "study.db"  # Optuna's SQLite storage: every trial, its params, values and state
+TUNE_LOCK = "study.lock"  # held while a worker counts the trials and starts the next one
 TUNE_SUMMARY = "tune_summary.json"
-TUNE_BEST = "best.yaml"            # the config with the best trial's values, ready for `cnnctl train`
+TUNE_BEST = "best.yaml"  # the config with the best trial's values, ready for `cnnctl train`
 TUNE_REPORT = "tune_report.html"
 TUNE_HISTORY_PNG = "tune_history.png"
 TUNE_IMPORTANCE_PNG = "tune_importance.png"
 TUNE_SLICE_PNG = "tune_slice.png"
-TUNE_TRIAL_PREFIX = "trial-"       # trial-<n>/: the run folder of Optuna's trial number n
+TUNE_TRIAL_PREFIX = "trial-"  # trial-<n>/: the run folder of Optuna's trial number n
 TUNE_WORKER_LOG = "worker-{index}.log"  # stderr of each extra worker process
 
 RUNS_DIR_ENV = "CNNCTL_RUNS_DIR"
@@ -69,10 +69,10 @@ RUNS_DIR_ENV = "CNNCTL_RUNS_DIR"
 class Metric:
     """One number of metrics.json that readers show: a row of a table, a card, a column of a summary."""
 
-    key: str                      # its metrics.json key; a top-k accuracy's is `top_<k>_accuracy`
-    label: str                    # its name on report.html
+    key: str  # its metrics.json key; a top-k accuracy's is `top_<k>_accuracy`
+    label: str  # its name on report.html
     higher_is_better: bool = True
-    k: Optional[str] = None       # a top-k accuracy's k: its value sits in metrics.json's top_k_accuracy[k]
+    k: Optional[str] = None  # a top-k accuracy's k: its value sits in metrics.json's top_k_accuracy[k]
 
     def value(self, metrics: Mapping[str, Any]) -> Optional[float]:
         """This metric in a metrics.json dict; None where the run does not have it."""
@@ -121,8 +121,11 @@ def epoch_numbers(epoch_column: Optional[Sequence[float]], rows: int) -> list[in
     it); otherwise the rows are numbered 1, 2, ... Every epoch a reader shows (plot axes, best and turn epochs,
     the report's table) follows this rule.
     """
-    if epoch_column is not None and all(math.isfinite(epoch) for epoch in epoch_column) \
-            and all(later > earlier for earlier, later in zip(epoch_column, epoch_column[1:])):
+    if (
+        epoch_column is not None
+        and all(math.isfinite(epoch) for epoch in epoch_column)
+        and all(later > earlier for earlier, later in zip(epoch_column, epoch_column[1:]))
+    ):
         shift = 1 if len(epoch_column) and epoch_column[0] == 0 else 0
         return [int(epoch) + shift for epoch in epoch_column]
     return list(range(1, rows + 1))

@@ -66,8 +66,10 @@ class Run:
         except OSError as exc:  # a folder, or a file that cannot be read, under a run file's name
             raise RunError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
         if not isinstance(data, dict):  # every JSON file cnnctl writes into a run holds one object
-            raise RunError(f"{path}: expected a JSON object ({{...}}), found {_json_kind(data)}; the file was "
-                           "edited or is not cnnctl's")
+            raise RunError(
+                f"{path}: expected a JSON object ({{...}}), found {_json_kind(data)}; the file was "
+                "edited or is not cnnctl's"
+            )
         return data
 
     def write_json(self, name: str, data: Any) -> Path:
@@ -82,8 +84,9 @@ class Run:
     def require(self, *names: str) -> None:
         missing = [name for name in names if not self.has(name)]
         if missing:
-            raise RunError(f"{self.path}: missing {', '.join(missing)}; is this a finished cnnctl run? "
-                           "(`cnnctl runs` lists them)")
+            raise RunError(
+                f"{self.path}: missing {', '.join(missing)}; is this a finished cnnctl run? (`cnnctl runs` lists them)"
+            )
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ class FolderSnapshot:
 
     run: Run
     saved: dict[str, Optional[bytes]]  # name inside the run folder → its bytes, None where it did not exist
-    present: frozenset[str]            # every file and folder there was, by name inside the run folder
+    present: frozenset[str]  # every file and folder there was, by name inside the run folder
 
     @classmethod
     def take(cls, run: Run, names: Iterable[str]) -> FolderSnapshot:
@@ -106,8 +109,11 @@ class FolderSnapshot:
         return cls(run, saved, frozenset(_inside(run, path) for path in run.path.rglob("*")))
 
     def restore(self, in_place: tuple[str, ...] = ()) -> None:
-        made = [path for path in self.run.path.rglob("*") if _inside(self.run, path) not in self.present
-                and _inside(self.run, path) not in self.saved]
+        made = [
+            path
+            for path in self.run.path.rglob("*")
+            if _inside(self.run, path) not in self.present and _inside(self.run, path) not in self.saved
+        ]
         for path in sorted(made, key=lambda path: len(path.parts), reverse=True):  # files before their folders
             if path.is_dir() and not path.is_symlink():
                 path.rmdir()
@@ -235,8 +241,9 @@ def atomic_path(path: Union[str, Path], *, replace: bool = True) -> Iterator[Pat
     suffix = "".join(path.suffixes)
     stem = path.name[: len(path.name) - len(suffix)]
     try:
-        handle, temp = tempfile.mkstemp(prefix=f".{stem}{_TEMPORARY}{_HOST}-{os.getpid()}-", suffix=suffix,
-                                        dir=path.parent)
+        handle, temp = tempfile.mkstemp(
+            prefix=f".{stem}{_TEMPORARY}{_HOST}-{os.getpid()}-", suffix=suffix, dir=path.parent
+        )
     except OSError as exc:  # a full disk or a read-only folder refuses the temporary file itself
         exc.filename = str(path)
         raise

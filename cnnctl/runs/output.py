@@ -30,8 +30,9 @@ from cnnctl.runs.folder import atomic_path, is_run
 LONGEST_NAME = 200
 
 
-def check_output_path(out: Union[str, Path], *, overwrite: bool = False, option: str = "--out",
-                      example: str = "out.png") -> Path:
+def check_output_path(
+    out: Union[str, Path], *, overwrite: bool = False, option: str = "--out", example: str = "out.png"
+) -> Path:
     """Refuse an `--out` that cnnctl must not write, before any work; returns it as a Path.
 
     Args:
@@ -49,45 +50,55 @@ def check_output_path(out: Union[str, Path], *, overwrite: bool = False, option:
         raise ConfigError(f"{option}: give a file name, e.g. {option} {example}")
     long_name = next((part for part in path.parts if len(os.fsencode(part)) > LONGEST_NAME), None)
     if long_name is not None:
-        raise ConfigError(f"{shown}: a name of {len(os.fsencode(long_name))} bytes; give names of at most "
-                          f"{LONGEST_NAME}, e.g. {option} {example}")
+        raise ConfigError(
+            f"{shown}: a name of {len(os.fsencode(long_name))} bytes; give names of at most "
+            f"{LONGEST_NAME}, e.g. {option} {example}"
+        )
     kind = _existing_kind(path)
     if kind == "folder":
         raise ConfigError(f"{shown}: is a folder; give a file name, e.g. {option} {shown_path(path / example)}")
     if kind is not None and kind != "file":
-        raise ConfigError(f"{shown}: is {kind}; cnnctl writes only regular files and never replaces anything "
-                          f"else: give a new file name, e.g. {option} {example}")
+        raise ConfigError(
+            f"{shown}: is {kind}; cnnctl writes only regular files and never replaces anything "
+            f"else: give a new file name, e.g. {option} {example}"
+        )
     parent = path.parent
     while not os.path.lexists(parent) and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise ConfigError(f"{shown}: {shown_path(parent)} is a file, not a folder; give a path in a folder, e.g. "
-                          f"{option} {example}")
+        raise ConfigError(
+            f"{shown}: {shown_path(parent)} is a file, not a folder; give a path in a folder, e.g. {option} {example}"
+        )
     if kind == "file":
         owner = _owning_folder(path)
         if owner is not None:
-            raise ConfigError(f"{shown}: is a file of {owner}; cnnctl never replaces a run's own files (its "
-                              f"commands rewrite them): give a path outside it, e.g. {option} {example}")
+            raise ConfigError(
+                f"{shown}: is a file of {owner}; cnnctl never replaces a run's own files (its "
+                f"commands rewrite them): give a path outside it, e.g. {option} {example}"
+            )
         if not overwrite:
             raise ConfigError(f"{shown}: already exists; add --overwrite to replace it, or give a new name")
     return path
 
 
-def write_output_bytes(path: Union[str, Path], data: bytes, *, overwrite: bool = False,
-                       option: str = "--out") -> Path:
+def write_output_bytes(path: Union[str, Path], data: bytes, *, overwrite: bool = False, option: str = "--out") -> Path:
     """Write `data` to a path that `check_output_path` accepted: atomically, and without `overwrite` never onto a
     name that exists by now (another process may have made it while this command worked)."""
     path = Path(path)
     kind = _existing_kind(path)
     if kind not in (None, "file") or (kind == "file" and (not overwrite or _owning_folder(path) is not None)):
-        raise RunError(f"{option} {shown_path(path)}: appeared while the command ran ({kind}); nothing was "
-                       "written: give a new file name")
+        raise RunError(
+            f"{option} {shown_path(path)}: appeared while the command ran ({kind}); nothing was "
+            "written: give a new file name"
+        )
     try:
         with atomic_path(path, replace=kind == "file") as temp:
             temp.write_bytes(data)
     except FileExistsError:
-        raise RunError(f"{option} {shown_path(path)}: appeared while the command ran; it was left as it is and "
-                       "nothing was written: give a new file name") from None
+        raise RunError(
+            f"{option} {shown_path(path)}: appeared while the command ran; it was left as it is and "
+            "nothing was written: give a new file name"
+        ) from None
     return path
 
 

@@ -50,8 +50,10 @@ def held_lock(run: Run) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise RunError(f"{run.path}: another cnnctl process is training this run right now; wait for it "
-                           "to finish or stop it (Ctrl-C) first") from None
+            raise RunError(
+                f"{run.path}: another cnnctl process is training this run right now; wait for it "
+                "to finish or stop it (Ctrl-C) first"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")

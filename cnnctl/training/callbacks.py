@@ -34,11 +34,12 @@ from cnnctl.training.signals import signals_deferred
 
 def monitored(name: str, has_validation: bool) -> str:
     """Without a validation split, `val_*` metrics do not exist: watch the training metric instead."""
-    return name if has_validation or not name.startswith("val_") else name[len("val_"):]
+    return name if has_validation or not name.startswith("val_") else name[len("val_") :]
 
 
-def make_callbacks(run: Run, config: Config, has_validation: bool, verbose: int = 0,
-                   phase: Optional[int] = None) -> list:
+def make_callbacks(
+    run: Run, config: Config, has_validation: bool, verbose: int = 0, phase: Optional[int] = None
+) -> list:
     """The callbacks of one fit; with `verbose`, early stopping and learning-rate changes say when they act.
     `phase` (1 or 2, for a run with train.fine_tune) is written in history.csv's `phase` column; each phase has
     callbacks of its own, so early stopping and plateaus count afresh. The fit adds a TrainingBackup of these
@@ -51,25 +52,43 @@ def make_callbacks(run: Run, config: Config, has_validation: bool, verbose: int 
         LearningRateLog(announce=bool(verbose)),  # and a learning_rate column
         *([PhaseLog(phase)] if phase else []),  # and a phase column
         HistoryLogger(str(run.file(contract.HISTORY)), append=True),
-        BestModelCheckpoint(run.file(contract.MODEL),
-                            monitor=monitored(stopping.monitor if stopping else "val_loss", has_validation)),
+        BestModelCheckpoint(
+            run.file(contract.MODEL), monitor=monitored(stopping.monitor if stopping else "val_loss", has_validation)
+        ),
     ]
     if train_cfg.tensorboard:
         # After EpochTimer, so epoch_time_s is a scalar too; before ReduceLROnPlateau, so the learning rate logged
         # for an epoch (Keras adds `learning_rate` to its epoch scalars) is the one the epoch trained with.
-        callbacks.append(EpochBoard(
-            log_dir=str(run.file(contract.TENSORBOARD)), histogram_freq=train_cfg.tensorboard.histogram_freq,
-            write_graph=True, update_freq="epoch"))
+        callbacks.append(
+            EpochBoard(
+                log_dir=str(run.file(contract.TENSORBOARD)),
+                histogram_freq=train_cfg.tensorboard.histogram_freq,
+                write_graph=True,
+                update_freq="epoch",
+            )
+        )
     if stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=monitored(stopping.monitor, has_validation), patience=stopping.patience,
-            min_delta=stopping.min_delta, restore_best_weights=stopping.restore_best_weights, verbose=int(bool(verbose))))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitored(stopping.monitor, has_validation),
+                patience=stopping.patience,
+                min_delta=stopping.min_delta,
+                restore_best_weights=stopping.restore_best_weights,
+                verbose=int(bool(verbose)),
+            )
+        )
     plateau = train_cfg.reduce_lr_on_plateau
     if plateau:
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=monitored(plateau.monitor, has_validation), factor=plateau.factor,
-            # LearningRateLog says when the rate changed, with the number as the config would write it
-            patience=plateau.patience, min_lr=plateau.min_lr, verbose=0))
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitored(plateau.monitor, has_validation),
+                factor=plateau.factor,
+                # LearningRateLog says when the rate changed, with the number as the config would write it
+                patience=plateau.patience,
+                min_lr=plateau.min_lr,
+                verbose=0,
+            )
+        )
     if verbose == 1:
         callbacks.append(Progress())
     return callbacks
@@ -197,8 +216,11 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         current = (logs or {}).get(self.monitor)
         if current is None:  # as Keras' ModelCheckpoint does: say so, and keep the latest model
-            warnings.warn(f"Can save best model only with {self.monitor} available. Available values are: "
-                          f"{', '.join(logs or {})}", stacklevel=2)
+            warnings.warn(
+                f"Can save best model only with {self.monitor} available. Available values are: "
+                f"{', '.join(logs or {})}",
+                stacklevel=2,
+            )
             save_model(self.model, self.filepath)
             return
         current = float(current)
@@ -207,8 +229,11 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         if self.higher_is_better is None:  # decided once the model's metrics exist, as Keras does
             self.higher_is_better = higher_is_better(self.model, self.monitor)
         # A restored infinite best (the start value of older Keras' ModelCheckpoint) counts as no best yet.
-        if (self.best is None or not math.isfinite(self.best)
-                or (current > self.best if self.higher_is_better else current < self.best)):
+        if (
+            self.best is None
+            or not math.isfinite(self.best)
+            or (current > self.best if self.higher_is_better else current < self.best)
+        ):
             self.best = current
             save_model(self.model, self.filepath)
 
@@ -274,8 +299,10 @@ class TrainingBackup(keras.callbacks.Callback):
         self.run = run
         self.fine_tune_from = fine_tune_from  # the epoch the fine-tuning phase began after; None in phase 1
         self.checkpoints = folder(run)
-        self.tracked = {name: next((callback for callback in callbacks if isinstance(callback, cls)), None)
-                        for name, cls in STATEFUL_CALLBACKS.items()}
+        self.tracked = {
+            name: next((callback for callback in callbacks if isinstance(callback, cls)), None)
+            for name, cls in STATEFUL_CALLBACKS.items()
+        }
         self.restored: Optional[dict[str, Any]] = None
         self.best_weights: Optional[list] = None
 
@@ -291,9 +318,11 @@ class TrainingBackup(keras.callbacks.Callback):
         try:
             model.load_weights(str(weights))
         except (ValueError, OSError, KeyError) as exc:
-            raise RunError(f"{weights}: does not fit the model built from {self.run.file(contract.CONFIG)} "
-                           f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); the "
-                           "checkpoint cannot be resumed") from None
+            raise RunError(
+                f"{weights}: does not fit the model built from {self.run.file(contract.CONFIG)} "
+                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); the "
+                "checkpoint cannot be resumed"
+            ) from None
         self.best_weights = self.read_best_weights(state.get("best_weights"), model)
         return state["epoch"]
 
@@ -306,13 +335,17 @@ class TrainingBackup(keras.callbacks.Callback):
             with np.load(path, allow_pickle=False) as archive:
                 arrays = [archive[f"w{i}"] for i in range(len(archive.files))]
         except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            raise RunError(f"{path}: not the early-stopping weights cnnctl saves ({first_line(exc)}); the "
-                           "checkpoint cannot be resumed") from None
+            raise RunError(
+                f"{path}: not the early-stopping weights cnnctl saves ({first_line(exc)}); the "
+                "checkpoint cannot be resumed"
+            ) from None
         shapes = [tuple(weight.shape) for weight in model.weights]
         if [array.shape for array in arrays] != shapes:
-            raise RunError(f"{path}: its {len(arrays)} arrays do not fit the model built from "
-                           f"{self.run.file(contract.CONFIG)} ({len(shapes)} weights); the checkpoint cannot "
-                           "be resumed")
+            raise RunError(
+                f"{path}: its {len(arrays)} arrays do not fit the model built from "
+                f"{self.run.file(contract.CONFIG)} ({len(shapes)} weights); the checkpoint cannot "
+                "be resumed"
+            )
         return arrays
 
     def on_train_begin(self, logs=None):
@@ -344,10 +377,17 @@ class TrainingBackup(keras.callbacks.Callback):
         weights = f"epoch-{epochs:04d}{'' if self.fine_tune_from is None else '-fine-tune'}.weights.h5"
         with atomic_path(self.checkpoints / weights) as temp:
             self.model.save_weights(str(temp))
-        state = {"epoch": epochs, "batch": 0, "weights": weights, "finished": False,
-                 "callbacks": {name: {key: plain_value(getattr(callback, key, None))
-                                      for key in CALLBACK_STATE[name]}
-                               for name, callback in self.tracked.items() if callback is not None}}
+        state = {
+            "epoch": epochs,
+            "batch": 0,
+            "weights": weights,
+            "finished": False,
+            "callbacks": {
+                name: {key: plain_value(getattr(callback, key, None)) for key in CALLBACK_STATE[name]}
+                for name, callback in self.tracked.items()
+                if callback is not None
+            },
+        }
         stopping = self.tracked["EarlyStopping"]
         if stopping is not None and stopping.best_weights is not None:
             best = f"best-epoch-{stopping.best_epoch + 1:04d}.npz"

@@ -60,32 +60,49 @@ def read_state(run: Run) -> Optional[dict[str, Any]]:
             _check_file_name(path, key, state[key])
     callbacks = state.get("callbacks", {})
     if not isinstance(callbacks, dict) or not all(isinstance(values, dict) for values in callbacks.values()):
-        raise RunError(f"{path}: `callbacks` must map each callback's name to an object of its state values; "
-                       f"found {json.dumps(callbacks)[:80]}; the checkpoint cannot be resumed")
+        raise RunError(
+            f"{path}: `callbacks` must map each callback's name to an object of its state values; "
+            f"found {json.dumps(callbacks)[:80]}; the checkpoint cannot be resumed"
+        )
     for name, values in callbacks.items():
         for key in CALLBACK_STATE.get(name, ()):
             value = values.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise RunError(f"{path}: callbacks.{name}.{key} must be a number, not {json.dumps(value)[:40]}; "
-                               "the checkpoint cannot be resumed")
+                raise RunError(
+                    f"{path}: callbacks.{name}.{key} must be a number, not {json.dumps(value)[:40]}; "
+                    "the checkpoint cannot be resumed"
+                )
     phase_start = state.get("fine_tune_from")
-    if phase_start is not None and (not isinstance(phase_start, int) or isinstance(phase_start, bool)
-                                    or not 0 <= phase_start <= epoch):
-        raise RunError(f"{path}: `fine_tune_from` must be the epoch fine-tuning began after (0..{epoch}), not "
-                       f"{json.dumps(phase_start)[:40]}; the checkpoint cannot be resumed")
+    if phase_start is not None and (
+        not isinstance(phase_start, int) or isinstance(phase_start, bool) or not 0 <= phase_start <= epoch
+    ):
+        raise RunError(
+            f"{path}: `fine_tune_from` must be the epoch fine-tuning began after (0..{epoch}), not "
+            f"{json.dumps(phase_start)[:40]}; the checkpoint cannot be resumed"
+        )
     if not isinstance(state.get("finished", False), bool):
-        raise RunError(f"{path}: `finished` must be true or false, not {json.dumps(state['finished'])[:40]}; "
-                       "the checkpoint cannot be resumed")
+        raise RunError(
+            f"{path}: `finished` must be true or false, not {json.dumps(state['finished'])[:40]}; "
+            "the checkpoint cannot be resumed"
+        )
     return state
 
 
 def _check_file_name(path: Path, key: str, name: Any) -> None:
     # The state names files beside it; anything else (an absolute path, `..`, a sub-folder) would make a resume
     # read, and later delete, files outside the run folder.
-    if not isinstance(name, str) or not name or name in (".", "..") or PurePosixPath(name).name != name \
-            or PureWindowsPath(name).name != name or "\0" in name:
-        raise RunError(f"{path}: `{key}` must be the name of a file in {path.parent.name}/, not "
-                       f"{json.dumps(name)[:80]}; the checkpoint cannot be resumed")
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or PurePosixPath(name).name != name
+        or PureWindowsPath(name).name != name
+        or "\0" in name
+    ):
+        raise RunError(
+            f"{path}: `{key}` must be the name of a file in {path.parent.name}/, not "
+            f"{json.dumps(name)[:80]}; the checkpoint cannot be resumed"
+        )
 
 
 def fine_tune_start(state: Optional[dict[str, Any]]) -> Optional[int]:

@@ -32,9 +32,16 @@ def fold_config(config: Config, index: int, folds: int) -> Config:
     return fold
 
 
-def cross_validate(config: Config, runs_dir: Any, folds: int, *, origin: str = "", verbose: int = 0,
-                   announce: Optional[Announce] = None,
-                   on_fold: Optional[Callable[[int, dict[str, Any]], None]] = None) -> tuple[Path, dict[str, Any]]:
+def cross_validate(
+    config: Config,
+    runs_dir: Any,
+    folds: int,
+    *,
+    origin: str = "",
+    verbose: int = 0,
+    announce: Optional[Announce] = None,
+    on_fold: Optional[Callable[[int, dict[str, Any]], None]] = None,
+) -> tuple[Path, dict[str, Any]]:
     """Train every fold into its own run folder; returns the cv folder and the summary written there.
     `announce` is told when each fold's run starts, `on_fold(index, metrics)` when it ends."""
     import keras
@@ -47,8 +54,14 @@ def cross_validate(config: Config, runs_dir: Any, folds: int, *, origin: str = "
     prepared = prepare(fold_config(config, 1, folds), origin)
     cv_run = create_run(runs_dir, f"{config.name or 'run'}-cv")
     write_text_atomic(cv_run.file(contract.CONFIG), config.to_yaml())
-    summary: dict[str, Any] = {"config": origin, "name": config.name, "folds": folds, "seed": config.seed,
-                               "status": "running", "per_fold": []}
+    summary: dict[str, Any] = {
+        "config": origin,
+        "name": config.name,
+        "folds": folds,
+        "seed": config.seed,
+        "status": "running",
+        "per_fold": [],
+    }
     cv_run.write_json(contract.CV_SUMMARY, summary)
     try:
         for index in range(1, folds + 1):
@@ -57,8 +70,9 @@ def cross_validate(config: Config, runs_dir: Any, folds: int, *, origin: str = "
                 prepared = prepare(fold_config(config, index, folds), origin)
             fold_run = Run(cv_run.path / f"fold-{index}")
             fold_run.path.mkdir()
-            result = train_run(prepared.config, origin=origin, verbose=verbose, announce=announce,
-                               prepared=prepared, into=fold_run)
+            result = train_run(
+                prepared.config, origin=origin, verbose=verbose, announce=announce, prepared=prepared, into=fold_run
+            )
             summary["per_fold"].append(fold_result(index, result.run, result.metrics))
             cv_run.write_json(contract.CV_SUMMARY, summarise(summary))
             if on_fold is not None:
@@ -86,8 +100,11 @@ def fold_result(index: int, run: Run, metrics: dict[str, Any]) -> dict[str, Any]
 
 def metric_names(per_fold: list[dict[str, Any]]) -> list[str]:
     ks = {key.split("_")[1] for fold in per_fold for key in fold if key.startswith("top_")}  # top_<k>_accuracy
-    return [metric.key for metric in contract.metric_rows(SUMMARY_METRICS, ks)
-            if any(fold.get(metric.key) is not None for fold in per_fold)]
+    return [
+        metric.key
+        for metric in contract.metric_rows(SUMMARY_METRICS, ks)
+        if any(fold.get(metric.key) is not None for fold in per_fold)
+    ]
 
 
 def summarise(summary: dict[str, Any]) -> dict[str, Any]:

@@ -36,8 +36,11 @@ PROCESS_ID = "JAX_PROCESS_ID"
 
 def _several_processes_asked() -> bool:
     slurm_tasks = os.environ.get("SLURM_STEP_NUM_TASKS") or os.environ.get("SLURM_NTASKS") or "1"
-    return bool(os.environ.get(COORDINATOR)) or _env_int(PROCESS_COUNT, 1) > 1 or (
-        slurm_tasks.isdigit() and int(slurm_tasks) > 1 and "SLURM_JOB_ID" in os.environ)
+    return (
+        bool(os.environ.get(COORDINATOR))
+        or _env_int(PROCESS_COUNT, 1) > 1
+        or (slurm_tasks.isdigit() and int(slurm_tasks) > 1 and "SLURM_JOB_ID" in os.environ)
+    )
 
 
 def _env_int(name: str, default: Optional[int] = None) -> Optional[int]:
@@ -57,9 +60,11 @@ def join_processes() -> None:
     if not _several_processes_asked():
         return
     if runtime.backend() != "jax":
-        raise ConfigError(f"{COORDINATOR} / {PROCESS_COUNT} describe several training processes, which cnnctl "
-                          f"runs on the JAX backend only (TensorFlow's MultiWorkerMirroredStrategy does not work "
-                          f"with Keras 3): KERAS_BACKEND=jax; pip install 'cnnctl[jax]'")
+        raise ConfigError(
+            f"{COORDINATOR} / {PROCESS_COUNT} describe several training processes, which cnnctl "
+            f"runs on the JAX backend only (TensorFlow's MultiWorkerMirroredStrategy does not work "
+            f"with Keras 3): KERAS_BACKEND=jax; pip install 'cnnctl[jax]'"
+        )
     import jax
 
     if jax.distributed.is_initialized():
@@ -71,8 +76,9 @@ def join_processes() -> None:
         jax.distributed.initialize(num_processes=count, process_id=index)
     except (RuntimeError, ValueError) as exc:
         where = os.environ.get(COORDINATOR, "(address not set)")
-        raise RunError(f"cannot join the other training processes at {COORDINATOR}={where}: "
-                       f"{first_line(exc)}") from None
+        raise RunError(
+            f"cannot join the other training processes at {COORDINATOR}={where}: {first_line(exc)}"
+        ) from None
 
 
 def job() -> tuple[int, int]:
@@ -128,14 +134,21 @@ class Placement:
             return ""
         names = ", ".join(self.devices)
         processes = f" in {self.processes} processes" if self.processes > 1 else ""
-        return (f"{self.strategy} over {self.replicas} device{'s' if self.replicas != 1 else ''}{processes} "
-                f"({names}): batch {self.batch_size} = {self.replicas} × {self.batch_size // self.replicas} "
-                "per device")
+        return (
+            f"{self.strategy} over {self.replicas} device{'s' if self.replicas != 1 else ''}{processes} "
+            f"({names}): batch {self.batch_size} = {self.replicas} × {self.batch_size // self.replicas} "
+            "per device"
+        )
 
     def record(self) -> dict[str, Any]:
         """environment.json's `distribute`."""
-        return {"strategy": self.strategy, "devices": list(self.devices), "processes": self.processes,
-                "global_batch": self.batch_size, "per_device_batch": self.batch_size // self.replicas}
+        return {
+            "strategy": self.strategy,
+            "devices": list(self.devices),
+            "processes": self.processes,
+            "global_batch": self.batch_size,
+            "per_device_batch": self.batch_size // self.replicas,
+        }
 
     def steps_per_execution(self, setting: Any) -> int:
         # MirroredStrategy with several steps per compiled call fails in Keras 3.15's TensorFlow trainer ("You must
@@ -156,18 +169,22 @@ def place(train: TrainConfig, in_memory: bool = True) -> Placement:
     if runtime.backend() == "jax":
         return _place_jax(train, setting, in_memory, index, count)
     if setting == "data_parallel":
-        raise ConfigError("train.distribute: data_parallel is Keras' distribution API on the JAX backend; on "
-                          "TensorFlow use mirrored (every device of this machine) or auto, or run with "
-                          "KERAS_BACKEND=jax")
+        raise ConfigError(
+            "train.distribute: data_parallel is Keras' distribution API on the JAX backend; on "
+            "TensorFlow use mirrored (every device of this machine) or auto, or run with "
+            "KERAS_BACKEND=jax"
+        )
     if setting == "none":
         return Placement(batch_size=train.batch_size)
     devices = _tensorflow_devices()
     if setting == "auto" and len(devices) < 2:
         return Placement(batch_size=train.batch_size)
     if train.steps_per_execution not in ("auto", 1):
-        raise ConfigError(f"train.steps_per_execution: {train.steps_per_execution} does not work with "
-                          "TensorFlow's MirroredStrategy in Keras 3 (the multi-step loop fails); use auto or 1, "
-                          "or train.distribute: none")
+        raise ConfigError(
+            f"train.steps_per_execution: {train.steps_per_execution} does not work with "
+            "TensorFlow's MirroredStrategy in Keras 3 (the multi-step loop fails); use auto or 1, "
+            "or train.distribute: none"
+        )
     _check_split(train, len(devices), setting)
     import tensorflow as tf
 
@@ -186,12 +203,15 @@ def _tensorflow_devices() -> list[str]:
 
 def _place_jax(train: TrainConfig, setting: str, in_memory: bool, index: int, count: int) -> Placement:
     if setting == "mirrored":
-        raise ConfigError("train.distribute: mirrored is TensorFlow's MirroredStrategy; on the JAX backend use "
-                          "data_parallel or auto")
+        raise ConfigError(
+            "train.distribute: mirrored is TensorFlow's MirroredStrategy; on the JAX backend use data_parallel or auto"
+        )
     if setting == "none":
         if count > 1:
-            raise ConfigError(f"train.distribute: none trains on one device, but this job has {count} processes; "
-                              "use auto or data_parallel")
+            raise ConfigError(
+                f"train.distribute: none trains on one device, but this job has {count} processes; "
+                "use auto or data_parallel"
+            )
         return Placement(batch_size=train.batch_size)
     import jax
 
@@ -201,9 +221,11 @@ def _place_jax(train: TrainConfig, setting: str, in_memory: bool, index: int, co
     if not in_memory:
         if setting == "auto" and count == 1:
             return Placement(batch_size=train.batch_size)  # streamed folders train on one device (see below)
-        raise ConfigError("train.distribute: data_parallel on JAX needs data held in memory (npz, npy, idx, csv, "
-                          "built-in datasets); a folder source streams through tf.data, which cnnctl does not split "
-                          "over devices yet; use train.distribute: none, or KERAS_BACKEND=tensorflow with mirrored")
+        raise ConfigError(
+            "train.distribute: data_parallel on JAX needs data held in memory (npz, npy, idx, csv, "
+            "built-in datasets); a folder source streams through tf.data, which cnnctl does not split "
+            "over devices yet; use train.distribute: none, or KERAS_BACKEND=tensorflow with mirrored"
+        )
     _check_split(train, len(devices), setting)
     import keras
 
@@ -219,8 +241,10 @@ def _check_split(train: TrainConfig, devices: int, setting: str) -> None:
         lower = train.batch_size - train.batch_size % devices
         higher = lower + devices
         choices = f"{lower} or {higher}" if lower else f"{higher}"
-        raise ConfigError(f"train.batch_size: {train.batch_size} does not split evenly over the {devices} devices "
-                          f"train.distribute: {setting} uses; use {choices}, or train.distribute: none")
+        raise ConfigError(
+            f"train.batch_size: {train.batch_size} does not split evenly over the {devices} devices "
+            f"train.distribute: {setting} uses; use {choices}, or train.distribute: none"
+        )
 
 
 @contextlib.contextmanager

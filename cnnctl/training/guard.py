@@ -43,10 +43,13 @@ def guarded(run: Run) -> Iterator[None]:
             exc = raw if isinstance(raw, Interrupted) else Interrupted(signal.SIGINT)
             epochs = _quietly(completed_epochs, run) or 0
             _record(run, "interrupted", epochs_run=epochs, signal=exc.signal_name)
-            raise Interrupted(exc.signum, f"interrupted ({exc.signal_name}): {run.path} stopped after "
-                                          f"{epochs} completed epoch{'s' if epochs != 1 else ''}; its state is "
-                                          f"saved in {run.file(contract.CHECKPOINTS)}\n"
-                                          f"resume with: {resume_command(run)}") from None
+            raise Interrupted(
+                exc.signum,
+                f"interrupted ({exc.signal_name}): {run.path} stopped after "
+                f"{epochs} completed epoch{'s' if epochs != 1 else ''}; its state is "
+                f"saved in {run.file(contract.CHECKPOINTS)}\n"
+                f"resume with: {resume_command(run)}",
+            ) from None
         except CnnctlError as exc:
             if _status(run) != "failed":  # a diverged run is recorded with its hint where it is detected
                 _record(run, "failed", error=str(exc))
@@ -62,12 +65,16 @@ def guarded(run: Run) -> Iterator[None]:
 def failure_message(exc: BaseException, run: Run) -> Optional[str]:
     """Out of memory and disk full: one line naming the run folder and the way on; None for anything else."""
     if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":
-        return (f"{run.path}: out of memory ({type(exc).__name__}: {first_line(exc)}); lower train.batch_size "
-                f"or use a smaller model, then continue: {resume_command(run)} --set train.batch_size=16")
+        return (
+            f"{run.path}: out of memory ({type(exc).__name__}: {first_line(exc)}); lower train.batch_size "
+            f"or use a smaller model, then continue: {resume_command(run)} --set train.batch_size=16"
+        )
     if isinstance(exc, OSError) and (exc.errno == errno.ENOSPC or "No space left on device" in str(exc)):
         where = f" while writing {exc.filename}" if exc.filename else ""
-        return (f"{run.path}: disk full{where}; nothing written was deleted; free some space, then continue: "
-                f"{resume_command(run)}")
+        return (
+            f"{run.path}: disk full{where}; nothing written was deleted; free some space, then continue: "
+            f"{resume_command(run)}"
+        )
     return None
 
 

@@ -19,12 +19,12 @@ from cnnctl import runtime
 from cnnctl.config.schema import Config
 from cnnctl.data.dataset import scaled_outside_model
 from cnnctl.errors import RunError, in_config_file
-from cnnctl.evaluation.diagnosis import read_history_csv
 from cnnctl.evaluation.calibration import as_class_probabilities
+from cnnctl.evaluation.diagnosis import read_history_csv
 from cnnctl.evaluation.gradcam import write_evaluation_gradcam
 from cnnctl.evaluation.metrics import write_evaluation
-from cnnctl.evaluation.temperature import calibrate_model, with_split_effect
 from cnnctl.evaluation.scoring import load_model, predict_probabilities
+from cnnctl.evaluation.temperature import calibrate_model, with_split_effect
 from cnnctl.model.backbone import locate_from_run
 from cnnctl.model.build import build_augmenter
 from cnnctl.model.compile import needs_one_hot
@@ -51,7 +51,7 @@ class TrainResult:
     run: Run
     model: Any
     history: dict[str, list[float]]  # history.csv as columns: epoch, loss, val_loss, accuracy, epoch_time_s, ...
-    metrics: dict[str, Any]          # metrics.json: the evaluation split's numbers and the diagnosis
+    metrics: dict[str, Any]  # metrics.json: the evaluation split's numbers and the diagnosis
     note: Optional[str] = None
 
     @property
@@ -68,20 +68,23 @@ def write_run_start(run: Run, prepared: Prepared) -> None:
     config = prepared.config
     write_text_atomic(run.file(contract.CONFIG), config.to_yaml())
     run.write_json(contract.DATA, prepared.dataset.summary())
-    run.write_json(contract.ENVIRONMENT, {
-        "status": "running",
-        "backend": runtime.backend(),
-        "versions": runtime.versions(),
-        "devices": prepared.devices,
-        "distribute": prepared.placement.record(),
-        "precision": prepared.policy,
-        "seed": config.seed,
-        "started": now(),
-        "started_unix": time.time(),
-        "ended": None,
-        "epochs_run": 0,
-        "pid": os.getpid(),
-    })
+    run.write_json(
+        contract.ENVIRONMENT,
+        {
+            "status": "running",
+            "backend": runtime.backend(),
+            "versions": runtime.versions(),
+            "devices": prepared.devices,
+            "distribute": prepared.placement.record(),
+            "precision": prepared.policy,
+            "seed": config.seed,
+            "started": now(),
+            "started_unix": time.time(),
+            "ended": None,
+            "epochs_run": 0,
+            "pid": os.getpid(),
+        },
+    )
 
 
 def fit(run: Run, prepared: Prepared, verbose: int = 0, extra_callbacks: Sequence[Any] = ()) -> dict[str, list]:
@@ -116,8 +119,15 @@ def _fit_phases(run: Run, prepared: Prepared, verbose: int, extra_callbacks: Seq
     return history
 
 
-def _fit_phase(run: Run, prepared: Prepared, last_epoch: int, phase: Optional[int], verbose: int,
-               extra_callbacks: Sequence[Any], fine_tune_from: Optional[int] = None) -> dict[str, list]:
+def _fit_phase(
+    run: Run,
+    prepared: Prepared,
+    last_epoch: int,
+    phase: Optional[int],
+    verbose: int,
+    extra_callbacks: Sequence[Any],
+    fine_tune_from: Optional[int] = None,
+) -> dict[str, list]:
     """One model.fit up to `last_epoch`, from the run's checkpoint when it has one."""
     config, dataset, model = prepared.config, prepared.dataset, prepared.model
     train_cfg = config.train
@@ -130,11 +140,20 @@ def _fit_phase(run: Run, prepared: Prepared, last_epoch: int, phase: Optional[in
         # A resumed run must not replay the first epoch's shuffle and augmentation: seed them for where it resumes.
         runtime.seed_everything(config.seed + start)
     shard = prepared.placement.shard  # Keras' DataParallel: this process's part of each batch
-    train_data = dataset.pipeline("train", train_cfg.batch_size, one_hot=one_hot, shuffle=True,
-                                  seed=config.seed + start, augment=augmenter, shard=shard)
-    val_data = (dataset.pipeline("val", runtime.inference_batch_size(train_cfg.batch_size), one_hot=one_hot,
-                                 shard=shard)
-                if "val" in dataset.splits else None)
+    train_data = dataset.pipeline(
+        "train",
+        train_cfg.batch_size,
+        one_hot=one_hot,
+        shuffle=True,
+        seed=config.seed + start,
+        augment=augmenter,
+        shard=shard,
+    )
+    val_data = (
+        dataset.pipeline("val", runtime.inference_batch_size(train_cfg.batch_size), one_hot=one_hot, shard=shard)
+        if "val" in dataset.splits
+        else None
+    )
     warnings.filterwarnings("ignore", message=".*shuffle=True.* was passed")  # our pipeline shuffles itself
     with prepared.placement.quiet_fit():
         history = model.fit(
@@ -180,9 +199,17 @@ def _begin_fine_tune(run: Run, prepared: Prepared) -> int:
     return done
 
 
-def train_run(config: Config, runs_dir: Union[str, Path, None] = None, *, origin: str = "", verbose: int = 0,
-              announce: Optional[Announce] = None, prepared: Optional[Prepared] = None,
-              into: Optional[Run] = None, extra_callbacks: Sequence[Any] = ()) -> TrainResult:
+def train_run(
+    config: Config,
+    runs_dir: Union[str, Path, None] = None,
+    *,
+    origin: str = "",
+    verbose: int = 0,
+    announce: Optional[Announce] = None,
+    prepared: Optional[Prepared] = None,
+    into: Optional[Run] = None,
+    extra_callbacks: Sequence[Any] = (),
+) -> TrainResult:
     """The whole `cnnctl train`, silent unless `verbose`: a new run folder in `runs_dir` (default: the usual runs
     dir), trained, evaluated, drawn and reported. The run's status is recorded however it ends.
 
@@ -195,8 +222,11 @@ def train_run(config: Config, runs_dir: Union[str, Path, None] = None, *, origin
             locate_from_run(config.model.from_run, runs_dir)
     prepared = prepared or prepare(config, origin)
     with chief_only_folder() as scratch:  # a job's other processes train in a scratch folder, removed after
-        run = into if into is not None and scratch is None else create_run(
-            scratch or default_runs_dir(runs_dir), config.name or "run")
+        run = (
+            into
+            if into is not None and scratch is None
+            else create_run(scratch or default_runs_dir(runs_dir), config.name or "run")
+        )
         with guarded(run):  # status recorded however it ends; interrupts, out-of-memory, disk full handled
             write_run_start(run, prepared)
             if announce is not None:
@@ -204,8 +234,9 @@ def train_run(config: Config, runs_dir: Union[str, Path, None] = None, *, origin
             return complete_run(run, prepared, verbose, extra_callbacks=extra_callbacks)
 
 
-def complete_run(run: Run, prepared: Prepared, verbose: int = 0, train: bool = True,
-                 extra_callbacks: Sequence[Any] = ()) -> TrainResult:
+def complete_run(
+    run: Run, prepared: Prepared, verbose: int = 0, train: bool = True, extra_callbacks: Sequence[Any] = ()
+) -> TrainResult:
     """Fit (from the run's checkpoint, if any), evaluate, draw the figures, mark the run completed. With
     `train=False` (a resumed run whose training had finished) the saved model.keras is evaluated."""
     config, dataset = prepared.config, prepared.dataset
@@ -219,15 +250,27 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 0, train: bool = T
             scale_outside = False
         history = fit(run, prepared, verbose=verbose, extra_callbacks=extra_callbacks)
         if _has_nan(history):
-            finish_run(run, "failed", epochs_run=checkpoint.completed_epochs(run), error=NAN_ERROR,
-                       hint="lower train.optimizer.learning_rate or keep data.normalize: true")
-            raise TrainingFailed(f"{run.path}: training stopped: the loss became NaN or infinite; lower "
-                                 "train.optimizer.learning_rate or keep data.normalize: true")
+            finish_run(
+                run,
+                "failed",
+                epochs_run=checkpoint.completed_epochs(run),
+                error=NAN_ERROR,
+                hint="lower train.optimizer.learning_rate or keep data.normalize: true",
+            )
+            raise TrainingFailed(
+                f"{run.path}: training stopped: the loss became NaN or infinite; lower "
+                "train.optimizer.learning_rate or keep data.normalize: true"
+            )
         checkpoint.mark_finished(run)
         seconds["fit"], clock = _lap(clock)
         if not prepared.placement.chief:  # process 0 evaluates and writes the run's files; the others are done
-            return TrainResult(run, None, read_history_csv(run.file(contract.HISTORY)), {},
-                               note=f"process {prepared.placement.process_index}: training done")
+            return TrainResult(
+                run,
+                None,
+                read_history_csv(run.file(contract.HISTORY)),
+                {},
+                note=f"process {prepared.placement.process_index}: training done",
+            )
         # Trained on several devices (the weights on each, inputs split over them): the chief evaluates the saved
         # model on one device, without the other processes and without splitting batches that do not divide.
         model = prepared.model if prepared.placement.strategy == "none" else load_model(run)
@@ -236,20 +279,31 @@ def complete_run(run: Run, prepared: Prepared, verbose: int = 0, train: bool = T
     split = dataset.evaluation_split(config.evaluate.split)
     temperature, before = None, None
     if train and config.evaluate.calibrate == "temperature":  # a completed run's model.keras has it already
-        before = predict_probabilities(model, dataset, split, config.train.batch_size, config.evaluate.tta,
-                                       scale_outside=scale_outside)
+        before = predict_probabilities(
+            model, dataset, split, config.train.batch_size, config.evaluate.tta, scale_outside=scale_outside
+        )
         temperature = calibrate(run, model, dataset, config, scale_outside)
-    y_prob = predict_probabilities(model, dataset, split, config.train.batch_size, config.evaluate.tta,
-                                   scale_outside=scale_outside)
+    y_prob = predict_probabilities(
+        model, dataset, split, config.train.batch_size, config.evaluate.tta, scale_outside=scale_outside
+    )
     data = dataset.splits[split]
-    metrics = write_evaluation(run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k,
-                               x=data.x, tta=config.evaluate.tta)
+    metrics = write_evaluation(
+        run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k, x=data.x, tta=config.evaluate.tta
+    )
     if temperature is not None:
-        metrics["temperature"] = with_split_effect(temperature, data.y, as_class_probabilities(before),
-                                                   as_class_probabilities(y_prob))
+        metrics["temperature"] = with_split_effect(
+            temperature, data.y, as_class_probabilities(before), as_class_probabilities(y_prob)
+        )
         run.write_json(contract.METRICS, metrics)
-    write_evaluation_gradcam(run, model, data.x, data.y, as_class_probabilities(y_prob), dataset.class_names,
-                             scale=dataset.pixel_scale if scale_outside else 1.0)
+    write_evaluation_gradcam(
+        run,
+        model,
+        data.x,
+        data.y,
+        as_class_probabilities(y_prob),
+        dataset.class_names,
+        scale=dataset.pixel_scale if scale_outside else 1.0,
+    )
     seconds["evaluate"], clock = _lap(clock)
     figures.draw_run_figures(run, model)
     seconds["figures"], clock = _lap(clock)

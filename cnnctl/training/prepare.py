@@ -44,14 +44,16 @@ class Prepared:
         if not self.fine_tuning:
             with self.placement.scope():
                 unfreeze(self.model, self.config, self.fine_tune.layers)
-                compile_for_training(self.model, fine_tune_settings(self.config), len(self.dataset.splits["train"]),
-                                     self.placement)
+                compile_for_training(
+                    self.model, fine_tune_settings(self.config), len(self.dataset.splits["train"]), self.placement
+                )
                 self.model.optimizer.build(self.model.trainable_variables)
             self.fine_tuning = True
 
 
-def prepare(config: Config, origin: str = "", stand_in_when_missing: bool = False,
-            starting_weights: bool = True) -> Prepared:
+def prepare(
+    config: Config, origin: str = "", stand_in_when_missing: bool = False, starting_weights: bool = True
+) -> Prepared:
     """Load data and build + compile the model; config and data mistakes are raised with `origin` (the file)
     in front. Seeds Python, NumPy and the backend with `config.seed` (keras.utils.set_random_seed), so a run
     is repeatable. Joins a multi-process job's other processes first (jax.distributed; see distribute.py), and
@@ -73,37 +75,67 @@ def prepare(config: Config, origin: str = "", stand_in_when_missing: bool = Fals
         placement = distribute.place(config.train, in_memory=not isinstance(dataset.splits["train"].x, ImageFiles))
         notes: list[str] = []
         with placement.scope(), runtime.precision_policy(config.train.mixed_precision) as policy:
-            model = build_and_compile(config, dataset.input_shape, dataset.num_classes,
-                                      train_examples=len(dataset.splits["train"]), pixel_scale=dataset.pixel_scale,
-                                      full_scale=dataset.full_scale, weights_missing_ok=stand_in_when_missing,
-                                      notes=notes, starting_weights=starting_weights, placement=placement)
+            model = build_and_compile(
+                config,
+                dataset.input_shape,
+                dataset.num_classes,
+                train_examples=len(dataset.splits["train"]),
+                pixel_scale=dataset.pixel_scale,
+                full_scale=dataset.full_scale,
+                weights_missing_ok=stand_in_when_missing,
+                notes=notes,
+                starting_weights=starting_weights,
+                placement=placement,
+            )
         rehearse(config, dataset, model, placement.scope)  # mistakes Keras finds only when it runs a step
         if config.evaluate.calibrate == "temperature":  # said now, not after training
             if "val" not in dataset.splits:
-                raise ConfigError("evaluate.calibrate: temperature is fitted on the validation split, and this data "
-                                  "has none; set data.validation_split (e.g. 0.1) or evaluate.calibrate: off")
+                raise ConfigError(
+                    "evaluate.calibrate: temperature is fitted on the validation split, and this data "
+                    "has none; set data.validation_split (e.g. 0.1) or evaluate.calibrate: off"
+                )
             temperature_layer(model)
         plan = plan_fine_tune(model, config) if config.train.fine_tune else None
     return Prepared(config, dataset, model, policy, runtime.devices(), notes, plan, placement=placement)
 
 
-def build_and_compile(config: Config, input_shape: tuple, num_classes: int, train_examples: int = 0,
-                      pixel_scale: float = 1.0, full_scale: Optional[float] = None, weights_missing_ok: bool = False,
-                      notes: Optional[list[str]] = None, starting_weights: bool = True,
-                      placement: Optional[Placement] = None) -> Any:
+def build_and_compile(
+    config: Config,
+    input_shape: tuple,
+    num_classes: int,
+    train_examples: int = 0,
+    pixel_scale: float = 1.0,
+    full_scale: Optional[float] = None,
+    weights_missing_ok: bool = False,
+    notes: Optional[list[str]] = None,
+    starting_weights: bool = True,
+    placement: Optional[Placement] = None,
+) -> Any:
     """The compiled model; it divides its inputs by `pixel_scale` itself (the data's, see build_model). Build it
     inside `placement.scope()` when there is one."""
     build_augmenter(config.data.augment)  # augmentation mistakes are config mistakes: report them before training
-    model = build_model(config.model, input_shape, num_classes, name=config.name or "cnn", pixel_scale=pixel_scale,
-                        full_scale=full_scale, weights_missing_ok=weights_missing_ok, notes=notes,
-                        starting_weights=starting_weights)
+    model = build_model(
+        config.model,
+        input_shape,
+        num_classes,
+        name=config.name or "cnn",
+        pixel_scale=pixel_scale,
+        full_scale=full_scale,
+        weights_missing_ok=weights_missing_ok,
+        notes=notes,
+        starting_weights=starting_weights,
+    )
     return compile_for_training(model, config.train, train_examples, placement or Placement())
 
 
 def compile_for_training(model: Any, train_cfg: TrainConfig, train_examples: int, placement: Placement) -> Any:
-    return compile_model(model, train_cfg, jit_compile=runtime.resolve_jit_compile(train_cfg.jit_compile),
-                         steps_per_execution=placement.steps_per_execution(train_cfg.steps_per_execution),
-                         steps_per_epoch=math.ceil(train_examples / train_cfg.batch_size))
+    return compile_model(
+        model,
+        train_cfg,
+        jit_compile=runtime.resolve_jit_compile(train_cfg.jit_compile),
+        steps_per_execution=placement.steps_per_execution(train_cfg.steps_per_execution),
+        steps_per_epoch=math.ceil(train_examples / train_cfg.batch_size),
+    )
 
 
 def fine_tune_settings(config: Config) -> TrainConfig:
@@ -126,6 +158,8 @@ def class_weights(setting: Any, dataset: Dataset) -> Optional[dict[int, float]]:
         return {int(c): float(mapping.get(int(c), 1.0)) for c in classes}
     unknown = [k for k in setting if not 0 <= k < dataset.num_classes]
     if unknown:
-        raise ConfigError(f"train.class_weight: class index {unknown[0]} is out of range; the data has "
-                          f"{dataset.num_classes} classes (0..{dataset.num_classes - 1})")
+        raise ConfigError(
+            f"train.class_weight: class index {unknown[0]} is out of range; the data has "
+            f"{dataset.num_classes} classes (0..{dataset.num_classes - 1})"
+        )
     return {c: float(setting.get(c, 1.0)) for c in range(dataset.num_classes)}

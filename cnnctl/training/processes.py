@@ -1,7 +1,7 @@
 """Training: the launcher of `cnnctl train CONFIG --processes N`, N training processes on this machine joined over
 loopback as a multi-host JAX job would be (jax.distributed, Keras' DataParallel; see cnnctl/training/distribute.py).
 For trying a multi-process run on one machine; on several hosts, the same `cnnctl train` is started on each with
-the three JAX_* variables (README, "Scaling out").
+the three JAX_* variables (docs/scaling-out.md).
 
 The launcher only starts, watches and reports: process 0's output is shown (and logged), every process's output
 is kept in the run's logs/process-K.log. When a process dies the others are stopped at once (they would wait for
@@ -66,19 +66,33 @@ def launch(worker_args: list[str], count: int, resumed: Optional[Run] = None) ->
     quiet = threading.Event()
     try:
         for index in range(count):
-            env = {**os.environ, COORDINATOR: f"127.0.0.1:{port}", PROCESS_COUNT: str(count),
-                   PROCESS_ID: str(index), RUN_PATH_FILE: str(scratch / "run"), "TMPDIR": str(scratch / "tmp")}
+            env = {
+                **os.environ,
+                COORDINATOR: f"127.0.0.1:{port}",
+                PROCESS_COUNT: str(count),
+                PROCESS_ID: str(index),
+                RUN_PATH_FILE: str(scratch / "run"),
+                "TMPDIR": str(scratch / "tmp"),
+            }
             log = open(scratch / f"process-{index}.log", "wb")
             logs.append(log)
             command = [sys.executable, "-m", "cnnctl", "train", *worker_args]
             if index == 0:  # shown as it comes, and logged
-                process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                           preexec_fn=_die_with_launcher(os.getpid()))
-                relays += [_Relay(process.stdout, sys.stdout, log, quiet),
-                           _Relay(process.stderr, sys.stderr, log, quiet)]
+                process = subprocess.Popen(
+                    command,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    preexec_fn=_die_with_launcher(os.getpid()),
+                )
+                relays += [
+                    _Relay(process.stdout, sys.stdout, log, quiet),
+                    _Relay(process.stderr, sys.stderr, log, quiet),
+                ]
             else:
-                process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                           preexec_fn=_die_with_launcher(os.getpid()))
+                process = subprocess.Popen(
+                    command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_launcher(os.getpid())
+                )
             processes.append(process)
         failed = _watch(processes, quiet)
     except KeyboardInterrupt:  # Ctrl-C reached every process of the terminal's group: let them record it
@@ -103,8 +117,11 @@ def launch(worker_args: list[str], count: int, resumed: Optional[Run] = None) ->
     if index == 0 and code > 0:
         return code  # the chief ended by itself and said why (its error line was shown)
     if processes[0].returncode == 0:  # the run was finished and written before the other process failed
-        print(f"warning: process {index} of {count} {_how(code)} after process 0 finished the run; its output is "
-              f"in {run.file(LOGS) if run else 'its log'}", file=sys.stderr)
+        print(
+            f"warning: process {index} of {count} {_how(code)} after process 0 finished the run; its output is "
+            f"in {run.file(LOGS) if run else 'its log'}",
+            file=sys.stderr,
+        )
         return 0
     return _report_death(index, code, count, run)
 
@@ -142,8 +159,7 @@ def _watch(processes: list[subprocess.Popen], quiet: threading.Event) -> Optiona
             return None
         time.sleep(0.05)
     # Another process's death first: process 0 may have failed already in a collective, because of it.
-    index, code = next((failure for failure in failures if failure[0] != 0 and failure[1] != USER_ERROR),
-                       failures[0])
+    index, code = next((failure for failure in failures if failure[0] != 0 and failure[1] != USER_ERROR), failures[0])
     if index != 0 and code == USER_ERROR:  # a mistake every process meets: process 0 is saying it now
         deadline = time.monotonic() + CHIEF_GRACE_S
         while processes[0].poll() is None and time.monotonic() < deadline:
@@ -173,8 +189,10 @@ def _stop(processes: list[subprocess.Popen], grace_s: float) -> None:
 def _report_death(index: int, code: int, count: int, run: Optional[Run]) -> int:
     what = f"process {index} of {count} {_how(code)}"
     if run is None:
-        print(f"error: {what} before the run folder was made; its output: run again with --processes 1 "
-              "to see it", file=sys.stderr)
+        print(
+            f"error: {what} before the run folder was made; its output: run again with --processes 1 to see it",
+            file=sys.stderr,
+        )
         return 1
     epochs = _quietly(checkpoint.completed_epochs, run)
     environment = _quietly(lambda r: r.read_json(contract.ENVIRONMENT), run) or {}
@@ -182,8 +200,11 @@ def _report_death(index: int, code: int, count: int, run: Optional[Run]) -> int:
         detail = {"detail": f"process 0: {environment['error']}"} if environment.get("error") else {}
         _quietly(lambda r: finish_run(r, "failed", epochs_run=epochs or 0, error=what, **detail), run)
     after = f" after {epochs} completed epoch{'s' if epochs != 1 else ''}" if epochs is not None else ""
-    print(f"error: {what}; the other processes were stopped; {run.path} keeps its state{after} (logs in "
-          f"{run.file(LOGS)}/); continue: {resume_command(run)} --processes {count}", file=sys.stderr)
+    print(
+        f"error: {what}; the other processes were stopped; {run.path} keeps its state{after} (logs in "
+        f"{run.file(LOGS)}/); continue: {resume_command(run)} --processes {count}",
+        file=sys.stderr,
+    )
     return 1
 
 

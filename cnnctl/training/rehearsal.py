@@ -32,8 +32,9 @@ EXAMPLES = 2  # enough for a batch dimension that is not 1; few enough to cost m
 _RESOLVED_BY_COMPILE = {"accuracy", "acc", "crossentropy", "ce"}
 
 
-def rehearse(config: Config, dataset: Dataset, model: keras.Model,
-             scope: Callable[[], ContextManager] = contextlib.nullcontext) -> None:
+def rehearse(
+    config: Config, dataset: Dataset, model: keras.Model, scope: Callable[[], ContextManager] = contextlib.nullcontext
+) -> None:
     """Run augmentation, the forward pass, the loss and the metrics on two training examples as fit would, and
     one optimizer update on a copy; raise ConfigError naming the config key that a failure comes from.
     `scope`: the model's distribution scope (train.distribute), inside which its metric variables are reset (on
@@ -61,40 +62,53 @@ def _tiny_batch(config: Config, dataset: Dataset) -> tuple[Any, Any]:
     tiny = dataclasses.replace(dataset, splits={"train": Split(train.x[:EXAMPLES], train.y[:EXAMPLES])})
     augmenter = build_augmenter(config.data.augment)
     try:
-        x, y = next(iter(tiny.pipeline("train", EXAMPLES, one_hot=needs_one_hot(config.train.loss_name),
-                                       augment=augmenter)))
+        x, y = next(
+            iter(tiny.pipeline("train", EXAMPLES, one_hot=needs_one_hot(config.train.loss_name), augment=augmenter))
+        )
     except Exception as exc:  # noqa: BLE001 - only the augmentation layers can fail on valid loaded data
         if augmenter is None:
             raise
-        raise ConfigError(f"data.augment: cannot augment a batch of training examples of shape "
-                          f"{_shape(dataset.input_shape)}: {first_line(exc)}") from None
+        raise ConfigError(
+            f"data.augment: cannot augment a batch of training examples of shape "
+            f"{_shape(dataset.input_shape)}: {first_line(exc)}"
+        ) from None
     if tuple(x.shape[1:]) != tuple(dataset.input_shape):
-        raise ConfigError(f"data.augment: the augmentation layers turn an example of shape "
-                          f"{_shape(dataset.input_shape)} into {_shape(x.shape[1:])}; augmentation must keep the "
-                          "shape (use layers such as RandomFlip, RandomRotation, RandomZoom, RandomContrast)")
+        raise ConfigError(
+            f"data.augment: the augmentation layers turn an example of shape "
+            f"{_shape(dataset.input_shape)} into {_shape(x.shape[1:])}; augmentation must keep the "
+            "shape (use layers such as RandomFlip, RandomRotation, RandomZoom, RandomContrast)"
+        )
     return x, y
 
 
 def _loss_message(config: Config, dataset: Dataset, y: Any, y_pred: Any, exc: Exception) -> str:
     name = config.train.loss_name
     outputs = int(y_pred.shape[-1])
-    hint = ("for single-label classification use sparse_categorical_crossentropy (integer labels) or "
-            "categorical_crossentropy (one-hot)")
+    hint = (
+        "for single-label classification use sparse_categorical_crossentropy (integer labels) or "
+        "categorical_crossentropy (one-hot)"
+    )
     if "binary" in name.lower() and outputs > 1:
-        hint = (f"binary losses score one output per class independently; for {dataset.num_classes} classes with "
-                f"a softmax output, {hint}")
-    return (f"train.loss: {name} cannot score the model's output {_shape(y_pred.shape[1:])} against the labels "
-            f"{_shape(y.shape[1:])} ({first_line(exc) or type(exc).__name__}); {hint}")
+        hint = (
+            f"binary losses score one output per class independently; for {dataset.num_classes} classes with "
+            f"a softmax output, {hint}"
+        )
+    return (
+        f"train.loss: {name} cannot score the model's output {_shape(y_pred.shape[1:])} against the labels "
+        f"{_shape(y.shape[1:])} ({first_line(exc) or type(exc).__name__}); {hint}"
+    )
 
 
 def _metric_message(config: Config, y: Any, y_pred: Any, exc: Exception) -> str:
     index, name = _culprit_metric(config.train.metrics, y, y_pred)
     where = f"train.metrics[{index}]: {name}" if index is not None else "train.metrics"
     labels = "one-hot labels" if len(y.shape) > 1 else "integer class labels"
-    return (f"{where} cannot be computed on the model's output {_shape(y_pred.shape[1:])} with {labels} "
-            f"{_shape(y.shape[1:])} ({first_line(exc) or type(exc).__name__}); Keras' {name or 'metric'} needs "
-            "labels shaped like the output (train.loss: categorical_crossentropy gives one-hot labels), or drop "
-            "it: cnnctl's evaluation writes per-class precision, recall, F1 and ROC-AUC after training anyway")
+    return (
+        f"{where} cannot be computed on the model's output {_shape(y_pred.shape[1:])} with {labels} "
+        f"{_shape(y.shape[1:])} ({first_line(exc) or type(exc).__name__}); Keras' {name or 'metric'} needs "
+        "labels shaped like the output (train.loss: categorical_crossentropy gives one-hot labels), or drop "
+        "it: cnnctl's evaluation writes per-class precision, recall, F1 and ROC-AUC after training anyway"
+    )
 
 
 def _culprit_metric(names: list[str], y: Any, y_pred: Any) -> tuple[Any, Any]:
@@ -123,9 +137,11 @@ def _rehearse_optimizer(config: Config) -> None:
     except Exception as exc:  # noqa: BLE001
         spec = config.train.optimizer
         given = ", ".join(f"{key}: {value!r}" for key, value in spec.kwargs().items()) or "its defaults"
-        raise ConfigError(f"train.optimizer ({spec.name}): cannot take a step with {given} "
-                          f"({first_line(exc) or type(exc).__name__}); each setting must be a number where "
-                          "Keras expects one") from None
+        raise ConfigError(
+            f"train.optimizer ({spec.name}): cannot take a step with {given} "
+            f"({first_line(exc) or type(exc).__name__}); each setting must be a number where "
+            "Keras expects one"
+        ) from None
 
 
 def _shape(shape: Any) -> str:

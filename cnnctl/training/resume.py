@@ -37,17 +37,24 @@ from cnnctl.training.prepare import prepare
 RESUMABLE_SETTINGS = ("train.epochs", "train.batch_size", "train.fine_tune.epochs")
 
 
-def resume_run(spec: Union[str, Path, Run], runs_dir: Optional[Union[str, Path]] = None,
-               overrides: Sequence[str] = (), *, verbose: int = 0,
-               announce: Optional[Announce] = None) -> TrainResult:
+def resume_run(
+    spec: Union[str, Path, Run],
+    runs_dir: Optional[Union[str, Path]] = None,
+    overrides: Sequence[str] = (),
+    *,
+    verbose: int = 0,
+    announce: Optional[Announce] = None,
+) -> TrainResult:
     """Continue the run `spec` (a folder, a run id in `runs_dir`, or `last`) and finish it. When there is nothing
     to do (a completed run, no more epochs asked for) the result has no model and its `note` says so."""
     for override in overrides:
         key = override.partition("=")[0].strip()
         if key not in RESUMABLE_SETTINGS:
-            raise ConfigError(f"--set {override}: a resumed run keeps its config; only "
-                              f"{', '.join(RESUMABLE_SETTINGS[:-1])} and {RESUMABLE_SETTINGS[-1]} can change "
-                              "(e.g. --set train.epochs=20)")
+            raise ConfigError(
+                f"--set {override}: a resumed run keeps its config; only "
+                f"{', '.join(RESUMABLE_SETTINGS[:-1])} and {RESUMABLE_SETTINGS[-1]} can change "
+                "(e.g. --set train.epochs=20)"
+            )
     distribute.join_processes()  # before the chief is known: it alone resumes the run's own folder
     run = spec if isinstance(spec, Run) else resolve_run(str(spec), runs_dir)
     with chief_only_folder() as scratch:  # the job's other processes resume a copy, removed afterwards
@@ -65,38 +72,51 @@ def _resume(run: Run, overrides: Sequence[str], verbose: int, announce: Optional
     extend = config.train.total_epochs > saved.train.total_epochs
     # A pruned tuning trial (cnnctl tune stopped it early) is finished as far as its search is concerned.
     if status in ("completed", "pruned") and not extend:
-        longer = (f"train.fine_tune.epochs={saved.train.fine_tune.epochs * 2}" if saved.train.fine_tune
-                  else f"train.epochs={saved.train.epochs * 2}")
-        note = (f"{run.path}: already {status} ({environment.get('epochs_run', '?')} epochs of "
-                f"{saved.train.total_epochs}); nothing to do. To train it longer: "
-                f"{resume_command(run)} --set {longer}")
+        longer = (
+            f"train.fine_tune.epochs={saved.train.fine_tune.epochs * 2}"
+            if saved.train.fine_tune
+            else f"train.epochs={saved.train.epochs * 2}"
+        )
+        note = (
+            f"{run.path}: already {status} ({environment.get('epochs_run', '?')} epochs of "
+            f"{saved.train.total_epochs}); nothing to do. To train it longer: "
+            f"{resume_command(run)} --set {longer}"
+        )
         history = read_history_csv(run.file(contract.HISTORY)) if run.has(contract.HISTORY) else {}
         metrics = run.read_json(contract.METRICS) if run.has(contract.METRICS) else {}
         return TrainResult(run, None, history, metrics, note=note)
     if status == "failed" and environment.get("error") == NAN_ERROR:
-        raise RunError(f"{run.path}: cannot resume: its loss became NaN or infinite and would again; train "
-                       f"anew with a lower learning rate: cnnctl train {config_path} "
-                       f"--set train.optimizer.learning_rate={saved.train.optimizer.learning_rate / 10:g}")
+        raise RunError(
+            f"{run.path}: cannot resume: its loss became NaN or infinite and would again; train "
+            f"anew with a lower learning rate: cnnctl train {config_path} "
+            f"--set train.optimizer.learning_rate={saved.train.optimizer.learning_rate / 10:g}"
+        )
     state = checkpoint.read_state(run)
     if state is None:
-        raise RunError(f"{run.path}: no training state in {contract.CHECKPOINTS}/ to resume from (the run stopped "
-                       f"before its first epoch ended, or an older cnnctl made it); train it anew: "
-                       f"cnnctl train {config_path}")
+        raise RunError(
+            f"{run.path}: no training state in {contract.CHECKPOINTS}/ to resume from (the run stopped "
+            f"before its first epoch ended, or an older cnnctl made it); train it anew: "
+            f"cnnctl train {config_path}"
+        )
     done = state["epoch"]
     phase_start = checkpoint.fine_tune_start(state)
     fine_tuning = phase_start is not None
     if fine_tuning and config.train.epochs != saved.train.epochs:
-        raise ConfigError(f"--set train.epochs={config.train.epochs}: {run.path} is fine-tuning; its first phase "
-                          f"ended after epoch {phase_start}; extend the fine-tuning with "
-                          f"--set train.fine_tune.epochs=N")
+        raise ConfigError(
+            f"--set train.epochs={config.train.epochs}: {run.path} is fine-tuning; its first phase "
+            f"ended after epoch {phase_start}; extend the fine-tuning with "
+            f"--set train.fine_tune.epochs=N"
+        )
     last = config.train.total_epochs if fine_tuning else config.train.epochs
     if last < done:
         key = "train.fine_tune.epochs" if fine_tuning else "train.epochs"
         value = config.train.fine_tune.epochs if fine_tuning else config.train.epochs
         before = phase_start or 0  # the epochs --set no longer counts
-        raise ConfigError(f"--set {key}={value}: {run.path} has already trained {done} epochs"
-                          f"{f' ({done - before} of them fine-tuning)' if fine_tuning else ''}; give more than "
-                          f"{done - before} to extend it")
+        raise ConfigError(
+            f"--set {key}={value}: {run.path} has already trained {done} epochs"
+            f"{f' ({done - before} of them fine-tuning)' if fine_tuning else ''}; give more than "
+            f"{done - before} to extend it"
+        )
     # The checkpoint holds every weight: the run it started from (model.from_run) and the backbone's weights
     # file or download are not needed again, and may be gone.
     prepared = prepare(config, str(config_path), starting_weights=False)
@@ -123,9 +143,13 @@ def _resume(run: Run, overrides: Sequence[str], verbose: int, announce: Optional
             _mark_resumed(run, environment, done)
             if announce is not None:
                 phase = " (fine-tuning)" if fine_tuning else ""
-                announce(run, prepared, f"resuming {run.path} after epoch {done} of {config.train.total_epochs}"
-                         f"{phase}" if train
-                         else f"resuming {run.path}: training had finished; evaluating the saved model")
+                announce(
+                    run,
+                    prepared,
+                    f"resuming {run.path} after epoch {done} of {config.train.total_epochs}{phase}"
+                    if train
+                    else f"resuming {run.path}: training had finished; evaluating the saved model",
+                )
             return complete_run(run, prepared, verbose, train=train)
     except BaseException as exc:
         if snapshot is None or not locked or (_committed_epochs(run) or 0) > done:
@@ -134,12 +158,12 @@ def _resume(run: Run, overrides: Sequence[str], verbose: int, announce: Optional
             snapshot.restore(in_place=(LOCK_FILE,))
         except OSError:  # e.g. the disk is still full: the failure stands as guarded() recorded it
             raise exc from None
-        left = (f"{run.path} is left as it was ({status} after {done} epochs; nothing of this extension was "
-                f"kept)")
+        left = f"{run.path} is left as it was ({status} after {done} epochs; nothing of this extension was kept)"
         if isinstance(exc, KeyboardInterrupt):
-            raise Interrupted(getattr(exc, "signum", signal.SIGINT),
-                              f"interrupted: extending {run.path} stopped before its first new epoch ended; "
-                              f"{left}") from None
+            raise Interrupted(
+                getattr(exc, "signum", signal.SIGINT),
+                f"interrupted: extending {run.path} stopped before its first new epoch ended; {left}",
+            ) from None
         if isinstance(exc, CnnctlError):
             raise RunError(f"{exc}; {left}; add --set train.epochs={config.train.epochs} to extend it") from None
         raise
@@ -148,8 +172,15 @@ def _resume(run: Run, overrides: Sequence[str], verbose: int, announce: Optional
 # What extending a finished run writes before its first new epoch is committed. Files it makes (new weights,
 # TensorBoard events) are deleted by the restore; none is deleted before the commit.
 LOCK_FILE = f"{contract.CHECKPOINTS}/{contract.LOCK}"
-EXTENSION_TOUCHES = (contract.CONFIG, contract.ENVIRONMENT, contract.DATA, contract.HISTORY, contract.MODEL,
-                     f"{contract.CHECKPOINTS}/{checkpoint.METADATA}", LOCK_FILE)
+EXTENSION_TOUCHES = (
+    contract.CONFIG,
+    contract.ENVIRONMENT,
+    contract.DATA,
+    contract.HISTORY,
+    contract.MODEL,
+    f"{contract.CHECKPOINTS}/{checkpoint.METADATA}",
+    LOCK_FILE,
+)
 
 
 def _committed_epochs(run: Run) -> Optional[int]:

@@ -69,24 +69,37 @@ PRUNER_STARTUP_TRIALS = 2
 PRUNER_WARMUP_EPOCHS = 1
 
 # Paths a search must not vary: the validation split is what every trial is compared on, and the rest is tune's.
-FIXED_PATHS = ("tune", "evaluate.split", "data.validation_split", "data.test_split", "data.fold", "data.source",
-               "data.path", "name")
+FIXED_PATHS = (
+    "tune",
+    "evaluate.split",
+    "data.validation_split",
+    "data.test_split",
+    "data.fold",
+    "data.source",
+    "data.path",
+    "name",
+)
 
 OnTrial = Callable[[dict[str, Any]], None]
+
 
 def check_search_space(config: Config, origin: str = "") -> None:
     """Every `tune:` path must exist in the resolved config and every end of its space must make a valid config;
     raises ConfigError naming the path. Nothing is built or loaded."""
     where = f"{origin or 'config'}: "
     if not config.tune:
-        raise ConfigError(f"{where}tune: missing; cnnctl tune needs a `tune:` section mapping config paths to "
-                          "search spaces, e.g. tune: {train.optimizer.learning_rate: {log_uniform: [1e-4, 1e-2]}}")
+        raise ConfigError(
+            f"{where}tune: missing; cnnctl tune needs a `tune:` section mapping config paths to "
+            "search spaces, e.g. tune: {train.optimizer.learning_rate: {log_uniform: [1e-4, 1e-2]}}"
+        )
     raw = base_dict(config)
     for path, space in config.tune.items():
         for fixed in FIXED_PATHS:
             if path == fixed or path.startswith(fixed + ".") or path.startswith(fixed + "["):
-                raise ConfigError(f"{where}tune['{path}']: cannot be tuned: cnnctl tune compares every trial on "
-                                  f"the same validation split and sets {fixed} itself")
+                raise ConfigError(
+                    f"{where}tune['{path}']: cannot be tuned: cnnctl tune compares every trial on "
+                    f"the same validation split and sets {fixed} itself"
+                )
         problem = missing_path(raw, path)
         if problem:
             raise ConfigError(f"{where}tune['{path}']: {problem}")
@@ -113,8 +126,10 @@ def missing_path(raw: dict[str, Any], path: str) -> Optional[str]:
         if not isinstance(node, dict) or part not in node:
             keys = list(node) if isinstance(node, dict) else []
             hint = did_you_mean(str(part), keys) or (f"; it has {', '.join(map(str, keys))}" if keys else "")
-            return (f"{here}: no such key in the config{hint} (a layer or optimizer argument must be written in "
-                    "the config before it can be tuned)")
+            return (
+                f"{here}: no such key in the config{hint} (a layer or optimizer argument must be written in "
+                "the config before it can be tuned)"
+            )
         node = node[part]
     if isinstance(node, (dict, list)):
         return f"{path}: is a whole section; tune one value inside it"
@@ -187,12 +202,14 @@ class PruningCallback(keras.callbacks.Callback):
 def open_study(tune_path: Path, config: Config, create: bool = False) -> optuna.Study:
     """The study in `tune_path`/study.db (made when `create`); maximises the val accuracy."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the library is silent; the console is the CLI's
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tune_path / contract.TUNE_STUDY}",
-                                         engine_kwargs={"connect_args": {"timeout": 60}})
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{tune_path / contract.TUNE_STUDY}", engine_kwargs={"connect_args": {"timeout": 60}}
+    )
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_EPOCHS)
     if create:
-        return optuna.create_study(storage=storage, study_name=STUDY_NAME, direction="maximize", pruner=pruner,
-                                   sampler=sampler_for(config, 0))
+        return optuna.create_study(
+            storage=storage, study_name=STUDY_NAME, direction="maximize", pruner=pruner, sampler=sampler_for(config, 0)
+        )
     return optuna.load_study(storage=storage, study_name=STUDY_NAME, pruner=pruner, sampler=sampler_for(config, 0))
 
 
@@ -222,8 +239,17 @@ def counts_toward_total(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.state != optuna.trial.TrialState.FAIL or "error" in trial.user_attrs
 
 
-def tune(config: Config, runs_dir: Any, trials: int, *, workers: int = 1, origin: str = "", verbose: int = 0,
-         announce: Optional[Announce] = None, on_trial: Optional[OnTrial] = None) -> tuple[Path, dict[str, Any]]:
+def tune(
+    config: Config,
+    runs_dir: Any,
+    trials: int,
+    *,
+    workers: int = 1,
+    origin: str = "",
+    verbose: int = 0,
+    announce: Optional[Announce] = None,
+    on_trial: Optional[OnTrial] = None,
+) -> tuple[Path, dict[str, Any]]:
     """Search `config.tune` over `trials` trials in a new tune folder in `runs_dir`; returns the folder and the
     summary written there. `announce` is told when each trial's run starts, `on_trial(line)` when it ends."""
     check_arguments(config, trials, workers, origin)
@@ -231,9 +257,11 @@ def tune(config: Config, runs_dir: Any, trials: int, *, workers: int = 1, origin
     # The config with its own values is prepared before any folder exists: data and model mistakes leave nothing.
     prepared = prepare(trial_config(config, {}, split=config.evaluate.split), origin)
     if "val" not in prepared.dataset.splits:
-        raise ConfigError(f"{origin or 'config'}: data.validation_split: cnnctl tune scores every trial on the "
-                          "validation split and this data has none; set data.validation_split: 0.1 (or give a "
-                          "val split)")
+        raise ConfigError(
+            f"{origin or 'config'}: data.validation_split: cnnctl tune scores every trial on the "
+            "validation split and this data has none; set data.validation_split: 0.1 (or give a "
+            "val split)"
+        )
     del prepared
     keras.backend.clear_session()
     tune_run = create_run(runs_dir, f"{config.name or 'run'}-tune")
@@ -242,14 +270,23 @@ def tune(config: Config, runs_dir: Any, trials: int, *, workers: int = 1, origin
     return run_search(tune_run.path, config, trials, workers, origin, verbose, announce, on_trial)
 
 
-def resume_tune(folder: Union[str, Path], trials: int, *, workers: int = 1, verbose: int = 0,
-                announce: Optional[Announce] = None, on_trial: Optional[OnTrial] = None) -> tuple[Path, dict[str, Any]]:
+def resume_tune(
+    folder: Union[str, Path],
+    trials: int,
+    *,
+    workers: int = 1,
+    verbose: int = 0,
+    announce: Optional[Announce] = None,
+    on_trial: Optional[OnTrial] = None,
+) -> tuple[Path, dict[str, Any]]:
     """Continue the search in `folder` until it holds `trials` trials; finished trials are kept as they are."""
     tune_path = Path(folder)
     tune_run = Run(tune_path)
     if not (tune_run.has(contract.TUNE_STUDY) and tune_run.has(contract.CONFIG)):
-        raise RunError(f"{tune_path}: not a cnnctl tune folder (it needs {contract.CONFIG} and "
-                       f"{contract.TUNE_STUDY}); give the runs/<id>-<name>-tune folder")
+        raise RunError(
+            f"{tune_path}: not a cnnctl tune folder (it needs {contract.CONFIG} and "
+            f"{contract.TUNE_STUDY}); give the runs/<id>-<name>-tune folder"
+        )
     origin = str(tune_run.file(contract.CONFIG))
     config = load_config(tune_run.file(contract.CONFIG))
     check_arguments(config, trials, workers, origin)
@@ -269,39 +306,54 @@ def check_arguments(config: Config, trials: int, workers: int, origin: str) -> N
     if workers < 1:
         raise ConfigError(f"--workers {workers}: must be at least 1")
     if workers > 1 and config.data.source not in (*BUILTIN_SOURCES, *FILE_SOURCES):
-        raise ConfigError(f"--workers {workers}: data.source '{config.data.source}' exists only in this process; "
-                          "extra workers are new processes and need a built-in or file source (npz, npy, ...)")
+        raise ConfigError(
+            f"--workers {workers}: data.source '{config.data.source}' exists only in this process; "
+            "extra workers are new processes and need a built-in or file source (npz, npy, ...)"
+        )
 
 
 def trial_folder_name(number: int) -> str:
     return f"{contract.TUNE_TRIAL_PREFIX}{number}"
 
 
-def run_search(tune_path: Path, config: Config, trials: int, workers: int, origin: str, verbose: int,
-               announce: Optional[Announce], on_trial: Optional[OnTrial]) -> tuple[Path, dict[str, Any]]:
+def run_search(
+    tune_path: Path,
+    config: Config,
+    trials: int,
+    workers: int,
+    origin: str,
+    verbose: int,
+    announce: Optional[Announce],
+    on_trial: Optional[OnTrial],
+) -> tuple[Path, dict[str, Any]]:
     """Start `workers - 1` extra processes, work in this one too, wait for them, then write the results."""
     extra = [start_worker(tune_path, trials, index) for index in range(2, workers + 1)]
     failures = []
     try:
-        work(tune_path, config, trials, worker=1, origin=origin, verbose=verbose, announce=announce,
-             on_trial=on_trial)
+        work(tune_path, config, trials, worker=1, origin=origin, verbose=verbose, announce=announce, on_trial=on_trial)
     except BaseException as exc:
         for process in extra:
             process.terminate()  # SIGTERM: each records its running trial as interrupted
         for process in extra:
             process.wait()
         with contextlib.suppress(Exception):  # the summary of what finished; never hide why the search stopped
-            write_results(tune_path, config, trials, status="interrupted" if isinstance(exc, KeyboardInterrupt)
-                          else "failed")
+            write_results(
+                tune_path, config, trials, status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            )
         if isinstance(exc, Interrupted):
-            raise Interrupted(exc.signum, f"interrupted ({exc.signal_name}): the search in {tune_path} stopped; "
-                              f"its finished trials are kept in {contract.TUNE_STUDY}\n"
-                              f"resume with: cnnctl tune --resume {tune_path} --trials {trials}") from None
+            raise Interrupted(
+                exc.signum,
+                f"interrupted ({exc.signal_name}): the search in {tune_path} stopped; "
+                f"its finished trials are kept in {contract.TUNE_STUDY}\n"
+                f"resume with: cnnctl tune --resume {tune_path} --trials {trials}",
+            ) from None
         raise
     for index, process in enumerate(extra, start=2):
         if process.wait() != 0:
-            failures.append(f"worker {index} exited with {process.returncode}; see "
-                            f"{tune_path / contract.TUNE_WORKER_LOG.format(index=index)}")
+            failures.append(
+                f"worker {index} exited with {process.returncode}; see "
+                f"{tune_path / contract.TUNE_WORKER_LOG.format(index=index)}"
+            )
     summary = write_results(tune_path, config, trials, status="completed", notes=failures)
     return tune_path, summary
 
@@ -309,12 +361,25 @@ def run_search(tune_path: Path, config: Config, trials: int, workers: int, origi
 def start_worker(tune_path: Path, trials: int, index: int) -> subprocess.Popen:
     log = open(tune_path / contract.TUNE_WORKER_LOG.format(index=index), "ab")
     with log:
-        return subprocess.Popen([sys.executable, "-m", "cnnctl.training.tune", str(tune_path), str(trials), str(index)],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+        return subprocess.Popen(
+            [sys.executable, "-m", "cnnctl.training.tune", str(tune_path), str(trials), str(index)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
 
 
-def work(tune_path: Path, config: Config, trials: int, *, worker: int = 1, origin: str = "", verbose: int = 0,
-         announce: Optional[Announce] = None, on_trial: Optional[OnTrial] = None) -> None:
+def work(
+    tune_path: Path,
+    config: Config,
+    trials: int,
+    *,
+    worker: int = 1,
+    origin: str = "",
+    verbose: int = 0,
+    announce: Optional[Announce] = None,
+    on_trial: Optional[OnTrial] = None,
+) -> None:
     """Take and train the study's next trial until it holds `trials` counted trials."""
     study = open_study(tune_path, config)
     spaces = distributions(config)
@@ -332,8 +397,15 @@ def work(tune_path: Path, config: Config, trials: int, *, worker: int = 1, origi
             on_trial(line)
 
 
-def run_trial(study: optuna.Study, trial: optuna.Trial, config: Config, tune_path: Path, origin: str,
-              verbose: int, announce: Optional[Announce]) -> dict[str, Any]:
+def run_trial(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    config: Config,
+    tune_path: Path,
+    origin: str,
+    verbose: int,
+    announce: Optional[Announce],
+) -> dict[str, Any]:
     """Train one trial into trial-<n>/ and tell the study how it ended; returns its summary line."""
     states = optuna.trial.TrialState
     params = dict(trial.params)
@@ -349,8 +421,15 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, config: Config, tune_pat
         run.path.mkdir()
         pruning = PruningCallback(trial)
         try:
-            result = train_run(prepared.config, origin=origin, verbose=verbose, announce=announce,
-                               prepared=prepared, into=run, extra_callbacks=[pruning])
+            result = train_run(
+                prepared.config,
+                origin=origin,
+                verbose=verbose,
+                announce=announce,
+                prepared=prepared,
+                into=run,
+                extra_callbacks=[pruning],
+            )
         except RunError as exc:  # a diverged loss (NaN): the run says failed, the search goes on
             trial.set_user_attr("error", str(exc))
             study.tell(trial, state=states.FAIL)
@@ -374,9 +453,15 @@ def trial_line(study: optuna.Study, number: int) -> dict[str, Any]:
     """One trial of tune_summary.json."""
     trial = study.get_trials(deepcopy=False)[number]
     attrs = trial.user_attrs
-    line = {"number": trial.number, "state": trial.state.name.lower(), "params": dict(trial.params),
-            "value": attrs.get(OBJECTIVE), "run": attrs.get("run"), "worker": attrs.get("worker"),
-            "epochs": len(trial.intermediate_values) or None}
+    line = {
+        "number": trial.number,
+        "state": trial.state.name.lower(),
+        "params": dict(trial.params),
+        "value": attrs.get(OBJECTIVE),
+        "run": attrs.get("run"),
+        "worker": attrs.get("worker"),
+        "epochs": len(trial.intermediate_values) or None,
+    }
     if trial.state == optuna.trial.TrialState.FAIL:
         line["state"] = "failed" if "error" in attrs else "interrupted"
         line["error"] = attrs.get("error")
@@ -387,37 +472,50 @@ def trial_line(study: optuna.Study, number: int) -> dict[str, Any]:
     return line
 
 
-def write_results(tune_path: Path, config: Config, trials: int, status: str,
-                  notes: Optional[list[str]] = None) -> dict[str, Any]:
+def write_results(
+    tune_path: Path, config: Config, trials: int, status: str, notes: Optional[list[str]] = None
+) -> dict[str, Any]:
     """tune_summary.json, best.yaml (when a trial completed), the figures and tune_report.html."""
     study = open_study(tune_path, config)
     tune_run = Run(tune_path)
     every = study.get_trials(deepcopy=False)
     summary: dict[str, Any] = {
-        "name": config.name, "seed": config.seed, "status": status, "trials_wanted": trials,
+        "name": config.name,
+        "seed": config.seed,
+        "status": status,
+        "trials_wanted": trials,
         "objective": f"metrics.json {OBJECTIVE} on the val split (maximised)",
         "pruning": f"MedianPruner on Keras {REPORTED} per epoch (n_startup_trials={PRUNER_STARTUP_TRIALS}, "
-                   f"n_warmup_steps={PRUNER_WARMUP_EPOCHS})",
+        f"n_warmup_steps={PRUNER_WARMUP_EPOCHS})",
         "search_space": {path: space.to_yaml() for path, space in config.tune.items()},
         "trials": [trial_line(study, trial.number) for trial in every],
-        "best": None, "notes": list(notes or []),
+        "best": None,
+        "notes": list(notes or []),
     }
     complete = [trial for trial in every if trial.state == optuna.trial.TrialState.COMPLETE]
     if complete:
         best = max(complete, key=lambda trial: (trial.value, -trial.number))  # ties: the earlier trial
-        summary["best"] = {"number": best.number, "value": best.value, "params": dict(best.params),
-                           "run": best.user_attrs.get("run"), "config": contract.TUNE_BEST}
+        summary["best"] = {
+            "number": best.number,
+            "value": best.value,
+            "params": dict(best.params),
+            "run": best.user_attrs.get("run"),
+            "config": contract.TUNE_BEST,
+        }
         best_config = trial_config(config, dict(best.params), split=config.evaluate.split)
-        write_text_atomic(tune_run.file(contract.TUNE_BEST),
-                          f"# cnnctl tune {tune_path}: trial {best.number}, val {OBJECTIVE} {best.value:.4f}\n"
-                          f"# cnnctl train {tune_run.file(contract.TUNE_BEST)} scores it once on the test split\n"
-                          + best_config.to_yaml())
+        write_text_atomic(
+            tune_run.file(contract.TUNE_BEST),
+            f"# cnnctl tune {tune_path}: trial {best.number}, val {OBJECTIVE} {best.value:.4f}\n"
+            f"# cnnctl train {tune_run.file(contract.TUNE_BEST)} scores it once on the test split\n"
+            + best_config.to_yaml(),
+        )
     elif every:
         summary["notes"].append("no trial completed (all pruned, failed or interrupted): no best.yaml")
     summary["importances"] = param_importances(study, complete, config)
     tune_run.write_json(contract.TUNE_SUMMARY, summary)
-    draw_tune_figures(tune_run, summary, log_params=[path for path, space in config.tune.items()
-                                                      if space.kind == "log_uniform"])
+    draw_tune_figures(
+        tune_run, summary, log_params=[path for path, space in config.tune.items() if space.kind == "log_uniform"]
+    )
     write_tune_report(tune_run, summary)
     return summary
 

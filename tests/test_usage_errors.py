@@ -1,0 +1,57 @@
+"""Mistakes the command line itself catches (an unknown option or command, `--processes two`) and values that
+pass YAML but no config should hold (`seed: true`, an infinite learning rate, a batch TensorFlow cannot count, a
+negative class weight): each one `error:` line naming what to read or write instead, exit code 2."""
+
+from __future__ import annotations
+
+import pytest
+from test_hostile_inputs_more import one_error
+
+USAGE = [
+    (
+        ["train", "c.yaml", "--processes", "0"],
+        "error: Invalid value for '--processes': Input should be greater than or equal to 1; see cnnctl train --help",
+    ),
+    (
+        ["train", "c.yaml", "--processes", "two"],
+        "error: Invalid value for '--processes': Input should be a valid integer, unable to parse string as an "
+        "integer; see cnnctl train --help",
+    ),
+    (
+        ["train", "c.yaml", "--epochs", "3"],
+        "error: No such option: --epochs (Possible options: --processes); see cnnctl train --help",
+    ),
+    (["trian", "c.yaml"], "error: No such command 'trian'. Did you mean 'train'?; see cnnctl --help"),
+    (["predict"], "error: Missing argument 'RUN'; see cnnctl predict --help"),
+]
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    USAGE,
+    ids=["processes-0", "processes-two", "unknown-option", "unknown-command", "missing-argument"],
+)
+def test_usage_mistakes_are_one_error_line(args, expected):
+    assert one_error(*args).lower() == expected.lower()
+
+
+VALUES = [
+    ("seed=true", "seed: must be an integer (got true)"),
+    ("train.optimizer.learning_rate=.inf", "train.optimizer.learning_rate: must be a finite number (got inf)"),
+    (
+        "train.batch_size=100000000000000000000",
+        "train.batch_size: must be less than or equal to 2147483647 (got 100000000000000000000)",
+    ),
+    (
+        "train.class_weight={0: -1}",
+        "train.class_weight: class 0 has weight -1; a class weight must be above 0 (e.g. {0: 1.0, 1: 3.0}, or balanced)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "override, expected", VALUES, ids=["seed-true", "infinite-rate", "huge-batch", "negative-weight"]
+)
+def test_values_no_config_should_hold_are_refused_before_anything_runs(trained_digits_run, override, expected):
+    error = one_error("check", trained_digits_run.config, "--set", override)
+    assert error == f"error: --set {override}: {expected}"
