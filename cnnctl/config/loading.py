@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from cnnctl.config.schema import Config
 from cnnctl.data.limits import not_regular_reason
-from cnnctl.errors import ConfigError, closest
+from cnnctl.errors import ConfigError, closest, printable
 
 MAX_CONFIG_BYTES = 2**20  # 1 MiB: real configs are a few kilobytes, and PyYAML reads ~0.2 MB a second
 MAX_CONFIG_DEPTH = 100  # nesting levels (mappings and lists), counting those reached through aliases
@@ -213,26 +213,26 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     """`train.epochs=3` or `model.layers[0].Conv2D.filters=8`: set one value, parsed as a YAML scalar."""
     key, sep, text = override.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set {override}: expected key.path=value, e.g. --set train.epochs=3")
+        raise ConfigError(f"--set {printable(override)}: expected key.path=value, e.g. --set train.epochs=3")
     try:
         value = yaml.load(text, Loader=_BoundedSafeLoader) if text.strip() else None
     except yaml.YAMLError:
         value = text
     parts = key_path_parts(key)
     if not parts:
-        raise ConfigError(f"--set {override}: expected key.path=value, e.g. --set train.epochs=3")
+        raise ConfigError(f"--set {printable(override)}: expected key.path=value, e.g. --set train.epochs=3")
     node: Any = raw
     for depth, part in enumerate(parts[:-1]):
         here = dotted(parts[: depth + 1])
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
-                raise ConfigError(f"--set {override}: {here}: no such list entry")
+                raise ConfigError(f"--set {printable(override)}: {here}: no such list entry")
             if isinstance(node[part], str):  # a bare layer name gains kwargs
                 node[part] = {node[part]: {}}
             node = node[part]
         else:
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {override}: {here}: is not a mapping")
+                raise ConfigError(f"--set {printable(override)}: {here}: is not a mapping")
             if node.get(part) is None:
                 node[part] = {}
             elif isinstance(node[part], str) and isinstance(parts[depth + 1], str):
@@ -241,9 +241,9 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     last = parts[-1]
     if isinstance(last, int):
         if not isinstance(node, list) or last >= len(node):
-            raise ConfigError(f"--set {override}: {dotted(parts)}: no such list entry")
+            raise ConfigError(f"--set {printable(override)}: {dotted(parts)}: no such list entry")
     elif not isinstance(node, dict):
-        raise ConfigError(f"--set {override}: {dotted(parts[:-1])}: is not a mapping")
+        raise ConfigError(f"--set {printable(override)}: {dotted(parts[:-1])}: is not a mapping")
     node[last] = value
 
 
@@ -274,7 +274,9 @@ def validate_config(raw: dict[str, Any], source: str, overrides: Sequence[str] =
         message = describe_error(errors[0], raw)
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         culprit = _override_at(_user_loc(errors[0]["loc"]), overrides)
-        raise ConfigError(f"{f'--set {culprit}' if culprit else source}: {message}{more}") from None
+        raise ConfigError(
+            f"{f'--set {printable(culprit)}' if culprit else source}: {printable(message)}{more}"
+        ) from None
 
 
 def _override_at(loc: Sequence[Union[str, int]], overrides: Sequence[str]) -> Optional[str]:

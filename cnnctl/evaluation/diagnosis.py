@@ -24,6 +24,7 @@ import numpy as np
 
 from cnnctl.errors import RunError
 from cnnctl.runs import contract
+from cnnctl.runs.folder import readable_file
 
 # Thresholds. Why each has its value is explained in `diagnose`'s docstring.
 MIN_EPOCHS = 3  # fewer finite epochs than this: too little history for a trend
@@ -65,7 +66,7 @@ def read_history_csv(path: Union[str, Path]) -> dict[str, list[float]]:
     Raises:
         RunError: the file is missing, has no header or no `loss` column, or holds a value that is not a number.
     """
-    path = Path(path)
+    path = readable_file(path)
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))

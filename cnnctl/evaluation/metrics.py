@@ -19,7 +19,7 @@ from cnnctl.evaluation.calibration import (
     coverage_sentence,
 )
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, atomic_path, write_csv_atomic, write_text_atomic
+from cnnctl.runs.folder import Run, atomic_path, readable_file, write_csv_atomic, write_text_atomic
 
 
 def compute_metrics(
@@ -159,7 +159,8 @@ def _run_facts(run: Run) -> dict[str, Any]:
         if run.has(contract.DATA):
             facts["train_examples"] = int(run.read_json(contract.DATA)["sizes"]["train"])
         if run.has(contract.CONFIG):
-            model = (yaml.safe_load(run.file(contract.CONFIG).read_text(encoding="utf-8")) or {}).get("model") or {}
+            text = readable_file(run.file(contract.CONFIG)).read_text(encoding="utf-8")
+            model = (yaml.safe_load(text) or {}).get("model") or {}
             facts["backbone"] = (model.get("backbone") or {}).get("name")
     except Exception:  # noqa: BLE001 - an odd or older run folder only loses the transfer advice
         return {}

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import re
 import zipfile
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from cnnctl import runtime
-from cnnctl.errors import ConfigError, RunError, in_config_file
+from cnnctl.data.limits import memory_bytes
+from cnnctl.errors import ConfigError, RunError, first_line, in_config_file
 from cnnctl.evaluation.calibration import as_class_probabilities
 from cnnctl.evaluation.metrics import write_evaluation
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run
+from cnnctl.runs.folder import Run, readable_file
 
 
 def predict_probabilities(
@@ -62,7 +64,7 @@ def load_model(run: Run) -> Any:
     import keras
 
     run.require(contract.MODEL)
-    path = run.file(contract.MODEL)
+    path = check_model_file(run.file(contract.MODEL))
     if not zipfile.is_zipfile(path):  # else Keras answers "File not found" for a file that is there
         raise RunError(
             f"{path}: not a Keras model file (a .keras file is a zip archive); it is damaged or was "
@@ -87,10 +89,44 @@ def load_model(run: Run) -> Any:
             f"{path}: refused: its config names a class that is not one of Keras' own{named}, which "
             "cnnctl never loads; rebuild it from a config"
         ) from None
-    except (OSError, EOFError, KeyError) as exc:
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise RunError(
-            f"{path}: cannot load the model ({type(exc).__name__}: {exc}); the file may be damaged"
+            f"{path}: cannot load the model ({type(exc).__name__}: {first_line(exc)}); the file may be damaged"
         ) from None
+    except RecursionError:
+        raise RunError(f"{path}: refused: its config is nested too deeply to be a model cnnctl wrote") from None
+
+
+# A .keras file is a zip of config.json, metadata.json and model.weights.h5. Keras reads config.json whole and builds
+# every layer it names before any weight is read, so both are bounded before Keras sees the file.
+MAX_MODEL_CONFIG_BYTES = 64 * 2**20
+
+
+def check_model_file(path: Path) -> Path:
+    """model.keras (or any .keras file cnnctl is asked to load), checked before Keras opens it: a regular file, a zip
+    whose members do not inflate past this machine's memory, with a config of at most MAX_MODEL_CONFIG_BYTES.
+    Raises RunError naming the file."""
+    readable_file(path, max_bytes=memory_bytes())
+    if not zipfile.is_zipfile(path):
+        return path  # load_model says what it is
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise RunError(f"{path}: not a readable Keras model file ({first_line(exc)})") from None
+    total = sum(member.file_size for member in members)
+    if total > memory_bytes():
+        raise RunError(
+            f"{path}: refused: its members inflate to {total / 2**30:,.1f} GiB, more than this machine's "
+            f"{memory_bytes() / 2**30:,.1f} GiB of memory"
+        )
+    config = next((member for member in members if member.filename == "config.json"), None)
+    if config is not None and config.file_size > MAX_MODEL_CONFIG_BYTES:
+        raise RunError(
+            f"{path}: refused: its config.json is {config.file_size / 2**20:,.0f} MiB; a model's config "
+            f"is at most {MAX_MODEL_CONFIG_BYTES // 2**20} MiB"
+        )
+    return path
 
 
 def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import yaml
 
 from cnnctl.errors import CnnctlError, ConfigError, RunError, shown_path
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, list_runs
+from cnnctl.runs.folder import Run, list_runs, readable_file
 from cnnctl.runs.output import check_output_path, write_output_bytes
 from cnnctl.runs.status import abandoned
 
@@ -82,7 +82,7 @@ def _read(run: Run, name: str, summary: RunSummary, reader) -> dict[str, Any]:
 
 
 def _read_yaml(run: Run, name: str) -> Any:
-    path = run.file(name)
+    path = readable_file(run.file(name))
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:

@@ -16,7 +16,7 @@ import numpy as np
 from cnnctl.errors import RunError, first_line
 from cnnctl.reporting import plots, trust_plots
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, atomic_path
+from cnnctl.runs.folder import Run, atomic_path, readable_file
 
 
 def draw_run_figures(run: Run, model: Any = None) -> list[Path]:
@@ -88,7 +88,7 @@ def _saved_kernel(run: Run, digest: str) -> tuple[bool, Optional[np.ndarray]]:
     try:
         if run.read_json(contract.LAYERS).get("model_sha256") != digest:
             return False, None
-        with np.load(run.file(contract.FILTER_WEIGHTS), allow_pickle=False) as archive:
+        with np.load(readable_file(run.file(contract.FILTER_WEIGHTS)), allow_pickle=False) as archive:
             if "model_sha256" not in archive.files or str(archive["model_sha256"]) != digest:
                 return False, None
             kernel = archive["kernel"] if "kernel" in archive.files else None
@@ -160,7 +160,7 @@ PREDICTION_ARRAYS = ("y_true", "y_prob", "class_names")  # what every prediction
 def read_predictions(run: Run) -> dict[str, Any]:
     """predictions.npz as arrays. Never unpickled: a file holding pickled data or object arrays, not a zip
     archive, or missing an array is one RunError line."""
-    path = run.file(contract.PREDICTIONS)
+    path = readable_file(run.file(contract.PREDICTIONS))
     try:
         with np.load(path, allow_pickle=False) as archive:
             predictions = {key: archive[key] for key in archive.files}
@@ -230,7 +230,7 @@ def draw_trust_figures(run: Run, split: str) -> list[Path]:
 def gradcam_figure(run: Run, split: str):
     """gradcam.png: per class its most confident correct example and its most confidently wrong one, heat over."""
     try:
-        with np.load(run.file(contract.GRADCAM_NPZ), allow_pickle=False) as archive:
+        with np.load(readable_file(run.file(contract.GRADCAM_NPZ)), allow_pickle=False) as archive:
             saved = {key: archive[key] for key in ("x", "heatmaps", "y_true", "y_prob", "class_names", "layer")}
     except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise RunError(

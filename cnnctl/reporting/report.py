@@ -20,9 +20,9 @@ from typing import Any, Optional
 
 import yaml
 
-from cnnctl.errors import CnnctlError
+from cnnctl.errors import CnnctlError, RunError
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, write_text_atomic
+from cnnctl.runs.folder import Run, readable_file, write_text_atomic
 
 # Figures in reading order, with the caption that tells a reader what to look for.
 FIGURE_CAPTIONS = {
@@ -289,9 +289,11 @@ def _trust_section(run: Run, metrics: dict) -> str:
 
 def _figure(run: Run, name: str) -> str:
     try:
-        encoded = base64.b64encode(run.file(name).read_bytes()).decode("ascii")
+        encoded = base64.b64encode(readable_file(run.file(name)).read_bytes()).decode("ascii")
     except OSError as exc:
         return _missing(f"{name}: cannot read ({exc.strerror}).")
+    except RunError as exc:
+        return _missing(str(exc))
     caption = FIGURE_CAPTIONS.get(name, "")
     klass = ' class="scroll"' if name in SCROLLED_FIGURES else ""
     return (
@@ -464,8 +466,8 @@ def _read_json(run: Run, name: str) -> dict:
 
 def _read_text(run: Run, name: str) -> str:
     try:
-        return run.file(name).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        return readable_file(run.file(name)).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError, RunError):
         return ""
 
 

@@ -15,13 +15,14 @@ import json
 import os
 import re
 import socket
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Union
 
-from cnnctl.errors import RunError, did_you_mean
+from cnnctl.errors import RunError, did_you_mean, shown_path
 from cnnctl.runs.contract import CONFIG, ENVIRONMENT, RUNS_DIR_ENV
 
 
@@ -32,6 +33,35 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()
+
+
+# A run's JSON, CSV, YAML and figure files are small; a file far larger than any of them was not written by cnnctl.
+MAX_RUN_FILE_BYTES = 256 * 2**20
+
+
+def readable_file(path: Union[str, Path], max_bytes: int = MAX_RUN_FILE_BYTES) -> Path:
+    """`path`, checked before it is opened: a regular file (after symlinks) of at most `max_bytes`. A named pipe
+    would block its reader forever and a link to /dev/zero never ends, so anything else is a RunError naming the
+    file. A missing file is left to the caller (many run files are optional)."""
+    path = Path(path)
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise RunError(f"{shown_path(path)}: cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(status.st_mode):
+        kind = "a folder" if stat.S_ISDIR(status.st_mode) else "not a regular file (a named pipe, a device, ...)"
+        raise RunError(
+            f"{shown_path(path)}: is {kind}; a run's files are regular files: remove it, then "
+            "evaluate or train the run again"
+        )
+    if status.st_size > max_bytes:
+        raise RunError(
+            f"{shown_path(path)}: {status.st_size / 2**20:,.0f} MiB, more than a run's file of this kind "
+            f"ever holds ({max_bytes / 2**20:,.0f} MiB); it was not written by cnnctl"
+        )
+    return path
 
 
 def default_runs_dir(runs_dir: Optional[Union[str, Path]] = None) -> Path:
@@ -56,13 +86,17 @@ class Run:
         return (self.path / name).exists()
 
     def read_json(self, name: str) -> dict[str, Any]:
-        path = self.file(name)
+        path = readable_file(self.file(name))
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RunError(f"{path}: missing; the run folder is incomplete") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RunError(f"{path}: not valid JSON ({exc})") from None
+        except RecursionError:
+            raise RunError(
+                f"{path}: JSON nested too deeply to be cnnctl's; the file was edited or is not cnnctl's"
+            ) from None
         except OSError as exc:  # a folder, or a file that cannot be read, under a run file's name
             raise RunError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
         if not isinstance(data, dict):  # every JSON file cnnctl writes into a run holds one object
@@ -201,10 +235,10 @@ def _find_run(spec: str, runs_dir: Optional[Union[str, Path]]) -> Run:
     candidate = Path(spec)
     if candidate.is_dir():
         if not is_run(candidate):
-            raise RunError(f"{spec}: not a cnnctl run folder (no {CONFIG} and {ENVIRONMENT})")
+            raise RunError(f"{shown_path(spec)}: not a cnnctl run folder (no {CONFIG} and {ENVIRONMENT})")
         return Run(candidate)
     if candidate.name != spec or spec in (".", ".."):
-        raise RunError(f"{spec}: no such run folder")
+        raise RunError(f"{shown_path(spec)}: no such run folder")
     inside = base / spec
     if inside.is_dir() and is_run(inside):
         return Run(inside)
@@ -212,7 +246,7 @@ def _find_run(spec: str, runs_dir: Optional[Union[str, Path]]) -> Run:
     hint = did_you_mean(spec, names, quote=False)
     if not hint and names:
         hint = f"; `cnnctl runs --runs-dir {base}` lists the {len(names)} runs there"
-    raise RunError(f"{spec}: no such run in {base}{hint}")
+    raise RunError(f"{shown_path(spec)}: no such run in {base}{hint}")
 
 
 # Temporary files carry the host and process that made them: a later command deletes the ones whose process is

@@ -19,9 +19,10 @@ import keras
 import numpy as np
 
 from cnnctl.config.schema import Config
+from cnnctl.data.limits import memory_bytes
 from cnnctl.errors import RunError, first_line
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, atomic_path
+from cnnctl.runs.folder import Run, atomic_path, readable_file
 from cnnctl.training.checkpoint import (
     CALLBACK_STATE,
     METADATA,
@@ -314,7 +315,7 @@ class TrainingBackup(keras.callbacks.Callback):
             return 0
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)  # its slots must exist to be loaded
-        weights = self.checkpoints / state["weights"]
+        weights = readable_file(self.checkpoints / state["weights"], max_bytes=memory_bytes())
         try:
             model.load_weights(str(weights))
         except (ValueError, OSError, KeyError) as exc:
@@ -330,7 +331,7 @@ class TrainingBackup(keras.callbacks.Callback):
         """EarlyStopping's best weights, read now so that a damaged file stops a resume before it begins."""
         if not name:
             return None
-        path = self.checkpoints / name
+        path = readable_file(self.checkpoints / name, max_bytes=memory_bytes())
         try:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = [archive[f"w{i}"] for i in range(len(archive.files))]

@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 from cnnctl.errors import RunError
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, write_text_atomic
+from cnnctl.runs.folder import Run, readable_file, write_text_atomic
 
 METADATA = "training_metadata.json"  # Keras BackupAndRestore's name and keys ("epoch", "batch"), plus ours
 
@@ -49,8 +49,9 @@ def folder(run: Run) -> Path:
 def read_state(run: Run) -> Optional[dict[str, Any]]:
     """The last committed training state, or None when the run never finished an epoch under cnnctl's care."""
     path = folder(run) / METADATA
-    if not path.is_file():
+    if not path.is_file() and not path.is_symlink() and not path.exists():
         return None
+    readable_file(path)  # a named pipe or a link to /dev/zero: one line naming it, never a wait
     state = Run(folder(run)).read_json(METADATA)
     epoch = state.get("epoch")
     if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0 or not state.get("weights"):
@@ -146,7 +147,7 @@ def truncate_history(path: Path, epochs: int) -> int:
     """
     if not path.exists():
         return 0
-    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines(keepends=True)
+    lines = readable_file(path).read_bytes().decode("utf-8", errors="replace").splitlines(keepends=True)
     kept: list[str] = []
     if lines and lines[0].endswith("\n"):
         header = next(csv.reader([lines[0]]))

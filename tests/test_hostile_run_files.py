@@ -1,0 +1,93 @@
+"""Run folders from elsewhere (issue 30, parts 2 and 7): a named pipe or a link to /dev/zero in place of a run file,
+JSON nested 100,000 deep, a model.keras whose members inflate past memory or whose config is huge, names with a
+newline. Each is one `error:` line in bounded time (or, in `cnnctl runs`, one warning while the other runs are
+listed), and nothing in the folder changes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+from test_hostile_inputs_more import digest, one_error
+from typer.testing import CliRunner
+
+from cnnctl.cli.app import app
+from cnnctl.errors import shown_path
+
+runner = CliRunner()
+
+
+def replace_with_fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+def replace_with_zero_link(path: Path) -> None:
+    path.unlink()
+    path.symlink_to("/dev/zero")
+
+
+@pytest.mark.parametrize("make", [replace_with_fifo, replace_with_zero_link], ids=["fifo", "dev-zero"])
+@pytest.mark.parametrize(
+    "name, command",
+    [
+        ("model.keras", "evaluate"),
+        ("metrics.json", "plot"),
+        ("history.csv", "plot"),
+        ("predictions.npz", "plot"),
+        ("checkpoints/training_metadata.json", "resume"),
+    ],
+)
+def test_special_files_in_a_run_are_one_line(digits_run_copy, make, name, command):
+    make(digits_run_copy / name)
+    before = {path: os.lstat(path).st_mode for path in digits_run_copy.rglob("*")}
+    resume = ["train", "--resume", digits_run_copy, "--set", "train.epochs=4"]  # extending reads the checkpoint
+    args = resume if command == "resume" else [command, digits_run_copy]
+    error = one_error(*args)
+    assert f"{shown_path(digits_run_copy / name)}: is not a regular file" in error, error
+    assert {path: os.lstat(path).st_mode for path in digits_run_copy.rglob("*")} == before
+
+
+def test_one_damaged_run_does_not_hide_the_others(trained_digits_run, tmp_path):
+    runs = tmp_path / "runs"
+    good, bad = runs / "20260101-000000-good", runs / "20260101-000001-bad"
+    shutil.copytree(trained_digits_run.path, good)
+    shutil.copytree(trained_digits_run.path, bad)
+    replace_with_fifo(bad / "metrics.json")
+    (bad / "data.json").write_text("[" * 100_000 + "]" * 100_000)  # nested past Python's recursion limit
+    result = runner.invoke(app, ["runs", "--runs-dir", str(runs)])
+    assert result.exit_code == 0, result.output
+    assert good.name in result.output and bad.name in result.output
+    assert f"warning: {bad / 'metrics.json'}: is not a regular file" in " ".join(result.output.split())
+    assert "nested too deeply" in result.output
+
+
+def test_a_model_file_that_inflates_too_far_or_has_a_huge_config_is_refused(digits_run_copy, monkeypatch):
+    from cnnctl.evaluation import scoring
+
+    model = digits_run_copy / "model.keras"
+    before = digest(digits_run_copy)
+    monkeypatch.setattr(scoring, "memory_bytes", lambda: 1000)  # as if the members inflated past memory
+    error = one_error("evaluate", digits_run_copy)
+    assert error.startswith(f"error: {model}: refused: its members inflate to") or "MiB, more than" in error
+    monkeypatch.undo()
+
+    with zipfile.ZipFile(model) as archive:
+        config_size = archive.getinfo("config.json").file_size
+    monkeypatch.setattr(scoring, "MAX_MODEL_CONFIG_BYTES", config_size - 1)
+    error = one_error("evaluate", digits_run_copy)
+    assert error.startswith(f"error: {model}: refused: its config.json is")
+    assert digest(digits_run_copy) == before
+
+
+def test_newlines_in_names_stay_on_one_line(trained_digits_run, tmp_path):
+    error = one_error("train", trained_digits_run.config, "--name", "a\nb", "--runs-dir", tmp_path)
+    assert error.startswith("error: --set name=a\\nb: name: must be letters, digits")
+    error = one_error("evaluate", "la\nst", "--runs-dir", tmp_path)
+    assert error.startswith("error: la\\nst: no such run")
+    error = one_error("check", trained_digits_run.config, "--set", "train.epochs=3\n4")
+    assert error.startswith("error: --set train.epochs=3\\n4: train.epochs: must be an integer")
+    assert not any(tmp_path.iterdir())
