@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # for annotations only: importing them would load pydantic, n
     from cnnctl.evaluation.explain import Explanation
     from cnnctl.evaluation.export import ExportResult
     from cnnctl.evaluation.predict import Predictions
-    from cnnctl.reporting.compare import Comparison, RunSummary
+    from cnnctl.reporting.compare import CollectionSummary, Comparison, RunSummary
     from cnnctl.training.loop import Announce, TrainResult
     from cnnctl.training.prepare import Prepared
 
@@ -60,6 +60,7 @@ __all__ = [
     "filter_image",
     "find_run",
     "launch_processes",
+    "list_collections",
     "list_runs",
     "load",
     "plot",
@@ -612,6 +613,14 @@ def list_runs(runs_dir: Optional[PathLike] = None) -> list[RunSummary]:
     from cnnctl.reporting.compare import summarize_runs
 
     return summarize_runs(default_runs_dir(runs_dir))
+
+
+def list_collections(runs_dir: Optional[PathLike] = None) -> list[CollectionSummary]:
+    """Every cross-validation and tuning folder in the runs dir (whose runs are inside them), newest first, with
+    its status, folds or trials, and headline score (`cnnctl runs` lists them after the runs)."""
+    from cnnctl.reporting.compare import summarize_collections
+
+    return summarize_collections(default_runs_dir(runs_dir))
 
 
 def compare(

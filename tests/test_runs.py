@@ -96,3 +96,46 @@ def test_json_round_trip_and_update(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~umask  # ordinary permissions, not mkstemp's 0600
+
+
+def test_runs_lists_cross_validation_and_tuning_folders_and_plot_points_into_them(trained_digits_run, tmp_path):
+    """A cv or tune folder is not a run, but `cnnctl runs` lists it with its result, and `plot` on it says where its
+    summary and its runs are instead of "not a run folder"."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from cnnctl.cli.app import app
+
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_digits_run.path, runs / "20260101-000000-digits")
+    cv = runs / "20260101-000001-digits-cv"
+    cv.mkdir()
+    (cv / contract.CV_SUMMARY).write_text(
+        json.dumps(
+            {"status": "completed", "folds_completed": 3, "mean": {"accuracy": 0.9512}, "std": {"accuracy": 0.0123}}
+        )
+    )
+    tune = runs / "20260101-000002-digits-tune"
+    tune.mkdir()
+    (tune / contract.TUNE_STUDY).write_bytes(b"")
+    (tune / contract.TUNE_SUMMARY).write_text(
+        json.dumps({"status": "completed", "trials": [{}, {}], "best": {"number": 1, "value": 0.9731}})
+    )
+    result = CliRunner().invoke(app, ["runs", "--runs-dir", str(runs)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any("20260101-000000-digits" in line for line in lines)
+    cv_row = next(line for line in lines if cv.name in line)
+    assert "cv" in cv_row and "accuracy 0.9512 ± 0.0123" in cv_row and "completed" in cv_row
+    tune_row = next(line for line in lines if tune.name in line)
+    assert "tune" in tune_row and "best val accuracy 0.9731 (trial 1)" in tune_row
+
+    result = CliRunner().invoke(app, ["plot", cv.name, "--runs-dir", str(runs)])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        f"error: {cv.name}: a cross-validation folder, not a run: its summary is "
+        f"cv_summary.json, and each fold is a run (e.g. {cv / 'fold-1'})"
+    )
+    result = CliRunner().invoke(app, ["report", str(tune)])
+    assert result.exit_code == 2 and "a tuning folder, not a run: its page is tune_report.html" in result.output

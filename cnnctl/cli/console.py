@@ -267,6 +267,31 @@ def runs_table(summaries: list[Any], runs_dir: Any) -> Table:
     return table
 
 
+def collections_table(collections: list[Any], runs_dir: Any) -> Table:
+    """`cnnctl runs`: the cross-validation and tuning folders, whose runs are inside them."""
+    table = Table(title=f"Cross-validation and tuning in {runs_dir}", title_justify="left")
+    for header, justify in (
+        ("id", "left"),
+        ("kind", "left"),
+        ("folds / trials", "right"),
+        ("result", "left"),
+        ("status", "left"),
+    ):
+        table.add_column(header, justify=justify, overflow="fold", no_wrap=justify == "right")
+    for collection in collections:
+        status = collection.status or "?"
+        table.add_row(
+            collection.id,
+            collection.kind,
+            "" if collection.count is None else str(collection.count),
+            collection.score,
+            f"[{contract.status_color(status)}]{status}[/]",
+        )
+    table.caption = "their runs are inside them: fold-1/ ... for cv, trial-0/ ... for tune"
+    table.caption_justify = "left"
+    return table
+
+
 def compare_table(comparison: Any) -> Table:
     """`cnnctl compare`: one column per run, one row per metric; the best value of each row in bold green."""
     table = Table(title="Comparison", title_justify="left")

@@ -234,12 +234,15 @@ def runs(runs_dir: RunsDirOption = None) -> None:
     from cnnctl.cli import console
 
     base = api.default_runs_dir(runs_dir)
-    summaries = api.list_runs(base)
-    if not summaries:
+    summaries, collections = api.list_runs(base), api.list_collections(base)
+    if not summaries and not collections:
         console.say(f"no runs in {base}; train one with: cnnctl train configs/digits.yaml")
         return
-    console.console.print(console.runs_table(summaries, base))
-    for summary in summaries:
+    if summaries:
+        console.console.print(console.runs_table(summaries, base))
+    if collections:
+        console.console.print(console.collections_table(collections, base))
+    for summary in [*summaries, *collections]:
         for problem in summary.problems:
             console.warn(problem)
 

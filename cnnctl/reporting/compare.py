@@ -17,7 +17,7 @@ import yaml
 
 from cnnctl.errors import CnnctlError, ConfigError, RunError, shown_path
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, list_runs, readable_file
+from cnnctl.runs.folder import Run, collection_kind, list_collections, list_runs, readable_file
 from cnnctl.runs.output import check_output_path, write_output_bytes
 from cnnctl.runs.status import abandoned
 
@@ -93,6 +93,44 @@ def summarize_runs(runs_dir: Union[str, Path]) -> list[RunSummary]:
     """Every run in the folder, newest first."""
     now = time.time()
     return [summarize_run(run, now) for run in list_runs(runs_dir)]
+
+
+@dataclass
+class CollectionSummary:
+    """One row of `cnnctl runs`' second table: a cross-validation or tuning folder, whose runs are inside it."""
+
+    id: str
+    path: Path
+    kind: str  # "cv" or "tune"
+    status: Optional[str] = None
+    count: Optional[int] = None  # folds completed, or trials
+    score: str = ""  # mean ± std accuracy over the folds, or the best trial's val accuracy
+    problems: list[str] = field(default_factory=list)
+
+
+def summarize_collections(runs_dir: Union[str, Path]) -> list[CollectionSummary]:
+    """Every cross-validation and tuning folder in the runs dir, newest first, read from its summary file."""
+    summaries = []
+    for path in list_collections(runs_dir):
+        kind = collection_kind(path)
+        summary = CollectionSummary(id=path.name, path=path, kind=kind)
+        name = contract.CV_SUMMARY if kind == "cv" else contract.TUNE_SUMMARY
+        folder = Run(path)
+        data = _read(folder, name, summary, Run.read_json) if folder.has(name) else {}
+        summary.status = data.get("status")
+        if kind == "cv":
+            summary.count = data.get("folds_completed")
+            mean, std = (data.get("mean") or {}).get("accuracy"), (data.get("std") or {}).get("accuracy")
+            if isinstance(mean, (int, float)) and isinstance(std, (int, float)):
+                summary.score = f"accuracy {mean:.4f} ± {std:.4f}"
+        else:
+            trials = data.get("trials")
+            summary.count = len(trials) if isinstance(trials, list) else None
+            best = data.get("best") or {}
+            if isinstance(best.get("value"), (int, float)):
+                summary.score = f"best val accuracy {best['value']:.4f} (trial {best.get('number')})"
+        summaries.append(summary)
+    return summaries
 
 
 @dataclass

@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Union
 
 from cnnctl.errors import RunError, did_you_mean, shown_path
-from cnnctl.runs.contract import CONFIG, ENVIRONMENT, RUNS_DIR_ENV
+from cnnctl.runs.contract import (
+    CONFIG,
+    CV_SUMMARY,
+    ENVIRONMENT,
+    RUNS_DIR_ENV,
+    TUNE_REPORT,
+    TUNE_STUDY,
+    TUNE_SUMMARY,
+)
 
 
 def _read_umask() -> int:
@@ -235,18 +243,54 @@ def _find_run(spec: str, runs_dir: Optional[Union[str, Path]]) -> Run:
     candidate = Path(spec)
     if candidate.is_dir():
         if not is_run(candidate):
-            raise RunError(f"{shown_path(spec)}: not a cnnctl run folder (no {CONFIG} and {ENVIRONMENT})")
+            raise RunError(_not_a_run(candidate, spec))
         return Run(candidate)
     if candidate.name != spec or spec in (".", ".."):
         raise RunError(f"{shown_path(spec)}: no such run folder")
     inside = base / spec
     if inside.is_dir() and is_run(inside):
         return Run(inside)
+    if inside.is_dir() and collection_kind(inside):
+        raise RunError(_not_a_run(inside, spec))
     names = [run.id for run in list_runs(base)]
     hint = did_you_mean(spec, names, quote=False)
     if not hint and names:
         hint = f"; `cnnctl runs --runs-dir {base}` lists the {len(names)} runs there"
     raise RunError(f"{shown_path(spec)}: no such run in {base}{hint}")
+
+
+def _not_a_run(folder: Path, spec: str) -> str:
+    """Why `folder` is not a run, pointing a cross-validation or tuning folder to its summary and its runs."""
+    kind = collection_kind(folder)
+    if kind == "cv":
+        return (
+            f"{shown_path(spec)}: a cross-validation folder, not a run: its summary is {CV_SUMMARY}, and each "
+            f"fold is a run (e.g. {shown_path(folder / 'fold-1')})"
+        )
+    if kind == "tune":
+        return (
+            f"{shown_path(spec)}: a tuning folder, not a run: its page is {TUNE_REPORT} and its summary "
+            f"{TUNE_SUMMARY}; each trial is a run (e.g. {shown_path(folder / 'trial-0')})"
+        )
+    return f"{shown_path(spec)}: not a cnnctl run folder (no {CONFIG} and {ENVIRONMENT})"
+
+
+def collection_kind(folder: Path) -> Optional[str]:
+    """ "cv" for a `cnnctl cv` folder, "tune" for a `cnnctl tune` folder, else None."""
+    if (folder / CV_SUMMARY).is_file():
+        return "cv"
+    if (folder / TUNE_STUDY).is_file() or (folder / TUNE_SUMMARY).is_file():
+        return "tune"
+    return None
+
+
+def list_collections(runs_dir: Union[str, Path]) -> list[Path]:
+    """The cross-validation and tuning folders in the runs dir, newest first (their runs are inside them)."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    found = [path for path in runs_dir.iterdir() if path.is_dir() and not is_run(path) and collection_kind(path)]
+    return sorted(found, key=lambda path: _sort_key(path.name), reverse=True)
 
 
 # Temporary files carry the host and process that made them: a later command deletes the ones whose process is
