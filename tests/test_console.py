@@ -76,3 +76,37 @@ def test_history_counts_epochs_from_1_and_keeps_an_older_files_columns(tmp_path)
     lines = older.read_text().splitlines()
     assert lines[0] == "epoch,loss" and lines[1] == "1,0.5"
     assert lines[2].startswith("2,") and len(lines[2].split(",")) == 2  # as many fields as the header
+
+
+# Lines that TensorFlow, absl or Keras print on their own; cnnctl's console never shows them.
+FOREIGN = (
+    "WARNING: All log messages",
+    "I0000",
+    "W0000",
+    "E0000",
+    "cpu_feature_guard",
+    "cudart_stub",
+    "oneDNN custom operations",
+    "To enable the following instructions",
+    "retracing",
+)
+
+
+def test_resuming_in_a_fresh_process_prints_only_cnnctls_own_lines(digits_run_copy):
+    """`train --resume` of a finished run, and extended by one epoch, as a new user's shell runs it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("TF_", "KERAS_"))}
+    for extra in ([], ["--set", "train.epochs=3"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "cnnctl", "train", "--resume", str(digits_run_copy), *extra],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        foreign = [line for line in (done.stdout + done.stderr).splitlines() if any(mark in line for mark in FOREIGN)]
+        assert foreign == []
