@@ -168,6 +168,7 @@ def train(
         TrainResult with `run` / `path`, `model`, `history` (every epoch) and `metrics` (metrics.json).
     """
     resolved = load(config, overrides)
+    runtime.quiet_backend_import()  # before the training modules import Keras (and TensorFlow's start-up logs)
     from cnnctl.training.loop import train_run
 
     announce = _tell_launcher(announce)
@@ -241,6 +242,7 @@ def resume(
     # cannot change comes first).
     with contextlib.suppress(CnnctlError):
         _use_run_backend(find_run(run, runs_dir))
+    runtime.quiet_backend_import()
     from cnnctl.training.resume import resume_run
 
     target = run if isinstance(run, (str, Path)) else find_run(run, runs_dir)
@@ -329,6 +331,7 @@ def cross_validate(
         The cv folder and cv_summary.json as a dict (metrics per fold, mean and standard deviation).
     """
     resolved = load(config, overrides)
+    runtime.quiet_backend_import()
     from cnnctl.training.crossval import cross_validate as run_folds
 
     return run_folds(
@@ -370,6 +373,7 @@ def tune(
         The tune folder and tune_summary.json as a dict (`trials`, `best` with its params; best.yaml beside it).
     """
     resolved = load(config, overrides)
+    runtime.quiet_backend_import()
     from cnnctl.training import tune as search
 
     return search.tune(
@@ -395,6 +399,7 @@ def resume_tune(
 ) -> tuple[Path, dict[str, Any]]:
     """Continue a stopped search in its `<id>-<name>-tune` folder until it holds `trials` counted trials.
     Arguments and result as for `tune`."""
+    runtime.quiet_backend_import()
     from cnnctl.training import tune as search
 
     return search.resume_tune(folder, trials, workers=workers, verbose=verbose, announce=announce, on_trial=on_trial)
@@ -420,6 +425,7 @@ def check(config: ConfigLike, overrides: Sequence[str] = ()) -> CheckResult:
     before it makes a run folder; nothing is written. A built-in dataset that is not downloaded is checked against
     zero images of its shape (`result.prepared.dataset.stand_in` says so)."""
     resolved = load(config, overrides)
+    runtime.quiet_backend_import()
     from cnnctl.model.summary import describe
     from cnnctl.training.prepare import prepare
 

@@ -149,11 +149,12 @@ def test_evaluate_split_val_scores_validation_and_keeps_the_test_set_out(tmp_pat
     assert metrics["split"] == "val" and metrics["num_examples"] == sizes["val"] != sizes["test"]
     with np.load(run / "predictions.npz") as saved:
         assert str(saved["split"]) == "val" and len(saved["y_true"]) == sizes["val"]
-    assert runner.invoke(app, ["evaluate", str(run), "--split", "test"]).exit_code == 0  # the flag wins
+    assert runner.invoke(app, ["evaluate", str(run), "--split", "test"]).exit_code == 0  # scored beside it
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["split"] == "test" and metrics["num_examples"] == sizes["test"]
+    assert metrics["split"] == "val" and metrics["other_splits"]["test"]["num_examples"] == sizes["test"]
     assert runner.invoke(app, ["evaluate", str(run)]).exit_code == 0
-    assert json.loads((run / "metrics.json").read_text())["split"] == "val"  # the config's choice, again
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["split"] == "val" and "test" in metrics["other_splits"]  # the config's choice, the other kept
 
 
 def test_last_resolves_to_the_run(digits_run, monkeypatch):

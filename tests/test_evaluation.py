@@ -156,6 +156,25 @@ def test_evaluate_on_the_validation_split_rewrites_the_reports(digits_run_copy):
     assert "(val)" in (digits_run_copy / "report.html").read_text()
 
 
+def test_evaluate_on_another_split_keeps_the_headline_and_scores_it_beside(digits_run_copy):
+    """A run scored on test, evaluated on val: metrics.json keeps its test numbers (what `cnnctl runs`, report.html
+    and compare show first) and gains other_splits.val; the reports and predictions stay the test split's."""
+    before = {name: (digits_run_copy / name).read_bytes() for name in ("predictions.npz", "confusion_matrix.csv")}
+    headline = json.loads((digits_run_copy / "metrics.json").read_text())
+    result = runner.invoke(app, ["evaluate", str(digits_run_copy), "--split", "val"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((digits_run_copy / "metrics.json").read_text())
+    assert metrics["split"] == "test" and metrics["accuracy"] == headline["accuracy"]
+    val = metrics["other_splits"]["val"]
+    assert val["split"] == "val" and val["num_examples"] == 144 and "calibration" in val
+    assert {name: (digits_run_copy / name).read_bytes() for name in before} == before
+    assert "Metrics on the val split" in result.output and f"{val['accuracy']:.4f}" in result.output
+    html = (digits_run_copy / "report.html").read_text()
+    assert "<th>test</th>" in html.replace(' class="num"', "") and "<th>val</th>" in html.replace(' class="num"', "")
+    runs = runner.invoke(app, ["runs", "--runs-dir", str(digits_run_copy.parent)])
+    assert f"{headline['accuracy']:.4f}" in runs.output and "(val)" not in runs.output
+
+
 def test_evaluate_refuses_an_unknown_split(digits_run_copy):
     result = runner.invoke(app, ["evaluate", str(digits_run_copy), "--split", "train"])
     assert result.exit_code == 2

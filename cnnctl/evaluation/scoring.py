@@ -131,7 +131,12 @@ def check_model_file(path: Path) -> Path:
 
 def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> dict[str, Any]:
     """Recompute predictions and every report file from the run folder alone (`model`: the run's model.keras
-    when the caller has loaded it already)."""
+    when the caller has loaded it already); returns the metrics of the split scored.
+
+    The run's own split (evaluate.split, else test) is its headline: metrics.json, the reports, predictions.npz
+    and the figures describe it. Another split asked for (`--split val` on a run scored on test) is kept beside
+    it, in metrics.json's `other_splits`, and changes nothing else: `cnnctl runs` and report.html go on showing
+    the headline, with the other split next to it."""
     from cnnctl.config.loading import load_config
     from cnnctl.data.dataset import load_data, scaled_outside_model
 
@@ -140,8 +145,8 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
     model = model if model is not None else load_model(run)
     with in_config_file(str(run.file(contract.CONFIG))):  # e.g. the data moved since training
         dataset = load_data(config)
-        if split is None:
-            split = dataset.evaluation_split(config.evaluate.split)
+        headline = dataset.evaluation_split(config.evaluate.split)
+    split = split or headline
     if split not in dataset.splits:
         raise RunError(f"--split {split}: this run has no {split} split (it has {', '.join(dataset.splits)})")
     scale_outside = run.has(contract.DATA) and scaled_outside_model(run.read_json(contract.DATA))
@@ -149,7 +154,10 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
         model, dataset, split, config.train.batch_size, config.evaluate.tta, scale_outside=scale_outside
     )
     data = dataset.splits[split]
-    previous = run.read_json(contract.METRICS).get("temperature") if run.has(contract.METRICS) else None
+    existing = run.read_json(contract.METRICS) if run.has(contract.METRICS) else {}
+    if split != headline and existing.get("split") == headline:
+        return _beside_the_headline(run, existing, split, data.y, y_prob, dataset.class_names, config)
+    previous = existing.get("temperature")
     metrics = write_evaluation(
         run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k, x=data.x, tta=config.evaluate.tta
     )
@@ -168,5 +176,31 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
         from cnnctl.evaluation.temperature import carried_over
 
         metrics["temperature"] = carried_over(previous, data.y, as_class_probabilities(y_prob))
-        run.write_json(contract.METRICS, metrics)
+    if isinstance(existing.get("other_splits"), dict):
+        metrics["other_splits"] = {name: value for name, value in existing["other_splits"].items() if name != split}
+    run.write_json(contract.METRICS, metrics)
+    return metrics
+
+
+def _beside_the_headline(
+    run: Run,
+    existing: dict[str, Any],
+    split: str,
+    y_true: np.ndarray,
+    y_prob: np.ndarray,
+    class_names: Sequence[str],
+    config: Any,
+) -> dict[str, Any]:
+    """The numbers of a split other than the run's headline, written into metrics.json's `other_splits` only."""
+    from cnnctl.evaluation.metrics import compute_metrics, confidence_metrics
+
+    y_prob = as_class_probabilities(y_prob)
+    metrics = {
+        "split": split,
+        "tta": config.evaluate.tta,
+        **compute_metrics(y_true, y_prob, class_names, config.evaluate.top_k),
+        **confidence_metrics(y_true, y_prob, split),
+    }
+    other = existing.get("other_splits") if isinstance(existing.get("other_splits"), dict) else {}
+    run.write_json(contract.METRICS, {**existing, "other_splits": {**other, split: metrics}})
     return metrics

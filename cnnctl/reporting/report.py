@@ -184,16 +184,21 @@ def _headline(metrics: dict) -> str:
 def _metrics_section(metrics: dict) -> str:
     if not metrics:
         return _missing(f"Not evaluated yet: no {contract.METRICS}. `cnnctl evaluate RUN` computes the metrics.")
-    rows = [("split", _e(metrics.get("split", "")))]
+    # The run's own split first; splits scored later with `cnnctl evaluate --split` beside it.
+    others = metrics.get("other_splits") if isinstance(metrics.get("other_splits"), dict) else {}
+    columns = [metrics, *[value for value in others.values() if isinstance(value, dict)]]
+    ks = {k for column in columns for k in column.get("top_k_accuracy", {})}
+    rows = [("split", *[_e(column.get("split", "")) for column in columns])]
     rows += [
-        (metric.label, _number(metric.value(metrics)))
-        for metric in contract.metric_rows(ks=metrics.get("top_k_accuracy", {}))
+        (metric.label, *[_number(metric.value(column)) for column in columns]) for metric in contract.metric_rows(ks=ks)
     ]
-    if "num_examples" in metrics:
-        rows.append(("examples", str(metrics["num_examples"])))
-    if metrics.get("tta", "off") != "off":
-        rows.append(("test-time augmentation", _e(metrics["tta"])))
-    return _table(["metric", "value"], rows, numeric=[1])
+    rows.append(("examples", *[str(column.get("num_examples", "")) for column in columns]))
+    if any(column.get("tta", "off") != "off" for column in columns):
+        rows.append(("test-time augmentation", *[_e(column.get("tta", "off")) for column in columns]))
+    headers = (
+        ["metric", "value"] if len(columns) == 1 else ["metric", *[f"{column.get('split')}" for column in columns]]
+    )
+    return _table(headers, rows, numeric=list(range(1, len(columns) + 1)))
 
 
 def _diagnosis_section(diagnosis: Optional[dict], split: Optional[str] = None) -> str:

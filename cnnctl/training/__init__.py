@@ -13,9 +13,3 @@ distribute.py  train.distribute and joining several processes (MirroredStrategy,
 processes.py   `cnnctl train --processes N`: starting, watching and reporting the local workers
 rehearsal.py   the first training step on two examples, before a run folder exists
 """
-
-from cnnctl.runtime import quiet_backend_import  # noqa: E402
-
-# The modules here use Keras, and Keras imports TensorFlow with pages of C++ start-up logs: import it quietly first
-# (a package's __init__ runs before any of its modules, whichever is imported first).
-quiet_backend_import()
