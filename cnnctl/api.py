@@ -261,8 +261,10 @@ def launch_processes(
     """`cnnctl train --processes N`: train one config (or resume one run) in `count` processes on this machine,
     joined as a multi-host JAX job is; returns the job's exit code. Process 0's output is shown on this process's
     stdout and stderr (see cnnctl/training/processes.py)."""
+    from cnnctl.training.distribute import check_local_processes
     from cnnctl.training.processes import launch
 
+    check_local_processes("--processes", count)
     args: list[str] = []
     resumed = None
     if resume is not None:

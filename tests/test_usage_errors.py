@@ -55,3 +55,38 @@ VALUES = [
 def test_values_no_config_should_hold_are_refused_before_anything_runs(trained_digits_run, override, expected):
     error = one_error("check", trained_digits_run.config, "--set", override)
     assert error == f"error: --set {override}: {expected}"
+
+
+def test_more_local_processes_than_the_machine_holds_are_refused(trained_digits_run):
+    from cnnctl.training.distribute import local_process_limit
+
+    limit = local_process_limit()
+    error = one_error("train", trained_digits_run.config, "--processes", limit + 1)
+    assert error.startswith(f"error: --processes {limit + 1}: this machine (")
+    assert f"holds at most {limit} training processes" in error
+    error = one_error("tune", trained_digits_run.config, "--trials", 2, "--workers", limit + 1)
+    assert f"--workers {limit + 1}: this machine (" in error
+
+
+@pytest.mark.parametrize(
+    "variable, value, expected",
+    [
+        ("JAX_COORDINATOR_ADDRESS", "bad address", "JAX_COORDINATOR_ADDRESS='bad address': must be host:port"),
+        ("JAX_COORDINATOR_ADDRESS", "host:99999", "JAX_COORDINATOR_ADDRESS='host:99999': must be host:port"),
+        (
+            "JAX_NUM_PROCESSES",
+            "99999999999999999999",
+            "JAX_NUM_PROCESSES='99999999999999999999': must be a whole number from 0 to 65536",
+        ),
+        ("JAX_NUM_PROCESSES", "-2", "JAX_NUM_PROCESSES='-2': must be a whole number from 0 to 65536"),
+    ],
+)
+def test_a_malformed_jax_environment_is_one_line_before_jax_sees_it(monkeypatch, variable, value, expected):
+    from cnnctl.errors import ConfigError
+    from cnnctl.training import distribute
+
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setattr(distribute.runtime, "backend", lambda: "jax")
+    with pytest.raises(ConfigError) as caught:
+        distribute.join_processes()
+    assert str(caught.value).startswith(expected)

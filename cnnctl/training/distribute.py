@@ -43,14 +43,49 @@ def _several_processes_asked() -> bool:
     )
 
 
+MAX_JOB_PROCESSES = 65536  # far beyond any cluster a config trains on; a larger number is a typo
+PROCESS_MEMORY_BYTES = 3 * 2**30  # what one training process (Python, TensorFlow or JAX, data, model) may take
+PROCESSES_PER_CORE = 4
+JOIN_TIMEOUT_S = 90  # how long to wait for the other processes (JAX's own default, 300 s, looks like a hang)
+
+
 def _env_int(name: str, default: Optional[int] = None) -> Optional[int]:
     value = os.environ.get(name, "").strip()
     if not value:
         return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"{name}={value!r}: must be a whole number") from None
+    if not value.isdigit() or int(value) > MAX_JOB_PROCESSES:
+        raise ConfigError(f"{name}={value[:40]!r}: must be a whole number from 0 to {MAX_JOB_PROCESSES}")
+    return int(value)
+
+
+def local_process_limit() -> int:
+    """How many training processes this machine can hold at once: each loads the data and the model (about
+    PROCESS_MEMORY_BYTES), and more than PROCESSES_PER_CORE a core only wait for one another."""
+    from cnnctl.data.limits import memory_bytes
+
+    return max(1, min(PROCESSES_PER_CORE * (os.cpu_count() or 1), memory_bytes() // PROCESS_MEMORY_BYTES))
+
+
+def check_local_processes(option: str, count: int) -> None:
+    """`--processes N` or `--workers N`: refused past what this machine holds (local_process_limit)."""
+    limit = local_process_limit()
+    if count > limit:
+        raise ConfigError(
+            f"{option} {count}: this machine ({os.cpu_count()} cores) holds at most {limit} training "
+            "processes, each with its own copy of the data and the model; across machines, start one "
+            "per host (docs/scaling-out.md)"
+        )
+
+
+def _check_coordinator(address: str) -> None:
+    """JAX_COORDINATOR_ADDRESS must be host:port before JAX sees it (a malformed one crashes its C++ client)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")  # [::1]:1234
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or not address.isprintable() or " " in address:
+        raise ConfigError(
+            f"{COORDINATOR}={address[:80]!r}: must be host:port, e.g. 10.0.0.1:1234, the address of "
+            "process 0 that every process reaches"
+        )
 
 
 def join_processes() -> None:
@@ -72,12 +107,15 @@ def join_processes() -> None:
     count, index = _env_int(PROCESS_COUNT), _env_int(PROCESS_ID)
     if count is not None and index is not None and not 0 <= index < count:
         raise ConfigError(f"{PROCESS_ID}={index}: must be 0..{count - 1} ({PROCESS_COUNT}={count})")
+    if os.environ.get(COORDINATOR):
+        _check_coordinator(os.environ[COORDINATOR])
     try:
-        jax.distributed.initialize(num_processes=count, process_id=index)
+        jax.distributed.initialize(num_processes=count, process_id=index, initialization_timeout=JOIN_TIMEOUT_S)
     except (RuntimeError, ValueError) as exc:
         where = os.environ.get(COORDINATOR, "(address not set)")
         raise RunError(
-            f"cannot join the other training processes at {COORDINATOR}={where}: {first_line(exc)}"
+            f"cannot join the other training processes at {COORDINATOR}={where} within {JOIN_TIMEOUT_S} s: "
+            f"{first_line(exc)}"
         ) from None
 
 

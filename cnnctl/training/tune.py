@@ -47,6 +47,7 @@ from cnnctl.reporting.tune_report import draw_tune_figures, write_tune_report
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, create_run, write_text_atomic
 from cnnctl.runs.status import finish_run, is_training
+from cnnctl.training import distribute
 from cnnctl.training.loop import Announce, train_run
 from cnnctl.training.prepare import prepare
 from cnnctl.training.signals import signals_interrupt
@@ -305,6 +306,7 @@ def check_arguments(config: Config, trials: int, workers: int, origin: str) -> N
         raise ConfigError(f"--trials {trials}: must be at least 1 (20 to 100 are usual)")
     if workers < 1:
         raise ConfigError(f"--workers {workers}: must be at least 1")
+    distribute.check_local_processes("--workers", workers)
     if workers > 1 and config.data.source not in (*BUILTIN_SOURCES, *FILE_SOURCES):
         raise ConfigError(
             f"--workers {workers}: data.source '{config.data.source}' exists only in this process; "
