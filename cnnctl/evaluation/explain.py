@@ -174,6 +174,10 @@ def _write(explanation: Explanation, x: np.ndarray, names: list[str], replace: b
     from cnnctl.reporting.trust_plots import explanation_figure
 
     explanation.folder.mkdir(parents=True, exist_ok=True)
+    if not checked:  # RUN/explain holds the last explanation only: overlays of an earlier, longer call would stay
+        for stale in explanation.folder.glob("[0-9][0-9][0-9]-*.png"):
+            if stale.name not in names and stale.is_file() and not stale.is_symlink():
+                stale.unlink()
     class_names = explanation.class_names
     for index, name in enumerate(names):
         predicted = int(explanation.y_pred[index])

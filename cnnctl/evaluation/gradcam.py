@@ -377,7 +377,8 @@ def _gradient_step(probe: Any, shift: _ActivationShift) -> Callable:
                 score = _summed_scores(scores, explained)
             return activation, tape.gradient(score, shift.shift.value), output, explained
 
-        return step
+        # One graph for every batch (they are all padded to one size): the eager tape costs as much again per batch.
+        return tf.function(step, reduce_retracing=True)
     if backend == "jax":
         import jax
 
