@@ -138,8 +138,9 @@ def _completed_epochs(runs: Path) -> int:
     return 0
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker to kill through /proc")
-def test_two_processes_on_loopback_fail_cleanly_resume_and_match_one_process(jax_run, tmp_path):
+def _two_processes_after_an_epoch(tmp_path: Path, capture: bool) -> tuple[subprocess.Popen, Path, Path, dict]:
+    """`cnnctl train --processes 2` of a 50-epoch JAX config, once its first epoch is committed: the launcher, the
+    runs dir, the scratch TMPDIR and the environment it runs in."""
     config = tmp_path / "jax-slice.yaml"
     # The config's own `backend: jax` chooses the backend here (KERAS_BACKEND unset), for every process.
     config.write_text(yaml.safe_dump({**CONFIG, "backend": "jax", "train": {**CONFIG["train"], "epochs": 50}}))
@@ -148,17 +149,24 @@ def test_two_processes_on_loopback_fail_cleanly_resume_and_match_one_process(jax
     env = _jax_without_tensorflow(scratch)
     del env["KERAS_BACKEND"]
     runs = tmp_path / "runs"
+    output = subprocess.PIPE if capture else subprocess.DEVNULL
     launcher = subprocess.Popen(
         [sys.executable, "-m", "cnnctl", "train", str(config), "--processes", "2", "--runs-dir", str(runs)],
         cwd=ROOT,
         env=env,
         text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=output,
+        stderr=output,
     )
     deadline = time.monotonic() + 300
     while _completed_epochs(runs) < 1 and launcher.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    return launcher, runs, scratch, env
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker to kill through /proc")
+def test_two_processes_on_loopback_fail_cleanly_resume_and_match_one_process(jax_run, tmp_path):
+    launcher, runs, scratch, env = _two_processes_after_an_epoch(tmp_path, capture=True)
     os.kill(_worker(launcher, 1), signal.SIGKILL)
     out, err = launcher.communicate(timeout=120)
     assert launcher.returncode == 1, out[-2000:] + err[-3000:]
@@ -218,23 +226,7 @@ def test_two_processes_on_loopback_fail_cleanly_resume_and_match_one_process(jax
 def test_workers_die_with_a_killed_launcher_and_the_run_keeps_its_committed_epochs(tmp_path):
     """kill -9 of the `--processes` launcher: the kernel kills its workers at once (they would wait for each other
     in a collective forever), and environment.json says how many epochs the checkpoint holds."""
-    config = tmp_path / "jax-slice.yaml"
-    config.write_text(yaml.safe_dump({**CONFIG, "backend": "jax", "train": {**CONFIG["train"], "epochs": 50}}))
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    env = _jax_without_tensorflow(scratch)
-    del env["KERAS_BACKEND"]
-    runs = tmp_path / "runs"
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "cnnctl", "train", str(config), "--processes", "2", "--runs-dir", str(runs)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 300
-    while _completed_epochs(runs) < 1 and launcher.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    launcher, runs, _, _ = _two_processes_after_an_epoch(tmp_path, capture=False)
     workers = [_worker(launcher, index) for index in (0, 1)]
     launcher.kill()
     launcher.wait()

@@ -195,10 +195,15 @@ def test_temperature_scaling_lives_in_model_keras(tmp_path, trained_digits_run):
     reloaded = keras.saving.load_model(tmp_path / "again.keras", safe_mode=True)
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), after, atol=1e-6)
 
-    # An export checks itself against model.keras: the calibrated probabilities survive it.
-    exported = runner.invoke(app, ["export", str(run), "--format", "saved_model"])
-    assert exported.exit_code == 0, exported.output
-    assert json.loads((run / "export" / "saved_model.json").read_text())["check"]["max_abs_diff"] <= 1e-4
+    # Every export checks itself against model.keras: the calibrated probabilities survive them.
+    for fmt, name, tolerance in (
+        ("saved_model", "saved_model", 1e-4),
+        ("onnx", "model.onnx", 1e-4),
+        ("tflite", "model.tflite", 1e-3),
+    ):
+        exported = runner.invoke(app, ["export", str(run), "--format", fmt])
+        assert exported.exit_code == 0, exported.output
+        assert json.loads((run / "export" / f"{name}.json").read_text())["check"]["max_abs_diff"] <= tolerance
 
 
 def test_temperature_needs_a_softmax_output_and_a_validation_split(trained_digits_run):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 import warnings
 import zipfile
 import zlib
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import IO, Optional, Union
 
 from cnnctl.errors import DataError, first_line, printable
+from cnnctl.runs.folder import special_kind
 
 MAX_IMAGE_BYTES = 100 * 2**20  # an image file larger than 100 MiB is skipped, never read
 MAX_IMAGE_PIXELS = 8192 * 8192  # height × width as the file's header gives it (≈ 200 MB decoded as RGB)
@@ -35,17 +35,12 @@ def not_regular_reason(path: Union[str, Path]) -> Optional[str]:
         return "does not exist"
     except OSError as exc:
         return f"cannot be read ({exc.strerror})"
-    if stat.S_ISREG(mode):
+    kind = special_kind(mode)
+    if kind is None:
         return None
-    if stat.S_ISDIR(mode):
+    if kind == "a folder":
         return "is a folder"
-    if stat.S_ISFIFO(mode):
-        return "is a named pipe (FIFO), not a regular file"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "is a device, not a regular file"
-    if stat.S_ISSOCK(mode):
-        return "is a socket, not a regular file"
-    return "is not a regular file"
+    return "is not a regular file" if kind == "not a regular file" else f"is {kind}, not a regular file"
 
 
 def regular_file(path: Union[str, Path], where: str, error: type[Exception] = DataError) -> Path:

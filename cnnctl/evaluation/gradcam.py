@@ -441,13 +441,17 @@ EVALUATION_CLASSES = 10  # gradcam.npz holds this many classes at most: one corr
 
 
 def write_evaluation_gradcam(
-    run: Run, model: Any, x: Any, y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str], scale: float = 1.0
+    run: Run, model: Any, dataset: Any, split: str, y_prob: np.ndarray, scale_outside: bool = False
 ) -> Optional[Path]:
     """gradcam.npz: for up to EVALUATION_CLASSES classes, the split's most confident correct example and its most
-    confidently wrong one, with their heat maps, so `plot` draws gradcam.png without the model. `scale` divides
-    the examples first (a run from before models scaled their inputs). A model without a convolution gets no
-    file (nothing to draw), and neither does one Grad-CAM cannot read; a stale file is removed."""
+    confidently wrong one, with their heat maps, so `plot` draws gradcam.png without the model. `y_prob` is the
+    model's output on `dataset`'s `split`; `scale_outside`: a run from before models scaled their inputs (the
+    examples are divided by the data's pixel scale first). A model without a convolution gets no file (nothing to
+    draw), and neither does one Grad-CAM cannot read; a stale file is removed."""
     target = run.file(contract.GRADCAM_NPZ)
+    x, y_true, class_names = dataset.splits[split].x, dataset.splits[split].y, dataset.class_names
+    y_prob = as_class_probabilities(y_prob)
+    scale = dataset.pixel_scale if scale_outside else 1.0
     chosen = evaluation_examples(y_true, y_prob)
     try:
         examples = np.asarray(x[chosen]) if len(chosen) else None

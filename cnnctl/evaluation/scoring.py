@@ -163,15 +163,7 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
     )
     from cnnctl.evaluation.gradcam import write_evaluation_gradcam
 
-    write_evaluation_gradcam(
-        run,
-        model,
-        data.x,
-        data.y,
-        as_class_probabilities(y_prob),
-        dataset.class_names,
-        scale=dataset.pixel_scale if scale_outside else 1.0,
-    )
+    write_evaluation_gradcam(run, model, dataset, split, y_prob, scale_outside=scale_outside)
     if isinstance(previous, dict) and isinstance(previous.get("value"), (int, float)) and previous["value"] > 0:
         from cnnctl.evaluation.temperature import carried_over
 

@@ -47,6 +47,25 @@ _UMASK = _read_umask()
 MAX_RUN_FILE_BYTES = 256 * 2**20
 
 
+# What a file-system entry is, by its mode, as messages say it (the first test that holds).
+SPECIAL_KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def special_kind(mode: int) -> Optional[str]:
+    """None for a regular file; else what the entry with this stat mode is ("a folder", "a named pipe (FIFO)",
+    "a device", ...)."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in SPECIAL_KINDS if test(mode)), "not a regular file")
+
+
 def readable_file(path: Union[str, Path], max_bytes: int = MAX_RUN_FILE_BYTES) -> Path:
     """`path`, checked before it is opened: a regular file (after symlinks) of at most `max_bytes`. A named pipe
     would block its reader forever and a link to /dev/zero never ends, so anything else is a RunError naming the
@@ -58,10 +77,10 @@ def readable_file(path: Union[str, Path], max_bytes: int = MAX_RUN_FILE_BYTES) -
         return path
     except OSError as exc:
         raise RunError(f"{shown_path(path)}: cannot be read ({exc.strerror})") from None
-    if not stat.S_ISREG(status.st_mode):
-        kind = "a folder" if stat.S_ISDIR(status.st_mode) else "not a regular file (a named pipe, a device, ...)"
+    kind = special_kind(status.st_mode)
+    if kind is not None:
         raise RunError(
-            f"{shown_path(path)}: is {kind}; a run's files are regular files: remove it, then "
+            f"{shown_path(path)}: is {kind}, not a regular file; a run's files are regular files: remove it, then "
             "evaluate or train the run again"
         )
     if status.st_size > max_bytes:

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 from pathlib import Path
 from typing import Optional, Union
 
 from cnnctl.errors import ConfigError, RunError, shown_path
 from cnnctl.runs.contract import CV_SUMMARY, TUNE_STUDY
-from cnnctl.runs.folder import atomic_path, is_run
+from cnnctl.runs.folder import atomic_path, is_run, special_kind
 
 # The longest name accepted for any part of an --out path: the file system's limit is 255 bytes, and the file is
 # first written under a temporary name about 40 bytes longer (see atomic_path).
@@ -55,7 +54,7 @@ def check_output_path(
             f"{LONGEST_NAME}, e.g. {option} {example}"
         )
     kind = _existing_kind(path)
-    if kind == "folder":
+    if kind == "a folder":
         raise ConfigError(f"{shown}: is a folder; give a file name, e.g. {option} {shown_path(path / example)}")
     if kind is not None and kind != "file":
         raise ConfigError(
@@ -108,8 +107,8 @@ def write_output_text(path: Union[str, Path], text: str, *, overwrite: bool = Fa
 
 
 def _existing_kind(path: Path) -> Optional[str]:
-    """What is at `path` without following a final symlink: None (nothing), "file", "folder", or a description
-    of anything else."""
+    """What is at `path` without following a final symlink: None (nothing), "file", or what else it is ("a
+    folder", "a symbolic link", "a named pipe (FIFO)", ...)."""
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
@@ -118,19 +117,8 @@ def _existing_kind(path: Path) -> Optional[str]:
         if exc.errno == errno.ENOTDIR:  # a parent is a file: reported by the parent check
             return None
         raise ConfigError(f"{shown_path(path)}: cannot be looked at ({exc.strerror}); give another path") from None
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "folder"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
+    kind = special_kind(mode)
+    return "file" if kind is None else kind
 
 
 def _owning_folder(path: Path) -> Optional[str]:

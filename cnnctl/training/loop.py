@@ -295,15 +295,7 @@ def complete_run(
             temperature, data.y, as_class_probabilities(before), as_class_probabilities(y_prob)
         )
         run.write_json(contract.METRICS, metrics)
-    write_evaluation_gradcam(
-        run,
-        model,
-        data.x,
-        data.y,
-        as_class_probabilities(y_prob),
-        dataset.class_names,
-        scale=dataset.pixel_scale if scale_outside else 1.0,
-    )
+    write_evaluation_gradcam(run, model, dataset, split, y_prob, scale_outside=scale_outside)
     seconds["evaluate"], clock = _lap(clock)
     figures.draw_run_figures(run, model)
     seconds["figures"], clock = _lap(clock)
