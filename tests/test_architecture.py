@@ -188,3 +188,12 @@ def test_every_package_index_lists_its_modules():
         problems += [f"{package.name}/: {name} not listed" for name in sorted(modules - listed)]
         problems += [f"{package.name}/: lists {name}, which does not exist" for name in sorted(listed - modules)]
     assert problems == []
+
+
+def test_module_docstrings_carry_no_step_labels():
+    """Stage labels such as "step 3c" went stale (two modules each claimed 3c and 3e): the package index lists
+    the modules instead."""
+    labelled = [
+        name for name, path in MODULES.items() if re.search(r"\bstep \d[a-z]", path.read_text(encoding="utf-8"))
+    ]
+    assert labelled == []

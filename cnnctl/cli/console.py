@@ -384,8 +384,8 @@ def tune_table(summary: dict[str, Any]) -> Table:
     )
     paths = list(summary["search_space"])
     table.add_column("trial", justify="right")
-    for path in paths:
-        table.add_column(path, justify="right")
+    for path in paths:  # long paths wrap: cut short, two of them could read the same (`model.layers[…`)
+        table.add_column(path, justify="right", overflow="fold")
     table.add_column("val accuracy", justify="right")
     table.add_column("epochs", justify="right")
     table.add_column("state")

@@ -1,4 +1,4 @@
-"""Config, step 1c: the JSON Schema of a config file, so editors complete and check the YAML as it is typed.
+"""Config: the JSON Schema of a config file, so editors complete and check the YAML as it is typed.
 
 `cnnctl schema` writes it; VS Code's YAML extension (any yaml-language-server) reads it from a config's first
 line, `# yaml-language-server: $schema=cnnctl.schema.json`. It comes from the pydantic `Config` (descriptions,

@@ -1,4 +1,4 @@
-"""Config, step 1b: YAML file + `--set` overrides → a validated `Config`, every mistake one line.
+"""Config: YAML file + `--set` overrides → a validated `Config`, every mistake one line.
 
 Override order: schema defaults, then the YAML file, then each `--set key.path=value` in the order given.
 Every error names the file and the YAML path (`train.optimizer.learning_rate`, `model.layers[3] (Conv2D)`).

@@ -1,4 +1,4 @@
-"""Config, step 1d: the configuration reference — every key of a config file, its default, the values it takes
+"""Config: the configuration reference — every key of a config file, its default, the values it takes
 and what it does, as Markdown written from schema.py's own fields and descriptions, so the manual cannot drift.
 
 `python -m cnnctl.cli.reference` writes it to docs/configuration-reference.md (tests/test_docs.py keeps that file

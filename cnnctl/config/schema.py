@@ -1,4 +1,4 @@
-"""Config, step 1a: the schema — every section of the YAML, its defaults and the rules each value follows.
+"""Config: the schema — every section of the YAML, its defaults and the rules each value follows.
 
 This module imports no TensorFlow: layer, optimizer and loss *names* are checked when the model is built
 (cnnctl/model); here only shapes of values are checked (types, ranges, which keys exist). Layers whose

@@ -1,4 +1,4 @@
-"""Data, step 2f: array rules — labels to class indices, the model's layout, stratified and K-fold splits.
+"""Data: array rules — labels to class indices, the model's layout, stratified and K-fold splits.
 
 All pure numpy (scikit-learn for the splits): what load_data applies, in order, to the arrays of a source.
 Carving is deterministic in the seed, so `cnnctl evaluate` finds the same test examples training left out.

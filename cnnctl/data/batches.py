@@ -1,4 +1,4 @@
-"""Data, step 2h: batches of in-memory examples without TensorFlow — a `keras.utils.PyDataset`.
+"""Data: batches of in-memory examples without TensorFlow — a `keras.utils.PyDataset`.
 
 `Dataset.pipeline` builds tf.data pipelines whenever TensorFlow is installed (Keras feeds them to any backend).
 This is the same batching for a machine that has only JAX (`KERAS_BACKEND=jax`, TensorFlow not installed, as

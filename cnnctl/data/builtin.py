@@ -1,4 +1,4 @@
-"""Data, step 2b: the built-in datasets — scikit-learn's bundled digits, keras.datasets, the Debian Fashion-MNIST."""
+"""Data: the built-in datasets — scikit-learn's bundled digits, keras.datasets, the Debian Fashion-MNIST."""
 
 from __future__ import annotations
 

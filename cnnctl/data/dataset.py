@@ -1,4 +1,4 @@
-"""Data, step 2g: `load_data` — a config's source → a `Dataset` of splits, and its batched tf.data pipelines.
+"""Data: `load_data` — a config's source → a `Dataset` of splits, and its batched tf.data pipelines.
 
 Order: load the source's arrays once → map labels to class indices → put examples in the layout the model
 takes (channel axis) → carve test (when the source has none) then validation, stratified and seeded →

@@ -1,4 +1,4 @@
-"""Data, step 2c: sources read from files — npz, a folder of npy, IDX (MNIST format) and CSV.
+"""Data: sources read from files — npz, a folder of npy, IDX (MNIST format) and CSV.
 
 Everything here fits in memory; the image-folder source is cnnctl/data/folders.py.
 """

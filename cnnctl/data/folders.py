@@ -1,4 +1,4 @@
-"""Data, step 2d: image folders — find the files, check that each one decodes, read them lazily.
+"""Data: image folders — find the files, check that each one decodes, read them lazily.
 
 Two layouts are understood:
 

@@ -1,4 +1,4 @@
-"""Data, step 2f: `source: manifest` — a table of example files and their labels (CSV, TSV or JSONL), as labelling
+"""Data: `source: manifest` — a table of example files and their labels (CSV, TSV or JSONL), as labelling
 tools, Kaggle competitions and hospital archives export them.
 
     file,label,split                 {"file": "img/1.png", "label": "cat", "split": "train"}
@@ -57,6 +57,12 @@ def load_manifest(data_cfg: DataConfig) -> RawData:
         )
     columns = _columns(data_cfg, rows, path)
     examples = _examples(rows, columns, path)
+    unknown = next(((line, file) for file, _, _, line in examples if _kind(file) is None), None)
+    if unknown is not None:
+        raise DataError(
+            f"data.path: {shown_path(path)} line {unknown[0]}: {printable(unknown[1])} is neither an image "
+            f"({', '.join(IMAGE_SUFFIXES)}) nor a .npy file"
+        )
     kinds = {_kind(file) for file, _, _, _ in examples}
     if len(kinds) > 1:
         raise DataError(
@@ -64,12 +70,6 @@ def load_manifest(data_cfg: DataConfig) -> RawData:
         )
     if kinds == {"npy"}:
         return _npy_examples(examples, path)
-    if kinds != {"image"}:
-        line, file = next((line, file) for file, _, _, line in examples if _kind(file) is None)
-        raise DataError(
-            f"data.path: {shown_path(path)} line {line}: {printable(file)} is neither an image "
-            f"({', '.join(IMAGE_SUFFIXES)}) nor a .npy file"
-        )
     return _image_examples(examples, path, data_cfg)
 
 

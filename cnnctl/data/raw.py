@@ -1,4 +1,4 @@
-"""Data, step 2a: `RawData`, the arrays a source gives (no scaling, no splits), and sources registered from Python.
+"""Data: `RawData`, the arrays a source gives (no scaling, no splits), and sources registered from Python.
 
 Every loader — built-in, file, folder or one registered with `register_source` — returns a RawData; the
 later steps (cnnctl/data/dataset.py) never need to know where the arrays came from.

@@ -1,4 +1,4 @@
-"""Data, step 2i: how a batch is split when Keras' DataParallel trains on several devices (train.distribute), in
+"""Data: how a batch is split when Keras' DataParallel trains on several devices (train.distribute), in
 one process or several: each batch a whole multiple of the devices, each process taking its contiguous part."""
 
 from __future__ import annotations

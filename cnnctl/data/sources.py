@@ -1,4 +1,4 @@
-"""Data, step 2e: `data.source` → the loader of its family, which returns RawData."""
+"""Data: `data.source` → the loader of its family, which returns RawData."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Evaluation, step 5f: how far the model's confidence can be trusted: calibration errors, the Brier score, the
+"""Evaluation: how far the model's confidence can be trusted: calibration errors, the Brier score, the
 negative log-likelihood, accuracy against coverage, and temperature scaling.
 
 Pure functions of labels and probabilities (numpy, scikit-learn, scipy), like metrics.py: a single sigmoid column

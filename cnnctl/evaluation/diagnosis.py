@@ -1,4 +1,4 @@
-"""Evaluation, step 5b: diagnose a finished run from its per-epoch history: overfitting, underfitting, good fit or still improving.
+"""Evaluation: diagnose a finished run from its per-epoch history: overfitting, underfitting, good fit or still improving.
 
 `diagnose` reads only the numbers a Keras CSVLogger writes to history.csv, so it works on any run folder, needs
 no TensorFlow, and every verdict comes with the evidence (epochs and losses) a student can find on the loss curve.

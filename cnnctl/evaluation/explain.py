@@ -1,4 +1,4 @@
-"""Evaluation, step 5h: where a trained run looked at new inputs — `cnnctl explain`, Grad-CAM overlays and explain.npz.
+"""Evaluation: where a trained run looked at new inputs — `cnnctl explain`, Grad-CAM overlays and explain.npz.
 
 Inputs are read exactly as `predict` reads them (image files, folders, .npz/.npy, arrays), so a heat map belongs
 to the prediction `predict` gives, without test-time flips: Grad-CAM explains the model itself. The maps come from
@@ -23,7 +23,8 @@ from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, atomic_path
 from cnnctl.runs.output import check_output_path, write_output_bytes
 
-NPZ_LABEL_KEYS = ("y", "y_test")  # where an .npz given to `explain` keeps the true classes of its examples
+NPZ_LABEL_KEYS = ("y", "y_test")
+GRADCAM_BATCH = 32  # a backward pass holds every activation of the batch: smaller than prediction's batches  # where an .npz given to `explain` keeps the true classes of its examples
 
 
 @dataclass
@@ -90,7 +91,7 @@ def explain_run(
         preprocessing.model_inputs(loaded.x),
         layer=layer,
         class_index=requested,
-        batch_size=preprocessing.batch_size,
+        batch_size=min(GRADCAM_BATCH, preprocessing.batch_size),
     )
     explanation = Explanation(
         loaded.labels,

@@ -1,4 +1,4 @@
-"""Evaluation, step 5e: export a run's model.keras for serving without cnnctl, checked against the model itself.
+"""Evaluation: export a run's model.keras for serving without cnnctl, checked against the model itself.
 
 `export_run` hands model.keras (loaded in Keras' safe mode, as evaluate and predict load it) to Keras' own
 `model.export`: a TensorFlow SavedModel, an ONNX file (through tf2onnx) or a LiteRT/TFLite flatbuffer

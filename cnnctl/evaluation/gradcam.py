@@ -1,4 +1,4 @@
-"""Evaluation, step 5g: Grad-CAM heat maps: where in each example a trained model found the evidence for a class.
+"""Evaluation: Grad-CAM heat maps: where in each example a trained model found the evidence for a class.
 
 Grad-CAM (Selvaraju et al., 2017) weighs each output channel of a convolution by the mean gradient of a class score
 over the channel's positions, keeps the positive part of the weighted sum of the channels, and stretches that map

@@ -1,4 +1,4 @@
-"""Evaluation, step 5a: labels and probabilities → metrics with scikit-learn, and the report files of the run.
+"""Evaluation: labels and probabilities → metrics with scikit-learn, and the report files of the run.
 
 `compute_metrics` is pure (labels and probabilities in, numbers out); `write_evaluation` writes metrics.json
 (with the diagnosis of history.csv), the classification reports, the confusion matrix and predictions.npz.

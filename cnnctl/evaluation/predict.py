@@ -1,4 +1,4 @@
-"""Evaluation, step 5d: classify new inputs with a trained run, bringing them to the units and layout of its training data.
+"""Evaluation: classify new inputs with a trained run, bringing them to the units and layout of its training data.
 
 model.keras divides its inputs by the data's `pixel_scale` itself (its first layer, "scale_inputs"), so
 `predict` only has to hand it examples in the training data's own units. What that takes is recorded in the

@@ -1,4 +1,4 @@
-"""Evaluation, step 5c: a model and a split → probabilities; model.keras loaded safely; a run re-evaluated from its folder.
+"""Evaluation: a model and a split → probabilities; model.keras loaded safely; a run re-evaluated from its folder.
 
 `evaluate_run` rebuilds everything from the run folder alone (config.yaml → same data splits, model.keras
 loaded in Keras' safe mode, fed as data.json's `scaling` says: examples as stored, or divided by pixel_scale

@@ -1,4 +1,4 @@
-"""Evaluation, step 5i: `evaluate.calibrate: temperature` — one temperature fitted on the validation split, put
+"""Evaluation: `evaluate.calibrate: temperature` — one temperature fitted on the validation split, put
 inside model.keras.
 
 Temperature scaling (Guo et al., 2017) divides the logits by T before the softmax: argmaxes never change, and a T

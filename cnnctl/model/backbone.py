@@ -1,4 +1,4 @@
-"""Model, step 3c: `model.backbone` → a keras.applications network inside the model; `model.from_run` → weights.
+"""Model: `model.backbone` → a keras.applications network inside the model; `model.from_run` → weights.
 
 The application is looked up by name in `keras.applications` (no table of ours) and built with
 `include_top=False` and pooling. What it expects of its input is placed in the model, in standard layers, so

@@ -1,4 +1,4 @@
-"""Model, step 3b: keras.Input → the input scaling → each configured layer → a checked output; plus augmentation."""
+"""Model: keras.Input → the input scaling → each configured layer → a checked output; plus augmentation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Model, step 3c: `train:` → optimizer, loss and metrics through Keras' own namespaces and `get()` functions."""
+"""Model: `train:` → optimizer, loss and metrics through Keras' own namespaces and `get()` functions."""
 
 from __future__ import annotations
 

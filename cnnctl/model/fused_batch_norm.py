@@ -1,4 +1,4 @@
-"""Model, step 3d: train keras.layers.BatchNormalization with TensorFlow's fused kernel.
+"""Model: train keras.layers.BatchNormalization with TensorFlow's fused kernel.
 
 Keras 3 normalizes a training batch on TensorFlow with separate ops (tf.nn.moments, then
 tf.nn.batch_normalization), each a pass over the activations forward and backward. TensorFlow's

@@ -1,4 +1,4 @@
-"""Model, step 3a: one `model.layers` entry → the keras.layers class of that name, built with its kwargs.
+"""Model: one `model.layers` entry → the keras.layers class of that name, built with its kwargs.
 
 Layers are resolved in the keras.layers namespace and built with the class itself (`cls(**kwargs)`): every
 Keras layer works and there is no table of ours to fall behind Keras. Every error names its YAML path.

@@ -1,4 +1,4 @@
-"""Model, step 3e: the layer table — output shape, parameters, receptive field, jump and FLOPs per layer."""
+"""Model: the layer table — output shape, parameters, receptive field, jump and FLOPs per layer."""
 
 from __future__ import annotations
 

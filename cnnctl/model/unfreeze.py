@@ -1,4 +1,4 @@
-"""Model, step 3e: `train.fine_tune.unfreeze` → the layers the fine-tuning phase trains (prepare.py recompiles).
+"""Model: `train.fine_tune.unfreeze` → the layers the fine-tuning phase trains (prepare.py recompiles).
 
 As in the Keras transfer-learning guide: the first phase trains the head on a frozen backbone; the second sets
 the chosen layers trainable and recompiles with a low learning rate. Batch normalization layers stay frozen in

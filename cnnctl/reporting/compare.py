@@ -1,4 +1,4 @@
-"""Reporting, step 6e: runs side by side: the headline numbers of each run folder (`cnnctl runs`) and metric-by-metric comparison
+"""Reporting: runs side by side: the headline numbers of each run folder (`cnnctl runs`) and metric-by-metric comparison
 with overlaid loss curves (`cnnctl compare`).
 
 Everything is read from the run folders' small files (config.yaml, data.json, environment.json,

@@ -1,4 +1,4 @@
-"""Reporting, step 6g: what one convolutional layer does to a picture: convolution → ReLU → max-pooling.
+"""Reporting: what one convolutional layer does to a picture: convolution → ReLU → max-pooling.
 
 The `cnnctl filter IMAGE` command shows the three steps a Conv2D + MaxPooling2D pair applies, on a photograph
 and one hand-picked 3×3 kernel instead of learned filters. This module does the arithmetic and returns

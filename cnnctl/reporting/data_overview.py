@@ -1,4 +1,4 @@
-"""Reporting, step 6f: `cnnctl data`: load and summarise a config's data without training, and draw a grid of samples.
+"""Reporting: `cnnctl data`: load and summarise a config's data without training, and draw a grid of samples.
 
 The summary is the one a run writes to data.json (sources, shapes, dtype, value range, class names, counts per
 split, skipped files); the grid shows a few training examples of every class with their labels: images as

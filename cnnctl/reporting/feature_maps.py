@@ -1,4 +1,4 @@
-"""Reporting, step 6c: feature_maps.png: what each convolution and pooling layer of a trained run outputs for one input.
+"""Reporting: feature_maps.png: what each convolution and pooling layer of a trained run outputs for one input.
 
 The input is prepared as `cnnctl predict` does (the run's size, colour mode and units), then one `keras.Model`
 with the same input and the conv/pool layers' outputs returns every activation in one pass.

@@ -1,4 +1,4 @@
-"""Reporting, step 6b: draw every figure of a run from the run's files alone (history.csv, predictions.npz, model.keras).
+"""Reporting: draw every figure of a run from the run's files alone (history.csv, predictions.npz, model.keras).
 
 plots.py turns arrays into figures; this module only knows which file feeds which figure.
 """

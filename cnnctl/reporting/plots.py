@@ -1,4 +1,4 @@
-"""Reporting, step 6a: figures: arrays in, matplotlib `Figure` out.
+"""Reporting: figures: arrays in, matplotlib `Figure` out.
 
 Every function here is pure: it takes plain arrays (or dicts of lists, as read from history.csv) and returns a
 new `matplotlib.figure.Figure`. Nothing touches pyplot, so no global figure registry fills up, no backend has

@@ -1,4 +1,4 @@
-"""Reporting, step 6d: report.html: one self-contained page per run, to open in any browser or attach to an e-mail.
+"""Reporting: report.html: one self-contained page per run, to open in any browser or attach to an e-mail.
 
 Everything is in the one file: figures are embedded as base64 `data:` URIs and the styling is an inline
 <style> block, so the page needs no network, no other file and no JavaScript. It is built from the run

@@ -1,7 +1,8 @@
 """Runs: files the user names with `--out` — checked before any work, and written without destroying anything.
 
 Every command that writes where the user says (`predict --out`, `data --out`, `compare --out`, `filter --out`,
-`schema --out`, `export --out`) follows one rule:
+`schema --out`, the files `explain --out` writes) follows one rule (`export --out` is stricter: it refuses any
+existing path, see evaluation/export.py):
 
 - an existing path is refused unless the command was given `--overwrite`;
 - a symbolic link, a folder, a named pipe, a device or a socket is never written through or replaced, with or

@@ -1,4 +1,4 @@
-"""Training, step 4b: the Keras callbacks of a run — NaN stop, epoch times, CSV history, best model, early stopping,
+"""Training: the Keras callbacks of a run — NaN stop, epoch times, CSV history, best model, early stopping,
 learning-rate plateaus, and the training state saved after every epoch.
 
 cnnctl's own callbacks, and its subclasses of Keras' ones, each exist for a reason given in the docstring. They use

@@ -1,4 +1,4 @@
-"""Training, step 4c: training state saved at the end of every epoch in `<run>/checkpoints/`, so `cnnctl train --resume` can
+"""Training: training state saved at the end of every epoch in `<run>/checkpoints/`, so `cnnctl train --resume` can
 continue a run from its last completed epoch.
 
 The state is the model and optimizer weights (learning rate and step count included), the number of completed

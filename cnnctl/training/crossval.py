@@ -1,4 +1,4 @@
-"""Training, step 4h: stratified K-fold cross-validation: K full trainings of one config, a run folder per fold, one summary.
+"""Training: stratified K-fold cross-validation: K full trainings of one config, a run folder per fold, one summary.
 
 `cnnctl cv CONFIG --folds K` makes `runs/<id>-<name>-cv/` holding the resolved config.yaml, `fold-1/` ...
 `fold-K/` and cv_summary.json. Each fold folder is a complete run folder (every file `cnnctl train` writes):

@@ -1,4 +1,4 @@
-"""Training, step 4a″: where training runs — one device; every device of one machine through TensorFlow's
+"""Training: where training runs — one device; every device of one machine through TensorFlow's
 MirroredStrategy; or Keras' DataParallel on JAX, over the devices of one process or of several (jax.distributed).
 
 `train.distribute` chooses (auto | none | mirrored | data_parallel); `train.batch_size` stays the global batch,
@@ -24,6 +24,7 @@ from typing import Any, Iterator, Optional
 
 from cnnctl import runtime
 from cnnctl.config.schema import TrainConfig
+from cnnctl.data.limits import memory_bytes
 from cnnctl.data.shard import Shard
 from cnnctl.errors import ConfigError, RunError, first_line
 
@@ -61,8 +62,6 @@ def _env_int(name: str, default: Optional[int] = None) -> Optional[int]:
 def local_process_limit() -> int:
     """How many training processes this machine can hold at once: each loads the data and the model (about
     PROCESS_MEMORY_BYTES), and more than PROCESSES_PER_CORE a core only wait for one another."""
-    from cnnctl.data.limits import memory_bytes
-
     return max(1, min(PROCESSES_PER_CORE * (os.cpu_count() or 1), memory_bytes() // PROCESS_MEMORY_BYTES))
 
 

@@ -1,4 +1,4 @@
-"""Training, step 4e: how a run ends when training does not end normally — an interrupt, out-of-memory, a full
+"""Training: how a run ends when training does not end normally — an interrupt, out-of-memory, a full
 disk, a crash.
 
 A KeyboardInterrupt (Ctrl-C, or a SIGTERM turned into one by cnnctl/training/signals.py) stops training at

@@ -1,4 +1,4 @@
-"""Training, step 4d: one run from start to finish — run folder, fit, evaluation, figures, report, status.
+"""Training: one run from start to finish — run folder, fit, evaluation, figures, report, status.
 
 The order of one `cnnctl train`: config → data → model (all validated before any folder is made, so a mistake
 leaves nothing behind) → run folder (config.yaml, environment.json, data.json) → fit (model.keras,

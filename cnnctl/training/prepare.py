@@ -1,4 +1,4 @@
-"""Training, step 4a: a Config → data loaded, model built and compiled; every mistake found before a run folder exists."""
+"""Training: a Config → data loaded, model built and compiled; every mistake found before a run folder exists."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Training, step 4a′: a rehearsal of the first training step on two examples, before any run folder exists.
+"""Training: a rehearsal of the first training step on two examples, before any run folder exists.
 
 Some mistakes only show when Keras runs a step: a loss that does not fit the labels (binary_crossentropy for ten
 classes), a metric that needs one-hot labels (precision on integer labels), augmentation that changes an example's

@@ -1,4 +1,4 @@
-"""Training, step 4g: `cnnctl train --resume RUN`: continue a run in its own folder, from its last completed epoch, with its own
+"""Training: `cnnctl train --resume RUN`: continue a run in its own folder, from its last completed epoch, with its own
 config.yaml, and finish it with the same files a straight run writes.
 
 A completed run is left alone unless `--set train.epochs=N` asks for more epochs than it was trained for.

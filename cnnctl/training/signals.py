@@ -1,4 +1,4 @@
-"""Training, step 4f: Ctrl-C and SIGTERM as `Interrupted` exceptions, and a way to hold them back while a state
+"""Training: Ctrl-C and SIGTERM as `Interrupted` exceptions, and a way to hold them back while a state
 is being committed.
 
 The command line installs the handlers (`signals_interrupt`) around a training; the library never changes a

@@ -1,4 +1,4 @@
-"""Training, step 4i: hyperparameter search — Optuna trials of one config, a run folder per trial, the best config.
+"""Training: hyperparameter search — Optuna trials of one config, a run folder per trial, the best config.
 
 `cnnctl tune CONFIG --trials N` reads the config's `tune:` section (config path → search space) and makes
 `runs/<id>-<name>-tune/` holding config.yaml (the config as given, `tune:` included), study.db (Optuna's SQLite
