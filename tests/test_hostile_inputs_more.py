@@ -152,13 +152,13 @@ CHECK_CASES = [
     (
         "idx-header-overflows",
         lambda root: _idx_folder(root, bytes([0, 0, 0x0E, 4]) + b"\x00\x01\x00\x00" * 4),
-        "{d}/idx/train-images-idx3-ubyte: truncated IDX file: header says [65536, 65536, 65536, 65536] "
-        "(147,573,952,589,676,412,928 bytes), found 0 bytes",
+        "{d}/idx/train-images-idx3-ubyte: its header claims [65536, 65536, 65536, 65536] (137,438,953,472.0 GiB), "
+        "more than this machine's {memory} GiB of memory",
     ),
     (
         "idx-header-past-the-end",
         lambda root: _idx_folder(root, bytes([0, 0, 8, 255]) + b"\x00\x00\x00\x02" * 3),
-        "{d}/idx/train-images-idx3-ubyte: not an IDX file: its header claims 255 dimensions but the file has 16 bytes",
+        "{d}/idx/train-images-idx3-ubyte: not an IDX file: its header claims 255 dimensions and is cut short",
     ),
 ]
 
@@ -168,7 +168,10 @@ def test_hostile_config_values_and_data_files(name, make, expected, tmp_path):
     text = make(tmp_path)
     config = tmp_path / "c.yaml"
     config.write_text(text + ("" if "model:" in text else LAYERS))
-    assert one_error("check", config) == f"error: {config}: " + expected.format(d=tmp_path)
+    from cnnctl.data.limits import memory_bytes
+
+    memory = f"{memory_bytes() / 2**30:,.1f}"
+    assert one_error("check", config) == f"error: {config}: " + expected.format(d=tmp_path, memory=memory)
 
 
 # ---------------------------------------------------------------- image folders

@@ -93,3 +93,26 @@ def test_newlines_in_names_stay_on_one_line(trained_digits_run, tmp_path):
     error = one_error("check", trained_digits_run.config, "--set", "train.epochs=3\n4")
     assert error.startswith("error: --set train.epochs=3\\n4: train.epochs: must be an integer")
     assert not any(tmp_path.iterdir())
+
+
+def test_an_idx_gzip_bomb_inflates_no_further_than_its_header_says(tmp_path):
+    """A gzip stream of 200 MB of zeros behind a header that claims 16 bytes: one line, without inflating it."""
+    import gzip
+    import resource
+
+    from test_hostile_inputs_more import LAYERS
+
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    with gzip.open(folder / "train-images-idx3-ubyte.gz", "wb", compresslevel=1) as handle:
+        handle.write(bytes([0, 0, 8, 3]) + (1).to_bytes(4, "big") + (4).to_bytes(4, "big") * 2)
+        for _ in range(200):
+            handle.write(bytes(2**20))
+    with gzip.open(folder / "train-labels-idx1-ubyte.gz", "wb") as handle:
+        handle.write(bytes([0, 0, 8, 1]) + (1).to_bytes(4, "big") + bytes(1))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data: {{source: idx, path: {folder}}}\n" + LAYERS)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    error = one_error("check", config)
+    assert "train-images-idx3-ubyte.gz: damaged IDX file: header says [1, 4, 4] (16 bytes), found more data" in error
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: far below the 200 MB inside

@@ -9,12 +9,13 @@ import csv
 import gzip
 import math
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from cnnctl.config.schema import DataConfig
-from cnnctl.data.limits import check_npz, npy_problem, regular_file
+from cnnctl.data.limits import check_npz, memory_bytes, npy_problem, regular_file
 from cnnctl.data.raw import RawData, raw_from_arrays
 from cnnctl.errors import DataError, closest, first_line, printable
 
@@ -76,28 +77,35 @@ def read_idx(path: Path) -> np.ndarray:
     """One IDX file (gzip or raw): magic 0x0000 + dtype byte + rank byte, big-endian sizes, then the data."""
     opener = gzip.open if path.suffix == ".gz" else open
     regular_file(path, "data.path")
+    # The header says how many bytes follow; no more than that (plus one, to notice extra data) is ever inflated,
+    # so a gzip bomb costs what its header claims, and a claim past this machine's memory is refused unread.
     try:
         with opener(path, "rb") as handle:
-            data = handle.read()
-    except (OSError, EOFError) as exc:
+            header = handle.read(4)
+            if len(header) < 4 or header[0] != 0 or header[1] != 0 or header[2] not in _IDX_DTYPES:
+                raise DataError(f"{path}: not an IDX file (bad magic number)")
+            rank = header[3]
+            sizes = handle.read(4 * rank)
+            if rank == 0 or len(sizes) < 4 * rank:
+                raise DataError(f"{path}: not an IDX file: its header claims {rank} dimensions and is cut short")
+            shape = tuple(int.from_bytes(sizes[4 * i : 4 * i + 4], "big") for i in range(rank))
+            dtype = np.dtype(_IDX_DTYPES[header[2]])
+            expected = math.prod(shape) * dtype.itemsize  # Python integers: a crafted header cannot overflow them
+            if expected > memory_bytes():
+                raise DataError(
+                    f"{path}: its header claims {list(shape)} ({expected / 2**30:,.1f} GiB), more than this "
+                    f"machine's {memory_bytes() / 2**30:,.1f} GiB of memory"
+                )
+            data = handle.read(expected + 1)
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot read ({first_line(exc)})") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise DataError(f"{path}: not an IDX file (bad magic number)")
-    rank = data[3]
-    offset = 4 + 4 * rank
-    if rank == 0 or len(data) < offset:
+    if len(data) != expected:
+        found = f"{len(data):,} bytes" if len(data) <= expected else "more data than that"
         raise DataError(
-            f"{path}: not an IDX file: its header claims {rank} dimensions but the file has {len(data)} bytes"
+            f"{path}: {'truncated' if len(data) < expected else 'damaged'} IDX file: header says {list(shape)} "
+            f"({expected:,} bytes), found {found}"
         )
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank))
-    dtype = np.dtype(_IDX_DTYPES[data[2]])
-    expected = math.prod(shape) * dtype.itemsize  # Python integers: a crafted header cannot overflow them
-    if len(data) - offset != expected:
-        raise DataError(
-            f"{path}: truncated IDX file: header says {list(shape)} ({expected:,} bytes), "
-            f"found {len(data) - offset:,} bytes"
-        )
-    return np.frombuffer(data, dtype=dtype, offset=offset).reshape(shape).astype(dtype.newbyteorder("="))
+    return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def read_idx_folder(folder: Path) -> RawData:
