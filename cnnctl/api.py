@@ -671,7 +671,7 @@ def filter_image(
         out: the PNG. Defaults to `<image stem>_filter.png` in the current folder.
         overwrite: replace `out` if it is an existing regular file. Defaults to False.
     """
-    from cnnctl.reporting import plots
+    from cnnctl.reporting import grids, plots
     from cnnctl.reporting.convolution_demo import convolution_steps, load_kernel, read_grayscale
 
     out = Path(out) if out is not None else Path(f"{Path(image).stem}_filter.png")
@@ -681,7 +681,7 @@ def filter_image(
     name, weights = load_kernel(kernel)
     pixels, note = read_grayscale(image)
     panels = convolution_steps(pixels, weights, pool=pool, kernel_name=name)
-    path = write_output_bytes(out, plots.png_bytes(plots.filter_demo_figure(panels)), overwrite=overwrite)
+    path = write_output_bytes(out, plots.png_bytes(grids.filter_demo_figure(panels)), overwrite=overwrite)
     return FilterResult(path, [title for title, _ in panels], note)
 
 

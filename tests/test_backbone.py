@@ -220,7 +220,7 @@ def test_train_fine_tune_and_predict_with_a_backbone(tmp_path, monkeypatch):
     """One frozen epoch and one fine-tuning epoch on 90 tiny RGB images: the header counts frozen parameters; the
     backbone (batch norm statistics included) does not move in phase 1; in phase 2 its last layers do, batch norm
     excepted; model.keras takes raw pixels (MobileNet scales them to [-1, 1] in backbone_preprocess)."""
-    from cnnctl.reporting.plots import fine_tuning_start
+    from cnnctl.reporting.curves import fine_tuning_start
     from cnnctl.training import loop
 
     rng = np.random.default_rng(3)

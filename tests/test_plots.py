@@ -19,7 +19,7 @@ from matplotlib.text import Text
 from PIL import Image
 from sklearn.metrics import average_precision_score, confusion_matrix, roc_auc_score
 
-from cnnctl.reporting import plots
+from cnnctl.reporting import curves, grids, plots, scores
 
 RNG_SEED = 0
 
@@ -74,7 +74,9 @@ def overfitting_history(epochs: int = 12, turn: int = 6) -> dict[str, list[float
     }
 
 
-def scores(n_samples: int, n_classes: int, seed: int = RNG_SEED, margin: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+def make_scores(
+    n_samples: int, n_classes: int, seed: int = RNG_SEED, margin: float = 1.5
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels and softmax-like probabilities that favour the true class by `margin` logits, so curves are
     informative (a margin of 3.5 makes every one-vs-rest AUC exceed 0.99)."""
     rng = np.random.default_rng(seed)
@@ -93,16 +95,16 @@ def _rng():
 
 
 def _confusion(n):
-    y_true, prob = scores(40 * n, n)
+    y_true, prob = make_scores(40 * n, n)
     return confusion_matrix(y_true, prob.argmax(axis=1), labels=range(n))
 
 
 # (case id, figure factory, minimum width, minimum height) in pixels.
 RENDER_CASES = [
-    ("loss", lambda: plots.loss_curve(overfitting_history(), best_epoch=6), 600, 400),
+    ("loss", lambda: curves.loss_curve(overfitting_history(), best_epoch=6), 600, 400),
     (
         "loss+diagnosis",
-        lambda: plots.loss_curve(
+        lambda: curves.loss_curve(
             overfitting_history(),
             6,
             {"verdict": "overfitting", "summary": "Validation loss rose after epoch 6.", "turn_epoch": 7},
@@ -110,34 +112,34 @@ RENDER_CASES = [
         600,
         400,
     ),
-    ("accuracy", lambda: plots.metric_curve(overfitting_history(), "accuracy", best_epoch=7), 600, 400),
-    ("confusion counts", lambda: plots.confusion_matrix_figure(_confusion(4), list("abcd"), False), 500, 500),
-    ("roc", lambda: plots.roc_figure(*scores(200, 3), ["cat", "dog", "bird"]), 500, 500),
-    ("pr", lambda: plots.pr_figure(*scores(200, 3), ["cat", "dog", "bird"]), 500, 500),
+    ("accuracy", lambda: curves.metric_curve(overfitting_history(), "accuracy", best_epoch=7), 600, 400),
+    ("confusion counts", lambda: scores.confusion_matrix_figure(_confusion(4), list("abcd"), False), 500, 500),
+    ("roc", lambda: scores.roc_figure(*make_scores(200, 3), ["cat", "dog", "bird"]), 500, 500),
+    ("pr", lambda: scores.pr_figure(*make_scores(200, 3), ["cat", "dog", "bird"]), 500, 500),
     (
         "grid gray",
-        lambda: plots.example_grid(
+        lambda: grids.example_grid(
             _rng().random((5, 8, 8, 1)), [f"true: {i}\npred: 0 (0.97)" for i in range(5)], ["red"] * 5, ncols=4
         ),
         500,
         250,
     ),
-    ("grid signals", lambda: plots.example_grid(_rng().normal(size=(3, 50, 2)).cumsum(axis=1)), 300, 140),
-    ("grid empty", lambda: plots.example_grid([]), 300, 100),
-    ("filters conv2d", lambda: plots.filters_figure(_rng().normal(size=(3, 3, 1, 4))), 300, 150),
-    ("filters conv1d", lambda: plots.filters_figure(_rng().normal(size=(5, 1, 4))), 400, 150),
+    ("grid signals", lambda: grids.example_grid(_rng().normal(size=(3, 50, 2)).cumsum(axis=1)), 300, 140),
+    ("grid empty", lambda: grids.example_grid([]), 300, 100),
+    ("filters conv2d", lambda: grids.filters_figure(_rng().normal(size=(3, 3, 1, 4))), 300, 150),
+    ("filters conv1d", lambda: grids.filters_figure(_rng().normal(size=(5, 1, 4))), 400, 150),
     (
         "feature maps",
-        lambda: plots.feature_maps_figure(
+        lambda: grids.feature_maps_figure(
             [("conv2d", _rng().random((6, 6, 4))), ("conv1d", _rng().random((20, 3))), ("dense", _rng().random(5))]
         ),
         500,
         300,
     ),
-    ("compare", lambda: plots.compare_figure({"a": overfitting_history(), "b": overfitting_history(8, 3)}), 600, 400),
+    ("compare", lambda: curves.compare_figure({"a": overfitting_history(), "b": overfitting_history(8, 3)}), 600, 400),
     (
         "filter demo",
-        lambda: plots.filter_demo_figure(
+        lambda: grids.filter_demo_figure(
             [
                 ("original", _rng().random((8, 8))),
                 ("convolution", _rng().normal(size=(6, 6))),
@@ -168,8 +170,8 @@ def test_figure_renders_to_a_non_blank_png_of_its_size(tmp_path, factory, min_wi
 def test_save_figure_replaces_the_target_and_leaves_no_temp_files(tmp_path):
     target = tmp_path / "nested" / "loss_curve.png"
     # The cheapest figures to render: this test is about the file, not the drawing.
-    first = plots.example_grid([])
-    second = plots.filter_demo_figure([("one", np.eye(3))])
+    first = grids.example_grid([])
+    second = grids.filter_demo_figure([("one", np.eye(3))])
     assert plots.save_figure(first, target) == target
     before = target.read_bytes()
     plots.save_figure(second, target)
@@ -182,7 +184,7 @@ def test_save_figure_replaces_the_target_and_leaves_no_temp_files(tmp_path):
 
 def test_save_figure_keeps_the_old_image_when_rendering_fails(tmp_path, monkeypatch):
     target = tmp_path / "roc.png"
-    fig = plots.example_grid([])
+    fig = grids.example_grid([])
     plots.save_figure(fig, target)
     before = target.read_bytes()
 
@@ -207,12 +209,12 @@ def test_save_figure_keeps_the_old_image_when_rendering_fails(tmp_path, monkeypa
 
 @pytest.mark.parametrize("monitor, expected", [("val_loss", 6), ("loss", 12), ("val_accuracy", 7), ("missing", None)])
 def test_find_best_epoch_is_one_based_and_direction_aware(monitor, expected):
-    assert plots.find_best_epoch(overfitting_history(epochs=12, turn=6), monitor) == expected
+    assert curves.find_best_epoch(overfitting_history(epochs=12, turn=6), monitor) == expected
 
 
 def test_loss_curve_plots_one_based_epochs_and_marks_the_best_epoch():
     history = overfitting_history(epochs=12, turn=6)
-    fig = plots.loss_curve(history, best_epoch=6)
+    fig = curves.loss_curve(history, best_epoch=6)
     ax = fig.axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert list(lines["train loss"].get_xdata()) == list(range(1, 13))
@@ -230,7 +232,7 @@ def test_loss_curve_plots_one_based_epochs_and_marks_the_best_epoch():
 def test_loss_curve_rejects_a_best_epoch_outside_the_history():
     expected = r"best_epoch must be a 1-based epoch of the history \(1\.\.12\). Received: 13"
     with pytest.raises(ValueError, match=expected):
-        plots.loss_curve(overfitting_history(), best_epoch=13)
+        curves.loss_curve(overfitting_history(), best_epoch=13)
 
 
 def caption_of(fig: Figure) -> str:
@@ -240,7 +242,7 @@ def caption_of(fig: Figure) -> str:
 
 def test_loss_curve_shades_overfitting_from_the_turn_epoch_and_captions_the_verdict():
     summary = "Validation loss rose for 6 epochs after epoch 6 while training loss kept falling."
-    fig = plots.loss_curve(overfitting_history(), 6, {"verdict": "overfitting", "summary": summary, "turn_epoch": 7})
+    fig = curves.loss_curve(overfitting_history(), 6, {"verdict": "overfitting", "summary": summary, "turn_epoch": 7})
     ax = fig.axes[0]
     [shade] = ax.collections
     x = shade.get_paths()[0].vertices[:, 0]
@@ -251,32 +253,32 @@ def test_loss_curve_shades_overfitting_from_the_turn_epoch_and_captions_the_verd
 
 def test_loss_curve_does_not_repeat_a_verdict_the_summary_already_opens_with():
     summary = "Overfitting: validation loss bottomed out at epoch 6 and rose 30% by epoch 12."
-    fig = plots.loss_curve(overfitting_history(), 6, {"verdict": "overfitting", "summary": summary, "turn_epoch": 6})
+    fig = curves.loss_curve(overfitting_history(), 6, {"verdict": "overfitting", "summary": summary, "turn_epoch": 6})
     assert caption_of(fig) == summary
 
 
 def test_loss_curve_uses_row_numbers_when_the_epoch_column_is_not_increasing():
     history = {"epoch": [0, 1, 0, 1], "loss": [1.0, 0.8, 0.7, 0.6], "val_loss": [1.1, 0.9, 0.8, 0.85]}
-    assert plots.find_best_epoch(history) == 3
-    lines = plots.loss_curve(history, best_epoch=3).axes[0].get_lines()
+    assert curves.find_best_epoch(history) == 3
+    lines = curves.loss_curve(history, best_epoch=3).axes[0].get_lines()
     assert list(lines[0].get_xdata()) == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("verdict", ["underfitting", "good fit", "still improving"])
 def test_loss_curve_captions_other_verdicts_without_shading(verdict):
     diagnosis = {"verdict": verdict, "summary": "One sentence.", "turn_epoch": 7}
-    fig = plots.loss_curve(overfitting_history(), None, diagnosis)
+    fig = curves.loss_curve(overfitting_history(), None, diagnosis)
     assert len(fig.axes[0].collections) == 0
     assert caption_of(fig) == f"{verdict.capitalize()}. One sentence."
 
 
 def test_loss_curve_rejects_an_unknown_verdict():
     with pytest.raises(ValueError, match=r"verdict must be one of 'overfitting', .* Received: 'overfit'"):
-        plots.loss_curve(overfitting_history(), None, {"verdict": "overfit", "summary": ""})
+        curves.loss_curve(overfitting_history(), None, {"verdict": "overfit", "summary": ""})
 
 
 def test_metric_curve_without_validation_column_draws_training_only():
-    fig = plots.metric_curve({"epoch": [0, 1, 2], "accuracy": [0.2, 0.5, 0.7]}, best_epoch=3)
+    fig = curves.metric_curve({"epoch": [0, 1, 2], "accuracy": [0.2, 0.5, 0.7]}, best_epoch=3)
     ax = fig.axes[0]
     assert "train accuracy" in legend_texts(ax)
     assert "validation accuracy" not in legend_texts(ax)
@@ -285,11 +287,11 @@ def test_metric_curve_without_validation_column_draws_training_only():
 
 def test_metric_curve_names_the_columns_it_has_when_the_metric_is_missing():
     with pytest.raises(ValueError, match=r"no 'auc' or 'val_auc' column; it has: epoch, loss"):
-        plots.metric_curve({"epoch": [0], "loss": [1.0]}, "auc")
+        curves.metric_curve({"epoch": [0], "loss": [1.0]}, "auc")
 
 
 def test_compare_figure_gives_each_run_one_colour_validation_solid_train_dashed():
-    fig = plots.compare_figure({"baseline": overfitting_history(), "wider": overfitting_history(8, 3)})
+    fig = curves.compare_figure({"baseline": overfitting_history(), "wider": overfitting_history(8, 3)})
     ax = fig.axes[0]
     assert legend_texts(ax) == ["baseline", "wider", "validation", "train"]
     lines = ax.get_lines()
@@ -302,9 +304,9 @@ def test_compare_figure_gives_each_run_one_colour_validation_solid_train_dashed(
 
 
 def test_confusion_matrix_cells_show_the_counts_with_readable_text_colour():
-    y_true, prob = scores(300, 4)
+    y_true, prob = make_scores(300, 4)
     counts = confusion_matrix(y_true, prob.argmax(axis=1))
-    fig = plots.confusion_matrix_figure(counts, ["cat", "dog", "bird", "fish"], normalized=False)
+    fig = scores.confusion_matrix_figure(counts, ["cat", "dog", "bird", "fish"], normalized=False)
     ax = fig.axes[0]
     assert [text.get_text() for text in ax.texts] == [str(value) for value in counts.ravel()]
     assert [label.get_text() for label in ax.get_xticklabels()] == ["cat", "dog", "bird", "fish"]
@@ -322,7 +324,7 @@ def test_confusion_matrix_cells_show_the_counts_with_readable_text_colour():
 
 def test_confusion_matrix_normalized_shows_row_fractions_and_zero_for_absent_classes():
     counts = np.array([[8, 2, 0], [1, 1, 2], [0, 0, 0]])
-    fig = plots.confusion_matrix_figure(counts, ["a", "b", "c"], normalized=True, split="val")
+    fig = scores.confusion_matrix_figure(counts, ["a", "b", "c"], normalized=True, split="val")
     ax = fig.axes[0]
     expected = ["0.80", "0.20", "0.00", "0.25", "0.25", "0.50", "0.00", "0.00", "0.00"]
     assert [text.get_text() for text in ax.texts] == expected
@@ -330,16 +332,16 @@ def test_confusion_matrix_normalized_shows_row_fractions_and_zero_for_absent_cla
 
 
 def test_confusion_matrix_title_names_the_split_and_its_example_count():
-    y_true, prob = scores(250, 3)
+    y_true, prob = make_scores(250, 3)
     counts = confusion_matrix(y_true, prob.argmax(axis=1))
-    ax = plots.confusion_matrix_figure(counts, ["a", "b", "c"], split="test").axes[0]
+    ax = scores.confusion_matrix_figure(counts, ["a", "b", "c"], split="test").axes[0]
     assert ax.get_title() == "Confusion matrix — test split (n=250), counts"
 
 
 def test_confusion_matrix_with_many_classes_drops_cell_text_and_grows():
-    names = [f"class{i}" for i in range(plots.MAX_ANNOTATED_CLASSES + 1)]
-    big = plots.confusion_matrix_figure(_confusion(len(names)), names, normalized=False)
-    small = plots.confusion_matrix_figure(_confusion(5), names[:5], normalized=False)
+    names = [f"class{i}" for i in range(scores.MAX_ANNOTATED_CLASSES + 1)]
+    big = scores.confusion_matrix_figure(_confusion(len(names)), names, normalized=False)
+    small = scores.confusion_matrix_figure(_confusion(5), names[:5], normalized=False)
     assert len(big.axes[0].texts) == 0
     assert big.get_size_inches()[0] > small.get_size_inches()[0]
     assert all(label.get_rotation() == 45 for label in big.axes[0].get_xticklabels())
@@ -347,13 +349,13 @@ def test_confusion_matrix_with_many_classes_drops_cell_text_and_grows():
 
 def test_confusion_matrix_rejects_a_shape_that_does_not_match_the_class_names():
     with pytest.raises(ValueError, match=r"matrix must be \(3, 3\) for 3 class names. Received shape: \(2, 2\)"):
-        plots.confusion_matrix_figure(np.eye(2), ["a", "b", "c"], normalized=False)
+        scores.confusion_matrix_figure(np.eye(2), ["a", "b", "c"], normalized=False)
 
 
 def test_roc_legend_shows_the_auc_of_each_class_and_both_averages():
-    y_true, prob = scores(400, 4)
+    y_true, prob = make_scores(400, 4)
     names = ["cat", "dog", "bird", "fish"]
-    ax = plots.roc_figure(y_true, prob, names).axes[0]
+    ax = scores.roc_figure(y_true, prob, names).axes[0]
     shown = legend_scores(ax, "AUC")
     one_hot = np.eye(4)[y_true]
     for label, name in enumerate(names):
@@ -364,9 +366,9 @@ def test_roc_legend_shows_the_auc_of_each_class_and_both_averages():
 
 
 def test_roc_skips_classes_absent_from_y_true():
-    y_true, prob = scores(300, 4)
+    y_true, prob = make_scores(300, 4)
     y_true[y_true == 2] = 0
-    ax = plots.roc_figure(y_true, prob, ["cat", "dog", "bird", "fish"]).axes[0]
+    ax = scores.roc_figure(y_true, prob, ["cat", "dog", "bird", "fish"]).axes[0]
     shown = legend_scores(ax, "AUC")
     assert "bird" not in shown and {"cat", "dog", "fish"} <= set(shown)
     present = [0, 1, 3]
@@ -376,63 +378,63 @@ def test_roc_skips_classes_absent_from_y_true():
 
 @pytest.mark.parametrize("shape", ["two columns", "sigmoid column"])
 def test_roc_binary_draws_one_curve_for_the_positive_class(shape):
-    y_true, prob = scores(300, 2)
+    y_true, prob = make_scores(300, 2)
     y_prob = prob if shape == "two columns" else prob[:, 1:]
-    ax = plots.roc_figure(y_true, y_prob, ["benign", "malignant"]).axes[0]
+    ax = scores.roc_figure(y_true, y_prob, ["benign", "malignant"]).axes[0]
     shown = legend_scores(ax, "AUC")
     assert set(shown) == {"chance", "malignant"}
     assert shown["malignant"] == pytest.approx(roc_auc_score(y_true, prob[:, 1]), abs=6e-4)
 
 
 def test_roc_with_many_classes_names_only_the_weakest():
-    y_true, prob = scores(1500, 30)
+    y_true, prob = make_scores(1500, 30)
     names = [f"c{i}" for i in range(30)]
-    ax = plots.roc_figure(y_true, prob, names).axes[0]
+    ax = scores.roc_figure(y_true, prob, names).axes[0]
     texts = legend_texts(ax)
-    assert len(texts) == 3 + 1 + plots.WEAKEST_CLASSES_SHOWN
-    assert f"{30 - plots.WEAKEST_CLASSES_SHOWN} other classes" in texts
+    assert len(texts) == 3 + 1 + scores.WEAKEST_CLASSES_SHOWN
+    assert f"{30 - scores.WEAKEST_CLASSES_SHOWN} other classes" in texts
     aucs = {names[label]: roc_auc_score(y_true == label, prob[:, label]) for label in range(30)}
-    weakest = sorted(aucs, key=aucs.get)[: plots.WEAKEST_CLASSES_SHOWN]
+    weakest = sorted(aucs, key=aucs.get)[: scores.WEAKEST_CLASSES_SHOWN]
     assert set(legend_scores(ax, "AUC")) - {"chance", "micro-average", "macro-average"} == set(weakest)
 
 
 def test_roc_with_a_single_class_in_y_true_says_so():
-    fig = plots.roc_figure(np.zeros(10, dtype=int), np.full((10, 2), 0.5), ["neg", "pos"])
+    fig = scores.roc_figure(np.zeros(10, dtype=int), np.full((10, 2), 0.5), ["neg", "pos"])
     assert any("ROC undefined" in text for text in texts_of(fig))
 
 
 def test_roc_rejects_probabilities_that_do_not_match_the_class_names():
     with pytest.raises(ValueError, match=r"y_prob must be \(N, C\) = \(5, 3\) .* Received shape: \(5, 4\)"):
-        plots.roc_figure(np.zeros(5, dtype=int), np.full((5, 4), 0.25), ["a", "b", "c"])
+        scores.roc_figure(np.zeros(5, dtype=int), np.full((5, 4), 0.25), ["a", "b", "c"])
 
 
 def test_roc_of_a_near_perfect_model_zooms_into_the_top_left_corner():
-    y_true, prob = scores(600, 4, margin=3.5)
+    y_true, prob = make_scores(600, 4, margin=3.5)
     aucs = [roc_auc_score(y_true == label, prob[:, label]) for label in range(4)]
     assert 0.99 <= min(aucs) < 1  # near perfect, not perfect: the zoom has something to show
-    ax = plots.roc_figure(y_true, prob, ["cat", "dog", "bird", "fish"]).axes[0]
+    ax = scores.roc_figure(y_true, prob, ["cat", "dog", "bird", "fish"]).axes[0]
     (inset,) = ax.child_axes
     left, right = inset.get_xlim()
     bottom, top = inset.get_ylim()
-    assert left <= 0 and right == pytest.approx(plots.ZOOM_FPR) and top >= 1 and 0.5 <= bottom <= 0.9
+    assert left <= 0 and right == pytest.approx(scores.ZOOM_FPR) and top >= 1 and 0.5 <= bottom <= 0.9
     # Every curve is drawn again in the inset, in the same colour and style.
     assert [(line.get_color(), line.get_linestyle()) for line in inset.get_lines()] == [
         (line.get_color(), line.get_linestyle()) for line in ax.get_lines()
     ]
     # Binary too.
-    binary = plots.roc_figure((y_true == 1).astype(int), prob[:, 1], ["other", "dog"]).axes[0]
+    binary = scores.roc_figure((y_true == 1).astype(int), prob[:, 1], ["other", "dog"]).axes[0]
     assert len(binary.child_axes) == 1
 
 
 def test_roc_of_an_ordinary_model_has_no_inset():
-    y_true, prob = scores(400, 4)
-    assert not plots.roc_figure(y_true, prob, ["cat", "dog", "bird", "fish"]).axes[0].child_axes
+    y_true, prob = make_scores(400, 4)
+    assert not scores.roc_figure(y_true, prob, ["cat", "dog", "bird", "fish"]).axes[0].child_axes
 
 
 def test_no_class_curve_looks_like_the_chance_line():
-    names = [f"class{i}" for i in range(plots.MAX_LABELLED_CLASSES)]
-    y_true, prob = scores(1000, len(names))
-    for figure in (plots.roc_figure, plots.pr_figure):
+    names = [f"class{i}" for i in range(scores.MAX_LABELLED_CLASSES)]
+    y_true, prob = make_scores(1000, len(names))
+    for figure in (scores.roc_figure, scores.pr_figure):
         lines = {line.get_label(): line for line in figure(y_true, prob, names).axes[0].get_lines()}
         classes = [line for label, line in lines.items() if label.split(" (")[0] in names]
         assert len(classes) == len(names)
@@ -448,11 +450,11 @@ def test_no_class_curve_looks_like_the_chance_line():
 
 @pytest.mark.parametrize("case", ["roc", "roc binary", "roc near-perfect", "pr", "pr binary"])
 def test_score_legends_sit_outside_the_curves_and_inside_the_image(case):
-    y_true, prob = scores(600, 10, margin=3.5) if "near-perfect" in case else scores(600, 10)
+    y_true, prob = make_scores(600, 10, margin=3.5) if "near-perfect" in case else make_scores(600, 10)
     names = [f"class{i}" for i in range(10)]
     if "binary" in case:
         y_true, prob, names = (y_true == 1).astype(int), prob[:, 1], ["other", "class1"]
-    fig = (plots.pr_figure if case.startswith("pr") else plots.roc_figure)(y_true, prob, names)
+    fig = (scores.pr_figure if case.startswith("pr") else scores.roc_figure)(y_true, prob, names)
     fig.draw_without_rendering()
     ax = fig.axes[0]
     legend = legend_of(ax).get_window_extent()
@@ -463,9 +465,9 @@ def test_score_legends_sit_outside_the_curves_and_inside_the_image(case):
 
 
 def test_pr_legend_shows_average_precision_per_class_and_micro_average():
-    y_true, prob = scores(400, 3)
+    y_true, prob = make_scores(400, 3)
     names = ["cat", "dog", "bird"]
-    fig = plots.pr_figure(y_true, prob, names)
+    fig = scores.pr_figure(y_true, prob, names)
     ax = fig.axes[0]
     shown = legend_scores(ax, "AP")
     for label, name in enumerate(names):
@@ -477,8 +479,8 @@ def test_pr_legend_shows_average_precision_per_class_and_micro_average():
 
 
 def test_pr_binary_compares_the_positive_class_with_its_prevalence():
-    y_true, prob = scores(300, 2)
-    shown = legend_scores(plots.pr_figure(y_true, prob, ["neg", "pos"]).axes[0], "AP")
+    y_true, prob = make_scores(300, 2)
+    shown = legend_scores(scores.pr_figure(y_true, prob, ["neg", "pos"]).axes[0], "AP")
     assert shown["pos"] == pytest.approx(average_precision_score(y_true, prob[:, 1]), abs=6e-4)
     assert shown["chance"] == pytest.approx(y_true.mean(), abs=6e-4)
 
@@ -488,7 +490,7 @@ def test_pr_binary_compares_the_positive_class_with_its_prevalence():
 
 def test_example_grid_titles_colours_and_per_image_scaling():
     examples = np.stack([np.full((4, 4, 1), 10.0), np.arange(16.0).reshape(4, 4, 1) * 100])
-    fig = plots.example_grid(examples, ["true: 3\npred: 8 (0.97)", "true: 1\npred: 7 (0.51)"], ["red", "green"])
+    fig = grids.example_grid(examples, ["true: 3\npred: 8 (0.97)", "true: 1\npred: 7 (0.51)"], ["red", "green"])
     first, second = fig.axes
     assert first.get_title() == "true: 3\npred: 8 (0.97)" and first.title.get_color() == "red"
     assert second.title.get_color() == "green"
@@ -501,28 +503,28 @@ def test_example_grid_titles_colours_and_per_image_scaling():
 
 def test_example_grid_draws_each_kind_of_input():
     rng = _rng()
-    rgb = plots.example_grid(rng.random((1, 6, 6, 3))).axes[0]
+    rgb = grids.example_grid(rng.random((1, 6, 6, 3))).axes[0]
     assert rgb.images[0].get_array().shape == (6, 6, 3)
-    signal = plots.example_grid(rng.random((1, 40, 3))).axes[0]
+    signal = grids.example_grid(rng.random((1, 40, 3))).axes[0]
     assert len(signal.get_lines()) == 3 and not signal.images
     volume = rng.random((1, 5, 6, 6, 1))
-    volume_ax = plots.example_grid(volume).axes[0]
+    volume_ax = grids.example_grid(volume).axes[0]
     middle = volume[0, 2, :, :, 0]
     expected = (middle - middle.min()) / (middle.max() - middle.min())
     np.testing.assert_allclose(volume_ax.images[0].get_array(), expected)
-    forced = plots.example_grid(rng.random((1, 40, 3)), kind="image").axes[0]
+    forced = grids.example_grid(rng.random((1, 40, 3)), kind="image").axes[0]
     assert forced.images
 
 
 def test_example_grid_lays_out_rows_of_ncols_and_hides_spare_cells():
-    fig = plots.example_grid(_rng().random((10, 5, 5)), ncols=4)
+    fig = grids.example_grid(_rng().random((10, 5, 5)), ncols=4)
     assert len(fig.axes) == 12
     assert [ax.axison for ax in fig.axes[10:]] == [False, False]
     assert all(ax.images for ax in fig.axes[:10])
 
 
 def test_example_grid_without_examples_says_so():
-    assert "no examples" in texts_of(plots.example_grid(np.empty((0, 8, 8))))
+    assert "no examples" in texts_of(grids.example_grid(np.empty((0, 8, 8))))
 
 
 def test_grid_titles_fit_their_panels_and_the_figure_even_when_long():
@@ -530,8 +532,8 @@ def test_grid_titles_fit_their_panels_and_the_figure_even_when_long():
     neighbouring titles do not overlap, and a long figure title over a single panel stays on the canvas."""
     names = ["T-shirt/top (cotton)", "Ankle boot (leather)", "Pullover (wool)", "Sneaker (canvas)"]
     titles = [f"true: {names[i]}\npred: {names[(i + 1) % 4]} (0.97)" for i in range(4)]
-    row = plots.example_grid(_rng().random((4, 8, 8)), titles, ncols=4, title="Most confidently wrong (4 of 9)")
-    single = plots.example_grid(
+    row = grids.example_grid(_rng().random((4, 8, 8)), titles, ncols=4, title="Most confidently wrong (4 of 9)")
+    single = grids.example_grid(
         _rng().random((1, 8, 8)),
         ["true: 3\npred: 8 (0.97)"],
         title="Most confidently wrong (1 of 1 errors) on the test split",
@@ -546,11 +548,11 @@ def test_grid_titles_fit_their_panels_and_the_figure_even_when_long():
 
 def test_example_grid_needs_one_title_per_example():
     with pytest.raises(ValueError, match=r"titles must have one entry per example \(2\). Received 1"):
-        plots.example_grid(np.zeros((2, 4, 4)), ["only one"])
+        grids.example_grid(np.zeros((2, 4, 4)), ["only one"])
 
 
 def test_filters_figure_has_one_titled_panel_per_filter():
-    fig = plots.filters_figure(_rng().normal(size=(3, 3, 2, 5)))
+    fig = grids.filters_figure(_rng().normal(size=(3, 3, 2, 5)))
     drawn = [ax for ax in fig.axes if ax.images]
     assert [ax.get_title() for ax in drawn] == ["0", "1", "2", "3", "4"]
     assert fig.get_suptitle() == "First conv layer: 5 filters of 3×3×2"
@@ -558,7 +560,7 @@ def test_filters_figure_has_one_titled_panel_per_filter():
 
 def test_filters_figure_shows_rgb_kernels_in_colour_and_caps_the_count():
     kernel = _rng().normal(size=(5, 5, 3, 6))
-    fig = plots.filters_figure(kernel, max_filters=4)
+    fig = grids.filters_figure(kernel, max_filters=4)
     drawn = [ax for ax in fig.axes if ax.images]
     assert len(drawn) == 4
     # One scale for all six filters, zero at mid-gray: a weight w shows as 0.5 + w / (2 max|w|).
@@ -578,7 +580,7 @@ def colorbars_of(fig: Figure) -> list:
 def test_filters_figure_shares_one_scale_centred_at_zero_with_a_colour_bar(in_channels):
     kernel = _rng().normal(size=(3, 3, in_channels, 10))
     kernel[..., 7] *= 4  # one strong filter: the others must look weaker, not be stretched to match it
-    fig = plots.filters_figure(kernel)
+    fig = grids.filters_figure(kernel)
     images = [ax.images[0] for ax in fig.axes if ax.images]
     shown = kernel.mean(axis=2)  # one input channel, or the mean over them
     limit = np.abs(shown).max()
@@ -594,7 +596,7 @@ def test_filters_figure_shares_one_scale_centred_at_zero_with_a_colour_bar(in_ch
 
 def test_filters_figure_draws_conv1d_bars_on_one_symmetric_axis():
     kernel = _rng().normal(size=(5, 1, 3))
-    fig = plots.filters_figure(kernel)
+    fig = grids.filters_figure(kernel)
     limit = np.abs(kernel).max()
     assert all(ax.get_ylim() == pytest.approx((-1.05 * limit, 1.05 * limit)) for ax in fig.axes)
     assert fig.get_suptitle().endswith(f"shared scale ±{limit:.3g}")
@@ -602,14 +604,14 @@ def test_filters_figure_draws_conv1d_bars_on_one_symmetric_axis():
 
 def test_filters_figure_draws_conv1d_kernels_as_bars_of_the_weights():
     kernel = _rng().normal(size=(5, 1, 3))
-    fig = plots.filters_figure(kernel)
+    fig = grids.filters_figure(kernel)
     bars = [patch.get_height() for patch in fig.axes[1].patches]
     np.testing.assert_allclose(bars, kernel[:, 0, 1])
 
 
 def test_filters_figure_rejects_a_dense_kernel():
     with pytest.raises(ValueError, match=r"Received shape: \(10, 4\)"):
-        plots.filters_figure(np.zeros((10, 4)))
+        grids.filters_figure(np.zeros((10, 4)))
 
 
 def panels_of(fig: Figure, rows: int) -> np.ndarray:
@@ -619,7 +621,7 @@ def panels_of(fig: Figure, rows: int) -> np.ndarray:
 def test_feature_maps_figure_has_one_labelled_row_per_layer_with_at_most_16_channels():
     rng = _rng()
     signal = rng.random((20, 3))
-    fig = plots.feature_maps_figure([("conv2d", rng.random((6, 6, 32))), ("conv1d", signal)])
+    fig = grids.feature_maps_figure([("conv2d", rng.random((6, 6, 32))), ("conv1d", signal)])
     rows = panels_of(fig, 2)
     assert rows.shape == (2, 16)
     assert sum(bool(ax.images) for ax in rows[0]) == 16
@@ -634,7 +636,7 @@ def test_feature_maps_figure_gives_each_layer_one_shared_scale_and_colour_bar():
     relu[..., 3] *= 0.1  # a faint channel stays faint next to the others
     signed = rng.normal(size=(3, 3, 4))
     signal = rng.normal(size=(30, 2))
-    fig = plots.feature_maps_figure([("relu", relu), ("signed", signed), ("conv1d", signal)])
+    fig = grids.feature_maps_figure([("relu", relu), ("signed", signed), ("conv1d", signal)])
     rows = panels_of(fig, 3)
     relu_images = [ax.images[0] for ax in rows[0] if ax.images]
     # The whole layer's maximum, all 20 channels, though 16 are drawn.
@@ -659,7 +661,7 @@ def test_feature_maps_figure_gives_each_layer_one_shared_scale_and_colour_bar():
 
 def test_filter_demo_figure_titles_panels_and_shows_their_sizes():
     rng = _rng()
-    fig = plots.filter_demo_figure([("original", rng.random((8, 8))), ("max-pool 2", rng.random((4, 4, 1)))])
+    fig = grids.filter_demo_figure([("original", rng.random((8, 8))), ("max-pool 2", rng.random((4, 4, 1)))])
     assert [ax.get_title() for ax in fig.axes] == ["original", "max-pool 2"]
     assert [ax.get_xlabel() for ax in fig.axes] == ["8 × 8", "4 × 4"]
 

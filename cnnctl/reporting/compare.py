@@ -146,7 +146,7 @@ def compare_runs(run_list: Sequence[Run], out: Union[str, Path], *, overwrite: b
     """Metrics of several runs side by side, and their loss curves overlaid in one PNG at `out` (an existing file
     is replaced only with `overwrite`, and never one of a run's own files: cnnctl/runs/output.py)."""
     from cnnctl.evaluation.diagnosis import read_history_csv
-    from cnnctl.reporting import plots
+    from cnnctl.reporting import curves, plots
 
     if len(run_list) < 2:
         raise ConfigError("compare: give at least two runs, e.g. cnnctl compare RUN_A RUN_B")
@@ -197,7 +197,7 @@ def compare_runs(run_list: Sequence[Run], out: Union[str, Path], *, overwrite: b
     figure_path = None
     if histories:
         figure_path = write_output_bytes(
-            out, plots.png_bytes(plots.compare_figure(histories, "loss")), overwrite=overwrite
+            out, plots.png_bytes(curves.compare_figure(histories, "loss")), overwrite=overwrite
         )
     return Comparison(summaries, rows, facts, figure_path, notes)
 

@@ -2,7 +2,7 @@
 
 The `cnnctl filter IMAGE` command shows the three steps a Conv2D + MaxPooling2D pair applies, on a photograph
 and one hand-picked 3×3 kernel instead of learned filters. This module does the arithmetic and returns
-`(title, array)` panels; `cnnctl.reporting.plots.filter_demo_figure` draws them.
+`(title, array)` panels; `cnnctl.reporting.grids.filter_demo_figure` draws them.
 
 The steps compute what a `Conv2D(padding="same")` → ReLU → `MaxPooling2D` stack computes (the tests compare
 them with `keras.ops.conv`/`max_pool`), with scipy and numpy rather than Keras: the command needs no model,

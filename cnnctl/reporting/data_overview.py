@@ -2,7 +2,7 @@
 
 The summary is the one a run writes to data.json (sources, shapes, dtype, value range, class names, counts per
 split, skipped files); the grid shows a few training examples of every class with their labels: images as
-images, 1-D signals as line plots, 3-D volumes as their middle slice (plots.example_grid decides).
+images, 1-D signals as line plots, 3-D volumes as their middle slice (grids.example_grid decides).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 
 from cnnctl.config.schema import Config
 from cnnctl.data.dataset import Dataset, load_data
-from cnnctl.reporting import plots
+from cnnctl.reporting import grids, plots
 from cnnctl.runs.output import check_output_path, write_output_bytes
 
 SAMPLES_SHOWN = 32  # examples in the grid, spread evenly over the classes
@@ -32,7 +32,7 @@ def sample_figure(dataset: Dataset, split: str = "train"):
     indices = sample_indices(data.y, dataset.num_classes)
     examples = np.asarray(data.x[indices])
     titles = [dataset.class_names[label] for label in data.y[indices]]
-    return plots.example_grid(
+    return grids.example_grid(
         examples, titles, title=f"{dataset.source}: {len(indices)} {split} examples of {len(data)}, by class"
     )
 

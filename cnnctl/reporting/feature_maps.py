@@ -17,7 +17,7 @@ import numpy as np
 
 from cnnctl import runtime
 from cnnctl.errors import DataError
-from cnnctl.reporting import plots
+from cnnctl.reporting import grids, plots
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
 
@@ -64,7 +64,7 @@ def draw_feature_maps(run: Run, input_path: Union[str, Path]) -> tuple[Path, lis
     if not activations:
         raise DataError(f"{run.path}: the model has no convolution or pooling layers to show feature maps of")
     # The input first, as the configured layers see it (scaled), so each row can be read against it.
-    figure = plots.feature_maps_figure([("input", preprocessing.scale(inputs.x)[0])] + activations)
+    figure = grids.feature_maps_figure([("input", preprocessing.scale(inputs.x)[0])] + activations)
     figure.suptitle(f"Feature maps of {inputs.labels[0]}", fontsize=10)
     path = plots.save_figure(figure, run.file(contract.FEATURE_MAPS))
     return path, [(name, tuple(activation.shape)) for name, activation in activations], notes

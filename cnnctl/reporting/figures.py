@@ -14,7 +14,7 @@ from typing import Any, Optional
 import numpy as np
 
 from cnnctl.errors import RunError, first_line
-from cnnctl.reporting import plots, trust_plots
+from cnnctl.reporting import curves, grids, plots, scores, trust_plots
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, atomic_path, readable_file
 
@@ -46,7 +46,7 @@ def draw_model_figures(run: Run, model: Any = None) -> list[Path]:
         current, kernel = _saved_kernel(run, digest)
         if current:
             return (
-                [plots.save_figure(plots.filters_figure(kernel), run.file(contract.FILTERS))]
+                [plots.save_figure(grids.filters_figure(kernel), run.file(contract.FILTERS))]
                 if kernel is not None
                 else []
             )
@@ -59,7 +59,7 @@ def draw_model_figures(run: Run, model: Any = None) -> list[Path]:
         arrays["kernel"] = kernel
     written = [_write_npz(run.file(contract.FILTER_WEIGHTS), arrays), write_layer_table(run, model, digest)]
     if kernel is not None:
-        written.insert(0, plots.save_figure(plots.filters_figure(kernel), run.file(contract.FILTERS)))
+        written.insert(0, plots.save_figure(grids.filters_figure(kernel), run.file(contract.FILTERS)))
     return written
 
 
@@ -138,15 +138,15 @@ def draw_history_figures(run: Run) -> list[Path]:
     if not history.get("loss"):
         return []
     monitor = "val_loss" if history.get("val_loss") else "loss"
-    best = plots.find_best_epoch(history, monitor)
+    best = curves.find_best_epoch(history, monitor)
     diagnosis = _diagnosis(run)
-    written = [plots.save_figure(plots.loss_curve(history, best, diagnosis), run.file(contract.LOSS_CURVE))]
+    written = [plots.save_figure(curves.loss_curve(history, best, diagnosis), run.file(contract.LOSS_CURVE))]
     metric = next(
         (key for key in ("accuracy", "acc", "categorical_accuracy", "sparse_categorical_accuracy") if key in history),
         None,
     )
     if metric:
-        written.append(plots.save_figure(plots.metric_curve(history, metric, best), run.file(contract.ACCURACY_CURVE)))
+        written.append(plots.save_figure(curves.metric_curve(history, metric, best), run.file(contract.ACCURACY_CURVE)))
     return written
 
 
@@ -187,15 +187,15 @@ def draw_prediction_figures(run: Run) -> list[Path]:
     split = _split(run, predictions)
     written = [
         plots.save_figure(
-            plots.confusion_matrix_figure(matrix, class_names, normalized=False, split=split),
+            scores.confusion_matrix_figure(matrix, class_names, normalized=False, split=split),
             run.file(contract.CONFUSION_PNG),
         ),
         plots.save_figure(
-            plots.confusion_matrix_figure(matrix, class_names, normalized=True, split=split),
+            scores.confusion_matrix_figure(matrix, class_names, normalized=True, split=split),
             run.file(contract.CONFUSION_NORMALIZED_PNG),
         ),
-        plots.save_figure(plots.roc_figure(y_true, y_prob, class_names), run.file(contract.ROC_CURVE)),
-        plots.save_figure(plots.pr_figure(y_true, y_prob, class_names), run.file(contract.PR_CURVE)),
+        plots.save_figure(scores.roc_figure(y_true, y_prob, class_names), run.file(contract.ROC_CURVE)),
+        plots.save_figure(scores.pr_figure(y_true, y_prob, class_names), run.file(contract.PR_CURVE)),
     ]
     if "wrong_x" in predictions:
         written.append(
@@ -274,7 +274,7 @@ def misclassified_figure(predictions: dict[str, Any], class_names: list[str]):
     titles = [
         f"true: {class_names[t]}\npred: {class_names[p.argmax()]} ({p.max():.2f})" for t, p in zip(y_true, y_prob)
     ]
-    return plots.example_grid(
+    return grids.example_grid(
         predictions["wrong_x"],
         titles,
         colors=["tab:red"] * len(titles),
@@ -290,4 +290,4 @@ def draw_filters(run: Run, model: Any = None) -> Optional[Path]:
 
         model = load_model(run)
     kernel = first_convolution_kernel(model)
-    return plots.save_figure(plots.filters_figure(kernel), run.file(contract.FILTERS)) if kernel is not None else None
+    return plots.save_figure(grids.filters_figure(kernel), run.file(contract.FILTERS)) if kernel is not None else None

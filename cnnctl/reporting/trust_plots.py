@@ -18,14 +18,8 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from cnnctl.reporting.plots import (
-    draw_example,
-    example_kind,
-    grid_figure,
-    message_figure,
-    new_figure,
-    normalize_values,
-)
+from cnnctl.reporting.grids import draw_example, example_kind
+from cnnctl.reporting.plots import grid_figure, message_figure, new_figure, normalize_values
 
 HEAT_CMAP = "inferno"
 HEAT_ALPHA = 0.5
@@ -83,7 +77,7 @@ def gradcam_grid(
     """A grid of examples, each with its heat map over it and a title (class, probability).
 
     Args:
-        examples: one array per example (image, signal or volume, as plots.example_grid takes them).
+        examples: one array per example (image, signal or volume, as grids.example_grid takes them).
         heatmaps: one heat map per example, its spatial shape, values in [0, 1].
         titles: one title per panel.
         colors: one title colour per panel (e.g. red for a wrong prediction). Defaults to None (black).
