@@ -26,12 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from machine_info import cpu_model  # benchmarks/ is on sys.path when a benchmark runs
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "explain_cost.json"
@@ -52,20 +52,6 @@ CONFIG = {
     },
     "train": {"epochs": 2, "early_stopping": False},
 }
-
-
-def cpu_model() -> str:
-    """The CPU's model name as lscpu gives it (/proc/cpuinfo without lscpu)."""
-    try:
-        text = subprocess.run(
-            ["lscpu"], capture_output=True, text=True, check=True, env={**os.environ, "LC_ALL": "C"}
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    for line in text.splitlines():
-        if line.lower().startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "?"
 
 
 def machine() -> dict:

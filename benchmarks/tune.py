@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
+from machine_info import cpu_model  # benchmarks/ is on sys.path when a benchmark runs
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "tune.json"
@@ -28,14 +27,6 @@ SEARCH = {
     "model.layers[6].Dropout.rate": {"uniform": [0.1, 0.5]},
     "train.batch_size": {"choice": [32, 64, 128]},
 }
-
-
-def cpu_name() -> str:
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
-        return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -57,7 +48,7 @@ def main() -> None:
         final = cnnctl.train(folder / "best.yaml", runs_dir=Path(tmp) / "runs")
     states = [trial["state"] for trial in summary["trials"]]
     result = {
-        "cpu": cpu_name(),
+        "cpu": cpu_model(),
         "trials": args.trials,
         "epochs": args.epochs,
         "workers": args.workers,
