@@ -32,6 +32,7 @@ _API_FUNCTIONS = (
     "plot",
     "report",
     "list_runs",
+    "list_collections",
     "compare",
     "filter_image",
     "schema",
