@@ -334,3 +334,22 @@ def test_the_diagnosis_advises_a_pretrained_backbone_with_the_config_lines():
     with_backbone = diagnose(stuck, baseline_accuracy=0.4, accuracy=0.42, backbone="MobileNetV3Small")
     assert not any(TRANSFER_LINES in line for line in with_backbone["advice"])
     assert any("backbone is frozen" in line for line in with_backbone["advice"])
+
+
+def test_check_warns_that_a_frozen_random_backbone_cannot_learn(tmp_path):
+    rng = np.random.default_rng(3)
+    np.savez(
+        tmp_path / "tiny.npz", x_train=rng.integers(0, 256, (60, 16, 16, 3), dtype=np.uint8), y_train=np.arange(60) % 3
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"source": "npz", "path": "tiny.npz"},
+                "model": {"backbone": TINY, "layers": HEAD},
+            }
+        )
+    )
+    result = runner.invoke(app, ["check", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "with weights: null and trainable: false stays random and frozen" in " ".join(result.output.split())

@@ -650,3 +650,26 @@ def test_real_history_csv_sentences_check_out(tmp_path, trained_digits_run):
     write_keras_csv(path, list(DIGITS_3), zip(*DIGITS_3.values()))
     read = read_history_csv(path)
     check_sentence(diagnose(read, baseline_accuracy=0.1)["summary"], read, {"baseline_accuracy": 0.1})
+
+
+def test_losses_flat_at_ln_k_are_called_chance_not_progress():
+    """A frozen random backbone or shuffled labels: both losses sit at ln K epoch after epoch. The slope rules
+    alone would call that a good fit or "still improving"; it is underfitting, at chance, with advice for it."""
+    import math
+
+    chance = math.log(5)
+    wobble = [0.02, -0.01, 0.0, 0.01, -0.005, 0.005, 0.0, -0.01]
+    history = {
+        "epoch": list(range(1, 9)),
+        "loss": [chance + w for w in wobble],
+        "val_loss": [chance - w / 2 for w in wobble],
+    }
+    at_chance = diagnose(history, baseline_accuracy=0.2, accuracy=0.21, split="test", num_classes=5)
+    assert at_chance["verdict"] == "underfitting"
+    assert at_chance["summary"].startswith("Underfitting: at chance: training loss ")
+    assert "sit at ln 5 = 1.61, the loss of guessing uniformly among 5 classes, after 8 epochs" in at_chance["summary"]
+    assert any("weights: null" in line for line in at_chance["advice"])
+    without = diagnose(history, baseline_accuracy=0.2, accuracy=0.21, split="test")
+    assert "at chance" not in without["summary"]  # the rule needs K
+    learned = diagnose(history, baseline_accuracy=0.2, accuracy=0.9, split="test", num_classes=5)
+    assert "at chance" not in learned["summary"]  # an accuracy far above guessing is not chance, whatever the loss

@@ -106,6 +106,7 @@ def diagnose(
     split: Optional[str] = None,
     train_examples: Optional[int] = None,
     backbone: Optional[str] = None,
+    num_classes: Optional[int] = None,
 ) -> dict[str, Any]:
     """Classify a training run from its per-epoch history, with the evidence behind the verdict.
 
@@ -247,6 +248,9 @@ def diagnose(
     verdict, summary, advice = _judge(
         train, monitored, columns["loss"], epochs, evidence, measured, baseline_accuracy, split
     )
+    chance = _at_chance(train, monitored, num_classes, measured, baseline_accuracy)
+    if chance is not None:  # whatever the slope rules said, losses flat at ln K mean nothing was learned
+        verdict, summary, advice = chance
     advice = _transfer_advice(
         verdict, advice, train_examples, backbone, evidence, diverged=not math.isfinite(columns["loss"][-1])
     )
@@ -519,6 +523,48 @@ def _transfer_advice(
     if verdict == "underfitting" and small and not diverged and TRANSFER_ADVICE not in advice:
         return [*advice, TRANSFER_ADVICE]
     return advice
+
+
+CHANCE_TOLERANCE = 0.05  # recent losses within 5 % of ln K: the model still guesses uniformly among K classes
+CHANCE_ADVICE = [
+    "A frozen backbone with random weights (model.backbone.weights: null, trainable: false) gives the head random "
+    "features it cannot learn from: use weights: imagenet, or let it train (trainable: true, or train.fine_tune).",
+    "Lower the learning rate about 10x (train.optimizer.learning_rate): a rate far too high keeps a network at "
+    "chance; with a pretrained backbone's large features, a BatchNormalization at the start of the head helps.",
+    "Check the data: labels match the examples (shuffled labels also train to chance).",
+]
+
+
+def _at_chance(
+    train: _Curve,
+    val: Optional[_Curve],
+    num_classes: Optional[int],
+    measured: Optional[tuple[float, str]],
+    baseline: Optional[float],
+) -> Optional[tuple[str, str, list[str]]]:
+    """Training and validation loss flat at ln K (the cross-entropy of a uniform guess among K classes) and an
+    accuracy no better than guessing: the model learned nothing, which no slope rule should call a good fit or
+    "still improving"."""
+    if not num_classes or num_classes < 2 or len(train) < MIN_EPOCHS:
+        return None
+    chance = math.log(num_classes)
+    k = _recent_window(len(train))
+    curves = [curve for curve in (train, val) if curve is not None and len(curve) >= MIN_EPOCHS]
+    if not all(abs(curve.recent(k) - chance) <= CHANCE_TOLERANCE * chance for curve in curves):
+        return None
+    if measured is not None and baseline is not None and not _near_baseline(measured, baseline):
+        return None
+    losses = " and ".join(
+        f"{name} {_num(curve.recent(k))}"
+        for name, curve in (("training loss", train), ("validation loss", val))
+        if curve is not None
+    )
+    return (
+        "underfitting",
+        f"Underfitting: at chance: {losses} sit at ln {num_classes} = {_num(chance)}, the loss of guessing "
+        f"uniformly among {num_classes} classes, after {len(train)} epochs; the model has learned nothing.",
+        list(CHANCE_ADVICE),
+    )
 
 
 def _learned_little(train: _Curve, val: Optional[_Curve], near: str) -> tuple[str, str, list[str]]:

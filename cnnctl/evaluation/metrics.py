@@ -101,7 +101,7 @@ def write_evaluation(
     y_prob = as_class_probabilities(y_prob)
     metrics = {"split": split, "tta": tta, **compute_metrics(y_true, y_prob, class_names, top_k)}
     metrics.update(confidence_metrics(y_true, y_prob, split))
-    diagnosis = diagnose_run(run, y_true, accuracy=metrics["accuracy"], split=split)
+    diagnosis = diagnose_run(run, y_true, accuracy=metrics["accuracy"], split=split, num_classes=len(class_names))
     if diagnosis is not None:
         metrics["diagnosis"] = diagnosis
     run.write_json(contract.METRICS, metrics)
@@ -138,7 +138,11 @@ def diagnosis_baseline(y_true: np.ndarray) -> float:
 
 
 def diagnose_run(
-    run: Run, y_true: np.ndarray, accuracy: Optional[float] = None, split: Optional[str] = None
+    run: Run,
+    y_true: np.ndarray,
+    accuracy: Optional[float] = None,
+    split: Optional[str] = None,
+    num_classes: Optional[int] = None,
 ) -> Optional[dict[str, Any]]:
     from cnnctl.evaluation.diagnosis import diagnose, read_history_csv
 
@@ -148,7 +152,12 @@ def diagnose_run(
     if not history.get("loss"):
         return None
     return diagnose(
-        history, baseline_accuracy=diagnosis_baseline(y_true), accuracy=accuracy, split=split, **_run_facts(run)
+        history,
+        baseline_accuracy=diagnosis_baseline(y_true),
+        accuracy=accuracy,
+        split=split,
+        num_classes=num_classes,
+        **_run_facts(run),
     )
 
 

@@ -87,6 +87,13 @@ def prepare(
                 starting_weights=starting_weights,
                 placement=placement,
             )
+        backbone = config.model.backbone
+        if backbone is not None and backbone.weights is None and not backbone.trainable and not config.train.fine_tune:
+            notes.append(
+                f"model.backbone: {backbone.name} with weights: null and trainable: false stays random and frozen: "
+                "its features carry nothing the head can learn from, so the run will stay at chance; use weights: "
+                "imagenet, or trainable: true"
+            )
         rehearse(config, dataset, model, placement.scope)  # mistakes Keras finds only when it runs a step
         if config.evaluate.calibrate == "temperature":  # said now, not after training
             if "val" not in dataset.splits:
