@@ -5,7 +5,7 @@ import errno
 import os
 import signal
 from contextlib import contextmanager
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 
 class CnnctlError(Exception):
@@ -21,12 +21,17 @@ class DataError(CnnctlError):
 
 
 @contextmanager
-def in_config_file(origin: str) -> Iterator[None]:
+def in_config_file(origin: str, set_by: Optional[Callable[[str], Optional[str]]] = None) -> Iterator[None]:
     """Config and data mistakes found while acting on a config file start with that file's path, so the
-    message says which file to edit (`c.yaml: data.path: ... does not exist`). No origin, no prefix."""
+    message says which file to edit (`c.yaml: data.path: ... does not exist`). No origin, no prefix. `set_by`
+    (cnnctl.config.loading.set_by) names the `--set` line that wrote the value a message is about: that line is
+    named instead of the file."""
     try:
         yield
     except (ConfigError, DataError) as exc:
+        culprit = set_by(str(exc)) if set_by is not None else None
+        if culprit:
+            raise type(exc)(f"--set {culprit}: {exc}") from None
         if not origin:
             raise
         raise type(exc)(f"{origin}: {exc}") from None

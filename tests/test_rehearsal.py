@@ -70,7 +70,8 @@ def test_check_finds_what_a_training_step_would(config_file, override, message):
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.output, result.output
-    assert lines[0].startswith(f"error: {config_file}: {message}"), lines[0]
+    # The mistake came with --set, so the --set line is named, not the file (issue 30: blamed on the file before).
+    assert lines[0].startswith(f"error: --set {override}: {message}"), lines[0]
 
 
 @pytest.mark.parametrize("case", ["binary-loss-for-ten-classes", "dense-layer-as-augmentation"])
@@ -79,7 +80,7 @@ def test_train_stops_on_them_before_making_a_run_folder(config_file, tmp_path, c
     runs = tmp_path / "runs"
     result = runner.invoke(app, ["train", str(config_file), "--set", override, "--runs-dir", str(runs)])
     assert result.exit_code == 2, result.output
-    assert result.output.strip().splitlines()[-1].startswith(f"error: {config_file}: {message}")
+    assert result.output.strip().splitlines()[-1].startswith(f"error: --set {override}: {message}")
     assert not runs.exists() or list(runs.iterdir()) == []
 
 
@@ -130,4 +131,4 @@ def test_check_still_finds_a_mistake_with_a_stand_in(monkeypatch):
     config = Path(__file__).resolve().parent.parent / "configs" / "mnist.yaml"
     result = runner.invoke(app, ["check", str(config), "--set", "train.loss=binary_crossentropy"])
     assert result.exit_code == 2
-    assert f"error: {config}: train.loss: binary_crossentropy cannot score" in result.output
+    assert "error: --set train.loss=binary_crossentropy: train.loss: binary_crossentropy cannot score" in result.output

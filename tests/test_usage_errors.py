@@ -90,3 +90,19 @@ def test_a_malformed_jax_environment_is_one_line_before_jax_sees_it(monkeypatch,
     with pytest.raises(ConfigError) as caught:
         distribute.join_processes()
     assert str(caught.value).startswith(expected)
+
+
+def test_a_layer_argument_written_by_set_is_blamed_on_the_set_not_the_file(trained_digits_run):
+    error = one_error("check", trained_digits_run.config, "--set", "model.layers[0].Conv2D.kernal_size=3")
+    assert error.startswith(
+        "error: --set model.layers[0].Conv2D.kernal_size=3: model.layers[0] (Conv2D): unknown "
+        "argument 'kernal_size' (did you mean 'kernel_size'?)"
+    )
+    error = one_error(
+        "check", trained_digits_run.config, "--set", "train.epochs=2", "--set", "model.layers[0].Conv2D.filters=-3"
+    )
+    assert error.startswith("error: --set model.layers[0].Conv2D.filters=-3: model.layers[0] (Conv2D): Invalid value")
+    # A mistake the file itself holds is still the file's.
+    bad = trained_digits_run.config.parent / "bad-filters.yaml"
+    bad.write_text(trained_digits_run.config.read_text().replace("filters: 8", "filters: -8", 1))
+    assert one_error("check", bad, "--set", "train.epochs=2").startswith(f"error: {bad}: model.layers[0] (Conv2D)")

@@ -53,7 +53,25 @@ def load_config(source: Union[str, Path, Mapping[str, Any], Config], overrides: 
     backbone = config.model.backbone
     if backbone is not None and backbone.weights not in (None, "imagenet"):
         backbone.weights = str((base / backbone.weights).resolve())
+    config._overrides = list(overrides)
     return config
+
+
+_LEADING_PATH = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[\d+\])*)")
+
+
+def set_by(config: Config):
+    """For errors.in_config_file: given a mistake found after loading (`model.layers[0] (Conv2D): ...`), the `--set`
+    line that wrote the value it names, or None when the value came from the file."""
+
+    def culprit(message: str) -> Optional[str]:
+        match = _LEADING_PATH.match(message)
+        if not match or not config._overrides:
+            return None
+        override = _override_at(key_path_parts(match.group(1)), config._overrides)
+        return printable(override) if override else None
+
+    return culprit
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:

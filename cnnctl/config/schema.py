@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationInfo,
     field_serializer,
     field_validator,
@@ -620,6 +621,9 @@ class SearchSpace(Section):
 
 
 class Config(Section):
+    # The `--set` lines this config was read with: a mistake found later (building a layer) names the one that wrote
+    # the value instead of the file (cnnctl.config.loading.set_by).
+    _overrides: list[str] = PrivateAttr(default_factory=list)
     name: Optional[str] = Field(
         None, description="run name; default: the config file's stem (`run` for a config given as a dict)"
     )

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import numpy as np
 
 from cnnctl import runtime
+from cnnctl.config.loading import set_by
 from cnnctl.config.schema import Config, TrainConfig
 from cnnctl.data.dataset import Dataset, load_data
 from cnnctl.data.folders import ImageFiles
@@ -64,7 +65,7 @@ def prepare(
         runtime.use_backend(config.backend)  # the commands applied it before importing Keras; here it is checked
         distribute.join_processes()  # before JAX's first device query
     runtime.seed_everything(config.seed)
-    with in_config_file(origin):
+    with in_config_file(origin, set_by(config)):
         if config.train.tensorboard:  # keras.callbacks.TensorBoard writes through TensorFlow
             runtime.require_tensorflow("train.tensorboard")
         dataset = load_data(config, stand_in_when_missing=stand_in_when_missing)
