@@ -1,6 +1,10 @@
 """Stage 1 — the config: YAML + `--set` overrides → a validated `Config`.
 
-schema.py       the pydantic sections, their defaults and the rules each value must follow
+schema.py       the pydantic sections, their defaults and the rules each value must follow (the whole Config)
+section.py      the base every section shares: unknown keys refused, no inf or NaN
+layer_spec.py   one `model.layers` / `data.augment` entry; layers and arguments that would run code refused
+train_schema.py the `train:` section: optimizer, loss, callbacks, fine-tuning
+search_space.py one entry of `tune:`
 loading.py      reading the YAML safely, applying `--set key.path=value`, turning validation errors into one line
 json_schema.py  the JSON Schema of a config file, for editors (`cnnctl schema`)
 reference.py    the configuration reference (Markdown): every key's default, allowed values and description

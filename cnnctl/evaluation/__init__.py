@@ -2,6 +2,7 @@
 
 metrics.py    accuracy, top-k, precision/recall/F1, ROC-AUC with scikit-learn; the report files
 diagnosis.py  over- or underfitting, read from history.csv, with evidence and advice
+verdicts.py   the diagnosis rules' conclusions in words, their thresholds and advice
 scoring.py    loading model.keras safely, test-time augmentation, re-evaluating a run folder
 predict.py    classifying new files and arrays with a run
 export.py     SavedModel / ONNX / TFLite, each checked against model.keras with its own runtime

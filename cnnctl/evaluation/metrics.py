@@ -20,6 +20,7 @@ from cnnctl.evaluation.calibration import (
 )
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, atomic_path, readable_file, write_csv_atomic, write_text_atomic
+from cnnctl.runs.history import read_history_csv
 
 
 def compute_metrics(
@@ -144,7 +145,7 @@ def diagnose_run(
     split: Optional[str] = None,
     num_classes: Optional[int] = None,
 ) -> Optional[dict[str, Any]]:
-    from cnnctl.evaluation.diagnosis import diagnose, read_history_csv
+    from cnnctl.evaluation.diagnosis import diagnose
 
     if not run.has(contract.HISTORY):
         return None

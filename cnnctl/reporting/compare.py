@@ -18,6 +18,7 @@ import yaml
 from cnnctl.errors import CnnctlError, ConfigError, RunError, shown_path
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, collection_kind, list_collections, list_runs, readable_file
+from cnnctl.runs.history import read_history_csv
 from cnnctl.runs.output import check_output_path, write_output_bytes
 from cnnctl.runs.status import abandoned
 
@@ -145,7 +146,6 @@ class Comparison:
 def compare_runs(run_list: Sequence[Run], out: Union[str, Path], *, overwrite: bool = False) -> Comparison:
     """Metrics of several runs side by side, and their loss curves overlaid in one PNG at `out` (an existing file
     is replaced only with `overwrite`, and never one of a run's own files: cnnctl/runs/output.py)."""
-    from cnnctl.evaluation.diagnosis import read_history_csv
     from cnnctl.reporting import curves, plots
 
     if len(run_list) < 2:

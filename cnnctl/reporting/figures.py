@@ -17,6 +17,7 @@ from cnnctl.errors import RunError, first_line
 from cnnctl.reporting import curves, grids, plots, scores, trust_plots
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, atomic_path, readable_file
+from cnnctl.runs.history import read_history_csv
 
 
 def draw_run_figures(run: Run, model: Any = None) -> list[Path]:
@@ -132,8 +133,6 @@ def write_layer_table(run: Run, model: Any, model_sha256: Optional[str] = None) 
 
 
 def draw_history_figures(run: Run) -> list[Path]:
-    from cnnctl.evaluation.diagnosis import read_history_csv
-
     history = read_history_csv(run.file(contract.HISTORY))
     if not history.get("loss"):
         return []

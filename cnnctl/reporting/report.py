@@ -23,6 +23,7 @@ import yaml
 from cnnctl.errors import CnnctlError, RunError
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, readable_file, write_text_atomic
+from cnnctl.runs.history import read_history_csv
 
 # Figures in reading order, with the caption that tells a reader what to look for.
 FIGURE_CAPTIONS = {
@@ -319,8 +320,6 @@ def _figures_section(run: Run) -> str:
 
 def _history_section(run: Run, diagnosis: dict) -> str:
     """history.csv as a table, one row per epoch (numbered from 1, as every figure does), the best one marked."""
-    from cnnctl.evaluation.diagnosis import read_history_csv
-
     if not run.has(contract.HISTORY):
         return _missing(f"No {contract.HISTORY}: the run has no training history.")
     try:

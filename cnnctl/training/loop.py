@@ -20,7 +20,6 @@ from cnnctl.config.schema import Config
 from cnnctl.data.dataset import scaled_outside_model
 from cnnctl.errors import RunError, in_config_file
 from cnnctl.evaluation.calibration import as_class_probabilities
-from cnnctl.evaluation.diagnosis import read_history_csv
 from cnnctl.evaluation.gradcam import write_evaluation_gradcam
 from cnnctl.evaluation.metrics import write_evaluation
 from cnnctl.evaluation.scoring import load_model, predict_probabilities
@@ -31,6 +30,7 @@ from cnnctl.model.compile import needs_one_hot
 from cnnctl.reporting import figures, report
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, create_run, default_runs_dir, write_text_atomic
+from cnnctl.runs.history import read_history_csv
 from cnnctl.runs.status import finish_run, now
 from cnnctl.training import checkpoint
 from cnnctl.training.callbacks import TrainingBackup, make_callbacks, save_model
