@@ -71,10 +71,21 @@ def test_a_model_file_that_inflates_too_far_or_has_a_huge_config_is_refused(digi
     from cnnctl.evaluation import scoring
 
     model = digits_run_copy / "model.keras"
+    # The model's own members plus 64 MiB of zeros that deflate to almost nothing: a small file, a large inflation.
+    bomb = digits_run_copy.parent / "bomb.keras"
+    with zipfile.ZipFile(model) as source, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as target:
+        for member in source.infolist():
+            target.writestr(member, source.read(member))
+        target.writestr("padding.bin", bytes(64 * 2**20))
+    shutil.move(bomb, model)
     before = digest(digits_run_copy)
-    monkeypatch.setattr(scoring, "memory_bytes", lambda: 1000)  # as if the members inflated past memory
+    limit = 32 * 2**20
+    assert model.stat().st_size < limit  # the file itself passes; only what it inflates to is refused
+    monkeypatch.setattr(scoring, "memory_bytes", lambda: limit)
     error = one_error("evaluate", digits_run_copy)
-    assert error.startswith(f"error: {model}: refused: its members inflate to") or "MiB, more than" in error
+    assert error.startswith(f"error: {model}: refused: its members inflate to ")
+    assert "more than this machine's" in error
+    assert digest(digits_run_copy) == before
     monkeypatch.undo()
 
     with zipfile.ZipFile(model) as archive:

@@ -94,9 +94,11 @@ def write_evaluation(
     top_k: Sequence[int],
     x: Optional[np.ndarray] = None,
     tta: str = "off",
+    extra: Optional[dict[str, Any]] = None,
 ) -> dict[str, Any]:
     """All of evaluate's files: metrics.json (with the diagnosis of the run's history), the classification
-    reports, confusion_matrix.csv and predictions.npz. `tta` is recorded: flip-averaged numbers are not plain ones."""
+    reports, confusion_matrix.csv and predictions.npz. `tta` is recorded: flip-averaged numbers are not plain ones.
+    `extra` joins metrics.json (a temperature's record, the other splits kept beside the headline)."""
     from sklearn.metrics import classification_report, confusion_matrix
 
     y_prob = as_class_probabilities(y_prob)
@@ -105,6 +107,7 @@ def write_evaluation(
     diagnosis = diagnose_run(run, y_true, accuracy=metrics["accuracy"], split=split, num_classes=len(class_names))
     if diagnosis is not None:
         metrics["diagnosis"] = diagnosis
+    metrics.update(extra or {})
     run.write_json(contract.METRICS, metrics)
 
     labels = np.arange(len(class_names))

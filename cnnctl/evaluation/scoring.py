@@ -157,20 +157,28 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
     existing = run.read_json(contract.METRICS) if run.has(contract.METRICS) else {}
     if split != headline and existing.get("split") == headline:
         return _beside_the_headline(run, existing, split, data.y, y_prob, dataset.class_names, config)
+    kept: dict[str, Any] = {}  # what metrics.json already held that this evaluation does not recompute
     previous = existing.get("temperature")
+    if isinstance(previous, dict) and isinstance(previous.get("value"), (int, float)) and previous["value"] > 0:
+        from cnnctl.evaluation.temperature import carried_over
+
+        kept["temperature"] = carried_over(previous, data.y, as_class_probabilities(y_prob))
+    if isinstance(existing.get("other_splits"), dict):
+        kept["other_splits"] = {name: value for name, value in existing["other_splits"].items() if name != split}
     metrics = write_evaluation(
-        run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k, x=data.x, tta=config.evaluate.tta
+        run,
+        split,
+        data.y,
+        y_prob,
+        dataset.class_names,
+        config.evaluate.top_k,
+        x=data.x,
+        tta=config.evaluate.tta,
+        extra=kept,
     )
     from cnnctl.evaluation.gradcam import write_evaluation_gradcam
 
     write_evaluation_gradcam(run, model, dataset, split, y_prob, scale_outside=scale_outside)
-    if isinstance(previous, dict) and isinstance(previous.get("value"), (int, float)) and previous["value"] > 0:
-        from cnnctl.evaluation.temperature import carried_over
-
-        metrics["temperature"] = carried_over(previous, data.y, as_class_probabilities(y_prob))
-    if isinstance(existing.get("other_splits"), dict):
-        metrics["other_splits"] = {name: value for name, value in existing["other_splits"].items() if name != split}
-    run.write_json(contract.METRICS, metrics)
     return metrics
 
 

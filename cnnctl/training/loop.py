@@ -287,14 +287,22 @@ def complete_run(
         model, dataset, split, config.train.batch_size, config.evaluate.tta, scale_outside=scale_outside
     )
     data = dataset.splits[split]
-    metrics = write_evaluation(
-        run, split, data.y, y_prob, dataset.class_names, config.evaluate.top_k, x=data.x, tta=config.evaluate.tta
-    )
+    extra = {}
     if temperature is not None:
-        metrics["temperature"] = with_split_effect(
+        extra["temperature"] = with_split_effect(
             temperature, data.y, as_class_probabilities(before), as_class_probabilities(y_prob)
         )
-        run.write_json(contract.METRICS, metrics)
+    metrics = write_evaluation(
+        run,
+        split,
+        data.y,
+        y_prob,
+        dataset.class_names,
+        config.evaluate.top_k,
+        x=data.x,
+        tta=config.evaluate.tta,
+        extra=extra,
+    )
     write_evaluation_gradcam(run, model, dataset, split, y_prob, scale_outside=scale_outside)
     seconds["evaluate"], clock = _lap(clock)
     figures.draw_run_figures(run, model)
