@@ -130,7 +130,7 @@ def main() -> None:
     runtime.quiet_backend_import()
     from cnnctl.evaluation.gradcam import gradcam
     from cnnctl.evaluation.predict import Preprocessing, predict_run
-    from cnnctl.evaluation.scoring import load_model
+    from cnnctl.runs.model_file import load_model
 
     x = examples(args.n)
     x32 = x.astype("float32")

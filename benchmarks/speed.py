@@ -112,8 +112,9 @@ def evaluation_throughput(run_dir: str, repeats: int = 3) -> dict:
     sys.path.insert(0, str(ROOT))
     from cnnctl.config.loading import load_config
     from cnnctl.data.dataset import load_data
-    from cnnctl.evaluation.scoring import load_model, predict_probabilities
+    from cnnctl.evaluation.scoring import predict_probabilities
     from cnnctl.runs.folder import Run
+    from cnnctl.runs.model_file import load_model
 
     run = Run(Path(run_dir))
     config = load_config(run.file("config.yaml"))

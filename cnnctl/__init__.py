@@ -7,7 +7,8 @@
 
 Every function here is cnnctl.api's, the one front door that the command line uses too (cnnctl/cli/ is a thin
 shell over it). The package follows the pipeline, one sub-package per stage: config/ → data/ → model/ →
-training/ → evaluation/ → reporting/, with runs/ the folder every stage writes and reads (docs/development.md).
+training/ → evaluation/ → reporting/ → workflows/, with runs/ the folder every stage writes and reads; a package
+imports only those before it (docs/development.md).
 """
 
 import importlib
@@ -43,10 +44,10 @@ _API_FUNCTIONS = (
 _API = {
     **{name: "cnnctl.api" for name in _API_FUNCTIONS},
     "ExportResult": "cnnctl.evaluation.export",
-    "TrainResult": "cnnctl.training.loop",
+    "TrainResult": "cnnctl.workflows.train",
     "Predictions": "cnnctl.evaluation.predict",
     "Explanation": "cnnctl.evaluation.explain",
-    "register_source": "cnnctl.data.raw",
+    "register_source": "cnnctl.config.sources",
     "load_config": "cnnctl.config.loading",
     "Config": "cnnctl.config.schema",
     "CnnctlError": "cnnctl.errors",

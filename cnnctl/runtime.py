@@ -275,3 +275,11 @@ def versions() -> dict[str, str]:
 
         found["jax"] = jax.__version__
     return {**found, "keras": keras.__version__, "numpy": numpy.__version__, "platform": platform.platform()}
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory in bytes (a generous 1 TiB where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2**40

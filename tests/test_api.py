@@ -104,9 +104,9 @@ def test_resume_extends_a_completed_run_and_says_when_there_is_nothing_to_do(arr
 
 
 def test_a_registered_source_is_read_and_its_name_is_checked(tmp_path, monkeypatch):
-    from cnnctl.data import raw
+    from cnnctl.config import sources
 
-    monkeypatch.setattr(raw, "_registered", {})  # the registration ends with this test, not with the worker
+    monkeypatch.setattr(sources, "_registered", {})  # the registration ends with this test, not with the worker
     calls = []
 
     def loader(data_cfg):

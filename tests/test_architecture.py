@@ -122,6 +122,86 @@ def test_the_checker_sees_a_cycle_and_a_light_deferred_import():
     assert is_heavy("cnnctl.model.build") and is_heavy("cnnctl.data.dataset")
 
 
+# The packages in pipeline order, written down once (docs/development.md shows the same list): a module imports only
+# from its own package or from packages before it, so data flows one way, from the config to the command line.
+PACKAGE_ORDER = (
+    "errors",
+    "files",
+    "runtime",
+    "runs",
+    "config",
+    "data",
+    "model",
+    "training",
+    "evaluation",
+    "reporting",
+    "workflows",
+    "api",
+    "cli",
+    "__main__",
+)
+
+
+def package_of(module: str) -> str:
+    """cnnctl.data.dataset → "data"; cnnctl.errors → "errors"; the package root itself → "" (it only re-exports)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def package_edges(module_edges=cnnctl_edges, modules=None) -> dict[str, set[str]]:
+    """The import graph between packages: package → the packages its modules import (in-function imports too)."""
+    graph: dict[str, set[str]] = {}
+    for name in MODULES if modules is None else modules:
+        source = package_of(name)
+        if source:
+            graph.setdefault(source, set())
+            graph[source] |= {package_of(target) for target in module_edges(name) if package_of(target)} - {source}
+    return graph
+
+
+def against_the_order(graph: dict[str, set[str]]) -> list[str]:
+    rank = {name: index for index, name in enumerate(PACKAGE_ORDER)}
+    return sorted(
+        f"{source} imports {target}"
+        for source, targets in graph.items()
+        for target in targets
+        if rank[target] > rank[source]
+    )
+
+
+def test_packages_import_only_packages_before_them_in_the_pipeline():
+    graph = package_edges()
+    assert set(graph) == set(PACKAGE_ORDER)  # a new package gets its place in the order
+    assert against_the_order(graph) == []
+    assert find_cycle(lambda node: graph[node], graph) == []
+
+
+def test_the_package_checker_sees_an_import_against_the_order_and_its_cycle():
+    # A real cycle: training imports config; let config import training (as config/schema.py once imported data).
+    real = package_edges()
+    assert "config" in real["training"] and "errors" in real["cli"]
+    with_cycle = {**real, "config": real["config"] | {"training"}}
+    assert against_the_order(with_cycle) == ["config imports training"]
+    cycle = find_cycle(lambda node: with_cycle[node], with_cycle)
+    assert cycle[0] == cycle[-1] and {"config", "training"} <= set(cycle)
+    # and one module's late import is enough to make a package edge
+    edges = package_edges(lambda name: {"cnnctl.workflows.train"} if name == "cnnctl.model.build" else set())
+    assert against_the_order(edges) == ["model imports workflows"]
+
+
+# A module longer than this is split by responsibility (a reader holds one module in their head).
+MAX_MODULE_LINES = 450
+
+
+def test_no_module_is_too_long_to_hold_in_ones_head():
+    long = {
+        f"{path.relative_to(PACKAGE.parent)}: {count} lines"
+        for path in MODULES.values()
+        if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == set()
+
+
 # The command line is a shell over the front door: its modules reach the library through cnnctl.api alone (plus the
 # error classes it maps to exit codes, and its own console module, which renders what the API returns).
 CLI_MAY_IMPORT = {"cnnctl.api", "cnnctl.errors"}

@@ -112,8 +112,8 @@ def test_train_and_predict_on_jax_without_tensorflow(jax_run):
     assert environment_json["distribute"]["strategy"] == "none"  # one CPU device
     assert result["epochs"] == [1.0, 2.0] and result["accuracy"] > 0.8  # digits after 2 epochs
     # model.keras is backend-neutral: TensorFlow (this process) loads it and predicts what JAX predicted.
-    from cnnctl.evaluation.scoring import load_model
     from cnnctl.runs.folder import Run
+    from cnnctl.runs.model_file import load_model
 
     runtime.import_tensorflow()
     probabilities = load_model(Run(run)).predict(np.load(result["six"]).astype(np.float32), verbose=0)

@@ -14,7 +14,7 @@ from cnnctl.cli.app import app
 from cnnctl.config.loading import load_config
 from cnnctl.config.schema import Config
 from cnnctl.data.dataset import load_data
-from cnnctl.training.crossval import fold_config
+from cnnctl.workflows.crossval import fold_config
 
 # Its module-scoped training runs once: every test of this file on the same xdist worker (pyproject: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group(__name__)

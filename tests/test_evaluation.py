@@ -198,9 +198,9 @@ def test_plot_redraws_every_figure_and_the_report_and_draws_feature_maps(digits_
 
     from cnnctl.config.loading import load_config
     from cnnctl.data.dataset import load_data
-    from cnnctl.evaluation.scoring import load_model
     from cnnctl.reporting.feature_maps import layer_activations
     from cnnctl.runs.folder import Run
+    from cnnctl.runs.model_file import load_model
 
     dataset = load_data(load_config(digits_run_copy / "config.yaml"))
     digit = dataset.splits["test"].x[0, :, :, 0]  # digits pixels are 0..16: saved as an ordinary 0..255 image

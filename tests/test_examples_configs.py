@@ -59,8 +59,8 @@ def test_every_shipped_config_has_a_test():
 
 def test_lenet5_trains_on_digits_with_the_paper_shapes(tmp_path, monkeypatch):
     from cnnctl.data import sources
-    from cnnctl.evaluation.scoring import load_model
     from cnnctl.runs.folder import Run
+    from cnnctl.runs.model_file import load_model
 
     def first_500_digits(data_cfg):
         raw = real_digits(data_cfg)
@@ -113,8 +113,8 @@ def test_shapes_folder_trains_with_augmentation_on_training_batches_only(tmp_pat
     sees, and the saved model.keras carries no augmentation layer."""
     from cnnctl.config.loading import load_config
     from cnnctl.data.dataset import Dataset, load_data
-    from cnnctl.evaluation.scoring import load_model
     from cnnctl.runs.folder import Run
+    from cnnctl.runs.model_file import load_model
 
     shapes = example("make_shapes_folder")
     root = shapes["write"](tmp_path / "shapes", per_class=12, bad_files=True)

@@ -168,7 +168,7 @@ def test_hostile_config_values_and_data_files(name, make, expected, tmp_path):
     text = make(tmp_path)
     config = tmp_path / "c.yaml"
     config.write_text(text + ("" if "model:" in text else LAYERS))
-    from cnnctl.data.limits import memory_bytes
+    from cnnctl.runtime import memory_bytes
 
     memory = f"{memory_bytes() / 2**30:,.1f}"
     assert one_error("check", config) == f"error: {config}: " + expected.format(d=tmp_path, memory=memory)

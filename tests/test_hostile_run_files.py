@@ -68,7 +68,7 @@ def test_one_damaged_run_does_not_hide_the_others(trained_digits_run, tmp_path):
 
 
 def test_a_model_file_that_inflates_too_far_or_has_a_huge_config_is_refused(digits_run_copy, monkeypatch):
-    from cnnctl.evaluation import scoring
+    from cnnctl.runs import model_file
 
     model = digits_run_copy / "model.keras"
     # The model's own members plus 64 MiB of zeros that deflate to almost nothing: a small file, a large inflation.
@@ -81,7 +81,7 @@ def test_a_model_file_that_inflates_too_far_or_has_a_huge_config_is_refused(digi
     before = digest(digits_run_copy)
     limit = 32 * 2**20
     assert model.stat().st_size < limit  # the file itself passes; only what it inflates to is refused
-    monkeypatch.setattr(scoring, "memory_bytes", lambda: limit)
+    monkeypatch.setattr(model_file, "memory_bytes", lambda: limit)
     error = one_error("evaluate", digits_run_copy)
     assert error.startswith(f"error: {model}: refused: its members inflate to ")
     assert "more than this machine's" in error
@@ -90,7 +90,7 @@ def test_a_model_file_that_inflates_too_far_or_has_a_huge_config_is_refused(digi
 
     with zipfile.ZipFile(model) as archive:
         config_size = archive.getinfo("config.json").file_size
-    monkeypatch.setattr(scoring, "MAX_MODEL_CONFIG_BYTES", config_size - 1)
+    monkeypatch.setattr(model_file, "MAX_MODEL_CONFIG_BYTES", config_size - 1)
     error = one_error("evaluate", digits_run_copy)
     assert error.startswith(f"error: {model}: refused: its config.json is")
     assert digest(digits_run_copy) == before

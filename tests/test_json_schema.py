@@ -14,10 +14,10 @@ import yaml
 from typer.testing import CliRunner
 
 from cnnctl.cli.app import app
-from cnnctl.config.json_schema import SCHEMA_FILE, config_schema_text
 from cnnctl.config.loading import load_config
 from cnnctl.config.schema import REFUSED_LAYERS
 from cnnctl.errors import ConfigError
+from cnnctl.model.json_schema import SCHEMA_FILE, config_schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "configs").glob("*.yaml"))
@@ -165,9 +165,9 @@ ACCEPTED = [
 @pytest.mark.parametrize("case, text", ACCEPTED, ids=[case for case, _ in ACCEPTED])
 def test_a_documented_form_passes_the_schema(case, text, validator, monkeypatch):
     import cnnctl
-    from cnnctl.data import raw
+    from cnnctl.config import sources
 
-    monkeypatch.setattr(raw, "_registered", {})  # the registration ends with this test, not with the worker
+    monkeypatch.setattr(sources, "_registered", {})  # the registration ends with this test, not with the worker
     cnnctl.register_source("sensors", lambda data: {})
     load_config(yaml.safe_load(text))
     assert errors(validator, text) == []

@@ -16,7 +16,7 @@ from tensorboard.util import tensor_util
 import cnnctl
 from cnnctl.errors import ConfigError
 from cnnctl.runs import contract
-from cnnctl.training.crossval import cross_validate
+from cnnctl.workflows.crossval import cross_validate
 
 CONFIG = {
     "name": "tb",

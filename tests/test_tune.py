@@ -14,8 +14,8 @@ from cnnctl.cli.app import app
 from cnnctl.config.loading import load_config
 from cnnctl.data.dataset import Dataset
 from cnnctl.errors import ConfigError
-from cnnctl.training import loop
-from cnnctl.training.tune import check_search_space, trial_config
+from cnnctl.workflows import train as workflow
+from cnnctl.workflows.tune_space import check_search_space, trial_config
 
 # Its module-scoped training runs once: every test of this file on the same xdist worker (pyproject: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group(__name__)
@@ -70,7 +70,7 @@ def search(tmp_path_factory):
     config = write_config(tmp_path)
     runs = tmp_path / "runs"
     touched = []
-    real_pipeline, real_predict = Dataset.pipeline, loop.predict_probabilities
+    real_pipeline, real_predict = Dataset.pipeline, workflow.predict_probabilities
 
     def pipeline(self, split, *args, **kwargs):
         touched.append(split)
@@ -82,8 +82,8 @@ def search(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Dataset, "pipeline", pipeline)
-        patch.setattr(loop, "predict_probabilities", predict)
-        patch.setattr(loop.figures, "draw_run_figures", lambda run, model: [])
+        patch.setattr(workflow, "predict_probabilities", predict)
+        patch.setattr(workflow.figures, "draw_run_figures", lambda run, model: [])
         first = runner.invoke(app, ["tune", str(config), "--trials", "2", "--runs-dir", str(runs)], terminal_width=200)
         assert first.exit_code == 0, first.output
         (tune_path,) = list(runs.iterdir())
@@ -161,7 +161,7 @@ def test_two_workers_share_one_study_without_duplicates(tmp_path, monkeypatch):
     """This process (worker 1) waits until the extra worker process has taken a trial, so both are seen working."""
     import time
 
-    from cnnctl.training import tune as tuning
+    from cnnctl.workflows import tune as tuning
 
     real_work = tuning.work
 
@@ -253,7 +253,7 @@ def test_an_interrupted_trial_is_not_counted_and_resume_replaces_it(tmp_path, mo
     from types import SimpleNamespace
 
     from cnnctl.errors import Interrupted
-    from cnnctl.training import tune as tuning
+    from cnnctl.workflows import tune as tuning
 
     calls = []
 

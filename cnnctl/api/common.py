@@ -13,7 +13,7 @@ from cnnctl.runs.folder import Run, resolve_run
 
 if TYPE_CHECKING:  # for annotations only: importing them would load pydantic, numpy or TensorFlow
     from cnnctl.config.schema import Config
-    from cnnctl.training.loop import TrainResult
+    from cnnctl.workflows.train import TrainResult
 
 ConfigLike = Union[str, Path, Mapping[str, Any], "Config"]
 RunLike = Union[str, Path, Run, "TrainResult"]

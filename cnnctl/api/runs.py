@@ -29,6 +29,7 @@ from cnnctl.api.common import (
     find_run,
     load,
 )
+from cnnctl.runs.model_file import load_model
 
 # ---------------------------------------------------------------- checking a config and its data
 
@@ -88,7 +89,7 @@ def evaluate(run: RunLike, split: Optional[str] = None, *, runs_dir: Optional[Pa
     if split not in (None, "test", "val"):
         raise ConfigError(f"split: {split!r} must be 'test' or 'val'")
     resolved = find_run(run, runs_dir)  # a wrong RUN is reported before TensorFlow's start-up
-    from cnnctl.evaluation.scoring import evaluate_run, load_model
+    from cnnctl.evaluation.scoring import evaluate_run
     from cnnctl.reporting import figures
     from cnnctl.reporting import report as run_report
 
@@ -175,11 +176,15 @@ def explain(
     resolved = find_run(run, runs_dir)
     runtime.quiet_backend_import()  # before Grad-CAM imports Keras
     from cnnctl.evaluation.explain import explain_run
+    from cnnctl.reporting.explanation_files import write_explanation
 
     if hasattr(inputs, "shape") and hasattr(inputs, "dtype"):
-        return explain_run(resolved, [], inputs, layer=layer, class_name=class_name, out=out, overwrite=overwrite)
-    paths = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    return explain_run(resolved, paths, layer=layer, class_name=class_name, out=out, overwrite=overwrite)
+        paths, arrays = [], inputs
+    else:
+        paths, arrays = ([inputs] if isinstance(inputs, (str, Path)) else list(inputs)), None
+    return write_explanation(
+        explain_run(resolved, paths, arrays, layer=layer, class_name=class_name, out=out, overwrite=overwrite)
+    )
 
 
 def export(

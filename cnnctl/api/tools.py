@@ -73,7 +73,7 @@ def schema(out: Optional[PathLike] = None, *, overwrite: bool = False) -> str:
     if out is not None:
         check_output_path(out, overwrite=overwrite, example="cnnctl.schema.json")
     runtime.quiet_backend_import()  # quietly, before the layer names are read from Keras
-    from cnnctl.config.json_schema import config_schema_text
+    from cnnctl.model.json_schema import config_schema_text
 
     text = config_schema_text()
     if out is not None:

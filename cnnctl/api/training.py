@@ -13,8 +13,8 @@ from cnnctl.runs.folder import Run, atomic_path, create_run, default_runs_dir
 
 if TYPE_CHECKING:  # for annotations only: importing them would load pydantic, numpy or TensorFlow
     from cnnctl.config.schema import Config
-    from cnnctl.training.loop import Announce, TrainResult
     from cnnctl.training.prepare import Prepared
+    from cnnctl.workflows.train import Announce, TrainResult
 
 
 from cnnctl.api.common import (
@@ -27,6 +27,7 @@ from cnnctl.api.common import (
     find_run,
     load,
 )
+from cnnctl.config.sources import ARRAYS_SOURCE, arrays_source
 
 # ---------------------------------------------------------------- training
 
@@ -58,7 +59,7 @@ def train(
     """
     resolved = load(config, overrides)
     runtime.quiet_backend_import()  # before the training modules import Keras (and TensorFlow's start-up logs)
-    from cnnctl.training.loop import train_run
+    from cnnctl.workflows.train import train_run
 
     announce = _tell_launcher(announce)
     if arrays is None:
@@ -73,9 +74,9 @@ def _train_on_arrays(
 ) -> TrainResult:
     import numpy as np
 
-    from cnnctl.data.raw import ARRAY_KEYS, ARRAYS_SOURCE, arrays_source, raw_from_mapping
-    from cnnctl.training.loop import train_run
+    from cnnctl.data.raw import ARRAY_KEYS, raw_from_mapping
     from cnnctl.training.prepare import prepare
+    from cnnctl.workflows.train import train_run
 
     if config.data.source != ARRAYS_SOURCE and "source" in config.data.model_fields_set:
         raise ConfigError(
@@ -132,7 +133,7 @@ def resume(
     with contextlib.suppress(CnnctlError):
         _use_run_backend(find_run(run, runs_dir))
     runtime.quiet_backend_import()
-    from cnnctl.training.resume import resume_run
+    from cnnctl.workflows.resume import resume_run
 
     target = run if isinstance(run, (str, Path)) else find_run(run, runs_dir)
     return resume_run(target, runs_dir, changes, verbose=verbose, announce=_tell_launcher(announce))
@@ -223,7 +224,7 @@ def cross_validate(
     """
     resolved = load(config, overrides)
     runtime.quiet_backend_import()
-    from cnnctl.training.crossval import cross_validate as run_folds
+    from cnnctl.workflows.crossval import cross_validate as run_folds
 
     return run_folds(
         resolved,
@@ -265,7 +266,7 @@ def tune(
     """
     resolved = load(config, overrides)
     runtime.quiet_backend_import()
-    from cnnctl.training import tune as search
+    from cnnctl.workflows import tune as search
 
     return search.tune(
         resolved,
@@ -291,6 +292,6 @@ def resume_tune(
     """Continue a stopped search in its `<id>-<name>-tune` folder until it holds `trials` counted trials.
     Arguments and result as for `tune`."""
     runtime.quiet_backend_import()
-    from cnnctl.training import tune as search
+    from cnnctl.workflows import tune as search
 
     return search.resume_tune(folder, trials, workers=workers, verbose=verbose, announce=announce, on_trial=on_trial)

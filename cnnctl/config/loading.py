@@ -18,8 +18,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from cnnctl.config.schema import Config
-from cnnctl.data.limits import not_regular_reason
 from cnnctl.errors import ConfigError, closest, printable
+from cnnctl.files import not_regular_reason
 
 MAX_CONFIG_BYTES = 2**20  # 1 MiB: real configs are a few kilobytes, and PyYAML reads ~0.2 MB a second
 MAX_CONFIG_DEPTH = 100  # nesting levels (mappings and lists), counting those reached through aliases

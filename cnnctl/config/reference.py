@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from cnnctl.config.schema import Config, DataConfig
-from cnnctl.data.raw import ARRAYS_SOURCE, BUILTIN_SOURCES, FILE_SOURCES
+from cnnctl.config.sources import ARRAYS_SOURCE, BUILTIN_SOURCES, FILE_SOURCES
 
 GENERATOR = "python -m cnnctl.cli.reference"
 

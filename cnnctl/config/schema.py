@@ -31,6 +31,12 @@ from cnnctl.config.layer_spec import (  # noqa: F401 - the schema's names, impor
 )
 from cnnctl.config.search_space import SEARCH_SPACE_KINDS, SearchSpace  # noqa: F401
 from cnnctl.config.section import MAX_COUNT, Section  # noqa: F401
+from cnnctl.config.sources import (
+    ARRAYS_SOURCE,
+    BUILTIN_SOURCES,
+    FILE_SOURCES,
+    registered_sources,
+)
 from cnnctl.config.train_schema import (  # noqa: F401
     EarlyStoppingConfig,
     FineTuneConfig,
@@ -39,12 +45,6 @@ from cnnctl.config.train_schema import (  # noqa: F401
     ReduceLROnPlateauConfig,
     TensorBoardConfig,
     TrainConfig,
-)
-from cnnctl.data.raw import (
-    ARRAYS_SOURCE,
-    BUILTIN_SOURCES,
-    FILE_SOURCES,
-    registered_sources,
 )
 from cnnctl.errors import did_you_mean
 

@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from cnnctl.config.schema import DataConfig
-from cnnctl.data.limits import check_npz, memory_bytes, npy_problem, regular_file
+from cnnctl.data.limits import check_npz, npy_problem
 from cnnctl.data.raw import RawData, raw_from_arrays
 from cnnctl.errors import DataError, closest, first_line, printable
+from cnnctl.files import regular_file
+from cnnctl.runtime import memory_bytes
 
 
 def load_npz(data_cfg: DataConfig) -> RawData:

@@ -23,8 +23,9 @@ import numpy as np
 
 from cnnctl import runtime
 from cnnctl.config.schema import DataConfig
-from cnnctl.data.limits import image_problem, not_regular_reason
+from cnnctl.data.limits import image_problem
 from cnnctl.errors import DataError, printable
+from cnnctl.files import not_regular_reason
 
 SPLIT_FOLDERS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
 

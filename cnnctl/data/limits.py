@@ -18,37 +18,11 @@ from pathlib import Path
 from typing import IO, Optional, Union
 
 from cnnctl.errors import DataError, first_line, printable
-from cnnctl.runs.folder import special_kind
+from cnnctl.files import not_regular_reason
+from cnnctl.runtime import memory_bytes
 
 MAX_IMAGE_BYTES = 100 * 2**20  # an image file larger than 100 MiB is skipped, never read
 MAX_IMAGE_PIXELS = 8192 * 8192  # height × width as the file's header gives it (≈ 200 MB decoded as RGB)
-
-
-def not_regular_reason(path: Union[str, Path]) -> Optional[str]:
-    """None for a regular file (symlinks followed), else what the path is instead: 'does not exist',
-    'is a folder', 'is a named pipe (FIFO)', 'is a device', ..."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        if os.path.islink(path):
-            return f"is a broken symbolic link (its target {printable(os.readlink(path))} does not exist)"
-        return "does not exist"
-    except OSError as exc:
-        return f"cannot be read ({exc.strerror})"
-    kind = special_kind(mode)
-    if kind is None:
-        return None
-    if kind == "a folder":
-        return "is a folder"
-    return "is not a regular file" if kind == "not a regular file" else f"is {kind}, not a regular file"
-
-
-def regular_file(path: Union[str, Path], where: str, error: type[Exception] = DataError) -> Path:
-    """`path` if it is a regular file (after following symlinks); else raise `error` with `where: path ...`."""
-    reason = not_regular_reason(path)
-    if reason is not None:
-        raise error(f"{where}: {printable(path)} {reason}")
-    return Path(path)
 
 
 def image_problem(path: Union[str, Path]) -> Optional[str]:
@@ -75,14 +49,6 @@ def image_problem(path: Union[str, Path]) -> Optional[str]:
     if width * height > MAX_IMAGE_PIXELS:
         return f"too large: {width}×{height} pixels, over the limit of {MAX_IMAGE_PIXELS:,}"
     return None
-
-
-def memory_bytes() -> int:
-    """This machine's physical memory in bytes (a generous 1 TiB where the system does not say)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 2**40
 
 
 def npy_problem(handle: IO[bytes], size: int) -> Optional[str]:

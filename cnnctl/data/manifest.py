@@ -24,9 +24,10 @@ import numpy as np
 
 from cnnctl.config.schema import DataConfig
 from cnnctl.data.folders import ImageFiles, common_size, decodable_sizes
-from cnnctl.data.limits import not_regular_reason, npy_problem, regular_file
+from cnnctl.data.limits import npy_problem
 from cnnctl.data.raw import RawData
 from cnnctl.errors import DataError, closest, printable, shown_path
+from cnnctl.files import not_regular_reason, regular_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")  # what TensorFlow's image decoder reads
 SPLIT_NAMES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test", "": None}

@@ -1,13 +1,14 @@
 """Stage 5 — evaluation: a trained model and a held-out split → numbers, the diagnosis, predictions.
 
-metrics.py    accuracy, top-k, precision/recall/F1, ROC-AUC with scikit-learn; the report files
-diagnosis.py  over- or underfitting, read from history.csv, with evidence and advice
-verdicts.py   the diagnosis rules' conclusions in words, their thresholds and advice
-scoring.py    loading model.keras safely, test-time augmentation, re-evaluating a run folder
-predict.py    classifying new files and arrays with a run
-export.py     SavedModel / ONNX / TFLite, each checked against model.keras with its own runtime
-gradcam.py    Grad-CAM: where in an input the model looked for a class
-calibration.py  how far confidence is from accuracy (ECE, Brier, NLL), temperature, accuracy by coverage
-temperature.py  evaluate.calibrate: temperature, fitted on val and folded into model.keras's output layer
-explain.py    `cnnctl explain`: Grad-CAM overlays of new inputs and explain.npz
+metrics.py          accuracy, top-k, precision/recall/F1, ROC-AUC with scikit-learn; the report files
+diagnosis.py        over- or underfitting, read from history.csv, with evidence and advice
+verdicts.py         the diagnosis rules' conclusions in words, their thresholds and advice
+scoring.py          a model and a split → probabilities; re-evaluating a run folder
+predict.py          classifying new files and arrays with a run
+export.py           SavedModel / ONNX / TFLite, each checked against model.keras with its own runtime
+gradcam.py          Grad-CAM: where in an input the model looked for a class
+gradcam_examples.py gradcam.npz: a right and a wrong example per class with their maps, kept by every evaluation
+calibration.py      how far confidence is from accuracy (ECE, Brier, NLL), temperature, accuracy by coverage
+temperature.py      evaluate.calibrate: temperature, fitted on val and folded into model.keras's output layer
+explain.py          `cnnctl explain`: Grad-CAM overlays of new inputs and explain.npz
 """

@@ -18,10 +18,10 @@ import numpy as np
 from cnnctl.errors import ConfigError, did_you_mean, shown_path
 from cnnctl.evaluation.gradcam import gradcam
 from cnnctl.evaluation.predict import Preprocessing, load_inputs
-from cnnctl.evaluation.scoring import load_model
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, atomic_path
-from cnnctl.runs.output import check_output_path, write_output_bytes
+from cnnctl.runs.folder import Run
+from cnnctl.runs.model_file import load_model
+from cnnctl.runs.output import check_output_path
 
 NPZ_LABEL_KEYS = ("y", "y_test")
 GRADCAM_BATCH = 32  # a backward pass holds every activation of the batch: smaller than prediction's batches  # where an .npz given to `explain` keeps the true classes of its examples
@@ -39,9 +39,13 @@ class Explanation:
     y_true: np.ndarray  # (N,) the true class, -1 where unknown
     class_names: list[str]
     layer: str  # the layer the maps come from
-    folder: Path  # where the overlays and explain.npz were written
+    folder: Path  # where the overlays and explain.npz go (cnnctl/reporting/explanation_files.py writes them)
     figures: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    examples: Optional[np.ndarray] = None  # the inputs as read, drawn under the heat maps
+    file_names: list[str] = field(default_factory=list)  # an overlay's file name per input
+    replace: bool = False  # existing files in `folder` may be replaced
+    user_folder: bool = False  # `folder` is the user's --out (each file checked), not RUN/explain
 
     @property
     def npz(self) -> Path:
@@ -58,9 +62,10 @@ def explain_run(
     out: Optional[Union[str, Path]] = None,
     overwrite: bool = False,
 ) -> Explanation:
-    """Grad-CAM for every input: one overlay PNG each (the input, the heat over it, predicted class and
-    probability, the true class when known) and explain.npz (heatmaps, y_pred, y_prob, class_index, y_true,
-    inputs, class_names, layer) in `out`.
+    """Grad-CAM for every input, nothing written yet: the files to write — one overlay PNG each (the input, the heat
+    over it, predicted class and probability, the true class when known) and explain.npz (heatmaps, y_pred, y_prob,
+    class_index, y_true, inputs, class_names, layer) in `out` — are checked here, before the model is loaded, and
+    written by cnnctl/reporting/explanation_files.py.
 
     Args:
         run: the run folder.
@@ -104,8 +109,11 @@ def explain_run(
         maps.layer,
         folder,
         notes=list(loaded.notes),
+        examples=loaded.x,
+        file_names=names,
+        replace=overwrite or out is None,
+        user_folder=out is not None,
     )
-    _write(explanation, loaded.x, names, replace=overwrite or out is None, checked=out is not None)
     return explanation
 
 
@@ -167,42 +175,3 @@ def _class_of(value: Any, class_names: Sequence[str]) -> int:
     if re.fullmatch(r"\d+", text) and int(text) < len(class_names):
         return int(text)
     return -1
-
-
-def _write(explanation: Explanation, x: np.ndarray, names: list[str], replace: bool, checked: bool) -> None:
-    """The overlays and explain.npz; `checked`: files the user named (never replaced without `replace`)."""
-    from cnnctl.reporting import plots
-    from cnnctl.reporting.trust_plots import explanation_figure
-
-    explanation.folder.mkdir(parents=True, exist_ok=True)
-    if not checked:  # RUN/explain holds the last explanation only: overlays of an earlier, longer call would stay
-        for stale in explanation.folder.glob("[0-9][0-9][0-9]-*.png"):
-            if stale.name not in names and stale.is_file() and not stale.is_symlink():
-                stale.unlink()
-    class_names = explanation.class_names
-    for index, name in enumerate(names):
-        predicted = int(explanation.y_pred[index])
-        title = f"pred: {class_names[predicted]} ({explanation.y_prob[index, predicted]:.2f})"
-        if explanation.class_index[index] != predicted:
-            title += f", explaining: {class_names[int(explanation.class_index[index])]}"
-        if explanation.y_true[index] >= 0:
-            title += f", true: {class_names[int(explanation.y_true[index])]}"
-        figure = explanation_figure(x[index], explanation.heatmaps[index], f"{explanation.inputs[index]}\n{title}")
-        path = explanation.folder / name
-        explanation.figures.append(
-            write_output_bytes(path, plots.png_bytes(figure), overwrite=replace)
-            if checked
-            else plots.save_figure(figure, path)
-        )
-    with atomic_path(explanation.npz, replace=replace) as temp:
-        np.savez_compressed(
-            temp,
-            heatmaps=explanation.heatmaps,
-            y_pred=explanation.y_pred,
-            y_prob=explanation.y_prob.astype(np.float32),
-            class_index=explanation.class_index,
-            y_true=explanation.y_true,
-            inputs=np.array(explanation.inputs),
-            class_names=np.array(class_names),
-            layer=np.array(explanation.layer),
-        )

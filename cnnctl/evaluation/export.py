@@ -44,6 +44,7 @@ from cnnctl.errors import (
 from cnnctl.evaluation.predict import Preprocessing
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
+from cnnctl.runs.model_file import load_model
 
 CHECK_EXAMPLES = 256  # examples of the test split each artefact is checked on
 CHECK_BATCH = 64  # examples per call of the artefact's runtime
@@ -154,7 +155,6 @@ def export_run(
     other_backend_needed(fmt, run)
     runtime.require_tensorflow("cnnctl export")  # quietly, before tf2onnx or Keras import it
     load_runtime = runtime_loader(fmt)  # a missing package is reported before anything is loaded or written
-    from cnnctl.evaluation.scoring import load_model
 
     model = load_model(run)
     preprocessing = Preprocessing.of_run(run)

@@ -41,10 +41,12 @@ import numpy as np
 
 from cnnctl import runtime
 from cnnctl.data.dataset import pixel_scale, scaled_outside_model
-from cnnctl.data.limits import check_npz, image_problem, not_regular_reason, npy_problem
+from cnnctl.data.limits import check_npz, image_problem, npy_problem
 from cnnctl.errors import ConfigError, DataError, first_line, printable, shown_path
+from cnnctl.files import not_regular_reason
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, csv_text
+from cnnctl.runs.model_file import load_model
 from cnnctl.runs.output import check_output_path, write_output_text
 from cnnctl.runtime import inference_batch_size
 
@@ -205,7 +207,7 @@ def predict_run(run: Run, paths: Sequence[Union[str, Path]], arrays: Optional[np
     """Load, preprocess and classify every input with the run's model: the files of `paths`, then the examples
     of `arrays` (one per row, in the training data's units, labelled `array[i]`)."""
     from cnnctl.evaluation.metrics import as_class_probabilities
-    from cnnctl.evaluation.scoring import load_model, scoring_model
+    from cnnctl.model.tta import scoring_model
 
     preprocessing = Preprocessing.of_run(run)
     inputs = load_inputs(paths, preprocessing, arrays)

@@ -1,4 +1,4 @@
-"""Evaluation: a model and a split → probabilities; model.keras loaded safely; a run re-evaluated from its folder.
+"""Evaluation: a model and a split → probabilities; a run re-evaluated from its folder.
 
 `evaluate_run` rebuilds everything from the run folder alone (config.yaml → same data splits, model.keras
 loaded in Keras' safe mode, fed as data.json's `scaling` says: examples as stored, or divided by pixel_scale
@@ -8,20 +8,18 @@ one Keras model around the trained one, used by evaluate and predict alike.
 
 from __future__ import annotations
 
-import re
-import zipfile
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
 from cnnctl import runtime
-from cnnctl.data.limits import memory_bytes
-from cnnctl.errors import ConfigError, RunError, first_line, in_config_file
+from cnnctl.errors import RunError, in_config_file
 from cnnctl.evaluation.calibration import as_class_probabilities
 from cnnctl.evaluation.metrics import write_evaluation
+from cnnctl.model.tta import scoring_model
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, readable_file
+from cnnctl.runs.folder import Run
+from cnnctl.runs.model_file import load_model
 
 
 def predict_probabilities(
@@ -31,102 +29,6 @@ def predict_probabilities(
     `scale_outside`: the model predates in-model scaling, so the examples are divided by pixel_scale first."""
     batches = dataset.pipeline(split, runtime.inference_batch_size(train_batch_size), scale_outside=scale_outside)
     return scoring_model(model, dataset.input_shape, tta).predict(batches, verbose=0)
-
-
-def scoring_model(model: Any, input_shape: Sequence[int], tta: str) -> Any:
-    """The trained model as it is, or for `tta: flip` a model around it whose output is the average of the
-    trained model's outputs on each example and on its mirror image (one place for evaluate and predict)."""
-    if tta != "flip":
-        return model
-    import keras
-
-    axis = mirror_axis(input_shape)
-    inputs = keras.Input(tuple(input_shape))
-    mirrored = keras.ops.flip(inputs, axis=axis)
-    return keras.Model(inputs, keras.layers.Average()([model(inputs), model(mirrored)]))
-
-
-def mirror_axis(input_shape: Sequence[int]) -> int:
-    """The batch axis `evaluate.tta: flip` reverses: the last spatial axis of channels-last examples (an image's
-    or a volume's width, a signal's time)."""
-    if len(input_shape) < 2:
-        raise ConfigError(
-            f"evaluate.tta: flip needs examples with a spatial and a channel axis (images, signals, "
-            f"volumes), not flat vectors of shape {list(input_shape)}; set evaluate.tta: off"
-        )
-    return len(input_shape) - 1
-
-
-def load_model(run: Run) -> Any:
-    """model.keras in Keras' safe mode: a file that carries code (a Lambda layer) or names a class that is not
-    Keras' own (`module: os`) is refused with one line."""
-    runtime.quiet_backend_import()  # before Keras, which would import TensorFlow with its start-up noise
-    import keras
-
-    run.require(contract.MODEL)
-    path = check_model_file(run.file(contract.MODEL))
-    if not zipfile.is_zipfile(path):  # else Keras answers "File not found" for a file that is there
-        raise RunError(
-            f"{path}: not a Keras model file (a .keras file is a zip archive); it is damaged or was "
-            "never finished; train the run again or resume it"
-        ) from None
-    try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
-    except ValueError as exc:
-        text = str(exc)
-        if "safe_mode" in text or "Lambda" in text:
-            raise RunError(
-                f"{path}: refused: the model contains code (a Lambda layer), which cnnctl never "
-                "loads; rebuild it from a config"
-            ) from None
-        raise RunError(f"{path}: cannot load the model ({text.splitlines()[0] if text else 'ValueError'})") from None
-    except TypeError as exc:
-        # Keras' answer to a config naming a class it does not know: `module: os`, a numpy type, a class
-        # someone registered elsewhere. In safe mode nothing of it was imported or run.
-        unknown = re.search(r"Could not locate (?:class|function) '([^']+)'", str(exc))
-        named = f" ({unknown.group(1)!r})" if unknown else ""
-        raise RunError(
-            f"{path}: refused: its config names a class that is not one of Keras' own{named}, which "
-            "cnnctl never loads; rebuild it from a config"
-        ) from None
-    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise RunError(
-            f"{path}: cannot load the model ({type(exc).__name__}: {first_line(exc)}); the file may be damaged"
-        ) from None
-    except RecursionError:
-        raise RunError(f"{path}: refused: its config is nested too deeply to be a model cnnctl wrote") from None
-
-
-# A .keras file is a zip of config.json, metadata.json and model.weights.h5. Keras reads config.json whole and builds
-# every layer it names before any weight is read, so both are bounded before Keras sees the file.
-MAX_MODEL_CONFIG_BYTES = 64 * 2**20
-
-
-def check_model_file(path: Path) -> Path:
-    """model.keras (or any .keras file cnnctl is asked to load), checked before Keras opens it: a regular file, a zip
-    whose members do not inflate past this machine's memory, with a config of at most MAX_MODEL_CONFIG_BYTES.
-    Raises RunError naming the file."""
-    readable_file(path, max_bytes=memory_bytes())
-    if not zipfile.is_zipfile(path):
-        return path  # load_model says what it is
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise RunError(f"{path}: not a readable Keras model file ({first_line(exc)})") from None
-    total = sum(member.file_size for member in members)
-    if total > memory_bytes():
-        raise RunError(
-            f"{path}: refused: its members inflate to {total / 2**30:,.1f} GiB, more than this machine's "
-            f"{memory_bytes() / 2**30:,.1f} GiB of memory"
-        )
-    config = next((member for member in members if member.filename == "config.json"), None)
-    if config is not None and config.file_size > MAX_MODEL_CONFIG_BYTES:
-        raise RunError(
-            f"{path}: refused: its config.json is {config.file_size / 2**20:,.0f} MiB; a model's config "
-            f"is at most {MAX_MODEL_CONFIG_BYTES // 2**20} MiB"
-        )
-    return path
 
 
 def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> dict[str, Any]:
@@ -176,7 +78,7 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
         tta=config.evaluate.tta,
         extra=kept,
     )
-    from cnnctl.evaluation.gradcam import write_evaluation_gradcam
+    from cnnctl.evaluation.gradcam_examples import write_evaluation_gradcam
 
     write_evaluation_gradcam(run, model, dataset, split, y_prob, scale_outside=scale_outside)
     return metrics

@@ -7,6 +7,9 @@ fused_batch_norm.py  TensorFlow's fused batch-norm kernel for training steps
 summary.py           the layer table: shapes, parameters, receptive field, FLOPs
 backbone.py          keras.applications backbones, their preprocessing, weights from a previous run
 unfreeze.py          what train.fine_tune unfreezes for the second phase
+output_layer.py      the layer whose weights carry a temperature (checked before training)
+tta.py               evaluate.tta: flip as one Keras model around the trained one
+json_schema.py       the JSON Schema of a config file, with every keras.layers class's arguments (`cnnctl schema`)
 """
 
 from cnnctl.runtime import quiet_backend_import

@@ -29,8 +29,8 @@ import numpy as np
 
 from cnnctl.config.schema import BackboneConfig, FromRunConfig
 from cnnctl.errors import ConfigError, RunError, did_you_mean, first_line
-from cnnctl.evaluation.scoring import load_model
 from cnnctl.runs.folder import resolve_run
+from cnnctl.runs.model_file import load_model
 
 RESIZE_LAYER = "backbone_resize"
 PREPROCESS_LAYER = "backbone_preprocess"

@@ -7,7 +7,9 @@ grids.py             examples, filters, feature maps, the convolution demonstrat
 trust_plots.py       Grad-CAM overlays, the reliability diagram, accuracy against coverage
 figures.py           which run file feeds which figure
 feature_maps.py      each conv/pool layer's output for one input
+explanation_files.py `cnnctl explain`'s overlays and explain.npz
 report.py            report.html: the whole run on one self-contained page
+page.py              what every HTML page shares: the style sheet, tables, numbers, escaping
 compare.py           `cnnctl runs` and `cnnctl compare`
 data_overview.py     `cnnctl data`: a config's data without training, and a grid of samples
 convolution_demo.py  `cnnctl filter`: convolution → ReLU → max-pooling on a picture

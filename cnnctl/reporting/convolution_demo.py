@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from cnnctl.data.limits import not_regular_reason
 from cnnctl.errors import ConfigError, DataError, closest
+from cnnctl.files import not_regular_reason
 
 
 def _frozen(rows: list[list[float]], scale: float = 1.0) -> np.ndarray:

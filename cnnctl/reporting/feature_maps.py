@@ -20,6 +20,7 @@ from cnnctl.errors import DataError
 from cnnctl.reporting import grids, plots
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
+from cnnctl.runs.model_file import load_model
 
 
 def is_feature_layer(layer: Any) -> bool:
@@ -50,7 +51,6 @@ def draw_feature_maps(run: Run, input_path: Union[str, Path]) -> tuple[Path, lis
     Returns the path, (layer name, activation shape) per layer, and notes for the user.
     """
     from cnnctl.evaluation.predict import Preprocessing, load_inputs
-    from cnnctl.evaluation.scoring import load_model
 
     preprocessing = Preprocessing.of_run(run)
     inputs = load_inputs([input_path], preprocessing)

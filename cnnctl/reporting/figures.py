@@ -18,6 +18,7 @@ from cnnctl.reporting import curves, grids, plots, scores, trust_plots
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, atomic_path, readable_file
 from cnnctl.runs.history import read_history_csv
+from cnnctl.runs.model_file import load_model
 
 
 def draw_run_figures(run: Run, model: Any = None) -> list[Path]:
@@ -51,7 +52,6 @@ def draw_model_figures(run: Run, model: Any = None) -> list[Path]:
                 if kernel is not None
                 else []
             )
-        from cnnctl.evaluation.scoring import load_model
 
         model = load_model(run)
     kernel = first_convolution_kernel(model)
@@ -285,8 +285,6 @@ def misclassified_figure(predictions: dict[str, Any], class_names: list[str]):
 def draw_filters(run: Run, model: Any = None) -> Optional[Path]:
     """filters.png alone: the learned kernels of the first convolution (loads the model when not given)."""
     if model is None:
-        from cnnctl.evaluation.scoring import load_model
-
         model = load_model(run)
     kernel = first_convolution_kernel(model)
     return plots.save_figure(grids.filters_figure(kernel), run.file(contract.FILTERS)) if kernel is not None else None

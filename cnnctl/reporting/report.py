@@ -13,14 +13,13 @@ Example:
 from __future__ import annotations
 
 import base64
-import html
-import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import yaml
 
 from cnnctl.errors import CnnctlError, RunError
+from cnnctl.reporting import page
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, readable_file, write_text_atomic
 from cnnctl.runs.history import read_history_csv
@@ -64,39 +63,6 @@ HEADLINE_METRICS = ("accuracy", "f1_macro", "roc_auc")
 MAX_CLASS_ROWS = 100  # data and per-class tables beyond this are cut, with a line saying how many more
 
 
-STYLE = """
-body { font-family: -apple-system, "Segoe UI", Roboto, "DejaVu Sans", Arial, sans-serif; margin: 0;
-       color: #1d2430; background: #f5f6f8; line-height: 1.45; }
-main { max-width: 1100px; margin: 0 auto; padding: 24px 32px 48px; background: #fff; }
-h1 { font-size: 1.7em; margin: 0 0 4px; }
-h2 { font-size: 1.25em; border-bottom: 2px solid #e3e6eb; padding-bottom: 4px; margin-top: 32px; }
-.subtitle { color: #5b6575; margin: 0 0 16px; }
-.status { display: inline-block; padding: 1px 10px; border-radius: 10px; color: #fff; font-size: 0.85em; }
-table { border-collapse: collapse; margin: 8px 0; font-size: 0.92em; }
-th, td { padding: 4px 12px; border-bottom: 1px solid #e3e6eb; text-align: left; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-th { background: #f0f2f5; }
-.headline { display: flex; flex-wrap: wrap; gap: 12px; margin: 12px 0; }
-.card { border: 1px solid #e3e6eb; border-radius: 8px; padding: 8px 16px; min-width: 120px; }
-.card .value { font-size: 1.6em; font-weight: 600; }
-.card .label { color: #5b6575; font-size: 0.85em; }
-.verdict { border-left: 6px solid; padding: 8px 16px; background: #f8f9fb; margin: 8px 0; }
-.verdict strong { text-transform: capitalize; }
-.figures { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 8px 20px; }
-figure { margin: 12px 0 20px; max-width: 100%; }
-figure img { display: block; box-sizing: border-box; max-width: 100%; height: auto; border: 1px solid #e3e6eb; }
-figure.scroll { flex: 1 1 100%; overflow-x: auto; }
-figure.scroll img { max-width: none; }
-.scroll-table { max-height: 420px; overflow-y: auto; display: inline-block; }
-.scroll-table th { position: sticky; top: 0; }
-tr.best td { font-weight: 600; background: #fff8d6; }
-figcaption { color: #5b6575; font-size: 0.9em; margin-top: 4px; }
-pre { background: #f6f8fa; border: 1px solid #e3e6eb; padding: 10px 14px; overflow-x: auto; font-size: 0.85em; }
-.missing { color: #8a6d00; background: #fff8e1; padding: 6px 12px; border-radius: 4px; }
-nav a { margin-right: 14px; color: #1f5fbf; text-decoration: none; }
-"""
-
-
 def write_report(run: Run) -> Path:
     """Build report.html from the run folder and write it atomically; returns its path."""
     return write_text_atomic(run.file(contract.REPORT_HTML), render_report(run))
@@ -122,25 +88,26 @@ def render_report(run: Run) -> str:
         (
             "config",
             "Config",
-            f"<pre>{_e(config_text)}</pre>" if config_text else _missing(f"{contract.CONFIG} is missing."),
+            f"<pre>{page.escape(config_text)}</pre>" if config_text else page.missing(f"{contract.CONFIG} is missing."),
         ),
         ("environment", "Environment", _environment_section(environment)),
     ]
-    nav = " ".join(f'<a href="#{anchor}">{_e(title)}</a>' for anchor, title, _ in sections)
+    nav = " ".join(f'<a href="#{anchor}">{page.escape(title)}</a>' for anchor, title, _ in sections)
     body = "\n".join(
-        f'<section id="{anchor}">\n<h2>{_e(title)}</h2>\n{content}\n</section>' for anchor, title, content in sections
+        f'<section id="{anchor}">\n<h2>{page.escape(title)}</h2>\n{content}\n</section>'
+        for anchor, title, content in sections
     )
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>cnnctl report: {_e(name)}</title>
-<style>{STYLE}</style>
+<title>cnnctl report: {page.escape(name)}</title>
+<style>{page.STYLE}</style>
 </head>
 <body>
 <main>
-<h1>{_e(name)}</h1>
+<h1>{page.escape(name)}</h1>
 <p class="subtitle">{_header_line(run, environment, data)}</p>
 {_headline(metrics)}
 <nav>{nav}</nav>
@@ -154,15 +121,18 @@ def render_report(run: Run) -> str:
 def _header_line(run: Run, environment: dict, data: dict) -> str:
     status = environment.get("status", "unknown")
     color = contract.status_color(status)
-    parts = [f"run <code>{_e(run.id)}</code>", f'<span class="status" style="background:{color}">{_e(status)}</span>']
+    parts = [
+        f"run <code>{page.escape(run.id)}</code>",
+        f'<span class="status" style="background:{color}">{page.escape(status)}</span>',
+    ]
     if data.get("source"):
-        parts.append(f"data: {_e(data['source'])}")
+        parts.append(f"data: {page.escape(data['source'])}")
     if environment.get("epochs_run") is not None:
         parts.append(f"{environment['epochs_run']} epochs")
     if environment.get("duration_s") is not None:
         parts.append(f"{environment['duration_s']:g} s")
     if environment.get("started"):
-        parts.append(f"started {_e(environment['started'])}")
+        parts.append(f"started {page.escape(environment['started'])}")
     return " · ".join(parts)
 
 
@@ -174,8 +144,8 @@ def _headline(metrics: dict) -> str:
     return (
         '<div class="headline">'
         + "".join(
-            f'<div class="card"><div class="value">{_number(metric.value(metrics))}</div><div class="label">'
-            f"{_e(metric.label)} ({_e(split)})</div></div>"
+            f'<div class="card"><div class="value">{page.number(metric.value(metrics))}</div><div class="label">'
+            f"{page.escape(metric.label)} ({page.escape(split)})</div></div>"
             for metric in cards
         )
         + "</div>"
@@ -184,36 +154,39 @@ def _headline(metrics: dict) -> str:
 
 def _metrics_section(metrics: dict) -> str:
     if not metrics:
-        return _missing(f"Not evaluated yet: no {contract.METRICS}. `cnnctl evaluate RUN` computes the metrics.")
+        return page.missing(f"Not evaluated yet: no {contract.METRICS}. `cnnctl evaluate RUN` computes the metrics.")
     # The run's own split first; splits scored later with `cnnctl evaluate --split` beside it.
     others = metrics.get("other_splits") if isinstance(metrics.get("other_splits"), dict) else {}
     columns = [metrics, *[value for value in others.values() if isinstance(value, dict)]]
     ks = {k for column in columns for k in column.get("top_k_accuracy", {})}
-    rows = [("split", *[_e(column.get("split", "")) for column in columns])]
+    rows = [("split", *[page.escape(column.get("split", "")) for column in columns])]
     rows += [
-        (metric.label, *[_number(metric.value(column)) for column in columns]) for metric in contract.metric_rows(ks=ks)
+        (metric.label, *[page.number(metric.value(column)) for column in columns])
+        for metric in contract.metric_rows(ks=ks)
     ]
     rows.append(("examples", *[str(column.get("num_examples", "")) for column in columns]))
     if any(column.get("tta", "off") != "off" for column in columns):
-        rows.append(("test-time augmentation", *[_e(column.get("tta", "off")) for column in columns]))
+        rows.append(("test-time augmentation", *[page.escape(column.get("tta", "off")) for column in columns]))
     headers = (
         ["metric", "value"] if len(columns) == 1 else ["metric", *[f"{column.get('split')}" for column in columns]]
     )
-    return _table(headers, rows, numeric=list(range(1, len(columns) + 1)))
+    return page.table(headers, rows, numeric=list(range(1, len(columns) + 1)))
 
 
 def _diagnosis_section(diagnosis: Optional[dict], split: Optional[str] = None) -> str:
     if not diagnosis:
-        return _missing("No diagnosis: the run has no training history or was not evaluated.")
+        return page.missing("No diagnosis: the run has no training history or was not evaluated.")
     color = contract.verdict_color(str(diagnosis.get("verdict", "")))
     # The summary opens with the verdict: saying it again in bold read "good fit: Good fit: ...".
-    parts = [f'<div class="verdict" style="border-color:{color}">{_e(contract.verdict_sentence(diagnosis))}</div>']
+    parts = [
+        f'<div class="verdict" style="border-color:{color}">{page.escape(contract.verdict_sentence(diagnosis))}</div>'
+    ]
     advice = diagnosis.get("advice") or []
     if split == "test":
         # A metrics.json from an older cnnctl may still advise the test split its numbers already come from.
         advice = [item for item in advice if "--split test" not in str(item)]
     if advice:
-        parts.append("<ul>" + "".join(f"<li>{_e(item)}</li>" for item in advice) + "</ul>")
+        parts.append("<ul>" + "".join(f"<li>{page.escape(item)}</li>" for item in advice) + "</ul>")
     evidence = [
         ("best epoch", diagnosis.get("best_epoch")),
         ("validation loss turned up at epoch", diagnosis.get("turn_epoch")),
@@ -226,11 +199,11 @@ def _diagnosis_section(diagnosis: Optional[dict], split: Optional[str] = None) -
     gap = diagnosis.get("generalization_gap")
     if isinstance(gap, dict):
         evidence.append(("validation − training loss", gap.get("absolute")))
-    rows = [(label, _number(value)) for label, value in evidence if value is not None]
+    rows = [(label, page.number(value)) for label, value in evidence if value is not None]
     if rows:
-        parts.append(_table(["evidence", "value"], rows, numeric=[1]))
+        parts.append(page.table(["evidence", "value"], rows, numeric=[1]))
     for note in diagnosis.get("notes") or []:
-        parts.append(f"<p>{_e(note)}</p>")
+        parts.append(f"<p>{page.escape(note)}</p>")
     return "\n".join(parts)
 
 
@@ -239,7 +212,7 @@ def _class_report_section(class_report: dict, metrics: dict) -> str:
     if not per_class and metrics.get("per_class"):
         per_class = {name: {**values, "f1-score": values.get("f1")} for name, values in metrics["per_class"].items()}
     if not per_class:
-        return _missing(f"No {contract.REPORT_JSON}: the run was not evaluated.")
+        return page.missing(f"No {contract.REPORT_JSON}: the run was not evaluated.")
     rows = []
     names = list(per_class)
     for name in names[:MAX_CLASS_ROWS] + [n for n in names[MAX_CLASS_ROWS:] if n.endswith(" avg")]:
@@ -247,19 +220,19 @@ def _class_report_section(class_report: dict, metrics: dict) -> str:
         support = values.get("support")
         rows.append(
             (
-                _e(name),
-                _number(values.get("precision")),
-                _number(values.get("recall")),
-                _number(values.get("f1-score")),
+                page.escape(name),
+                page.number(values.get("precision")),
+                page.number(values.get("recall")),
+                page.number(values.get("f1-score")),
                 "" if support is None else str(int(support)),
             )
         )
-    table = _table(["class", "precision", "recall", "F1", "support"], rows, numeric=[1, 2, 3, 4])
+    table = page.table(["class", "precision", "recall", "F1", "support"], rows, numeric=[1, 2, 3, 4])
     hidden = len([n for n in names[MAX_CLASS_ROWS:] if not n.endswith(" avg")])
     if hidden:
         table += f"<p>… {hidden} more classes in {contract.REPORT_JSON}.</p>"
     if "accuracy" in class_report:
-        table += f"<p>accuracy: {_number(class_report['accuracy'])}</p>"
+        table += f"<p>accuracy: {page.number(class_report['accuracy'])}</p>"
     return table
 
 
@@ -282,29 +255,29 @@ def _trust_section(run: Run, metrics: dict) -> str:
             ]
         parts.append(
             "<table>"
-            + "".join(f"<tr><td>{_e(label)}</td><td>{_number(value)}</td></tr>" for label, value in rows)
+            + "".join(f"<tr><td>{page.escape(label)}</td><td>{page.number(value)}</td></tr>" for label, value in rows)
             + "</table>"
         )
     elif metrics.get("calibration_note"):
-        parts.append(_missing(f"No calibration: {metrics['calibration_note']}"))
+        parts.append(page.missing(f"No calibration: {metrics['calibration_note']}"))
     if (metrics.get("coverage") or {}).get("sentence"):
-        parts.append(f"<p><strong>{_e(metrics['coverage']['sentence'])}</strong></p>")
+        parts.append(f"<p><strong>{page.escape(metrics['coverage']['sentence'])}</strong></p>")
     parts += [_figure(run, name) for name in TRUST_FIGURES if run.has(name)]
-    return "\n".join(parts) if parts else _missing("Not evaluated yet: `cnnctl evaluate RUN` computes it.")
+    return "\n".join(parts) if parts else page.missing("Not evaluated yet: `cnnctl evaluate RUN` computes it.")
 
 
 def _figure(run: Run, name: str) -> str:
     try:
         encoded = base64.b64encode(readable_file(run.file(name)).read_bytes()).decode("ascii")
     except OSError as exc:
-        return _missing(f"{name}: cannot read ({exc.strerror}).")
+        return page.missing(f"{name}: cannot read ({exc.strerror}).")
     except RunError as exc:
-        return _missing(str(exc))
+        return page.missing(str(exc))
     caption = FIGURE_CAPTIONS.get(name, "")
     klass = ' class="scroll"' if name in SCROLLED_FIGURES else ""
     return (
-        f'<figure id="{_e(name)}"{klass}><img src="data:image/png;base64,{encoded}" '
-        f'alt="{_e(name)}"><figcaption><code>{_e(name)}</code> {_e(caption)}</figcaption></figure>'
+        f'<figure id="{page.escape(name)}"{klass}><img src="data:image/png;base64,{encoded}" '
+        f'alt="{page.escape(name)}"><figcaption><code>{page.escape(name)}</code> {page.escape(caption)}</figcaption></figure>'
     )
 
 
@@ -314,27 +287,27 @@ def _figures_section(run: Run) -> str:
     ordered = [name for name in FIGURE_CAPTIONS if name in present]
     ordered += [name for name in present if name not in FIGURE_CAPTIONS]
     if not ordered:
-        return _missing("No figures yet: `cnnctl plot RUN` draws them.")
+        return page.missing("No figures yet: `cnnctl plot RUN` draws them.")
     return '<div class="figures">\n' + "\n".join(_figure(run, name) for name in ordered) + "\n</div>"
 
 
 def _history_section(run: Run, diagnosis: dict) -> str:
     """history.csv as a table, one row per epoch (numbered from 1, as every figure does), the best one marked."""
     if not run.has(contract.HISTORY):
-        return _missing(f"No {contract.HISTORY}: the run has no training history.")
+        return page.missing(f"No {contract.HISTORY}: the run has no training history.")
     try:
         history = read_history_csv(run.file(contract.HISTORY))
     except CnnctlError as exc:
-        return _missing(str(exc))
+        return page.missing(str(exc))
     columns = [name for name in history if name != "epoch"]
     rows = max((len(values) for values in history.values()), default=0)
     epochs = contract.epoch_numbers(history.get("epoch"), rows)
     best = diagnosis.get("best_epoch")
-    head = "<tr>" + "".join(f'<th class="num">{_e(name)}</th>' for name in ["epoch", *columns]) + "</tr>"
+    head = "<tr>" + "".join(f'<th class="num">{page.escape(name)}</th>' for name in ["epoch", *columns]) + "</tr>"
     body = "".join(
         ('<tr class="best">' if epoch == best else "<tr>")
         + f'<td class="num">{epoch}</td>'
-        + "".join(f'<td class="num">{_number(history[name][row])}</td>' for name in columns)
+        + "".join(f'<td class="num">{page.number(history[name][row])}</td>' for name in columns)
         + "</tr>"
         for row, epoch in enumerate(epochs)
     )
@@ -346,23 +319,23 @@ def _model_section(layers: dict) -> str:
     """layers.json as a table: what `cnnctl check` prints, without loading the model."""
     rows = layers.get("layers")
     if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
-        return _missing(f"No {contract.LAYERS}: `cnnctl plot RUN` writes it from {contract.MODEL}.")
-    table = _table(
+        return page.missing(f"No {contract.LAYERS}: `cnnctl plot RUN` writes it from {contract.MODEL}.")
+    table = page.table(
         ["layer", "type", "output shape", "parameters", "receptive field"],
         [
             (
-                _e(row.get("name", "")),
-                _e(row.get("kind", "")),
-                _e(row.get("output_shape", "")),
-                _count(row.get("params")),
-                _e(row.get("receptive_field", "")),
+                page.escape(row.get("name", "")),
+                page.escape(row.get("kind", "")),
+                page.escape(row.get("output_shape", "")),
+                page.count(row.get("params")),
+                page.escape(row.get("receptive_field", "")),
             )
             for row in rows
         ],
         numeric=[3],
     )
     totals = [
-        f"{label} {_count(layers[key])}"
+        f"{label} {page.count(layers[key])}"
         for label, key in (("total parameters", "total_params"), ("trainable", "trainable_params"))
         if key in layers
     ]
@@ -371,7 +344,7 @@ def _model_section(layers: dict) -> str:
 
 def _data_section(data: dict) -> str:
     if not data:
-        return _missing(f"{contract.DATA} is missing.")
+        return page.missing(f"{contract.DATA} is missing.")
     facts = [
         ("source", data.get("source")),
         ("origin", data.get("origin")),
@@ -382,19 +355,26 @@ def _data_section(data: dict) -> str:
         ("classes", data.get("num_classes")),
     ]
     parts = [
-        _table(["", ""], [(_e(label), _e(value)) for label, value in facts if value not in (None, "")], header=False)
+        page.table(
+            ["", ""],
+            [(page.escape(label), page.escape(value)) for label, value in facts if value not in (None, "")],
+            header=False,
+        )
     ]
     counts, sizes = data.get("counts") or {}, data.get("sizes") or {}
     splits = list(counts)
     if splits:
         names = list(data.get("class_names") or next(iter(counts.values())))
-        rows = [(_e(name), *[str(counts[split].get(name, "")) for split in splits]) for name in names[:MAX_CLASS_ROWS]]
+        rows = [
+            (page.escape(name), *[str(counts[split].get(name, "")) for split in splits])
+            for name in names[:MAX_CLASS_ROWS]
+        ]
         if len(names) > MAX_CLASS_ROWS:
             rows.append((f"… {len(names) - MAX_CLASS_ROWS} more", *["" for _ in splits]))
         rows.append(("<strong>total</strong>", *[f"<strong>{sizes.get(split, '')}</strong>" for split in splits]))
-        parts.append(_table(["class", *splits], rows, numeric=list(range(1, len(splits) + 1)), escape=False))
+        parts.append(page.table(["class", *splits], rows, numeric=list(range(1, len(splits) + 1)), escape=False))
     for note in data.get("notes") or []:
-        parts.append(f"<p>note: {_e(note)}</p>")
+        parts.append(f"<p>note: {page.escape(note)}</p>")
     if data.get("skipped"):
         parts.append(f"<p>{len(data['skipped'])} unreadable files were skipped (listed in {contract.DATA}).</p>")
     return "\n".join(parts)
@@ -402,7 +382,7 @@ def _data_section(data: dict) -> str:
 
 def _environment_section(environment: dict) -> str:
     if not environment:
-        return _missing(f"{contract.ENVIRONMENT} is missing.")
+        return page.missing(f"{contract.ENVIRONMENT} is missing.")
     facts = [
         ("status", environment.get("status")),
         ("started", environment.get("started")),
@@ -413,48 +393,11 @@ def _environment_section(environment: dict) -> str:
         ("error", environment.get("error")),
     ]
     facts += [(name, version) for name, version in (environment.get("versions") or {}).items()]
-    return _table(["", ""], [(_e(label), _e(value)) for label, value in facts if value not in (None, "")], header=False)
-
-
-def _table(
-    headers: list[str], rows: list[tuple], numeric: list[int] = (), header: bool = True, escape: bool = False
-) -> str:
-    """Rows are HTML already (escaped by the caller), unless `escape`."""
-
-    def cell(tag: str, index: int, value: Any) -> str:
-        klass = ' class="num"' if index in numeric else ""
-        text = _e(value) if escape else str(value)
-        return f"<{tag}{klass}>{text}</{tag}>"
-
-    head = ("<tr>" + "".join(cell("th", i, _e(h)) for i, h in enumerate(headers)) + "</tr>") if header else ""
-    body = "".join("<tr>" + "".join(cell("td", i, value) for i, value in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table>{head}{body}</table>"
-
-
-def _number(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return _e(value)
-    if isinstance(value, int):
-        return str(value)
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:.4f}"
-
-
-def _count(value: Any) -> str:
-    return (
-        f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else _e("" if value is None else value)
+    return page.table(
+        ["", ""],
+        [(page.escape(label), page.escape(value)) for label, value in facts if value not in (None, "")],
+        header=False,
     )
-
-
-def _missing(text: str) -> str:
-    return f'<p class="missing">{_e(text)}</p>'
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _read_json(run: Run, name: str) -> dict:

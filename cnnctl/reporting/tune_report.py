@@ -1,6 +1,6 @@
-"""Reporting, step 6: a `cnnctl tune` folder's figures and tune_report.html, from tune_summary.json alone.
+"""Reporting: a `cnnctl tune` folder's figures and tune_report.html, from tune_summary.json alone.
 
-The page uses report.py's style: one self-contained HTML file, figures embedded, no network.
+The page uses page.py's style: one self-contained HTML file, figures embedded, no network.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from cnnctl.reporting import report, tune_plots
+from cnnctl.reporting import page, tune_plots
 from cnnctl.reporting.plots import save_figure
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, write_text_atomic
@@ -50,7 +50,7 @@ def write_tune_report(tune_run: Run, summary: dict[str, Any]) -> Path:
 
 
 def render_tune_report(tune_run: Run, summary: dict[str, Any]) -> str:
-    e = report._e
+    e = page.escape
     best = summary.get("best")
     headline = (
         "<p>No trial completed: no best config.</p>"
@@ -64,18 +64,18 @@ def render_tune_report(tune_run: Run, summary: dict[str, Any]) -> str:
     for trial in summary["trials"]:
         color = contract.status_color("completed" if trial["state"] == "complete" else trial["state"])
         state = f'<span class="status" style="background:{color}">{e(trial["state"])}</span>'
-        params = ", ".join(f"{e(path)} = {report._number(value)}" for path, value in trial["params"].items())
+        params = ", ".join(f"{e(path)} = {page.number(value)}" for path, value in trial["params"].items())
         rows.append(
             (
                 trial["number"],
                 state,
-                report._number(trial.get("value")),
+                page.number(trial.get("value")),
                 params,
                 e(trial.get("epochs") or ""),
                 e(trial.get("run") or ""),
             )
         )
-    table = report._table(["trial", "state", "val accuracy", "values", "epochs", "run folder"], rows, numeric=[0, 2, 4])
+    table = page.table(["trial", "state", "val accuracy", "values", "epochs", "run folder"], rows, numeric=[0, 2, 4])
     figures = []
     for name, caption in FIGURE_CAPTIONS.items():
         if tune_run.has(name):
@@ -85,14 +85,14 @@ def render_tune_report(tune_run: Run, summary: dict[str, Any]) -> str:
                 f"<code>{e(name)}</code> {e(caption)}</figcaption></figure>"
             )
     space = yaml.safe_dump(summary["search_space"], sort_keys=False, default_flow_style=None)
-    notes = "".join(report._missing(note) for note in summary.get("notes", []))
+    notes = "".join(page.missing(note) for note in summary.get("notes", []))
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>cnnctl tune: {e(summary.get("name"))}</title>
-<style>{report.STYLE}</style>
+<style>{page.STYLE}</style>
 </head>
 <body>
 <main>

@@ -4,6 +4,7 @@ contract.py  every file name of a run folder, and the rules its readers share (m
              verdict and status colours)
 folder.py    creating a run (unique, never overwritten), finding it again (`last`, an id, a path), atomic writes
 history.py   history.csv read back as columns, for every reader of a run
+model_file.py model.keras read back: checked before Keras opens it, loaded in safe mode
 status.py    environment.json's status and the training lock
 output.py    files the user names with --out: checked first, never written over what exists without --overwrite
 """

@@ -15,7 +15,6 @@ import json
 import os
 import re
 import socket
-import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Union
 
 from cnnctl.errors import RunError, did_you_mean, shown_path
+from cnnctl.files import special_kind
 from cnnctl.runs.contract import (
     CONFIG,
     CV_SUMMARY,
@@ -45,25 +45,6 @@ _UMASK = _read_umask()
 
 # A run's JSON, CSV, YAML and figure files are small; a file far larger than any of them was not written by cnnctl.
 MAX_RUN_FILE_BYTES = 256 * 2**20
-
-
-# What a file-system entry is, by its mode, as messages say it (the first test that holds).
-SPECIAL_KINDS = (
-    (stat.S_ISLNK, "a symbolic link"),
-    (stat.S_ISDIR, "a folder"),
-    (stat.S_ISFIFO, "a named pipe (FIFO)"),
-    (stat.S_ISCHR, "a device"),
-    (stat.S_ISBLK, "a device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def special_kind(mode: int) -> Optional[str]:
-    """None for a regular file; else what the entry with this stat mode is ("a folder", "a named pipe (FIFO)",
-    "a device", ...)."""
-    if stat.S_ISREG(mode):
-        return None
-    return next((name for test, name in SPECIAL_KINDS if test(mode)), "not a regular file")
 
 
 def readable_file(path: Union[str, Path], max_bytes: int = MAX_RUN_FILE_BYTES) -> Path:

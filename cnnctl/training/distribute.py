@@ -5,7 +5,7 @@ MirroredStrategy; or Keras' DataParallel on JAX, over the devices of one process
 split evenly over the devices. Several processes are joined from the standard environment, read by
 `jax.distributed.initialize` itself: JAX_COORDINATOR_ADDRESS (process 0's host:port), JAX_NUM_PROCESSES and
 JAX_PROCESS_ID (what `cnnctl train --processes N` sets for its local workers), or a SLURM job's own variables.
-Process 0 is the chief: it alone writes the run folder (see cnnctl/training/loop.py).
+Process 0 is the chief: it alone writes the run folder (see cnnctl/workflows/train.py).
 
 Not used, on purpose: TensorFlow's MultiWorkerMirroredStrategy fails inside Keras 3's fit
 (tensorflow/tensorflow#72388, keras-team/keras#20585); Ray Train's TensorflowTrainer forces legacy tf-keras; Horovod
@@ -24,9 +24,9 @@ from typing import Any, Iterator, Optional
 
 from cnnctl import runtime
 from cnnctl.config.schema import TrainConfig
-from cnnctl.data.limits import memory_bytes
 from cnnctl.data.shard import Shard
 from cnnctl.errors import ConfigError, RunError, first_line
+from cnnctl.runtime import memory_bytes
 
 # What `cnnctl train --processes N` sets for each local worker, and what a launcher (Kubeflow's JAX runtime, a
 # hand-written script) sets on every host; JAX reads the address itself, cnnctl passes the other two.

@@ -14,10 +14,10 @@ from cnnctl.config.schema import Config, TrainConfig
 from cnnctl.data.dataset import Dataset, load_data
 from cnnctl.data.folders import ImageFiles
 from cnnctl.errors import ConfigError, in_config_file
-from cnnctl.evaluation.scoring import mirror_axis
-from cnnctl.evaluation.temperature import temperature_layer
 from cnnctl.model.build import build_augmenter, build_model
 from cnnctl.model.compile import compile_model
+from cnnctl.model.output_layer import temperature_layer
+from cnnctl.model.tta import mirror_axis
 from cnnctl.model.unfreeze import FineTunePlan, plan_fine_tune, unfreeze
 from cnnctl.training import distribute
 from cnnctl.training.distribute import Placement

@@ -1,10 +1,11 @@
-"""Config: the JSON Schema of a config file, so editors complete and check the YAML as it is typed.
+"""Model: the JSON Schema of a config file, so editors complete and check the YAML as it is typed.
 
 `cnnctl schema` writes it; VS Code's YAML extension (any yaml-language-server) reads it from a config's first
 line, `# yaml-language-server: $schema=cnnctl.schema.json`. It comes from the pydantic `Config` (descriptions,
 defaults, ranges) and describes the YAML as written, not the parsed model: a layer is `Conv2D: {filters: 32}`
 or a bare `Flatten`, an optimizer a name or a mapping, early stopping true, false or a mapping. Layer names and
-their keyword arguments are read from the installed keras.layers, so generating a schema imports Keras.
+their keyword arguments are read from the installed keras.layers (hence here, after the config), so generating a
+schema imports Keras.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from pydantic.json_schema import GenerateJsonSchema
 
 from cnnctl.config.schema import REFUSED_LAYERS, SEARCH_SPACE_KINDS, Config, TrainConfig
-from cnnctl.data.raw import BUILTIN_SOURCES, FILE_SOURCES
+from cnnctl.config.sources import BUILTIN_SOURCES, FILE_SOURCES
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_FILE = "configs/cnnctl.schema.json"  # the copy the shipped configs point at; tests keep it current

@@ -1,4 +1,4 @@
-"""Training: `cnnctl train --resume RUN`: continue a run in its own folder, from its last completed epoch, with its own
+"""Workflows: `cnnctl train --resume RUN`: continue a run in its own folder, from its last completed epoch, with its own
 config.yaml, and finish it with the same files a straight run writes.
 
 A completed run is left alone unless `--set train.epochs=N` asks for more epochs than it was trained for.
@@ -31,8 +31,8 @@ from cnnctl.training import checkpoint, distribute
 from cnnctl.training.callbacks import TrainingBackup
 from cnnctl.training.distribute import chief_only_folder
 from cnnctl.training.guard import NAN_ERROR, guarded, resume_command
-from cnnctl.training.loop import Announce, TrainResult, complete_run
 from cnnctl.training.prepare import prepare
+from cnnctl.workflows.train import Announce, TrainResult, complete_run
 
 RESUMABLE_SETTINGS = ("train.epochs", "train.batch_size", "train.fine_tune.epochs")
 

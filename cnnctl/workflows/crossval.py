@@ -1,4 +1,4 @@
-"""Training: stratified K-fold cross-validation: K full trainings of one config, a run folder per fold, one summary.
+"""Workflows: stratified K-fold cross-validation: K full trainings of one config, a run folder per fold, one summary.
 
 `cnnctl cv CONFIG --folds K` makes `runs/<id>-<name>-cv/` holding the resolved config.yaml, `fold-1/` ...
 `fold-K/` and cv_summary.json. Each fold folder is a complete run folder (every file `cnnctl train` writes):
@@ -18,8 +18,8 @@ from cnnctl.config.schema import Config, FoldConfig
 from cnnctl.errors import ConfigError
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, create_run, write_text_atomic
-from cnnctl.training.loop import Announce, train_run
 from cnnctl.training.prepare import prepare
+from cnnctl.workflows.train import Announce, train_run
 
 # metrics.json keys summarised over folds, besides the top-k accuracies; contract.metric_rows orders them
 SUMMARY_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted", "roc_auc")

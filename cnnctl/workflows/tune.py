@@ -1,4 +1,4 @@
-"""Training: hyperparameter search — Optuna trials of one config, a run folder per trial, the best config.
+"""Workflows: hyperparameter search — Optuna trials of one config, a run folder per trial, the best config.
 
 `cnnctl tune CONFIG --trials N` reads the config's `tune:` section (config path → search space) and makes
 `runs/<id>-<name>-tune/` holding config.yaml (the config as given, `tune:` included), study.db (Optuna's SQLite
@@ -29,28 +29,31 @@ from typing import Any, Callable, Iterator, Optional, Union
 
 import keras
 import optuna
-import yaml
 
 from cnnctl import runtime
 from cnnctl.config.loading import (
-    apply_override,
-    dotted,
-    key_path_parts,
     load_config,
-    validate_config,
 )
 from cnnctl.config.schema import Config
-from cnnctl.data.raw import BUILTIN_SOURCES, FILE_SOURCES
-from cnnctl.errors import CnnctlError, ConfigError, Interrupted, RunError, did_you_mean
+from cnnctl.config.sources import BUILTIN_SOURCES, FILE_SOURCES
+from cnnctl.errors import CnnctlError, ConfigError, Interrupted, RunError
 from cnnctl.reporting import report
-from cnnctl.reporting.tune_report import draw_tune_figures, write_tune_report
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, create_run, write_text_atomic
 from cnnctl.runs.status import finish_run, is_training
 from cnnctl.training import distribute
-from cnnctl.training.loop import Announce, train_run
 from cnnctl.training.prepare import prepare
 from cnnctl.training.signals import signals_interrupt
+from cnnctl.workflows.train import Announce, train_run
+from cnnctl.workflows.tune_space import check_search_space, distributions, trial_config
+from cnnctl.workflows.tune_summary import (
+    OBJECTIVE,
+    PRUNER_STARTUP_TRIALS,
+    PRUNER_WARMUP_EPOCHS,
+    REPORTED,
+    trial_line,
+    write_results,
+)
 
 try:
     import fcntl
@@ -59,117 +62,7 @@ except ImportError:  # not POSIX: one worker, no lock needed
 
 STUDY_NAME = "cnnctl-tune"
 
-# What each epoch reports to the pruner (a Keras log key) and what scores a finished trial (a metrics.json key,
-# measured on the val split).
-REPORTED = "val_accuracy"
-OBJECTIVE = "accuracy"
-
-# MedianPruner: prune a trial whose val_accuracy after an epoch is below the median of earlier trials at the same
-# epoch, once PRUNER_STARTUP_TRIALS trials have finished and from the epoch after PRUNER_WARMUP_EPOCHS on.
-PRUNER_STARTUP_TRIALS = 2
-PRUNER_WARMUP_EPOCHS = 1
-
-# Paths a search must not vary: the validation split is what every trial is compared on, and the rest is tune's.
-FIXED_PATHS = (
-    "tune",
-    "evaluate.split",
-    "data.validation_split",
-    "data.test_split",
-    "data.fold",
-    "data.source",
-    "data.path",
-    "name",
-)
-
 OnTrial = Callable[[dict[str, Any]], None]
-
-
-def check_search_space(config: Config, origin: str = "") -> None:
-    """Every `tune:` path must exist in the resolved config and every end of its space must make a valid config;
-    raises ConfigError naming the path. Nothing is built or loaded."""
-    where = f"{origin or 'config'}: "
-    if not config.tune:
-        raise ConfigError(
-            f"{where}tune: missing; cnnctl tune needs a `tune:` section mapping config paths to "
-            "search spaces, e.g. tune: {train.optimizer.learning_rate: {log_uniform: [1e-4, 1e-2]}}"
-        )
-    raw = base_dict(config)
-    for path, space in config.tune.items():
-        for fixed in FIXED_PATHS:
-            if path == fixed or path.startswith(fixed + ".") or path.startswith(fixed + "["):
-                raise ConfigError(
-                    f"{where}tune['{path}']: cannot be tuned: cnnctl tune compares every trial on "
-                    f"the same validation split and sets {fixed} itself"
-                )
-        problem = missing_path(raw, path)
-        if problem:
-            raise ConfigError(f"{where}tune['{path}']: {problem}")
-        for value in space.values:  # both ends of a range, every choice
-            trial_raw = base_dict(config)
-            apply_override(trial_raw, f"{path}={yaml_scalar(value)}")
-            validate_config(trial_raw, source=f"{where}tune['{path}'] = {yaml_scalar(value)}")
-
-
-def missing_path(raw: dict[str, Any], path: str) -> Optional[str]:
-    """Why `path` names no value of the resolved config `raw` (with a spelling hint), or None when it does."""
-    parts = key_path_parts(path)
-    node: Any = raw
-    for depth, part in enumerate(parts):
-        here = dotted(parts[: depth + 1])
-        if isinstance(part, int):
-            if not isinstance(node, list) or part >= len(node):
-                count = len(node) if isinstance(node, list) else 0
-                return f"{here}: no such list entry (it has {count})"
-            node = node[part]
-            if isinstance(node, str):
-                node = {node: {}}  # a bare layer name: its kwargs are empty
-            continue
-        if not isinstance(node, dict) or part not in node:
-            keys = list(node) if isinstance(node, dict) else []
-            hint = did_you_mean(str(part), keys) or (f"; it has {', '.join(map(str, keys))}" if keys else "")
-            return (
-                f"{here}: no such key in the config{hint} (a layer or optimizer argument must be written in "
-                "the config before it can be tuned)"
-            )
-        node = node[part]
-    if isinstance(node, (dict, list)):
-        return f"{path}: is a whole section; tune one value inside it"
-    return None
-
-
-def yaml_scalar(value: Any) -> str:
-    """A value as the YAML `apply_override` parses back to it (1e-05 is a string to YAML 1.1, 1.0e-05 a float)."""
-    text = yaml.safe_dump(value, default_flow_style=True)
-    return "\n".join(line for line in text.splitlines() if line != "...").strip()
-
-
-def base_dict(config: Config) -> dict[str, Any]:
-    raw = config.to_dict()
-    raw.pop("tune", None)
-    return raw
-
-
-def trial_config(config: Config, params: dict[str, Any], split: Optional[str] = "val") -> Config:
-    """The config with `params` ({path: value}) applied, `tune:` removed and evaluate.split set to `split`."""
-    raw = base_dict(config)
-    raw["evaluate"]["split"] = split
-    for path, value in params.items():
-        apply_override(raw, f"{path}={yaml_scalar(value)}")
-    return validate_config(raw, source="tune")
-
-
-def distributions(config: Config) -> dict[str, Any]:
-    """Optuna's distribution for each `tune:` path."""
-    found = {}
-    for path, space in config.tune.items():
-        low_high = space.values
-        if space.kind == "choice":
-            found[path] = optuna.distributions.CategoricalDistribution(space.values)
-        elif space.kind == "int":
-            found[path] = optuna.distributions.IntDistribution(*low_high)
-        else:
-            found[path] = optuna.distributions.FloatDistribution(*low_high, log=space.kind == "log_uniform")
-    return found
 
 
 class PruningCallback(keras.callbacks.Callback):
@@ -356,7 +249,9 @@ def run_search(
                 f"worker {index} exited with {process.returncode}; see "
                 f"{tune_path / contract.TUNE_WORKER_LOG.format(index=index)}"
             )
-    summary = write_results(tune_path, config, trials, status="completed", notes=failures)
+    summary = write_results(
+        tune_path, open_study(tune_path, config), config, trials, status="completed", notes=failures
+    )
     return tune_path, summary
 
 
@@ -364,7 +259,7 @@ def start_worker(tune_path: Path, trials: int, index: int) -> subprocess.Popen:
     log = open(tune_path / contract.TUNE_WORKER_LOG.format(index=index), "ab")
     with log:
         return subprocess.Popen(
-            [sys.executable, "-m", "cnnctl.training.tune", str(tune_path), str(trials), str(index)],
+            [sys.executable, "-m", "cnnctl.workflows.tune", str(tune_path), str(trials), str(index)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -451,89 +346,8 @@ def run_trial(
     return trial_line(study, trial.number)
 
 
-def trial_line(study: optuna.Study, number: int) -> dict[str, Any]:
-    """One trial of tune_summary.json."""
-    trial = study.get_trials(deepcopy=False)[number]
-    attrs = trial.user_attrs
-    line = {
-        "number": trial.number,
-        "state": trial.state.name.lower(),
-        "params": dict(trial.params),
-        "value": attrs.get(OBJECTIVE),
-        "run": attrs.get("run"),
-        "worker": attrs.get("worker"),
-        "epochs": len(trial.intermediate_values) or None,
-    }
-    if trial.state == optuna.trial.TrialState.FAIL:
-        line["state"] = "failed" if "error" in attrs else "interrupted"
-        line["error"] = attrs.get("error")
-    if "pruned_after_epoch" in attrs:
-        line["pruned_after_epoch"] = attrs["pruned_after_epoch"]
-    if trial.datetime_start and trial.datetime_complete:
-        line["duration_s"] = round((trial.datetime_complete - trial.datetime_start).total_seconds(), 1)
-    return line
-
-
-def write_results(
-    tune_path: Path, config: Config, trials: int, status: str, notes: Optional[list[str]] = None
-) -> dict[str, Any]:
-    """tune_summary.json, best.yaml (when a trial completed), the figures and tune_report.html."""
-    study = open_study(tune_path, config)
-    tune_run = Run(tune_path)
-    every = study.get_trials(deepcopy=False)
-    summary: dict[str, Any] = {
-        "name": config.name,
-        "seed": config.seed,
-        "status": status,
-        "trials_wanted": trials,
-        "objective": f"metrics.json {OBJECTIVE} on the val split (maximised)",
-        "pruning": f"MedianPruner on Keras {REPORTED} per epoch (n_startup_trials={PRUNER_STARTUP_TRIALS}, "
-        f"n_warmup_steps={PRUNER_WARMUP_EPOCHS})",
-        "search_space": {path: space.to_yaml() for path, space in config.tune.items()},
-        "trials": [trial_line(study, trial.number) for trial in every],
-        "best": None,
-        "notes": list(notes or []),
-    }
-    complete = [trial for trial in every if trial.state == optuna.trial.TrialState.COMPLETE]
-    if complete:
-        best = max(complete, key=lambda trial: (trial.value, -trial.number))  # ties: the earlier trial
-        summary["best"] = {
-            "number": best.number,
-            "value": best.value,
-            "params": dict(best.params),
-            "run": best.user_attrs.get("run"),
-            "config": contract.TUNE_BEST,
-        }
-        best_config = trial_config(config, dict(best.params), split=config.evaluate.split)
-        write_text_atomic(
-            tune_run.file(contract.TUNE_BEST),
-            f"# cnnctl tune {tune_path}: trial {best.number}, val {OBJECTIVE} {best.value:.4f}\n"
-            f"# cnnctl train {tune_run.file(contract.TUNE_BEST)} scores it once on the test split\n"
-            + best_config.to_yaml(),
-        )
-    elif every:
-        summary["notes"].append("no trial completed (all pruned, failed or interrupted): no best.yaml")
-    summary["importances"] = param_importances(study, complete, config)
-    tune_run.write_json(contract.TUNE_SUMMARY, summary)
-    draw_tune_figures(
-        tune_run, summary, log_params=[path for path, space in config.tune.items() if space.kind == "log_uniform"]
-    )
-    write_tune_report(tune_run, summary)
-    return summary
-
-
-def param_importances(study: optuna.Study, complete: list, config: Config) -> Optional[dict[str, float]]:
-    """Optuna's fANOVA importance of each tuned path, when ≥ 2 trials completed and more than one path varies."""
-    if len(complete) < 2 or len(config.tune) < 2:
-        return None
-    try:
-        return {path: float(value) for path, value in optuna.importance.get_param_importances(study).items()}
-    except (RuntimeError, ValueError):  # too few distinct values for a forest to split on
-        return None
-
-
 def _worker_main(argv: list[str]) -> int:
-    """`python -m cnnctl.training.tune TUNEFOLDER TRIALS INDEX`: an extra worker started by run_search."""
+    """`python -m cnnctl.workflows.tune TUNEFOLDER TRIALS INDEX`: an extra worker started by run_search."""
     tune_path, trials, index = Path(argv[0]), int(argv[1]), int(argv[2])
     runtime.prepare_tensorflow_environment()
     config = load_config(tune_path / contract.CONFIG)
