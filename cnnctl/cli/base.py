@@ -26,6 +26,8 @@ except ImportError:
 
 # `cnnctl` alone shows the help (click ≥ 8.2 raises this for it; older clicks print the help themselves).
 NO_ARGS_IS_HELP = getattr(CLICK_EXCEPTIONS, "NoArgsIsHelpError", ())
+# click's Abort (Ctrl-C at a prompt); Typer's own copy of click has none, and names it in an `except` only if it exists.
+CLICK_ABORT = getattr(CLICK_EXCEPTIONS, "Abort", ())
 
 
 class OneLineUsageErrors(TyperGroup):
@@ -47,7 +49,7 @@ class OneLineUsageErrors(TyperGroup):
         except CLICK_EXCEPTIONS.ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)
-        except CLICK_EXCEPTIONS.Abort:
+        except CLICK_ABORT:
             typer.echo("interrupted (SIGINT)", err=True)
             sys.exit(130)
         sys.exit(code if isinstance(code, int) else 0)

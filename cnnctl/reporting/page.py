@@ -48,10 +48,10 @@ def table(
 
     def cell(tag: str, index: int, value: Any) -> str:
         klass = ' class="num"' if index in numeric else ""
-        text = escape(value) if escape else str(value)
+        text = html_escape(value) if escape else str(value)
         return f"<{tag}{klass}>{text}</{tag}>"
 
-    head = ("<tr>" + "".join(cell("th", i, escape(h)) for i, h in enumerate(headers)) + "</tr>") if header else ""
+    head = ("<tr>" + "".join(cell("th", i, html_escape(h)) for i, h in enumerate(headers)) + "</tr>") if header else ""
     body = "".join("<tr>" + "".join(cell("td", i, value) for i, value in enumerate(row)) + "</tr>" for row in rows)
     return f"<table>{head}{body}</table>"
 
@@ -60,7 +60,7 @@ def number(value: Any) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return escape(value)
+        return html_escape(value)
     if isinstance(value, int):
         return str(value)
     if not math.isfinite(value):
@@ -72,13 +72,13 @@ def count(value: Any) -> str:
     return (
         f"{value:,}"
         if isinstance(value, int) and not isinstance(value, bool)
-        else escape("" if value is None else value)
+        else html_escape("" if value is None else value)
     )
 
 
 def missing(text: str) -> str:
-    return f'<p class="missing">{escape(text)}</p>'
+    return f'<p class="missing">{html_escape(text)}</p>'
 
 
-def escape(value: Any) -> str:
+def html_escape(value: Any) -> str:
     return html.escape(str(value), quote=True)

@@ -88,13 +88,13 @@ def render_report(run: Run) -> str:
         (
             "config",
             "Config",
-            f"<pre>{page.escape(config_text)}</pre>" if config_text else page.missing(f"{contract.CONFIG} is missing."),
+            f"<pre>{page.html_escape(config_text)}</pre>" if config_text else page.missing(f"{contract.CONFIG} is missing."),
         ),
         ("environment", "Environment", _environment_section(environment)),
     ]
-    nav = " ".join(f'<a href="#{anchor}">{page.escape(title)}</a>' for anchor, title, _ in sections)
+    nav = " ".join(f'<a href="#{anchor}">{page.html_escape(title)}</a>' for anchor, title, _ in sections)
     body = "\n".join(
-        f'<section id="{anchor}">\n<h2>{page.escape(title)}</h2>\n{content}\n</section>'
+        f'<section id="{anchor}">\n<h2>{page.html_escape(title)}</h2>\n{content}\n</section>'
         for anchor, title, content in sections
     )
     return f"""<!DOCTYPE html>
@@ -102,12 +102,12 @@ def render_report(run: Run) -> str:
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>cnnctl report: {page.escape(name)}</title>
+<title>cnnctl report: {page.html_escape(name)}</title>
 <style>{page.STYLE}</style>
 </head>
 <body>
 <main>
-<h1>{page.escape(name)}</h1>
+<h1>{page.html_escape(name)}</h1>
 <p class="subtitle">{_header_line(run, environment, data)}</p>
 {_headline(metrics)}
 <nav>{nav}</nav>
@@ -122,17 +122,17 @@ def _header_line(run: Run, environment: dict, data: dict) -> str:
     status = environment.get("status", "unknown")
     color = contract.status_color(status)
     parts = [
-        f"run <code>{page.escape(run.id)}</code>",
-        f'<span class="status" style="background:{color}">{page.escape(status)}</span>',
+        f"run <code>{page.html_escape(run.id)}</code>",
+        f'<span class="status" style="background:{color}">{page.html_escape(status)}</span>',
     ]
     if data.get("source"):
-        parts.append(f"data: {page.escape(data['source'])}")
+        parts.append(f"data: {page.html_escape(data['source'])}")
     if environment.get("epochs_run") is not None:
         parts.append(f"{environment['epochs_run']} epochs")
     if environment.get("duration_s") is not None:
         parts.append(f"{environment['duration_s']:g} s")
     if environment.get("started"):
-        parts.append(f"started {page.escape(environment['started'])}")
+        parts.append(f"started {page.html_escape(environment['started'])}")
     return " · ".join(parts)
 
 
@@ -145,7 +145,7 @@ def _headline(metrics: dict) -> str:
         '<div class="headline">'
         + "".join(
             f'<div class="card"><div class="value">{page.number(metric.value(metrics))}</div><div class="label">'
-            f"{page.escape(metric.label)} ({page.escape(split)})</div></div>"
+            f"{page.html_escape(metric.label)} ({page.html_escape(split)})</div></div>"
             for metric in cards
         )
         + "</div>"
@@ -159,14 +159,14 @@ def _metrics_section(metrics: dict) -> str:
     others = metrics.get("other_splits") if isinstance(metrics.get("other_splits"), dict) else {}
     columns = [metrics, *[value for value in others.values() if isinstance(value, dict)]]
     ks = {k for column in columns for k in column.get("top_k_accuracy", {})}
-    rows = [("split", *[page.escape(column.get("split", "")) for column in columns])]
+    rows = [("split", *[page.html_escape(column.get("split", "")) for column in columns])]
     rows += [
         (metric.label, *[page.number(metric.value(column)) for column in columns])
         for metric in contract.metric_rows(ks=ks)
     ]
     rows.append(("examples", *[str(column.get("num_examples", "")) for column in columns]))
     if any(column.get("tta", "off") != "off" for column in columns):
-        rows.append(("test-time augmentation", *[page.escape(column.get("tta", "off")) for column in columns]))
+        rows.append(("test-time augmentation", *[page.html_escape(column.get("tta", "off")) for column in columns]))
     headers = (
         ["metric", "value"] if len(columns) == 1 else ["metric", *[f"{column.get('split')}" for column in columns]]
     )
@@ -179,14 +179,14 @@ def _diagnosis_section(diagnosis: Optional[dict], split: Optional[str] = None) -
     color = contract.verdict_color(str(diagnosis.get("verdict", "")))
     # The summary opens with the verdict: saying it again in bold read "good fit: Good fit: ...".
     parts = [
-        f'<div class="verdict" style="border-color:{color}">{page.escape(contract.verdict_sentence(diagnosis))}</div>'
+        f'<div class="verdict" style="border-color:{color}">{page.html_escape(contract.verdict_sentence(diagnosis))}</div>'
     ]
     advice = diagnosis.get("advice") or []
     if split == "test":
         # A metrics.json from an older cnnctl may still advise the test split its numbers already come from.
         advice = [item for item in advice if "--split test" not in str(item)]
     if advice:
-        parts.append("<ul>" + "".join(f"<li>{page.escape(item)}</li>" for item in advice) + "</ul>")
+        parts.append("<ul>" + "".join(f"<li>{page.html_escape(item)}</li>" for item in advice) + "</ul>")
     evidence = [
         ("best epoch", diagnosis.get("best_epoch")),
         ("validation loss turned up at epoch", diagnosis.get("turn_epoch")),
@@ -203,7 +203,7 @@ def _diagnosis_section(diagnosis: Optional[dict], split: Optional[str] = None) -
     if rows:
         parts.append(page.table(["evidence", "value"], rows, numeric=[1]))
     for note in diagnosis.get("notes") or []:
-        parts.append(f"<p>{page.escape(note)}</p>")
+        parts.append(f"<p>{page.html_escape(note)}</p>")
     return "\n".join(parts)
 
 
@@ -220,7 +220,7 @@ def _class_report_section(class_report: dict, metrics: dict) -> str:
         support = values.get("support")
         rows.append(
             (
-                page.escape(name),
+                page.html_escape(name),
                 page.number(values.get("precision")),
                 page.number(values.get("recall")),
                 page.number(values.get("f1-score")),
@@ -255,13 +255,13 @@ def _trust_section(run: Run, metrics: dict) -> str:
             ]
         parts.append(
             "<table>"
-            + "".join(f"<tr><td>{page.escape(label)}</td><td>{page.number(value)}</td></tr>" for label, value in rows)
+            + "".join(f"<tr><td>{page.html_escape(label)}</td><td>{page.number(value)}</td></tr>" for label, value in rows)
             + "</table>"
         )
     elif metrics.get("calibration_note"):
         parts.append(page.missing(f"No calibration: {metrics['calibration_note']}"))
     if (metrics.get("coverage") or {}).get("sentence"):
-        parts.append(f"<p><strong>{page.escape(metrics['coverage']['sentence'])}</strong></p>")
+        parts.append(f"<p><strong>{page.html_escape(metrics['coverage']['sentence'])}</strong></p>")
     parts += [_figure(run, name) for name in TRUST_FIGURES if run.has(name)]
     return "\n".join(parts) if parts else page.missing("Not evaluated yet: `cnnctl evaluate RUN` computes it.")
 
@@ -276,8 +276,8 @@ def _figure(run: Run, name: str) -> str:
     caption = FIGURE_CAPTIONS.get(name, "")
     klass = ' class="scroll"' if name in SCROLLED_FIGURES else ""
     return (
-        f'<figure id="{page.escape(name)}"{klass}><img src="data:image/png;base64,{encoded}" '
-        f'alt="{page.escape(name)}"><figcaption><code>{page.escape(name)}</code> {page.escape(caption)}</figcaption></figure>'
+        f'<figure id="{page.html_escape(name)}"{klass}><img src="data:image/png;base64,{encoded}" '
+        f'alt="{page.html_escape(name)}"><figcaption><code>{page.html_escape(name)}</code> {page.html_escape(caption)}</figcaption></figure>'
     )
 
 
@@ -303,7 +303,7 @@ def _history_section(run: Run, diagnosis: dict) -> str:
     rows = max((len(values) for values in history.values()), default=0)
     epochs = contract.epoch_numbers(history.get("epoch"), rows)
     best = diagnosis.get("best_epoch")
-    head = "<tr>" + "".join(f'<th class="num">{page.escape(name)}</th>' for name in ["epoch", *columns]) + "</tr>"
+    head = "<tr>" + "".join(f'<th class="num">{page.html_escape(name)}</th>' for name in ["epoch", *columns]) + "</tr>"
     body = "".join(
         ('<tr class="best">' if epoch == best else "<tr>")
         + f'<td class="num">{epoch}</td>'
@@ -324,11 +324,11 @@ def _model_section(layers: dict) -> str:
         ["layer", "type", "output shape", "parameters", "receptive field"],
         [
             (
-                page.escape(row.get("name", "")),
-                page.escape(row.get("kind", "")),
-                page.escape(row.get("output_shape", "")),
+                page.html_escape(row.get("name", "")),
+                page.html_escape(row.get("kind", "")),
+                page.html_escape(row.get("output_shape", "")),
                 page.count(row.get("params")),
-                page.escape(row.get("receptive_field", "")),
+                page.html_escape(row.get("receptive_field", "")),
             )
             for row in rows
         ],
@@ -357,7 +357,7 @@ def _data_section(data: dict) -> str:
     parts = [
         page.table(
             ["", ""],
-            [(page.escape(label), page.escape(value)) for label, value in facts if value not in (None, "")],
+            [(page.html_escape(label), page.html_escape(value)) for label, value in facts if value not in (None, "")],
             header=False,
         )
     ]
@@ -366,7 +366,7 @@ def _data_section(data: dict) -> str:
     if splits:
         names = list(data.get("class_names") or next(iter(counts.values())))
         rows = [
-            (page.escape(name), *[str(counts[split].get(name, "")) for split in splits])
+            (page.html_escape(name), *[str(counts[split].get(name, "")) for split in splits])
             for name in names[:MAX_CLASS_ROWS]
         ]
         if len(names) > MAX_CLASS_ROWS:
@@ -374,7 +374,7 @@ def _data_section(data: dict) -> str:
         rows.append(("<strong>total</strong>", *[f"<strong>{sizes.get(split, '')}</strong>" for split in splits]))
         parts.append(page.table(["class", *splits], rows, numeric=list(range(1, len(splits) + 1)), escape=False))
     for note in data.get("notes") or []:
-        parts.append(f"<p>note: {page.escape(note)}</p>")
+        parts.append(f"<p>note: {page.html_escape(note)}</p>")
     if data.get("skipped"):
         parts.append(f"<p>{len(data['skipped'])} unreadable files were skipped (listed in {contract.DATA}).</p>")
     return "\n".join(parts)
@@ -395,7 +395,7 @@ def _environment_section(environment: dict) -> str:
     facts += [(name, version) for name, version in (environment.get("versions") or {}).items()]
     return page.table(
         ["", ""],
-        [(page.escape(label), page.escape(value)) for label, value in facts if value not in (None, "")],
+        [(page.html_escape(label), page.html_escape(value)) for label, value in facts if value not in (None, "")],
         header=False,
     )
 

@@ -50,7 +50,7 @@ def write_tune_report(tune_run: Run, summary: dict[str, Any]) -> Path:
 
 
 def render_tune_report(tune_run: Run, summary: dict[str, Any]) -> str:
-    e = page.escape
+    e = page.html_escape
     best = summary.get("best")
     headline = (
         "<p>No trial completed: no best config.</p>"
