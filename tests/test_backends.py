@@ -159,9 +159,24 @@ def _two_processes_after_an_epoch(tmp_path: Path, capture: bool) -> tuple[subpro
         stderr=output,
     )
     deadline = time.monotonic() + 300
-    while _completed_epochs(runs) < 1 and launcher.poll() is None and time.monotonic() < deadline:
+    # Committed: the checkpoint holds the epoch and environment.json says so. The two are written one after the
+    # other, so a test that acted on the checkpoint alone would land between them on a busy machine.
+    while (
+        min(_completed_epochs(runs), _recorded_epochs(runs)) < 1
+        and launcher.poll() is None
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     return launcher, runs, scratch, env
+
+
+def _recorded_epochs(runs: Path) -> int:
+    for environment in runs.glob("*/environment.json"):
+        try:
+            return int(json.loads(environment.read_text()).get("epochs_run") or 0)
+        except (ValueError, OSError):
+            return 0
+    return 0
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker to kill through /proc")

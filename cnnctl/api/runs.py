@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from cnnctl import runtime
 from cnnctl.errors import ConfigError, in_config_file
+from cnnctl.runs import contract
 from cnnctl.runs.folder import default_runs_dir
 from cnnctl.runs.output import check_output_path
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:  # for annotations only: importing them would load pydantic, n
     from cnnctl.config.schema import Config
     from cnnctl.evaluation.explain import Explanation
     from cnnctl.evaluation.export import ExportResult
-    from cnnctl.evaluation.predict import Predictions
+    from cnnctl.evaluation.predictions import Predictions
     from cnnctl.reporting.compare import CollectionSummary, Comparison, RunSummary
     from cnnctl.training.prepare import Prepared
 
@@ -129,13 +130,23 @@ def predict(
     Returns:
         Predictions: `labels` (one per example), `probabilities` (N, classes), `class_names`, `top_k(k)`.
     """
-    from cnnctl.evaluation.predict import check_min_confidence, check_top_k, predict_run, write_predictions_csv
+    from cnnctl.evaluation.predict import predict_run
+    from cnnctl.evaluation.predictions import check_min_confidence, check_top_k, write_predictions_csv
 
     check_top_k(top_k)
     check_min_confidence(min_confidence)
     if out is not None:  # before the model runs: a mistake costs nothing
         check_output_path(out, overwrite=overwrite, example="predictions.csv")
     resolved = find_run(run, runs_dir)
+    if (
+        min_confidence is not None
+        and resolved.has(contract.DATA)
+        and resolved.read_json(contract.DATA).get("multi_label")
+    ):
+        raise ConfigError(
+            "--min-confidence: does not apply to a multi-label run: each label is present when its probability "
+            "reaches its own decision threshold (metrics.json thresholds); drop --min-confidence"
+        )
     if hasattr(inputs, "shape") and hasattr(inputs, "dtype"):  # a numpy array of examples
         predictions = predict_run(resolved, [], arrays=inputs)
     else:

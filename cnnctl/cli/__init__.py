@@ -5,6 +5,7 @@ base.py      the Typer app, the options commands share, user mistakes → one `e
 training.py  train (--resume, --processes), cv, tune
 runs.py      evaluate, plot, report, predict, export, runs, compare
 tools.py     check, data, filter, schema
-console.py   what the console shows: header, tables, notes (rendering only)
+console.py   what the console shows of one run: header, tables, notes (rendering only)
+tables.py    what it shows of several: `runs`, `compare`, the folds of `cv`, the trials of `tune`
 reference.py the generated manual pages: docs/commands.md and docs/configuration-reference.md
 """

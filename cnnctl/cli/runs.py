@@ -231,7 +231,7 @@ def runs(runs_dir: RunsDirOption = None) -> None:
 
     Example: cnnctl runs --runs-dir runs
     """
-    from cnnctl.cli import console
+    from cnnctl.cli import console, tables
 
     base = api.default_runs_dir(runs_dir)
     summaries, collections = api.list_runs(base), api.list_collections(base)
@@ -239,9 +239,9 @@ def runs(runs_dir: RunsDirOption = None) -> None:
         console.say(f"no runs in {base}; train one with: cnnctl train configs/digits.yaml")
         return
     if summaries:
-        console.console.print(console.runs_table(summaries, base))
+        console.console.print(tables.runs_table(summaries, base))
     if collections:
-        console.console.print(console.collections_table(collections, base))
+        console.console.print(tables.collections_table(collections, base))
     for summary in [*summaries, *collections]:
         for problem in summary.problems:
             console.warn(problem)
@@ -267,10 +267,10 @@ def compare(
 
     Example: cnnctl compare RUN_A RUN_B --out compare.png
     """
-    from cnnctl.cli import console
+    from cnnctl.cli import console, tables
 
     comparison = api.compare(run_specs, out=out, overwrite=overwrite, runs_dir=runs_dir)
-    console.console.print(console.compare_table(comparison))
+    console.console.print(tables.compare_table(comparison))
     for note in comparison.notes:
         console.warn(note)
     if comparison.figure_path is not None:

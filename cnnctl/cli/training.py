@@ -140,7 +140,7 @@ def cv(
 
     Example: cnnctl cv configs/digits.yaml --folds 5 --set train.epochs=10
     """
-    from cnnctl.cli import console
+    from cnnctl.cli import console, tables
 
     header = announce(str(config))
     with api.signals_interrupt(), contextlib.ExitStack() as stack:
@@ -158,9 +158,9 @@ def cv(
             runs_dir=runs_dir,
             verbose=2,
             announce=announce_fold,
-            on_fold=lambda index, metrics: progress[0](f"fold {index}: accuracy {metrics['accuracy']:.4f}"),
+            on_fold=lambda index, metrics: progress[0](f"fold {index}: {fold_score(metrics)}"),
         )
-    console.console.print(console.cv_table(summary))
+    console.console.print(tables.cv_table(summary))
     console.say(f"cv folder: {cv_path} (summary in {api.contract.CV_SUMMARY})")
 
 
@@ -193,11 +193,11 @@ def tune(
 
     (search.yaml: a config with e.g. `tune: {train.batch_size: {choice: [32, 64]}}`; docs/tuning.md)
     """
-    from cnnctl.cli import console
+    from cnnctl.cli import console, tables
 
     def on_trial(line: dict) -> None:
         value = "n/a" if line.get("value") is None else f"{line['value']:.4f}"
-        console.say(f"trial {line['number']}: {line['state']}, val accuracy {value}")
+        console.say(f"trial {line['number']}: {line['state']}, {line.get('objective_name', 'val accuracy')} {value}")
 
     if resume is not None:
         if config is not None or overrides:
@@ -219,12 +219,20 @@ def tune(
                 verbose=verbosity(),
                 on_trial=on_trial,
             )
-    console.console.print(console.tune_table(summary))
+    console.console.print(tables.tune_table(summary))
     for note in summary.get("notes", []):
         console.warn(note)
     if summary.get("best"):
         console.say(
-            f"best: trial {summary['best']['number']}, val accuracy {summary['best']['value']:.4f}; "
+            f"best: trial {summary['best']['number']}, {summary.get('objective_name', 'val accuracy')} "
+            f"{summary['best']['value']:.4f}; "
             f"train it on test with: cnnctl train {tune_path / api.contract.TUNE_BEST}"
         )
     console.say(f"tune folder: {tune_path} (summary in {api.contract.TUNE_SUMMARY}, page {api.contract.TUNE_REPORT})")
+
+
+def fold_score(metrics: dict) -> str:
+    """A fold's headline as the progress line shows it: accuracy, or micro F1 for multi-label data."""
+    key = "f1_micro" if metrics.get("multi_label") else "accuracy"
+    value = metrics.get(key)
+    return f"{key.replace('_', ' ')} {'n/a' if value is None else format(value, '.4f')}"

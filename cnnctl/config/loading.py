@@ -327,7 +327,10 @@ def describe_error(error: dict[str, Any], raw: dict[str, Any]) -> str:
         return f"{path}: missing; this key is required"
     message = error["msg"]
     if kind == "value_error":  # our own validators: the message is complete
-        return f"{path}: {re.sub(r'^Value error, ', '', message)}"
+        message = re.sub(r"^Value error, ", "", message)
+        if not loc and re.match(r"^[a-z_]+\.[a-z_]+: ", message):  # a rule across sections names its own key
+            return message
+        return f"{path}: {message}"
     message = _TYPE_MESSAGES.get(kind, message)
     message = re.sub(r"^Input should be ", "must be ", message)
     message = re.sub(r"^Input should have ", "must have ", message)

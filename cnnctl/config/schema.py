@@ -109,6 +109,14 @@ class DataConfig(Section):
     split_column: Optional[str] = Field(
         None, description="manifest: a column of train | val | test (empty: carved from train)"
     )
+    multi_label: bool = Field(
+        False,
+        description="several labels per example: manifest labels written car|bicycle, or a 0/1 matrix y (N, K) in "
+        "npz/npy/arrays; a sigmoid output layer, binary cross-entropy, a decision threshold per label",
+    )
+    label_separator: str = Field(
+        "|", min_length=1, max_length=8, description="manifest: what separates an example's labels (multi_label)"
+    )
     shape: Optional[list[int]] = Field(None, description="csv: shape of one example, e.g. [28, 28]")
     augment: list[LayerSpec] = Field(default_factory=list, description="keras preprocessing layers, training only")
     fold: Optional[FoldConfig] = Field(
@@ -140,6 +148,11 @@ class DataConfig(Section):
     def _path_when_needed(self) -> "DataConfig":
         if self.source in FILE_SOURCES and not self.path:
             raise ValueError(f"source '{self.source}' needs data.path (a file or folder)")
+        if self.multi_label and self.source in ("folder", "idx", "csv", *BUILTIN_SOURCES):
+            raise ValueError(
+                f"multi_label: source {self.source} gives one label per example; several labels per example come as "
+                "source: manifest (labels written car|bicycle) or npz/npy with a 0/1 matrix y of shape (N, K)"
+            )
         for key in ("val_path", "test_path"):
             if getattr(self, key) is not None and self.source != "folder":
                 raise ValueError(
@@ -313,6 +326,31 @@ class Config(Section):
         if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
             raise ValueError(f"must be letters, digits, '.', '_' or '-' (got {value!r})")
         return value
+
+    @model_validator(mode="after")
+    def _multi_label_training(self) -> "Config":
+        """Multi-label: binary cross-entropy unless another binary loss is chosen; what needs one label per example
+        is refused by name."""
+        if not self.data.multi_label:
+            return self
+        if "loss" not in self.train.model_fields_set:
+            self.train.loss = "binary_crossentropy"
+        elif not self.train.loss_name.lower().startswith("binary"):
+            raise ValueError(
+                f"train.loss: {self.train.loss_name} picks one class per example; data.multi_label needs a loss over "
+                "independent labels: binary_crossentropy (the default) or binary_focal_crossentropy"
+            )
+        if self.train.class_weight is not None:
+            raise ValueError(
+                "train.class_weight: does not apply to multi-label data (a weight per class needs one class per "
+                "example); remove it"
+            )
+        if self.evaluate.calibrate != "off":
+            raise ValueError(
+                "evaluate.calibrate: temperature scales one softmax over classes; it does not apply to multi-label "
+                "data, whose labels have a decision threshold each (chosen on val); set evaluate.calibrate: off"
+            )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain YAML-able data, layers in the `- Name: {kwargs}` form."""

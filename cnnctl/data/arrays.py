@@ -1,4 +1,5 @@
-"""Data: array rules — labels to class indices, the model's layout, stratified and K-fold splits.
+"""Data: array rules — labels to class indices (or multi-label 0/1 matrices), the model's layout, stratified and
+K-fold splits.
 
 All pure numpy (scikit-learn for the splits): what load_data applies, in order, to the arrays of a source.
 Carving is deterministic in the seed, so `cnnctl evaluate` finds the same test examples training left out.
@@ -47,6 +48,11 @@ def encode_labels(
     for split, y in labels.items():
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] > 1:  # one-hot
+            if np.issubdtype(y.dtype, np.number) and np.any(y.sum(axis=1) != 1):
+                raise DataError(
+                    f"data: y_{split} has rows that are not one-hot (several 1s, or none): several labels per "
+                    "example; set data.multi_label: true"
+                )
             y = y.argmax(axis=1)
         flat[split] = y.reshape(-1)
     train = flat["train"]
@@ -75,6 +81,48 @@ def encode_labels(
             f"data: y_train has only one class ({names[int(encoded['train'][0])]}); a classifier needs at least two"
         )
     return encoded, names
+
+
+def encode_multi_labels(
+    labels: dict[str, np.ndarray], known_names: Optional[list[str]]
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """data.multi_label: each split's (N, K) matrix of 0/1 → float32 (what binary cross-entropy takes), with the
+    label names (`known_names`, else "0".."K-1"). Every split has the same K labels."""
+    encoded = {}
+    width = None
+    for split, y in labels.items():
+        y = np.asarray(y)
+        if y.ndim != 2 or (y.dtype.kind not in "biuf"):
+            raise DataError(
+                f"data: y_{split} has shape {list(y.shape)} ({y.dtype}); multi-label data needs a 0/1 matrix of "
+                "shape (N, K), one column per label (a manifest writes labels as car|bicycle)"
+            )
+        if not np.isin(y, (0, 1)).all():
+            bad = y[~np.isin(y, (0, 1))].reshape(-1)[0].item()
+            raise DataError(
+                f"data: y_{split} holds {bad:g}; a multi-label matrix holds only 0 (label absent) and 1 (present)"
+            )
+        if width is not None and y.shape[1] != width:
+            raise DataError(f"data: y_{split} has {y.shape[1]} label columns but y_train has {width}")
+        width = y.shape[1]
+        encoded[split] = y.astype(np.float32)
+    names = list(known_names) if known_names is not None else [str(index) for index in range(width)]
+    if len(names) != width:
+        raise DataError(f"data: {len(names)} class_names for {width} label columns; give one name per column")
+    if width < 2:
+        raise DataError("data: multi-label data needs at least two labels (one label is a binary classifier)")
+    return encoded, names
+
+
+def multi_label_strata(y: np.ndarray) -> np.ndarray:
+    """A stratum per example for splitting multi-label data: its rarest present label (K for none), so every label
+    reaches both sides of a split in proportion. Strata with a single example join the largest one."""
+    counts = y.sum(axis=0)
+    rarity = np.where(y > 0, counts[None, :], np.inf)
+    strata = np.where(np.isfinite(rarity.min(axis=1)), rarity.argmin(axis=1), y.shape[1])
+    sizes = np.bincount(strata, minlength=y.shape[1] + 1)
+    strata[sizes[strata] < 2] = int(sizes.argmax())
+    return strata
 
 
 def _label_name(value: Any) -> str:
@@ -124,9 +172,20 @@ def to_model_layout(x: np.ndarray, spatial_rank: int, input_shape: Optional[Sequ
 def stratified_split(
     x: np.ndarray, y: np.ndarray, fraction: float, seed: int, key: str, class_names: list[str]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Carve `fraction` of (x, y) with every class in both parts; seeded, so it is the same on every call."""
+    """Carve `fraction` of (x, y) with every class in both parts; seeded, so it is the same on every call.
+    Multi-label y (N, K) is stratified by each example's rarest label (multi_label_strata)."""
     from sklearn.model_selection import train_test_split
 
+    if y.ndim == 2:
+        strata = multi_label_strata(y)
+        held_out = math.ceil(fraction * len(y))
+        fits = min(held_out, len(y) - held_out) >= len(np.unique(strata))
+        keep, out = train_test_split(
+            np.arange(len(y)), test_size=held_out, stratify=strata if fits else None, random_state=seed
+        )
+        keep.sort()
+        out.sort()
+        return x[keep], y[keep], x[out], y[out]
     n = len(y)
     held_out = math.ceil(fraction * n)
     present = np.unique(y)
@@ -152,9 +211,20 @@ def stratified_split(
 def fold_split(
     x: np.ndarray, y: np.ndarray, index: int, folds: int, seed: int, class_names: list[str]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Fold `index` (1-based) of a seeded stratified K-fold: (x, y) of the other folds, then of this fold."""
+    """Fold `index` (1-based) of a seeded stratified K-fold: (x, y) of the other folds, then of this fold.
+    Multi-label y (N, K) is stratified by each example's rarest label (multi_label_strata)."""
     from sklearn.model_selection import StratifiedKFold
 
+    if y.ndim == 2:
+        strata = multi_label_strata(y)
+        if len(y) < folds:
+            raise DataError(f"data.fold: {folds} folds need at least {folds} training examples; there are {len(y)}")
+        sizes = np.bincount(strata)
+        if sizes[sizes > 0].min() < folds:
+            strata = np.zeros(len(y), dtype=np.int64)  # too few per stratum: plain shuffled folds
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        keep, out = list(splitter.split(np.zeros(len(y)), strata))[index - 1]
+        return x[keep], y[keep], x[out], y[out]
     counts = np.bincount(y, minlength=len(class_names))
     present = np.flatnonzero(counts)
     thinnest = present[np.argmin(counts[present])]

@@ -20,6 +20,7 @@ from cnnctl.config.schema import Config
 from cnnctl.data.arrays import (
     check_arrays,
     encode_labels,
+    encode_multi_labels,
     fold_split,
     spatial_rank_of,
     stratified_split,
@@ -52,7 +53,7 @@ NOT_SCALED = "none"  # pixel_scale is 1 (data.normalize: false, or data already 
 class Split:
     x: np.ndarray  # examples in model layout, source dtype and units (the model scales them); for a folder
     # source an ImageFiles: the file list, decoded only in the pipeline or when indexed
-    y: np.ndarray  # int64 class indices
+    y: np.ndarray  # int64 class indices; multi-label: float32 (N, K) of 0/1
 
     def __len__(self) -> int:
         return len(self.y)
@@ -71,6 +72,7 @@ class Dataset:
     notes: list[str] = field(default_factory=list)  # things the user should know (carved splits, imbalance)
     skipped: list[str] = field(default_factory=list)  # files that could not be read
     stand_in: Optional[str] = None  # why zero images stand in for the data (load_data(stand_in_when_missing=True))
+    multi_label: bool = False  # y is (N, K) of 0/1: any number of labels per example
 
     @property
     def num_classes(self) -> int:
@@ -88,8 +90,15 @@ class Dataset:
         return wanted
 
     def counts(self) -> dict[str, dict[str, int]]:
+        """Examples of each class per split (multi-label: examples carrying each label)."""
         return {
-            name: {cls: int(n) for cls, n in zip(self.class_names, np.bincount(split.y, minlength=self.num_classes))}
+            name: {
+                cls: int(n)
+                for cls, n in zip(
+                    self.class_names,
+                    split.y.sum(axis=0) if self.multi_label else np.bincount(split.y, minlength=self.num_classes),
+                )
+            }
             for name, split in self.splits.items()
         }
 
@@ -112,6 +121,7 @@ class Dataset:
             SCALING: SCALED_IN_MODEL if self.pixel_scale != 1 else NOT_SCALED,
             "class_names": self.class_names,
             "num_classes": self.num_classes,
+            **({"multi_label": True} if self.multi_label else {}),
             "sizes": {name: len(split) for name, split in self.splits.items()},
             "counts": self.counts(),
             "notes": self.notes,
@@ -224,7 +234,8 @@ def load_data(config: Config, stand_in_when_missing: bool = False) -> Dataset:
     }
     for name, (x, y) in arrays.items():
         check_arrays(name, x, y)
-    labels, class_names = encode_labels({name: y for name, (x, y) in arrays.items()}, raw.class_names)
+    encode = encode_multi_labels if data_cfg.multi_label else encode_labels
+    labels, class_names = encode({name: y for name, (x, y) in arrays.items()}, raw.class_names)
     spatial_rank = spatial_rank_of(config.model.layers)
     arrays = {
         name: (to_model_layout(x, spatial_rank, config.model.input_shape, name), labels[name])
@@ -261,8 +272,16 @@ def load_data(config: Config, stand_in_when_missing: bool = False) -> Dataset:
     splits = {"train": Split(x_train, y_train)}
     splits.update({name: Split(*arrays[name]) for name in ("val", "test") if name in arrays})
 
-    train_counts = np.bincount(y_train, minlength=len(class_names))
-    if train_counts.min() > 0 and train_counts.max() / train_counts.min() > IMBALANCE_RATIO:
+    train_counts = y_train.sum(axis=0) if data_cfg.multi_label else np.bincount(y_train, minlength=len(class_names))
+    if data_cfg.multi_label and train_counts.min() == 0:
+        notes.append(
+            f"label '{class_names[int(train_counts.argmin())]}' never occurs in train: the model cannot learn it"
+        )
+    elif (
+        not data_cfg.multi_label
+        and train_counts.min() > 0
+        and train_counts.max() / train_counts.min() > IMBALANCE_RATIO
+    ):
         notes.append(
             f"imbalanced classes: train has {train_counts.max()} of '{class_names[train_counts.argmax()]}' "
             f"but {train_counts.min()} of '{class_names[train_counts.argmin()]}'; consider "
@@ -280,6 +299,7 @@ def load_data(config: Config, stand_in_when_missing: bool = False) -> Dataset:
         notes=notes,
         skipped=list(raw.skipped),
         stand_in=missing,
+        multi_label=data_cfg.multi_label,
     )
 
 

@@ -57,7 +57,8 @@ def load_manifest(data_cfg: DataConfig) -> RawData:
             f"data.path: {shown_path(path)} has no rows; expected a header like file,label and one row per example"
         )
     columns = _columns(data_cfg, rows, path)
-    examples = _examples(rows, columns, path)
+    separator = data_cfg.label_separator if data_cfg.multi_label else None
+    examples = _examples(rows, columns, path, separator, data_cfg.label_separator)
     unknown = next(((line, file) for file, _, _, line in examples if _kind(file) is None), None)
     if unknown is not None:
         raise DataError(
@@ -169,9 +170,15 @@ def _columns(data_cfg: DataConfig, rows: list[tuple[int, dict[str, str]]], path:
 
 
 def _examples(
-    rows: list[tuple[int, dict[str, str]]], columns: dict[str, Optional[str]], path: Path
-) -> list[tuple[str, str, Optional[str], int]]:
-    """(absolute file path, label, split or None, line) per row, every cell checked."""
+    rows: list[tuple[int, dict[str, str]]],
+    columns: dict[str, Optional[str]],
+    path: Path,
+    separator: Optional[str] = None,
+    written_separator: str = LABEL_SEPARATOR,
+) -> list[tuple[str, Any, Optional[str], int]]:
+    """(absolute file path, label, split or None, line) per row, every cell checked. With a `separator`
+    (data.multi_label) the label is the tuple of an example's labels; without, a label holding
+    `written_separator` is refused."""
     base = path.resolve().parent
     seen: dict[str, int] = {}
     examples = []
@@ -184,14 +191,24 @@ def _examples(
             raise DataError(f"{where}: the label cell ('{columns['label']}') is empty; every example needs a label")
         if len(file) > MAX_CELL_BYTES or len(label) > MAX_CELL_BYTES:
             raise DataError(f"{where}: a cell of more than {MAX_CELL_BYTES} characters; cells are a path and a label")
-        if LABEL_SEPARATOR in label:
-            raise DataError(
-                f"{where}: label '{printable(label[:80])}' holds '{LABEL_SEPARATOR}', which writes several "
-                "labels for one example; each example here has one label (one class)"
-            )
         if label.startswith(("[", "{")):
             raise DataError(
                 f"{where}: label {printable(label[:80])} is a list or an object; give one class name or index"
+                + (f", or several joined by '{separator}'" if separator else "")
+            )
+        if separator is not None:
+            parts = [part.strip() for part in label.split(separator)]
+            if "" in parts:
+                raise DataError(
+                    f"{where}: label '{printable(label[:80])}' has an empty label between its '{separator}' "
+                    f"separators; write the labels as car{separator}bicycle"
+                )
+            label = tuple(dict.fromkeys(parts))
+        elif written_separator in label:
+            raise DataError(
+                f"{where}: label '{printable(label[:80])}' holds '{written_separator}', which writes several "
+                "labels for one example; set data.multi_label: true for several labels per example (or "
+                "data.label_separator to a character the labels do not use)"
             )
         split_text = row[columns["split"]].strip().lower() if columns["split"] else ""
         if split_text not in SPLIT_NAMES:
@@ -213,12 +230,26 @@ def _kind(file: str) -> Optional[str]:
     return "image" if suffix in IMAGE_SUFFIXES else "npy" if suffix == ".npy" else None
 
 
-def _labels(values: list[str]) -> np.ndarray:
-    """Labels as integers when every one is an integer (so classes sort 0, 1, ..., 10), else as names."""
+def _labels(values: list[Any]) -> tuple[np.ndarray, Optional[list[str]]]:
+    """Labels as integers when every one is an integer (so classes sort 0, 1, ..., 10), else as names; with no
+    class names (dataset.py finds them). Multi-label tuples → a 0/1 matrix with a column per label name, sorted
+    as single labels are."""
+    if values and isinstance(values[0], tuple):
+        names = sorted({name for labels in values for name in labels}, key=_label_order)
+        column = {name: index for index, name in enumerate(names)}
+        matrix = np.zeros((len(values), len(names)), dtype=np.uint8)
+        for row, labels in enumerate(values):
+            matrix[row, [column[name] for name in labels]] = 1
+        return matrix, names
     try:
-        return np.array([int(value) for value in values], dtype=np.int64)
+        return np.array([int(value) for value in values], dtype=np.int64), None
     except ValueError:
-        return np.array(values, dtype=str)
+        return np.array(values, dtype=str), None
+
+
+def _label_order(name: str) -> tuple:
+    """Integer label names in numeric order (2 before 10), then the others alphabetically."""
+    return (0, int(name), "") if name.lstrip("-").isdigit() else (1, 0, name)
 
 
 def _by_split(examples: list[tuple[str, str, Optional[str], int]], x: Any, present: list[int]) -> dict[str, Any]:
@@ -226,7 +257,9 @@ def _by_split(examples: list[tuple[str, str, Optional[str], int]], x: Any, prese
     carved when missing). `present` indexes the examples that were readable, in the order of `x`."""
     arrays: dict[str, Any] = {}
     splits = [examples[index][2] or "train" for index in present]
-    labels = _labels([examples[index][1] for index in present])
+    labels, names = _labels([examples[index][1] for index in present])
+    if names is not None:
+        arrays["class_names"] = names
     for split in ("train", "val", "test"):
         chosen = np.array([i for i, name in enumerate(splits) if name == split], dtype=np.int64)
         if split == "train" or len(chosen):

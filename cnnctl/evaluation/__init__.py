@@ -1,10 +1,12 @@
 """Stage 5 — evaluation: a trained model and a held-out split → numbers, the diagnosis, predictions.
 
 metrics.py          accuracy, top-k, precision/recall/F1, ROC-AUC with scikit-learn; the report files
+multilabel.py       multi-label: a decision threshold per label, subset accuracy, Hamming loss, F1s, mAP
 diagnosis.py        over- or underfitting, read from history.csv, with evidence and advice
 verdicts.py         the diagnosis rules' conclusions in words, their thresholds and advice
 scoring.py          a model and a split → probabilities; re-evaluating a run folder
-predict.py          classifying new files and arrays with a run
+predict.py          classifying new files and arrays with a run: inputs read as training saw them
+predictions.py      what predict answers per input (top classes or label sets), the reject option, the CSV
 export.py           SavedModel / ONNX / TFLite, each checked against model.keras with its own runtime
 gradcam.py          Grad-CAM: where in an input the model looked for a class
 gradcam_examples.py gradcam.npz: a right and a wrong example per class with their maps, kept by every evaluation

@@ -282,6 +282,12 @@ def serving_info(
         "run": str(run.path.resolve()),
         "versions": runtime.versions(),
     }
+    if preprocessing.thresholds is not None:  # multi-label: the thresholds the run's evaluation chose on val
+        info["output"]["meaning"] = (
+            "multi-label: one independent probability per label, in class_names order (sigmoid); a label is "
+            "present when its probability reaches its threshold in `thresholds`"
+        )
+        info["thresholds"] = dict(zip(preprocessing.class_names, preprocessing.thresholds))
     if preprocessing.tta == "flip":
         info["note"] = (
             "the run scores with evaluate.tta: flip; the artefact is the model alone: average its "

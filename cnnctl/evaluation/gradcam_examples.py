@@ -27,6 +27,9 @@ def write_evaluation_gradcam(
     examples are divided by the data's pixel scale first). A model without a convolution gets no file (nothing to
     draw), and neither does one Grad-CAM cannot read; a stale file is removed."""
     target = run.file(contract.GRADCAM_NPZ)
+    if dataset.multi_label:  # "a right and a wrong example per class" needs one class per example
+        target.unlink(missing_ok=True)
+        return None
     x, y_true, class_names = dataset.splits[split].x, dataset.splits[split].y, dataset.class_names
     y_prob = as_class_probabilities(y_prob)
     scale = dataset.pixel_scale if scale_outside else 1.0

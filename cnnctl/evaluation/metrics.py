@@ -95,12 +95,16 @@ def write_evaluation(
     x: Optional[np.ndarray] = None,
     tta: str = "off",
     extra: Optional[dict[str, Any]] = None,
+    thresholds: Optional[np.ndarray] = None,
 ) -> dict[str, Any]:
     """All of evaluate's files: metrics.json (with the diagnosis of the run's history), the classification
     reports, confusion_matrix.csv and predictions.npz. `tta` is recorded: flip-averaged numbers are not plain ones.
-    `extra` joins metrics.json (a temperature's record, the other splits kept beside the headline)."""
+    `extra` joins metrics.json (a temperature's record, the other splits kept beside the headline). Multi-label
+    `y_true` (N, K) is scored at `thresholds` (one per label; write_multi_label_evaluation)."""
     from sklearn.metrics import classification_report, confusion_matrix
 
+    if y_true.ndim == 2:
+        return write_multi_label_evaluation(run, split, y_true, y_prob, class_names, thresholds, tta, extra)
     y_prob = as_class_probabilities(y_prob)
     metrics = {"split": split, "tta": tta, **compute_metrics(y_true, y_prob, class_names, top_k)}
     metrics.update(confidence_metrics(y_true, y_prob, split))
@@ -128,6 +132,61 @@ def write_evaluation(
     return metrics
 
 
+# What needs one label per example, named in a multi-label run's metrics.json rather than computed wrongly.
+NOT_FOR_MULTI_LABEL = (
+    "top-k accuracy, the confusion matrix, calibration and coverage need one label per example: for multi-label "
+    "data see per_label, the per-label 2x2 confusion grid (label_confusion.png) and the precision-recall curves"
+)
+
+
+def write_multi_label_evaluation(
+    run: Run,
+    split: str,
+    y_true: np.ndarray,
+    y_prob: np.ndarray,
+    class_names: Sequence[str],
+    thresholds: Optional[np.ndarray],
+    tta: str = "off",
+    extra: Optional[dict[str, Any]] = None,
+) -> dict[str, Any]:
+    """A multi-label evaluation's files: metrics.json (cnnctl/evaluation/multilabel.py's numbers at the decision
+    thresholds, the diagnosis), the classification reports per label, and predictions.npz with the labels predicted;
+    confusion_matrix.csv, which needs one label per example, is removed if an older evaluation left one."""
+    from sklearn.metrics import classification_report
+
+    from cnnctl.evaluation.multilabel import DEFAULT_THRESHOLD, multilabel_metrics, predicted_labels
+
+    cutoffs = np.full(len(class_names), DEFAULT_THRESHOLD) if thresholds is None else np.asarray(thresholds)
+    metrics = {
+        "split": split,
+        "tta": tta,
+        "multi_label": True,
+        **multilabel_metrics(y_true, y_prob, cutoffs, class_names),
+        "does_not_apply": NOT_FOR_MULTI_LABEL,
+    }
+    diagnosis = diagnose_run(run, None, split=split)
+    if diagnosis is not None:
+        metrics["diagnosis"] = diagnosis
+    metrics.update(extra or {})
+    run.write_json(contract.METRICS, metrics)
+    y_pred = predicted_labels(y_prob, cutoffs)
+    report_args = dict(target_names=list(class_names), zero_division=0, digits=4)
+    write_text_atomic(run.file(contract.REPORT_TXT), classification_report(y_true, y_pred, **report_args))
+    run.write_json(contract.REPORT_JSON, classification_report(y_true, y_pred, output_dict=True, **report_args))
+    run.file(contract.CONFUSION_CSV).unlink(missing_ok=True)
+    with atomic_path(run.file(contract.PREDICTIONS)) as temp:
+        np.savez_compressed(
+            temp,
+            y_true=y_true.astype(np.uint8),
+            y_prob=y_prob.astype(np.float32),
+            y_pred=y_pred.astype(np.uint8),
+            thresholds=cutoffs.astype(np.float32),
+            split=np.array(split),
+            class_names=np.array(list(class_names)),
+        )
+    return metrics
+
+
 def most_confidently_wrong(y_true: np.ndarray, y_prob: np.ndarray, count: int) -> np.ndarray:
     """Indices of wrong predictions, most confident first, so `plot` can redraw them without the data."""
     predicted = y_prob.argmax(axis=1)
@@ -143,7 +202,7 @@ def diagnosis_baseline(y_true: np.ndarray) -> float:
 
 def diagnose_run(
     run: Run,
-    y_true: np.ndarray,
+    y_true: Optional[np.ndarray],
     accuracy: Optional[float] = None,
     split: Optional[str] = None,
     num_classes: Optional[int] = None,
@@ -157,7 +216,7 @@ def diagnose_run(
         return None
     return diagnose(
         history,
-        baseline_accuracy=diagnosis_baseline(y_true),
+        baseline_accuracy=None if y_true is None else diagnosis_baseline(y_true),
         accuracy=accuracy,
         split=split,
         num_classes=num_classes,

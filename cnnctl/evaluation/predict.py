@@ -43,20 +43,17 @@ from cnnctl import runtime
 from cnnctl.data.dataset import pixel_scale, scaled_outside_model
 from cnnctl.data.limits import check_npz, image_problem, npy_problem
 from cnnctl.errors import ConfigError, DataError, first_line, printable, shown_path
+from cnnctl.evaluation.predictions import Predictions
 from cnnctl.files import not_regular_reason
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, csv_text
+from cnnctl.runs.folder import Run
 from cnnctl.runs.model_file import load_model
-from cnnctl.runs.output import check_output_path, write_output_text
 from cnnctl.runtime import inference_batch_size
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")  # what TensorFlow's image decoder reads
 
 
 NPZ_KEYS = ("x", "x_test")  # where an .npz keeps the examples to classify, first match wins
-
-
-CSV_HEADER = ["input", "rank", "class_index", "class", "probability"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +69,7 @@ class Preprocessing:
     batch_size: int
     tta: str = "off"  # config evaluate.tta: flip averages with the mirrored example
     scale_outside: bool = False  # an older run's model takes examples divided by pixel_scale
+    thresholds: Optional[tuple[float, ...]] = None  # multi-label: each label's decision threshold (metrics.json)
 
     @classmethod
     def of_run(cls, run: Run) -> "Preprocessing":
@@ -91,6 +89,7 @@ class Preprocessing:
             batch_size=inference_batch_size(config.train.batch_size),
             tta=config.evaluate.tta,
             scale_outside=scaled_outside_model(data),
+            thresholds=_label_thresholds(run, data) if data.get("multi_label") else None,
         )
 
     @property
@@ -130,79 +129,6 @@ class Inputs:
     notes: list[str] = field(default_factory=list)  # things the user should know (skipped files, ranges)
 
 
-@dataclass
-class Predictions:
-    """What `predict` says about each input. `labels` names the inputs (a file, or `file.npz[i]`), as `inputs`
-    does; `predicted` gives the predicted class names. With `min_confidence`, inputs whose top probability is
-    below it are not answered (the reject option): `answered` is False for them."""
-
-    labels: list[str]
-    probabilities: np.ndarray  # (N, C)
-    class_names: list[str]
-    notes: list[str] = field(default_factory=list)
-    min_confidence: Optional[float] = None
-
-    @property
-    def inputs(self) -> list[str]:
-        """The name of each input: its file, or `file.npz[i]`, `array[i]`."""
-        return self.labels
-
-    @property
-    def predicted(self) -> list[str]:
-        """The predicted class name of each input (its most probable class)."""
-        return [self.class_names[index] for index in self.top_k(1)[:, 0]]
-
-    @property
-    def confidence(self) -> np.ndarray:
-        """(N,) each input's top probability (nan where its input held NaN or infinite values)."""
-        return self.probabilities.max(axis=1)
-
-    @property
-    def answered(self) -> np.ndarray:
-        """(N,) whether the model answers each input: its top probability reaches `min_confidence` (every input
-        when there is none; never one whose probabilities are nan)."""
-        confidence = self.confidence
-        threshold = -np.inf if self.min_confidence is None else self.min_confidence
-        return np.isfinite(confidence) & (confidence >= threshold)
-
-    def top_k(self, k: int) -> np.ndarray:
-        """(N, k) class indices, most probable first; ties keep the lower class index first. The names are
-        `top_k_names(k)`."""
-        return np.argsort(-self.probabilities, axis=1, kind="stable")[:, :k]
-
-    def top_k_names(self, k: int) -> list[list[str]]:
-        """Per input, its k most probable class names, most probable first."""
-        return [[self.class_names[index] for index in row] for row in self.top_k(k)]
-
-    @property
-    def csv_header(self) -> list[str]:
-        return CSV_HEADER + (["answered"] if self.min_confidence is not None else [])
-
-    def csv_rows(self, k: int) -> list[list[Any]]:
-        rows = []
-        for label, probabilities, ranked, answered in zip(
-            self.labels, self.probabilities, self.top_k(k), self.answered
-        ):
-            for rank, index in enumerate(ranked, start=1):
-                row = [label, rank, int(index), self.class_names[index], f"{probabilities[index]:.6f}"]
-                rows.append(row + ([int(answered)] if self.min_confidence is not None else []))
-        return rows
-
-
-def check_min_confidence(value: Optional[float]) -> None:
-    """--min-confidence must be a probability in [0, 1]."""
-    if value is not None and not 0 <= value <= 1:
-        raise ConfigError(
-            f"--min-confidence {value:g}: must be a probability between 0 and 1, e.g. --min-confidence 0.9"
-        )
-
-
-def check_top_k(k: int) -> None:
-    """--top-k must be ≥ 1 (a k above the number of classes shows them all)."""
-    if k < 1:
-        raise ConfigError(f"--top-k {k}: must be at least 1, e.g. --top-k 3")
-
-
 def predict_run(run: Run, paths: Sequence[Union[str, Path]], arrays: Optional[np.ndarray] = None) -> Predictions:
     """Load, preprocess and classify every input with the run's model: the files of `paths`, then the examples
     of `arrays` (one per row, in the training data's units, labelled `array[i]`)."""
@@ -214,14 +140,16 @@ def predict_run(run: Run, paths: Sequence[Union[str, Path]], arrays: Optional[np
     x = preprocessing.model_inputs(inputs.x)
     model = scoring_model(load_model(run), x.shape[1:], preprocessing.tta)  # as the run's evaluation scored it
     probabilities = model.predict(x, batch_size=preprocessing.batch_size, verbose=0)
-    probabilities = as_class_probabilities(probabilities)
+    if preprocessing.thresholds is None:  # a multi-label model's sigmoids are each a label's own probability
+        probabilities = as_class_probabilities(probabilities)
     if probabilities.shape[1] != len(preprocessing.class_names):
         raise DataError(
             f"{run.file(contract.MODEL)}: the model has {probabilities.shape[1]} outputs but data.json "
             f"names {len(preprocessing.class_names)} classes; the run folder is inconsistent"
         )
     notes = inputs.notes + not_finite_note(inputs, probabilities)
-    return Predictions(inputs.labels, probabilities, preprocessing.class_names, notes)
+    thresholds = None if preprocessing.thresholds is None else np.array(preprocessing.thresholds)
+    return Predictions(inputs.labels, probabilities, preprocessing.class_names, notes, thresholds=thresholds)
 
 
 def not_finite_note(inputs: Inputs, probabilities: np.ndarray) -> list[str]:
@@ -237,19 +165,6 @@ def not_finite_note(inputs: Inputs, probabilities: np.ndarray) -> list[str]:
         f"{len(bad)} of {len(flat)} inputs hold NaN or infinite values ({shown}); their probabilities are "
         "given as nan, not a prediction"
     ]
-
-
-def check_out_path(out: Optional[Union[str, Path]], overwrite: bool = False) -> None:
-    """--out must be a file name that can be written: checked before the model runs, so a mistake costs nothing
-    (an existing file only with `overwrite`; cnnctl/runs/output.py has the rules)."""
-    if out is not None:
-        check_output_path(out, overwrite=overwrite, example="predictions.csv")
-
-
-def write_predictions_csv(path: Union[str, Path], predictions: Predictions, k: int, overwrite: bool = False) -> Path:
-    """One row per input and rank: input, rank, class_index, class, probability (atomic; an existing file is
-    replaced only with `overwrite`)."""
-    return write_output_text(path, csv_text(predictions.csv_header, predictions.csv_rows(k)), overwrite=overwrite)
 
 
 def load_inputs(
@@ -403,6 +318,20 @@ def range_note(x: np.ndarray, preprocessing: Preprocessing, where: str) -> list[
         "and .npz files are taken as given, so give them in the training data's units (image files are "
         "mapped to them for you)"
     ]
+
+
+def _label_thresholds(run: Run, data: dict[str, Any]) -> tuple[float, ...]:
+    """A multi-label run's decision thresholds, one per label, as its evaluation chose them (metrics.json); 0.5
+    for a label the file does not name (a run not evaluated yet)."""
+    from cnnctl.evaluation.multilabel import DEFAULT_THRESHOLD
+
+    metrics = run.read_json(contract.METRICS) if run.has(contract.METRICS) else {}
+    saved = metrics.get("thresholds") if isinstance(metrics.get("thresholds"), dict) else {}
+    chosen = []
+    for name in data["class_names"]:
+        value = saved.get(str(name), DEFAULT_THRESHOLD)
+        chosen.append(float(value) if isinstance(value, (int, float)) and 0 <= value <= 1 else DEFAULT_THRESHOLD)
+    return tuple(chosen)
 
 
 def _full_scale(data: dict[str, Any]) -> float:

@@ -31,6 +31,19 @@ def predict_probabilities(
     return scoring_model(model, dataset.input_shape, tta).predict(batches, verbose=0)
 
 
+def label_thresholds(
+    model: Any, dataset: Any, train_batch_size: int, tta: str = "off", scale_outside: bool = False
+) -> tuple[np.ndarray, str]:
+    """Multi-label: each label's decision threshold, the one that maximises its F1 on the validation split, and
+    where it came from (metrics.json's `thresholds_from`). Without a validation split every label keeps 0.5."""
+    from cnnctl.evaluation.multilabel import DEFAULT_THRESHOLD, choose_thresholds
+
+    if "val" not in dataset.splits:
+        return np.full(dataset.num_classes, DEFAULT_THRESHOLD), "default 0.5: the data has no validation split"
+    p_val = predict_probabilities(model, dataset, "val", train_batch_size, tta, scale_outside=scale_outside)
+    return choose_thresholds(dataset.splits["val"].y, p_val), "val: each label's F1 maximised"
+
+
 def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> dict[str, Any]:
     """Recompute predictions and every report file from the run folder alone (`model`: the run's model.keras
     when the caller has loaded it already); returns the metrics of the split scored.
@@ -67,6 +80,11 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
         kept["temperature"] = carried_over(previous, data.y, as_class_probabilities(y_prob))
     if isinstance(existing.get("other_splits"), dict):
         kept["other_splits"] = {name: value for name, value in existing["other_splits"].items() if name != split}
+    thresholds = None
+    if dataset.multi_label:
+        thresholds, kept["thresholds_from"] = label_thresholds(
+            model, dataset, config.train.batch_size, config.evaluate.tta, scale_outside
+        )
     metrics = write_evaluation(
         run,
         split,
@@ -77,6 +95,7 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
         x=data.x,
         tta=config.evaluate.tta,
         extra=kept,
+        thresholds=thresholds,
     )
     from cnnctl.evaluation.gradcam_examples import write_evaluation_gradcam
 
@@ -96,13 +115,21 @@ def _beside_the_headline(
     """The numbers of a split other than the run's headline, written into metrics.json's `other_splits` only."""
     from cnnctl.evaluation.metrics import compute_metrics, confidence_metrics
 
-    y_prob = as_class_probabilities(y_prob)
-    metrics = {
-        "split": split,
-        "tta": config.evaluate.tta,
-        **compute_metrics(y_true, y_prob, class_names, config.evaluate.top_k),
-        **confidence_metrics(y_true, y_prob, split),
-    }
+    if y_true.ndim == 2:  # multi-label: scored at the headline's thresholds, chosen on val
+        from cnnctl.evaluation.multilabel import DEFAULT_THRESHOLD, multilabel_metrics
+
+        saved = existing.get("thresholds") if isinstance(existing.get("thresholds"), dict) else {}
+        cutoffs = [float(saved.get(name, DEFAULT_THRESHOLD)) for name in class_names]
+        scored = multilabel_metrics(y_true, y_prob, cutoffs, class_names)
+        metrics = {"split": split, "tta": config.evaluate.tta, "multi_label": True, **scored}
+    else:
+        y_prob = as_class_probabilities(y_prob)
+        metrics = {
+            "split": split,
+            "tta": config.evaluate.tta,
+            **compute_metrics(y_true, y_prob, class_names, config.evaluate.top_k),
+            **confidence_metrics(y_true, y_prob, split),
+        }
     other = existing.get("other_splits") if isinstance(existing.get("other_splits"), dict) else {}
     run.write_json(contract.METRICS, {**existing, "other_splits": {**other, split: metrics}})
     return metrics

@@ -30,7 +30,7 @@ def compile_model(
     model.compile(
         optimizer=make_optimizer(train_cfg, steps_per_epoch),
         loss=resolve_loss(train_cfg.loss),
-        metrics=resolve_metrics(train_cfg.metrics),
+        metrics=resolve_metrics(train_cfg.metrics, train_cfg.loss_name),
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )
@@ -102,9 +102,15 @@ def resolve_loss(spec: Union[str, LossConfig]) -> Any:
         raise ConfigError(f"train.loss ({cls.__name__}): {first_line(exc)}") from None
 
 
-def resolve_metrics(names: Sequence[str]) -> list[Any]:
-    # Strings go to compile() as given: Keras turns "accuracy" into the variant that matches the loss.
+def resolve_metrics(names: Sequence[str], loss_name: str = "") -> list[Any]:
+    # Strings go to compile() as given: Keras turns "accuracy" into the variant that matches the labels' shape, and
+    # for (N, K) labels that is categorical accuracy (the argmax). With a binary loss every output is a label of its
+    # own (multi-label), so "accuracy" is binary accuracy: the share of labels right at 0.5, named as written.
+    if loss_name.lower().startswith("binary"):
+        names = [keras.metrics.BinaryAccuracy(name=name) if name in ("accuracy", "acc") else name for name in names]
     for index, name in enumerate(names):
+        if not isinstance(name, str):
+            continue
         try:
             keras.metrics.get(name)
         except (TypeError, ValueError):

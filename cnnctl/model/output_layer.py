@@ -1,5 +1,6 @@
 """Model: the output layer as evaluation needs it — which layer's weights can carry a temperature
-(`evaluate.calibrate: temperature`), checked before training so a model that cannot be calibrated is refused first.
+(`evaluate.calibrate: temperature`), and a sigmoid per label for multi-label data — checked before training, so a
+model that cannot give what evaluation reads is refused first.
 """
 
 from __future__ import annotations
@@ -39,3 +40,25 @@ def _activation_name(layer: Any) -> Optional[str]:
         return "softmax"
     activation = getattr(layer, "activation", None)
     return getattr(activation, "__name__", None) if activation is not None else None
+
+
+def check_multi_label_output(model: Any, where: str, num_labels: int) -> None:
+    """Multi-label data needs one independent probability per label: K outputs ending in a sigmoid. A softmax makes
+    the labels compete (they sum to 1), so two labels present can never both be likely. Raises ConfigError."""
+    output = model.layers[-1]
+    units = model.output_shape[-1]
+    activation = _activation_name(output)
+    if activation != "sigmoid":
+        why = (
+            "softmax makes the labels compete (their probabilities sum to 1)"
+            if activation == "softmax"
+            else "binary cross-entropy needs a probability per label"
+        )
+        raise ConfigError(
+            f"{where}: activation {activation or 'linear'} does not fit data.multi_label: {why}; set activation: "
+            "sigmoid (one independent probability per label)"
+        )
+    if units != num_labels:
+        raise ConfigError(
+            f"{where}: gives {units} outputs but the data has {num_labels} labels; set units: {num_labels}"
+        )

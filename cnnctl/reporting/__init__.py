@@ -3,6 +3,7 @@
 plots.py             the canvas: PNGs written atomically, grids of panels, helpers every figure shares
 curves.py            loss and metric per epoch, runs overlaid
 scores.py            confusion matrices, ROC and precision-recall curves
+multilabel_plots.py  multi-label: a 2x2 confusion matrix per label, precision-recall curves at the thresholds
 grids.py             examples, filters, feature maps, the convolution demonstration
 trust_plots.py       Grad-CAM overlays, the reliability diagram, accuracy against coverage
 figures.py           which run file feeds which figure

@@ -121,15 +121,17 @@ def summarize_collections(runs_dir: Union[str, Path]) -> list[CollectionSummary]
         summary.status = data.get("status")
         if kind == "cv":
             summary.count = data.get("folds_completed")
-            mean, std = (data.get("mean") or {}).get("accuracy"), (data.get("std") or {}).get("accuracy")
+            key = "accuracy" if "accuracy" in (data.get("mean") or {}) else "f1_micro"  # multi-label: micro F1
+            mean, std = (data.get("mean") or {}).get(key), (data.get("std") or {}).get(key)
             if isinstance(mean, (int, float)) and isinstance(std, (int, float)):
-                summary.score = f"accuracy {mean:.4f} ± {std:.4f}"
+                summary.score = f"{key.replace('_', ' ')} {mean:.4f} ± {std:.4f}"
         else:
             trials = data.get("trials")
             summary.count = len(trials) if isinstance(trials, list) else None
             best = data.get("best") or {}
             if isinstance(best.get("value"), (int, float)):
-                summary.score = f"best val accuracy {best['value']:.4f} (trial {best.get('number')})"
+                objective = data.get("objective_name", "val accuracy")
+                summary.score = f"best {objective} {best['value']:.4f} (trial {best.get('number')})"
         summaries.append(summary)
     return summaries
 
@@ -167,6 +169,8 @@ def compare_runs(run_list: Sequence[Run], out: Union[str, Path], *, overwrite: b
     for metric in contract.metric_rows(ks=top_ks):
         values = [metric.value(summary.metrics) for summary in summaries]
         present = [(value, index) for index, value in enumerate(values) if value is not None]
+        if not present:  # e.g. the multi-label metrics of single-label runs
+            continue
         best = None
         if len(present) > 1 and len({value for value, _ in present}) > 1:
             best = (max if metric.higher_is_better else min)(present)[1]

@@ -182,6 +182,8 @@ def draw_prediction_figures(run: Run) -> list[Path]:
     predictions = read_predictions(run)
     y_true, y_prob = predictions["y_true"], predictions["y_prob"]
     class_names = [str(name) for name in predictions["class_names"]]
+    if y_true.ndim == 2:
+        return draw_multi_label_figures(run, predictions, class_names)
     matrix = confusion_matrix(y_true, y_prob.argmax(axis=1), labels=np.arange(len(class_names)))
     split = _split(run, predictions)
     written = [
@@ -201,6 +203,28 @@ def draw_prediction_figures(run: Run) -> list[Path]:
             plots.save_figure(misclassified_figure(predictions, class_names), run.file(contract.MISCLASSIFIED))
         )
     return written + draw_trust_figures(run, split or "test")
+
+
+def draw_multi_label_figures(run: Run, predictions: dict[str, Any], class_names: list[str]) -> list[Path]:
+    """Multi-label: a 2x2 confusion matrix per label and the precision-recall curves, each label at its threshold.
+    The figures that need one label per example (the confusion matrix, ROC, misclassified, reliability) are not
+    drawn; files an older single-label evaluation left are removed."""
+    from cnnctl.reporting.multilabel_plots import label_confusion_figure, label_pr_figure
+
+    y_true, y_prob = predictions["y_true"], predictions["y_prob"]
+    thresholds = predictions.get("thresholds", np.full(len(class_names), 0.5))
+    y_pred = predictions.get("y_pred", (y_prob >= thresholds).astype(np.uint8))
+    for stale in (
+        contract.CONFUSION_PNG,
+        contract.CONFUSION_NORMALIZED_PNG,
+        contract.ROC_CURVE,
+        contract.MISCLASSIFIED,
+    ):
+        run.file(stale).unlink(missing_ok=True)
+    return [
+        plots.save_figure(label_confusion_figure(y_true, y_pred, class_names), run.file(contract.LABEL_CONFUSION)),
+        plots.save_figure(label_pr_figure(y_true, y_prob, thresholds, class_names), run.file(contract.PR_CURVE)),
+    ]
 
 
 def draw_trust_figures(run: Run, split: str) -> list[Path]:

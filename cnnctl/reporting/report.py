@@ -35,6 +35,7 @@ FIGURE_CAPTIONS = {
     "near-perfect curves get a zoomed inset of the top-left corner.",
     contract.PR_CURVE: "Precision-recall curves with average precision per class.",
     contract.MISCLASSIFIED: "The most confidently wrong examples: true label, prediction and its probability.",
+    contract.LABEL_CONFUSION: "Multi-label: per label, its 2x2 confusion matrix at the label's decision threshold.",
     contract.FILTERS: "The first convolution's learned kernels, one colour scale centred at zero: red positive, "
     "blue negative.",
     contract.FEATURE_MAPS: "Feature maps: what each convolution and pooling layer outputs for one input, one colour "
@@ -58,6 +59,7 @@ SCROLLED_FIGURES = {contract.FEATURE_MAPS}
 
 # The metrics table shows every headline metric; the cards at the top of the page, the few a reader wants first.
 HEADLINE_METRICS = ("accuracy", "f1_macro", "roc_auc")
+MULTI_LABEL_HEADLINE = ("f1_micro", "subset_accuracy", "mean_average_precision")
 
 
 MAX_CLASS_ROWS = 100  # data and per-class tables beyond this are cut, with a line saying how many more
@@ -88,7 +90,9 @@ def render_report(run: Run) -> str:
         (
             "config",
             "Config",
-            f"<pre>{page.html_escape(config_text)}</pre>" if config_text else page.missing(f"{contract.CONFIG} is missing."),
+            f"<pre>{page.html_escape(config_text)}</pre>"
+            if config_text
+            else page.missing(f"{contract.CONFIG} is missing."),
         ),
         ("environment", "Environment", _environment_section(environment)),
     ]
@@ -139,7 +143,8 @@ def _header_line(run: Run, environment: dict, data: dict) -> str:
 def _headline(metrics: dict) -> str:
     if not metrics:
         return ""
-    cards = contract.metric_rows(HEADLINE_METRICS) + contract.top_k_rows(metrics.get("top_k_accuracy", {}))
+    wanted = MULTI_LABEL_HEADLINE if metrics.get("multi_label") else HEADLINE_METRICS
+    cards = contract.metric_rows(wanted) + contract.top_k_rows(metrics.get("top_k_accuracy", {}))
     split = metrics.get("split", "test")
     return (
         '<div class="headline">'
@@ -160,9 +165,10 @@ def _metrics_section(metrics: dict) -> str:
     columns = [metrics, *[value for value in others.values() if isinstance(value, dict)]]
     ks = {k for column in columns for k in column.get("top_k_accuracy", {})}
     rows = [("split", *[page.html_escape(column.get("split", "")) for column in columns])]
+    present = {key for column in columns for key in column}  # a multi-label run has no accuracy, and so on
     rows += [
         (metric.label, *[page.number(metric.value(column)) for column in columns])
-        for metric in contract.metric_rows(ks=ks)
+        for metric in contract.metric_rows(present, ks=ks)
     ]
     rows.append(("examples", *[str(column.get("num_examples", "")) for column in columns]))
     if any(column.get("tta", "off") != "off" for column in columns):
@@ -170,7 +176,14 @@ def _metrics_section(metrics: dict) -> str:
     headers = (
         ["metric", "value"] if len(columns) == 1 else ["metric", *[f"{column.get('split')}" for column in columns]]
     )
-    return page.table(headers, rows, numeric=list(range(1, len(columns) + 1)))
+    table = page.table(headers, rows, numeric=list(range(1, len(columns) + 1)))
+    thresholds = metrics.get("thresholds")
+    if isinstance(thresholds, dict) and thresholds:
+        shown = ", ".join(f"{page.html_escape(name)} {page.number(value)}" for name, value in thresholds.items())
+        table += f"<p>Decision thresholds ({page.html_escape(metrics.get('thresholds_from', ''))}): {shown}</p>"
+    if metrics.get("does_not_apply"):
+        table += f"<p>{page.html_escape(metrics['does_not_apply'])}.</p>"
+    return table
 
 
 def _diagnosis_section(diagnosis: Optional[dict], split: Optional[str] = None) -> str:
@@ -238,6 +251,12 @@ def _class_report_section(class_report: dict, metrics: dict) -> str:
 
 def _trust_section(run: Run, metrics: dict) -> str:
     """Calibration numbers, the reject option's sentence and the Grad-CAM, reliability and coverage figures."""
+    if metrics.get("multi_label"):
+        return page.missing(
+            "Multi-label: calibration, the reject option and the per-class Grad-CAM examples need one label per "
+            "example; each label's decision threshold is in Metrics, and `cnnctl explain RUN IMAGE --class LABEL` "
+            "shows where the model found a label."
+        )
     calibration = metrics.get("calibration")
     parts = []
     if calibration:
@@ -255,7 +274,9 @@ def _trust_section(run: Run, metrics: dict) -> str:
             ]
         parts.append(
             "<table>"
-            + "".join(f"<tr><td>{page.html_escape(label)}</td><td>{page.number(value)}</td></tr>" for label, value in rows)
+            + "".join(
+                f"<tr><td>{page.html_escape(label)}</td><td>{page.number(value)}</td></tr>" for label, value in rows
+            )
             + "</table>"
         )
     elif metrics.get("calibration_note"):

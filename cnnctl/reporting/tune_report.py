@@ -29,12 +29,18 @@ def draw_tune_figures(tune_run: Run, summary: dict[str, Any], log_params: Sequen
     numbers = [trial["number"] for trial in scored]
     values = [trial.get("value") for trial in scored]
     states = [trial["state"] for trial in scored]
+    objective = summary.get("objective_name", "val accuracy")
     written = [
-        save_figure(tune_plots.history_figure(numbers, values, states), tune_run.file(contract.TUNE_HISTORY_PNG))
+        save_figure(
+            tune_plots.history_figure(numbers, values, states, objective), tune_run.file(contract.TUNE_HISTORY_PNG)
+        )
     ]
     params = {path: [trial["params"].get(path) for trial in scored] for path in summary["search_space"]}
     written.append(
-        save_figure(tune_plots.slice_figure(params, values, states, log_params), tune_run.file(contract.TUNE_SLICE_PNG))
+        save_figure(
+            tune_plots.slice_figure(params, values, states, log_params, objective),
+            tune_run.file(contract.TUNE_SLICE_PNG),
+        )
     )
     if summary.get("importances"):
         written.append(
@@ -56,7 +62,8 @@ def render_tune_report(tune_run: Run, summary: dict[str, Any]) -> str:
         "<p>No trial completed: no best config.</p>"
         if best is None
         else f'<div class="headline"><div class="card"><div class="value">{best["value"]:.4f}</div>'
-        f'<div class="label">best val accuracy (trial {best["number"]})</div></div></div>'
+        f'<div class="label">best {e(summary.get("objective_name", "val accuracy"))} (trial {best["number"]})</div>'
+        "</div></div>"
         f"<p>Best values: <code>{e(best['params'])}</code>; config: <code>{e(contract.TUNE_BEST)}</code> "
         f"(<code>cnnctl train {e(tune_run.file(contract.TUNE_BEST))}</code> scores it on test).</p>"
     )
@@ -75,7 +82,8 @@ def render_tune_report(tune_run: Run, summary: dict[str, Any]) -> str:
                 e(trial.get("run") or ""),
             )
         )
-    table = page.table(["trial", "state", "val accuracy", "values", "epochs", "run folder"], rows, numeric=[0, 2, 4])
+    objective = summary.get("objective_name", "val accuracy")
+    table = page.table(["trial", "state", objective, "values", "epochs", "run folder"], rows, numeric=[0, 2, 4])
     figures = []
     for name, caption in FIGURE_CAPTIONS.items():
         if tune_run.has(name):

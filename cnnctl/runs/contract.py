@@ -37,6 +37,7 @@ CONFUSION_NORMALIZED_PNG = "confusion_matrix_normalized.png"
 ROC_CURVE = "roc_curve.png"
 PR_CURVE = "pr_curve.png"
 MISCLASSIFIED = "misclassified.png"
+LABEL_CONFUSION = "label_confusion.png"  # multi-label: a 2x2 confusion matrix per label at its threshold
 FILTERS = "filters.png"
 FEATURE_MAPS = "feature_maps.png"
 GRADCAM = "gradcam.png"  # a few test examples per class with their Grad-CAM heat maps, from gradcam.npz
@@ -92,6 +93,12 @@ METRIC_TABLE = (
     Metric("recall_weighted", "recall (weighted)"),
     Metric("f1_weighted", "F1 (weighted)"),
     Metric("roc_auc", "ROC-AUC"),
+    # multi-label runs (data.multi_label): scikit-learn's names; a run shows the ones its metrics.json has
+    Metric("f1_micro", "F1 (micro)"),
+    Metric("f1_samples", "F1 (samples)"),
+    Metric("subset_accuracy", "subset accuracy"),
+    Metric("hamming_loss", "Hamming loss", higher_is_better=False),
+    Metric("mean_average_precision", "mAP"),
 )
 
 

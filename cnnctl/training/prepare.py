@@ -16,7 +16,7 @@ from cnnctl.data.folders import ImageFiles
 from cnnctl.errors import ConfigError, in_config_file
 from cnnctl.model.build import build_augmenter, build_model
 from cnnctl.model.compile import compile_model
-from cnnctl.model.output_layer import temperature_layer
+from cnnctl.model.output_layer import check_multi_label_output, temperature_layer
 from cnnctl.model.tta import mirror_axis
 from cnnctl.model.unfreeze import FineTunePlan, plan_fine_tune, unfreeze
 from cnnctl.training import distribute
@@ -95,6 +95,9 @@ def prepare(
                 "its features carry nothing the head can learn from, so the run will stay at chance; use weights: "
                 "imagenet, or trainable: true"
             )
+        if dataset.multi_label:
+            layers = config.model.layers
+            check_multi_label_output(model, f"model.layers[{len(layers) - 1}] ({layers[-1].name})", dataset.num_classes)
         rehearse(config, dataset, model, placement.scope)  # mistakes Keras finds only when it runs a step
         if config.evaluate.calibrate == "temperature":  # said now, not after training
             if "val" not in dataset.splits:

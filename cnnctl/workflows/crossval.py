@@ -22,7 +22,20 @@ from cnnctl.training.prepare import prepare
 from cnnctl.workflows.train import Announce, train_run
 
 # metrics.json keys summarised over folds, besides the top-k accuracies; contract.metric_rows orders them
-SUMMARY_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_weighted", "roc_auc")
+SUMMARY_METRICS = (
+    "accuracy",
+    "precision_macro",
+    "recall_macro",
+    "f1_macro",
+    "f1_weighted",
+    "roc_auc",
+    # multi-label folds (data.multi_label); a summary lists the metrics its folds have
+    "f1_micro",
+    "f1_samples",
+    "subset_accuracy",
+    "hamming_loss",
+    "mean_average_precision",
+)
 
 
 def fold_config(config: Config, index: int, folds: int) -> Config:
@@ -59,6 +72,8 @@ def cross_validate(
         "name": config.name,
         "folds": folds,
         "seed": config.seed,
+        # sklearn's StratifiedKFold needs one class per example; multi-label folds are stratified on a stand-in
+        "stratified_by": "each example's rarest label (multi-label)" if config.data.multi_label else "class",
         "status": "running",
         "per_fold": [],
     }

@@ -51,6 +51,7 @@ from cnnctl.workflows.tune_summary import (
     PRUNER_STARTUP_TRIALS,
     PRUNER_WARMUP_EPOCHS,
     REPORTED,
+    objective_of,
     trial_line,
     write_results,
 )
@@ -232,9 +233,8 @@ def run_search(
         for process in extra:
             process.wait()
         with contextlib.suppress(Exception):  # the summary of what finished; never hide why the search stopped
-            write_results(
-                tune_path, config, trials, status="interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            )
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            write_results(tune_path, open_study(tune_path, config), config, trials, status=status)
         if isinstance(exc, Interrupted):
             raise Interrupted(
                 exc.signum,
@@ -291,7 +291,7 @@ def work(
         keras.backend.clear_session()  # the previous trial's model is saved; free its graph
         line = run_trial(study, trial, config, tune_path, origin, verbose, announce)
         if on_trial is not None:
-            on_trial(line)
+            on_trial({**line, "objective_name": objective_of(config)[1]})
 
 
 def run_trial(
@@ -331,8 +331,8 @@ def run_trial(
             trial.set_user_attr("error", str(exc))
             study.tell(trial, state=states.FAIL)
             return trial_line(study, trial.number)
-        value = float(result.metrics[OBJECTIVE])
-        trial.set_user_attr(OBJECTIVE, value)
+        value = float(result.metrics[objective_of(config)[0]])
+        trial.set_user_attr(OBJECTIVE, value)  # the attribute every study keeps its scores under
         if pruning.pruned_after_epoch is not None:
             finish_run(run, "pruned", pruned_after_epoch=pruning.pruned_after_epoch)
             report.write_report(run)  # the page shows the pruned status

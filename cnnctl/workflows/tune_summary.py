@@ -18,7 +18,17 @@ from cnnctl.workflows.tune_space import trial_config
 # What each epoch reports to the pruner (a Keras log key) and what scores a finished trial (a metrics.json key,
 # measured on the val split).
 REPORTED = "val_accuracy"
-OBJECTIVE = "accuracy"
+OBJECTIVE = "accuracy"  # also the trial attribute a trial's score is kept under, whatever the objective (see below)
+# Multi-label data has no single accuracy: its trials are scored on micro-averaged F1 (every label decision counts).
+MULTI_LABEL_OBJECTIVE = "f1_micro"
+
+
+def objective_of(config: Config) -> tuple[str, str]:
+    """(the metrics.json key a trial is scored on, how it reads): accuracy, or micro F1 for multi-label data."""
+    if config.data.multi_label:
+        return MULTI_LABEL_OBJECTIVE, "val F1 (micro)"
+    return OBJECTIVE, "val accuracy"
+
 
 # MedianPruner: prune a trial whose val_accuracy after an epoch is below the median of earlier trials at the same
 # epoch, once PRUNER_STARTUP_TRIALS trials have finished and from the epoch after PRUNER_WARMUP_EPOCHS on.
@@ -60,7 +70,8 @@ def write_results(
         "seed": config.seed,
         "status": status,
         "trials_wanted": trials,
-        "objective": f"metrics.json {OBJECTIVE} on the val split (maximised)",
+        "objective": f"metrics.json {objective_of(config)[0]} on the val split (maximised)",
+        "objective_name": objective_of(config)[1],
         "pruning": f"MedianPruner on Keras {REPORTED} per epoch (n_startup_trials={PRUNER_STARTUP_TRIALS}, "
         f"n_warmup_steps={PRUNER_WARMUP_EPOCHS})",
         "search_space": {path: space.to_yaml() for path, space in config.tune.items()},
@@ -81,7 +92,7 @@ def write_results(
         best_config = trial_config(config, dict(best.params), split=config.evaluate.split)
         write_text_atomic(
             tune_run.file(contract.TUNE_BEST),
-            f"# cnnctl tune {tune_path}: trial {best.number}, val {OBJECTIVE} {best.value:.4f}\n"
+            f"# cnnctl tune {tune_path}: trial {best.number}, {objective_of(config)[1]} {best.value:.4f}\n"
             f"# cnnctl train {tune_run.file(contract.TUNE_BEST)} scores it once on the test split\n"
             + best_config.to_yaml(),
         )
