@@ -26,6 +26,7 @@ CHECKED_HERE = {"mnist.yaml", "cifar10.yaml", "fashion_mnist.yaml", "fashion_mni
 TRAINED_ELSEWHERE = {
     "digits.yaml",  # tests/test_cli_core.py trains it (the embedded default)
     "digits_manifest.yaml",
+    "shapes_multilabel.yaml",  # tests/test_multilabel.py trains it on the generated pictures
 }  # tests/test_manifest.py, on the files its generator writes
 CHECKED_ELSEWHERE = {
     "transfer_folder.yaml",  # tests/test_backbone.py checks it (imagenet weights not downloaded)

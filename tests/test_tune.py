@@ -155,6 +155,8 @@ def test_best_yaml_is_the_winner_ready_to_train_on_test(search):
     assert config.train.batch_size == best_params["train.batch_size"]
     result = runner.invoke(app, ["check", str(best)], terminal_width=200)
     assert result.exit_code == 0, result.output
+    page = (tune_path / "tune_report.html").read_text()  # the best values as config paths, not a Python dict
+    assert f"<code>train.batch_size = {best_params['train.batch_size']}</code>" in page and "{&#x27;" not in page
 
 
 def test_two_workers_share_one_study_without_duplicates(tmp_path, monkeypatch):

@@ -179,6 +179,22 @@ class _BoundedSafeLoader(yaml.SafeLoader):
         self._deepest = max(self._deepest, deepest_before)
         return node
 
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        # A typed scalar PyYAML cannot build (`!!int abc`, `!!bool maybe`, a 13th month, an integer of more digits
+        # than Python converts) raises ValueError (KeyError for a bool) from inside PyYAML: make it a YAML error at
+        # its line.
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError, KeyError) as exc:
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            if isinstance(exc, KeyError) and tag != "bool":
+                raise
+            why = "true or false" if isinstance(exc, KeyError) else str(exc).splitlines()[0].split(";")[0][:160]
+            shown = str(node.value)[:40] + ("..." if len(str(node.value)) > 40 else "")
+            raise yaml.constructor.ConstructorError(
+                None, None, f"'{shown}' is not a valid {tag} ({why})", node.start_mark
+            ) from None
+
     def _count(self, values: int, depth: int, event: Any) -> None:
         self._nodes += values
         self._deepest = max(self._deepest, depth)

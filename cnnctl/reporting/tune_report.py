@@ -64,7 +64,8 @@ def render_tune_report(tune_run: Run, summary: dict[str, Any]) -> str:
         else f'<div class="headline"><div class="card"><div class="value">{best["value"]:.4f}</div>'
         f'<div class="label">best {e(summary.get("objective_name", "val accuracy"))} (trial {best["number"]})</div>'
         "</div></div>"
-        f"<p>Best values: <code>{e(best['params'])}</code>; config: <code>{e(contract.TUNE_BEST)}</code> "
+        f"<p>Best values: {', '.join(f'<code>{e(path)} = {e(value)}</code>' for path, value in best['params'].items())}"
+        f"; config: <code>{e(contract.TUNE_BEST)}</code> "
         f"(<code>cnnctl train {e(tune_run.file(contract.TUNE_BEST))}</code> scores it on test).</p>"
     )
     rows = []
