@@ -32,6 +32,7 @@ _API_FUNCTIONS = (
     "describe_data",
     "plot",
     "report",
+    "sync",
     "list_runs",
     "list_collections",
     "compare",

@@ -7,6 +7,7 @@ Only commands that need TensorFlow call into this module, so `cnnctl --help` nev
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -108,6 +109,12 @@ def require_tensorflow(what: str) -> Any:
         raise ConfigError(
             f"{what} needs TensorFlow, which is not installed here (backend {backend()}): pip install tensorflow"
         ) from None
+
+
+def require_package(module: str, what: str, install: str) -> None:
+    """One error line when `what` ("train.mlflow", ...) needs a package that is not installed."""
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"{what}: needs {module}, which is not installed here; {install}")
 
 
 def quiet_backend_import() -> None:

@@ -6,7 +6,7 @@ mistakes raise `cnnctl.ConfigError`, `DataError` or `RunError` with the one-line
 
 common.py    reading a config (and applying its backend), finding a run, the types the others take
 training.py  train, resume, launch_processes, cross_validate, tune, resume_tune
-runs.py      check, describe_data, evaluate, predict, explain, export, plot, report, list_runs, compare
+runs.py      check, describe_data, evaluate, predict, explain, export, plot, report, sync, list_runs, compare
 tools.py     filter_image, schema, config_reference
 
 Importing this package is cheap (the standard library and a few small cnnctl modules): TensorFlow, Keras, numpy
@@ -44,6 +44,7 @@ from cnnctl.api.runs import (
     plot,
     predict,
     report,
+    sync,
 )
 from cnnctl.api.tools import FilterResult, config_reference, filter_image, schema
 from cnnctl.api.training import cross_validate, launch_processes, resume, resume_tune, train, tune
@@ -77,6 +78,7 @@ __all__ = [
     "predict",
     "prepare_environment",
     "report",
+    "sync",
     "resume",
     "resume_tune",
     "schema",

@@ -255,6 +255,21 @@ def report(run: RunLike, *, runs_dir: Optional[PathLike] = None) -> Path:
     return run_report.write_report(find_run(run, runs_dir))
 
 
+def sync(run: RunLike, *, runs_dir: Optional[PathLike] = None) -> dict[str, Any]:
+    """Send a run's train.mlflow tracking what the server lacks (what a server that was down missed): parameters,
+    epochs, the final metrics and files, the status. Nothing is sent twice; run folders of tune searches too.
+
+    Returns:
+        dict: `run_id`, `tracking_uri`, `epochs_sent` (this call), `params_sent`, `final_sent`, `status`.
+    """
+    from cnnctl.config.loading import load_config
+    from cnnctl.workflows.tracking import sync_run
+
+    resolved = find_run(run, runs_dir)
+    resolved.require(contract.CONFIG)
+    return sync_run(resolved, load_config(resolved.file(contract.CONFIG)))
+
+
 def list_runs(runs_dir: Optional[PathLike] = None) -> list[RunSummary]:
     """Every run in the runs dir with its headline numbers, newest first (`cnnctl runs`)."""
     from cnnctl.reporting.compare import summarize_runs

@@ -1,4 +1,4 @@
-"""Commands that read or use trained runs: `evaluate`, `plot`, `report`, `predict`, `export`, `runs`, `compare`.
+"""Commands that read or use trained runs: `evaluate`, `plot`, `report`, `sync`, `predict`, `export`, `runs`, `compare`.
 Each is one call into `cnnctl.api`; what it prints is cli/console.py's."""
 
 from __future__ import annotations
@@ -81,6 +81,21 @@ def report(run: RunArg, runs_dir: RunsDirOption = None) -> None:
     from cnnctl.cli import console
 
     console.say(str(api.report(run, runs_dir=runs_dir)))
+
+
+@app.command()
+@user_errors
+def sync(run: RunArg, runs_dir: RunsDirOption = None) -> None:
+    """Send a run's MLflow tracking (train.mlflow) what the server missed while it was down; nothing twice.
+
+    Example: cnnctl sync last
+    """
+    from cnnctl.cli import console
+
+    sent = api.sync(run, runs_dir=runs_dir)
+    parts = [f"{sent['epochs_sent']} epochs"]
+    parts += ["the parameters"] * bool(sent["params_sent"]) + ["the final metrics and files"] * bool(sent["final_sent"])
+    console.say(f"sent {', '.join(parts)} to MLflow run {sent['run_id']} at {sent['tracking_uri']} ({sent['status']})")
 
 
 @app.command()

@@ -6,6 +6,7 @@ layer_spec.py   one `model.layers` / `data.augment` entry; layers and arguments 
 train_schema.py the `train:` section: optimizer, loss, callbacks, fine-tuning
 search_space.py one entry of `tune:`
 loading.py      reading the YAML safely, applying `--set key.path=value`, turning validation errors into one line
+yaml_loader.py  the bounded, strict safe YAML loaders (depth, aliases, duplicate keys, typed scalars)
 sources.py      the names data.source accepts: built-in, file formats, sources registered from Python
 reference.py    the configuration reference (Markdown): every key's default, allowed values and description
 """

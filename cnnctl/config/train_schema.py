@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal, Optional, Union
 
 from pydantic import (
@@ -63,6 +64,27 @@ class TensorBoardConfig(Section):
     """`train.tensorboard`: TensorBoard logs in the run folder's tensorboard/ (Keras' TensorBoard callback)."""
 
     histogram_freq: int = Field(0, ge=0, description="weight histograms every N epochs; 0: none")
+
+
+class MlflowConfig(Section):
+    """`train.mlflow`: log the run to an MLflow tracking server (cnnctl/workflows/tracking.py)."""
+
+    tracking_uri: Optional[str] = Field(
+        None, description="the tracking server, e.g. http://mlflow.internal:5000; null: MLFLOW_TRACKING_URI"
+    )
+    experiment: Optional[str] = Field(None, description="the MLflow experiment; null: the config's name")
+    run_name: Optional[str] = Field(None, description="the MLflow run's name; null: the run folder's id")
+
+    def uri(self) -> Optional[str]:
+        """The server: tracking_uri, else the MLFLOW_TRACKING_URI environment variable (None when neither is set)."""
+        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_uri_or_switch(cls, value: Any) -> Any:
+        if value is True:  # MLFLOW_TRACKING_URI names the server
+            return {}
+        return {"tracking_uri": value} if isinstance(value, str) else value
 
 
 class FineTuneConfig(Section):
@@ -147,6 +169,13 @@ class TrainConfig(Section):
     tensorboard: Optional[TensorBoardConfig] = Field(
         None, description=("true (or {histogram_freq: N}): logs in the run's tensorboard/")
     )
+    mlflow: Optional[MlflowConfig] = Field(
+        None,
+        description=(
+            "log the run to MLflow: a tracking URI, true (MLFLOW_TRACKING_URI) or {tracking_uri, experiment, "
+            "run_name}: parameters, every epoch, the final metrics and the run's files (pip install 'cnnctl[mlflow]')"
+        ),
+    )
     distribute: Literal["auto", "none", "mirrored", "data_parallel"] = Field(
         "auto",
         description=(
@@ -220,7 +249,7 @@ class TrainConfig(Section):
             raise ValueError(f"must be a positive integer or auto (got {value})")
         return value
 
-    @field_validator("early_stopping", "reduce_lr_on_plateau", "tensorboard", mode="before")
+    @field_validator("early_stopping", "reduce_lr_on_plateau", "tensorboard", "mlflow", mode="before")
     @classmethod
     def _true_means_defaults(cls, value: Any) -> Any:
         if value is True:

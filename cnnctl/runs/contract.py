@@ -27,6 +27,7 @@ FILTER_WEIGHTS = "filters.npz"  # the kernel filters.png shows, so `cnnctl plot`
 CHECKPOINTS = "checkpoints"
 LOCK = "lock"  # in checkpoints/: held while a process trains the run
 TENSORBOARD = "tensorboard"  # train.tensorboard: Keras' TensorBoard logs, train/ and validation/ event files
+MLFLOW = "mlflow.json"  # train.mlflow: the MLflow run's id and what was sent to it (cnnctl sync sends the rest)
 EXPORT = "export"  # cnnctl export: saved_model/, model.onnx, model.tflite, each with its <name>.json
 
 # Figures, drawn from the files above alone.

@@ -68,6 +68,13 @@ def prepare(
     with in_config_file(origin, set_by(config)):
         if config.train.tensorboard:  # keras.callbacks.TensorBoard writes through TensorFlow
             runtime.require_tensorflow("train.tensorboard")
+        if config.train.mlflow is not None:
+            if config.train.mlflow.uri() is None:
+                raise ConfigError(
+                    "train.mlflow: no tracking server named; give one, e.g. train.mlflow: http://mlflow.internal:5000, "
+                    "or set MLFLOW_TRACKING_URI"
+                )
+            runtime.require_package("mlflow", "train.mlflow", "pip install 'cnnctl[mlflow]'")
         dataset = load_data(config, stand_in_when_missing=stand_in_when_missing)
         class_weights(config.train.class_weight, dataset)  # checked now, not after the run folder exists
         dataset.evaluation_split(config.evaluate.split)  # a split the data lacks: said now, not after training

@@ -33,6 +33,7 @@ from cnnctl.training.distribute import chief_only_folder
 from cnnctl.training.guard import NAN_ERROR, guarded
 from cnnctl.training.loop import fit, has_nan, write_run_start
 from cnnctl.training.prepare import Prepared, prepare
+from cnnctl.workflows.tracking import Tracker
 
 
 @dataclass
@@ -98,7 +99,24 @@ def complete_run(
     run: Run, prepared: Prepared, verbose: int = 0, train: bool = True, extra_callbacks: Sequence[Any] = ()
 ) -> TrainResult:
     """Fit (from the run's checkpoint, if any), evaluate, draw the figures, mark the run completed. With
-    `train=False` (a resumed run whose training had finished) the saved model.keras is evaluated."""
+    `train=False` (a resumed run whose training had finished) the saved model.keras is evaluated. With
+    train.mlflow, process 0 also logs it all to MLflow (cnnctl/workflows/tracking.py)."""
+    if prepared.config.train.mlflow is None or not prepared.placement.chief:
+        return _complete_run(run, prepared, verbose, train, extra_callbacks)
+    tracker = Tracker(run, prepared.config)
+    tracker.start()
+    try:
+        result = _complete_run(run, prepared, verbose, train, [*extra_callbacks, tracker.callback()])
+    except BaseException as exc:
+        tracker.stopped("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
+        raise
+    tracker.finish()
+    return result
+
+
+def _complete_run(
+    run: Run, prepared: Prepared, verbose: int, train: bool, extra_callbacks: Sequence[Any]
+) -> TrainResult:
     config, dataset = prepared.config, prepared.dataset
     # True for a run begun by an older cnnctl: its model.keras takes examples already divided by pixel_scale.
     scale_outside = scaled_outside_model(run.read_json(contract.DATA))

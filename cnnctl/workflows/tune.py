@@ -44,6 +44,7 @@ from cnnctl.runs.status import finish_run, is_training
 from cnnctl.training import distribute
 from cnnctl.training.prepare import prepare
 from cnnctl.training.signals import signals_interrupt
+from cnnctl.workflows.tracking import tune_parent
 from cnnctl.workflows.train import Announce, train_run
 from cnnctl.workflows.tune_space import check_search_space, distributions, trial_config
 from cnnctl.workflows.tune_summary import (
@@ -223,6 +224,7 @@ def run_search(
     on_trial: Optional[OnTrial],
 ) -> tuple[Path, dict[str, Any]]:
     """Start `workers - 1` extra processes, work in this one too, wait for them, then write the results."""
+    parent = tune_parent(Run(tune_path), config)  # train.mlflow: the trials become its child runs
     extra = [start_worker(tune_path, trials, index) for index in range(2, workers + 1)]
     failures = []
     try:
@@ -234,7 +236,9 @@ def run_search(
             process.wait()
         with contextlib.suppress(Exception):  # the summary of what finished; never hide why the search stopped
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            write_results(tune_path, open_study(tune_path, config), config, trials, status=status)
+            summary = write_results(tune_path, open_study(tune_path, config), config, trials, status=status)
+            if parent is not None:
+                parent.finish_search(summary)
         if isinstance(exc, Interrupted):
             raise Interrupted(
                 exc.signum,
@@ -252,6 +256,8 @@ def run_search(
     summary = write_results(
         tune_path, open_study(tune_path, config), config, trials, status="completed", notes=failures
     )
+    if parent is not None:
+        parent.finish_search(summary)
     return tune_path, summary
 
 
