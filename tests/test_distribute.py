@@ -164,3 +164,33 @@ def test_mirrored_over_two_logical_devices_matches_one_device(tmp_path, trained_
     assert json.loads((one_device / "environment.json").read_text())["distribute"]["strategy"] == "none"
     single = json.loads((one_device / "metrics.json").read_text())["accuracy"]
     assert single > 0.8 and abs(mirrored["accuracy"] - single) <= ACCURACY_TOLERANCE, (mirrored, single)
+
+
+def test_the_slurm_and_kubeflow_examples_parse_and_name_the_variables_cnnctl_reads():
+    """examples/cluster/: the sbatch script is valid bash that sets exactly the three JAX variables cnnctl reads and
+    runs `cnnctl train`; the TrainJob is a TrainJob on the jax-distributed runtime (which sets those three) whose
+    command is `cnnctl train` on the JAX backend."""
+    import re
+
+    from cnnctl.training.distribute import COORDINATOR, JOB_VARIABLES, PROCESS_COUNT, PROCESS_ID
+
+    cluster = Path(__file__).resolve().parent.parent / "examples" / "cluster"
+    jax_three = {COORDINATOR, PROCESS_COUNT, PROCESS_ID}
+    assert jax_three <= set(JOB_VARIABLES)
+    named = re.compile(r"\b(?:JAX|KERAS_DISTRIBUTION)_[A-Z_]+\b")
+
+    script = (cluster / "slurm.sbatch").read_text()
+    assert subprocess.run(["bash", "-n", str(cluster / "slurm.sbatch")], capture_output=True).returncode == 0
+    assert set(named.findall(script)) == jax_three
+    assert set(re.findall(r"\bexport (JAX_[A-Z_]+)=", script)) == jax_three  # each one set, none left to chance
+    assert re.search(r"^#SBATCH --nodes=\d+", script, re.M) and "exec cnnctl train" in script
+    assert "export KERAS_BACKEND=jax" in script
+
+    text = (cluster / "kubeflow-trainjob.yaml").read_text()
+    job = yaml.safe_load(text)
+    assert job["apiVersion"].startswith("trainer.kubeflow.org/") and job["kind"] == "TrainJob"
+    assert job["spec"]["runtimeRef"]["name"] == "jax-distributed" and job["spec"]["trainer"]["numNodes"] >= 2
+    assert job["spec"]["trainer"]["command"][:2] == ["cnnctl", "train"]
+    env = {item["name"]: item["value"] for item in job["spec"]["trainer"]["env"]}
+    assert env == {"KERAS_BACKEND": "jax"}  # the runtime sets the JAX variables itself
+    assert set(named.findall(text)) == jax_three  # and the manifest says which ones cnnctl reads

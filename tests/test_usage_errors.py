@@ -79,6 +79,17 @@ def test_more_local_processes_than_the_machine_holds_are_refused(trained_digits_
             "JAX_NUM_PROCESSES='99999999999999999999': must be a whole number from 0 to 65536",
         ),
         ("JAX_NUM_PROCESSES", "-2", "JAX_NUM_PROCESSES='-2': must be a whole number from 0 to 65536"),
+        # Keras' launcher variables, read when the JAX_* ones are not set, are checked and named the same way
+        (
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+            "bad address,10.0.0.2:1234",
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES='bad address': must be host:port",
+        ),
+        (
+            "KERAS_DISTRIBUTION_NUM_PROCESSES",
+            "two",
+            "KERAS_DISTRIBUTION_NUM_PROCESSES='two': must be a whole number from 0 to 65536",
+        ),
     ],
 )
 def test_a_malformed_jax_environment_is_one_line_before_jax_sees_it(monkeypatch, variable, value, expected):
@@ -90,6 +101,29 @@ def test_a_malformed_jax_environment_is_one_line_before_jax_sees_it(monkeypatch,
     with pytest.raises(ConfigError) as caught:
         distribute.join_processes()
     assert str(caught.value).startswith(expected)
+
+
+def test_keras_launcher_variables_describe_the_job_when_jax_ones_are_not_set(monkeypatch):
+    from cnnctl.training import distribute
+
+    for name in distribute.JOB_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "10.0.0.1:1234,10.0.0.2:2345")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "1")
+    assert distribute.job_environment() == distribute.JobEnvironment(
+        "10.0.0.1:1234",
+        2,
+        1,
+        ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES", "KERAS_DISTRIBUTION_PROCESS_ID"),
+    )
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.9:9999")  # the JAX ones win when both are set
+    assert distribute.job_environment().coordinator == "10.0.0.9:9999"
+    monkeypatch.setattr(distribute.runtime, "backend", lambda: "tensorflow")
+    from cnnctl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES describe several"):
+        distribute.join_processes()
 
 
 def test_a_layer_argument_written_by_set_is_blamed_on_the_set_not_the_file(trained_digits_run):

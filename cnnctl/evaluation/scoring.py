@@ -80,11 +80,31 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
         kept["temperature"] = carried_over(previous, data.y, as_class_probabilities(y_prob))
     if isinstance(existing.get("other_splits"), dict):
         kept["other_splits"] = {name: value for name, value in existing["other_splits"].items() if name != split}
+    return write_split_evaluation(run, model, dataset, config, split, y_prob, scale_outside, kept)
+
+
+def write_split_evaluation(
+    run: Run,
+    model: Any,
+    dataset: Any,
+    config: Any,
+    split: str,
+    y_prob: np.ndarray,
+    scale_outside: bool = False,
+    extra: Optional[dict[str, Any]] = None,
+) -> dict[str, Any]:
+    """Every evaluation file of the split scored (`y_prob`: the model's outputs on it), as training and `evaluate`
+    write them: multi-label thresholds chosen on val first, then metrics.json, the reports, predictions.npz and
+    gradcam.npz. `extra` joins metrics.json. Returns the metrics."""
+    from cnnctl.evaluation.gradcam_examples import write_evaluation_gradcam
+
+    extra = dict(extra or {})
     thresholds = None
     if dataset.multi_label:
-        thresholds, kept["thresholds_from"] = label_thresholds(
+        thresholds, extra["thresholds_from"] = label_thresholds(
             model, dataset, config.train.batch_size, config.evaluate.tta, scale_outside
         )
+    data = dataset.splits[split]
     metrics = write_evaluation(
         run,
         split,
@@ -94,11 +114,9 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
         config.evaluate.top_k,
         x=data.x,
         tta=config.evaluate.tta,
-        extra=kept,
+        extra=extra,
         thresholds=thresholds,
     )
-    from cnnctl.evaluation.gradcam_examples import write_evaluation_gradcam
-
     write_evaluation_gradcam(run, model, dataset, split, y_prob, scale_outside=scale_outside)
     return metrics
 

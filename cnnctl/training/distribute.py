@@ -4,7 +4,8 @@ MirroredStrategy; or Keras' DataParallel on JAX, over the devices of one process
 `train.distribute` chooses (auto | none | mirrored | data_parallel); `train.batch_size` stays the global batch,
 split evenly over the devices. Several processes are joined from the standard environment, read by
 `jax.distributed.initialize` itself: JAX_COORDINATOR_ADDRESS (process 0's host:port), JAX_NUM_PROCESSES and
-JAX_PROCESS_ID (what `cnnctl train --processes N` sets for its local workers), or a SLURM job's own variables.
+JAX_PROCESS_ID (what `cnnctl train --processes N` sets for its local workers, and Kubeflow Trainer's JAX runtime for
+its pods), Keras' KERAS_DISTRIBUTION_JOB_ADDRESSES / _NUM_PROCESSES / _PROCESS_ID, or a SLURM job's own variables.
 Process 0 is the chief: it alone writes the run folder (see cnnctl/workflows/train.py).
 
 Not used, on purpose: TensorFlow's MultiWorkerMirroredStrategy fails inside Keras 3's fit
@@ -33,13 +34,49 @@ from cnnctl.runtime import memory_bytes
 COORDINATOR = "JAX_COORDINATOR_ADDRESS"
 PROCESS_COUNT = "JAX_NUM_PROCESSES"
 PROCESS_ID = "JAX_PROCESS_ID"
+# Keras' own launcher variables (keras.distribution.initialize): every process's host:port, comma-separated, process 0
+# first; read when the JAX_* ones are not set.
+KERAS_ADDRESSES = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
+KERAS_PROCESS_COUNT = "KERAS_DISTRIBUTION_NUM_PROCESSES"
+KERAS_PROCESS_ID = "KERAS_DISTRIBUTION_PROCESS_ID"
+# Every variable cnnctl reads to join a job (SLURM's are read by jax.distributed.initialize itself).
+JOB_VARIABLES = (COORDINATOR, PROCESS_COUNT, PROCESS_ID, KERAS_ADDRESSES, KERAS_PROCESS_COUNT, KERAS_PROCESS_ID)
+
+
+@dataclass(frozen=True)
+class JobEnvironment:
+    """Where a job's processes meet, as the environment says: process 0's host:port, how many, which one this is
+    (None where unset), and the variables it came from."""
+
+    coordinator: Optional[str]
+    count: Optional[int]
+    index: Optional[int]
+    names: tuple[str, str, str] = (COORDINATOR, PROCESS_COUNT, PROCESS_ID)
+
+
+def job_environment() -> JobEnvironment:
+    """The JAX_* variables, else Keras' KERAS_DISTRIBUTION_* ones (the first job address is process 0's)."""
+    jax_set = any(os.environ.get(name, "").strip() for name in (COORDINATOR, PROCESS_COUNT, PROCESS_ID))
+    keras_set = any(
+        os.environ.get(name, "").strip() for name in (KERAS_ADDRESSES, KERAS_PROCESS_COUNT, KERAS_PROCESS_ID)
+    )
+    if keras_set and not jax_set:
+        addresses = [part.strip() for part in os.environ.get(KERAS_ADDRESSES, "").split(",") if part.strip()]
+        return JobEnvironment(
+            addresses[0] if addresses else None,
+            _env_int(KERAS_PROCESS_COUNT),
+            _env_int(KERAS_PROCESS_ID),
+            (KERAS_ADDRESSES, KERAS_PROCESS_COUNT, KERAS_PROCESS_ID),
+        )
+    return JobEnvironment(os.environ.get(COORDINATOR) or None, _env_int(PROCESS_COUNT), _env_int(PROCESS_ID))
 
 
 def _several_processes_asked() -> bool:
     slurm_tasks = os.environ.get("SLURM_STEP_NUM_TASKS") or os.environ.get("SLURM_NTASKS") or "1"
+    environment = job_environment()
     return (
-        bool(os.environ.get(COORDINATOR))
-        or _env_int(PROCESS_COUNT, 1) > 1
+        bool(environment.coordinator)
+        or (environment.count or 1) > 1
         or (slurm_tasks.isdigit() and int(slurm_tasks) > 1 and "SLURM_JOB_ID" in os.environ)
     )
 
@@ -76,13 +113,13 @@ def check_local_processes(option: str, count: int) -> None:
         )
 
 
-def _check_coordinator(address: str) -> None:
-    """JAX_COORDINATOR_ADDRESS must be host:port before JAX sees it (a malformed one crashes its C++ client)."""
+def _check_coordinator(address: str, name: str = COORDINATOR) -> None:
+    """Process 0's address must be host:port before JAX sees it (a malformed one crashes its C++ client)."""
     host, _, port = address.rpartition(":")
     host = host.strip("[]")  # [::1]:1234
     if not host or not port.isdigit() or not 0 < int(port) < 65536 or not address.isprintable() or " " in address:
         raise ConfigError(
-            f"{COORDINATOR}={address[:80]!r}: must be host:port, e.g. 10.0.0.1:1234, the address of "
+            f"{name}={address[:80]!r}: must be host:port, e.g. 10.0.0.1:1234, the address of "
             "process 0 that every process reaches"
         )
 
@@ -93,9 +130,10 @@ def join_processes() -> None:
     refused, since Keras 3's fit cannot train across them there."""
     if not _several_processes_asked():
         return
+    environment = job_environment()
     if runtime.backend() != "jax":
         raise ConfigError(
-            f"{COORDINATOR} / {PROCESS_COUNT} describe several training processes, which cnnctl "
+            f"{environment.names[0]} / {environment.names[1]} describe several training processes, which cnnctl "
             f"runs on the JAX backend only (TensorFlow's MultiWorkerMirroredStrategy does not work "
             f"with Keras 3): KERAS_BACKEND=jax; pip install 'cnnctl[jax]'"
         )
@@ -103,17 +141,23 @@ def join_processes() -> None:
 
     if jax.distributed.is_initialized():
         return
-    count, index = _env_int(PROCESS_COUNT), _env_int(PROCESS_ID)
+    count, index = environment.count, environment.index
+    address_name, count_name, index_name = environment.names
     if count is not None and index is not None and not 0 <= index < count:
-        raise ConfigError(f"{PROCESS_ID}={index}: must be 0..{count - 1} ({PROCESS_COUNT}={count})")
-    if os.environ.get(COORDINATOR):
-        _check_coordinator(os.environ[COORDINATOR])
+        raise ConfigError(f"{index_name}={index}: must be 0..{count - 1} ({count_name}={count})")
+    if environment.coordinator:
+        _check_coordinator(environment.coordinator, address_name)
     try:
-        jax.distributed.initialize(num_processes=count, process_id=index, initialization_timeout=JOIN_TIMEOUT_S)
+        jax.distributed.initialize(
+            coordinator_address=environment.coordinator,
+            num_processes=count,
+            process_id=index,
+            initialization_timeout=JOIN_TIMEOUT_S,
+        )
     except (RuntimeError, ValueError) as exc:
-        where = os.environ.get(COORDINATOR, "(address not set)")
+        where = environment.coordinator or "(address not set)"
         raise RunError(
-            f"cannot join the other training processes at {COORDINATOR}={where} within {JOIN_TIMEOUT_S} s: "
+            f"cannot join the other training processes at {address_name}={where} within {JOIN_TIMEOUT_S} s: "
             f"{first_line(exc)}"
         ) from None
 

@@ -16,9 +16,7 @@ from cnnctl.config.schema import Config
 from cnnctl.data.dataset import scaled_outside_model
 from cnnctl.errors import RunError, in_config_file
 from cnnctl.evaluation.calibration import as_class_probabilities
-from cnnctl.evaluation.gradcam_examples import write_evaluation_gradcam
-from cnnctl.evaluation.metrics import write_evaluation
-from cnnctl.evaluation.scoring import label_thresholds, predict_probabilities
+from cnnctl.evaluation.scoring import predict_probabilities, write_split_evaluation
 from cnnctl.evaluation.temperature import calibrate_model, with_split_effect
 from cnnctl.model.backbone import locate_from_run
 from cnnctl.reporting import figures, report
@@ -170,24 +168,7 @@ def _complete_run(
         extra["temperature"] = with_split_effect(
             temperature, data.y, as_class_probabilities(before), as_class_probabilities(y_prob)
         )
-    thresholds = None
-    if dataset.multi_label:
-        thresholds, extra["thresholds_from"] = label_thresholds(
-            model, dataset, config.train.batch_size, config.evaluate.tta, scale_outside
-        )
-    metrics = write_evaluation(
-        run,
-        split,
-        data.y,
-        y_prob,
-        dataset.class_names,
-        config.evaluate.top_k,
-        x=data.x,
-        tta=config.evaluate.tta,
-        extra=extra,
-        thresholds=thresholds,
-    )
-    write_evaluation_gradcam(run, model, dataset, split, y_prob, scale_outside=scale_outside)
+    metrics = write_split_evaluation(run, model, dataset, config, split, y_prob, scale_outside, extra)
     seconds["evaluate"], clock = _lap(clock)
     figures.draw_run_figures(run, model)
     seconds["figures"], clock = _lap(clock)

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator, Optional, Union
 
 import keras
 import optuna
+import sqlalchemy
 
 from cnnctl import runtime
 from cnnctl.config.loading import (
@@ -36,7 +37,8 @@ from cnnctl.config.loading import (
 )
 from cnnctl.config.schema import Config
 from cnnctl.config.sources import BUILTIN_SOURCES, FILE_SOURCES
-from cnnctl.errors import CnnctlError, ConfigError, Interrupted, RunError
+from cnnctl.errors import CnnctlError, ConfigError, Interrupted, RunError, first_line
+from cnnctl.files import not_regular_reason
 from cnnctl.reporting import report
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, create_run, write_text_atomic
@@ -106,7 +108,29 @@ def open_study(tune_path: Path, config: Config, create: bool = False) -> optuna.
         return optuna.create_study(
             storage=storage, study_name=STUDY_NAME, direction="maximize", pruner=pruner, sampler=sampler_for(config, 0)
         )
-    return optuna.load_study(storage=storage, study_name=STUDY_NAME, pruner=pruner, sampler=sampler_for(config, 0))
+    path = tune_path / contract.TUNE_STUDY
+    try:
+        return optuna.load_study(storage=storage, study_name=STUDY_NAME, pruner=pruner, sampler=sampler_for(config, 0))
+    except KeyError:  # Optuna's "Record does not exist": a study of another name
+        names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
+        raise RunError(
+            f"{path}: holds no study named {STUDY_NAME} (it holds {', '.join(names) or 'none'}); it was not written "
+            "by cnnctl tune"
+        ) from None
+
+
+def check_study_file(tune_path: Path) -> None:
+    """Before SQLite opens study.db on --resume: a regular, non-empty SQLite file. A FIFO would block the open, a
+    folder or /dev/zero would reach SQLite as an error it reports in its own words. Raises RunError."""
+    path = tune_path / contract.TUNE_STUDY
+    reason = not_regular_reason(path)
+    if reason is not None:
+        raise RunError(f"{path}: {reason}; a tune folder's {contract.TUNE_STUDY} is the SQLite file of its study")
+    with open(path, "rb") as handle:
+        header = handle.read(16)
+    if header != b"SQLite format 3\x00":
+        what = "is empty" if not header else "is not an SQLite database"
+        raise RunError(f"{path}: {what}; the study cannot be resumed (start a new search with cnnctl tune CONFIG)")
 
 
 def sampler_for(config: Config, trials_so_far: int) -> optuna.samplers.TPESampler:
@@ -121,7 +145,11 @@ def study_lock(tune_path: Path) -> Iterator[None]:
     if fcntl is None:
         yield
         return
-    with open(tune_path / contract.TUNE_LOCK, "a+") as handle:
+    lock = tune_path / contract.TUNE_LOCK
+    reason = not_regular_reason(lock)
+    if reason is not None and reason != "does not exist":  # a FIFO would block the open for ever
+        raise RunError(f"{lock}: {reason}; it is the search's lock file: remove it, then resume")
+    with open(lock, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -187,7 +215,14 @@ def resume_tune(
     config = load_config(tune_run.file(contract.CONFIG))
     check_arguments(config, trials, workers, origin)
     check_search_space(config, origin)
-    study = open_study(tune_path, config)
+    check_study_file(tune_path)
+    try:
+        study = open_study(tune_path, config)
+        study.get_trials(deepcopy=False)  # a damaged file fails here, not in the middle of the search
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise RunError(
+            f"{tune_path / contract.TUNE_STUDY}: damaged ({first_line(exc.orig or exc)}); the study cannot be resumed"
+        ) from None
     with study_lock(tune_path):
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             folder_run = Run(tune_path / trial_folder_name(trial.number))
@@ -321,6 +356,11 @@ def run_trial(
             trial.set_user_attr("error", str(exc))
             study.tell(trial, state=states.FAIL)
             return trial_line(study, trial.number)
+        if run.path.exists():  # trial numbers are the study's: a folder of that name was not made by this search
+            raise RunError(
+                f"{run.path}: already exists, but the study's trial {trial.number} is new; move the folder away, "
+                "then resume"
+            )
         run.path.mkdir()
         pruning = PruningCallback(trial)
         try:
