@@ -119,7 +119,9 @@ def require_package(module: str, what: str, install: str) -> None:
 
 def quiet_backend_import() -> None:
     """Call before Keras is imported: TensorFlow first and quietly (Keras would import it with pages of C++
-    start-up logs) when it is the backend or installed beside another; nothing when JAX runs alone."""
+    start-up logs) when it is the backend or installed beside another; nothing when JAX runs alone. A backend
+    cnnctl does not train on, or one that is not installed, is one error line here rather than Keras' traceback."""
+    check_backend()
     if backend() == "tensorflow":
         import_tensorflow()
     elif "tensorflow" not in sys.modules and tensorflow_installed():
@@ -128,6 +130,25 @@ def quiet_backend_import() -> None:
         tf = import_tensorflow()
         with contextlib.suppress(RuntimeError), _silence_native_stderr():  # RuntimeError: TensorFlow had started
             tf.config.set_visible_devices([], "GPU")
+
+
+SUPPORTED_BACKENDS = ("tensorflow", "jax")
+BACKEND_PACKAGES = {"tensorflow": "pip install tensorflow", "jax": "pip install 'cnnctl[jax]'"}
+
+
+def check_backend() -> None:
+    """The Keras backend (KERAS_BACKEND, else ~/.keras/keras.json) is one cnnctl trains on, and is installed."""
+    if "keras" in sys.modules:
+        return  # Keras chose already
+    chosen = backend()
+    where = "KERAS_BACKEND" if os.environ.get("KERAS_BACKEND") else "the Keras backend in ~/.keras/keras.json"
+    if chosen not in SUPPORTED_BACKENDS:
+        raise ConfigError(
+            f"{where} is {chosen!r}; cnnctl trains on tensorflow or jax: set KERAS_BACKEND=jax, or unset it for "
+            "TensorFlow"
+        )
+    if importlib.util.find_spec(chosen) is None:
+        raise ConfigError(f"{where} is {chosen}, which is not installed here; {BACKEND_PACKAGES[chosen]}")
 
 
 def backend() -> str:

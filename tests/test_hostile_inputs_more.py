@@ -195,6 +195,81 @@ CHECK_CASES += [
 ]
 
 
+# What train would refuse or crash on later, refused by check (issue 30, part 4).
+DENSE = "{Dense: {units: 2, activation: softmax}}"
+CHECK_CASES += [
+    (
+        "3000-layers",
+        lambda root: "model: {layers: [Flatten, " + ", ".join(["{Dense: {units: 4}}"] * 3000) + f", {DENSE}]}}\n",
+        "model.layers: 3,002 layers; a config lists at most 500 (a deeper network, ResNet or EfficientNet, comes as "
+        "model.backbone)",
+    ),
+    (
+        "choice-of-2000",
+        lambda root: "tune: {train.batch_size: {choice: [" + ", ".join(map(str, range(1, 2001))) + "]}}\n",
+        "tune['train.batch_size']: choice: 2,000 values; a choice holds at most 1000 (every one is checked before "
+        "the first trial): for a range use {{int: [low, high]}} or {{uniform: [low, high]}}",
+    ),
+    (
+        "tune-path-with-empty-name",
+        lambda root: "tune: {train..epochs: {choice: [1, 2]}}\n",
+        "tune: 'train..epochs' is not a config path (names joined by dots, list positions in brackets), e.g. "
+        "train.epochs or model.layers[0].Conv2D.filters",
+    ),
+    (
+        "npz-splits-of-two-shapes",
+        lambda root: (
+            np.savez(
+                root / "d.npz",
+                x_train=np.zeros((20, 8, 8), np.uint8),
+                y_train=np.arange(20) % 2,
+                x_test=np.zeros((4, 9, 9), np.uint8),
+                y_test=np.arange(4) % 2,
+            ),
+            "data: {source: npz, path: d.npz}\n",
+        )[1],
+        "data: x_test holds examples of shape [9, 9] but x_train's are [8, 8]; every split must hold examples of "
+        "one shape",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        (
+            "train.optimizer={name: adam, name: sgd}",
+            "'name' appears twice in the same mapping (first on line 1); keep one",
+        ),
+        ("train..epochs=3", "'train..epochs' is not a config path"),
+    ],
+)
+def test_a_set_that_is_not_one_clear_value_is_one_line(tmp_path, override, expected):
+    config = tmp_path / "c.yaml"
+    config.write_text(LAYERS)
+    assert one_error("check", config, "--set", override).startswith(f"error: --set {override}: {expected}")
+
+
+def test_a_keras_backend_cnnctl_does_not_train_on_is_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "c.yaml"
+    config.write_text(LAYERS)
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnctl", "check", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "KERAS_BACKEND": "torch"},
+    )
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        "error: KERAS_BACKEND is 'torch'; cnnctl trains on tensorflow or jax: set KERAS_BACKEND=jax, or unset it "
+        "for TensorFlow"
+    ], done.stderr[-2000:]
+
+
 @pytest.mark.parametrize("name, make, expected", CHECK_CASES, ids=[case[0] for case in CHECK_CASES])
 def test_hostile_config_values_and_data_files(name, make, expected, tmp_path):
     text = make(tmp_path)

@@ -91,9 +91,19 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# Layers a config may list: far more than any network written by hand (VGG-19 is 25 with its pooling and dense
+# layers); thousands would take `check` minutes to build. Deeper networks come as model.backbone.
+MAX_LAYERS = 500
+
+
 def _parse_layer_list(value: Any) -> Any:
     if value is None:
         return []
     if not isinstance(value, list):
         raise ValueError(f"must be a list of layers, e.g. [Flatten, {{Dense: {{units: 10}}}}] (got {value!r})")
+    if len(value) > MAX_LAYERS:
+        raise ValueError(
+            f"{len(value):,} layers; a config lists at most {MAX_LAYERS} (a deeper network, ResNet or EfficientNet, "
+            "comes as model.backbone)"
+        )
     return [_parse_layer_entry(entry) for entry in value]

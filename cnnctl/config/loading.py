@@ -18,7 +18,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from cnnctl.config.schema import Config
-from cnnctl.config.yaml_loader import BoundedSafeLoader, StrictSafeLoader
+from cnnctl.config.search_space import key_path_problem
+from cnnctl.config.yaml_loader import StrictSafeLoader
 from cnnctl.errors import ConfigError, closest, printable
 from cnnctl.files import not_regular_reason
 
@@ -135,8 +136,16 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     key, sep, text = override.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {printable(override)}: expected key.path=value, e.g. --set train.epochs=3")
+    problem = key_path_problem(key.strip())
+    if problem:
+        raise ConfigError(f"--set {printable(override)}: {problem}")
     try:
-        value = yaml.load(text, Loader=BoundedSafeLoader) if text.strip() else None
+        value = yaml.load(text, Loader=StrictSafeLoader) if text.strip() else None
+    except yaml.constructor.ConstructorError as exc:
+        if "appears twice" not in str(exc.problem):
+            value = text
+        else:  # `{name: adam, name: sgd}`: which one was meant cannot be guessed
+            raise ConfigError(f"--set {printable(override)}: {exc.problem}") from None
     except yaml.YAMLError:
         value = text
     parts = key_path_parts(key)

@@ -29,7 +29,7 @@ from cnnctl.config.layer_spec import (  # noqa: F401 - the schema's names, impor
     LayerSpec,
     _parse_layer_list,
 )
-from cnnctl.config.search_space import SEARCH_SPACE_KINDS, SearchSpace  # noqa: F401
+from cnnctl.config.search_space import SEARCH_SPACE_KINDS, SearchSpace, key_path_problem  # noqa: F401
 from cnnctl.config.section import MAX_COUNT, Section  # noqa: F401
 from cnnctl.config.sources import (
     ARRAYS_SOURCE,
@@ -319,6 +319,15 @@ class Config(Section):
             "`cnnctl train` ignores it and trains the values written in the config."
         ),
     )
+
+    @field_validator("tune")
+    @classmethod
+    def _tune_paths(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for path in value:
+            problem = key_path_problem(path)
+            if problem:
+                raise ValueError(problem)
+        return value
 
     @field_validator("name")
     @classmethod

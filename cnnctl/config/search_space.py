@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Any, Literal, Optional
 
 from pydantic import (
     model_validator,
 )
 
 from cnnctl.config.section import Section
-from cnnctl.errors import did_you_mean
+from cnnctl.errors import did_you_mean, printable
 
 SEARCH_SPACE_KINDS = ("log_uniform", "uniform", "int", "choice")
+
+
+MAX_CHOICES = 1000  # values of one `choice:`; each makes a config that is validated before the search starts
 
 
 class SearchSpace(Section):
@@ -39,6 +43,11 @@ class SearchSpace(Section):
                 raise ValueError(
                     f"choice: must be a non-empty list of values, e.g. {{choice: [16, 32, 64]}} (got {values!r})"
                 )
+            if len(values) > MAX_CHOICES:
+                raise ValueError(
+                    f"choice: {len(values):,} values; a choice holds at most {MAX_CHOICES} (every one is checked "
+                    "before the first trial): for a range use {int: [low, high]} or {uniform: [low, high]}"
+                )
             if any(isinstance(item, (list, dict)) for item in values):
                 raise ValueError(
                     f"choice: every value must be a number, string, boolean or null (got {values!r}); "
@@ -63,3 +72,17 @@ class SearchSpace(Section):
 
     def to_yaml(self) -> dict[str, list]:
         return {self.kind: list(self.values)}
+
+
+_WHOLE_KEY_PATH = re.compile(r"[^.\[\]\s][^.\[\]]*(?:\.[^.\[\]\s][^.\[\]]*|\[\d+\])*")
+
+
+def key_path_problem(key: str) -> Optional[str]:
+    """Why `key` is not a config path such as `model.layers[0].Conv2D.filters` (an empty name between dots, a
+    stray bracket), or None when it is one."""
+    if _WHOLE_KEY_PATH.fullmatch(key):
+        return None
+    return (
+        f"'{printable(key[:80])}' is not a config path (names joined by dots, list positions in brackets), e.g. "
+        "train.epochs or model.layers[0].Conv2D.filters"
+    )

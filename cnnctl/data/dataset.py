@@ -234,6 +234,11 @@ def load_data(config: Config, stand_in_when_missing: bool = False) -> Dataset:
     }
     for name, (x, y) in arrays.items():
         check_arrays(name, x, y)
+        if x.shape[1:] != arrays["train"][0].shape[1:]:  # the model takes one shape: said now, not after training
+            raise DataError(
+                f"data: x_{name} holds examples of shape {list(x.shape[1:])} but x_train's are "
+                f"{list(arrays['train'][0].shape[1:])}; every split must hold examples of one shape"
+            )
     encode = encode_multi_labels if data_cfg.multi_label else encode_labels
     labels, class_names = encode({name: y for name, (x, y) in arrays.items()}, raw.class_names)
     spatial_rank = spatial_rank_of(config.model.layers)

@@ -65,10 +65,9 @@ def build_model(
         # float32 whatever the precision policy: raw values above 65504 would overflow float16; the next layer
         # casts the [0, 1] result to its own compute dtype.
         scaling = keras.layers.Rescaling(1.0 / pixel_scale, name=SCALING_LAYER, dtype="float32")
+        x = scaling(x)
         if model is not None:
-            model.add(scaling)
-        else:
-            x = scaling(x)
+            model.add(scaling, rebuild=False)
     if model_cfg.backbone:
         units = 255.0 * pixel_scale / (full_scale or pixel_scale)  # what one unit of x is in 0..255 pixels
         backbone = model_cfg.backbone if starting_weights else model_cfg.backbone.model_copy(update={"weights": None})
@@ -84,12 +83,12 @@ def build_model(
         where = f"model.layers[{index}]"
         layer = make_layer(spec, where, {"dtype": "float32"} if mixed and index == last else None)
         try:
+            # Called on the symbolic tensor, layer by layer, so a shape mistake names its layer; a Sequential
+            # rebuilt at every add would call every earlier layer again (500 layers: 70 s instead of a few).
+            x = layer(x)
+            after = tuple(x.shape)
             if model is not None:
-                model.add(layer)
-                after = tuple(layer.output.shape)
-            else:
-                x = layer(x)
-                after = tuple(x.shape)
+                model.add(layer, rebuild=False)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where} ({spec.name}): {_explain_shape_error(exc, spec, before)}") from None
         except Exception as exc:  # noqa: BLE001 - e.g. ZeroDivisionError for strides: 0, from Keras' shape code
@@ -105,6 +104,8 @@ def build_model(
         before = after
     if model is None:
         model = keras.Model(inputs, x, name=_keras_name(name))
+    else:
+        model.build((None, *shape))  # once, now that every layer is in
     check_output(model, model_cfg.layers, num_classes)
     if model_cfg.from_run and starting_weights:
         reused, skipped = copy_weights_from_run(model, model_cfg.from_run)
