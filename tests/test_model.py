@@ -325,3 +325,37 @@ def test_loss_option_errors(loss, message):
     with pytest.raises(ConfigError) as caught:
         compile_model(model, TrainConfig.model_validate({"loss": loss}))
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    "flags, gpu, backend, policy, reason",
+    [
+        ({"avx2", "fma"}, False, "tensorflow", "float32", "auto: a CPU without bfloat16 instructions"),
+        ({"avx512f", "avx512_bf16"}, False, "tensorflow", "mixed_bfloat16", "auto: the CPU has avx512_bf16"),
+        ({"amx_bf16", "amx_tile", "avx512_bf16"}, False, "tensorflow", "mixed_bfloat16", "amx_bf16, avx512_bf16"),
+        ({"amx_bf16"}, False, "jax", "float32", "auto: bfloat16 is measured faster on TensorFlow only"),
+        ({"amx_bf16"}, True, "tensorflow", "mixed_float16", "auto: a GPU"),
+    ],
+)
+def test_auto_precision_follows_the_cpu_flags(monkeypatch, flags, gpu, backend, policy, reason):
+    """mixed_bfloat16 only where the CPU computes bfloat16 itself (AMX-BF16, AVX512-BF16); the flags are faked."""
+    from cnnctl import runtime
+
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: set(flags))
+    monkeypatch.setattr(runtime, "has_gpu", lambda: gpu)
+    monkeypatch.setattr(runtime, "backend", lambda: backend)
+    assert runtime.resolve_precision("auto") == policy
+    assert reason in runtime.precision_reason("auto")
+    assert runtime.resolve_precision("off") == "float32" and runtime.precision_reason("off") == "train.mixed_precision"
+
+
+def test_cpu_flags_are_read_from_this_machine():
+    import platform
+    from pathlib import Path
+
+    from cnnctl import runtime
+
+    if Path("/proc/cpuinfo").exists() and platform.machine() in ("x86_64", "AMD64"):
+        assert {"fpu", "sse2"} <= runtime.cpu_flags()  # every x86-64 CPU says so: the flags line was read
+    elif not Path("/proc/cpuinfo").exists():
+        assert runtime.cpu_flags() == set()

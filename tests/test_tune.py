@@ -84,7 +84,11 @@ def search(tmp_path_factory):
         patch.setattr(Dataset, "pipeline", pipeline)
         patch.setattr(workflow, "predict_probabilities", predict)
         patch.setattr(workflow.figures, "draw_run_figures", lambda run, model: [])
-        first = runner.invoke(app, ["tune", str(config), "--trials", "2", "--runs-dir", str(runs)], terminal_width=200)
+        first = runner.invoke(
+            app,  # --set the value the file has: the search's results are the same, and best.yaml names it
+            ["tune", str(config), "--trials", "2", "--runs-dir", str(runs), "--set", "train.epochs=3"],
+            terminal_width=200,
+        )
         assert first.exit_code == 0, first.output
         (tune_path,) = list(runs.iterdir())
         after_two = {trial: (tune_path / trial / "metrics.json").read_bytes() for trial in ("trial-0", "trial-1")}
@@ -155,6 +159,9 @@ def test_best_yaml_is_the_winner_ready_to_train_on_test(search):
     assert config.train.batch_size == best_params["train.batch_size"]
     result = runner.invoke(app, ["check", str(best)], terminal_width=200)
     assert result.exit_code == 0, result.output
+    header = [line for line in best.read_text().splitlines() if line.startswith("#")]
+    assert header[2].startswith("# the search ran with --set train.epochs=3; the values below keep them")
+    assert summary["set"] == ["train.epochs=3"]  # remembered through --resume, which has no --set of its own
     page = (tune_path / "tune_report.html").read_text()  # the best values as config paths, not a Python dict
     assert f"<code>train.batch_size = {best_params['train.batch_size']}</code>" in page and "{&#x27;" not in page
 

@@ -108,7 +108,7 @@ def announce(config_path: Optional[str]) -> Callable:
             prepared.config,
             prepared.dataset.summary(),
             prepared.devices,
-            prepared.policy,
+            f"{prepared.policy} ({prepared.policy_reason})" if prepared.policy_reason else prepared.policy,
             run.path,
             api.describe_model(prepared.model),
         )

@@ -164,7 +164,11 @@ class TrainConfig(Section):
         "auto", description=("batches per compiled call: auto = 16 (1 under MirroredStrategy) | N")
     )
     mixed_precision: Literal["auto", "off", "mixed_float16", "mixed_bfloat16"] = Field(
-        "auto", description=("auto (mixed_float16 on a GPU, float32 on a CPU) | off | mixed_float16 | mixed_bfloat16")
+        "auto",
+        description=(
+            "auto (mixed_float16 on a GPU; mixed_bfloat16 on a CPU with AMX-BF16 or AVX512-BF16, on TensorFlow; else "
+            "float32) | off | mixed_float16 | mixed_bfloat16"
+        ),
     )
     tensorboard: Optional[TensorBoardConfig] = Field(
         None, description=("true (or {histogram_freq: N}): logs in the run's tensorboard/")

@@ -36,6 +36,7 @@ def write_run_start(run: Run, prepared: Prepared) -> None:
             "devices": prepared.devices,
             "distribute": prepared.placement.record(),
             "precision": prepared.policy,
+            "precision_reason": prepared.policy_reason,
             "seed": config.seed,
             "started": now(),
             "started_unix": time.time(),

@@ -37,6 +37,7 @@ class Prepared:
     fine_tune: Optional[FineTunePlan] = None  # train.fine_tune checked against the model: what phase 2 unfreezes
     fine_tuning: bool = False  # the model is unfrozen and compiled for the fine-tuning phase
     placement: Placement = field(default_factory=Placement)  # train.distribute resolved: one device, or several
+    policy_reason: str = ""  # why `policy`: "auto: the CPU has amx_bf16", "train.mixed_precision", ...
 
     def enter_fine_tune(self) -> None:
         """Unfreeze the layers prepare() planned and recompile for the fine-tuning phase: a fresh optimizer at its
@@ -114,7 +115,10 @@ def prepare(
                 )
             temperature_layer(model)
         plan = plan_fine_tune(model, config) if config.train.fine_tune else None
-    return Prepared(config, dataset, model, policy, runtime.devices(), notes, plan, placement=placement)
+    reason = runtime.precision_reason(config.train.mixed_precision)
+    return Prepared(
+        config, dataset, model, policy, runtime.devices(), notes, plan, placement=placement, policy_reason=reason
+    )
 
 
 def build_and_compile(

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import optuna
 
 from cnnctl.config.schema import Config
+from cnnctl.errors import CnnctlError
 from cnnctl.reporting.tune_report import draw_tune_figures, write_tune_report
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, write_text_atomic
@@ -65,6 +66,7 @@ def write_results(
     """tune_summary.json, best.yaml (when a trial completed), the figures and tune_report.html."""
     tune_run = Run(tune_path)
     every = study.get_trials(deepcopy=False)
+    overrides = list(config._overrides) or _saved_overrides(tune_run)  # a resumed search reads its first ones
     summary: dict[str, Any] = {
         "name": config.name,
         "seed": config.seed,
@@ -78,6 +80,7 @@ def write_results(
         "trials": [trial_line(study, trial.number) for trial in every],
         "best": None,
         "notes": list(notes or []),
+        "set": overrides,  # the --set lines the search ran with (best.yaml keeps them)
     }
     complete = [trial for trial in every if trial.state == optuna.trial.TrialState.COMPLETE]
     if complete:
@@ -94,6 +97,7 @@ def write_results(
             tune_run.file(contract.TUNE_BEST),
             f"# cnnctl tune {tune_path}: trial {best.number}, {objective_of(config)[1]} {best.value:.4f}\n"
             f"# cnnctl train {tune_run.file(contract.TUNE_BEST)} scores it once on the test split\n"
+            + _kept_overrides_comment(overrides)
             + best_config.to_yaml(),
         )
     elif every:
@@ -115,3 +119,23 @@ def param_importances(study: optuna.Study, complete: list, config: Config) -> Op
         return {path: float(value) for path, value in optuna.importance.get_param_importances(study).items()}
     except (RuntimeError, ValueError):  # too few distinct values for a forest to split on
         return None
+
+
+def _saved_overrides(tune_run: Run) -> list[str]:
+    try:
+        saved = tune_run.read_json(contract.TUNE_SUMMARY).get("set") if tune_run.has(contract.TUNE_SUMMARY) else None
+    except CnnctlError:
+        return []
+    return [str(line) for line in saved] if isinstance(saved, list) else []
+
+
+def _kept_overrides_comment(overrides: list[str]) -> str:
+    """best.yaml's word on the `--set` lines of the search: a search often runs shortened (`train.epochs=3`), and
+    the config below keeps what it ran with."""
+    if not overrides:
+        return ""
+    shown = " ".join(f"--set {line}" for line in overrides)
+    return (
+        f"# the search ran with {shown}; the values below keep them: a search often runs shortened, so give the\n"
+        "# final run its own (e.g. cnnctl train best.yaml --set train.epochs=30)\n"
+    )
