@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cnnctl.runs import folder
-from cnnctl.runs.folder import atomic_path, remove_stale_temporaries, resolve_run
+from cnnctl.runs import atomic
+from cnnctl.runs.atomic import atomic_path, remove_stale_temporaries
+from cnnctl.runs.folder import resolve_run
 
 
 def test_an_atomic_write_flushes_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
@@ -58,7 +59,7 @@ def _killed_while_writing(target: Path) -> Path:
     temporary file it left."""
     script = textwrap.dedent(f"""
         import os, signal
-        from cnnctl.runs.folder import atomic_path
+        from cnnctl.runs.atomic import atomic_path
         with atomic_path({str(target)!r}) as temp:
             temp.write_bytes(b"half a png")
             os.kill(os.getpid(), signal.SIGKILL)
@@ -94,8 +95,8 @@ def test_a_temporary_that_a_live_process_is_writing_is_left_alone(tmp_path):
 def test_temporaries_from_another_host_are_left_alone(tmp_path):
     # A run folder on a shared filesystem: a process id from another machine says nothing about this one.
     dead_pid = 2**22 + 12345  # above Linux's largest pid: no such process here
-    ours = tmp_path / f".report.partial-{folder._HOST}-{dead_pid}-x1y2.html"
-    other_host = "f" * 8 if folder._HOST != "f" * 8 else "0" * 8
+    ours = tmp_path / f".report.partial-{atomic._HOST}-{dead_pid}-x1y2.html"
+    other_host = "f" * 8 if atomic._HOST != "f" * 8 else "0" * 8
     theirs = tmp_path / f".report.partial-{other_host}-{dead_pid}-x1y2.html"
     ours.write_text("ours, left by a dead process")
     theirs.write_text("someone else's")

@@ -24,7 +24,8 @@ from typer.testing import CliRunner
 from cnnctl.cli.app import app
 from cnnctl.errors import Interrupted
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, atomic_path
+from cnnctl.runs.atomic import atomic_path
+from cnnctl.runs.folder import Run
 from cnnctl.runs.status import held_lock, is_training
 from cnnctl.training import checkpoint
 from cnnctl.training.callbacks import (

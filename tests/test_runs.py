@@ -10,14 +10,8 @@ import pytest
 
 from cnnctl.errors import RunError
 from cnnctl.runs import contract
-from cnnctl.runs.folder import (
-    Run,
-    atomic_path,
-    create_run,
-    default_runs_dir,
-    list_runs,
-    resolve_run,
-)
+from cnnctl.runs.atomic import atomic_path
+from cnnctl.runs.folder import Run, create_run, default_runs_dir, list_runs, resolve_run
 
 
 def make_finished(path):

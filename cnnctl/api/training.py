@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 from cnnctl import runtime
 from cnnctl.errors import CnnctlError, ConfigError
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, atomic_path, create_run, default_runs_dir
+from cnnctl.runs.atomic import atomic_path
+from cnnctl.runs.folder import Run, create_run, default_runs_dir
 
 if TYPE_CHECKING:  # for annotations only: importing them would load pydantic, numpy or TensorFlow
     from cnnctl.config.schema import Config

@@ -9,6 +9,7 @@ predict.py          classifying new files and arrays with a run: inputs read as 
 predictions.py      what predict answers per input (top classes or label sets), the reject option, the CSV
 export.py           SavedModel / ONNX / TFLite, each checked against model.keras with its own runtime
 gradcam.py          Grad-CAM: where in an input the model looked for a class
+gradcam_probe.py    the model rebuilt with a zero shift at the chosen layer, and the logits it differentiates
 gradcam_examples.py gradcam.npz: a right and a wrong example per class with their maps, kept by every evaluation
 calibration.py      how far confidence is from accuracy (ECE, Brier, NLL), temperature, accuracy by coverage
 temperature.py      evaluate.calibrate: temperature, fitted on val and folded into model.keras's output layer

@@ -28,6 +28,7 @@ import numpy as np
 
 from cnnctl import runtime
 from cnnctl.errors import ConfigError, DataError, did_you_mean
+from cnnctl.evaluation import gradcam_probe
 from cnnctl.evaluation.calibration import as_class_probabilities
 
 runtime.quiet_backend_import()  # before Keras, which would import TensorFlow with pages of start-up logs
@@ -146,8 +147,8 @@ def gradcam(
         raise ConfigError(f"batch_size must be at least 1; given {batch_size}")
     # The shift has a batch axis, so every batch has the same size: the last one is padded with its first example.
     size = min(batch_size, len(x))
-    shift = _ActivationShift((size, *activation_shape), dtype="float32")
-    probe = _probe(model, path, shift)
+    shift = gradcam_probe.ActivationShift((size, *activation_shape), dtype="float32")
+    probe = gradcam_probe.probe(model, path, shift)
     requested = _requested_classes(class_index, len(x), probe.outputs[1].shape[-1])
     step = _gradient_step(probe, shift)
     maps, probabilities, explained = [], [], []
@@ -258,108 +259,7 @@ def _requested_classes(class_index: None | int | Sequence[int], count: int, num_
     return requested.astype(np.int32)
 
 
-def _rebuild(model: Any, call: Callable) -> tuple[Any, Any]:
-    """`model`'s graph on new inputs, every layer called through `call(layer, *args, **kwargs)`, sharing the
-    model's layers and weights. Returns (inputs, output)."""
-    if isinstance(model, keras.Sequential):
-        # clone_model refuses a call_function for Sequential models; their layers simply run in order.
-        inputs = keras.Input(tuple(model.inputs[0].shape[1:]), dtype=model.inputs[0].dtype)
-        x = inputs
-        for layer in model.layers:
-            x = call(layer, x)
-        return inputs, x
-    clone = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
-    return clone.inputs[0], clone.outputs[0]
-
-
-class _ActivationShift(keras.layers.Layer):
-    """Adds a variable that stays zero to its input: the gradient with respect to the variable is the gradient with
-    respect to the input, which the probe's callers cannot reach otherwise (it is computed inside the model)."""
-
-    def __init__(self, shape: tuple, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.shift = self.add_weight(shape=shape, initializer="zeros", trainable=False, name="shift")
-
-    def call(self, inputs: Any) -> Any:
-        return keras.ops.add(inputs, self.shift)
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return input_shape
-
-
-def _shifted(model: Any, path: tuple, shift: _ActivationShift) -> tuple:
-    """`model` rebuilt with `shift` applied to the output of the layer at `path`. Returns (inputs, activation,
-    output, producers): `producers` maps each rebuilt tensor's id to (the layer that made it, that layer's input),
-    which tells the top level what its output layer was called on."""
-    head, rest = path[0], path[1:]
-    inner = _nested_probe(head, rest, shift) if rest else None
-    activations, producers = [], {}
-
-    def call(layer: Any, *args: Any, **kwargs: Any) -> Any:
-        if layer is not head:
-            output = layer(*args, **kwargs)
-        elif inner is not None:
-            # The nested model runs as its own rebuilt graph, which hands out the activation inside it.
-            activation, output = inner(args[0])
-            activations.append(activation)
-        else:
-            activation = layer(*args, **kwargs)
-            activations.append(activation)
-            output = shift(activation)
-        producers[id(output)] = (layer, args[0] if args else None)
-        return output
-
-    inputs, output = _rebuild(model, call)
-    return inputs, activations[0], output, producers
-
-
-def _nested_probe(model: Any, path: tuple, shift: _ActivationShift) -> Any:
-    """A nested model rebuilt as keras.Model(x) → [the activation at `path`, the nested model's output]."""
-    inputs, activation, output, _ = _shifted(model, path, shift)
-    return keras.Model(inputs, [activation, output])
-
-
-def _probe(model: Any, path: tuple, shift: _ActivationShift) -> Any:
-    """keras.Model(x) → [the activation at `path`, class scores (N, K), the model's output], with `shift` added
-    to the activation."""
-    inputs, activation, output, producers = _shifted(model, path, shift)
-    output_layer, output_layer_input = producers.get(id(output), (None, None))
-    return keras.Model(inputs, [activation, _class_scores(output, output_layer, output_layer_input), output])
-
-
-def _class_scores(output: Any, output_layer: Any, output_layer_input: Any) -> Any:
-    """The class scores Grad-CAM differentiates: the output layer's pre-activation (the logits).
-
-    Selvaraju et al. use the score before the softmax, and so does this function on both backends: a confident
-    softmax rounds to 1.0 in float32, where the gradient of the probability vanishes and that of its logarithm
-    keeps only the other classes' tiny probabilities (evidence against them, not for the class explained). An
-    output layer without a softmax or sigmoid is taken as giving scores already.
-    """
-    squashing = (keras.activations.softmax, keras.activations.sigmoid)
-    if isinstance(output_layer, keras.layers.Softmax) or (
-        isinstance(output_layer, keras.layers.Activation) and output_layer.activation in squashing
-    ):
-        scores = output_layer_input
-    elif getattr(output_layer, "activation", None) in squashing:
-        scores = _without_activation(output_layer, output_layer_input)
-    else:
-        scores = output
-    if scores.shape[-1] == 1:
-        # A single sigmoid unit scores class 1 with z and class 0 with -z, since sigmoid(-z) = 1 - sigmoid(z).
-        scores = keras.ops.concatenate([keras.ops.negative(scores), scores], axis=-1)
-    return scores
-
-
-def _without_activation(layer: Any, layer_input: Any) -> Any:
-    """A copy of `layer` with a linear activation and the layer's current weights, called on `layer_input`."""
-    config = {**layer.get_config(), "activation": "linear", "name": f"{layer.name}_logits"}
-    copy = type(layer).from_config(config)
-    scores = copy(layer_input)
-    copy.set_weights(layer.get_weights())
-    return scores
-
-
-def _gradient_step(probe: Any, shift: _ActivationShift) -> Callable:
+def _gradient_step(probe: Any, shift: gradcam_probe.ActivationShift) -> Callable:
     """A function (x, requested classes) → (activation, d score / d activation, model output, class explained),
     differentiated by the backend's own means; the rest of the module is backend-free."""
     backend = keras.backend.backend()

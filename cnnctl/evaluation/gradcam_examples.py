@@ -13,7 +13,8 @@ from cnnctl.errors import CnnctlError, DataError
 from cnnctl.evaluation.calibration import as_class_probabilities
 from cnnctl.evaluation.gradcam import gradcam
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, atomic_path
+from cnnctl.runs.atomic import atomic_path
+from cnnctl.runs.folder import Run
 
 EVALUATION_CLASSES = 10  # gradcam.npz holds this many classes at most: one correct and one wrong example each
 

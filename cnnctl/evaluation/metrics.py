@@ -19,7 +19,8 @@ from cnnctl.evaluation.calibration import (
     coverage_sentence,
 )
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, atomic_path, readable_file, write_csv_atomic, write_text_atomic
+from cnnctl.runs.atomic import atomic_path, write_csv_atomic, write_text_atomic
+from cnnctl.runs.folder import Run, readable_file
 from cnnctl.runs.history import read_history_csv
 
 

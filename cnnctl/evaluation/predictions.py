@@ -11,7 +11,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from cnnctl.errors import ConfigError
-from cnnctl.runs.folder import csv_text
+from cnnctl.runs.atomic import csv_text
 from cnnctl.runs.output import check_output_path, write_output_text
 
 CSV_HEADER = ["input", "rank", "class_index", "class", "probability"]

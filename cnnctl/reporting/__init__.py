@@ -11,6 +11,7 @@ feature_maps.py      each conv/pool layer's output for one input
 explanation_files.py `cnnctl explain`'s overlays and explain.npz
 report.py            report.html: the whole run on one self-contained page
 page.py              what every HTML page shares: the style sheet, tables, numbers, escaping
+report_facts.py      report.html's model, data and environment sections
 compare.py           `cnnctl runs` and `cnnctl compare`
 data_overview.py     `cnnctl data`: a config's data without training, and a grid of samples
 convolution_demo.py  `cnnctl filter`: convolution → ReLU → max-pooling on a picture

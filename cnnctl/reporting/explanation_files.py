@@ -9,7 +9,7 @@ import numpy as np
 from cnnctl.evaluation.explain import Explanation
 from cnnctl.reporting import plots
 from cnnctl.reporting.trust_plots import explanation_figure
-from cnnctl.runs.folder import atomic_path
+from cnnctl.runs.atomic import atomic_path
 from cnnctl.runs.output import write_output_bytes
 
 

@@ -16,7 +16,8 @@ import numpy as np
 from cnnctl.errors import RunError, first_line
 from cnnctl.reporting import curves, grids, plots, scores, trust_plots
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, atomic_path, readable_file
+from cnnctl.runs.atomic import atomic_path
+from cnnctl.runs.folder import Run, readable_file
 from cnnctl.runs.history import read_history_csv
 from cnnctl.runs.model_file import load_model
 

@@ -8,6 +8,8 @@ import html
 import math
 from typing import Any
 
+MAX_CLASS_ROWS = 100  # data and per-class tables beyond this are cut, with a line saying how many more
+
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Roboto, "DejaVu Sans", Arial, sans-serif; margin: 0;
        color: #1d2430; background: #f5f6f8; line-height: 1.45; }

@@ -27,7 +27,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from cnnctl.runs.folder import atomic_path
+from cnnctl.runs.atomic import atomic_path
 
 # Pixels per inch of every saved PNG: a figsize of (8, 5) inches becomes an 800×500 image.
 DPI = 100

@@ -19,9 +19,10 @@ from typing import Optional
 import yaml
 
 from cnnctl.errors import CnnctlError, RunError
-from cnnctl.reporting import page
+from cnnctl.reporting import page, report_facts
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, readable_file, write_text_atomic
+from cnnctl.runs.atomic import write_text_atomic
+from cnnctl.runs.folder import Run, readable_file
 from cnnctl.runs.history import read_history_csv
 
 # Figures in reading order, with the caption that tells a reader what to look for.
@@ -62,9 +63,6 @@ HEADLINE_METRICS = ("accuracy", "f1_macro", "roc_auc")
 MULTI_LABEL_HEADLINE = ("f1_micro", "subset_accuracy", "mean_average_precision")
 
 
-MAX_CLASS_ROWS = 100  # data and per-class tables beyond this are cut, with a line saying how many more
-
-
 def write_report(run: Run) -> Path:
     """Build report.html from the run folder and write it atomically; returns its path."""
     return write_text_atomic(run.file(contract.REPORT_HTML), render_report(run))
@@ -85,8 +83,8 @@ def render_report(run: Run) -> str:
         ("history", "Training history", _history_section(run, metrics.get("diagnosis") or {})),
         ("trust", "Where it looked, and how sure", _trust_section(run, metrics)),
         ("figures", "Figures", _figures_section(run)),
-        ("model", "Model", _model_section(_read_json(run, contract.LAYERS))),
-        ("data", "Data", _data_section(data)),
+        ("model", "Model", report_facts.model_section(_read_json(run, contract.LAYERS))),
+        ("data", "Data", report_facts.data_section(data)),
         (
             "config",
             "Config",
@@ -94,7 +92,7 @@ def render_report(run: Run) -> str:
             if config_text
             else page.missing(f"{contract.CONFIG} is missing."),
         ),
-        ("environment", "Environment", _environment_section(environment)),
+        ("environment", "Environment", report_facts.environment_section(environment)),
     ]
     nav = " ".join(f'<a href="#{anchor}">{page.html_escape(title)}</a>' for anchor, title, _ in sections)
     body = "\n".join(
@@ -228,7 +226,7 @@ def _class_report_section(class_report: dict, metrics: dict) -> str:
         return page.missing(f"No {contract.REPORT_JSON}: the run was not evaluated.")
     rows = []
     names = list(per_class)
-    for name in names[:MAX_CLASS_ROWS] + [n for n in names[MAX_CLASS_ROWS:] if n.endswith(" avg")]:
+    for name in names[: page.MAX_CLASS_ROWS] + [n for n in names[page.MAX_CLASS_ROWS :] if n.endswith(" avg")]:
         values = per_class[name]
         support = values.get("support")
         rows.append(
@@ -241,7 +239,7 @@ def _class_report_section(class_report: dict, metrics: dict) -> str:
             )
         )
     table = page.table(["class", "precision", "recall", "F1", "support"], rows, numeric=[1, 2, 3, 4])
-    hidden = len([n for n in names[MAX_CLASS_ROWS:] if not n.endswith(" avg")])
+    hidden = len([n for n in names[page.MAX_CLASS_ROWS :] if not n.endswith(" avg")])
     if hidden:
         table += f"<p>… {hidden} more classes in {contract.REPORT_JSON}.</p>"
     if "accuracy" in class_report:
@@ -334,91 +332,6 @@ def _history_section(run: Run, diagnosis: dict) -> str:
     )
     note = f"<p>Best epoch ({best}) highlighted.</p>" if best in epochs else ""
     return f'{note}<div class="scroll-table"><table>{head}{body}</table></div>'
-
-
-def _model_section(layers: dict) -> str:
-    """layers.json as a table: what `cnnctl check` prints, without loading the model."""
-    rows = layers.get("layers")
-    if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
-        return page.missing(f"No {contract.LAYERS}: `cnnctl plot RUN` writes it from {contract.MODEL}.")
-    table = page.table(
-        ["layer", "type", "output shape", "parameters", "receptive field"],
-        [
-            (
-                page.html_escape(row.get("name", "")),
-                page.html_escape(row.get("kind", "")),
-                page.html_escape(row.get("output_shape", "")),
-                page.count(row.get("params")),
-                page.html_escape(row.get("receptive_field", "")),
-            )
-            for row in rows
-        ],
-        numeric=[3],
-    )
-    totals = [
-        f"{label} {page.count(layers[key])}"
-        for label, key in (("total parameters", "total_params"), ("trainable", "trainable_params"))
-        if key in layers
-    ]
-    return table + (f"<p>{' · '.join(totals)}</p>" if totals else "")
-
-
-def _data_section(data: dict) -> str:
-    if not data:
-        return page.missing(f"{contract.DATA} is missing.")
-    facts = [
-        ("source", data.get("source")),
-        ("origin", data.get("origin")),
-        ("input shape", " × ".join(str(d) for d in data.get("input_shape", []))),
-        ("stored dtype", data.get("dtype")),
-        ("value range", " .. ".join(f"{v:g}" for v in data.get("value_range") or [])),
-        ("pixel scale (inputs divided by)", data.get("pixel_scale")),
-        ("classes", data.get("num_classes")),
-    ]
-    parts = [
-        page.table(
-            ["", ""],
-            [(page.html_escape(label), page.html_escape(value)) for label, value in facts if value not in (None, "")],
-            header=False,
-        )
-    ]
-    counts, sizes = data.get("counts") or {}, data.get("sizes") or {}
-    splits = list(counts)
-    if splits:
-        names = list(data.get("class_names") or next(iter(counts.values())))
-        rows = [
-            (page.html_escape(name), *[str(counts[split].get(name, "")) for split in splits])
-            for name in names[:MAX_CLASS_ROWS]
-        ]
-        if len(names) > MAX_CLASS_ROWS:
-            rows.append((f"… {len(names) - MAX_CLASS_ROWS} more", *["" for _ in splits]))
-        rows.append(("<strong>total</strong>", *[f"<strong>{sizes.get(split, '')}</strong>" for split in splits]))
-        parts.append(page.table(["class", *splits], rows, numeric=list(range(1, len(splits) + 1)), escape=False))
-    for note in data.get("notes") or []:
-        parts.append(f"<p>note: {page.html_escape(note)}</p>")
-    if data.get("skipped"):
-        parts.append(f"<p>{len(data['skipped'])} unreadable files were skipped (listed in {contract.DATA}).</p>")
-    return "\n".join(parts)
-
-
-def _environment_section(environment: dict) -> str:
-    if not environment:
-        return page.missing(f"{contract.ENVIRONMENT} is missing.")
-    facts = [
-        ("status", environment.get("status")),
-        ("started", environment.get("started")),
-        ("ended", environment.get("ended")),
-        ("devices", ", ".join(environment.get("devices") or [])),
-        ("precision", environment.get("precision")),
-        ("seed", environment.get("seed")),
-        ("error", environment.get("error")),
-    ]
-    facts += [(name, version) for name, version in (environment.get("versions") or {}).items()]
-    return page.table(
-        ["", ""],
-        [(page.html_escape(label), page.html_escape(value)) for label, value in facts if value not in (None, "")],
-        header=False,
-    )
 
 
 def _read_json(run: Run, name: str) -> dict:

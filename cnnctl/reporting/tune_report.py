@@ -14,7 +14,8 @@ import yaml
 from cnnctl.reporting import page, tune_plots
 from cnnctl.reporting.plots import save_figure
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, write_text_atomic
+from cnnctl.runs.atomic import write_text_atomic
+from cnnctl.runs.folder import Run
 
 FIGURE_CAPTIONS = {
     contract.TUNE_HISTORY_PNG: "Each trial's val accuracy by trial number; the line: the best completed one so far.",

@@ -2,7 +2,8 @@
 
 contract.py  every file name of a run folder, and the rules its readers share (metric rows, top-k, epochs,
              verdict and status colours)
-folder.py    creating a run (unique, never overwritten), finding it again (`last`, an id, a path), atomic writes
+folder.py    creating a run (unique, never overwritten), finding it again (`last`, an id, a path)
+atomic.py    files written whole or not at all: temporary name, flush, rename (or hard link); stale temporaries
 history.py   history.csv read back as columns, for every reader of a run
 model_file.py model.keras read back: checked before Keras opens it, loaded in safe mode
 status.py    environment.json's status and the training lock

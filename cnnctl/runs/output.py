@@ -23,8 +23,9 @@ from typing import Optional, Union
 
 from cnnctl.errors import ConfigError, RunError, shown_path
 from cnnctl.files import special_kind
+from cnnctl.runs.atomic import atomic_path
 from cnnctl.runs.contract import CV_SUMMARY, TUNE_STUDY
-from cnnctl.runs.folder import atomic_path, is_run
+from cnnctl.runs.folder import is_run
 
 # The longest name accepted for any part of an --out path: the file system's limit is 255 bytes, and the file is
 # first written under a temporary name about 40 bytes longer (see atomic_path).

@@ -21,7 +21,8 @@ import numpy as np
 from cnnctl.config.schema import Config
 from cnnctl.errors import RunError, first_line
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, atomic_path, readable_file
+from cnnctl.runs.atomic import atomic_path
+from cnnctl.runs.folder import Run, readable_file
 from cnnctl.runtime import memory_bytes
 from cnnctl.training.checkpoint import (
     CALLBACK_STATE,

@@ -27,7 +27,8 @@ from typing import Any, Optional
 
 from cnnctl.errors import RunError
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, readable_file, write_text_atomic
+from cnnctl.runs.atomic import write_text_atomic
+from cnnctl.runs.folder import Run, readable_file
 
 METADATA = "training_metadata.json"  # Keras BackupAndRestore's name and keys ("epoch", "batch"), plus ours
 

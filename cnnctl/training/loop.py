@@ -15,7 +15,8 @@ from cnnctl import runtime
 from cnnctl.model.build import build_augmenter
 from cnnctl.model.compile import needs_one_hot
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, write_text_atomic
+from cnnctl.runs.atomic import write_text_atomic
+from cnnctl.runs.folder import Run
 from cnnctl.runs.status import now
 from cnnctl.training import checkpoint
 from cnnctl.training.callbacks import TrainingBackup, make_callbacks, save_model

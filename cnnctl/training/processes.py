@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, write_text_atomic
+from cnnctl.runs.atomic import write_text_atomic
+from cnnctl.runs.folder import Run
 from cnnctl.runs.status import finish_run
 from cnnctl.training import checkpoint
 from cnnctl.training.distribute import COORDINATOR, PROCESS_COUNT, PROCESS_ID

@@ -17,7 +17,8 @@ import numpy as np
 from cnnctl.config.schema import Config, FoldConfig
 from cnnctl.errors import ConfigError
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, create_run, write_text_atomic
+from cnnctl.runs.atomic import write_text_atomic
+from cnnctl.runs.folder import Run, create_run
 from cnnctl.training.prepare import prepare
 from cnnctl.workflows.train import Announce, train_run
 

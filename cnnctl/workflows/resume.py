@@ -24,7 +24,8 @@ from typing import Any, Optional, Sequence, Union
 from cnnctl.config.loading import load_config
 from cnnctl.errors import CnnctlError, ConfigError, Interrupted, RunError
 from cnnctl.runs import contract
-from cnnctl.runs.folder import FolderSnapshot, Run, resolve_run, write_text_atomic
+from cnnctl.runs.atomic import write_text_atomic
+from cnnctl.runs.folder import FolderSnapshot, Run, resolve_run
 from cnnctl.runs.history import read_history_csv
 from cnnctl.runs.status import now
 from cnnctl.training import checkpoint, distribute

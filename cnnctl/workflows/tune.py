@@ -41,7 +41,8 @@ from cnnctl.errors import CnnctlError, ConfigError, Interrupted, RunError, first
 from cnnctl.files import not_regular_reason
 from cnnctl.reporting import report
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, create_run, write_text_atomic
+from cnnctl.runs.atomic import write_text_atomic
+from cnnctl.runs.folder import Run, create_run
 from cnnctl.runs.status import finish_run, is_training
 from cnnctl.training import distribute
 from cnnctl.training.prepare import prepare

@@ -13,7 +13,8 @@ from cnnctl.config.schema import Config
 from cnnctl.errors import CnnctlError
 from cnnctl.reporting.tune_report import draw_tune_figures, write_tune_report
 from cnnctl.runs import contract
-from cnnctl.runs.folder import Run, write_text_atomic
+from cnnctl.runs.atomic import write_text_atomic
+from cnnctl.runs.folder import Run
 from cnnctl.workflows.tune_space import trial_config
 
 # What each epoch reports to the pruner (a Keras log key) and what scores a finished trial (a metrics.json key,
