@@ -227,6 +227,12 @@ def test_evaluate_again_gives_the_same_numbers_and_export_carries_the_thresholds
     for key in ("f1_micro", "subset_accuracy", "hamming_loss", "mean_average_precision"):
         assert after[key] == pytest.approx(before[key], abs=1e-6)
     assert after["thresholds"] == pytest.approx(before["thresholds"], abs=1e-6)
+    val = runner.invoke(app, ["evaluate", str(copy), "--split", "val"], terminal_width=200)
+    assert val.exit_code == 0, val.output
+    beside = json.loads((copy / "metrics.json").read_text())
+    assert beside["split"] == "test" and beside["f1_micro"] == pytest.approx(after["f1_micro"])  # headline kept
+    assert beside["other_splits"]["val"]["thresholds"] == pytest.approx(after["thresholds"])  # scored at test's
+    assert "the test evaluation's: val" in " ".join(val.output.split())
 
 
 def test_a_label_matrix_in_an_npz_trains_and_cv_says_how_folds_are_stratified(shapes, tmp_path):

@@ -140,6 +140,9 @@ def _beside_the_headline(
         cutoffs = [float(saved.get(name, DEFAULT_THRESHOLD)) for name in class_names]
         scored = multilabel_metrics(y_true, y_prob, cutoffs, class_names)
         metrics = {"split": split, "tta": config.evaluate.tta, "multi_label": True, **scored}
+        metrics["thresholds_from"] = (
+            f"the {existing.get('split')} evaluation's: {existing.get('thresholds_from', '0.5')}"
+        )
     else:
         y_prob = as_class_probabilities(y_prob)
         metrics = {
