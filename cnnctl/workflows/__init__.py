@@ -8,3 +8,9 @@ tune_space.py     `tune:` paths checked against the config; a trial's config; Op
 tune_summary.py   tune_summary.json, best.yaml, the figures and tune_report.html; what a search optimises
 tracking.py       train.mlflow: a run logged to an MLflow server, what was sent kept in mlflow.json; cnnctl sync
 """
+
+from cnnctl.runtime import quiet_backend_import
+
+# Workflows train, and Keras imports TensorFlow with pages of C++ start-up logs: import it quietly first. A tune
+# worker process starts here (`python -m cnnctl.workflows.tune`), before any other cnnctl module could.
+quiet_backend_import()
