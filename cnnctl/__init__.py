@@ -28,6 +28,7 @@ _API_FUNCTIONS = (
     "tune",
     "resume_tune",
     "cross_validate",
+    "lr_find",
     "check",
     "describe_data",
     "plot",

@@ -230,7 +230,13 @@ def test_the_api_offers_every_command():
     from cnnctl.cli.app import app
 
     commands = {command.name or command.callback.__name__ for command in app.registered_commands}
-    function = {"runs": "list_runs", "cv": "cross_validate", "data": "describe_data", "filter": "filter_image"}
+    function = {
+        "runs": "list_runs",
+        "cv": "cross_validate",
+        "data": "describe_data",
+        "filter": "filter_image",
+        "lr-find": "lr_find",
+    }
     names = [function.get(name, name) for name in sorted(commands)] + ["list_collections", "resume_tune"]
     missing = [name for name in names if not callable(getattr(api, name, None))]
     unexported = [name for name in names if getattr(cnnctl, name, None) is not getattr(api, name, None)]

@@ -5,7 +5,7 @@ progress, no signal handler is installed (the command line wraps these calls in 
 mistakes raise `cnnctl.ConfigError`, `DataError` or `RunError` with the one-line message the command line prints.
 
 common.py    reading a config (and applying its backend), finding a run, the types the others take
-training.py  train, resume, launch_processes, cross_validate, tune, resume_tune
+training.py  train, resume, launch_processes, cross_validate, tune, resume_tune, lr_find
 runs.py      check, describe_data, evaluate, predict, explain, export, plot, report, sync, list_runs, compare
 tools.py     filter_image, schema, config_reference
 
@@ -47,7 +47,7 @@ from cnnctl.api.runs import (
     sync,
 )
 from cnnctl.api.tools import FilterResult, config_reference, filter_image, schema
-from cnnctl.api.training import cross_validate, launch_processes, resume, resume_tune, train, tune
+from cnnctl.api.training import cross_validate, launch_processes, lr_find, resume, resume_tune, train, tune
 from cnnctl.runs import contract
 from cnnctl.runs.folder import default_runs_dir
 from cnnctl.training.signals import signals_interrupt
@@ -62,6 +62,7 @@ __all__ = [
     "config_reference",
     "contract",
     "cross_validate",
+    "lr_find",
     "default_runs_dir",
     "describe_data",
     "describe_model",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
@@ -11,6 +12,7 @@ from cnnctl.errors import CnnctlError, ConfigError
 from cnnctl.runs import contract
 from cnnctl.runs.atomic import atomic_path
 from cnnctl.runs.folder import Run, create_run, default_runs_dir
+from cnnctl.runs.output import check_output_path, write_output_bytes, write_output_text
 
 if TYPE_CHECKING:  # for annotations only: importing them would load pydantic, numpy or TensorFlow
     from cnnctl.config.schema import Config
@@ -197,6 +199,48 @@ def _tell_launcher(announce: Optional[Announce]) -> Optional[Announce]:
             announce(run, prepared, note)
 
     return told
+
+
+def lr_find(
+    config: ConfigLike,
+    *,
+    overrides: Sequence[str] = (),
+    out: Optional[PathLike] = None,
+    min_lr: float = 1e-7,
+    max_lr: float = 10.0,
+    steps: int = 100,
+    overwrite: bool = False,
+) -> tuple[Any, Path, Path]:
+    """The learning-rate range test: the rate rises exponentially from `min_lr` to `max_lr` over at most one epoch
+    of a fresh model of the config, and the loss against the rate shows where training is fast and where it breaks.
+
+    Args:
+        config: a YAML file, a dict shaped like one, or a `Config`.
+        overrides: `--set` style changes. Defaults to ().
+        out: the PNG; a JSON of the same name beside it holds the numbers. Defaults to `<name>-lr_find.png`.
+        min_lr, max_lr: the ramp's ends. Defaults to 1e-7 and 10.
+        steps: batches in the ramp, at most one epoch. Defaults to 100.
+        overwrite: replace existing files (never a run's own). Defaults to False.
+
+    Returns:
+        (the finding: `suggestion`, `lowest_loss_at`, `diverged_at`, `learning_rates`, `losses`; the PNG; the JSON).
+    """
+    resolved = load(config, overrides)
+    png = Path(out) if out is not None else Path(f"{resolved.name}-lr_find.png")
+    record = png.with_suffix(".json")
+    for path in (png, record):  # both before any work: a mistake costs nothing
+        check_output_path(path, overwrite=overwrite, example=f"{resolved.name}-lr_find.png")
+    runtime.quiet_backend_import()
+    from cnnctl.reporting import plots
+    from cnnctl.reporting.curves import lr_find_figure
+    from cnnctl.training.lr_find import find_learning_rate
+    from cnnctl.training.prepare import prepare
+
+    prepared = prepare(resolved, _origin(config))
+    finding = find_learning_rate(prepared, min_lr=min_lr, max_lr=max_lr, steps=steps)
+    write_output_bytes(png, plots.png_bytes(lr_find_figure(finding)), overwrite=overwrite)
+    write_output_text(record, json.dumps(finding.record(), indent=2) + "\n", overwrite=overwrite)
+    return finding, png, record
 
 
 def cross_validate(

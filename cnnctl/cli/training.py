@@ -12,6 +12,7 @@ import typer
 from cnnctl import api
 from cnnctl.cli.base import (
     ConfigArg,
+    OverwriteOption,
     RunsDirOption,
     SetOption,
     app,
@@ -19,7 +20,7 @@ from cnnctl.cli.base import (
     user_errors,
     verbosity,
 )
-from cnnctl.errors import ConfigError
+from cnnctl.errors import ConfigError, os_errors
 
 
 @app.command()
@@ -162,6 +163,49 @@ def cv(
         )
     console.console.print(tables.cv_table(summary))
     console.say(f"cv folder: {cv_path} (summary in {api.contract.CV_SUMMARY})")
+
+
+@app.command("lr-find")
+@user_errors
+@os_errors()  # disk full, a read-only folder, a name too long: one error line
+def lr_find(
+    config: ConfigArg,
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", help="The PNG (a JSON of the same name goes beside it); default <name>-lr_find.png"),
+    ] = None,
+    min_lr: Annotated[float, typer.Option("--min-lr", help="Where the ramp starts")] = 1e-7,
+    max_lr: Annotated[float, typer.Option("--max-lr", help="Where the ramp ends")] = 10.0,
+    steps: Annotated[int, typer.Option("--steps", help="Batches in the ramp (at most one epoch)")] = 100,
+    overrides: SetOption = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """The learning-rate range test: the loss of a fresh model as its learning rate rises, and a suggested rate.
+
+    Nothing is trained for keeps and no run folder is made: the plot and its JSON are the answer.
+
+    Example: cnnctl lr-find configs/digits.yaml --set train.batch_size=32
+    """
+    from cnnctl.cli import console
+
+    with api.signals_interrupt():
+        finding, png, record = api.lr_find(
+            config,
+            overrides=overrides_of(overrides),
+            out=out,
+            min_lr=min_lr,
+            max_lr=max_lr,
+            steps=steps,
+            overwrite=overwrite,
+        )
+    for note in finding.notes:
+        console.warn(note)
+    diverged = f", diverged at {finding.diverged_at:.3g}" if finding.diverged_at is not None else ""
+    console.say(
+        f"suggested learning rate {finding.suggestion:.3g} (lowest loss at {finding.lowest_loss_at:.3g}{diverged}): "
+        f"--set train.optimizer.learning_rate={finding.suggestion:.3g}"
+    )
+    console.say(f"wrote {png} and {record}")
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Mapping, Sequence
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 from matplotlib import colormaps
@@ -234,3 +234,26 @@ def _column(history: History, key: str) -> np.ndarray:
 
 def _pretty(metric: str) -> str:
     return metric.replace("_", " ").capitalize()
+
+
+def lr_find_figure(finding: Any) -> Figure:
+    """`cnnctl lr-find`: each batch's loss and the smoothed loss against the learning rate (log axis), with the
+    suggested rate and the rate where the loss diverged marked."""
+    figure = new_figure(7.0, 4.5)
+    ax = figure.add_subplot()
+    rates = np.asarray(finding.learning_rates)
+    ax.plot(rates, finding.losses, color="#b0b7c3", linewidth=1, label="loss of each batch")
+    ax.plot(rates[: len(finding.smoothed)], finding.smoothed, color="#1f5fbf", linewidth=2, label="smoothed")
+    ax.axvline(finding.suggestion, color="#2e7d32", linestyle="--", label=f"suggested {finding.suggestion:.2g}")
+    if finding.diverged_at is not None:
+        ax.axvline(finding.diverged_at, color="#c62828", linestyle=":", label=f"diverged at {finding.diverged_at:.2g}")
+    finite = [value for value in finding.smoothed if np.isfinite(value)]
+    if finite:  # the divergence would squash the useful part of the curve
+        ax.set_ylim(min(finite) * 0.9, min(max(finite), 4 * min(finite)) * 1.1)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title("Learning-rate range test: pick a rate on the falling slope")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    return figure

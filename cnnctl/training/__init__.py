@@ -10,4 +10,5 @@ signals.py     Ctrl-C and SIGTERM as exceptions (installed by the command line, 
 distribute.py  train.distribute and joining several processes (MirroredStrategy, Keras' DataParallel)
 processes.py   `cnnctl train --processes N`: starting, watching and reporting the local workers
 rehearsal.py   the first training step on two examples, before a run folder exists
+lr_find.py     `cnnctl lr-find`: the learning-rate range test
 """
