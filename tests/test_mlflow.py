@@ -111,8 +111,8 @@ def assert_run_matches_folder(client, run_id: str, run: Path) -> None:
         assert [point.step for point in points] == [int(epoch) for epoch in history["epoch"]], name  # once each
         assert [point.value for point in points] == pytest.approx(history[name]), name
     metrics = json.loads((run / "metrics.json").read_text())
-    assert logged.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
-    assert logged.data.metrics["test_f1_macro"] == pytest.approx(metrics["f1_macro"])
+    assert logged.data.metrics["test/accuracy"] == pytest.approx(metrics["accuracy"])
+    assert logged.data.metrics["test/f1_macro"] == pytest.approx(metrics["f1_macro"])
     files = {item.path for item in client.list_artifacts(run_id)}
     assert {"report.html", "model.keras", "metrics.json", "config.yaml", "loss_curve.png"} <= files
     assert logged.data.tags["cnnctl.status"] == "completed" and logged.info.status == "FINISHED"
@@ -182,3 +182,27 @@ def test_mlflow_settings_are_checked_before_a_folder_exists(tmp_path, monkeypatc
     untracked = runner.invoke(app, ["sync", str(tmp_path / "nowhere")])
     assert untracked.exit_code == 2 and untracked.output.startswith("error:")
     assert os.environ.get("MLFLOW_TRACKING_URI") is None
+
+
+def test_a_tracked_search_is_a_parent_run_with_its_trials_as_children(server, tmp_path):
+    from mlflow import MlflowClient
+
+    config = tmp_path / "search.yaml"
+    tracked = {**CONFIG, "name": "searched", "train": {**CONFIG["train"], "epochs": 1, "mlflow": server}}
+    config.write_text(yaml.safe_dump({**tracked, "tune": {"train.batch_size": {"choice": [32, 64]}}}))
+    result = runner.invoke(app, ["tune", str(config), "--trials", "2", "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    (search,) = (tmp_path / "runs").iterdir()
+    client = MlflowClient(server)
+    parent = client.get_run(json.loads((search / "mlflow.json").read_text())["run_id"])
+    summary = json.loads((search / "tune_summary.json").read_text())
+    assert parent.data.metrics["best_value"] == pytest.approx(summary["best"]["value"])
+    assert parent.info.status == "FINISHED" and "tune_summary.json" in {
+        f.path for f in client.list_artifacts(parent.info.run_id)
+    }
+    for trial in summary["trials"]:
+        child = client.get_run(json.loads((search / trial["run"] / "mlflow.json").read_text())["run_id"])
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.metrics["val/accuracy"] == pytest.approx(trial["value"])  # scored on val, as the search
+        epochs = client.get_metric_history(child.info.run_id, "val_accuracy")  # the epochs' own series, untouched
+        assert [point.step for point in epochs] == [1]

@@ -1,6 +1,6 @@
 """Workflows: `train.mlflow` — a run logged to an MLflow tracking server, where a team compares runs from many
 machines: the resolved config as parameters (dotted keys), every epoch of history.csv (step = epoch), the final
-metrics of metrics.json (`<split>_<metric>`), tags (cnnctl's version, the run folder's id, backend, status) and the
+metrics of metrics.json (`<split>/<metric>`), tags (cnnctl's version, the run folder's id, backend, status) and the
 run's files (report.html, figures, metrics.json, config.yaml, model.keras).
 
 The run folder is the record and the server a copy of it. What was sent is kept in the run's mlflow.json (the MLflow
@@ -94,6 +94,11 @@ class Tracker:
                 self.client.set_terminated(self.state["run_id"], FINISHED.get(status, "FAILED"))
 
         self._safely(stop)
+
+    def retag(self, status: str) -> None:
+        """A status decided after the run finished (a tune trial pruned): the MLflow run's `cnnctl.status` says it."""
+        if self.state.get("run_id"):
+            self._safely(lambda: self.client.set_tag(self.state["run_id"], "cnnctl.status", status))
 
     def finish_search(self, summary: dict[str, Any]) -> None:
         """A tune search's parent run: the best trial's score and the search's files."""
@@ -275,19 +280,20 @@ def config_params(config: Config) -> dict[str, str]:
 
 
 def final_metrics(run: Run) -> dict[str, float]:
-    """metrics.json's numbers as MLflow metrics named `<split>_<metric>` (test_accuracy, test_top_5_accuracy)."""
+    """metrics.json's numbers as MLflow metrics named `<split>/<metric>` (test/accuracy, test/top_5_accuracy): apart
+    from the epochs' `val_accuracy` even for a run scored on val, and grouped by split in MLflow's UI."""
     if not run.has(contract.METRICS):
         return {}
     metrics = run.read_json(contract.METRICS)
     split = str(metrics.get("split", "test"))
     found = {
-        f"{split}_{key}": float(value)
+        f"{split}/{key}": float(value)
         for key, value in metrics.items()
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     }
     for k, value in (metrics.get("top_k_accuracy") or {}).items():
         if isinstance(value, (int, float)) and math.isfinite(value):
-            found[f"{split}_top_{k}_accuracy"] = float(value)
+            found[f"{split}/top_{k}_accuracy"] = float(value)
     return found
 
 

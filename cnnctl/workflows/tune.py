@@ -47,7 +47,7 @@ from cnnctl.runs.status import finish_run, is_training
 from cnnctl.training import distribute
 from cnnctl.training.prepare import prepare
 from cnnctl.training.signals import signals_interrupt
-from cnnctl.workflows.tracking import tune_parent
+from cnnctl.workflows.tracking import Tracker, tune_parent
 from cnnctl.workflows.train import Announce, train_run
 from cnnctl.workflows.tune_space import check_search_space, distributions, trial_config
 from cnnctl.workflows.tune_summary import (
@@ -383,6 +383,8 @@ def run_trial(
         if pruning.pruned_after_epoch is not None:
             finish_run(run, "pruned", pruned_after_epoch=pruning.pruned_after_epoch)
             report.write_report(run)  # the page shows the pruned status
+            if prepared.config.train.mlflow is not None:
+                Tracker(run, prepared.config).retag("pruned")
             trial.set_user_attr("pruned_after_epoch", pruning.pruned_after_epoch)
             study.tell(trial, state=states.PRUNED)
         else:
