@@ -494,3 +494,26 @@ def test_a_really_read_only_run_folder(digits_run_copy):
     finally:
         digits_run_copy.chmod(0o755)
     assert digest(digits_run_copy) == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "{long}.yaml"],
+        ["train", "{long}.yaml"],
+        ["cv", "{long}.yaml"],
+        ["train", "--resume", "{tmp}/{long}"],
+        ["tune", "--resume", "{tmp}/{long}", "--trials", "2"],
+        ["export", "{tmp}/{long}", "--format", "onnx"],
+        ["evaluate", "{tmp}/{long}"],
+        ["sync", "{tmp}/{long}"],
+    ],
+    ids=lambda args: " ".join(args[:2]),
+)
+def test_a_name_the_file_system_refuses_is_one_line_in_every_command(tmp_path, args):
+    """ENAMETOOLONG wherever a command first touches the name: a config path, a RUN argument."""
+    long = "x" * 300
+    error = one_error(*[arg.format(long=long, tmp=tmp_path) for arg in args])
+    assert error.startswith("error: ") and error.endswith(
+        "file name too long (at most 255 bytes per name); choose a shorter name"
+    ), error

@@ -8,6 +8,7 @@ answers at once.
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from cnnctl import api
-from cnnctl.errors import CnnctlError, Interrupted, printable
+from cnnctl.errors import CnnctlError, Interrupted, os_error_line, printable
 
 try:  # Typer 0.2x carries its own copy of click; older ones use click itself
     from typer._click import exceptions as CLICK_EXCEPTIONS
@@ -117,6 +118,13 @@ def user_errors(command: Callable) -> Callable:
             if _debug["on"]:
                 raise
             typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+        except OSError as exc:
+            # A name the file system refuses (a config path, RUN or --out past 255 bytes a name) is the user's to
+            # shorten, wherever a command first touches it: one line, like every other mistake.
+            if exc.errno != errno.ENAMETOOLONG or _debug["on"]:
+                raise
+            typer.echo(f"error: {os_error_line(exc)}", err=True)
             raise typer.Exit(code=2) from None
         except Interrupted as exc:  # Ctrl-C / SIGTERM: what was saved and how to go on; 128 + signal number
             _end_progress_line()
