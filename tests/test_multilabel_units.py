@@ -229,3 +229,11 @@ def test_pr_figure_without_any_positive_says_so():
     fig = multilabel_plots.label_pr_figure(np.zeros((5, 2)), np.full((5, 2), 0.3), 0.5, ["x", "y"])
     assert isinstance(fig, Figure)
     assert "no label has a positive example" in " ".join(text.get_text() for ax in fig.axes for text in ax.texts)
+
+
+def test_saved_thresholds_fall_back_to_one_half_for_what_metrics_json_does_not_hold():
+    from cnnctl.evaluation.multilabel import saved_thresholds
+
+    metrics = {"thresholds": {"cat": 0.3, "dog": 7, "sky": True}}
+    assert saved_thresholds(metrics, ["cat", "dog", "sky", "car"]) == [0.3, 0.5, 0.5, 0.5]
+    assert saved_thresholds({}, ["cat"]) == [0.5] and saved_thresholds({"thresholds": "x"}, ["cat"]) == [0.5]

@@ -81,10 +81,8 @@ class MlflowConfig(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _from_uri_or_switch(cls, value: Any) -> Any:
-        if value is True:  # MLFLOW_TRACKING_URI names the server
-            return {}
-        return {"tracking_uri": value} if isinstance(value, str) else value
+    def _from_uri(cls, value: Any) -> Any:
+        return {"tracking_uri": value} if isinstance(value, str) else value  # `true` is TrainConfig's {}
 
 
 class FineTuneConfig(Section):

@@ -116,6 +116,19 @@ def multilabel_metrics(
     return result
 
 
+def saved_thresholds(metrics: Any, class_names: Sequence[str]) -> list[float]:
+    """A run's decision thresholds as its metrics.json keeps them, in class order: DEFAULT_THRESHOLD for a label it
+    does not name (a run not evaluated yet) or a value that is not a probability (a hand-edited file)."""
+    saved = metrics.get("thresholds") if isinstance(metrics, dict) else None
+    saved = saved if isinstance(saved, dict) else {}
+    chosen = []
+    for name in class_names:
+        value = saved.get(str(name), DEFAULT_THRESHOLD)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+        chosen.append(float(value) if ok else DEFAULT_THRESHOLD)
+    return chosen
+
+
 def label_sets(y_pred_row: Sequence[int], class_names: Sequence[str]) -> list[str]:
     """The names of the labels set in one row of a 0/1 prediction: [1, 0, 1] → ["cat", "sky"]."""
     row = np.asarray(y_pred_row).reshape(-1)

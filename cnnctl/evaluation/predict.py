@@ -323,15 +323,10 @@ def range_note(x: np.ndarray, preprocessing: Preprocessing, where: str) -> list[
 def _label_thresholds(run: Run, data: dict[str, Any]) -> tuple[float, ...]:
     """A multi-label run's decision thresholds, one per label, as its evaluation chose them (metrics.json); 0.5
     for a label the file does not name (a run not evaluated yet)."""
-    from cnnctl.evaluation.multilabel import DEFAULT_THRESHOLD
+    from cnnctl.evaluation.multilabel import saved_thresholds
 
     metrics = run.read_json(contract.METRICS) if run.has(contract.METRICS) else {}
-    saved = metrics.get("thresholds") if isinstance(metrics.get("thresholds"), dict) else {}
-    chosen = []
-    for name in data["class_names"]:
-        value = saved.get(str(name), DEFAULT_THRESHOLD)
-        chosen.append(float(value) if isinstance(value, (int, float)) and 0 <= value <= 1 else DEFAULT_THRESHOLD)
-    return tuple(chosen)
+    return tuple(saved_thresholds(metrics, data["class_names"]))
 
 
 def _full_scale(data: dict[str, Any]) -> float:

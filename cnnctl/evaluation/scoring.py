@@ -134,11 +134,9 @@ def _beside_the_headline(
     from cnnctl.evaluation.metrics import compute_metrics, confidence_metrics
 
     if y_true.ndim == 2:  # multi-label: scored at the headline's thresholds, chosen on val
-        from cnnctl.evaluation.multilabel import DEFAULT_THRESHOLD, multilabel_metrics
+        from cnnctl.evaluation.multilabel import multilabel_metrics, saved_thresholds
 
-        saved = existing.get("thresholds") if isinstance(existing.get("thresholds"), dict) else {}
-        cutoffs = [float(saved.get(name, DEFAULT_THRESHOLD)) for name in class_names]
-        scored = multilabel_metrics(y_true, y_prob, cutoffs, class_names)
+        scored = multilabel_metrics(y_true, y_prob, saved_thresholds(existing, class_names), class_names)
         metrics = {"split": split, "tta": config.evaluate.tta, "multi_label": True, **scored}
         metrics["thresholds_from"] = (
             f"the {existing.get('split')} evaluation's: {existing.get('thresholds_from', '0.5')}"

@@ -12,6 +12,7 @@ a tune trial is a child run of its search's parent run.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -60,8 +61,9 @@ class Tracker:
         self.state.setdefault("tracking_uri", config.train.mlflow.uri() if config.train.mlflow else None)
         self.state.setdefault("epochs_sent", 0)
 
-    @property
+    @functools.cached_property
     def client(self) -> Any:
+        """One MlflowClient for this tracker (every epoch's call reuses it)."""
         for key, value in CLIENT_ENVIRONMENT.items():
             os.environ.setdefault(key, value)
         from mlflow import MlflowClient
@@ -254,6 +256,9 @@ class Tracker:
             self.offline = True
             self.state["last_error"] = f"{type(exc).__name__}: {first_line(exc)[:300]}"
             self._write()
+            if self.state["tracking_uri"] in _WARNED:  # a search's trials warn once, not each
+                return
+            _WARNED.add(self.state["tracking_uri"])
             self.warn(
                 f"MLflow at {self.state['tracking_uri']} did not answer ({first_line(exc)[:160]}); training "
                 f"goes on, and `cnnctl sync {self.run.path}` sends what was not sent"
@@ -297,14 +302,11 @@ def final_metrics(run: Run) -> dict[str, float]:
     return found
 
 
-_WARNED: set[str] = set()  # servers this process has warned about: a search's trials warn once, not each
+_WARNED: set[str] = set()  # tracking URIs this process has warned about
 
 
 def _warn(text: str) -> None:
     # The command line's warning form; training's progress goes on below it.
-    if text.split(" did not answer")[0] in _WARNED:
-        return
-    _WARNED.add(text.split(" did not answer")[0])
     print(f"warning: {text}", file=sys.stderr, flush=True)
 
 
