@@ -28,11 +28,8 @@ from cnnctl.runs.atomic import atomic_path
 from cnnctl.runs.folder import Run
 from cnnctl.runs.status import held_lock, is_training
 from cnnctl.training import checkpoint
-from cnnctl.training.callbacks import (
-    BestModelCheckpoint,
-    TrainingBackup,
-    higher_is_better,
-)
+from cnnctl.training.backup import TrainingBackup
+from cnnctl.training.callbacks import BestModelCheckpoint, higher_is_better
 from cnnctl.training.signals import signals_deferred, signals_interrupt
 
 runner = CliRunner()

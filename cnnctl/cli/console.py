@@ -105,7 +105,7 @@ def header(
         f"config   {config_path or '(run config)'}  ·  seed {config.seed}  ·  "
         f"{epochs_text(config.train)}, batch {config.train.batch_size}, "
         f"{config.train.optimizer.name} lr {config.train.optimizer.learning_rate:g}, "
-        f"{config.train.loss_name}"
+        f"{config.train.loss_name}{recipe_text(config)}"
     )
     console.print(f"device   {', '.join(devices)}  ·  precision {precision}  ·  backend {backend()}")
     console.print(f"run      {run_path}")
@@ -127,6 +127,17 @@ def header(
         f"model    {configured} layers{on} · {model_summary.total_params:,} params{split} · "
         f"{format_count(model_summary.flops)} FLOPs per example  (`cnnctl check` shows the layer table)"
     )
+
+
+def recipe_text(config: Any) -> str:
+    """ ", EMA 0.999, MixUp 0.2, CutMix 1" for the training recipe's items that are on."""
+    mix = config.data.mix
+    items = [
+        *([f"EMA {config.train.ema.momentum:g}"] if config.train.ema else []),
+        *([f"MixUp {mix.mixup:g}"] if mix and mix.mixup else []),
+        *([f"CutMix {mix.cutmix:g}"] if mix and mix.cutmix else []),
+    ]
+    return "".join(f", {item}" for item in items)
 
 
 def epochs_text(train: Any) -> str:

@@ -85,6 +85,15 @@ class MlflowConfig(Section):
         return {"tracking_uri": value} if isinstance(value, str) else value  # `true` is TrainConfig's {}
 
 
+class EmaConfig(Section):
+    """`train.ema`: an exponential moving average of the weights (Polyak averaging, Keras' optimizer `use_ema`),
+    which is what the run validates, early-stops on, checkpoints, saves and exports."""
+
+    momentum: float = Field(
+        0.999, gt=0, lt=1, description="how much of the average each step keeps; 0.999 averages ~1000 steps"
+    )
+
+
 class FineTuneConfig(Section):
     """`train.fine_tune`: a second phase after the first, as in the Keras transfer-learning guide: the frozen
     layers are unfrozen and training continues, recompiled with a lower learning rate."""
@@ -185,6 +194,13 @@ class TrainConfig(Section):
             "(TensorFlow's MirroredStrategy) | data_parallel (Keras' DataParallel, JAX); batch_size is the global batch"
         ),
     )
+    ema: Optional[EmaConfig] = Field(
+        None,
+        description=(
+            "true (or {momentum: 0.999}): validate, checkpoint and save an exponential moving average of the "
+            "weights instead of the last step's; false (the default): the weights as trained"
+        ),
+    )
     fine_tune: Optional[FineTuneConfig] = Field(
         None,
         description=(
@@ -251,13 +267,27 @@ class TrainConfig(Section):
             raise ValueError(f"must be a positive integer or auto (got {value})")
         return value
 
-    @field_validator("early_stopping", "reduce_lr_on_plateau", "tensorboard", "mlflow", mode="before")
+    @field_validator("optimizer")
+    @classmethod
+    def _ema_in_its_own_place(cls, value: OptimizerConfig) -> OptimizerConfig:
+        # The optimizer's own switch would average the weights but validate and checkpoint the unaveraged ones.
+        given = [
+            key for key in ("use_ema", "ema_momentum", "ema_overwrite_frequency") if key in (value.model_extra or {})
+        ]
+        if given:
+            raise ValueError(
+                f"{given[0]} is set by cnnctl: write train.ema: {{momentum: 0.999}} instead (or true), and the "
+                "averaged weights are the ones validated, checkpointed and saved"
+            )
+        return value
+
+    @field_validator("early_stopping", "reduce_lr_on_plateau", "tensorboard", "mlflow", "ema", mode="before")
     @classmethod
     def _true_means_defaults(cls, value: Any) -> Any:
         if value is True:
             return {}
         return None if value is False else value
 
-    @field_serializer("early_stopping", "reduce_lr_on_plateau", "tensorboard")
+    @field_serializer("early_stopping", "reduce_lr_on_plateau", "tensorboard", "ema")
     def _none_means_false(self, value: Any) -> Any:
         return False if value is None else value

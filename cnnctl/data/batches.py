@@ -3,7 +3,7 @@
 `Dataset.pipeline` builds tf.data pipelines whenever TensorFlow is installed (Keras feeds them to any backend).
 This is the same batching for a machine that has only JAX (`KERAS_BACKEND=jax`, TensorFlow not installed, as
 on the project's GPU test machine): the same reshuffle each epoch (seeded), float32 per batch, one-hot labels,
-augmentation layers called on the batch in training mode. Folder sources stream and decode through tf.data and
+augmentation and mixing (data.mix) layers called on the batch in training mode. Folder sources stream and decode through tf.data and
 need TensorFlow.
 
 They also feed Keras' DataParallel on JAX (train.distribute, cnnctl/training/distribute.py), which splits every batch
@@ -40,13 +40,14 @@ class ArrayBatches(keras.utils.PyDataset):
         seed: Optional[int] = None,
         one_hot: int = 0,
         augment: Any = None,
+        mix: Optional[list] = None,
         scale: float = 1.0,
         shard: Optional[Shard] = None,
     ):
         super().__init__()
         self.x, self.y, self.batch_size = x, y, batch_size
         self.shuffle, self.one_hot, self.augment, self.scale = shuffle, one_hot, augment, np.float32(scale)
-        self.shard = shard
+        self.shard, self.mix = shard, mix
         self.rng = np.random.default_rng(seed)
         self.order = self.rng.permutation(len(x)) if shuffle else np.arange(len(x))
 
@@ -85,6 +86,10 @@ class ArrayBatches(keras.utils.PyDataset):
             y = np.eye(self.one_hot, dtype=np.float32)[y]
         if self.augment is not None:
             x = keras.ops.convert_to_numpy(self.augment(x, training=True))
+        if self.mix:  # one of the mixing layers, chosen per batch
+            layer = self.mix[int(self.rng.integers(len(self.mix)))]
+            mixed = layer({"images": x, "labels": y.astype(np.float32)}, training=True)
+            x, y = (keras.ops.convert_to_numpy(mixed[key]) for key in ("images", "labels"))
         return x, y
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -11,7 +11,7 @@ takes examples already divided by `pixel_scale`: `pipeline(..., scale_outside=Tr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -137,10 +137,13 @@ class Dataset:
         shuffle: bool = False,
         seed: Optional[int] = None,
         augment: Any = None,
+        mix: Optional[list] = None,
         scale_outside: bool = False,
         shard: Optional[Shard] = None,
     ):
-        """Batched tf.data for one split: cast to float32 per batch (cheaper than per example), augment, prefetch.
+        """Batched tf.data for one split: cast to float32 per batch (cheaper than per example), augment, mix,
+        prefetch. `mix`: data.mix's layers (cnnctl/model/mixing.py), called on (images, labels) of each batch, one
+        of them at random per batch when there are two; the labels must be one-hot or a 0/1 matrix.
 
         Examples keep their units: the model divides them by `pixel_scale` itself, and `augment` sees them as
         stored (0..255 for 8-bit images). `scale_outside` divides here instead, for a model saved before models
@@ -158,6 +161,7 @@ class Dataset:
                 shuffle=shuffle,
                 seed=seed,
                 augment=augment,
+                mix=mix,
                 one_hot=self.num_classes if one_hot else 0,
                 scale=self.pixel_scale if scale_outside else 1.0,
                 shard=shard,
@@ -203,6 +207,8 @@ class Dataset:
                 return x, y
 
             dataset = dataset.map(augmented, num_parallel_calls=tf.data.AUTOTUNE)
+        if mix:
+            dataset = dataset.map(_mixing(tf, mix, seed), num_parallel_calls=tf.data.AUTOTUNE)
         if isinstance(data.x, ImageFiles):
             return dataset.prefetch(tf.data.AUTOTUNE)
         # In memory, each batch is one gather and a cast (plus any augmentation): with tf.data's autotuner on, the
@@ -328,3 +334,19 @@ def scaled_outside_model(summary: dict[str, Any]) -> bool:
     """Whether a run's model.keras takes examples already divided by pixel_scale, given its data.json: true only
     for run folders saved before models carried their scaling (no `scaling` key) with a pixel_scale other than 1."""
     return SCALING not in summary and float(summary.get("pixel_scale", 1.0)) != 1
+
+
+def _mixing(tf: Any, layers: list, seed: Optional[int]) -> Callable:
+    """(x, y) → (x, y) mixed by one of `layers` (MixUp, CutMix), chosen per batch."""
+
+    def mixed_by(layer: Any, x: Any, y: Any) -> tuple[Any, Any]:
+        mixed = layer({"images": x, "labels": tf.cast(y, tf.float32)}, training=True)
+        return mixed["images"], mixed["labels"]
+
+    def mix(x, y):
+        if len(layers) == 1:
+            return mixed_by(layers[0], x, y)
+        first = tf.random.uniform((), seed=seed) < 0.5
+        return tf.cond(first, lambda: mixed_by(layers[0], x, y), lambda: mixed_by(layers[1], x, y))
+
+    return mix

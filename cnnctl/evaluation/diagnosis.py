@@ -66,6 +66,7 @@ def diagnose(
     train_examples: Optional[int] = None,
     backbone: Optional[str] = None,
     num_classes: Optional[int] = None,
+    mixed_labels: bool = False,
 ) -> dict[str, Any]:
     """Classify a training run from its per-epoch history, with the evidence behind the verdict.
 
@@ -125,6 +126,10 @@ def diagnose(
             lines. Defaults to None (unknown: only accuracy near the baseline earns that advice).
         backbone: the run's `model.backbone.name`, if it has one: its advice is about the backbone instead.
             Defaults to None.
+        mixed_labels: the run trained on MixUp/CutMix batches (data.mix), so its training loss and accuracy
+            are those of mixed examples and soft labels, above what the unmixed data would give by design: rule 7
+            (stuck high) and the training accuracy are left out when there is validation loss to judge by, and a
+            note says so. Defaults to False.
 
     Returns:
         A JSON-serializable dict: `verdict` (one of contract.VERDICTS), `summary` (one sentence), `advice` (list of
@@ -204,8 +209,22 @@ def diagnose(
     if baseline_accuracy is not None:
         evidence["baseline_accuracy"] = float(baseline_accuracy)
 
+    if mixed_labels and monitored is not None:
+        notes.append(
+            "training loss and accuracy were measured on mixed batches (data.mix: soft labels), so they sit above "
+            "the validation values by design: judged by validation loss"
+        )
+        evidence.pop("final_train_accuracy", None)
     verdict, summary, advice = _judge(
-        train, monitored, columns["loss"], epochs, evidence, measured, baseline_accuracy, split
+        train,
+        monitored,
+        columns["loss"],
+        epochs,
+        evidence,
+        measured,
+        baseline_accuracy,
+        split,
+        judge_training_loss=not (mixed_labels and monitored is not None),
     )
     chance = _at_chance(train, monitored, num_classes, measured, baseline_accuracy)
     if chance is not None:  # whatever the slope rules said, losses flat at ln K mean nothing was learned
@@ -235,8 +254,10 @@ def _judge(
     measured: Optional[tuple[float, str]],
     baseline: Optional[float],
     split: Optional[str],
+    judge_training_loss: bool = True,
 ) -> tuple[str, str, list[str]]:
-    """Apply the rules of `diagnose` in order; fills `evidence["turn_epoch"]`."""
+    """Apply the rules of `diagnose` in order; fills `evidence["turn_epoch"]`. Without `judge_training_loss`
+    (mixed training batches), rule 7 is skipped."""
     if not math.isfinite(raw_loss[-1]):
         return _diverged(train, val, raw_loss, epochs)
     curve = val if val is not None else train
@@ -257,7 +278,8 @@ def _judge(
     if judged is None and near:
         return _learned_little(train, val, near)
     if judged is None:
-        judged = _stuck_high(train, val, k, evidence.get("final_train_accuracy")) or _good_fit(train, val, split)
+        stuck = _stuck_high(train, val, k, evidence.get("final_train_accuracy")) if judge_training_loss else None
+        judged = stuck or _good_fit(train, val, split)
     if near:
         # Whatever the losses did, accuracy at the level of guessing is the first thing to fix.
         verdict, summary, advice = judged

@@ -226,15 +226,15 @@ def diagnose_run(
 
 
 def _run_facts(run: Run) -> dict[str, Any]:
-    """What the diagnosis needs to know of the run beyond its history: training set size and backbone."""
+    """What the diagnosis needs to know of the run beyond its history: training set size, backbone, mixed labels."""
     facts: dict[str, Any] = {}
     try:
         if run.has(contract.DATA):
             facts["train_examples"] = int(run.read_json(contract.DATA)["sizes"]["train"])
         if run.has(contract.CONFIG):
-            text = readable_file(run.file(contract.CONFIG)).read_text(encoding="utf-8")
-            model = (yaml.safe_load(text) or {}).get("model") or {}
-            facts["backbone"] = (model.get("backbone") or {}).get("name")
+            saved = yaml.safe_load(readable_file(run.file(contract.CONFIG)).read_text(encoding="utf-8")) or {}
+            facts["backbone"] = ((saved.get("model") or {}).get("backbone") or {}).get("name")
+            facts["mixed_labels"] = bool((saved.get("data") or {}).get("mix"))
     except Exception:  # noqa: BLE001 - an odd or older run folder only loses the transfer advice
         return {}
     return facts

@@ -2,6 +2,7 @@
 
 layers.py            any keras.layers class by name, built with its kwargs; errors that name the YAML path
 build.py             keras.Input, the input scaling, each configured layer, the output check; augmentation
+mixing.py            data.mix: Keras' MixUp and CutMix layers for the training batches
 compile.py           optimizer, loss and metrics through Keras' own namespaces
 fused_batch_norm.py  TensorFlow's fused batch-norm kernel for training steps
 summary.py           the layer table: shapes, parameters, receptive field, FLOPs

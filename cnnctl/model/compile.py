@@ -8,7 +8,7 @@ from typing import Any, Sequence, Union
 
 import keras
 
-from cnnctl.config.schema import LossConfig, TrainConfig
+from cnnctl.config.schema import Config, LossConfig, TrainConfig
 from cnnctl.errors import ConfigError, closest, did_you_mean, first_line
 
 
@@ -17,19 +17,45 @@ def needs_one_hot(loss: str) -> bool:
     return re.sub(r"[_\s]", "", loss).lower().startswith("categorical")
 
 
+def one_hot_labels(config: Config) -> bool:
+    """Whether training batches carry one-hot labels: for a categorical loss, and for data.mix, whose mixed labels
+    are soft (multi-label data already comes as a 0/1 matrix)."""
+    mixed = config.data.mix is not None and not config.data.multi_label
+    return mixed or needs_one_hot(config.train.loss_name)
+
+
+def soft_label_loss(spec: Union[str, LossConfig]) -> Union[str, LossConfig]:
+    """The loss the fit uses with data.mix: sparse_categorical_crossentropy scores class indices, so it becomes
+    categorical_crossentropy (the same loss on one-hot labels); any other loss as it is (the config refuses other
+    sparse losses)."""
+    name = spec if isinstance(spec, str) else spec.name
+    if re.sub(r"[_\s]", "", name).lower() != "sparsecategoricalcrossentropy":
+        return spec
+    if isinstance(spec, str):
+        return "categorical_crossentropy"
+    options = spec.kwargs()
+    if "ignore_class" in options:
+        raise ConfigError(
+            "train.loss.ignore_class: data.mix trains on mixed labels, which have no class to ignore; remove one of them"
+        )
+    return LossConfig(name="categorical_crossentropy", **options)
+
+
 def compile_model(
     model: keras.Model,
     train_cfg: TrainConfig,
     jit_compile: Any = "auto",
     steps_per_execution: int = 1,
     steps_per_epoch: int = 1,
+    soft_labels: bool = False,
 ) -> keras.Model:
+    """`soft_labels`: the fit trains on mixed labels (data.mix): see `soft_label_loss`."""
     from cnnctl.model.fused_batch_norm import use_fused_batch_norm
 
     use_fused_batch_norm(model)  # same numbers as Keras' batch-norm, one kernel instead of several: faster steps
     model.compile(
         optimizer=make_optimizer(train_cfg, steps_per_epoch),
-        loss=resolve_loss(train_cfg.loss),
+        loss=resolve_loss(soft_label_loss(train_cfg.loss) if soft_labels else train_cfg.loss),
         metrics=resolve_metrics(train_cfg.metrics, train_cfg.loss_name),
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
@@ -39,7 +65,7 @@ def compile_model(
 
 def make_optimizer(train_cfg: TrainConfig, steps_per_epoch: int = 1) -> keras.optimizers.Optimizer:
     """The optimizer named in train.optimizer with its kwargs; `lr_schedule: cosine` turns the learning rate into
-    keras' CosineDecay over all training steps."""
+    keras' CosineDecay over all training steps; `train.ema` makes it keep a moving average of the weights."""
     spec = train_cfg.optimizer
     names = [
         name
@@ -57,6 +83,8 @@ def make_optimizer(train_cfg: TrainConfig, steps_per_epoch: int = 1) -> keras.op
             f"available: {', '.join(name.lower() for name in names)}"
         )
     kwargs = spec.kwargs()
+    if train_cfg.ema is not None:  # the averages live in the optimizer; callbacks.AveragedWeights swaps them in
+        kwargs.update(use_ema=True, ema_momentum=train_cfg.ema.momentum)
     if train_cfg.lr_schedule == "cosine":
         kwargs["learning_rate"] = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=spec.learning_rate, decay_steps=max(1, train_cfg.epochs * steps_per_epoch)

@@ -4,7 +4,7 @@ continue a run from its last completed epoch.
 The state is the model and optimizer weights (learning rate and step count included), the number of completed
 epochs, and the state of the callbacks that carry one from epoch to epoch: EarlyStopping's patience count and
 best weights, ReduceLROnPlateau's wait and cooldown, and the best-model checkpoint's best value. The
-TrainingBackup callback (cnnctl/training/callbacks.py) writes it; an epoch whose loss is NaN or infinite is not
+TrainingBackup callback (cnnctl/training/backup.py) writes it; an epoch whose loss is NaN or infinite is not
 saved, so a diverged run keeps its last finite state.
 
 Files, all written to a temporary name and renamed:
@@ -12,7 +12,9 @@ Files, all written to a temporary name and renamed:
     checkpoints/epoch-0003.weights.h5    model + optimizer weights after 3 completed epochs
     checkpoints/best-epoch-0002.npz      EarlyStopping's best weights (restore_best_weights)
 With train.fine_tune, the state of the second phase also holds "fine_tune_from" (the epoch it began after) and
-its weights are named epoch-0005-fine-tune.weights.h5: they carry the fine-tuning optimizer's slots.
+its weights are named epoch-0005-fine-tune.weights.h5: they carry the fine-tuning optimizer's slots. With
+train.ema, "averaged_in_model" says the weights file's model weights are the moving average and the optimizer's
+average slots the trained weights (so they are between two epochs; see cnnctl/training/averaging.py).
 training_metadata.json is renamed into place last and names the other files, so a crash at any moment
 leaves either the previous epoch's state or the new one, never a mixture. Stale files are deleted after.
 """
@@ -82,11 +84,12 @@ def read_state(run: Run) -> Optional[dict[str, Any]]:
             f"{path}: `fine_tune_from` must be the epoch fine-tuning began after (0..{epoch}), not "
             f"{json.dumps(phase_start)[:40]}; the checkpoint cannot be resumed"
         )
-    if not isinstance(state.get("finished", False), bool):
-        raise RunError(
-            f"{path}: `finished` must be true or false, not {json.dumps(state['finished'])[:40]}; "
-            "the checkpoint cannot be resumed"
-        )
+    for key in ("finished", "averaged_in_model"):
+        if not isinstance(state.get(key, False), bool):
+            raise RunError(
+                f"{path}: `{key}` must be true or false, not {json.dumps(state[key])[:40]}; "
+                "the checkpoint cannot be resumed"
+            )
     return state
 
 

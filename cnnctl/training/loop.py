@@ -13,13 +13,15 @@ from typing import Any, Optional, Sequence
 
 from cnnctl import runtime
 from cnnctl.model.build import build_augmenter
-from cnnctl.model.compile import needs_one_hot
+from cnnctl.model.compile import one_hot_labels
+from cnnctl.model.mixing import build_mixer
 from cnnctl.runs import contract
 from cnnctl.runs.atomic import write_text_atomic
 from cnnctl.runs.folder import Run
 from cnnctl.runs.status import now
 from cnnctl.training import checkpoint
-from cnnctl.training.callbacks import TrainingBackup, make_callbacks, save_model
+from cnnctl.training.backup import TrainingBackup
+from cnnctl.training.callbacks import make_callbacks, save_model
 from cnnctl.training.prepare import Prepared, class_weights
 from cnnctl.training.signals import signals_deferred
 
@@ -92,7 +94,7 @@ def _fit_phase(
     """One model.fit up to `last_epoch`, from the run's checkpoint when it has one."""
     config, dataset, model = prepared.config, prepared.dataset, prepared.model
     train_cfg = config.train
-    one_hot = needs_one_hot(train_cfg.loss_name)
+    one_hot = one_hot_labels(config)
     augmenter = build_augmenter(config.data.augment)
     callbacks = make_callbacks(run, config, has_validation="val" in dataset.splits, verbose=verbose, phase=phase)
     backup = TrainingBackup(run, callbacks, fine_tune_from=fine_tune_from)
@@ -108,6 +110,7 @@ def _fit_phase(
         shuffle=True,
         seed=config.seed + start,
         augment=augmenter,
+        mix=build_mixer(config.data.mix, dataset.input_shape, config.seed + start),
         shard=shard,
     )
     val_data = (

@@ -18,7 +18,8 @@ from typing import Any, Optional
 import numpy as np
 
 from cnnctl.errors import ConfigError
-from cnnctl.model.compile import compile_model, needs_one_hot
+from cnnctl.model.compile import compile_model, one_hot_labels
+from cnnctl.model.mixing import build_mixer
 from cnnctl.training.prepare import Prepared
 
 SMOOTHING = 0.9  # exponential moving average of the batch losses, bias-corrected: one noisy batch does not stop it
@@ -63,12 +64,14 @@ def find_learning_rate(prepared: Prepared, min_lr: float = 1e-7, max_lr: float =
             f"--steps: one epoch of this data is {steps} batches of {batch_size}; the range test needs at least 10: "
             f"give a smaller batch, e.g. --set train.batch_size={max(1, len(dataset.splits['train']) // 20)}"
         )
-    # One batch a call, at a rate set before each: a constant rate and no multi-step execution.
-    train_cfg = config.train.model_copy(update={"lr_schedule": "constant"})
-    compile_model(model, train_cfg, jit_compile=False, steps_per_execution=1)
+    # One batch a call, at a rate set before each: a constant rate and no multi-step execution; the losses are
+    # the trained weights' own (no moving average), on batches mixed as the fit mixes them.
+    train_cfg = config.train.model_copy(update={"lr_schedule": "constant", "ema": None})
+    mixer = build_mixer(config.data.mix, dataset.input_shape, config.seed)
+    compile_model(model, train_cfg, jit_compile=False, steps_per_execution=1, soft_labels=mixer is not None)
     rates = np.geomspace(min_lr, max_lr, steps)
     batches = dataset.pipeline(
-        "train", batch_size, one_hot=needs_one_hot(train_cfg.loss_name), shuffle=True, seed=config.seed
+        "train", batch_size, one_hot=one_hot_labels(config), shuffle=True, seed=config.seed, mix=mixer
     )
     learning_rates, losses, smoothed = [], [], []
     average, lowest, diverged_at = 0.0, math.inf, None

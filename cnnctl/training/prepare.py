@@ -16,6 +16,7 @@ from cnnctl.data.folders import ImageFiles
 from cnnctl.errors import ConfigError, in_config_file
 from cnnctl.model.build import build_augmenter, build_model
 from cnnctl.model.compile import compile_model
+from cnnctl.model.mixing import build_mixer
 from cnnctl.model.output_layer import check_multi_label_output, temperature_layer
 from cnnctl.model.tta import mirror_axis
 from cnnctl.model.unfreeze import FineTunePlan, plan_fine_tune, unfreeze
@@ -47,7 +48,11 @@ class Prepared:
             with self.placement.scope():
                 unfreeze(self.model, self.config, self.fine_tune.layers)
                 compile_for_training(
-                    self.model, fine_tune_settings(self.config), len(self.dataset.splits["train"]), self.placement
+                    self.model,
+                    fine_tune_settings(self.config),
+                    len(self.dataset.splits["train"]),
+                    self.placement,
+                    soft_labels=self.config.data.mix is not None,
                 )
                 self.model.optimizer.build(self.model.trainable_variables)
             self.fine_tuning = True
@@ -103,6 +108,9 @@ def prepare(
                 "its features carry nothing the head can learn from, so the run will stay at chance; use weights: "
                 "imagenet, or trainable: true"
             )
+        ema_note = short_average_note(config, len(dataset.splits["train"]))
+        if ema_note:
+            notes.append(ema_note)
         if dataset.multi_label:
             layers = config.model.layers
             check_multi_label_output(model, f"model.layers[{len(layers) - 1}] ({layers[-1].name})", dataset.num_classes)
@@ -121,6 +129,24 @@ def prepare(
     )
 
 
+def short_average_note(config: Config, train_examples: int) -> Optional[str]:
+    """train.ema with a momentum too high for the run's steps: Keras' average starts from the weights of the first
+    step, with no correction, so after n steps they still weigh momentum**n in it. A note when that is above 5%,
+    with a momentum that brings it under 0.1% by half the run. None when it fits."""
+    if config.train.ema is None:
+        return None
+    momentum = config.train.ema.momentum
+    steps = config.train.total_epochs * math.ceil(train_examples / config.train.batch_size)
+    if momentum**steps <= 0.05:
+        return None
+    suggested = 0.001 ** (1 / max(1, steps / 2))
+    return (
+        f"train.ema: with momentum {momentum:g}, the first steps' weights still make up {momentum**steps:.0%} of "
+        f"the average after this run's {steps:,} steps; use a smaller momentum, e.g. --set "
+        f"train.ema.momentum={math.floor(suggested * 1000) / 1000:g}"
+    )
+
+
 def build_and_compile(
     config: Config,
     input_shape: tuple,
@@ -136,6 +162,7 @@ def build_and_compile(
     """The compiled model; it divides its inputs by `pixel_scale` itself (the data's, see build_model). Build it
     inside `placement.scope()` when there is one."""
     build_augmenter(config.data.augment)  # augmentation mistakes are config mistakes: report them before training
+    build_mixer(config.data.mix, input_shape, config.seed)  # and so are mixing ones (images only)
     model = build_model(
         config.model,
         input_shape,
@@ -147,13 +174,19 @@ def build_and_compile(
         notes=notes,
         starting_weights=starting_weights,
     )
-    return compile_for_training(model, config.train, train_examples, placement or Placement())
+    return compile_for_training(
+        model, config.train, train_examples, placement or Placement(), soft_labels=config.data.mix is not None
+    )
 
 
-def compile_for_training(model: Any, train_cfg: TrainConfig, train_examples: int, placement: Placement) -> Any:
+def compile_for_training(
+    model: Any, train_cfg: TrainConfig, train_examples: int, placement: Placement, soft_labels: bool = False
+) -> Any:
+    """`soft_labels`: data.mix (see compile_model)."""
     return compile_model(
         model,
         train_cfg,
+        soft_labels=soft_labels,
         jit_compile=runtime.resolve_jit_compile(train_cfg.jit_compile),
         steps_per_execution=placement.steps_per_execution(train_cfg.steps_per_execution),
         steps_per_epoch=math.ceil(train_examples / train_cfg.batch_size),

@@ -24,7 +24,8 @@ from cnnctl.config.schema import Config
 from cnnctl.data.dataset import Dataset, Split
 from cnnctl.errors import ConfigError, first_line
 from cnnctl.model.build import build_augmenter
-from cnnctl.model.compile import make_optimizer, needs_one_hot
+from cnnctl.model.compile import make_optimizer, one_hot_labels
+from cnnctl.model.mixing import build_mixer
 
 EXAMPLES = 2  # enough for a batch dimension that is not 1; few enough to cost milliseconds
 
@@ -61,15 +62,16 @@ def _tiny_batch(config: Config, dataset: Dataset) -> tuple[Any, Any]:
     train = dataset.splits["train"]
     tiny = dataclasses.replace(dataset, splits={"train": Split(train.x[:EXAMPLES], train.y[:EXAMPLES])})
     augmenter = build_augmenter(config.data.augment)
+    mixer = build_mixer(config.data.mix, dataset.input_shape, config.seed)
     try:
         x, y = next(
-            iter(tiny.pipeline("train", EXAMPLES, one_hot=needs_one_hot(config.train.loss_name), augment=augmenter))
+            iter(tiny.pipeline("train", EXAMPLES, one_hot=one_hot_labels(config), augment=augmenter, mix=mixer))
         )
-    except Exception as exc:  # noqa: BLE001 - only the augmentation layers can fail on valid loaded data
-        if augmenter is None:
+    except Exception as exc:  # noqa: BLE001 - only the augmentation and mixing layers can fail on valid loaded data
+        if augmenter is None and mixer is None:
             raise
         raise ConfigError(
-            f"data.augment: cannot augment a batch of training examples of shape "
+            f"data.{'augment' if augmenter is not None else 'mix'}: cannot augment a batch of training examples of shape "
             f"{_shape(dataset.input_shape)}: {first_line(exc)}"
         ) from None
     if tuple(x.shape[1:]) != tuple(dataset.input_shape):

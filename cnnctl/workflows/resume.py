@@ -29,7 +29,7 @@ from cnnctl.runs.folder import FolderSnapshot, Run, resolve_run
 from cnnctl.runs.history import read_history_csv
 from cnnctl.runs.status import now
 from cnnctl.training import checkpoint, distribute
-from cnnctl.training.callbacks import TrainingBackup
+from cnnctl.training.backup import TrainingBackup
 from cnnctl.training.distribute import chief_only_folder
 from cnnctl.training.guard import NAN_ERROR, guarded, resume_command
 from cnnctl.training.prepare import prepare
@@ -45,9 +45,11 @@ def resume_run(
     *,
     verbose: int = 0,
     announce: Optional[Announce] = None,
+    extra_callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Continue the run `spec` (a folder, a run id in `runs_dir`, or `last`) and finish it. When there is nothing
-    to do (a completed run, no more epochs asked for) the result has no model and its `note` says so."""
+    to do (a completed run, no more epochs asked for) the result has no model and its `note` says so.
+    `extra_callbacks` are added to the fit (see `fit`)."""
     for override in overrides:
         key = override.partition("=")[0].strip()
         if key not in RESUMABLE_SETTINGS:
@@ -61,10 +63,16 @@ def resume_run(
     with chief_only_folder() as scratch:  # the job's other processes resume a copy, removed afterwards
         if scratch is not None:
             run = Run(Path(shutil.copytree(run.path, Path(scratch) / run.path.name)))
-        return _resume(run, overrides, verbose, announce)
+        return _resume(run, overrides, verbose, announce, extra_callbacks)
 
 
-def _resume(run: Run, overrides: Sequence[str], verbose: int, announce: Optional[Announce]) -> TrainResult:
+def _resume(
+    run: Run,
+    overrides: Sequence[str],
+    verbose: int,
+    announce: Optional[Announce],
+    extra_callbacks: Sequence[Any] = (),
+) -> TrainResult:
     config_path = run.file(contract.CONFIG)
     saved = load_config(config_path)
     config = load_config(config_path, overrides)
@@ -151,7 +159,7 @@ def _resume(run: Run, overrides: Sequence[str], verbose: int, announce: Optional
                     if train
                     else f"resuming {run.path}: training had finished; evaluating the saved model",
                 )
-            return complete_run(run, prepared, verbose, train=train)
+            return complete_run(run, prepared, verbose, train=train, extra_callbacks=extra_callbacks)
     except BaseException as exc:
         if snapshot is None or not locked or (_committed_epochs(run) or 0) > done:
             raise
