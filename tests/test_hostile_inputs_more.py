@@ -517,3 +517,30 @@ def test_a_name_the_file_system_refuses_is_one_line_in_every_command(tmp_path, a
     assert error.startswith("error: ") and error.endswith(
         "file name too long (at most 255 bytes per name); choose a shorter name"
     ), error
+
+
+def test_a_layer_too_big_to_train_is_refused_before_its_weights_exist(tmp_path):
+    """A Dense layer whose weights alone take half the machine's memory (so allocating them would succeed, slowly)
+    and whose training would need twice the memory: refused before anything is allocated."""
+    import subprocess
+    import sys
+
+    from cnnctl.runtime import memory_bytes
+
+    units = memory_bytes() // 2 // 4 // 64  # float32 weights of Dense(units) on 64 inputs: half the memory
+    config = tmp_path / "huge.yaml"
+    config.write_text(f"data: {{source: digits}}\nmodel: {{layers: [Flatten, {{Dense: {{units: {units}}}}}]}}\n")
+    # The CLI in a child that reports its own peak memory as it exits (KB on Linux).
+    script = (
+        "import atexit, resource, sys\n"
+        "atexit.register(lambda: print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr))\n"
+        "from cnnctl.cli.app import main\n"
+        f"sys.argv = ['cnnctl', 'check', {str(config)!r}]\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 2, done.stderr
+    assert lines[0].startswith(f"error: {config}: model.layers[1] (Dense): the model has {units * 65:,} weights")
+    assert "more than this machine's" in lines[0] and f"given {{units: {units}}}" in lines[0]
+    assert int(lines[1].split()[1]) * 1024 < min(memory_bytes() // 8, 4 * 2**30)  # nothing near the layer's size

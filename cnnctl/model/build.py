@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Optional, Sequence
 
 import keras
 
+from cnnctl import runtime
 from cnnctl.config.schema import LayerSpec, ModelConfig
 from cnnctl.errors import ConfigError
 from cnnctl.model.backbone import add_backbone, copy_weights_from_run
@@ -79,9 +81,11 @@ def build_model(
     # probabilities in float16/bfloat16 are too coarse for ROC curves and top-k ties.
     mixed = keras.mixed_precision.global_policy().compute_dtype != "float32"
     last = len(model_cfg.layers) - 1
+    weights = 0  # of the configured layers so far
     for index, spec in enumerate(model_cfg.layers):
         where = f"model.layers[{index}]"
         layer = make_layer(spec, where, {"dtype": "float32"} if mixed and index == last else None)
+        _check_training_memory(weights + _weights_before_building(spec, where, before), where, spec)
         try:
             # Called on the symbolic tensor, layer by layer, so a shape mistake names its layer; a Sequential
             # rebuilt at every add would call every earlier layer again (500 layers: 70 s instead of a few).
@@ -92,10 +96,17 @@ def build_model(
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where} ({spec.name}): {_explain_shape_error(exc, spec, before)}") from None
         except Exception as exc:  # noqa: BLE001 - e.g. ZeroDivisionError for strides: 0, from Keras' shape code
+            if _out_of_memory(exc):
+                raise ConfigError(
+                    f"{where} ({spec.name}): its weights do not fit in this machine's memory "
+                    f"({runtime.memory_bytes() / 2**30:,.1f} GiB); given {flow_text(spec.kwargs)}: use fewer units, "
+                    "filters or a smaller kernel"
+                ) from None
             raise ConfigError(
                 f"{where} ({spec.name}): cannot be applied to its input {shape_text(before)} "
                 f"({type(exc).__name__}: {keras_message(exc)}); given {flow_text(spec.kwargs)}"
             ) from None
+        weights += layer.count_params()
         if any(dim is not None and dim <= 0 for dim in after[1:]):
             raise ConfigError(
                 f"{where} ({spec.name}): output shape {shape_text(after)} is empty: the kernel or pool "
@@ -113,6 +124,47 @@ def build_model(
             kept = f"; kept fresh weights for {', '.join(skipped)} (shapes differ)" if skipped else ""
             notes.append(f"model.from_run: {reused} layers start from {model_cfg.from_run.run}{kept}")
     return model
+
+
+# Training holds each weight four times over: the weight, its gradient and (Adam's) two moment slots.
+TRAINING_COPIES = 4
+
+
+def _check_training_memory(weights: int, where: str, spec: LayerSpec) -> None:
+    """Stop at the layer that would take the model past what training could hold in this machine's memory, before
+    it allocates anything (a typo such as units: 2000000000 is found here, not by the kernel's OOM killer)."""
+    needed = weights * 4 * TRAINING_COPIES  # float32
+    if needed > runtime.memory_bytes():
+        raise ConfigError(
+            f"{where} ({spec.name}): the model has {weights:,} weights up to here; training them needs about "
+            f"{needed / 2**30:,.1f} GiB (weights, gradients and optimizer state), more than this machine's "
+            f"{runtime.memory_bytes() / 2**30:,.1f} GiB; given {flow_text(spec.kwargs)}: use fewer units or filters"
+        )
+
+
+def _weights_before_building(spec: LayerSpec, where: str, input_shape: Sequence) -> int:
+    """The number of weights a layer will have on `input_shape`, counted without allocating them: a copy of it is
+    built in a keras.StatelessScope that leaves its variables uninitialised (shapes only), then forgotten. 0 when
+    the copy cannot be built so (the real call reports why)."""
+    from keras.src.backend.common import global_state  # where Keras lists variables to initialise later
+
+    copy = make_layer(spec, where)
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            copy.build(tuple(input_shape))
+            return sum(math.prod(variable.shape) for variable in copy.weights)
+    except Exception:  # noqa: BLE001 - the layer itself is called next, and its error names the config key
+        return 0
+    finally:
+        # Else the next StatelessScope to close would initialise them: allocate the very weights avoided here.
+        pending = global_state.get_global_attribute("uninitialized_variables") or []
+        ours = {id(variable) for variable in copy.weights}
+        pending[:] = [variable for variable in pending if id(variable) not in ours]
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """TensorFlow's ResourceExhaustedError, JAX's RESOURCE_EXHAUSTED, Python's MemoryError: a weight too big."""
+    return isinstance(exc, MemoryError) or "ResourceExhausted" in type(exc).__name__ or "RESOURCE_EXHAUSTED" in str(exc)
 
 
 def is_scaling_layer(layer: keras.layers.Layer) -> bool:
