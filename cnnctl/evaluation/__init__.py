@@ -8,6 +8,7 @@ scoring.py          a model and a split → probabilities; re-evaluating a run f
 predict.py          classifying new files and arrays with a run: inputs read as training saw them
 predictions.py      what predict answers per input (top classes or label sets), the reject option, the CSV
 export.py           SavedModel / ONNX / TFLite, each checked against model.keras with its own runtime
+export_runtimes.py  the runtimes an artefact is checked with (tf.saved_model, onnxruntime, LiteRT)
 gradcam.py          Grad-CAM: where in an input the model looked for a class
 gradcam_probe.py    the model rebuilt with a zero shift at the chosen layer, and the logits it differentiates
 gradcam_examples.py gradcam.npz: a right and a wrong example per class with their maps, kept by every evaluation

@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -41,6 +40,7 @@ from cnnctl.errors import (
     first_line,
     in_config_file,
 )
+from cnnctl.evaluation.export_runtimes import EXTRA, importable, runtime_loader
 from cnnctl.evaluation.predict import Preprocessing
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
@@ -48,7 +48,6 @@ from cnnctl.runs.model_file import load_model
 
 CHECK_EXAMPLES = 256  # examples of the test split each artefact is checked on
 CHECK_BATCH = 64  # examples per call of the artefact's runtime
-EXTRA = 'pip install "cnnctl[export]"'
 
 
 @dataclass(frozen=True)
@@ -165,11 +164,13 @@ def export_run(
     made_folder = not target.parent.exists()
     try:
         target.parent.mkdir(exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        staging = Path(tempfile.mkdtemp(prefix=".export.", dir=target.parent))
     except OSError as exc:
         raise RunError(f"{target.parent}: cannot write the export there ({exc.strerror or exc})") from None
     try:
-        staged = staging / target.name
+        # A plain name while converters and runtimes work on it (some refuse names that are not UTF-8); the
+        # target's own name only when it is put in place.
+        staged = staging / f"artefact{target.suffix}"
         _keras_export(model, staged, fmt)
         runtime_name, predict, names = load_runtime(staged)
         with runtime._silence_native_stderr():  # the LiteRT interpreter announces its CPU delegate on first use
@@ -201,25 +202,6 @@ def export_run(
     return ExportResult(
         fmt.name, target, info_path(target), info, max_abs_diff, fmt.tolerance, len(x), split, runtime_name
     )
-
-
-def runtime_loader(fmt: ExportFormat) -> Callable[[Path], tuple[str, Callable[[np.ndarray], np.ndarray], dict]]:
-    """The function that reloads an artefact of `fmt` with its own runtime: (runtime and version, predict,
-    input and output names). Raises the one-line error naming the extra when a package is missing."""
-    missing = [name for name in fmt.packages if not _importable(name)]
-    if missing:
-        needs = ", ".join(fmt.packages[:-1]) + f" and {fmt.packages[-1]}" if len(fmt.packages) > 1 else fmt.packages[0]
-        raise ConfigError(f"{fmt.label} export needs {needs} (missing: {', '.join(missing)}): {EXTRA}")
-    if fmt.name == "saved_model":
-        return _saved_model_runtime
-    if fmt.name == "onnx":
-        return _onnx_runtime
-    if not _importable("ai_edge_litert.interpreter") and not hasattr(runtime.import_tensorflow().lite, "Interpreter"):
-        raise ConfigError(
-            f"TFLite export needs ai-edge-litert to check the model (this TensorFlow has no "
-            f"tf.lite.Interpreter): {EXTRA}"
-        )
-    return _tflite_runtime
 
 
 def check_examples(run: Run, preprocessing: Preprocessing, limit: int, dtype: str) -> tuple[np.ndarray, str]:
@@ -318,7 +300,7 @@ JAX_EXPORTS = {"saved_model": (), "onnx": ("jax2onnx",)}
 
 def other_backend_needed(fmt: ExportFormat, run: Run) -> None:
     """On the JAX backend, a format Keras cannot export there is one line saying how to export it instead."""
-    if runtime.backend() != "jax" or (fmt.name in JAX_EXPORTS and all(map(_importable, JAX_EXPORTS[fmt.name]))):
+    if runtime.backend() != "jax" or (fmt.name in JAX_EXPORTS and all(map(importable, JAX_EXPORTS[fmt.name]))):
         return
     cannot = (
         "needs jax2onnx on the JAX backend (pip install jax2onnx)"
@@ -342,54 +324,6 @@ def _keras_export(model: Any, path: Path, fmt: ExportFormat) -> None:
         raise RunError(f"{path.name}: Keras could not export the model as {fmt.label} ({first_line(exc)})") from None
 
 
-def _saved_model_runtime(path: Path) -> tuple[str, Callable, dict]:
-    tf = runtime.import_tensorflow()
-    loaded = tf.saved_model.load(str(path))
-    signature = loaded.signatures["serving_default"]
-    names = {
-        "input": next(iter(signature.structured_input_signature[1]), None),
-        "output": next(iter(signature.structured_outputs), None),
-        "endpoint": "serve",
-    }
-    return f"tensorflow {tf.__version__} (tf.saved_model.load)", lambda x: loaded.serve(x).numpy(), names
-
-
-def _onnx_runtime(path: Path) -> tuple[str, Callable, dict]:
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    input_name, output_name = session.get_inputs()[0].name, session.get_outputs()[0].name
-    return (
-        f"onnxruntime {onnxruntime.__version__}",
-        lambda x: session.run([output_name], {input_name: x})[0],
-        {"input": input_name, "output": output_name},
-    )
-
-
-def _tflite_runtime(path: Path) -> tuple[str, Callable, dict]:
-    if _importable("ai_edge_litert.interpreter"):
-        import ai_edge_litert
-        from ai_edge_litert.interpreter import Interpreter
-
-        name = f"ai_edge_litert {getattr(ai_edge_litert, '__version__', '')}".strip()
-    else:
-        tf = runtime.import_tensorflow()
-        Interpreter, name = tf.lite.Interpreter, f"tensorflow {tf.__version__} (tf.lite.Interpreter)"
-    with warnings.catch_warnings(), runtime._silence_native_stderr():  # deprecation notice, XNNPACK's "INFO:"
-        warnings.simplefilter("ignore")
-        interpreter = Interpreter(model_path=str(path))
-    source, result = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-
-    def predict(x: np.ndarray) -> np.ndarray:
-        interpreter.resize_tensor_input(source["index"], x.shape)
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(source["index"], x)
-        interpreter.invoke()
-        return interpreter.get_tensor(result["index"]).copy()
-
-    return name, predict, {"input": source["name"], "output": result["name"]}
-
-
 def _publish(staged: Path, target: Path) -> None:
     """Rename the checked artefact, then its JSON, into place; on a failure neither stays."""
     try:
@@ -410,11 +344,3 @@ def _publish(staged: Path, target: Path) -> None:
 def _input_dtype(model: Any) -> str:
     dtype = model.inputs[0].dtype
     return str(getattr(dtype, "name", dtype))
-
-
-def _importable(name: str) -> bool:
-    try:
-        importlib.import_module(name)
-    except ImportError:
-        return False
-    return True
