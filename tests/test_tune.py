@@ -287,3 +287,15 @@ def test_an_interrupted_trial_is_not_counted_and_resume_replaces_it(tmp_path, mo
     assert [trial["state"] for trial in summary["trials"]] == ["complete", "interrupted", "complete", "complete"]
     assert calls == ["trial-0", "trial-1", "trial-2", "trial-3"]
     assert summary["best"]["number"] == 3 and summary["status"] == "completed"
+
+
+def test_a_failed_trial_says_why_on_the_console(tmp_path):
+    # A range that reaches absurd sizes: the trial's model is refused before its weights exist, and the line says so.
+    config = write_config(tmp_path, tune={"model.layers[1].Dense.units": {"int": [10**15, 10**16]}})
+    result = runner.invoke(
+        app, ["tune", str(config), "--trials", "1", "--runs-dir", str(tmp_path / "runs")], terminal_width=400
+    )
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("trial 0:"))
+    assert line.startswith(f"trial 0: failed, val accuracy n/a ({config}: model.layers[1] (Dense): the model has ")
+    assert "more than this machine's" in line

@@ -241,7 +241,11 @@ def tune(
 
     def on_trial(line: dict) -> None:
         value = "n/a" if line.get("value") is None else f"{line['value']:.4f}"
-        console.say(f"trial {line['number']}: {line['state']}, {line.get('objective_name', 'val accuracy')} {value}")
+        why = f" ({line['error']})" if line.get("error") else ""  # in tune_summary.json too, whole
+        console.say(
+            f"trial {line['number']}: {line['state']}, {line.get('objective_name', 'val accuracy')} {value}"
+            f"{why[:300]}{'…)' if len(why) > 300 else ''}"
+        )
 
     if resume is not None:
         if config is not None or overrides:
