@@ -122,8 +122,8 @@ def test_fine_tune_mistakes_are_one_line_before_training():
         load_config({**FROZEN_CONV, "train": {"fine_tune": {"epochs": 1, "unfreeze": True}}})
 
     assert plan("all").describe(load_config(FROZEN_CONV)) == (
-        "then fine-tune 1 epoch at learning rate 0.001, unfreezing all layers of the model (3 layers, batch "
-        "normalization kept frozen; +40 trainable parameters)"
+        "then fine-tune 1 epoch at learning rate 0.001, unfreezing all layers of the model (2 layers with "
+        "weights; +40 trainable parameters)"
     )
 
 
@@ -161,8 +161,8 @@ def test_the_shipped_transfer_from_run_config_reuses_the_pretraining_runs_convol
     output = " ".join(result.output.split())
     assert f"model.from_run: 3 layers start from {folder.resolve()}" in output  # the convolutions, not the head
     assert (
-        "then fine-tune 15 epochs at learning rate 0.0001, unfreezing all layers of the model (9 layers, batch "
-        "normalization kept frozen; +55,744 trainable parameters)"
+        "then fine-tune 15 epochs at learning rate 0.0001, unfreezing all layers of the model (5 layers with "
+        "weights; +55,744 trainable parameters)"
     ) in output
     assert (
         yaml.safe_load((ROOT / "configs" / "transfer_from_run.yaml").read_text())["model"]["from_run"]["run"] == "last"

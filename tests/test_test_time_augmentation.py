@@ -86,3 +86,29 @@ def test_flat_examples_cannot_be_mirrored_and_nothing_is_trained(tmp_path):
         "(images, signals, volumes), not flat vectors of shape [16]; set evaluate.tta: off"
     )
     assert not (tmp_path / "runs").exists()
+
+
+def test_flip_translate_averages_six_views_computed_here_with_numpy():
+    # A random model on 6×5 two-channel images: the scoring model's output against the views made by hand (the
+    # mirror, and each of the two moved one pixel down-right and up-left with the uncovered row mirrored).
+    import keras
+
+    from cnnctl.model.tta import scoring_model
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((6, 5, 2)), keras.layers.Conv2D(3, 3), keras.layers.Flatten(), keras.layers.Dense(4, "softmax")]
+    )
+    x = np.random.default_rng(0).random((3, 6, 5, 2)).astype(np.float32)
+
+    def moved(v, step):
+        padded = np.pad(v, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
+        return padded[:, 1 - step : 7 - step, 1 - step : 6 - step]
+
+    views = [x, x[:, :, ::-1]]
+    scores = [model.predict(view, verbose=0) for view in views]
+    shifted = [model.predict(moved(view, step), verbose=0) for view in views for step in (1, -1)]
+    expected = 0.5 * np.mean(scores, axis=0) + 0.5 * np.mean(shifted, axis=0)
+    found = scoring_model(model, x.shape[1:], "flip_translate").predict(x, verbose=0)
+    np.testing.assert_allclose(found, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(found, scoring_model(model, x.shape[1:], "flip").predict(x, verbose=0), atol=1e-4)

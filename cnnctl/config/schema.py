@@ -141,13 +141,14 @@ class EvaluateConfig(Section):
             "test set untouched until the final run."
         ),
     )
-    tta: Literal["off", "flip"] = Field(
+    tta: Literal["off", "flip", "flip_translate"] = Field(
         "off",
         description=(
             "flip: also score every example mirrored along its last spatial axis (left-right for images, reversed in "
             "time for signals) and average the two predictions: test-time augmentation, for classes that keep their "
-            "meaning in a mirror (clothes, objects; not digits or letters). Used by train's evaluation, evaluate, "
-            "predict."
+            "meaning in a mirror (clothes, objects; not digits or letters). flip_translate: those two views and each "
+            "moved one pixel (step) forward and back along every spatial axis, six in all. Used by train's "
+            "evaluation, evaluate, predict."
         ),
     )
 

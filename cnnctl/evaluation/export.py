@@ -270,11 +270,18 @@ def serving_info(
             "present when its probability reaches its threshold in `thresholds`"
         )
         info["thresholds"] = dict(zip(preprocessing.class_names, preprocessing.thresholds))
-    if preprocessing.tta == "flip":
+    if preprocessing.tta != "off":
         info["note"] = (
-            "the run scores with evaluate.tta: flip; the artefact is the model alone: average its "
+            f"the run scores with evaluate.tta: {preprocessing.tta}; the artefact is the model alone: average its "
             f"outputs on x and on x reversed along axis {len(preprocessing.input_shape) - 1} (the last "
-            "spatial axis, counting the batch axis as 0) to reproduce the run's metrics"
+            "spatial axis, counting the batch axis as 0)"
+            + (
+                ", with equal weight to the average of both moved one step forward and one back along every spatial "
+                "axis (reflect padding)"
+                if preprocessing.tta == "flip_translate"
+                else ""
+            )
+            + " to reproduce the run's metrics"
         )
     return info
 

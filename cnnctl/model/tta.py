@@ -1,5 +1,5 @@
-"""Model: test-time augmentation (`evaluate.tta: flip`) as one Keras model around the trained one — the average of
-its outputs on each example and on its mirror image — so evaluate and predict score alike.
+"""Model: test-time augmentation (`evaluate.tta: flip | flip_translate`) as one Keras model around the trained one —
+the average of its outputs on several views of each example — so evaluate and predict score alike.
 """
 
 from __future__ import annotations
@@ -12,14 +12,30 @@ from cnnctl.errors import ConfigError
 
 
 def scoring_model(model: Any, input_shape: Sequence[int], tta: str) -> Any:
-    """The trained model as it is, or for `tta: flip` a model around it whose output is the average of the
-    trained model's outputs on each example and on its mirror image (one place for evaluate and predict)."""
-    if tta != "flip":
+    """The trained model as it is, or a model around it that averages the trained model's outputs over several
+    views of each example (one place for evaluate and predict):
+    - `flip`: the example and its mirror image;
+    - `flip_translate`: those two (half the weight), and each moved by one step along every spatial axis, forward
+      and back, mirrored at the edge (the other half): the views airbench's test-time augmentation averages."""
+    if tta not in ("flip", "flip_translate"):
         return model
     axis = mirror_axis(input_shape)
     inputs = keras.Input(tuple(input_shape))
-    mirrored = keras.ops.flip(inputs, axis=axis)
-    return keras.Model(inputs, keras.layers.Average()([model(inputs), model(mirrored)]))
+    views = [inputs, keras.ops.flip(inputs, axis=axis)]
+    outputs = keras.layers.Average()([model(view) for view in views])
+    if tta == "flip_translate":
+        moved = [_translated(view, len(input_shape), step) for view in views for step in (1, -1)]
+        outputs = keras.layers.Average()([outputs, keras.layers.Average()([model(view) for view in moved])])
+    return keras.Model(inputs, outputs)
+
+
+def _translated(x: Any, rank: int, step: int) -> Any:
+    """`x` (batch, *spatial, channels) moved by `step` along every spatial axis; the row it uncovers mirrors its neighbour."""
+    spatial = range(1, rank)  # the example's axes before its channels, counting the batch axis as 0
+    widths = [(0, 0)] + [(max(step, 0), max(-step, 0)) for _ in spatial] + [(0, 0)]
+    padded = keras.ops.pad(x, widths, mode="reflect")
+    index = tuple([slice(None)] + [slice(max(-step, 0), max(-step, 0) + x.shape[axis]) for axis in spatial])
+    return padded[index + (slice(None),)]
 
 
 def mirror_axis(input_shape: Sequence[int]) -> int:

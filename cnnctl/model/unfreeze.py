@@ -30,6 +30,7 @@ class FineTunePlan:
     layers: list  # the layers the second phase makes trainable
     where: str  # "MobileNetV3Small" or "the model"
     added_params: int  # parameters that become trainable
+    batch_norms: int = 0  # batch-normalization layers in the chosen range, kept frozen
 
     def describe(self, config: Config) -> str:
         """One line for `cnnctl check` and the run header."""
@@ -44,9 +45,22 @@ class FineTunePlan:
         return (
             f"then fine-tune {tune.epochs} epoch{'s' if tune.epochs != 1 else ''} at learning rate "
             f"{config.train.fine_tune_learning_rate:g}, unfreezing {which} of {self.where} "
-            f"({len(self.layers)} layers, batch normalization kept frozen; +{self.added_params:,} trainable "
-            "parameters)"
+            f"({_count(self.weighted_layers, 'layer')} with weights{self.frozen_text}; +{self.added_params:,} "
+            "trainable parameters)"
         )
+
+    @property
+    def weighted_layers(self) -> int:
+        """The chosen layers that have weights to train (pooling, activations and the like have none)."""
+        return sum(1 for layer in self.layers if layer.weights)
+
+    @property
+    def frozen_text(self) -> str:
+        return f", {_count(self.batch_norms, 'batch normalization layer')} kept frozen" if self.batch_norms else ""
+
+
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}{'' if number == 1 else 's'}"
 
 
 def plan_fine_tune(model: keras.Model, config: Config) -> FineTunePlan:
@@ -76,6 +90,7 @@ def plan_fine_tune(model: keras.Model, config: Config) -> FineTunePlan:
             hint = did_you_mean(tune.unfreeze, names) or f"; its layers run from {names[0]} to {names[-1]}"
             raise ConfigError(f"train.fine_tune.unfreeze: {where} has no layer '{tune.unfreeze}'{hint}")
         chosen = candidates[names.index(tune.unfreeze) :]
+    batch_norms = sum(isinstance(layer, keras.layers.BatchNormalization) for layer in chosen)
     chosen = [layer for layer in chosen if not isinstance(layer, keras.layers.BatchNormalization)]
     before = _trainable_count(model)
     with _trial(model):
@@ -91,7 +106,7 @@ def plan_fine_tune(model: keras.Model, config: Config) -> FineTunePlan:
             f"train.fine_tune: nothing to unfreeze: the chosen layers of {where} already train in "
             f"the first phase; freeze them for it with {frozen_how}, or remove train.fine_tune"
         )
-    return FineTunePlan(chosen, where, added)
+    return FineTunePlan(chosen, where, added, batch_norms)
 
 
 def unfreeze(model: keras.Model, config: Config, layers: list) -> None:

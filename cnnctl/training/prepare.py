@@ -84,7 +84,7 @@ def prepare(
         dataset = load_data(config, stand_in_when_missing=stand_in_when_missing)
         class_weights(config.train.class_weight, dataset)  # checked now, not after the run folder exists
         dataset.evaluation_split(config.evaluate.split)  # a split the data lacks: said now, not after training
-        if config.evaluate.tta == "flip":
+        if config.evaluate.tta != "off":
             mirror_axis(dataset.input_shape)  # flat examples cannot be mirrored: said before training
         placement = distribute.place(config.train, in_memory=not isinstance(dataset.splits["train"].x, ImageFiles))
         notes: list[str] = []
