@@ -673,3 +673,23 @@ def test_losses_flat_at_ln_k_are_called_chance_not_progress():
     assert "at chance" not in without["summary"]  # the rule needs K
     learned = diagnose(history, baseline_accuracy=0.2, accuracy=0.9, split="test", num_classes=5)
     assert "at chance" not in learned["summary"]  # an accuracy far above guessing is not chance, whatever the loss
+
+
+def test_fine_tuning_that_never_beats_the_first_phase_is_said():
+    from cnnctl.evaluation.diagnosis import diagnose
+
+    history = {
+        "loss": [1.0, 0.7, 0.6, 0.62, 0.61, 0.6],
+        "val_loss": [0.9, 0.65, 0.55, 0.58, 0.57, 0.56],
+        "phase": [1, 1, 1, 2, 2, 2],
+    }
+    report = diagnose(history)
+    assert report["fine_tuning"] == (
+        "fine-tuning (epochs 4–6) never beat the first phase's lowest validation loss, 0.55 at epoch 3: with "
+        "restore_best_weights the model is the first phase's; try a lower train.fine_tune.learning_rate or unfreeze "
+        "fewer layers"
+    )
+    assert report["fine_tuning"] in report["notes"]
+    history["val_loss"][-1] = 0.5  # the last fine-tuning epoch wins
+    assert "fine_tuning" not in diagnose(history)
+    assert "fine_tuning" not in diagnose({key: history[key] for key in ("loss", "val_loss")})

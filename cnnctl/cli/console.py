@@ -227,6 +227,8 @@ def diagnosis_line(diagnosis: Optional[dict[str, Any]]) -> None:
         console.print(
             f"[{contract.verdict_color(diagnosis['verdict'])}]diagnosis:[/] {contract.verdict_sentence(diagnosis)}"
         )
+        if diagnosis.get("fine_tuning"):
+            console.print(f"[yellow]note:[/] {diagnosis['fine_tuning']}")
 
 
 def predictions_table(predictions: Any, k: int, max_inputs: int = 50) -> Table:

@@ -140,7 +140,8 @@ def diagnose(
         validation minus final training loss; `relative`: that as a fraction of the final validation loss, so
         0.5 means validation loss is twice training loss), `nan_epochs`, `notes` (caveats); plus
         `final_train_accuracy` / `final_val_accuracy` when those columns exist, `baseline_accuracy` when given,
-        and `accuracy` / `split` when `accuracy` is given.
+        and `accuracy` / `split` when `accuracy` is given; `fine_tuning` (also among the notes) when a fine-tuning
+        phase never beat the first phase's lowest validation loss.
         Values that do not exist (no validation data) are None.
 
     Raises:
@@ -209,6 +210,9 @@ def diagnose(
     if baseline_accuracy is not None:
         evidence["baseline_accuracy"] = float(baseline_accuracy)
 
+    fine_tune_note = _fine_tuning_never_won(columns, epochs)
+    if fine_tune_note:
+        notes.append(fine_tune_note)
     if mixed_labels and monitored is not None:
         notes.append(
             "training loss and accuracy were measured on mixed batches (data.mix: soft labels), so they sit above "
@@ -242,7 +246,26 @@ def diagnose(
         "advice": advice,
         "nan_epochs": nan_epochs,
         "notes": notes,
+        **({"fine_tuning": fine_tune_note} if fine_tune_note else {}),
     }
+
+
+def _fine_tuning_never_won(columns: dict[str, np.ndarray], epochs: np.ndarray) -> Optional[str]:
+    """With a `phase` column (train.fine_tune): a note when no fine-tuning epoch beat the first phase's lowest
+    validation loss, so the run ends with the first phase's model (early stopping's best weights)."""
+    if "phase" not in columns or "val_loss" not in columns:
+        return None
+    phase, val = columns["phase"], columns["val_loss"]
+    first, second = (phase == 1) & np.isfinite(val), (phase == 2) & np.isfinite(val)
+    if not first.any() or not second.any() or val[second].min() < val[first].min():
+        return None
+    best = int(np.argmin(np.where(first, val, np.inf)))
+    start, end = int(epochs[second][0]), int(epochs[second][-1])
+    return (
+        f"fine-tuning (epoch{'s' if end > start else ''} {start}{f'–{end}' if end > start else ''}) never beat the "
+        f"first phase's lowest validation loss, {_at(val[best], epochs[best])}: with restore_best_weights the model "
+        "is the first phase's; try a lower train.fine_tune.learning_rate or unfreeze fewer layers"
+    )
 
 
 def _judge(

@@ -75,7 +75,14 @@ def _fit_phases(run: Run, prepared: Prepared, verbose: int, extra_callbacks: Seq
     elif fine_tune is not None:  # resuming inside the fine-tuning phase: its optimizer's slots must exist to load
         prepared.enter_fine_tune()
     if fine_tune is not None and phase_start is not None and not has_nan(history):
-        later = _fit_phase(run, prepared, phase_start + fine_tune.epochs, 2, verbose, extra_callbacks, phase_start)
+        last = phase_start + fine_tune.epochs
+        if verbose and checkpoint.completed_epochs(run) < last:  # Keras' counter now runs to the new last epoch
+            print(
+                f"Fine-tuning: epochs {phase_start + 1} to {last} at learning rate "
+                f"{config.train.fine_tune_learning_rate:g}; early stopping counts afresh from the first phase's best",
+                flush=True,
+            )
+        later = _fit_phase(run, prepared, last, 2, verbose, extra_callbacks, phase_start)
         history = {key: history.get(key, []) + later.get(key, []) for key in {**history, **later}}
     if not has_nan(history):  # a diverged model must not replace the best one saved before
         save_model(model, run.file(contract.MODEL))
