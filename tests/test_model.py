@@ -359,3 +359,25 @@ def test_cpu_flags_are_read_from_this_machine():
         assert {"fpu", "sse2"} <= runtime.cpu_flags()  # every x86-64 CPU says so: the flags line was read
     elif not Path("/proc/cpuinfo").exists():
         assert runtime.cpu_flags() == set()
+
+
+def test_counting_weights_before_building_leaves_the_seeded_weights_as_they_were():
+    # build_model counts each layer's weights on a shape-only copy first; the copy must not draw from the random
+    # generators the real layers' initializers use, or the same seed would give other weights than plain Keras.
+    import keras
+    import numpy as np
+
+    from cnnctl.model.layers import make_layer
+
+    config = ModelConfig.model_validate(
+        {"layers": [{"Conv2D": {"filters": 4, "kernel_size": 3}}, "Flatten", {"Dense": {"units": 3}}]}
+    )
+    keras.utils.set_random_seed(11)
+    built = build_model(config, (8, 8, 1), 3)
+    keras.utils.set_random_seed(11)
+    x = inputs = keras.Input((8, 8, 1))
+    for index, spec in enumerate(config.layers):
+        x = make_layer(spec, f"model.layers[{index}]")(x)
+    plain = keras.Model(inputs, x)
+    for ours, theirs in zip(built.weights, plain.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import re
 from typing import Optional, Sequence
 
@@ -148,7 +149,9 @@ def _weights_before_building(spec: LayerSpec, where: str, input_shape: Sequence)
     the copy cannot be built so (the real call reports why)."""
     from keras.src.backend.common import global_state  # where Keras lists variables to initialise later
 
-    copy = make_layer(spec, where)
+    state = random.getstate()  # Keras seeds the copy's initializers from Python's generator: the real layer's own
+    copy = make_layer(spec, where)  # draws must stay what they were, or the probe would change every run's weights
+    random.setstate(state)
     try:
         with keras.StatelessScope(initialize_variables=False):
             copy.build(tuple(input_shape))
