@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -353,3 +354,38 @@ def test_check_warns_that_a_frozen_random_backbone_cannot_learn(tmp_path):
     result = runner.invoke(app, ["check", str(config)])
     assert result.exit_code == 0, result.output
     assert "with weights: null and trainable: false stays random and frozen" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_a_weights_file_that_is_not_a_regular_file_is_one_line_and_never_opened(tmp_path, kind):
+    weights = tmp_path / "backbone.weights.h5"
+    if kind == "fifo":
+        os.mkfifo(weights)  # opening it would wait for a writer forever
+    else:
+        weights.symlink_to("/dev/zero")  # reading it would never end
+    config = tmp_path / "bb.yaml"
+    config.write_text(
+        "data: {source: digits}\n"
+        "model:\n"
+        "  backbone: {name: MobileNetV3Small, weights: backbone.weights.h5, input_size: 32}\n"
+        "  layers: [{Dense: {units: 10, activation: softmax}}]\n"
+    )
+    result = CliRunner().invoke(app, ["check", str(config)])
+    assert result.exit_code == 2
+    what = "a named pipe (FIFO)" if kind == "fifo" else "a device"
+    assert result.output == (
+        f"error: {config}: model.backbone.weights: {weights}: is {what}, not a regular file; give imagenet, null or "
+        "a weights file (.weights.h5)\n"
+    )
+
+
+def test_config_keeps_the_weights_path_as_written_not_its_link_target(tmp_path):
+    from cnnctl.config.loading import load_config
+
+    (tmp_path / "real.weights.h5").write_bytes(b"")
+    (tmp_path / "link.weights.h5").symlink_to(tmp_path / "real.weights.h5")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "model:\n  backbone: {name: MobileNetV3Small, weights: link.weights.h5}\n  layers: [{Dense: {units: 2}}]\n"
+    )
+    assert load_config(config).model.backbone.weights == str(tmp_path / "link.weights.h5")

@@ -52,7 +52,8 @@ def load_config(source: Union[str, Path, Mapping[str, Any], Config], overrides: 
             setattr(config.data, key, str((base / getattr(config.data, key)).resolve()))
     backbone = config.model.backbone
     if backbone is not None and backbone.weights not in (None, "imagenet"):
-        backbone.weights = str((base / backbone.weights).resolve())
+        # Absolute, as the user wrote it: a link stays a link in config.yaml (a resume reads what it points to then).
+        backbone.weights = str(base / backbone.weights)
     config._overrides = list(overrides)
     return config
 

@@ -28,9 +28,11 @@ import keras
 import numpy as np
 
 from cnnctl.config.schema import BackboneConfig, FromRunConfig
-from cnnctl.errors import ConfigError, RunError, did_you_mean, first_line
+from cnnctl.errors import ConfigError, RunError, did_you_mean, first_line, printable
+from cnnctl.files import not_regular_reason
 from cnnctl.runs.folder import resolve_run
 from cnnctl.runs.model_file import load_model
+from cnnctl.runtime import memory_bytes
 
 RESIZE_LAYER = "backbone_resize"
 PREPROCESS_LAYER = "backbone_preprocess"
@@ -103,14 +105,21 @@ def build_backbone(
     are not downloaded and `weights_missing_ok` (cnnctl check) built it with random weights instead."""
     network = application(cfg.name)
     local = cfg.weights not in (None, "imagenet")
-    if local and not Path(cfg.weights).is_file():
+    reason = not_regular_reason(cfg.weights) if local else None
+    if reason is not None:  # a FIFO would hang the reader, /dev/zero never ends: only a regular file is opened
         run_like = Path(cfg.weights).is_dir() or Path(cfg.weights).name == "last"
         instead = (
             f"; to start from a previous run's model, use model.from_run: {Path(cfg.weights).name}" if run_like else ""
         )
+        said = "no such file" if reason == "does not exist" else reason
         raise ConfigError(
-            f"model.backbone.weights: {cfg.weights}: no such file; give imagenet, null or a "
+            f"model.backbone.weights: {printable(cfg.weights)}: {said}; give imagenet, null or a "
             f"weights file (.weights.h5){instead}"
+        )
+    if local and os.path.getsize(cfg.weights) > memory_bytes():
+        raise ConfigError(
+            f"model.backbone.weights: {printable(cfg.weights)}: {os.path.getsize(cfg.weights) / 2**30:,.1f} GiB, more "
+            f"than this machine's {memory_bytes() / 2**30:,.1f} GiB of memory; no backbone's weights are that large"
         )
     note = None
     try:
@@ -122,7 +131,9 @@ def build_backbone(
         backbone = _call(network, cfg, size, None)
     if local:
         try:
-            backbone.load_weights(cfg.weights)
+            with warnings.catch_warnings():  # a file for another network: one line below, not Keras' per-layer notes
+                warnings.simplefilter("ignore")
+                backbone.load_weights(cfg.weights)
         except Exception as exc:  # noqa: BLE001 - h5py/Keras raise ValueError, KeyError, OSError ...
             raise ConfigError(
                 f"model.backbone.weights: {cfg.weights} does not fit {cfg.name} at input size "
