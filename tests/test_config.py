@@ -49,7 +49,7 @@ error_cases = [
         "train.loss: must be a loss name or {name, options}, e.g. sparse_categorical_crossentropy or "
         "{name: categorical_crossentropy, label_smoothing: 0.1} (got {'label_smoothing': 0.1})",
     ),
-    ("evaluate:\n  tta: flop\n", "evaluate.tta: must be one of 'off' or 'flip' (got flop)"),
+    ("evaluate:\n  tta: flop\n", "evaluate.tta: must be one of 'off', 'flip' or 'flip_translate' (got flop)"),
 ]
 
 
