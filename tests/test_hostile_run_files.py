@@ -127,3 +127,29 @@ def test_an_idx_gzip_bomb_inflates_no_further_than_its_header_says(tmp_path):
     error = one_error("check", config)
     assert "train-images-idx3-ubyte.gz: damaged IDX file: header says [1, 4, 4] (16 bytes), found more data" in error
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: far below the 200 MB inside
+
+
+def test_a_model_whose_config_describes_more_weights_than_memory_is_refused_before_building(
+    digits_run_copy, monkeypatch
+):
+    import json
+
+    from cnnctl.runs import model_file
+
+    # The run's own model.keras, its Dense layer given 100,000 units in config.json: 12.9 million weights (49 MiB),
+    # against a machine of 32 MiB: Keras would allocate them all while building, before reading the weights file.
+    model = digits_run_copy / "model.keras"
+    crafted = digits_run_copy.parent / "crafted.keras"
+    with zipfile.ZipFile(model) as source, zipfile.ZipFile(crafted, "w") as target:
+        config = json.loads(source.read("config.json"))
+        dense = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")
+        dense["config"]["units"] = 100_000
+        for member in source.infolist():
+            target.writestr(member, json.dumps(config) if member.filename == "config.json" else source.read(member))
+    shutil.move(crafted, model)
+    before = digest(digits_run_copy)
+    monkeypatch.setattr(model_file, "memory_bytes", lambda: 32 * 2**20)
+    error = one_error("evaluate", digits_run_copy)
+    assert error.startswith(f"error: {model}: refused: its config describes 12,900,")
+    assert "weights (49 MiB as float32), more than this machine's 32 MiB of memory" in error
+    assert digest(digits_run_copy) == before

@@ -5,10 +5,13 @@ Keras' own is refused with one line. Every command that uses a trained run loads
 
 from __future__ import annotations
 
+import json
+import math
+import random
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from cnnctl import runtime
 from cnnctl.errors import RunError, first_line
@@ -30,6 +33,7 @@ def load_model(run: Run) -> Any:
             f"{path}: not a Keras model file (a .keras file is a zip archive); it is damaged or was "
             "never finished; train the run again or resume it"
         ) from None
+    check_model_size(path)
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except ValueError as exc:
@@ -55,6 +59,67 @@ def load_model(run: Run) -> Any:
         ) from None
     except RecursionError:
         raise RunError(f"{path}: refused: its config is nested too deeply to be a model cnnctl wrote") from None
+    except Exception as exc:
+        if "ResourceExhausted" in type(exc).__name__ or isinstance(exc, MemoryError):
+            raise RunError(f"{path}: refused: its layers do not fit in this machine's memory") from None
+        raise
+
+
+def check_model_size(path: Path) -> None:
+    """Count the weights model.keras's config.json describes, without allocating them, and refuse a model whose
+    weights alone exceed this machine's memory: Keras would build every layer (allocate its weights) before reading
+    a single weight from the file. Each layer is deserialized alone (Keras builds it on its saved input shape) in
+    a keras.StatelessScope that leaves its variables uninitialised (shapes only)."""
+    import keras
+    from keras.src.backend.common import global_state  # where Keras lists variables to initialise later
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile, RecursionError):
+        return  # load_model says what is wrong with the file
+    weights = 0
+    for entry in _saved_layers(config):
+        state = random.getstate()  # the copies must not move the generator seeded runs rely on
+        pending = global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True)
+        before = list(pending)
+        try:
+            with keras.StatelessScope(initialize_variables=False):
+                # Keras builds a layer on its saved input shape as it deserializes it
+                copy = keras.saving.deserialize_keras_object(entry, safe_mode=True)
+                weights += sum(math.prod(variable.shape) for variable in copy.weights)
+        except Exception:  # noqa: BLE001 - what cannot be rebuilt alone is left to load_model and its errors
+            continue
+        finally:
+            random.setstate(state)
+            pending[:] = before  # else the next StatelessScope to close would allocate the copy's weights
+        if weights * 4 > memory_bytes():
+            raise RunError(
+                f"{path}: refused: its config describes {weights:,} weights ({_amount(weights * 4)} as float32), "
+                f"more than this machine's {_amount(memory_bytes())} of memory"
+            )
+
+
+def _amount(size: int) -> str:
+    return f"{size / 2**30:,.1f} GiB" if size >= 2**30 else f"{size / 2**20:,.0f} MiB"
+
+
+def _saved_layers(config: Any) -> Iterator[dict]:
+    """The leaf layers of a saved model's config (nested models opened) that were built (saved with their input
+    shape), each as Keras serialized it."""
+    inner = config.get("config") if isinstance(config, dict) else None
+    layers = inner.get("layers") if isinstance(inner, dict) else None
+    for entry in layers if isinstance(layers, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        nested = entry.get("config")
+        if isinstance(nested, dict) and isinstance(nested.get("layers"), list):
+            yield from _saved_layers(entry)
+            continue
+        build = entry.get("build_config")
+        shape = build.get("input_shape") if isinstance(build, dict) else None
+        if isinstance(shape, list) and all(size is None or isinstance(size, int) for size in shape):
+            yield entry
 
 
 # A .keras file is a zip of config.json, metadata.json and model.weights.h5. Keras reads config.json whole and builds
