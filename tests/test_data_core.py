@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +176,18 @@ def test_offline_keras_dataset_names_the_file(monkeypatch, tmp_path):
         load_data(make_config({"source": "mnist"}))
     assert str(caught.value).startswith("data.source mnist: could not load mnist.npz (URL fetch failure")
     assert f"place it at {tmp_path / 'datasets' / 'mnist.npz'}" in str(caught.value)
+
+
+def test_a_download_under_way_shows_keras_line_and_progress(capsys):
+    from cnnctl.data.builtin import _FirstLineHeld
+
+    held = _FirstLineHeld(sys.stdout)
+    held.write("Downloading data from https://example.org/x.npz\n")
+    assert capsys.readouterr().out == ""  # held until the download shows progress
+    held.write("\r 8192/11490434 0s 0us/step")
+    assert capsys.readouterr().out == "Downloading data from https://example.org/x.npz\n\r 8192/11490434 0s 0us/step"
+    held.write(" more")
+    assert capsys.readouterr().out == " more"
 
 
 @pytest.mark.skipif(not DEBIAN_FASHION_MNIST.exists(), reason="apt-get install dataset-fashion-mnist")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import IO, Callable, Optional
 
 import numpy as np
 
@@ -50,13 +53,21 @@ def keras_dataset(name: str, file_name: str, class_names: Optional[list[str]]) -
         import keras
 
         cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "datasets"
+        held = _FirstLineHeld(sys.stdout)
         try:
-            (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+            with contextlib.redirect_stdout(held):
+                (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
         except Exception as exc:  # keras raises bare Exception/URLError/OSError for a failed download
+            debian = (
+                f"; on Debian or Ubuntu: apt-get install dataset-fashion-mnist (read from {DEBIAN_FASHION_MNIST})"
+                if name == "fashion_mnist"
+                else ""
+            )
             raise DataError(
                 f"data.source {name}: could not load {file_name} ({first_line(exc)}); without internet, "
-                f"download it elsewhere and place it at {cache / file_name}, or use source: npz/idx"
+                f"download it elsewhere and place it at {cache / file_name}{debian}, or use source: npz/idx"
             ) from None
+        held.release()
         names = class_names or [str(i) for i in range(int(np.max(y_train)) + 1)]
         return RawData(
             x_train,
@@ -68,6 +79,34 @@ def keras_dataset(name: str, file_name: str, class_names: Optional[list[str]]) -
         )
 
     return load
+
+
+class _FirstLineHeld(io.TextIOBase):
+    """Standard output for a keras.datasets download: Keras' "Downloading data from URL" line is held back until
+    the download shows progress (then it and the progress bar pass through), so a download that fails at once (no
+    network) prints only cnnctl's error line."""
+
+    def __init__(self, target: IO[str]):
+        self.target, self.held, self.passing = target, "", False
+
+    def write(self, text: str) -> int:
+        if self.passing:
+            return self.target.write(text)
+        self.held += text
+        first, newline, rest = self.held.partition("\n")
+        if newline and rest:  # something after the first line: the download is under way
+            self.release()
+        return len(text)
+
+    def release(self) -> None:
+        if not self.passing:
+            self.passing = True
+            self.target.write(self.held)
+            self.held = ""
+
+    def flush(self) -> None:
+        if self.passing:
+            self.target.flush()
 
 
 def load_fashion_mnist(data_cfg: DataConfig) -> RawData:
