@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from cnnctl.cli.app import app
 from cnnctl.errors import shown_path
+from cnnctl.runs.folder import Run
 
 runner = CliRunner()
 
@@ -152,4 +153,27 @@ def test_a_model_whose_config_describes_more_weights_than_memory_is_refused_befo
     error = one_error("evaluate", digits_run_copy)
     assert error.startswith(f"error: {model}: refused: its config describes 12,900,")
     assert "weights (49 MiB as float32), more than this machine's 32 MiB of memory" in error
+    assert digest(digits_run_copy) == before
+
+
+def test_a_checkpoint_whose_arrays_inflate_past_memory_is_refused_before_keras_reads_it(digits_run_copy, monkeypatch):
+    import h5py
+
+    from cnnctl.runs import model_file
+    from cnnctl.training import checkpoint
+
+    # A few kB on disk: one gzip-compressed dataset of 100 million float32 zeros (400 MB), never written, so
+    # stored as nothing but its fill value; Keras would read it whole before comparing its shape with the layer's.
+    weights = digits_run_copy / "checkpoints" / checkpoint.read_state(Run(digits_run_copy))["weights"]
+    weights.unlink()
+    with h5py.File(weights, "w") as bomb:
+        bomb.create_dataset("layers/dense/vars/0", shape=(10_000, 10_000), dtype="float32", compression="gzip")
+    assert weights.stat().st_size < 64 * 2**10
+    before = digest(digits_run_copy)
+    monkeypatch.setattr(model_file, "memory_bytes", lambda: 64 * 2**20)
+    error = one_error("train", "--resume", digits_run_copy, "--set", "train.epochs=4")
+    assert error == (
+        f"error: {weights}: refused: its arrays hold 381 MiB once decompressed, more than this "
+        "machine's 64 MiB of memory"
+    )
     assert digest(digits_run_copy) == before

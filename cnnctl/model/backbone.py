@@ -31,7 +31,7 @@ from cnnctl.config.schema import BackboneConfig, FromRunConfig
 from cnnctl.errors import ConfigError, RunError, did_you_mean, first_line, printable
 from cnnctl.files import not_regular_reason
 from cnnctl.runs.folder import resolve_run
-from cnnctl.runs.model_file import load_model
+from cnnctl.runs.model_file import check_weights_file, load_model
 from cnnctl.runtime import memory_bytes
 
 RESIZE_LAYER = "backbone_resize"
@@ -130,6 +130,10 @@ def build_backbone(
         note = f"{exc}; checked with random weights instead (`cnnctl train` needs the file)"
         backbone = _call(network, cfg, size, None)
     if local:
+        try:
+            check_weights_file(Path(cfg.weights))
+        except RunError as exc:
+            raise ConfigError(f"model.backbone.weights: {exc}") from None
         try:
             with warnings.catch_warnings():  # a file for another network: one line below, not Keras' per-layer notes
                 warnings.simplefilter("ignore")

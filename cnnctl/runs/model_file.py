@@ -152,3 +152,30 @@ def check_model_file(path: Path) -> Path:
             f"is at most {MAX_MODEL_CONFIG_BYTES // 2**20} MiB"
         )
     return path
+
+
+def check_weights_file(path: Path) -> Path:
+    """A .weights.h5 file (a checkpoint, a backbone's weights), checked before Keras reads it: HDF5 datasets may be
+    stored compressed, and Keras reads each one whole before it compares its shape with the layer's, so a small file
+    can inflate past memory. Their stored sizes (shape × item size) must fit in memory. Raises RunError naming the
+    file; one h5py cannot open is left to Keras' own error."""
+    import h5py
+
+    total = 0
+
+    def count(name: str, item: Any) -> None:
+        nonlocal total
+        if isinstance(item, h5py.Dataset):
+            total += int(item.size) * item.dtype.itemsize
+
+    try:
+        with h5py.File(path, "r") as weights:
+            weights.visititems(count)
+    except (OSError, ValueError, TypeError):
+        return path
+    if total > memory_bytes():
+        raise RunError(
+            f"{path}: refused: its arrays hold {_amount(total)} once decompressed, more than this machine's "
+            f"{_amount(memory_bytes())} of memory"
+        )
+    return path

@@ -14,6 +14,7 @@ from cnnctl.errors import RunError, first_line
 from cnnctl.runs import contract
 from cnnctl.runs.atomic import atomic_path
 from cnnctl.runs.folder import Run, readable_file
+from cnnctl.runs.model_file import check_weights_file
 from cnnctl.runtime import memory_bytes
 from cnnctl.training.averaging import averaged_weights
 from cnnctl.training.callbacks import BestModelCheckpoint
@@ -77,7 +78,7 @@ class TrainingBackup(keras.callbacks.Callback):
             return 0
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)  # its slots must exist to be loaded
-        weights = readable_file(self.checkpoints / state["weights"], max_bytes=memory_bytes())
+        weights = check_weights_file(readable_file(self.checkpoints / state["weights"], max_bytes=memory_bytes()))
         try:
             model.load_weights(str(weights))
         except (ValueError, OSError, KeyError) as exc:
