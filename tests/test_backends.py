@@ -237,6 +237,34 @@ def test_two_processes_on_loopback_fail_cleanly_resume_and_match_one_process(jax
     assert abs(two - jax_run["accuracy"]) <= ACCURACY_TOLERANCE, (two, jax_run["accuracy"])
 
 
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (pip install 'cnnctl[ray]')")
+def test_two_processes_on_a_local_ray_cluster_train_one_run_that_matches_one_process(jax_run, tmp_path):
+    """`--processes 2 --ray local`: a Ray cluster of this machine's 2 CPUs, one actor per process, process 0's
+    output printed as it comes (without Ray's prefixes), one run folder, as accurate as one process."""
+    config = tmp_path / "jax-slice.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    runs = tmp_path / "runs"
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnctl", "train", str(config), "--processes", "2", "--ray", "local"]
+        + ["--runs-dir", str(runs)],
+        cwd=ROOT,
+        env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "RAY_AUTH_MODE": "disabled"},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert "cnnctl train jax-slice" in lines[0]  # the header first: no Ray or collectives lines before it
+    assert not any(line.startswith(("(TrainingProcess", "[Gloo]")) for line in lines)
+    assert "split    data_parallel over 2 devices in 2 processes (CPU:0, CPU:2048)" in done.stdout
+    (run,) = runs.iterdir()  # process 0's folder; process 1 trained in a scratch folder, removed
+    environment = json.loads((run / "environment.json").read_text())
+    assert environment["status"] == "completed" and environment["distribute"]["processes"] == 2
+    two = json.loads((run / "metrics.json").read_text())["accuracy"]
+    assert abs(two - jax_run["accuracy"]) <= ACCURACY_TOLERANCE, (two, jax_run["accuracy"])
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the workers through /proc")
 def test_workers_die_with_a_killed_launcher_and_the_run_keeps_its_committed_epochs(tmp_path):
     """kill -9 of the `--processes` launcher: the kernel kills its workers at once (they would wait for each other

@@ -150,14 +150,19 @@ def launch_processes(
     name: Optional[str] = None,
     runs_dir: Optional[PathLike] = None,
     resume: Optional[RunLike] = None,
+    ray: Optional[str] = None,
 ) -> int:
     """`cnnctl train --processes N`: train one config (or resume one run) in `count` processes on this machine,
     joined as a multi-host JAX job is; returns the job's exit code. Process 0's output is shown on this process's
-    stdout and stderr (see cnnctl/training/processes.py)."""
+    stdout and stderr (see cnnctl/training/processes.py). With `ray` (a cluster's address, or "local"), the
+    processes run on that Ray cluster instead (cnnctl/training/ray_launch.py); the runs dir must be on storage its
+    nodes share."""
     from cnnctl.training.distribute import check_local_processes
-    from cnnctl.training.processes import launch
 
-    check_local_processes("--processes", count)
+    if ray is None:
+        check_local_processes("--processes", count)
+    else:
+        runtime.require_package("ray", f"--ray {ray}", "pip install 'cnnctl[ray]'")
     args: list[str] = []
     resumed = None
     if resume is not None:
@@ -183,6 +188,12 @@ def launch_processes(
         )
     for override in overrides:
         args += ["--set", override]
+    if ray is not None:
+        from cnnctl.training.ray_launch import launch_on_ray
+
+        return launch_on_ray(args, count, ray)
+    from cnnctl.training.processes import launch
+
     return launch(args, count, resumed)
 
 

@@ -52,6 +52,15 @@ def train(
             min=1,
         ),
     ] = 1,
+    ray: Annotated[
+        Optional[str],
+        typer.Option(
+            "--ray",
+            help="Run the --processes on a Ray cluster instead: its address (auto, ray://HOST:10001, HOST:6379) or "
+            "local (one started for this command); --runs-dir must be on storage every node shares",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train a model from a YAML config, then evaluate it and draw its figures into a new run folder.
 
@@ -61,10 +70,16 @@ def train(
     """
     from cnnctl.cli import console
 
-    if processes > 1:
+    if processes > 1 or ray is not None:
         raise typer.Exit(
             code=api.launch_processes(
-                processes, config=config, overrides=overrides_of(overrides), name=name, runs_dir=runs_dir, resume=resume
+                processes,
+                config=config,
+                overrides=overrides_of(overrides),
+                name=name,
+                runs_dir=runs_dir,
+                resume=resume,
+                ray=ray,
             )
         )
     if resume is not None:

@@ -11,6 +11,7 @@ guard.py       how a run ends when it does not end well: interrupted, out of mem
 signals.py     Ctrl-C and SIGTERM as exceptions (installed by the command line, not by the library)
 distribute.py  train.distribute and joining several processes (MirroredStrategy, Keras' DataParallel)
 processes.py   `cnnctl train --processes N`: starting, watching and reporting the local workers
+ray_launch.py  `cnnctl train --processes N --ray ADDRESS`: the same processes on a Ray cluster
 rehearsal.py   the first training step on two examples, before a run folder exists
 lr_find.py     `cnnctl lr-find`: the learning-rate range test
 """

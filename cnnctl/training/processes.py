@@ -84,7 +84,7 @@ def launch(worker_args: list[str], count: int, resumed: Optional[Run] = None) ->
                     env=env,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,
-                    preexec_fn=_die_with_launcher(os.getpid()),
+                    preexec_fn=die_with_launcher(os.getpid()),
                 )
                 relays += [
                     _Relay(process.stdout, sys.stdout, log, quiet),
@@ -92,7 +92,7 @@ def launch(worker_args: list[str], count: int, resumed: Optional[Run] = None) ->
                 ]
             else:
                 process = subprocess.Popen(
-                    command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_launcher(os.getpid())
+                    command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_launcher(os.getpid())
                 )
             processes.append(process)
         failed = _watch(processes, quiet)
@@ -127,7 +127,7 @@ def launch(worker_args: list[str], count: int, resumed: Optional[Run] = None) ->
     return _report_death(index, code, count, run)
 
 
-def _die_with_launcher(launcher: int) -> Optional[Callable[[], None]]:
+def die_with_launcher(launcher: int) -> Optional[Callable[[], None]]:
     """Linux: a function for Popen's preexec_fn that makes the kernel kill the worker when the launcher dies, even
     by SIGKILL (prctl PR_SET_PDEATHSIG): a worker left alone would wait for its peers in a collective forever.
     The run keeps its last committed epoch (environment.json's epochs_run is written with each checkpoint).

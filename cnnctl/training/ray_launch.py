@@ -1,0 +1,161 @@
+"""Training: `cnnctl train CONFIG --processes N --ray ADDRESS` — the same N data-parallel JAX processes as
+`--processes N` (one `cnnctl train` each, joined by jax.distributed; cnnctl/training/distribute.py), placed on a Ray
+cluster instead of this machine: one Ray actor per process, each holding one CPU of a placement group spread over the
+cluster's nodes, each starting its `cnnctl train` with the three JAX_* variables. Process 0's node and a free port
+there are the coordinator's address; process 0 owns the run folder, so the runs dir must be on storage every node
+shares (the others train in scratch folders, as with --processes).
+
+Process 0's output comes back line by line (a streaming actor method) and is printed here as it comes; of the
+others', the last lines are shown when one fails. When one process fails, the others are stopped with SIGTERM: each records
+its run as interrupted, so `cnnctl train --resume RUN --processes N --ray ADDRESS` continues from the last epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections import deque
+from typing import Any, Iterator, Optional
+
+from cnnctl.errors import ConfigError
+from cnnctl.training.distribute import COORDINATOR, PROCESS_COUNT, PROCESS_ID
+from cnnctl.training.processes import NOISE, die_with_launcher
+
+PLACEMENT_TIMEOUT_S = 120  # for the cluster to find N free CPUs before the launch is given up
+TAIL_LINES = 20  # of a failed process's output, shown by the launcher
+QUIET = tuple(noise.decode() for noise in NOISE)  # what the collectives print as the processes connect
+TO_STDERR = ("error:", "warning:")
+
+
+def launch_on_ray(worker_args: list[str], count: int, address: str) -> int:
+    """Run `cnnctl train WORKER_ARGS` as `count` processes on the Ray cluster at `address` ("local" starts one on
+    this machine for the call); the exit code for the command line."""
+    import ray
+    from ray.util.placement_group import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    ray.init(
+        address=None if address == "local" else address,
+        include_dashboard=False,
+        logging_level="ERROR",
+        log_to_driver=False,  # process 0's lines come back as a stream, printed here without Ray's prefix
+    )
+    try:
+        group = placement_group([{"CPU": 1}] * count, strategy="SPREAD")
+        ready, _ = ray.wait([group.ready()], timeout=PLACEMENT_TIMEOUT_S)
+        if not ready:
+            raise ConfigError(
+                f"--ray {address}: the cluster did not offer {count} free CPUs within {PLACEMENT_TIMEOUT_S} s "
+                f"(it has {int(ray.cluster_resources().get('CPU', 0))}); give fewer --processes or add nodes"
+            )
+        worker = ray.remote(num_cpus=1, max_concurrency=2)(TrainingProcess)  # a second thread for stop()
+        actors = [
+            worker.options(
+                scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=index)
+            ).remote()
+            for index in range(count)
+        ]
+        coordinator = ray.get(actors[0].coordinator_address.remote())
+        job = (worker_args, count, coordinator)
+        chief = actors[0].stream.options(num_returns="streaming").remote(*job)
+        others = {actor.run.remote(*job, index): index for index, actor in enumerate(actors) if index}
+        failures: list[tuple[int, int, list[str]]] = []
+        watcher = threading.Thread(target=_watch_others, args=(ray, actors, others, failures), daemon=True)
+        watcher.start()
+        try:
+            for reference in chief:
+                item = ray.get(reference)
+                if isinstance(item, str):
+                    if not item.startswith(QUIET):  # its stderr comes merged in: error lines go back there
+                        print(item, end="", flush=True, file=sys.stderr if item.startswith(TO_STDERR) else sys.stdout)
+                elif item[0] != 0:
+                    failures.append((0, *item))
+        except KeyboardInterrupt:  # Ctrl-C: every process records its run as interrupted, resumable
+            ray.get([actor.stop.remote() for actor in actors])
+            return 130
+        if failures and failures[0][0] == 0:
+            ray.get([actor.stop.remote() for actor in actors])
+        watcher.join()
+    finally:
+        ray.shutdown()  # a cluster started for the call ("local") goes with it; the placement group with the job
+    return _report(failures, count)
+
+
+def _watch_others(ray: Any, actors: list, others: dict, failures: list) -> None:
+    """Wait for processes 1..N-1; on the first failure, stop every process (each records its run as
+    interrupted) and keep what failed."""
+    while others:
+        done, _ = ray.wait(list(others), num_returns=1)
+        index = others.pop(done[0])
+        code, tail = ray.get(done[0])
+        if code != 0 and not failures:
+            failures.append((index, code, tail))
+            ray.get([actor.stop.remote() for actor in actors])
+
+
+def _report(failures: list, count: int) -> int:
+    if not failures:
+        return 0
+    index, code, tail = failures[0]
+    if index != 0:  # process 0's own error line was shown as it printed it
+        shown = "\n".join(f"  {line}" for line in tail)
+        print(f"error: process {index} of {count} exited with code {code}; its output ended:\n{shown}", file=sys.stderr)
+    return code if code > 0 else 1
+
+
+class TrainingProcess:
+    """One process of the job, as a Ray actor: finds the coordinator's address (process 0) and runs `cnnctl train`
+    with the JAX_* variables, its output relayed (process 0) or kept (the others)."""
+
+    def __init__(self):
+        self.process: Optional[subprocess.Popen] = None
+
+    def coordinator_address(self) -> str:
+        import ray
+
+        with socket.socket() as probe:  # a port free now on this node; jax.distributed binds it moments later
+            probe.bind(("", 0))
+            port = probe.getsockname()[1]
+        return f"{ray.util.get_node_ip_address()}:{port}"
+
+    def stream(self, worker_args: list[str], count: int, coordinator: str) -> Iterator[Any]:
+        """Process 0: each line of its output as it comes, then (exit code, last lines)."""
+        process = self.start(worker_args, 0, count, coordinator)
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        for line in process.stdout:
+            tail.append(line.rstrip("\n"))
+            yield line
+        yield process.wait(), list(tail)
+
+    def run(self, worker_args: list[str], count: int, coordinator: str, index: int) -> tuple[int, list[str]]:
+        """Processes 1..N-1: (exit code, last lines of output)."""
+        process = self.start(worker_args, index, count, coordinator)
+        tail = deque((line.rstrip("\n") for line in process.stdout), maxlen=TAIL_LINES)
+        return process.wait(), list(tail)
+
+    def start(self, worker_args: list[str], index: int, count: int, coordinator: str) -> subprocess.Popen:
+        environment = {
+            **os.environ,
+            COORDINATOR: coordinator,
+            PROCESS_COUNT: str(count),
+            PROCESS_ID: str(index),
+            "KERAS_BACKEND": "jax",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cnnctl", "train", *worker_args],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            preexec_fn=die_with_launcher(os.getpid()),  # the actor killed: its process goes too
+        )
+        return self.process
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
