@@ -702,3 +702,11 @@ def test_run_figures_name_the_split_and_share_the_kernels_scale(trained_digits_r
     assert [image.get_clim() for image in images] == [pytest.approx((-limit, limit))] * 8
     for index, image in enumerate(images):
         np.testing.assert_allclose(image.get_array(), kernel[:, :, 0, index], rtol=1e-6)
+
+
+def test_confusion_matrix_slants_only_names_wider_than_their_column():
+    digits = scores.confusion_matrix_figure(_confusion(10), [str(i) for i in range(10)], normalized=False)
+    assert all(label.get_rotation() == 0 for label in digits.axes[0].get_xticklabels())  # "0".."9" fit
+    clothes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    worn = scores.confusion_matrix_figure(_confusion(10), clothes, normalized=False)
+    assert all(label.get_rotation() == 45 for label in worn.axes[0].get_xticklabels())

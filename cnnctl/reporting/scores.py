@@ -83,7 +83,8 @@ def confusion_matrix_figure(
     label_size = float(np.clip(cell_points * 0.7, 3, 10))
     ax.set_xticks(range(n), labels=list(class_names), fontsize=label_size)
     ax.set_yticks(range(n), labels=list(class_names), fontsize=label_size)
-    if n > 6 or max((len(str(name)) for name in class_names), default=0) > 4:
+    longest = max((len(str(name)) for name in class_names), default=0)
+    if longest * label_size * 0.6 > cell_points * 0.9:  # names wider than their column (~0.6 em a character): slant
         ax.tick_params(axis="x", labelrotation=45)
         for label in ax.get_xticklabels():
             label.set_horizontalalignment("right")

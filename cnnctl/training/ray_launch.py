@@ -21,7 +21,7 @@ import threading
 from collections import deque
 from typing import Any, Iterator, Optional
 
-from cnnctl.errors import ConfigError
+from cnnctl.errors import ConfigError, first_line
 from cnnctl.training.distribute import COORDINATOR, PROCESS_COUNT, PROCESS_ID
 from cnnctl.training.processes import NOISE, die_with_launcher
 
@@ -38,12 +38,18 @@ def launch_on_ray(worker_args: list[str], count: int, address: str) -> int:
     from ray.util.placement_group import placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    ray.init(
-        address=None if address == "local" else address,
-        include_dashboard=False,
-        logging_level="ERROR",
-        log_to_driver=False,  # process 0's lines come back as a stream, printed here without Ray's prefix
-    )
+    try:
+        ray.init(
+            address=None if address == "local" else address,
+            include_dashboard=False,
+            logging_level="ERROR",
+            log_to_driver=False,  # process 0's lines come back as a stream, printed here without Ray's prefix
+        )
+    except Exception as exc:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError: no cluster there
+        raise ConfigError(
+            f"--ray {address}: cannot join a Ray cluster there ({first_line(exc)}); give auto (a cluster this node "
+            "belongs to), ray://HOST:10001, HOST:6379 or local"
+        ) from None
     try:
         group = placement_group([{"CPU": 1}] * count, strategy="SPREAD")
         ready, _ = ray.wait([group.ready()], timeout=PLACEMENT_TIMEOUT_S)
@@ -77,7 +83,7 @@ def launch_on_ray(worker_args: list[str], count: int, address: str) -> int:
         except KeyboardInterrupt:  # Ctrl-C: every process records its run as interrupted, resumable
             ray.get([actor.stop.remote() for actor in actors])
             return 130
-        if failures and failures[0][0] == 0:
+        if any(failure[0] == 0 for failure in failures):
             ray.get([actor.stop.remote() for actor in actors])
         watcher.join()
     finally:
@@ -98,12 +104,16 @@ def _watch_others(ray: Any, actors: list, others: dict, failures: list) -> None:
 
 
 def _report(failures: list, count: int) -> int:
+    """The job's exit code. Process 0's own failure was said in its output, shown as it came (a config or data
+    mistake every process meets included); another process's is shown from its last lines."""
+    chief = next((failure for failure in failures if failure[0] == 0 and failure[1] > 0), None)
+    if chief is not None:
+        return chief[1]
     if not failures:
         return 0
     index, code, tail = failures[0]
-    if index != 0:  # process 0's own error line was shown as it printed it
-        shown = "\n".join(f"  {line}" for line in tail)
-        print(f"error: process {index} of {count} exited with code {code}; its output ended:\n{shown}", file=sys.stderr)
+    shown = "\n".join(f"  {line}" for line in tail)
+    print(f"error: process {index} of {count} exited with code {code}; its output ended:\n{shown}", file=sys.stderr)
     return code if code > 0 else 1
 
 
