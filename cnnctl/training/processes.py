@@ -119,12 +119,12 @@ def launch(worker_args: list[str], count: int, resumed: Optional[Run] = None) ->
         return code  # the chief ended by itself and said why (its error line was shown)
     if processes[0].returncode == 0:  # the run was finished and written before the other process failed
         print(
-            f"warning: process {index} of {count} {_how(code)} after process 0 finished the run; its output is "
+            f"warning: process {index} of {count} {how(code)} after process 0 finished the run; its output is "
             f"in {run.file(LOGS) if run else 'its log'}",
             file=sys.stderr,
         )
         return 0
-    return _report_death(index, code, count, run)
+    return report_death(index, code, count, run, f"--processes {count}", f"logs in {run.file(LOGS) if run else ''}/")
 
 
 def die_with_launcher(launcher: int) -> Optional[Callable[[], None]]:
@@ -187,8 +187,10 @@ def _stop(processes: list[subprocess.Popen], grace_s: float) -> None:
                 process.wait()
 
 
-def _report_death(index: int, code: int, count: int, run: Optional[Run]) -> int:
-    what = f"process {index} of {count} {_how(code)}"
+def report_death(index: int, code: int, count: int, run: Optional[Run], again: str, logs: str) -> int:
+    """Say that process `index` died and the others were stopped, and record the run as failed for that reason;
+    `again`: the launch options a resume repeats ("--processes 2"); `logs`: where the processes' output is."""
+    what = f"process {index} of {count} {how(code)}"
     if run is None:
         print(
             f"error: {what} before the run folder was made; its output: run again with --processes 1 to see it",
@@ -202,14 +204,14 @@ def _report_death(index: int, code: int, count: int, run: Optional[Run]) -> int:
         _quietly(lambda r: finish_run(r, "failed", epochs_run=epochs or 0, error=what, **detail), run)
     after = f" after {epochs} completed epoch{'s' if epochs != 1 else ''}" if epochs is not None else ""
     print(
-        f"error: {what}; the other processes were stopped; {run.path} keeps its state{after} (logs in "
-        f"{run.file(LOGS)}/); continue: {resume_command(run)} --processes {count}",
+        f"error: {what}; the other processes were stopped; {run.path} keeps its state{after} ({logs}); "
+        f"continue: {resume_command(run)} {again}",
         file=sys.stderr,
     )
     return 1
 
 
-def _how(code: int) -> str:
+def how(code: int) -> str:
     """How a process ended, from Popen's return code (negative: the signal that killed it)."""
     if code < 0:
         try:
