@@ -710,3 +710,23 @@ def test_confusion_matrix_slants_only_names_wider_than_their_column():
     clothes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     worn = scores.confusion_matrix_figure(_confusion(10), clothes, normalized=False)
     assert all(label.get_rotation() == 45 for label in worn.axes[0].get_xticklabels())
+
+
+@pytest.mark.parametrize("low, high", [(1e-4, 1.5e-4), (3e-5, 6e-4), (2e-4, 8e-3), (0.002, 0.009), (1e-6, 1e-1)])
+def test_tune_slice_log_axis_labels_never_overlap(low, high):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from cnnctl.reporting.tune_plots import slice_figure
+
+    tried = list(np.geomspace(low, high, 12))
+    path = "train.optimizer.learning_rate"
+    fig = slice_figure({path: tried}, [0.5 + 0.01 * i for i in range(12)], ["complete"] * 12, log_params=[path])
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    ax = fig.axes[0]
+    left, right = ax.get_xlim()
+    shown = [label for label in ax.get_xticklabels() if label.get_text() and left <= label.get_position()[0] <= right]
+    shown += [label for label in ax.xaxis.get_minorticklabels() if label.get_text()]
+    boxes = [label.get_window_extent(canvas.get_renderer()) for label in shown]
+    assert len(shown) >= 2  # the axis still says where the values lie
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :]), [t.get_text() for t in shown]

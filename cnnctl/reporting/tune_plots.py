@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from cnnctl.reporting.plots import DPI
 
@@ -89,6 +90,7 @@ def slice_figure(
             ax.set_xticks(range(len(labels)), labels)
         elif name in log_params:
             ax.set_xscale("log")
+            _readable_log_ticks(ax, [value for value in tried if isinstance(value, (int, float)) and value > 0])
         ax.set_xlabel(name)
         ax.set_ylabel(objective)
         ax.grid(alpha=0.3)
@@ -96,6 +98,20 @@ def slice_figure(
         ax.set_axis_off()
     fig.suptitle("Score by parameter value")
     return fig
+
+
+def _readable_log_ticks(ax: Any, values: Sequence[float]) -> None:
+    """Matplotlib labels the minor ticks of a range narrower than a decade (2e-4, 3e-4, ... 9e-4 side by side,
+    overlapping): round numbers within a factor of 3, labels at 1, 2 and 5 of each decade over up to two decades,
+    at each decade over more, written as plain numbers, and no minor labels."""
+    decades = np.log10(max(values) / min(values)) if values else 0.0
+    if decades < 0.5:  # within a factor of 3: evenly spaced round numbers read best
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    else:
+        subs = (1.0, 2.0, 5.0) if decades <= 2 else (1.0,)
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=8))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _figure(width: float, height: float) -> Figure:
