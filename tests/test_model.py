@@ -381,3 +381,12 @@ def test_counting_weights_before_building_leaves_the_seeded_weights_as_they_were
     plain = keras.Model(inputs, x)
     for ours, theirs in zip(built.weights, plain.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    # Nor Keras' layer-name counter (model.from_run matches layers by name): each of plain Keras' layers, built
+    # next, is numbered one past cnnctl's (conv2d_3 after conv2d_2), not two.
+
+    def number(name: str) -> int:
+        return int(name.rsplit("_", 1)[1]) if name.rsplit("_", 1)[-1].isdigit() else 0
+
+    ours = [layer.name for layer in built.layers if not layer.name.startswith("scale")]
+    theirs = [layer.name for layer in plain.layers if not layer.name.startswith("input")]
+    assert [number(b) - number(a) for a, b in zip(ours, theirs, strict=True)] == [1, 1, 1], (ours, theirs)

@@ -149,8 +149,10 @@ def _weights_before_building(spec: LayerSpec, where: str, input_shape: Sequence)
     the copy cannot be built so (the real call reports why)."""
     from keras.src.backend.common import global_state  # where Keras lists variables to initialise later
 
-    state = random.getstate()  # Keras seeds the copy's initializers from Python's generator: the real layer's own
-    copy = make_layer(spec, where)  # draws must stay what they were, or the probe would change every run's weights
+    # Neither Keras' name counter (conv2d_1, ...: names that model.from_run matches) nor Python's generator, which
+    # seeds the initializers, may move for the copy: the real layers must get the names and weights they had.
+    state = random.getstate()
+    copy = make_layer(spec, where, {"name": "cnnctl_weight_count"})
     random.setstate(state)
     try:
         with keras.StatelessScope(initialize_variables=False):
