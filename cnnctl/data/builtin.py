@@ -108,6 +108,9 @@ class _FirstLineHeld(io.TextIOBase):
         if self.passing:
             self.target.flush()
 
+    def isatty(self) -> bool:  # Keras draws its progress bar in place on a terminal
+        return self.target.isatty()
+
 
 def load_fashion_mnist(data_cfg: DataConfig) -> RawData:
     """The Debian package's IDX files when installed (the real 60k/10k set, offline), else keras.datasets."""
