@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+import math
 import os
 import platform
+import random
 import sys
 from typing import Any, Iterator, Optional
 
@@ -345,3 +347,30 @@ def memory_bytes() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 2**40
+
+
+def weights_without_allocating(create: Any) -> int:
+    """How many weights the layer that `create()` makes and builds would have, counted without allocating them: it
+    runs in a keras.StatelessScope that leaves variables uninitialised (shapes only). Neither Python's random
+    generator (Keras seeds initializers from it: seeded runs must keep their weights) nor Keras' list of variables
+    to initialise later (the next scope to close would allocate them after all) keeps a trace of it. A layer that
+    cannot be made so counts 0: the real build reports why."""
+    import keras
+    from keras.src.backend.common import global_state  # where Keras lists variables to initialise later
+
+    state = random.getstate()
+    pending = global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True)
+    before = list(pending)
+    try:
+        with keras.StatelessScope(initialize_variables=False):
+            return sum(math.prod(variable.shape) for variable in create().weights)
+    except Exception:  # noqa: BLE001 - any failure is the real build's to report
+        return 0
+    finally:
+        random.setstate(state)
+        pending[:] = before
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """TensorFlow's ResourceExhaustedError, JAX's RESOURCE_EXHAUSTED, Python's MemoryError: weights too big."""
+    return isinstance(exc, MemoryError) or "ResourceExhausted" in type(exc).__name__ or "RESOURCE_EXHAUSTED" in str(exc)

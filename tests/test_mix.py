@@ -78,13 +78,6 @@ def test_several_labels_per_example_mix_within_zero_and_one():
     assert labels.min() >= 0 and labels.max() <= 1 and ((labels > 0.01) & (labels < 0.99)).any()
 
 
-def test_validation_batches_are_never_mixed():
-    x, y = _examples()
-    batches = _dataset(x, y).pipeline("val", 32, one_hot=True)  # the fit passes no mix for val
-    labels = np.concatenate([np.asarray(b[1]) for b in batches])
-    assert set(np.unique(labels)) == {0.0, 1.0}
-
-
 CONFIG = {
     "name": "mixed",
     "seed": 4,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import random
 import re
 from typing import Optional, Sequence
 
@@ -97,7 +95,7 @@ def build_model(
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where} ({spec.name}): {_explain_shape_error(exc, spec, before)}") from None
         except Exception as exc:  # noqa: BLE001 - e.g. ZeroDivisionError for strides: 0, from Keras' shape code
-            if _out_of_memory(exc):
+            if runtime.out_of_memory(exc):
                 raise ConfigError(
                     f"{where} ({spec.name}): its weights do not fit in this machine's memory "
                     f"({runtime.memory_bytes() / 2**30:,.1f} GiB); given {flow_text(spec.kwargs)}: use fewer units, "
@@ -144,32 +142,15 @@ def _check_training_memory(weights: int, where: str, spec: LayerSpec) -> None:
 
 
 def _weights_before_building(spec: LayerSpec, where: str, input_shape: Sequence) -> int:
-    """The number of weights a layer will have on `input_shape`, counted without allocating them: a copy of it is
-    built in a keras.StatelessScope that leaves its variables uninitialised (shapes only), then forgotten. 0 when
-    the copy cannot be built so (the real call reports why)."""
-    from keras.src.backend.common import global_state  # where Keras lists variables to initialise later
+    """The number of weights a layer will have on `input_shape`, counted on a copy without allocating them. The copy
+    is named, so it takes no number from Keras' name counter (conv2d_1, ...: names model.from_run matches)."""
 
-    # Neither Keras' name counter (conv2d_1, ...: names that model.from_run matches) nor Python's generator, which
-    # seeds the initializers, may move for the copy: the real layers must get the names and weights they had.
-    state = random.getstate()
-    copy = make_layer(spec, where, {"name": "cnnctl_weight_count"})
-    random.setstate(state)
-    try:
-        with keras.StatelessScope(initialize_variables=False):
-            copy.build(tuple(input_shape))
-            return sum(math.prod(variable.shape) for variable in copy.weights)
-    except Exception:  # noqa: BLE001 - the layer itself is called next, and its error names the config key
-        return 0
-    finally:
-        # Else the next StatelessScope to close would initialise them: allocate the very weights avoided here.
-        pending = global_state.get_global_attribute("uninitialized_variables") or []
-        ours = {id(variable) for variable in copy.weights}
-        pending[:] = [variable for variable in pending if id(variable) not in ours]
+    def copy() -> keras.layers.Layer:
+        layer = make_layer(spec, where, {"name": "cnnctl_weight_count"})
+        layer.build(tuple(input_shape))
+        return layer
 
-
-def _out_of_memory(exc: BaseException) -> bool:
-    """TensorFlow's ResourceExhaustedError, JAX's RESOURCE_EXHAUSTED, Python's MemoryError: a weight too big."""
-    return isinstance(exc, MemoryError) or "ResourceExhausted" in type(exc).__name__ or "RESOURCE_EXHAUSTED" in str(exc)
+    return runtime.weights_without_allocating(copy)
 
 
 def is_scaling_layer(layer: keras.layers.Layer) -> bool:

@@ -47,13 +47,7 @@ def data_section(data: dict) -> str:
         ("pixel scale (inputs divided by)", data.get("pixel_scale")),
         ("classes", data.get("num_classes")),
     ]
-    parts = [
-        page.table(
-            ["", ""],
-            [(page.html_escape(label), page.html_escape(value)) for label, value in facts if value not in (None, "")],
-            header=False,
-        )
-    ]
+    parts = [_facts_table(facts)]
     counts, sizes = data.get("counts") or {}, data.get("sizes") or {}
     splits = list(counts)
     if splits:
@@ -86,6 +80,11 @@ def environment_section(environment: dict) -> str:
         ("error", environment.get("error")),
     ]
     facts += [(name, version) for name, version in (environment.get("versions") or {}).items()]
+    return _facts_table(facts)
+
+
+def _facts_table(facts: list) -> str:
+    """(label, value) pairs as a two-column table without a header; empty values left out."""
     return page.table(
         ["", ""],
         [(page.html_escape(label), page.html_escape(value)) for label, value in facts if value not in (None, "")],

@@ -6,8 +6,6 @@ Keras' own is refused with one line. Every command that uses a trained run loads
 from __future__ import annotations
 
 import json
-import math
-import random
 import re
 import zipfile
 from pathlib import Path
@@ -27,13 +25,12 @@ def load_model(run: Run) -> Any:
     import keras
 
     run.require(contract.MODEL)
-    path = check_model_file(run.file(contract.MODEL))
+    path = check_model_file(run.file(contract.MODEL))  # and the weights its config describes
     if not zipfile.is_zipfile(path):  # else Keras answers "File not found" for a file that is there
         raise RunError(
             f"{path}: not a Keras model file (a .keras file is a zip archive); it is damaged or was "
             "never finished; train the run again or resume it"
         ) from None
-    check_model_size(path)
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except ValueError as exc:
@@ -60,39 +57,26 @@ def load_model(run: Run) -> Any:
     except RecursionError:
         raise RunError(f"{path}: refused: its config is nested too deeply to be a model cnnctl wrote") from None
     except Exception as exc:
-        if "ResourceExhausted" in type(exc).__name__ or isinstance(exc, MemoryError):
+        if runtime.out_of_memory(exc):
             raise RunError(f"{path}: refused: its layers do not fit in this machine's memory") from None
         raise
 
 
-def check_model_size(path: Path) -> None:
+def _check_described_weights(path: Path, config_text: bytes) -> None:
     """Count the weights model.keras's config.json describes, without allocating them, and refuse a model whose
     weights alone exceed this machine's memory: Keras would build every layer (allocate its weights) before reading
-    a single weight from the file. Each layer is deserialized alone (Keras builds it on its saved input shape) in
-    a keras.StatelessScope that leaves its variables uninitialised (shapes only)."""
+    a single weight from the file. Each layer is deserialized alone (Keras builds it on its saved input shape)."""
     import keras
-    from keras.src.backend.common import global_state  # where Keras lists variables to initialise later
 
     try:
-        with zipfile.ZipFile(path) as archive:
-            config = json.loads(archive.read("config.json"))
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile, RecursionError):
+        config = json.loads(config_text)
+    except (ValueError, RecursionError):
         return  # load_model says what is wrong with the file
     weights = 0
     for entry in _saved_layers(config):
-        state = random.getstate()  # the copies must not move the generator seeded runs rely on
-        pending = global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True)
-        before = list(pending)
-        try:
-            with keras.StatelessScope(initialize_variables=False):
-                # Keras builds a layer on its saved input shape as it deserializes it
-                copy = keras.saving.deserialize_keras_object(entry, safe_mode=True)
-                weights += sum(math.prod(variable.shape) for variable in copy.weights)
-        except Exception:  # noqa: BLE001 - what cannot be rebuilt alone is left to load_model and its errors
-            continue
-        finally:
-            random.setstate(state)
-            pending[:] = before  # else the next StatelessScope to close would allocate the copy's weights
+        weights += runtime.weights_without_allocating(
+            lambda entry=entry: keras.saving.deserialize_keras_object(entry, safe_mode=True)
+        )
         if weights * 4 > memory_bytes():
             raise RunError(
                 f"{path}: refused: its config describes {weights:,} weights ({_amount(weights * 4)} as float32), "
@@ -129,16 +113,23 @@ MAX_MODEL_CONFIG_BYTES = 64 * 2**20
 
 def check_model_file(path: Path) -> Path:
     """model.keras (or any .keras file cnnctl is asked to load), checked before Keras opens it: a regular file, a zip
-    whose members do not inflate past this machine's memory, with a config of at most MAX_MODEL_CONFIG_BYTES.
-    Raises RunError naming the file."""
+    whose members do not inflate past this machine's memory, with a config of at most MAX_MODEL_CONFIG_BYTES that
+    describes no more weights than memory holds. Raises RunError naming the file."""
     readable_file(path, max_bytes=memory_bytes())
     if not zipfile.is_zipfile(path):
         return path  # load_model says what it is
     try:
         with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
+            _check_members(path, archive.infolist())
+            config_text = archive.read("config.json") if "config.json" in archive.namelist() else None
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise RunError(f"{path}: not a readable Keras model file ({first_line(exc)})") from None
+    if config_text is not None:
+        _check_described_weights(path, config_text)
+    return path
+
+
+def _check_members(path: Path, members: list) -> None:
     total = sum(member.file_size for member in members)
     if total > memory_bytes():
         raise RunError(
@@ -151,7 +142,6 @@ def check_model_file(path: Path) -> Path:
             f"{path}: refused: its config.json is {config.file_size / 2**20:,.0f} MiB; a model's config "
             f"is at most {MAX_MODEL_CONFIG_BYTES // 2**20} MiB"
         )
-    return path
 
 
 def check_weights_file(path: Path) -> Path:

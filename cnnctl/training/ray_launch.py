@@ -127,9 +127,7 @@ def _report(failures: list, count: int, held: list[str], run_path: Optional[str]
         index, code, tail = other
         run = Run(Path(run_path)) if run_path else None
         if run is None:
-            shown = "\n".join(f"  {line}" for line in tail)
-            print(f"error: process {index} of {count} {how(code)}; its output ended:\n{shown}", file=sys.stderr)
-            return 1
+            return _say_tail(index, code, count, tail, 1)
         return report_death(index, code, count, run, again, "the processes' output: ray logs")
     sys.stderr.write("".join(held))
     chief = next((failure for failure in failures if failure[0] == 0), None)
@@ -137,10 +135,14 @@ def _report(failures: list, count: int, held: list[str], run_path: Optional[str]
         return chief[1] if chief[1] > 0 else 1
     if failures:  # a mistake only another process met
         index, code, tail = failures[0]
-        shown = "\n".join(f"  {line}" for line in tail)
-        print(f"error: process {index} of {count} {how(code)}; its output ended:\n{shown}", file=sys.stderr)
-        return code
+        return _say_tail(index, code, count, tail, code)
     return 0
+
+
+def _say_tail(index: int, code: int, count: int, tail: list[str], exit_code: int) -> int:
+    shown = "\n".join(f"  {line}" for line in tail)
+    print(f"error: process {index} of {count} {how(code)}; its output ended:\n{shown}", file=sys.stderr)
+    return exit_code
 
 
 class TrainingProcess:
