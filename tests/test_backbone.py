@@ -334,7 +334,42 @@ def test_the_diagnosis_advises_a_pretrained_backbone_with_the_config_lines():
     assert not any(TRANSFER_LINES in line for line in diagnose(stuck, train_examples=50_000)["advice"])
     with_backbone = diagnose(stuck, baseline_accuracy=0.4, accuracy=0.42, backbone="MobileNetV3Small")
     assert not any(TRANSFER_LINES in line for line in with_backbone["advice"])
-    assert any("backbone is frozen" in line for line in with_backbone["advice"])
+    assert any("The backbone (MobileNetV3Small)" in line for line in with_backbone["advice"])
+
+
+def test_the_backbone_advice_follows_the_config_frozen_or_fine_tuned_and_which_weights():
+    """Issue 30: the advice called a fine-tuned backbone frozen and asked for imagenet weights when a local file
+    was given; it is now worded from config.yaml as a run saves it."""
+    from cnnctl.evaluation.backbone_advice import Backbone
+    from cnnctl.evaluation.diagnosis import diagnose
+
+    stuck = {"loss": [1.1, 1.09, 1.08, 1.08, 1.07, 1.07], "val_loss": [1.1, 1.1, 1.09, 1.09, 1.08, 1.08]}
+    saved = yaml.safe_load(
+        "model:\n  backbone: {name: VGG16, weights: weights/vgg16.weights.h5}\n"
+        "  layers: [{type: Dense, units: 3, activation: softmax}]\n"
+        "train: {epochs: 3, fine_tune: {epochs: 2}}\n"
+    )
+    fine_tuned = Backbone.from_config(saved)
+    assert fine_tuned == Backbone("VGG16", "weights/vgg16.weights.h5", trains=True, head_normalized=False)
+
+    def backbone_line(backbone):
+        advice = diagnose(stuck, baseline_accuracy=0.4, accuracy=0.42, backbone=backbone)["advice"]
+        (line,) = [line for line in advice if line.startswith("The backbone (VGG16)")]
+        return line
+
+    line = backbone_line(fine_tuned)
+    assert "frozen" not in line and "train.fine_tune.learning_rate" in line
+    assert "weights/vgg16.weights.h5" in line and "imagenet" not in line
+    assert "{type: BatchNormalization}" in line  # the head starts with Dense
+
+    saved["train"] = {"epochs": 3}
+    saved["model"]["backbone"]["weights"] = "imagenet"
+    saved["model"]["layers"].insert(0, {"type": "BatchNormalization"})
+    frozen = Backbone.from_config(saved)
+    line = backbone_line(frozen)
+    assert "is frozen" in line and "train.fine_tune: {epochs: 5}" in line
+    assert "weights" not in line.split("input_size")[1] and "BatchNormalization" not in line
+    assert Backbone.from_config({"model": {"layers": []}}) is None
 
 
 def test_check_warns_that_a_frozen_random_backbone_cannot_learn(tmp_path):

@@ -67,6 +67,11 @@ error_cases = [
         [{"Conv2D": {"filters": 4, "kernel_size": 3, "stride": 2}}],
         "model.layers[0] (Conv2D): unknown argument 'stride' (did you mean 'strides'?); Conv2D accepts: ",
     ),
+    (  # a misspelt required argument: Python only says the right one is missing
+        [{"Conv2D": {"filters": 4, "kernel_siz": 3}}],
+        "model.layers[0] (Conv2D): unknown argument 'kernel_siz' (did you mean 'kernel_size'?); Conv2D accepts: ",
+    ),
+    ([{"Conv2D": {"filters": 4}}], "model.layers[0] (Conv2D): Conv2D needs kernel_size; given {filters: 4}"),
     (
         [{"Conv2D": {"filters": 4, "kernel_size": 3, "activation": "relux"}}],
         "model.layers[0] (Conv2D): unknown activation 'relux'; did you mean 'relu'?",

@@ -426,6 +426,51 @@ def test_roc_of_a_near_perfect_model_zooms_into_the_top_left_corner():
     assert len(binary.child_axes) == 1
 
 
+def test_the_inset_marks_its_corner_without_lines_across_the_plot():
+    """Issue 30: the inset's connector lines crossed the main plot; a box marks the zoomed corner instead."""
+    from matplotlib.patches import ConnectionPatch, Rectangle
+
+    y_true, prob = make_scores(600, 4, margin=3.5)
+    fig = scores.roc_figure(y_true, prob, ["cat", "dog", "bird", "fish"])
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    # matplotlib ≥ 3.10 keeps connector lines in an InsetIndicator (`connectors`); older versions add them as patches.
+    lines = [line for child in ax.get_children() for line in (getattr(child, "connectors", None) or [child])]
+    assert not [line for line in lines if isinstance(line, ConnectionPatch) and line.get_visible()]
+    (inset,) = ax.child_axes
+    # matplotlib ≥ 3.10 wraps the box in an InsetIndicator (its `rectangle`); older versions add it as a patch.
+    marks = [getattr(child, "rectangle", child) for child in ax.get_children()]
+    box = [mark for mark in marks if isinstance(mark, Rectangle) and mark.get_edgecolor()[:3] == to_rgb("0.3")]
+    (x, y), width, height = box[0].get_xy(), box[0].get_width(), box[0].get_height()
+    (left, right), (bottom, top) = inset.get_xlim(), inset.get_ylim()
+    assert (x, y, x + width, y + height) == pytest.approx((left, bottom, right, top))
+
+
+@pytest.mark.parametrize("names", [["a", "b", "c", "d"], [f"a much longer class name {i}" for i in range(4)]])
+def test_roc_and_pr_plots_are_square_with_no_empty_bands(names, tmp_path):
+    """Issue 30: an equal-aspect plot in a fixed-size figure left wide bands of empty canvas above and below it
+    (short names) or squeezed it (long names). The width now fits the legend; the plot is square either way."""
+    from cnnctl.reporting.multilabel_plots import label_pr_figure
+
+    y_true, prob = make_scores(300, 4)
+    multi_true = np.eye(4, dtype=int)[y_true] | (np.random.default_rng(1).random((300, 4)) < 0.2)
+    figures = [
+        scores.roc_figure(y_true, prob, names),
+        scores.pr_figure(y_true, prob, names),
+        label_pr_figure(multi_true, prob, np.full(4, 0.5), names),
+    ]
+    for number, fig in enumerate(figures):
+        pixels = render(fig, tmp_path, f"{number}.png")
+        blank_rows = np.flatnonzero(~(pixels < 250).any(axis=(1, 2)))
+        height = len(pixels)
+        top = np.sum(blank_rows == np.arange(len(blank_rows)))  # blank rows from the top edge down
+        bottom = np.sum(blank_rows[::-1] == np.arange(height - 1, height - 1 - len(blank_rows), -1))
+        assert top + bottom < 0.04 * height, (number, top, bottom)
+        box = fig.axes[0].get_position()
+        width_in, height_in = box.width * fig.get_figwidth(), box.height * fig.get_figheight()
+        assert width_in == pytest.approx(height_in, rel=0.01), number
+
+
 def test_roc_of_an_ordinary_model_has_no_inset():
     y_true, prob = make_scores(400, 4)
     assert not scores.roc_figure(y_true, prob, ["cat", "dog", "bird", "fish"]).axes[0].child_axes

@@ -128,7 +128,8 @@ def predict(
         runs_dir: where a run id or "last" is looked up. Defaults to $CNNCTL_RUNS_DIR, else ./runs.
 
     Returns:
-        Predictions: `labels` (one per example), `probabilities` (N, classes), `class_names`, `top_k(k)`.
+        Predictions: `inputs` (each input's name), `predicted` (each input's class name), `probabilities`
+            (N, classes), `class_names`, `top_k(k)` (class indices) and `top_k_names(k)`; `labels` is `inputs`.
     """
     from cnnctl.evaluation.predict import predict_run
     from cnnctl.evaluation.predictions import check_min_confidence, check_top_k, write_predictions_csv

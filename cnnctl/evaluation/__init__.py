@@ -4,6 +4,7 @@ metrics.py          accuracy, top-k, precision/recall/F1, ROC-AUC with scikit-le
 multilabel.py       multi-label: a decision threshold per label, subset accuracy, Hamming loss, F1s, mAP
 diagnosis.py        over- or underfitting, read from history.csv, with evidence and advice
 verdicts.py         the diagnosis rules' conclusions in words, their thresholds and advice
+backbone_advice.py  the diagnosis' advice for a run with a pretrained backbone, worded from its config
 scoring.py          a model and a split → probabilities; re-evaluating a run folder
 predict.py          classifying new files and arrays with a run: inputs read as training saw them
 predictions.py      what predict answers per input (top classes or label sets), the reject option, the CSV

@@ -16,10 +16,11 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 
+from cnnctl.evaluation.backbone_advice import Backbone, as_backbone
 from cnnctl.evaluation.verdicts import (  # noqa: F401 - thresholds and advice, importable from here as before
     BASELINE_ADVICE,
     CONFIDENT_ACCURACY,
@@ -64,7 +65,7 @@ def diagnose(
     accuracy: Optional[float] = None,
     split: Optional[str] = None,
     train_examples: Optional[int] = None,
-    backbone: Optional[str] = None,
+    backbone: Union[str, Backbone, None] = None,
     num_classes: Optional[int] = None,
     mixed_labels: bool = False,
 ) -> dict[str, Any]:
@@ -124,8 +125,9 @@ def diagnose(
         train_examples: the number of training examples (data.json `sizes.train`): an underfitting run on fewer
             than SMALL_DATASET (5000) without a backbone is advised to use a pretrained one, with the config
             lines. Defaults to None (unknown: only accuracy near the baseline earns that advice).
-        backbone: the run's `model.backbone.name`, if it has one: its advice is about the backbone instead.
-            Defaults to None.
+        backbone: the run's backbone, if it has one: its advice is about the backbone instead, worded from what
+            a `Backbone` says (frozen or trained on, its weights, a normalizing head); a name alone says only
+            which. Defaults to None.
         mixed_labels: the run trained on MixUp/CutMix batches (data.mix), so its training loss and accuracy
             are those of mixed examples and soft labels, above what the unmixed data would give by design: rule 7
             (stuck high) and the training accuracy are left out when there is validation loss to judge by, and a
@@ -230,7 +232,8 @@ def diagnose(
         split,
         judge_training_loss=not (mixed_labels and monitored is not None),
     )
-    chance = _at_chance(train, monitored, num_classes, measured, baseline_accuracy)
+    backbone = as_backbone(backbone)
+    chance = _at_chance(train, monitored, num_classes, measured, baseline_accuracy, backbone)
     if chance is not None:  # whatever the slope rules said, losses flat at ln K mean nothing was learned
         verdict, summary, advice = chance
     advice = _transfer_advice(

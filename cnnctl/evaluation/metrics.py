@@ -12,6 +12,7 @@ import numpy as np
 import yaml
 
 from cnnctl.errors import DataError
+from cnnctl.evaluation.backbone_advice import Backbone
 from cnnctl.evaluation.calibration import (
     as_class_probabilities,
     calibration_metrics,
@@ -233,7 +234,7 @@ def _run_facts(run: Run) -> dict[str, Any]:
             facts["train_examples"] = int(run.read_json(contract.DATA)["sizes"]["train"])
         if run.has(contract.CONFIG):
             saved = yaml.safe_load(readable_file(run.file(contract.CONFIG)).read_text(encoding="utf-8")) or {}
-            facts["backbone"] = ((saved.get("model") or {}).get("backbone") or {}).get("name")
+            facts["backbone"] = Backbone.from_config(saved)
             facts["mixed_labels"] = bool((saved.get("data") or {}).get("mix"))
     except Exception:  # noqa: BLE001 - an odd or older run folder only loses the transfer advice
         return {}

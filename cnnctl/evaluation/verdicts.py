@@ -8,6 +8,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from cnnctl.evaluation.backbone_advice import Backbone, chance_advice, underfitting_advice
+
 # Thresholds. Why each has its value is explained in `diagnose`'s docstring.
 MIN_EPOCHS = 3  # fewer finite epochs than this: too little history for a trend
 
@@ -150,10 +152,6 @@ TRANSFER_ADVICE = (
     f"pretrained network (transfer learning) instead: add `{TRANSFER_LINES}` to the config (images of "
     "3 or 1 channels; the configured layers become the head, e.g. Dense with one unit per class)."
 )
-BACKBONE_ADVICE = (
-    "The pretrained backbone is frozen: try another one (model.backbone.name, e.g. EfficientNetB0), "
-    "a larger model.backbone.input_size, or check that model.backbone.weights is imagenet, not null."
-)
 SMALL_DATASET = 5000  # training examples; below this, underfitting from scratch earns the transfer advice
 
 BASELINE_ADVICE = [
@@ -181,17 +179,17 @@ def _transfer_advice(
     verdict: str,
     advice: list[str],
     train_examples: Optional[int],
-    backbone: Optional[str],
+    backbone: Optional[Backbone],
     evidence: dict[str, Any],
     diverged: bool,
 ) -> list[str]:
     """Near the baseline, or underfitting on a small dataset trained from scratch: use a pretrained backbone
-    (with the config lines). A run that has one is told about its backbone instead."""
+    (with the config lines). A run that has one is told what to change about its backbone instead."""
     if train_examples is not None:
         evidence["train_examples"] = int(train_examples)
-    if backbone:
-        evidence["backbone"] = backbone
-        return [BACKBONE_ADVICE if line == TRANSFER_ADVICE else line for line in advice]
+    if backbone is not None:
+        evidence["backbone"] = backbone.name
+        return [underfitting_advice(backbone) if line == TRANSFER_ADVICE else line for line in advice]
     small = train_examples is not None and train_examples < SMALL_DATASET
     if verdict == "underfitting" and small and not diverged and TRANSFER_ADVICE not in advice:
         return [*advice, TRANSFER_ADVICE]
@@ -199,13 +197,6 @@ def _transfer_advice(
 
 
 CHANCE_TOLERANCE = 0.05  # recent losses within 5 % of ln K: the model still guesses uniformly among K classes
-CHANCE_ADVICE = [
-    "A frozen backbone with random weights (model.backbone.weights: null, trainable: false) gives the head random "
-    "features it cannot learn from: use weights: imagenet, or let it train (trainable: true, or train.fine_tune).",
-    "Lower the learning rate about 10x (train.optimizer.learning_rate): a rate far too high keeps a network at "
-    "chance; with a pretrained backbone's large features, a BatchNormalization at the start of the head helps.",
-    "Check the data: labels match the examples (shuffled labels also train to chance).",
-]
 
 
 def _at_chance(
@@ -214,6 +205,7 @@ def _at_chance(
     num_classes: Optional[int],
     measured: Optional[tuple[float, str]],
     baseline: Optional[float],
+    backbone: Optional[Backbone] = None,
 ) -> Optional[tuple[str, str, list[str]]]:
     """Training and validation loss flat at ln K (the cross-entropy of a uniform guess among K classes) and an
     accuracy no better than guessing: the model learned nothing, which no slope rule should call a good fit or
@@ -236,7 +228,7 @@ def _at_chance(
         "underfitting",
         f"Underfitting: at chance: {losses} sit at ln {num_classes} = {_num(chance)}, the loss of guessing "
         f"uniformly among {num_classes} classes, after {len(train)} epochs; the model has learned nothing.",
-        list(CHANCE_ADVICE),
+        chance_advice(backbone),
     )
 
 

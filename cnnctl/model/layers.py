@@ -35,7 +35,8 @@ def make_layer(spec: LayerSpec, where: str, defaults: Optional[dict[str, Any]] =
     try:
         return cls(**{**(defaults or {}), **spec.kwargs})
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where} ({spec.name}): {_clipped(_explain_layer_error(exc, cls))}") from None
+        explained = _explain_layer_error(exc, cls, spec.kwargs)
+        raise ConfigError(f"{where} ({spec.name}): {_clipped(explained)}") from None
     except Exception as exc:  # noqa: BLE001 - Keras raises whatever its code hits: `.lower()` on a null, ...
         raise ConfigError(
             f"{where} ({spec.name}): an argument has the wrong type or value "
@@ -62,19 +63,20 @@ def keras_message(exc: BaseException) -> str:
     return " ".join(inner.group(1).split()) if inner else first_line(exc)
 
 
-def _explain_layer_error(exc: BaseException, cls: type) -> str:
+def _explain_layer_error(exc: BaseException, cls: type, given: dict) -> str:
     message = first_line(exc)
     unknown = re.search(r"Unrecognized keyword arguments passed to \w+: (\{.*\})", message)
     if unknown:
-        keys = re.findall(r"'(\w+)':", unknown.group(1))
-        accepted = list(constructor_parameters(cls))
-        hints = []
-        for key in keys:
-            guess = closest(key, accepted) or next(
-                (name for name in accepted if name.startswith(key) or key.startswith(name)), None
-            )
-            hints.append(f"'{key}' (did you mean '{guess}'?)" if guess else f"'{key}'")
-        return f"unknown argument {', '.join(hints)}; {cls.__name__} accepts: {', '.join(accepted)}"
+        return _unknown_arguments(re.findall(r"'(\w+)':", unknown.group(1)), cls)
+    missing = re.search(r"missing \d+ required (?:positional|keyword-only) arguments?: (.+)$", message)
+    if missing:
+        # A misspelt required argument (kernel_siz) is reported by Python as the right one missing: name the typo.
+        accepted = constructor_parameters(cls)
+        strangers = [key for key in given if key not in accepted]
+        needed = " and ".join(re.findall(r"'(\w+)'", missing.group(1)))
+        if strangers:
+            return f"{_unknown_arguments(strangers, cls)}; {needed} must be given"
+        return f"{cls.__name__} needs {needed}; given {flow_text(given) if given else 'nothing'}"
     identifier = re.search(r"Could not interpret (\w+)(?: function)? identifier: (.+)$", message)
     if identifier:
         kind, value = identifier.groups()
@@ -83,6 +85,17 @@ def _explain_layer_error(exc: BaseException, cls: type) -> str:
         names = [name for name in names if name not in ("get", "serialize", "deserialize")]
         return f"unknown {kind} '{value}'{did_you_mean(value, names)}"
     return message
+
+
+def _unknown_arguments(keys: Sequence[str], cls: type) -> str:
+    accepted = list(constructor_parameters(cls))
+    hints = []
+    for key in keys:
+        guess = closest(key, accepted) or next(
+            (name for name in accepted if name.startswith(key) or key.startswith(name)), None
+        )
+        hints.append(f"'{key}' (did you mean '{guess}'?)" if guess else f"'{key}'")
+    return f"unknown argument {', '.join(hints)}; {cls.__name__} accepts: {', '.join(accepted)}"
 
 
 def constructor_parameters(cls: type) -> dict[str, inspect.Parameter]:

@@ -17,7 +17,13 @@ from matplotlib.figure import Figure
 from sklearn.metrics import average_precision_score, multilabel_confusion_matrix, precision_recall_curve
 
 from cnnctl.reporting.plots import GRID_MARGIN, PANEL_TITLE_CHAR, grid_figure, message_figure, new_figure
-from cnnctl.reporting.scores import CHANCE_STYLE, CLASS_COLORS, CLASS_LINESTYLES, MAX_LABELLED_CLASSES
+from cnnctl.reporting.scores import (
+    CHANCE_STYLE,
+    CLASS_COLORS,
+    CLASS_LINESTYLES,
+    MAX_LABELLED_CLASSES,
+    legend_beside_square_plot,
+)
 
 # Beyond this many labels the panels stop fitting a report page: the first ones are drawn, the title says so.
 MAX_LABEL_PANELS = 40
@@ -128,13 +134,9 @@ def label_pr_figure(
 
 
 def _pr_one_axes(curves: dict, class_names: Sequence[str], title: str) -> Figure:
-    # Sized for its parts: a square plot with width to spare, the legend's longest entry (small text, ~0.07 inch
-    # a character) and each line of the title. Squeezed, constrained layout clips an equal-aspect plot's y label.
-    longest = max(len(f"{class_names[label]} (AP = 0.000)") for label in curves)
-    fig = new_figure(7.0 + 0.07 * longest, 5.8 + 0.25 * title.count("\n"))
+    fig = new_figure(7.0, 5.8 + 0.25 * title.count("\n"))  # the width is fitted to the legend at the end
     ax = fig.subplots()
     _pr_axes_limits(ax)
-    ax.set_aspect("equal")
     fig.suptitle(title)
     ax.set_xlabel("Recall")
     ax.set_ylabel("Precision")
@@ -153,8 +155,7 @@ def _pr_one_axes(curves: dict, class_names: Sequence[str], title: str) -> Figure
         ax.plot(*point, "o", color=color, mec="black", mew=0.8, ms=6, zorder=3)
     # One legend entry explains every dot; each dot's colour already names its label.
     ax.plot([], [], "o", ls="none", color="white", mec="black", mew=0.8, label="chosen threshold")
-    # A figure legend placed "outside", as scores.py does: constrained layout makes room for it in one pass.
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside right center", fontsize="small")
+    legend_beside_square_plot(fig, ax)
     return fig
 
 

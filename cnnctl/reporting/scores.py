@@ -269,7 +269,6 @@ def _score_axes(title: str, xlabel: str, ylabel: str):
     ax = fig.subplots()
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
-    ax.set_aspect("equal")
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -310,19 +309,31 @@ def _plot_class_curves(ax, curves: dict, class_names: Sequence[str], score_name:
 
 
 def _legend_outside(ax) -> None:
-    """The legend to the right of the plot, where it cannot cover a curve however good or bad the model is.
+    legend_beside_square_plot(ax.get_figure(), ax)
 
-    A figure legend placed "outside": constrained layout makes room for it in one pass, where an axes legend
-    anchored past the axes' edge is only fitted on a second draw and the saved image would clip it.
+
+def legend_beside_square_plot(fig: Figure, ax) -> None:
+    """The legend to the right of the plot, where it cannot cover a curve however good or bad the model is, and
+    the figure's width fitted so the plot is square and the plot and legend fill the canvas.
+
+    A figure legend placed "outside": constrained layout makes room for it, where an axes legend anchored past
+    the axes' edge is only fitted on a second draw and the saved image would clip it. The plot is made square by
+    the width, not by an equal aspect: inside the box the layout gives it, an equal-aspect plot shrank along one
+    side and left bands of empty canvas (above and below with a short legend, squeezed with long class names).
     """
-    ax.get_figure().legend(*ax.get_legend_handles_labels(), loc="outside right center", fontsize="small")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right center", fontsize="small")
+    fig.draw_without_rendering()  # lays the figure out at its current width
+    box = ax.get_position()
+    width, height = fig.get_size_inches()
+    # The margins (tick labels, legend) keep their size: the plot gains exactly the width the figure gains.
+    fig.set_figwidth(width + box.height * height - box.width * width)
 
 
 def _zoom_top_left(ax, curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
     """An inset magnifying false-positive rates 0..ZOOM_FPR, where near-perfect ROC curves differ.
 
-    It sits in the lower right of the plot, below the chance line, which near-perfect curves never visit.
-    Its true-positive range starts a little below the lowest curve's value at ZOOM_FPR.
+    It sits in the lower right of the plot, below the chance line, which near-perfect curves never visit; a gray
+    box marks the corner it magnifies, and its title says which. Its true-positive range starts a little below the lowest curve's value at ZOOM_FPR.
     """
     lowest = min(float(np.interp(ZOOM_FPR, fpr, tpr)) for fpr, tpr in curves)
     bottom = min(0.9, math.floor(lowest * 20) / 20)
@@ -339,8 +350,9 @@ def _zoom_top_left(ax, curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
     inset.set_ylim(bottom, 1.002)
     inset.tick_params(labelsize=7)
     inset.grid(alpha=0.3)
-    inset.set_title(f"zoom: FPR 0–{ZOOM_FPR:g}", fontsize=8)
-    ax.indicate_inset_zoom(inset, edgecolor="0.3")
+    inset.set_title(f"zoom: FPR 0–{ZOOM_FPR:g} (gray box)", fontsize=8)
+    # The box alone marks the zoomed corner: connector lines from it to the inset would cross the curves.
+    ax.indicate_inset([-0.002, bottom, ZOOM_FPR + 0.002, 1.002 - bottom], edgecolor="0.3")
 
 
 def _format_count(value: float) -> str:

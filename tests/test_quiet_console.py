@@ -1,0 +1,112 @@
+"""A quiet console in a new user's shell (issue 30, part 8): `tune`, and a sample of error paths that get as far as
+importing TensorFlow and building a model, print only cnnctl's own lines: no absl, cudart, cpu_feature_guard or
+retracing line, and an error is the one `error:` line on stderr with nothing before it.
+
+Each case runs `python -m cnnctl` in a fresh process with no TF_*/KERAS_* setting that would hide TensorFlow's own
+logs: TensorFlow prints its C++ log lines once per process, so only a fresh process shows whether they leak.
+(`train --resume` is checked in tests/test_console.py, `train` and `cv` in tests/test_faults.py.)"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from test_console import FOREIGN
+from test_faults import NEW_USER_ENVIRONMENT, TENSORFLOW_LOG_LINE
+
+OPTUNA_LOG_LINE = "[I 20"  # Optuna's own logger: "[I 2026-12-07 23:22:03,123] Trial 0 finished ..."
+
+
+def new_user_runs(*args: object, cwd: Path) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnctl", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=NEW_USER_ENVIRONMENT,
+        timeout=300,
+    )
+    lines = (done.stdout + done.stderr).splitlines()
+    foreign = [
+        line
+        for line in lines
+        if TENSORFLOW_LOG_LINE.search(line) or any(mark in line for mark in (*FOREIGN, OPTUNA_LOG_LINE))
+    ]
+    assert foreign == [], f"cnnctl {args[0]} printed lines it did not write: {foreign}"
+    return done
+
+
+def tiny_config(folder: Path, **changes) -> Path:
+    """80 random 6×6 examples of two classes, one small Conv2D: quick to build and to train for one epoch."""
+    rng = np.random.default_rng(0)
+    np.savez(folder / "tiny.npz", x_train=rng.random((80, 6, 6, 1), np.float32), y_train=np.arange(80) % 2)
+    config = {
+        "name": "tiny",
+        "data": {"source": "npz", "path": "tiny.npz", "validation_split": 0.25, "test_split": 0.25},
+        "model": {
+            "layers": [{"Conv2D": {"filters": 2, "kernel_size": 3}}, "Flatten", {"Dense": {"units": 2}}],
+        },
+        "train": {"epochs": 1, "batch_size": 16, "early_stopping": False},
+        "tune": {"train.optimizer.learning_rate": {"log_uniform": [0.001, 0.1]}},
+        **changes,
+    }
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_tune_prints_only_its_own_lines(tmp_path):
+    config = tiny_config(tmp_path)
+    done = new_user_runs("tune", config, "--trials", "2", "--runs-dir", tmp_path / "runs", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = [line for line in done.stdout.splitlines() if line.startswith("trial ")]
+    assert [line.split(",")[0] for line in trials] == ["trial 0: complete", "trial 1: complete"], done.stdout
+    assert done.stderr == ""
+
+
+def bad_layer(folder: Path) -> list:
+    config = tiny_config(folder, model={"layers": [{"Conv2D": {"filters": 2, "kernel_siz": 3}}, "Flatten"]})
+    return ["train", config, "--runs-dir", folder / "runs"]
+
+
+def too_big(folder: Path) -> list:
+    return ["check", tiny_config(folder, model={"layers": ["Flatten", {"Dense": {"units": 2_000_000_000}}]})]
+
+
+def damaged_model(folder: Path, run: Path) -> list:
+    (run / "model.keras").write_bytes(b"PK\x03\x04 not a zip archive" * 10)
+    return ["evaluate", run]
+
+
+def wrong_shape(folder: Path, run: Path) -> list:
+    np.save(folder / "wide.npy", np.zeros((2, 5, 5, 1), np.float32))  # the run's model takes 8×8 digits
+    return ["predict", run, folder / "wide.npy"]
+
+
+ERROR_PATHS = {
+    # case: (how to make it, what its one line says)
+    "a misspelt layer argument": (bad_layer, "unknown argument 'kernel_siz' (did you mean 'kernel_size'?)"),
+    "a layer too big for memory": (too_big, "more than this machine's"),
+    "a damaged model.keras": (damaged_model, "model.keras"),
+    "inputs of the wrong shape": (wrong_shape, "examples have shape [5, 5, 1]; this run's model takes [8, 8, 1]"),
+}
+
+
+@pytest.mark.parametrize("case", ERROR_PATHS)
+def test_an_error_is_its_one_line_with_nothing_before_it(case, tmp_path, trained_digits_run):
+    make, says = ERROR_PATHS[case]
+    if make in (bad_layer, too_big):
+        args = make(tmp_path)
+    else:
+        run = tmp_path / "run"
+        shutil.copytree(trained_digits_run.path, run)
+        args = make(tmp_path, run)
+    done = new_user_runs(*args, cwd=tmp_path)
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: ") and says in line, line
