@@ -182,3 +182,26 @@ def test_from_run_last_is_looked_up_in_the_runs_dir_the_new_run_goes_to(tmp_path
     assert cfg.run == str((tmp_path / "runs" / "20260102-000000-newer").resolve())
     with pytest.raises(ConfigError, match=r"^model.from_run: .*"):
         locate_from_run(FromRunConfig(run="last"), tmp_path / "empty")
+
+
+@pytest.mark.parametrize("phase", [None, 1])
+def test_early_stopping_says_what_it_did_and_what_comes_next(phase, capsys):
+    """Issue 30: Keras' "Epoch 7: early stopping" read as the end of a run that went on to fine-tune, and its
+    "Restoring model weights" line came once per phase. One line now: the stop, why, and which weights go on."""
+    from cnnctl.training.callbacks import SaidEarlyStopping
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
+    x, y = np.random.default_rng(0).random((32, 3), np.float32), np.arange(32) % 2
+    # No epoch improves on the first by 100: the fit stops when patience 2 runs out, at epoch 3.
+    stopping = SaidEarlyStopping(
+        monitor="loss", patience=2, min_delta=100, restore_best_weights=True, announce=True, first_of_two_phases=phase
+    )
+    model.fit(x, y, epochs=10, verbose=0, callbacks=[stopping])
+    printed = capsys.readouterr().out.splitlines()
+    if phase == 1:
+        expected = "the first phase stops early (loss did not improve for 2 epochs); fine-tuning starts from epoch 1's"
+    else:
+        expected = "early stopping (loss did not improve for 2 epochs); the model keeps epoch 1's weights"
+    assert printed == [f"Epoch 3: {expected}" + (" weights" if phase == 1 else "")]

@@ -63,12 +63,13 @@ def make_callbacks(
         )
     if stopping:
         callbacks.append(
-            keras.callbacks.EarlyStopping(
+            SaidEarlyStopping(
                 monitor=monitored(stopping.monitor, has_validation),
                 patience=stopping.patience,
                 min_delta=stopping.min_delta,
                 restore_best_weights=stopping.restore_best_weights,
-                verbose=int(bool(verbose)),
+                announce=bool(verbose),
+                first_of_two_phases=phase == 1,
             )
         )
     plateau = train_cfg.reduce_lr_on_plateau
@@ -86,6 +87,33 @@ def make_callbacks(
     if verbose == 1:
         callbacks.append(Progress())
     return callbacks
+
+
+class SaidEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras' EarlyStopping, saying in one line what it did and what comes next.
+
+    Keras prints "Epoch 7: early stopping" and, at the end of every fit, "Restoring model weights from the end of
+    the best epoch": with train.fine_tune the first phase's stop read as the end of training (which went on) and
+    the restoring line came twice. Here the stop names the monitor and its patience, and the first of two phases
+    says that fine-tuning follows, from which epoch's weights."""
+
+    def __init__(self, *args: Any, announce: bool = False, first_of_two_phases: bool = False, **kwargs: Any):
+        super().__init__(*args, verbose=0, **kwargs)
+        self.announce, self.first_of_two_phases = announce, first_of_two_phases
+
+    def on_train_end(self, logs=None):
+        super().on_train_end(logs)  # restores the best weights, silently
+        if not self.announce or self.stopped_epoch <= 0:
+            return
+        stopped = self.stopped_epoch + 1
+        kept = self.best_epoch + 1 if self.restore_best_weights and self.best_weights is not None else stopped
+        why = f"{self.monitor} did not improve for {self.patience} epoch{'s' if self.patience != 1 else ''}"
+        if self.first_of_two_phases:
+            print(
+                f"Epoch {stopped}: the first phase stops early ({why}); fine-tuning starts from epoch {kept}'s weights"
+            )
+        else:
+            print(f"Epoch {stopped}: early stopping ({why}); the model keeps epoch {kept}'s weights")
 
 
 class EpochTimer(keras.callbacks.Callback):
