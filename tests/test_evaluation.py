@@ -27,8 +27,9 @@ EXPECTED_PNG_SIZES = {
     "accuracy_curve.png": (800, 500),
     "confusion_matrix.png": (820, 700),  # side 2.5 + 0.45 × 10 classes = 7 in, + 1.2 in colorbar
     "confusion_matrix_normalized.png": (820, 700),
-    "roc_curve.png": (700, 600),
-    "pr_curve.png": (700, 600),
+    # A square plot and the legend beside it: the width follows the legend (tests/test_plots.py checks the square).
+    "roc_curve.png": (range(700, 1000), 600),
+    "pr_curve.png": (range(700, 1000), 600),
     # 8 panels of 1.35 in, 0.15 in apart, 0.1 margins; 3 rows under 2 title lines (0.16 in each), 0.45 in title
     "misclassified.png": (1205, 586),
     "filters.png": (1145, 186),  # 8 panels of 1.15 in + 1.1 in colour bar; one row
@@ -48,6 +49,13 @@ RUN_FILES = [
     *EXPECTED_PNG_SIZES,
 ]
 VERDICTS = {"overfitting", "underfitting", "good fit", "still improving"}
+
+
+def assert_size(pixels: np.ndarray, expected: tuple) -> None:
+    width, height = expected
+    assert pixels.shape[0] == height and (
+        pixels.shape[1] in width if isinstance(width, range) else pixels.shape[1] == width
+    )
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -75,7 +83,7 @@ def test_a_digits_run_writes_every_file(trained_digits_run):
 @pytest.mark.parametrize("name", sorted(EXPECTED_PNG_SIZES))
 def test_every_figure_opens_has_its_size_and_is_not_blank(trained_digits_run, name):
     pixels = read_png(trained_digits_run.path / name)
-    assert (pixels.shape[1], pixels.shape[0]) == EXPECTED_PNG_SIZES[name]
+    assert_size(pixels, EXPECTED_PNG_SIZES[name])
     assert_not_blank(pixels, name)
 
 
@@ -214,7 +222,7 @@ def test_plot_redraws_every_figure_and_the_report_and_draws_feature_maps(digits_
     printed = "".join(result.output.split())  # the console wraps long paths
     for name, size in EXPECTED_PNG_SIZES.items():
         pixels = read_png(digits_run_copy / name)
-        assert (pixels.shape[1], pixels.shape[0]) == size
+        assert_size(pixels, size)
         assert str(digits_run_copy / name) in printed
     # Keras numbers layer names per process (conv2d, conv2d_3, ...), so only the stem is fixed.
     assert re.search(
