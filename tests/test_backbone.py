@@ -346,7 +346,7 @@ def test_the_backbone_advice_follows_the_config_frozen_or_fine_tuned_and_which_w
     stuck = {"loss": [1.1, 1.09, 1.08, 1.08, 1.07, 1.07], "val_loss": [1.1, 1.1, 1.09, 1.09, 1.08, 1.08]}
     saved = yaml.safe_load(
         "model:\n  backbone: {name: VGG16, weights: weights/vgg16.weights.h5}\n"
-        "  layers: [{type: Dense, units: 3, activation: softmax}]\n"
+        "  layers: [{Dense: {units: 3, activation: softmax}}]\n"
         "train: {epochs: 3, fine_tune: {epochs: 2}}\n"
     )
     fine_tuned = Backbone.from_config(saved)
@@ -360,11 +360,11 @@ def test_the_backbone_advice_follows_the_config_frozen_or_fine_tuned_and_which_w
     line = backbone_line(fine_tuned)
     assert "frozen" not in line and "train.fine_tune.learning_rate" in line
     assert "weights/vgg16.weights.h5" in line and "imagenet" not in line
-    assert "{type: BatchNormalization}" in line  # the head starts with Dense
+    assert "make BatchNormalization the first layer of the head" in line  # the head starts with Dense
 
     saved["train"] = {"epochs": 3}
     saved["model"]["backbone"]["weights"] = "imagenet"
-    saved["model"]["layers"].insert(0, {"type": "BatchNormalization"})
+    saved["model"]["layers"].insert(0, "BatchNormalization")
     frozen = Backbone.from_config(saved)
     line = backbone_line(frozen)
     assert "is frozen" in line and "train.fine_tune: {epochs: 5}" in line

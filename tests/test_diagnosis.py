@@ -675,7 +675,7 @@ def test_losses_flat_at_ln_k_are_called_chance_not_progress():
     random_frozen = Backbone("VGG16", weights=None, trains=False, head_normalized=False)
     advice = diagnose(history, baseline_accuracy=0.2, accuracy=0.21, num_classes=5, backbone=random_frozen)["advice"]
     assert advice[0].startswith("The frozen backbone (VGG16) has random weights (model.backbone.weights: null")
-    assert "start the head (model.layers) with {type: BatchNormalization}" in advice[1]
+    assert "make BatchNormalization the first layer of the head (model.layers)" in advice[1]
     without = diagnose(history, baseline_accuracy=0.2, accuracy=0.21, split="test")
     assert "at chance" not in without["summary"]  # the rule needs K
     learned = diagnose(history, baseline_accuracy=0.2, accuracy=0.9, split="test", num_classes=5)

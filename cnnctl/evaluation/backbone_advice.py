@@ -17,7 +17,7 @@ class Backbone:
 
     name: the keras.applications class. weights: "imagenet", None (random) or the weights file as written.
     trains: its weights change during the run (`trainable: true` or `train.fine_tune`); None: unknown.
-    head_normalized: the head's first layer is a normalization layer; None: unknown."""
+    head_normalized: a normalization layer comes before the head's first weights; None: unknown."""
 
     name: str
     weights: Optional[str] = "imagenet"
@@ -31,14 +31,23 @@ class Backbone:
         backbone = model.get("backbone") or {}
         if not backbone.get("name"):
             return None
-        layers = model.get("layers") or [{}]
-        first = layers[0] if isinstance(layers[0], dict) else {}
         return cls(
             name=str(backbone["name"]),
             weights=backbone.get("weights", "imagenet"),
             trains=bool(backbone.get("trainable")) or bool((config.get("train") or {}).get("fine_tune")),
-            head_normalized=first.get("type") in NORMALIZING_LAYERS,
+            head_normalized=_normalized_before_weights(model.get("layers") or []),
         )
+
+
+def _normalized_before_weights(layers: list) -> bool:
+    """A normalization layer comes before the head's first layer with weights (Dense, a convolution)."""
+    for entry in layers:  # `- BatchNormalization` or `- BatchNormalization: {momentum: 0.9}`
+        name = str(next(iter(entry), "") if isinstance(entry, dict) else entry)
+        if name in NORMALIZING_LAYERS:
+            return True
+        if name.startswith(("Dense", "Conv", "SeparableConv", "DepthwiseConv", "EinsumDense")):
+            return False
+    return False
 
 
 def as_backbone(backbone: Union[str, Backbone, None]) -> Optional[Backbone]:
@@ -98,6 +107,6 @@ def _head_clause(backbone: Optional[Backbone]) -> str:
     if backbone is None or backbone.head_normalized:
         return ""
     return (
-        " A pretrained backbone's features can be large (norms in the hundreds): start the head (model.layers) "
-        "with {type: BatchNormalization} so its steps stay small."
+        " A pretrained backbone's features can be large (norms in the hundreds): make BatchNormalization the first "
+        "layer of the head (model.layers) so its steps stay small."
     )
