@@ -62,7 +62,10 @@ def underfitting_advice(backbone: Backbone) -> str:
         change = "let more of it train (train.fine_tune)"
     elif backbone.trains:
         state = f"The backbone ({backbone.name}) trained on and the model still underfits"
-        change = "fine-tune fewer layers or at a lower learning rate (train.fine_tune.unfreeze, train.fine_tune.learning_rate)"
+        change = (
+            "fine-tune fewer layers or at a lower learning rate (train.fine_tune.unfreeze, "
+            "train.fine_tune.learning_rate)"
+        )
     else:
         state = f"The backbone ({backbone.name}) is frozen, and its features did not separate these classes well"
         change = "let it train after the head (train.fine_tune: {epochs: 5})"

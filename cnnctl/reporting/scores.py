@@ -333,7 +333,8 @@ def _zoom_top_left(ax, curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
     """An inset magnifying false-positive rates 0..ZOOM_FPR, where near-perfect ROC curves differ.
 
     It sits in the lower right of the plot, below the chance line, which near-perfect curves never visit; a gray
-    box marks the corner it magnifies, and its title says which. Its true-positive range starts a little below the lowest curve's value at ZOOM_FPR.
+    box marks the corner it magnifies, and its title says which. Its true-positive range starts a little below the
+    lowest curve's value at ZOOM_FPR.
     """
     lowest = min(float(np.interp(ZOOM_FPR, fpr, tpr)) for fpr, tpr in curves)
     bottom = min(0.9, math.floor(lowest * 20) / 20)
