@@ -113,6 +113,7 @@ def test_a_trial_folder_in_the_way_is_kept_and_named(tmp_path):
     real_study(folder / "study.db")
     (folder / "trial-0").mkdir()
     (folder / "trial-0" / "notes.txt").write_text("mine")
+    before = snapshot(folder)  # refused before the study counts a trial (it once did, and the summary said failed)
     error = one_error("tune", "--resume", str(folder), "--trials", "2")
     assert error == (
         f"error: {folder / 'trial-0'}: already exists, but the study's trial 0 is new; move the folder away, "
@@ -120,3 +121,4 @@ def test_a_trial_folder_in_the_way_is_kept_and_named(tmp_path):
     )
     assert (folder / "trial-0" / "notes.txt").read_text() == "mine"
     assert sorted(path.name for path in (folder / "trial-0").iterdir()) == ["notes.txt"]
+    assert snapshot(folder) == before

@@ -230,15 +230,33 @@ def test_two_workers_share_one_study_without_duplicates(tmp_path, monkeypatch):
         ({"train.epochs": {"between": [1, 3]}}, "unknown search space 'between'"),
         ({"data.validation_split": {"uniform": [0.1, 0.3]}}, "tune['data.validation_split']: cannot be tuned"),
         ({"train": {"choice": [1, 2]}}, "tune['train']: train: is a whole section"),
+        (  # each end is built before the first trial: this one has more weights than memory holds
+            {"model.layers[1].Dense.units": {"int": [1, 10**20]}},
+            "tune['model.layers[1].Dense.units'] = 100000000000000000000: model.layers[1] (Dense): the model has ",
+        ),
     ],
 )
 def test_search_space_mistakes_are_one_line_errors(tmp_path, tune, message):
-    config = write_config(tmp_path, tune=tune)
+    hidden = {"layers": ["Flatten", {"Dense": {"units": 16}}, {"Dense": {"units": 10, "activation": "softmax"}}]}
+    config = write_config(tmp_path, tune=tune, **({"model": hidden} if "model.layers[1].Dense.units" in tune else {}))
     result = runner.invoke(app, ["tune", str(config), "--trials", "2", "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+def test_ranges_written_as_yaml_writes_them_are_numbers(tmp_path):
+    """YAML 1.1 reads 1e-4 (no dot) as a string; the search space takes it as the number it means, as the rest of
+    the config does (the schema's own example is written so)."""
+    config = write_config(tmp_path)
+    text = config.read_text().split("tune:")[0]
+    config.write_text(
+        text + "tune: {train.optimizer.learning_rate: {log_uniform: [1e-4, 1e-2]}, train.epochs: {int: [1, 3]}}\n"
+    )
+    spaces = load_config(config).tune
+    assert spaces["train.optimizer.learning_rate"].values == [1e-4, 1e-2]
+    assert spaces["train.epochs"].values == [1, 3]
 
 
 def test_a_search_needs_a_validation_split_before_anything_runs(tmp_path):

@@ -4,6 +4,13 @@ negative class weight): each one `error:` line naming what to read or write inst
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+
 import pytest
 from test_hostile_inputs_more import one_error
 
@@ -46,15 +53,39 @@ VALUES = [
         "train.class_weight={0: -1}",
         "train.class_weight: class 0 has weight -1; a class weight must be above 0 (e.g. {0: 1.0, 1: 3.0}, or balanced)",
     ),
+    (  # Keras' own message blamed groups
+        "model.layers[0].Conv2D.filters=.inf",
+        "model.layers[0] (Conv2D): filters: inf is not a finite number; give a finite one",
+    ),
+    (  # passed check, then broke a figure after training
+        "model.layers[0].Conv2D.name=" + "c" * 5000,
+        "model.layers[0] (Conv2D): name: 5,000 characters; a layer name may have at most 200",
+    ),
+    (  # passed check, then no run folder could be made
+        "name=" + "r" * 250,
+        "name: 250 characters; a run name may have at most 200 (the run folder is named <date>-<time>-<name>, and "
+        "file systems allow 255 bytes)",
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    "override, expected", VALUES, ids=["seed-true", "infinite-rate", "huge-batch", "negative-weight"]
+    "override, expected",
+    VALUES,
+    ids=[
+        "seed-true",
+        "infinite-rate",
+        "huge-batch",
+        "negative-weight",
+        "infinite-filters",
+        "huge-layer-name",
+        "long-name",
+    ],
 )
 def test_values_no_config_should_hold_are_refused_before_anything_runs(trained_digits_run, override, expected):
     error = one_error("check", trained_digits_run.config, "--set", override)
-    assert error == f"error: --set {override}: {expected}"
+    shown = override if len(override) <= 200 else f"{override[:100]}…{override[-50:]} ({len(override)} characters)"
+    assert error == f"error: --set {shown}: {expected}"
 
 
 def test_more_local_processes_than_the_machine_holds_are_refused(trained_digits_run):
@@ -140,3 +171,39 @@ def test_a_layer_argument_written_by_set_is_blamed_on_the_set_not_the_file(train
     bad = trained_digits_run.config.parent / "bad-filters.yaml"
     bad.write_text(trained_digits_run.config.read_text().replace("filters: 8", "filters: -8", 1))
     assert one_error("check", bad, "--set", "train.epochs=2").startswith(f"error: {bad}: model.layers[0] (Conv2D)")
+
+
+JOIN_NOBODY = """
+import sys
+from cnnctl.training import distribute
+distribute.JOIN_TIMEOUT_S = int(sys.argv[1])
+distribute.join_processes()
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_a_coordinator_nobody_answers_is_one_line_in_bounded_time(tmp_path):
+    """Issue 30 part 5: process 1 of 2 told of a coordinator that never answers waited, then JAX aborted the process
+    (a C++ fatal error and stack trace, exit 134). It now gives up with one line when its own timeout passes."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+        "JAX_NUM_PROCESSES": "2",
+        "JAX_PROCESS_ID": "1",
+    }
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", JOIN_NOBODY, "4"], capture_output=True, text=True, env=environment, timeout=120
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.splitlines()[-1] == (
+        f"error: cannot join the other training processes at JAX_COORDINATOR_ADDRESS=127.0.0.1:{port} within 4 s: "
+        "check that all 2 processes run and reach that address (process 0's)"
+    )
+    assert not [line for line in done.stderr.splitlines() if "Check failure" in line or line.startswith("F")]
+    assert time.monotonic() - started < 60

@@ -3,6 +3,7 @@ and arguments that would run code or read files are refused here, before anythin
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional, Union
 
 from pydantic import (
@@ -39,6 +40,7 @@ class LayerSpec(Section):
                 "for you from model.input_shape)"
             )
         _refuse_code_objects(self.kwargs)
+        _refuse_unusable_values(self.kwargs)
         for argument, instead in FILE_READING_ARGUMENTS.items():
             if isinstance(self.kwargs.get(argument), str):
                 raise ValueError(
@@ -84,6 +86,35 @@ def _refuse_code_objects(value: Any, seen: Optional[set[int]] = None) -> None:
     else:
         for inner in value:
             _refuse_code_objects(inner, seen)
+
+
+# A layer's name ends up in figure titles, the layer table and model.keras: a 1 MB name passed `check` and broke a
+# figure after training. Keras' own names are a few dozen characters.
+MAX_LAYER_NAME = 200
+MAX_TEXT_ARGUMENT = 10_000  # any other string argument (an initializer's name, a padding mode...): far above real ones
+
+
+def _refuse_unusable_values(kwargs: dict) -> None:
+    """Values no layer can take, refused by the argument's name instead of by whatever Keras says of them
+    (`filters: .inf` got Keras' message about groups)."""
+    name = kwargs.get("name")
+    if isinstance(name, str) and len(name) > MAX_LAYER_NAME:
+        raise ValueError(f"name: {len(name):,} characters; a layer name may have at most {MAX_LAYER_NAME}")
+    for key, value in kwargs.items():
+        for inner in _leaves(value):
+            if isinstance(inner, float) and not math.isfinite(inner):
+                raise ValueError(f"{key}: {inner} is not a finite number; give a finite one")
+            if isinstance(inner, str) and len(inner) > MAX_TEXT_ARGUMENT:
+                raise ValueError(f"{key}: a string of {len(inner):,} characters; at most {MAX_TEXT_ARGUMENT:,}")
+
+
+def _leaves(value: Any, depth: int = 0) -> list:
+    """The scalars inside nested lists and mappings (YAML's nesting is bounded when the config is read)."""
+    if isinstance(value, dict):
+        return [leaf for inner in value.values() for leaf in _leaves(inner, depth + 1)] if depth < 50 else []
+    if isinstance(value, (list, tuple)):
+        return [leaf for inner in value for leaf in _leaves(inner, depth + 1)] if depth < 50 else []
+    return [value]
 
 
 def _short(value: Any) -> str:

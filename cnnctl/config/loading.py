@@ -17,10 +17,10 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from cnnctl.config.schema import Config
+from cnnctl.config.schema import MAX_RUN_NAME, Config
 from cnnctl.config.search_space import key_path_problem
 from cnnctl.config.yaml_loader import StrictSafeLoader
-from cnnctl.errors import ConfigError, closest, printable
+from cnnctl.errors import ConfigError, closest, printable, shown_path
 from cnnctl.files import not_regular_reason
 
 MAX_CONFIG_BYTES = 2**20  # 1 MiB: real configs are a few kilobytes, and PyYAML reads ~0.2 MB a second
@@ -46,7 +46,8 @@ def load_config(source: Union[str, Path, Mapping[str, Any], Config], overrides: 
         apply_override(raw, override)
     config = validate_config(raw, source=origin, overrides=overrides)
     if config.name is None:
-        config.name = re.sub(r"[^A-Za-z0-9._-]", "-", stem or "") or "run"
+        # The file's stem, made a valid name; a stem too long for a folder name keeps its start.
+        config.name = re.sub(r"[^A-Za-z0-9._-]", "-", stem or "")[:MAX_RUN_NAME] or "run"
     for key in ("path", "val_path", "test_path"):
         if getattr(config.data, key):
             setattr(config.data, key, str((base / getattr(config.data, key)).resolve()))
@@ -61,6 +62,12 @@ def load_config(source: Union[str, Path, Mapping[str, Any], Config], overrides: 
 _LEADING_PATH = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[\d+\])*)")
 
 
+def shown_override(override: str) -> str:
+    """A `--set` line as an error message names it: printable, and a value of thousands of characters shortened
+    in the middle (a 1 MB value is not echoed whole)."""
+    return shown_path(override, limit=200)
+
+
 def set_by(config: Config):
     """For errors.in_config_file: given a mistake found after loading (`model.layers[0] (Conv2D): ...`), the `--set`
     line that wrote the value it names, or None when the value came from the file."""
@@ -70,7 +77,7 @@ def set_by(config: Config):
         if not match or not config._overrides:
             return None
         override = _override_at(key_path_parts(match.group(1)), config._overrides)
-        return printable(override) if override else None
+        return shown_override(override) if override else None
 
     return culprit
 
@@ -136,34 +143,34 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     """`train.epochs=3` or `model.layers[0].Conv2D.filters=8`: set one value, parsed as a YAML scalar."""
     key, sep, text = override.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set {printable(override)}: expected key.path=value, e.g. --set train.epochs=3")
+        raise ConfigError(f"--set {shown_override(override)}: expected key.path=value, e.g. --set train.epochs=3")
     problem = key_path_problem(key.strip())
     if problem:
-        raise ConfigError(f"--set {printable(override)}: {problem}")
+        raise ConfigError(f"--set {shown_override(override)}: {problem}")
     try:
         value = yaml.load(text, Loader=StrictSafeLoader) if text.strip() else None
     except yaml.constructor.ConstructorError as exc:
         if "appears twice" not in str(exc.problem):
             value = text
         else:  # `{name: adam, name: sgd}`: which one was meant cannot be guessed
-            raise ConfigError(f"--set {printable(override)}: {exc.problem}") from None
+            raise ConfigError(f"--set {shown_override(override)}: {exc.problem}") from None
     except yaml.YAMLError:
         value = text
     parts = key_path_parts(key)
     if not parts:
-        raise ConfigError(f"--set {printable(override)}: expected key.path=value, e.g. --set train.epochs=3")
+        raise ConfigError(f"--set {shown_override(override)}: expected key.path=value, e.g. --set train.epochs=3")
     node: Any = raw
     for depth, part in enumerate(parts[:-1]):
         here = dotted(parts[: depth + 1])
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
-                raise ConfigError(f"--set {printable(override)}: {here}: no such list entry")
+                raise ConfigError(f"--set {shown_override(override)}: {here}: no such list entry")
             if isinstance(node[part], str):  # a bare layer name gains kwargs
                 node[part] = {node[part]: {}}
             node = node[part]
         else:
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {printable(override)}: {here}: is not a mapping")
+                raise ConfigError(f"--set {shown_override(override)}: {here}: is not a mapping")
             if node.get(part) is None:
                 node[part] = {}
             elif isinstance(node[part], str) and isinstance(parts[depth + 1], str):
@@ -172,9 +179,9 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     last = parts[-1]
     if isinstance(last, int):
         if not isinstance(node, list) or last >= len(node):
-            raise ConfigError(f"--set {printable(override)}: {dotted(parts)}: no such list entry")
+            raise ConfigError(f"--set {shown_override(override)}: {dotted(parts)}: no such list entry")
     elif not isinstance(node, dict):
-        raise ConfigError(f"--set {printable(override)}: {dotted(parts[:-1])}: is not a mapping")
+        raise ConfigError(f"--set {shown_override(override)}: {dotted(parts[:-1])}: is not a mapping")
     node[last] = value
 
 
@@ -206,7 +213,7 @@ def validate_config(raw: dict[str, Any], source: str, overrides: Sequence[str] =
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         culprit = _override_at(_user_loc(errors[0]["loc"]), overrides)
         raise ConfigError(
-            f"{f'--set {printable(culprit)}' if culprit else source}: {printable(message)}{more}"
+            f"{f'--set {shown_override(culprit)}' if culprit else source}: {printable(message)}{more}"
         ) from None
 
 

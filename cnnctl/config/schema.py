@@ -46,6 +46,7 @@ from cnnctl.config.train_schema import (  # noqa: F401
     TensorBoardConfig,
     TrainConfig,
 )
+from cnnctl.errors import printable
 
 
 class BackboneConfig(BaseModel):
@@ -174,6 +175,22 @@ class EvaluateConfig(Section):
         return values
 
 
+# A run folder is `YYYYmmdd-HHMMSS-<name>` plus `-tune`, `-cv` or `-2` at most; file systems allow 255 bytes.
+MAX_RUN_NAME = 200
+
+
+def run_name_problem(value: str) -> Optional[str]:
+    """What is wrong with a run name (`name:` or --name), or None: it names a folder."""
+    if len(value) > MAX_RUN_NAME:
+        return (
+            f"{len(value):,} characters; a run name may have at most {MAX_RUN_NAME} (the run folder is named "
+            "<date>-<time>-<name>, and file systems allow 255 bytes)"
+        )
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+        return f"must be letters, digits, '.', '_' or '-' (got {printable(value)!r})"
+    return None
+
+
 class Config(Section):
     # The `--set` lines this config was read with: a mistake found later (building a layer) names the one that wrote
     # the value instead of the file (cnnctl.config.loading.set_by).
@@ -219,8 +236,9 @@ class Config(Section):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
-            raise ValueError(f"must be letters, digits, '.', '_' or '-' (got {value!r})")
+        problem = None if value is None else run_name_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

@@ -54,6 +54,8 @@ class SearchSpace(Section):
                     "tune a list's entries one path at a time, e.g. model.layers[0].Conv2D.kernel_size"
                 )
             return {"kind": kind, "values": values}
+        if isinstance(values, list):  # YAML 1.1 reads 1e-4 (no dot) as a string; the rest of the config takes it
+            values = [_number_written_as_text(item) for item in values]
         numbers = (
             isinstance(values, list)
             and len(values) == 2
@@ -75,6 +77,17 @@ class SearchSpace(Section):
 
 
 _WHOLE_KEY_PATH = re.compile(r"[^.\[\]\s][^.\[\]]*(?:\.[^.\[\]\s][^.\[\]]*|\[\d+\])*")
+
+
+_NUMBER_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _number_written_as_text(item: Any) -> Any:
+    """`1e-4` as the float it means; anything else as it is."""
+    if isinstance(item, str) and _NUMBER_TEXT.fullmatch(item.strip()):
+        number = float(item)
+        return int(number) if number.is_integer() and "e" not in item.lower() and "." not in item else number
+    return item
 
 
 def key_path_problem(key: str) -> Optional[str]:

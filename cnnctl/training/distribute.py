@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
@@ -147,19 +148,43 @@ def join_processes() -> None:
         raise ConfigError(f"{index_name}={index}: must be 0..{count - 1} ({count_name}={count})")
     if environment.coordinator:
         _check_coordinator(environment.coordinator, address_name)
+    where = f"cannot join the other training processes at {address_name}={environment.coordinator or '(not set)'}"
+    with _given_up_after(
+        JOIN_TIMEOUT_S,
+        f"{where} within {JOIN_TIMEOUT_S} s: check that {f'all {count}' if count else 'all'} processes run and reach "
+        "that address (process 0's)",
+    ):
+        try:
+            jax.distributed.initialize(
+                coordinator_address=environment.coordinator,
+                num_processes=count,
+                process_id=index,
+                # JAX aborts the process when its own timeout passes (a C++ fatal error and a stack trace, exit 134):
+                # ours comes first, with one line.
+                initialization_timeout=int(4 * JOIN_TIMEOUT_S),
+            )
+        except (RuntimeError, ValueError) as exc:
+            raise RunError(f"{where}: {first_line(exc)}") from None
+
+
+@contextlib.contextmanager
+def _given_up_after(seconds: float, message: str) -> Iterator[None]:
+    """Ends the process with `error: message` (exit code 2) if the block has not finished after `seconds`. For a
+    wait inside C++ that Python cannot interrupt: the main thread is stuck in JAX's client, so only leaving the
+    process ends it; the launcher of a job sees the exit code and stops the other processes."""
+    finished = threading.Event()
+
+    def give_up() -> None:
+        if not finished.wait(seconds):
+            sys.stderr.write(f"error: {message}\n")
+            sys.stderr.flush()
+            os._exit(2)
+
+    threading.Thread(target=give_up, name="cnnctl-join-timeout", daemon=True).start()
     try:
-        jax.distributed.initialize(
-            coordinator_address=environment.coordinator,
-            num_processes=count,
-            process_id=index,
-            initialization_timeout=JOIN_TIMEOUT_S,
-        )
-    except (RuntimeError, ValueError) as exc:
-        where = environment.coordinator or "(address not set)"
-        raise RunError(
-            f"cannot join the other training processes at {address_name}={where} within {JOIN_TIMEOUT_S} s: "
-            f"{first_line(exc)}"
-        ) from None
+        yield
+    finally:
+        finished.set()
 
 
 def job() -> tuple[int, int]:

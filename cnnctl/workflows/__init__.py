@@ -5,6 +5,7 @@ resume.py         `cnnctl train --resume RUN`: continue a run in its own folder 
 crossval.py       `cnnctl cv`: K runs, one per fold, and their summary
 tune.py           `cnnctl tune`: an Optuna study shared by its workers, one run folder per trial, pruning
 tune_space.py     `tune:` paths checked against the config; a trial's config; Optuna's distributions
+tune_study.py     study.db opened or refused, the sampler, the workers' lock, the trial-<n> folders
 tune_summary.py   tune_summary.json, best.yaml, the figures and tune_report.html; what a search optimises
 tracking.py       train.mlflow: a run logged to an MLflow server, what was sent kept in mlflow.json; cnnctl sync
 """

@@ -25,7 +25,7 @@ import contextlib
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import keras
 import optuna
@@ -38,7 +38,6 @@ from cnnctl.config.loading import (
 from cnnctl.config.schema import Config
 from cnnctl.config.sources import BUILTIN_SOURCES, FILE_SOURCES
 from cnnctl.errors import CnnctlError, ConfigError, Interrupted, RunError, first_line
-from cnnctl.files import not_regular_reason
 from cnnctl.reporting import report
 from cnnctl.runs import contract
 from cnnctl.runs.atomic import write_text_atomic
@@ -49,23 +48,24 @@ from cnnctl.training.prepare import prepare
 from cnnctl.training.signals import signals_interrupt
 from cnnctl.workflows.tracking import Tracker, tune_parent
 from cnnctl.workflows.train import Announce, train_run
-from cnnctl.workflows.tune_space import check_search_space, distributions, trial_config
+from cnnctl.workflows.tune_space import build_model_ends, check_search_space, distributions, trial_config
+from cnnctl.workflows.tune_study import (  # noqa: F401 - open_study is also read from here (tests, the worker)
+    STUDY_NAME,
+    check_study_file,
+    check_trial_folders_free,
+    counts_toward_total,
+    open_study,
+    sampler_for,
+    study_lock,
+    trial_folder_name,
+)
 from cnnctl.workflows.tune_summary import (
     OBJECTIVE,
-    PRUNER_STARTUP_TRIALS,
-    PRUNER_WARMUP_EPOCHS,
     REPORTED,
     objective_of,
     trial_line,
     write_results,
 )
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: one worker, no lock needed
-    fcntl = None
-
-STUDY_NAME = "cnnctl-tune"
 
 OnTrial = Callable[[dict[str, Any]], None]
 
@@ -98,72 +98,6 @@ class PruningCallback(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def open_study(tune_path: Path, config: Config, create: bool = False) -> optuna.Study:
-    """The study in `tune_path`/study.db (made when `create`); maximises the val accuracy."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the library is silent; the console is the CLI's
-    storage = optuna.storages.RDBStorage(
-        f"sqlite:///{tune_path / contract.TUNE_STUDY}", engine_kwargs={"connect_args": {"timeout": 60}}
-    )
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS, n_warmup_steps=PRUNER_WARMUP_EPOCHS)
-    if create:
-        return optuna.create_study(
-            storage=storage, study_name=STUDY_NAME, direction="maximize", pruner=pruner, sampler=sampler_for(config, 0)
-        )
-    path = tune_path / contract.TUNE_STUDY
-    try:
-        return optuna.load_study(storage=storage, study_name=STUDY_NAME, pruner=pruner, sampler=sampler_for(config, 0))
-    except KeyError:  # Optuna's "Record does not exist": a study of another name
-        names = [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
-        raise RunError(
-            f"{path}: holds no study named {STUDY_NAME} (it holds {', '.join(names) or 'none'}); it was not written "
-            "by cnnctl tune"
-        ) from None
-
-
-def check_study_file(tune_path: Path) -> None:
-    """Before SQLite opens study.db on --resume: a regular, non-empty SQLite file. A FIFO would block the open, a
-    folder or /dev/zero would reach SQLite as an error it reports in its own words. Raises RunError."""
-    path = tune_path / contract.TUNE_STUDY
-    reason = not_regular_reason(path)
-    if reason is not None:
-        raise RunError(f"{path}: {reason}; a tune folder's {contract.TUNE_STUDY} is the SQLite file of its study")
-    with open(path, "rb") as handle:
-        header = handle.read(16)
-    if header != b"SQLite format 3\x00":
-        what = "is empty" if not header else "is not an SQLite database"
-        raise RunError(f"{path}: {what}; the study cannot be resumed (start a new search with cnnctl tune CONFIG)")
-
-
-def sampler_for(config: Config, trials_so_far: int) -> optuna.samplers.TPESampler:
-    """TPE seeded by the config's seed and the trial's number: a search is repeatable, and no two workers or
-    resumed processes draw the same random start-up values. constant_liar keeps parallel workers apart."""
-    return optuna.samplers.TPESampler(seed=config.seed + trials_so_far, constant_liar=True)
-
-
-@contextlib.contextmanager
-def study_lock(tune_path: Path) -> Iterator[None]:
-    """Held while a worker counts the trials and asks for the next, so W workers start exactly N trials."""
-    if fcntl is None:
-        yield
-        return
-    lock = tune_path / contract.TUNE_LOCK
-    reason = not_regular_reason(lock)
-    if reason is not None and reason != "does not exist":  # a FIFO would block the open for ever
-        raise RunError(f"{lock}: {reason}; it is the search's lock file: remove it, then resume")
-    with open(lock, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def counts_toward_total(trial: optuna.trial.FrozenTrial) -> bool:
-    """Every trial counts except one stopped by an interrupt or a dead process (a failed trial without an
-    `error`): a resumed search runs a fresh trial in its place."""
-    return trial.state != optuna.trial.TrialState.FAIL or "error" in trial.user_attrs
-
-
 def tune(
     config: Config,
     runs_dir: Any,
@@ -187,6 +121,7 @@ def tune(
             "validation split and this data has none; set data.validation_split: 0.1 (or give a "
             "val split)"
         )
+    build_model_ends(config, prepared.dataset, origin)
     del prepared
     keras.backend.clear_session()
     tune_run = create_run(runs_dir, f"{config.name or 'run'}-tune")
@@ -224,6 +159,7 @@ def resume_tune(
         raise RunError(
             f"{tune_path / contract.TUNE_STUDY}: damaged ({first_line(exc.orig or exc)}); the study cannot be resumed"
         ) from None
+    check_trial_folders_free(tune_path, len(study.get_trials(deepcopy=False)))
     with study_lock(tune_path):
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             folder_run = Run(tune_path / trial_folder_name(trial.number))
@@ -243,10 +179,6 @@ def check_arguments(config: Config, trials: int, workers: int, origin: str) -> N
             f"--workers {workers}: data.source '{config.data.source}' exists only in this process; "
             "extra workers are new processes and need a built-in or file source (npz, npy, ...)"
         )
-
-
-def trial_folder_name(number: int) -> str:
-    return f"{contract.TUNE_TRIAL_PREFIX}{number}"
 
 
 def run_search(

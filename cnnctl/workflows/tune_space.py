@@ -11,7 +11,7 @@ import yaml
 
 from cnnctl.config.loading import apply_override, dotted, key_path_parts, validate_config
 from cnnctl.config.schema import Config
-from cnnctl.errors import ConfigError, did_you_mean
+from cnnctl.errors import ConfigError, did_you_mean, in_config_file
 
 # Paths a search must not vary: the validation split is what every trial is compared on, and the rest is tune's.
 FIXED_PATHS = (
@@ -50,6 +50,42 @@ def check_search_space(config: Config, origin: str = "") -> None:
             trial_raw = base_dict(config)
             apply_override(trial_raw, f"{path}={yaml_scalar(value)}")
             validate_config(trial_raw, source=f"{where}tune['{path}'] = {yaml_scalar(value)}")
+
+
+# A choice of more values than this has only its smallest and largest numbers built before the first trial.
+BUILT_CHOICES = 16
+
+
+def build_model_ends(config: Config, dataset: Any, origin: str = "") -> None:
+    """Every end of a `model.*` search space built into a model before the first trial: values the schema cannot
+    judge (units: 10**20, a kernel larger than its input, an activation that does not exist) are one error line
+    naming the tune path, instead of trials that all fail. The model's pre-build weight count refuses sizes beyond
+    memory before any weight exists; no pretrained weights are loaded."""
+    import keras
+
+    from cnnctl.model.build import build_model
+
+    where = f"{origin or 'config'}: "
+    for path, space in config.tune.items():
+        if not path.startswith("model."):
+            continue
+        values = list(space.values)
+        if space.kind == "choice" and len(values) > BUILT_CHOICES:
+            numbers = [value for value in values if isinstance(value, (int, float)) and not isinstance(value, bool)]
+            values = [min(numbers), max(numbers)] if numbers else values[:BUILT_CHOICES]
+        for value in values:
+            trial = trial_config(config, {path: value})
+            with in_config_file(f"{where}tune['{path}'] = {yaml_scalar(value)}"):
+                build_model(
+                    trial.model,
+                    dataset.input_shape,
+                    dataset.num_classes,
+                    pixel_scale=dataset.pixel_scale,
+                    full_scale=dataset.full_scale,
+                    weights_missing_ok=True,
+                    starting_weights=False,
+                )
+            keras.backend.clear_session()
 
 
 def missing_path(raw: dict[str, Any], path: str) -> Optional[str]:
