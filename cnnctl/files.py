@@ -5,6 +5,7 @@ this module sits below every stage and imports only the standard library.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
@@ -35,7 +36,8 @@ def not_regular_reason(path: Union[str, Path]) -> Optional[str]:
     """None for a regular file (symlinks followed), else what the path is instead: 'does not exist',
     'is a folder', 'is a named pipe (FIFO)', 'is a device', ..."""
     try:
-        mode = os.stat(path).st_mode
+        status = os.stat(path)
+        mode = status.st_mode
     except FileNotFoundError:
         if os.path.islink(path):
             return f"is a broken symbolic link (its target {printable(os.readlink(path))} does not exist)"
@@ -44,10 +46,24 @@ def not_regular_reason(path: Union[str, Path]) -> Optional[str]:
         return f"cannot be read ({exc.strerror})"
     kind = special_kind(mode)
     if kind is None:
-        return None
+        mount = _kernel_file_systems().get(status.st_dev)
+        # /proc/self/pagemap and its kind look like regular files but are the kernel's: reading one never ends
+        return None if mount is None else f"is a file of the kernel's {mount}, not a regular file"
     if kind == "a folder":
         return "is a folder"
     return "is not a regular file" if kind == "not a regular file" else f"is {kind}, not a regular file"
+
+
+@functools.lru_cache(maxsize=1)
+def _kernel_file_systems() -> dict[int, str]:
+    """The devices of /proc and /sys: a file on them is no data file, whatever its mode says."""
+    found = {}
+    for mount in ("/proc", "/sys"):
+        try:
+            found[os.stat(mount).st_dev] = mount
+        except OSError:
+            continue
+    return found
 
 
 def regular_file(path: Union[str, Path], where: str, error: type[Exception] = DataError) -> Path:

@@ -121,6 +121,7 @@ def test_a_link_to_dev_zero_and_a_pipe_in_a_class_folder_are_skipped_with_reason
         Image.fromarray(np.full((4, 4, 3), 80, np.uint8)).save(tmp_path / "images" / name / "1.png")
     (tmp_path / "images" / "cat" / "zero.png").symlink_to("/dev/zero")
     os.mkfifo(tmp_path / "images" / "dog" / "pipe.png")
+    (tmp_path / "images" / "dog" / "pagemap.png").symlink_to("/proc/self/pagemap")  # "regular", and endless
     script = (
         "from cnnctl.config.schema import DataConfig; from cnnctl.data.folders import load_folder; "
         "raw = load_folder(DataConfig(source='folder', path='images')); "
@@ -135,7 +136,12 @@ def test_a_link_to_dev_zero_and_a_pipe_in_a_class_folder_are_skipped_with_reason
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.splitlines() == ["2", "cat/zero.png (is a device)", "dog/pipe.png (is a named pipe (FIFO))"]
+    assert done.stdout.splitlines() == [
+        "2",
+        "cat/zero.png (is a device)",
+        "dog/pagemap.png (is a file of the kernel's /proc)",
+        "dog/pipe.png (is a named pipe (FIFO))",
+    ]
 
 
 def test_a_named_pipe_given_to_predict_is_refused(tmp_path):

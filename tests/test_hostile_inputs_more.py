@@ -136,6 +136,15 @@ CHECK_CASES = [
         "(4,000,000,000,000,000,000,000 bytes) but holds only 128 bytes",
     ),
     (
+        "npz-cut-short",  # numpy saw the zip's first bytes and zipfile raised BadZipFile, a traceback
+        lambda root: (
+            np.savez(root / "whole.npz", x_train=np.zeros((20, 4, 4)), y_train=np.arange(20) % 2),
+            (root / "d.npz").write_bytes((root / "whole.npz").read_bytes()[:900]),
+            "data: {source: npz, path: d.npz}\n",
+        )[2],
+        "data.path: {d}/d.npz: not a readable .npz file (File is not a zip file)",
+    ),
+    (
         "npz-that-is-one-npy",
         lambda root: ((root / "d.npz").write_bytes(npy_header((0,))), "data: {source: npz, path: d.npz}\n")[1],
         "data.path: {d}/d.npz: is one .npy array, not an .npz archive of named arrays; save it with "
@@ -281,6 +290,19 @@ def test_hostile_config_values_and_data_files(name, make, expected, tmp_path):
     assert one_error("check", config) == f"error: {config}: " + expected.format(d=tmp_path, memory=memory)
 
 
+def test_a_csv_label_beyond_int64_stays_the_label_it_is(tmp_path):
+    """ "99999999999999999999999999" overflowed NumPy's int64 (a traceback); rounded to a float it would have
+    become another name. It stays as written, a class name like any other."""
+    from cnnctl.config.loading import load_config
+    from cnnctl.data.dataset import load_data
+
+    big = "9" * 26
+    rows = [f"{label},1,2,3,4" for label in ["0", big] * 10]
+    (tmp_path / "d.csv").write_text("label,a,b,c,d\n" + "\n".join(rows) + "\n")
+    (tmp_path / "c.yaml").write_text("data: {source: csv, path: d.csv, shape: [2, 2]}\n" + LAYERS)
+    assert sorted(load_data(load_config(tmp_path / "c.yaml")).class_names) == ["0", big]
+
+
 # ---------------------------------------------------------------- image folders
 
 
@@ -333,7 +355,10 @@ def test_dangling_links_link_loops_and_non_utf8_names_in_a_class_folder_are_skip
 def test_a_run_name_of_300_characters_creates_nothing(trained_digits_run, tmp_path):
     runs_dir = tmp_path / "runs"
     error = one_error("train", trained_digits_run.config, "--name", "n" * 300, "--runs-dir", runs_dir)
-    assert error.endswith("n" * 300 + ": cannot create the run folder (File name too long)")
+    assert error.endswith(
+        ": name: 300 characters; a run name may have at most 200 (the run folder is named <date>-<time>-<name>, "
+        "and file systems allow 255 bytes)"
+    )
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
 
 

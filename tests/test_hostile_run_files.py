@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from test_hostile_inputs_more import digest, one_error
+from test_hostile_inputs_more import digest, npy_header, one_error
 from typer.testing import CliRunner
 
 from cnnctl.cli.app import app
@@ -36,6 +36,7 @@ def replace_with_zero_link(path: Path) -> None:
     "name, command",
     [
         ("model.keras", "evaluate"),
+        ("model.keras", "plot"),  # its hash, to know whether filters.png is current, blocked on a FIFO
         ("metrics.json", "plot"),
         ("history.csv", "plot"),
         ("predictions.npz", "plot"),
@@ -59,6 +60,7 @@ def test_one_damaged_run_does_not_hide_the_others(trained_digits_run, tmp_path):
     shutil.copytree(trained_digits_run.path, bad)
     replace_with_fifo(bad / "metrics.json")
     (bad / "data.json").write_text("[" * 100_000 + "]" * 100_000)  # nested past Python's recursion limit
+    (bad / "config.yaml").write_text("[" * 100_000 + "]" * 100_000)  # YAML too: it once hid every run
     result = runner.invoke(app, ["runs", "--runs-dir", str(runs)])
     assert result.exit_code == 0, result.output
     assert good.name in result.output and bad.name in result.output
@@ -177,3 +179,16 @@ def test_a_checkpoint_whose_arrays_inflate_past_memory_is_refused_before_keras_r
         "machine's 64 MiB of memory"
     )
     assert digest(digits_run_copy) == before
+
+
+def test_prediction_arrays_that_would_inflate_past_memory_are_refused_before_numpy_reads_them(digits_run_copy):
+    """An .npy header of 128 bytes can claim 40 GiB: numpy would allocate it before reading a byte. `plot` read
+    predictions.npz that way (and a resume the early-stopping weights, through the same check)."""
+    bomb = npy_header((100_000, 100_000, 1))  # 40 GB of float32 claimed, no data behind it
+    path = digits_run_copy / "predictions.npz"
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("wrong_x.npy", bomb)
+    before = path.read_bytes()
+    error = one_error("plot", digits_run_copy)
+    assert error.startswith(f"error: {path}: member wrong_x.npy claims shape [100000, 100000, 1]"), error
+    assert path.read_bytes() == before

@@ -5,6 +5,7 @@ was, so the run is never lost."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -141,7 +142,7 @@ cases = [
             y_prob=np.array([{"x": 1}], dtype=object),
         ),
         "plot",
-        "predictions.npz: not the predictions cnnctl saves (Object arrays cannot be loaded",
+        "predictions.npz: member y_prob.npy holds Python objects (pickled data), which are refused",
     ),
     (
         "predictions pickled",
@@ -195,11 +196,23 @@ def test_a_crafted_run_file_is_one_error_line(digits_run_copy, monkeypatch, craf
         assert folder_bytes(run) == before
 
 
-def test_report_still_writes_its_page_around_a_damaged_file(digits_run_copy):
-    (digits_run_copy / "metrics.json").write_text("[]")
-    result = runner.invoke(app, ["report", str(digits_run_copy)])
-    assert result.exit_code == 0, result.output
-    assert "Traceback" not in result.output and (digits_run_copy / "report.html").is_file()
+@pytest.mark.parametrize(
+    "name, damage, says",
+    [
+        ("metrics.json", lambda path: path.write_text("[]"), "expected a JSON object"),
+        ("metrics.json", lambda path: path.write_text('{"x": 1' + "0" * 100_000 + "}"), "not valid JSON"),
+        ("history.csv", lambda path: (path.unlink(), os.mkfifo(path)), "named pipe"),
+    ],
+    ids=["a-list", "100k-digit-number", "fifo-history"],
+)
+def test_report_refuses_a_damaged_file_and_keeps_the_old_page(digits_run_copy, name, damage, says):
+    """A page rewritten around a damaged file would lose what the old one showed: the report names the file and
+    leaves report.html as it was (it once wrote a page of empty sections, exit code 0)."""
+    page = (digits_run_copy / "report.html").read_bytes()
+    damage(digits_run_copy / name)
+    line = one_error_line(runner.invoke(app, ["report", str(digits_run_copy)]))
+    assert line.startswith(f"error: {digits_run_copy / name}: ") and says in line, line
+    assert (digits_run_copy / "report.html").read_bytes() == page
 
 
 def test_damaged_early_stopping_weights_are_refused_before_anything_is_written(digits_run_copy):

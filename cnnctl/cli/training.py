@@ -20,7 +20,6 @@ from cnnctl.cli.base import (
     user_errors,
     verbosity,
 )
-from cnnctl.config.schema import run_name_problem
 from cnnctl.errors import ConfigError, os_errors
 
 
@@ -101,8 +100,6 @@ def train(
     else:
         if config is None:
             raise ConfigError("train: give a config file, e.g. cnnctl train configs/digits.yaml, or --resume RUN")
-        if name and run_name_problem(name):  # said of --name, not of the `--set name=...` it becomes
-            raise ConfigError(f"--name: {run_name_problem(name)}")
         changes = overrides_of(overrides) + ([f"name={name}"] if name else [])
         with api.signals_interrupt():
             result = api.train(

@@ -145,6 +145,8 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     if not sep or not key.strip():
         raise ConfigError(f"--set {shown_override(override)}: expected key.path=value, e.g. --set train.epochs=3")
     problem = key_path_problem(key.strip())
+    if not key.replace(" ", "").isprintable():  # a line break pasted into the key is a mistake, not padding
+        problem = "the key holds a line break or another control character; write it on one line"
     if problem:
         raise ConfigError(f"--set {shown_override(override)}: {problem}")
     try:

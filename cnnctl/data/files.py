@@ -9,6 +9,7 @@ import csv
 import gzip
 import math
 import re
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def load_npz(data_cfg: DataConfig) -> RawData:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # BadZipFile: a cut .npz
         raise DataError(f"data.path: {path}: not a readable .npz file ({first_line(exc)})") from None
     if "x_train" not in arrays or "y_train" not in arrays:
         raise DataError(
@@ -237,6 +238,8 @@ def _numbers_if_possible(labels: np.ndarray) -> np.ndarray:
     for dtype in (np.int64, np.float64):
         try:
             return labels.astype(dtype)
+        except OverflowError:  # a label of more digits than int64 holds: kept as written, not rounded to a float
+            return labels
         except ValueError:
             continue
     return labels

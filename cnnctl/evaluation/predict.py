@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -261,7 +262,7 @@ def read_npz(path: Path, preprocessing: Preprocessing) -> tuple[np.ndarray, str]
                     f"{', '.join(archive.files) or 'no arrays'}); save the examples under x"
                 )
             x = archive[key]
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # BadZipFile: a cut .npz
         raise DataError(f"INPUT {shown_path(path)}: not a readable .npz file ({first_line(exc)})") from None
     return examples(x, preprocessing, f"INPUT {shown_path(path)}: {key}"), key
 
@@ -275,7 +276,7 @@ def read_npy(path: Path, preprocessing: Preprocessing) -> np.ndarray:
         raise DataError(f"{where}: {problem}")
     try:
         x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # BadZipFile: a cut .npz
         raise DataError(f"{where}: not a readable .npy file ({first_line(exc)})") from None
     return examples(x, preprocessing, where)
 

@@ -88,6 +88,10 @@ def _read_yaml(run: Run, name: str) -> Any:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise RunError(f"{path}: cannot read ({type(exc).__name__})") from None
+    except RecursionError:
+        raise RunError(
+            f"{path}: YAML nested too deeply to be cnnctl's; the file was edited or is not cnnctl's"
+        ) from None
 
 
 def summarize_runs(runs_dir: Union[str, Path]) -> list[RunSummary]:

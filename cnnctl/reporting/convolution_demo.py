@@ -31,6 +31,7 @@ from __future__ import annotations
 import io
 import numbers
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +124,7 @@ def load_kernel(spec: str) -> tuple[str, np.ndarray]:
 def _read_npy(spec: str, path: Path) -> np.ndarray:
     try:
         kernel = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # BadZipFile: a cut .npz
         # allow_pickle=False: numpy reports any non-.npy content as "pickled data"; say it plainly
         reason = "not a .npy file, or it holds Python objects" if "pickle" in str(exc) else str(exc)
         raise ConfigError(f"--kernel {spec}: cannot read as a .npy array ({reason}); save one with np.save") from exc

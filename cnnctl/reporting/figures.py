@@ -13,13 +13,15 @@ from typing import Any, Optional
 
 import numpy as np
 
-from cnnctl.errors import RunError, first_line
+from cnnctl.data.limits import check_npz
+from cnnctl.errors import CnnctlError, DataError, RunError, first_line
 from cnnctl.reporting import curves, grids, plots, scores, trust_plots
 from cnnctl.runs import contract
 from cnnctl.runs.atomic import atomic_path
 from cnnctl.runs.folder import Run, readable_file
 from cnnctl.runs.history import read_history_csv
 from cnnctl.runs.model_file import load_model
+from cnnctl.runtime import memory_bytes
 
 
 def draw_run_figures(run: Run, model: Any = None) -> list[Path]:
@@ -90,20 +92,32 @@ def _saved_kernel(run: Run, digest: str) -> tuple[bool, Optional[np.ndarray]]:
     try:
         if run.read_json(contract.LAYERS).get("model_sha256") != digest:
             return False, None
-        with np.load(readable_file(run.file(contract.FILTER_WEIGHTS)), allow_pickle=False) as archive:
+        path = checked_npz(run, contract.FILTER_WEIGHTS)
+        with np.load(path, allow_pickle=False) as archive:
             if "model_sha256" not in archive.files or str(archive["model_sha256"]) != digest:
                 return False, None
             kernel = archive["kernel"] if "kernel" in archive.files else None
-    except (RunError, ValueError, OSError, EOFError, zipfile.BadZipFile):
+    except (CnnctlError, ValueError, OSError, EOFError, zipfile.BadZipFile):
         return False, None
     if kernel is not None and (kernel.ndim not in (3, 4, 5) or not np.issubdtype(kernel.dtype, np.floating)):
         return False, None
     return True, kernel
 
 
+def checked_npz(run: Run, name: str) -> Path:
+    """A run's .npz file, refused before numpy reads it when it is no regular file or its arrays would inflate
+    past memory (an .npy header of 100 bytes can claim 40 GiB); RunError naming the file."""
+    path = readable_file(run.file(name), max_bytes=memory_bytes())
+    try:
+        check_npz(path, str(path))
+    except DataError as exc:
+        raise RunError(f"{exc}; `cnnctl evaluate {run.path}` writes it again") from None
+    return path
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open(readable_file(path, max_bytes=memory_bytes()), "rb") as handle:  # a FIFO would block for ever
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -160,7 +174,7 @@ PREDICTION_ARRAYS = ("y_true", "y_prob", "class_names")  # what every prediction
 def read_predictions(run: Run) -> dict[str, Any]:
     """predictions.npz as arrays. Never unpickled: a file holding pickled data or object arrays, not a zip
     archive, or missing an array is one RunError line."""
-    path = readable_file(run.file(contract.PREDICTIONS))
+    path = checked_npz(run, contract.PREDICTIONS)
     try:
         with np.load(path, allow_pickle=False) as archive:
             predictions = {key: archive[key] for key in archive.files}
@@ -254,7 +268,7 @@ def draw_trust_figures(run: Run, split: str) -> list[Path]:
 def gradcam_figure(run: Run, split: str):
     """gradcam.png: per class its most confident correct example and its most confidently wrong one, heat over."""
     try:
-        with np.load(readable_file(run.file(contract.GRADCAM_NPZ)), allow_pickle=False) as archive:
+        with np.load(checked_npz(run, contract.GRADCAM_NPZ), allow_pickle=False) as archive:
             saved = {key: archive[key] for key in ("x", "heatmaps", "y_true", "y_prob", "class_names", "layer")}
     except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise RunError(

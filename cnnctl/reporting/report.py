@@ -18,7 +18,7 @@ from typing import Optional
 
 import yaml
 
-from cnnctl.errors import CnnctlError, RunError
+from cnnctl.errors import RunError
 from cnnctl.reporting import page, report_facts
 from cnnctl.runs import contract
 from cnnctl.runs.atomic import write_text_atomic
@@ -314,10 +314,7 @@ def _history_section(run: Run, diagnosis: dict) -> str:
     """history.csv as a table, one row per epoch (numbered from 1, as every figure does), the best one marked."""
     if not run.has(contract.HISTORY):
         return page.missing(f"No {contract.HISTORY}: the run has no training history.")
-    try:
-        history = read_history_csv(run.file(contract.HISTORY))
-    except CnnctlError as exc:
-        return page.missing(str(exc))
+    history = read_history_csv(run.file(contract.HISTORY))  # damaged: a RunError, the old page kept (_read_json)
     columns = [name for name in history if name != "epoch"]
     rows = max((len(values) for values in history.values()), default=0)
     epochs = contract.epoch_numbers(history.get("epoch"), rows)
@@ -335,21 +332,20 @@ def _history_section(run: Run, diagnosis: dict) -> str:
 
 
 def _read_json(run: Run, name: str) -> dict:
-    """A missing or damaged file leaves its section saying so; the page is still written."""
-    if not run.has(name):
-        return {}
-    try:
-        value = run.read_json(name)
-    except CnnctlError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    """A missing file leaves its section saying so (a run still training has no metrics.json yet); a damaged one
+    (a FIFO, garbage, JSON nested past sense) is a RunError naming it, and the old report.html stays as it was:
+    a page rewritten around it would lose what the old one showed."""
+    return run.read_json(name) if run.has(name) else {}
 
 
 def _read_text(run: Run, name: str) -> str:
-    try:
-        return readable_file(run.file(name)).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError, RunError):
+    if not run.has(name):
         return ""
+    path = readable_file(run.file(name))
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path}: cannot be read ({getattr(exc, 'strerror', None) or type(exc).__name__})") from None
 
 
 def _config_name(config_text: str) -> Optional[str]:

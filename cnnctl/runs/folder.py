@@ -84,8 +84,8 @@ class Run:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise RunError(f"{path}: missing; the run folder is incomplete") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RunError(f"{path}: not valid JSON ({exc})") from None
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, or an integer of > 4300 digits
+            raise RunError(f"{path}: not valid JSON ({str(exc)[:200]})") from None
         except RecursionError:
             raise RunError(
                 f"{path}: JSON nested too deeply to be cnnctl's; the file was edited or is not cnnctl's"

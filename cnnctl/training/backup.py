@@ -10,7 +10,8 @@ from typing import Any, Optional
 import keras
 import numpy as np
 
-from cnnctl.errors import RunError, first_line
+from cnnctl.data.limits import check_npz
+from cnnctl.errors import DataError, RunError, first_line
 from cnnctl.runs import contract
 from cnnctl.runs.atomic import atomic_path
 from cnnctl.runs.folder import Run, readable_file
@@ -98,8 +99,11 @@ class TrainingBackup(keras.callbacks.Callback):
             return None
         path = readable_file(self.checkpoints / name, max_bytes=memory_bytes())
         try:
+            check_npz(path, str(path))  # an array header claiming 40 GiB is refused before numpy allocates it
             with np.load(path, allow_pickle=False) as archive:
                 arrays = [archive[f"w{i}"] for i in range(len(archive.files))]
+        except DataError as exc:
+            raise RunError(f"{exc}; the checkpoint cannot be resumed") from None
         except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise RunError(
                 f"{path}: not the early-stopping weights cnnctl saves ({first_line(exc)}); the "
