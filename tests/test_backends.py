@@ -2,7 +2,7 @@
 from the import system (tests/without_tensorflow on PYTHONPATH), as on a machine that has only JAX: train and
 predict in one fresh interpreter (the backend is chosen once per process); then the same training as a job of two
 processes joined over 127.0.0.1 (`--processes 2`, the backend chosen by the config's `backend: jax`), one of them
-killed mid-run, resumed on two processes, and compared with the one-process run.
+killed mid-run, resumed on two processes of a local Ray cluster, and compared with the one-process run.
 
 TensorFlow installed beside JAX (tf.data batches fed to JAX), `evaluate` and `cv` on JAX (the same functions as
 train's evaluation and training) were tried by hand (benchmarks/RESULTS.md); each JAX process costs seconds of XLA
@@ -181,7 +181,12 @@ def _recorded_epochs(runs: Path) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker to kill through /proc")
-def test_two_processes_on_loopback_fail_cleanly_resume_and_match_one_process(jax_run, tmp_path):
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (pip install 'cnnctl[ray]')")
+def test_two_processes_fail_cleanly_on_loopback_then_resume_on_ray_and_match_one_process(jax_run, tmp_path):
+    """`--processes 2` over 127.0.0.1, process 1 killed mid-run: the launcher stops the other and says how to
+    continue. The run then continues with `--processes 2 --ray local` (a Ray cluster of this machine's 2 CPUs, one
+    actor per process, process 0's output printed as it comes, without Ray's prefixes) and ends as accurate as
+    one process. (One test for both launchers: each 2-process JAX start costs tens of seconds of the suite.)"""
     launcher, runs, scratch, env = _two_processes_after_an_epoch(tmp_path, capture=True)
     os.kill(_worker(launcher, 1), signal.SIGKILL)
     out, err = launcher.communicate(timeout=120)
@@ -204,66 +209,31 @@ def test_two_processes_on_loopback_fail_cleanly_resume_and_match_one_process(jax
         "per_device_batch": 16,
     }
     assert "Epoch 1/50" in (run / "logs" / "process-1.log").read_text()
+    assert [
+        path.name for path in scratch.iterdir() if path.name.startswith("cnnctl-")
+    ] == []  # not even the killed one's
 
     resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cnnctl",
-            "train",
-            "--resume",
-            str(run),
-            "--processes",
-            "2",
-            "--set",
-            f"train.epochs={max(2, done)}",
-        ],
+        [sys.executable, "-m", "cnnctl", "train", "--resume", str(run), "--processes", "2", "--ray", "local"]
+        + ["--set", f"train.epochs={max(2, done)}"],
         cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
-    assert (
-        "split    data_parallel over 2 devices in 2 processes (CPU:0, CPU:2048): batch 32 = 2 × 16 per device"
-        in resumed.stdout
-    )
-    assert "[Gloo]" not in resumed.stdout  # the collectives' connect line stays in the log
-    environment = json.loads((run / "environment.json").read_text())
-    assert environment["status"] == "completed" and environment["epochs_run"] == max(2, done)
-    assert list(runs.iterdir()) == [run]  # and no process left a scratch folder, not even the killed one:
-    assert [path.name for path in scratch.iterdir() if path.name.startswith("cnnctl-")] == []
-    two = json.loads((run / "metrics.json").read_text())["accuracy"]
-    assert abs(two - jax_run["accuracy"]) <= ACCURACY_TOLERANCE, (two, jax_run["accuracy"])
-
-
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (pip install 'cnnctl[ray]')")
-def test_two_processes_on_a_local_ray_cluster_train_one_run_that_matches_one_process(jax_run, tmp_path):
-    """`--processes 2 --ray local`: a Ray cluster of this machine's 2 CPUs, one actor per process, process 0's
-    output printed as it comes (without Ray's prefixes), one run folder, as accurate as one process."""
-    config = tmp_path / "jax-slice.yaml"
-    config.write_text(yaml.safe_dump(CONFIG))
-    runs = tmp_path / "runs"
-    done = subprocess.run(
-        [sys.executable, "-m", "cnnctl", "train", str(config), "--processes", "2", "--ray", "local"]
-        + ["--runs-dir", str(runs)],
-        cwd=ROOT,
-        # TensorFlow hidden, as on a JAX cluster node: each process starts seconds sooner. The usual temporary
-        # folder: Ray's socket paths under pytest's deep one would pass the 107-byte limit of a Unix socket.
-        env={**_jax_without_tensorflow(tmp_path), "TMPDIR": tempfile.gettempdir(), "RAY_AUTH_MODE": "disabled"},
+        # The usual temporary folder: Ray's socket paths under pytest's deep one would pass the 107-byte limit of a
+        # Unix socket.
+        env={**env, "TMPDIR": tempfile.gettempdir(), "RAY_AUTH_MODE": "disabled"},
         capture_output=True,
         text=True,
         timeout=400,
     )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    lines = done.stdout.splitlines()
-    assert "cnnctl train jax-slice" in lines[0]  # the header first: no Ray or collectives lines before it
-    assert not any(line.startswith(("(TrainingProcess", "[Gloo]")) for line in lines)
-    assert "split    data_parallel over 2 devices in 2 processes (CPU:0, CPU:2048)" in done.stdout
-    (run,) = runs.iterdir()  # process 0's folder; process 1 trained in a scratch folder, removed
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    lines = resumed.stdout.splitlines()
+    assert not any(line.startswith(("(TrainingProcess", "[Gloo]")) for line in lines), resumed.stdout[-3000:]
+    assert (
+        "split    data_parallel over 2 devices in 2 processes (CPU:0, CPU:2048): batch 32 = 2 × 16 per device"
+        in resumed.stdout
+    )
     environment = json.loads((run / "environment.json").read_text())
-    assert environment["status"] == "completed" and environment["distribute"]["processes"] == 2
+    assert environment["status"] == "completed" and environment["epochs_run"] == max(2, done)
+    assert list(runs.iterdir()) == [run]  # process 0's folder; process 1 trained in a scratch folder, removed
     two = json.loads((run / "metrics.json").read_text())["accuracy"]
     assert abs(two - jax_run["accuracy"]) <= ACCURACY_TOLERANCE, (two, jax_run["accuracy"])
 

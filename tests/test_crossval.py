@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from test_quiet_console import new_user_runs
 from typer.testing import CliRunner
 
 from cnnctl.cli.app import app
@@ -72,13 +73,13 @@ def write_data(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def cv_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("cv")
+    """`cnnctl cv` as a new user's shell runs it: several models built in one process print only cnnctl's own
+    lines (no TensorFlow log or retracing warning; new_user_runs checks)."""
     config = write_data(tmp_path)
-    result = runner.invoke(
-        app, ["cv", str(config), "--folds", "2", "--runs-dir", str(tmp_path / "runs")], terminal_width=200
-    )
-    assert result.exit_code == 0, result.output
+    done = new_user_runs("cv", config, "--folds", "2", "--runs-dir", tmp_path / "runs", cwd=tmp_path, columns=200)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     (cv_path,) = list((tmp_path / "runs").iterdir())
-    return config, cv_path, result.output
+    return config, cv_path, done.stdout
 
 
 def test_every_fold_is_a_complete_run_folder(cv_run):

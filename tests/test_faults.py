@@ -282,21 +282,3 @@ def test_two_class_metrics_are_computed_not_crashed():
     y_prob = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.1, 0.9]])
     metrics = compute_metrics(y_true, y_prob, ["cat", "dog"], top_k=[1, 5])
     assert metrics["top_k_accuracy"] == {"1": accuracy_score(y_true, y_prob.argmax(1))} == {"1": 0.6}
-
-
-def test_cv_prints_no_tensorflow_log_line_for_a_new_user(tmp_path):
-    """cv builds and trains several models in one process (where TensorFlow warns of retracing, if it will); train
-    is checked by the test above, and check runs the same import and model-building path as both."""
-    config = smallest_config(tmp_path)
-    for args in (["cv", str(config), "--folds", "2", "--runs-dir", str(tmp_path / "runs")],):
-        done = subprocess.run(
-            [sys.executable, "-m", "cnnctl", *args],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env=NEW_USER_ENVIRONMENT,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        noise = [line for line in (done.stdout + done.stderr).splitlines() if TENSORFLOW_LOG_LINE.search(line)]
-        assert noise == [], f"cnnctl {args[0]} printed TensorFlow's logs: {noise}"

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from test_quiet_console import new_user_runs
 from typer.testing import CliRunner
 
 from cnnctl.cli.app import app
@@ -259,21 +260,21 @@ def test_a_label_matrix_in_an_npz_trains_and_cv_says_how_folds_are_stratified(sh
 
 
 def test_tune_scores_multi_label_trials_on_micro_f1(shapes, tmp_path):
+    """Run as a new user's shell runs it: tune prints only cnnctl's own lines (issue 30 part 8; new_user_runs)."""
     config = shapes_config(shapes / "manifest.csv", train={"epochs": 1})
     config["tune"] = {"train.optimizer.learning_rate": {"choice": [0.003, 0.01]}}
-    result = runner.invoke(
-        app,
-        ["tune", str(write(tmp_path, config)), "--trials", "2", "--runs-dir", str(tmp_path / "runs")],
-        terminal_width=200,
+    done = new_user_runs(
+        "tune", write(tmp_path, config), "--trials", "2", "--runs-dir", tmp_path / "runs", cwd=tmp_path
     )
-    assert result.exit_code == 0, result.output
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert done.stderr == ""
     (tune,) = (tmp_path / "runs").iterdir()
     summary = json.loads((tune / "tune_summary.json").read_text())
     assert summary["objective"].startswith("metrics.json f1_micro") and summary["objective_name"] == "val F1 (micro)"
     for trial in summary["trials"]:
         scored = json.loads((tune / trial["run"] / "metrics.json").read_text())
         assert scored["split"] == "val" and trial["value"] == pytest.approx(scored["f1_micro"])
-    assert "val F1 (micro)" in result.output
+    assert "val F1 (micro)" in done.stdout
 
 
 BAD_CONFIGS = [
