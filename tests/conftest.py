@@ -4,6 +4,7 @@ once per test session (per xdist worker) and shared; tests that change a run wor
 from __future__ import annotations
 
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,16 @@ TINY_DIGITS_CONFIG = {
     },
     "train": {"epochs": 2, "batch_size": 32, "optimizer": {"name": "adam", "learning_rate": 0.003}},
     "evaluate": {"top_k": [1, 3]},
+}
+
+
+# JAX processes started by the tests share a persistent compilation cache: each compiles the same small models, and
+# a warm cache halves a JAX process's CPU time here (24 s → 13 s for the digits slice on a 2-core EPYC). JAX's cache
+# is safe for concurrent processes and keyed by versions and flags; it lives in the system's temporary folder.
+JAX_TEST_CACHE = {
+    "JAX_COMPILATION_CACHE_DIR": str(Path(tempfile.gettempdir()) / "cnnctl-tests-jax-cache"),
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
 }
 
 

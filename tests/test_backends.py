@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import JAX_TEST_CACHE
 
 from cnnctl import runtime
 
@@ -79,7 +80,14 @@ print(json.dumps({
 def _jax_without_tensorflow(scratch: Path) -> dict[str, str]:
     hidden = str(ROOT / "tests" / "without_tensorflow")
     path = os.pathsep.join(filter(None, [hidden, os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": path, "TMPDIR": str(scratch)}
+    return {
+        **os.environ,
+        **JAX_TEST_CACHE,
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": path,
+        "TMPDIR": str(scratch),
+    }
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import JAX_TEST_CACHE
 
 from cnnctl.config.schema import ModelConfig
 from cnnctl.errors import ConfigError, DataError
@@ -355,7 +356,7 @@ def test_jax_draws_the_same_heat_maps_as_tensorflow(image_model, tmp_path):
     np.save(tmp_path / "x.npy", x)
     # JAX alone, TensorFlow hidden, as on a machine without it; 12 examples in batches of 5, the last one padded.
     hidden = os.pathsep.join(filter(None, [str(ROOT / "tests" / "without_tensorflow"), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": hidden}
+    env = {**os.environ, **JAX_TEST_CACHE, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": hidden}
     done = subprocess.run(
         [
             sys.executable,

@@ -72,16 +72,10 @@ def damaged_model(folder: Path, run: Path) -> list:
     return ["evaluate", run]
 
 
-def wrong_shape(folder: Path, run: Path) -> list:
-    np.save(folder / "wide.npy", np.zeros((2, 5, 5, 1), np.float32))  # the run's model takes 8×8 digits
-    return ["predict", run, folder / "wide.npy"]
-
-
 ERROR_PATHS = {
     # case: (how to make it, what its one line says)
     "a misspelt layer argument": (bad_layer, "unknown argument 'kernel_siz' (did you mean 'kernel_size'?)"),
     "a damaged model.keras": (damaged_model, "model.keras"),
-    "inputs of the wrong shape": (wrong_shape, "examples have shape [5, 5, 1]; this run's model takes [8, 8, 1]"),
 }
 
 

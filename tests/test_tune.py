@@ -187,21 +187,21 @@ def test_two_workers_share_one_study_without_duplicates(tmp_path, monkeypatch):
     config = write_config(tmp_path, train={"epochs": 1, "batch_size": 32, "early_stopping": False})
     result = runner.invoke(
         app,
-        ["tune", str(config), "--trials", "3", "--workers", "2", "--runs-dir", str(tmp_path / "runs")],
+        ["tune", str(config), "--trials", "2", "--workers", "2", "--runs-dir", str(tmp_path / "runs")],
         terminal_width=200,
     )
     assert result.exit_code == 0, result.output
     (tune_path,) = list((tmp_path / "runs").iterdir())
     summary = json.loads((tune_path / "tune_summary.json").read_text())
     numbers = [trial["number"] for trial in summary["trials"]]
-    assert sorted(numbers) == [0, 1, 2]
+    assert sorted(numbers) == [0, 1]
     assert {trial["worker"] for trial in summary["trials"]} == {1, 2}, summary["trials"]
-    assert sorted(path.name for path in tune_path.glob("trial-*")) == ["trial-0", "trial-1", "trial-2"]
+    assert sorted(path.name for path in tune_path.glob("trial-*")) == ["trial-0", "trial-1"]
     for trial in summary["trials"]:
         assert all((tune_path / trial["run"] / name).is_file() for name in RUN_FILES + FIGURES), trial
     assert all(trial["state"] == "complete" for trial in summary["trials"])
     params = [tuple(sorted(trial["params"].items())) for trial in summary["trials"]]
-    assert len(set(params)) == 3
+    assert len(set(params)) == 2
     # The extra worker's log holds what went wrong, if anything: not TensorFlow's start-up lines.
     log = (tune_path / "worker-2.log").read_text()
     assert not any(mark in log for mark in ("I0000", "W0000", "cudart_stub", "oneDNN custom operations")), log[:2000]
