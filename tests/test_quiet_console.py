@@ -4,8 +4,8 @@ line, and an error is the one `error:` line on stderr with nothing before it.
 
 Each case runs `python -m cnnctl` in a fresh process with no TF_*/KERAS_* setting that would hide TensorFlow's own
 logs: TensorFlow prints its C++ log lines once per process, so only a fresh process shows whether they leak.
-(`train --resume` is checked in tests/test_console.py, `train` and `cv` in tests/test_faults.py, `tune` in
-tests/test_multilabel.py, each with `new_user_runs` or the same marks.)"""
+(`train --resume` is checked in tests/test_console.py and `train` in tests/test_faults.py with the same marks; `cv`
+in tests/test_crossval.py's fixture and `tune` in tests/test_multilabel.py with `new_user_runs`.)"""
 
 from __future__ import annotations
 
