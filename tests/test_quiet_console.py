@@ -75,7 +75,7 @@ def damaged_model(folder: Path, run: Path) -> list:
 ERROR_PATHS = {
     # case: (how to make it, what its one line says)
     "a misspelt layer argument": (bad_layer, "unknown argument 'kernel_siz' (did you mean 'kernel_size'?)"),
-    "a damaged model.keras": (damaged_model, "model.keras"),
+    "a damaged model.keras": (damaged_model, "model.keras: not a Keras model file (a .keras file is a zip archive)"),
 }
 
 

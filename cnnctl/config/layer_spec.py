@@ -39,8 +39,10 @@ class LayerSpec(Section):
                 f"{self.name} is refused: configs must not run code (the model input is added "
                 "for you from model.input_shape)"
             )
-        _refuse_code_objects(self.kwargs)
-        _refuse_unusable_values(self.kwargs)
+        name = self.kwargs.get("name")
+        if isinstance(name, str) and len(name) > MAX_LAYER_NAME:
+            raise ValueError(f"name: {len(name):,} characters; a layer name may have at most {MAX_LAYER_NAME}")
+        _refuse_in_arguments(self.kwargs)
         for argument, instead in FILE_READING_ARGUMENTS.items():
             if isinstance(self.kwargs.get(argument), str):
                 raise ValueError(
@@ -71,9 +73,21 @@ def _parse_layer_entry(entry: Any) -> Any:
     )
 
 
-def _refuse_code_objects(value: Any, seen: Optional[set[int]] = None) -> None:
-    """Walk the kwargs once: a node shared through YAML aliases is visited once, and one that contains
-    itself (from Python) ends the walk instead of recursing forever."""
+# A layer's name ends up in figure titles, the layer table and model.keras: a 1 MB name passed `check` and broke a
+# figure after training. Keras' own names are a few dozen characters.
+MAX_LAYER_NAME = 200
+MAX_TEXT_ARGUMENT = 10_000  # any other string argument (an initializer's name, a padding mode...): far above real ones
+
+
+def _refuse_in_arguments(value: Any, argument: Optional[str] = None, seen: Optional[set[int]] = None) -> None:
+    """Walk the kwargs once, refusing what would load code (`module:`, `registered_name:`) and values no layer can
+    take, named by their argument instead of by whatever Keras says of them (`filters: .inf` got Keras' message
+    about groups). A node shared through YAML aliases is visited once, and one that contains itself (from Python)
+    ends the walk instead of recursing forever."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{argument}: {value} is not a finite number; give a finite one")
+    if isinstance(value, str) and len(value) > MAX_TEXT_ARGUMENT:
+        raise ValueError(f"{argument}: a string of {len(value):,} characters; at most {MAX_TEXT_ARGUMENT:,}")
     seen = set() if seen is None else seen
     if not isinstance(value, (dict, list)) or id(value) in seen:
         return
@@ -82,39 +96,10 @@ def _refuse_code_objects(value: Any, seen: Optional[set[int]] = None) -> None:
         for key, inner in value.items():
             if key in REFUSED_OBJECT_KEYS:
                 raise ValueError(f"'{key}: {_short(inner)}' is refused: configs must not load code")
-            _refuse_code_objects(inner, seen)
+            _refuse_in_arguments(inner, argument or key, seen)
     else:
         for inner in value:
-            _refuse_code_objects(inner, seen)
-
-
-# A layer's name ends up in figure titles, the layer table and model.keras: a 1 MB name passed `check` and broke a
-# figure after training. Keras' own names are a few dozen characters.
-MAX_LAYER_NAME = 200
-MAX_TEXT_ARGUMENT = 10_000  # any other string argument (an initializer's name, a padding mode...): far above real ones
-
-
-def _refuse_unusable_values(kwargs: dict) -> None:
-    """Values no layer can take, refused by the argument's name instead of by whatever Keras says of them
-    (`filters: .inf` got Keras' message about groups)."""
-    name = kwargs.get("name")
-    if isinstance(name, str) and len(name) > MAX_LAYER_NAME:
-        raise ValueError(f"name: {len(name):,} characters; a layer name may have at most {MAX_LAYER_NAME}")
-    for key, value in kwargs.items():
-        for inner in _leaves(value):
-            if isinstance(inner, float) and not math.isfinite(inner):
-                raise ValueError(f"{key}: {inner} is not a finite number; give a finite one")
-            if isinstance(inner, str) and len(inner) > MAX_TEXT_ARGUMENT:
-                raise ValueError(f"{key}: a string of {len(inner):,} characters; at most {MAX_TEXT_ARGUMENT:,}")
-
-
-def _leaves(value: Any, depth: int = 0) -> list:
-    """The scalars inside nested lists and mappings (YAML's nesting is bounded when the config is read)."""
-    if isinstance(value, dict):
-        return [leaf for inner in value.values() for leaf in _leaves(inner, depth + 1)] if depth < 50 else []
-    if isinstance(value, (list, tuple)):
-        return [leaf for inner in value for leaf in _leaves(inner, depth + 1)] if depth < 50 else []
-    return [value]
+            _refuse_in_arguments(inner, argument, seen)
 
 
 def _short(value: Any) -> str:

@@ -116,9 +116,10 @@ def build_backbone(
             f"model.backbone.weights: {printable(cfg.weights)}: {said}; give imagenet, null or a "
             f"weights file (.weights.h5){instead}"
         )
-    if local and os.path.getsize(cfg.weights) > memory_bytes():
+    size_on_disk = os.path.getsize(cfg.weights) if local else 0
+    if size_on_disk > memory_bytes():
         raise ConfigError(
-            f"model.backbone.weights: {printable(cfg.weights)}: {os.path.getsize(cfg.weights) / 2**30:,.1f} GiB, more "
+            f"model.backbone.weights: {printable(cfg.weights)}: {size_on_disk / 2**30:,.1f} GiB, more "
             f"than this machine's {memory_bytes() / 2**30:,.1f} GiB of memory; no backbone's weights are that large"
         )
     note = None

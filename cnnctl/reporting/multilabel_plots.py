@@ -155,7 +155,7 @@ def _pr_one_axes(curves: dict, class_names: Sequence[str], title: str) -> Figure
         ax.plot(*point, "o", color=color, mec="black", mew=0.8, ms=6, zorder=3)
     # One legend entry explains every dot; each dot's colour already names its label.
     ax.plot([], [], "o", ls="none", color="white", mec="black", mew=0.8, label="chosen threshold")
-    legend_beside_square_plot(fig, ax)
+    legend_beside_square_plot(ax)
     return fig
 
 

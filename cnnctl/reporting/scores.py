@@ -140,7 +140,7 @@ def roc_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str
         fig, ax = _score_axes("ROC curve", "False positive rate", "True positive rate")
         ax.plot([0, 1], [0, 1], **CHANCE_STYLE, label="chance (AUC = 0.500)")
         ax.plot(fpr, tpr, color=CLASS_COLORS[0], lw=2, label=f"{class_names[1]} (AUC = {score:.3f})")
-        _legend_outside(ax)
+        legend_beside_square_plot(ax)
         if score >= NEAR_PERFECT_AUC:
             _zoom_top_left(ax, [(fpr, tpr)])
         return fig
@@ -174,7 +174,7 @@ def roc_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str
     )
     ax.plot(grid, mean_tpr, color="navy", ls=":", lw=2.5, label=f"macro-average (AUC = {macro_auc:.3f})")
     _plot_class_curves(ax, curves, class_names, "AUC", drawstyle="default")
-    _legend_outside(ax)
+    legend_beside_square_plot(ax)
     if min(score for _, _, score in curves.values()) >= NEAR_PERFECT_AUC:
         _zoom_top_left(ax, [(fpr, tpr) for fpr, tpr, _ in curves.values()])
     return fig
@@ -210,7 +210,7 @@ def pr_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str]
             drawstyle="steps-post",
             label=f"{class_names[1]} (AP = {score:.3f})",
         )
-        _legend_outside(ax)
+        legend_beside_square_plot(ax)
         return fig
 
     curves = {}
@@ -238,7 +238,7 @@ def pr_figure(y_true: np.ndarray, y_prob: np.ndarray, class_names: Sequence[str]
         label=f"micro-average (AP = {micro_ap:.3f})",
     )
     _plot_class_curves(ax, curves, class_names, "AP", drawstyle="steps-post")
-    _legend_outside(ax)
+    legend_beside_square_plot(ax)
     return fig
 
 
@@ -308,11 +308,7 @@ def _plot_class_curves(ax, curves: dict, class_names: Sequence[str], score_name:
         )
 
 
-def _legend_outside(ax) -> None:
-    legend_beside_square_plot(ax.get_figure(), ax)
-
-
-def legend_beside_square_plot(fig: Figure, ax) -> None:
+def legend_beside_square_plot(ax) -> None:
     """The legend to the right of the plot, where it cannot cover a curve however good or bad the model is, and
     the figure's width fitted so the plot is square and the plot and legend fill the canvas.
 
@@ -321,6 +317,7 @@ def legend_beside_square_plot(fig: Figure, ax) -> None:
     the width, not by an equal aspect: inside the box the layout gives it, an equal-aspect plot shrank along one
     side and left bands of empty canvas (above and below with a short legend, squeezed with long class names).
     """
+    fig = ax.get_figure()
     fig.legend(*ax.get_legend_handles_labels(), loc="outside right center", fontsize="small")
     fig.draw_without_rendering()  # lays the figure out at its current width
     box = ax.get_position()

@@ -29,7 +29,6 @@ from cnnctl.runs.contract import (
 
 # A run's JSON, CSV, YAML and figure files are small; a file far larger than any of them was not written by cnnctl.
 MAX_RUN_FILE_BYTES = 256 * 2**20
-MAX_FOLDER_NAME = 240  # bytes of `<date>-<time>-<name>`: room for `-tune` or `-2` within the file system's 255
 
 
 def readable_file(path: Union[str, Path], max_bytes: int = MAX_RUN_FILE_BYTES) -> Path:
@@ -175,11 +174,6 @@ def create_run(runs_dir: Union[str, Path], name: str, now: Optional[float] = Non
         raise RunError(f"{runs_dir}: cannot create the runs folder ({exc.strerror})") from None
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     base = f"{stamp}-{name}"
-    if len(os.fsencode(base)) > MAX_FOLDER_NAME:  # a name from a long config file name, which no schema checks
-        raise RunError(
-            f"{name[:40]}...: a run name of {len(os.fsencode(name))} bytes makes a folder name longer than the file "
-            f"system allows; give a shorter one (name: in the config, or --name)"
-        )
     for attempt in range(1, 10_000):
         path = runs_dir / (base if attempt == 1 else f"{base}-{attempt}")
         try:
