@@ -355,11 +355,25 @@ def test_dangling_links_link_loops_and_non_utf8_names_in_a_class_folder_are_skip
 def test_a_run_name_of_300_characters_creates_nothing(trained_digits_run, tmp_path):
     runs_dir = tmp_path / "runs"
     error = one_error("train", trained_digits_run.config, "--name", "n" * 300, "--runs-dir", runs_dir)
+    assert error.startswith("error: --name nnnn")
     assert error.endswith(
-        ": name: 300 characters; a run name may have at most 200 (the run folder is named <date>-<time>-<name>, "
+        ": 300 characters; a run name may have at most 200 (the run folder is named <date>-<time>-<name>, "
         "and file systems allow 255 bytes)"
     )
     assert not runs_dir.exists() or not any(runs_dir.iterdir())
+
+
+def test_a_run_name_is_the_string_given_not_yaml(trained_digits_run, tmp_path):
+    """`--name 123` and `--name null` name runs 123 and null: before, the name went through `--set name=...`, where
+    YAML read 123 as a number (refused as "must be a string") and null as no name (the config's was used)."""
+    from cnnctl import api
+
+    for name in ("123", "null", "true", "1e3"):
+        assert api.load(trained_digits_run.config, name=name).name == name
+    assert one_error("train", trained_digits_run.config, "--name", "", "--runs-dir", tmp_path) == (
+        "error: --name: must be letters, digits, '.', '_' or '-' (got '')"
+    )
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(

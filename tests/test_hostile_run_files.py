@@ -101,7 +101,7 @@ def test_a_model_file_that_inflates_too_far_or_has_a_huge_config_is_refused(digi
 
 def test_newlines_in_names_stay_on_one_line(trained_digits_run, tmp_path):
     error = one_error("train", trained_digits_run.config, "--name", "a\nb", "--runs-dir", tmp_path)
-    assert error.startswith("error: --set name=a\\nb: name: must be letters, digits")
+    assert error.startswith("error: --name a\\nb: must be letters, digits")
     error = one_error("evaluate", "la\nst", "--runs-dir", tmp_path)
     assert error.startswith("error: la\\nst: no such run")
     error = one_error("check", trained_digits_run.config, "--set", "train.epochs=3\n4")

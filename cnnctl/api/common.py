@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 from cnnctl import runtime
-from cnnctl.errors import RunError
+from cnnctl.errors import ConfigError, RunError, shown_path
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, resolve_run
 
@@ -37,20 +37,28 @@ def describe_model(model: Any) -> Any:
     return describe(model)
 
 
-def load(config: ConfigLike, overrides: Sequence[str] = ()) -> Config:
+def load(config: ConfigLike, overrides: Sequence[str] = (), name: Optional[str] = None) -> Config:
     """Read a config (a YAML file, a dict shaped like one, or a `Config`) with `--set` style overrides, and put
     Keras on the config's `backend:` before anything imports it. The one way every command reads a config.
 
     Args:
         config: the config.
         overrides: changes such as "train.epochs=3", applied in order. Defaults to ().
+        name: the run name (`--name`), taken as the string it is: not read as YAML as a `--set name=...` would
+            be, where `123` is a number and `null` no name at all. Defaults to None (the config's own).
 
     Returns:
         The validated Config, every default filled in.
     """
     from cnnctl.config.loading import load_config
+    from cnnctl.config.schema import run_name_problem
 
+    problem = None if name is None else run_name_problem(name)
+    if problem:  # before the config is read: the mistake is the option's, whatever the file holds
+        raise ConfigError(f"--name{f' {shown_path(name, limit=200)}' if name else ''}: {problem}")
     resolved = load_config(config, list(overrides))
+    if name is not None:
+        resolved.name = name
     runtime.use_backend(resolved.backend)
     return resolved
 

@@ -40,6 +40,7 @@ def train(
     *,
     arrays: Optional[Mapping[str, Any]] = None,
     overrides: Sequence[str] = (),
+    name: Optional[str] = None,
     runs_dir: Optional[PathLike] = None,
     verbose: int = 0,
     announce: Optional[Announce] = None,
@@ -52,6 +53,7 @@ def train(
             y_val, x_test, y_test (labels: class indices or names). The run keeps a copy (arrays.npz), so
             `evaluate` and `resume` work later from the folder alone. Defaults to None.
         overrides: `--set` style changes, applied in order, e.g. ["train.epochs=3"]. Defaults to ().
+        name: the run's name (`--name`), instead of the config's. Defaults to None.
         runs_dir: where the run folder goes. Defaults to $CNNCTL_RUNS_DIR, else ./runs.
         verbose: Keras' progress: 0 silent, 1 a bar, 2 a line per epoch. Defaults to 0.
         announce: called with (run, prepared, note) once the run folder exists, before the first epoch (the
@@ -60,7 +62,7 @@ def train(
     Returns:
         TrainResult with `run` / `path`, `model`, `history` (every epoch) and `metrics` (metrics.json).
     """
-    resolved = load(config, overrides)
+    resolved = load(config, overrides, name)
     runtime.quiet_backend_import()  # before the training modules import Keras (and TensorFlow's start-up logs)
     from cnnctl.workflows.train import train_run
 
@@ -166,7 +168,7 @@ def launch_processes(
     args: list[str] = []
     resumed = None
     if resume is not None:
-        if config is not None or name:
+        if config is not None or name is not None:
             raise ConfigError("train: a resumed run uses its own config.yaml and name; give --resume RUN alone")
         resumed = find_run(resume, runs_dir)
         load(resumed.file(contract.CONFIG))
@@ -174,9 +176,9 @@ def launch_processes(
     else:
         if config is None:
             raise ConfigError("train: give a config file, e.g. cnnctl train configs/digits.yaml --processes 2")
-        load(config, overrides)  # a typo is reported once, here, before any process starts
+        load(config, overrides, name)  # a typo is reported once, here, before any process starts
         args.append(str(Path(config).resolve()))
-        if name:
+        if name is not None:
             args += ["--name", name]
         args += ["--runs-dir", str(default_runs_dir(runs_dir).resolve())]
     if runtime.backend() != "jax":
@@ -278,7 +280,7 @@ def cross_validate(
     Returns:
         The cv folder and cv_summary.json as a dict (metrics per fold, mean and standard deviation).
     """
-    resolved = load(config, overrides)
+    resolved = load(config, overrides, name)
     runtime.quiet_backend_import()
     from cnnctl.workflows.crossval import cross_validate as run_folds
 
@@ -320,7 +322,7 @@ def tune(
     Returns:
         The tune folder and tune_summary.json as a dict (`trials`, `best` with its params; best.yaml beside it).
     """
-    resolved = load(config, overrides)
+    resolved = load(config, overrides, name)
     runtime.quiet_backend_import()
     from cnnctl.workflows import tune as search
 

@@ -87,7 +87,7 @@ def train(
             raise ConfigError(
                 f"train: give CONFIG or --resume RUN, not both; a resumed run uses its own config.yaml (drop {config})"
             )
-        if name:
+        if name is not None:
             raise ConfigError("--name: a resumed run keeps its folder and name; drop --name")
         with api.signals_interrupt():
             result = api.resume(
@@ -100,10 +100,14 @@ def train(
     else:
         if config is None:
             raise ConfigError("train: give a config file, e.g. cnnctl train configs/digits.yaml, or --resume RUN")
-        changes = overrides_of(overrides) + ([f"name={name}"] if name else [])
         with api.signals_interrupt():
             result = api.train(
-                config, overrides=changes, runs_dir=runs_dir, verbose=verbosity(), announce=announce(str(config))
+                config,
+                overrides=overrides_of(overrides),
+                name=name,
+                runs_dir=runs_dir,
+                verbose=verbosity(),
+                announce=announce(str(config)),
             )
     if result.note:  # nothing to do (a completed run), or another process of a job: process 0 evaluates
         console.say(result.note)
