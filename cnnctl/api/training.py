@@ -280,7 +280,7 @@ def cross_validate(
     Returns:
         The cv folder and cv_summary.json as a dict (metrics per fold, mean and standard deviation).
     """
-    resolved = load(config, overrides, name)
+    resolved = load(config, overrides)
     runtime.quiet_backend_import()
     from cnnctl.workflows.crossval import cross_validate as run_folds
 
@@ -322,7 +322,7 @@ def tune(
     Returns:
         The tune folder and tune_summary.json as a dict (`trials`, `best` with its params; best.yaml beside it).
     """
-    resolved = load(config, overrides, name)
+    resolved = load(config, overrides)
     runtime.quiet_backend_import()
     from cnnctl.workflows import tune as search
 
