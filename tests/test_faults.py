@@ -282,3 +282,39 @@ def test_two_class_metrics_are_computed_not_crashed():
     y_prob = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.1, 0.9]])
     metrics = compute_metrics(y_true, y_prob, ["cat", "dog"], top_k=[1, 5])
     assert metrics["top_k_accuracy"] == {"1": accuracy_score(y_true, y_prob.argmax(1))} == {"1": 0.6}
+
+
+def test_a_figure_that_cannot_be_drawn_leaves_a_completed_run_and_a_warning(digits_run_copy, monkeypatch):
+    """Figures and report.html are views of the run's files: a failure drawing them (here a figure raising, as a
+    matplotlib bug or a full disk would) is a warning naming the command that draws again, not a failed run with a
+    traceback. The run is resumed after its training finished, so it is evaluated and drawn without training."""
+    from cnnctl.reporting import curves
+
+    run = Run(digits_run_copy)
+    run.update_json("environment.json", status="interrupted")
+    for png in digits_run_copy.glob("*.png"):
+        png.unlink()
+    (digits_run_copy / "report.html").unlink()
+
+    def broken(*args, **kwargs):
+        raise ValueError("Image size of 1x[99999] pixels is too large")
+
+    monkeypatch.setattr(curves, "loss_curve", broken)
+    result = runner.invoke(app, ["train", "--resume", str(digits_run_copy)])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    warning = (
+        "warning: the figures could not be drawn (ValueError: Image size of 1x[99999] pixels is too large); "
+        f"the run is complete: cnnctl plot {digits_run_copy}"
+    )
+    assert warning in result.output.replace("\n", " ") or warning in result.stderr.replace("\n", " ")
+    environment = json.loads((digits_run_copy / "environment.json").read_text())
+    assert environment["status"] == "completed"
+    assert environment["figures_error"] == warning.removeprefix("warning: ")
+    assert (digits_run_copy / "report.html").is_file()  # the page is drawn from what exists
+    assert not (digits_run_copy / "loss_curve.png").exists()
+
+    monkeypatch.undo()
+    result = runner.invoke(app, ["plot", str(digits_run_copy)])
+    assert result.exit_code == 0, result.output
+    assert (digits_run_copy / "loss_curve.png").is_file()

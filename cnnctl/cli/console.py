@@ -7,6 +7,7 @@ import sys
 from typing import Any, Callable, Iterator, Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cnnctl.runs import contract
@@ -28,7 +29,8 @@ def say(text: str) -> None:
 
 
 def warn(text: str) -> None:
-    error_console.print(f"[yellow]warning:[/] {text}")
+    """A warning on stderr; `text` is shown as written (a `[` in a path or an exception is not rich markup)."""
+    error_console.print(f"[yellow]warning:[/] {escape(text)}")
 
 
 def format_count(value: int) -> str:

@@ -114,6 +114,8 @@ def train(
         return
     console.console.print(console.metrics_table(result.metrics))
     console.diagnosis_line(result.metrics.get("diagnosis"))
+    for warning in result.warnings:
+        console.warn(warning)
     console.say(f"run folder: {result.path}")
 
 

@@ -8,13 +8,13 @@ evaluate (metrics.json, reports, predictions.npz) → figures (*.png) → report
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 from cnnctl.config.schema import Config
 from cnnctl.data.dataset import scaled_outside_model
-from cnnctl.errors import RunError, in_config_file
+from cnnctl.errors import RunError, first_line, in_config_file
 from cnnctl.evaluation.calibration import as_class_probabilities
 from cnnctl.evaluation.scoring import predict_probabilities, write_split_evaluation
 from cnnctl.evaluation.temperature import calibrate_model, with_split_effect
@@ -47,6 +47,7 @@ class TrainResult:
     history: dict[str, list[float]]  # history.csv as columns: epoch, loss, val_loss, accuracy, epoch_time_s, ...
     metrics: dict[str, Any]  # metrics.json: the evaluation split's numbers and the diagnosis
     note: Optional[str] = None
+    warnings: list[str] = field(default_factory=list)  # a figure or report.html that could not be drawn, and why
 
     @property
     def path(self) -> Path:
@@ -170,12 +171,34 @@ def _complete_run(
         )
     metrics = write_split_evaluation(run, model, dataset, config, split, y_prob, scale_outside, extra)
     seconds["evaluate"], clock = _lap(clock)
-    figures.draw_run_figures(run, model)
+    warnings = _drawn("the figures", "plot", run, lambda: figures.draw_run_figures(run, model))
     seconds["figures"], clock = _lap(clock)
-    # Completed only once every file is written: a run stopped during evaluation resumes into evaluation.
-    finish_run(run, "completed", epochs_run=checkpoint.completed_epochs(run), phase_seconds=seconds)
-    report.write_report(run)  # after the status, so the page says completed; `cnnctl report` rewrites it
-    return TrainResult(run, model, read_history_csv(run.file(contract.HISTORY)), metrics)
+    # Completed once model.keras and the evaluation's files are written: a run stopped during evaluation resumes
+    # into evaluation. The figures and the page are views of those files, redrawn by `cnnctl plot` / `report`.
+    finish_run(
+        run,
+        "completed",
+        epochs_run=checkpoint.completed_epochs(run),
+        phase_seconds=seconds,
+        **({"figures_error": warnings[0]} if warnings else {}),
+    )
+    # After the status, so the page says completed; `cnnctl report` rewrites it.
+    warnings += _drawn("report.html", "report", run, lambda: report.write_report(run))
+    return TrainResult(run, model, read_history_csv(run.file(contract.HISTORY)), metrics, warnings=warnings)
+
+
+def _drawn(what: str, command: str, run: Run, draw: Callable[[], Any]) -> list[str]:
+    """Draw the run's figures or its page → [] or the one warning saying why they could not be drawn. A trained
+    and evaluated run is not failed for a view of its files: model.keras and metrics.json stay, and
+    `cnnctl plot` / `cnnctl report` draws again once the cause is fixed (a full disk, a font, a bug of ours)."""
+    try:
+        draw()
+    except Exception as exc:  # MemoryError and OSError included; Ctrl-C and SIGTERM still stop the command
+        return [
+            f"{what} could not be drawn ({type(exc).__name__}: {first_line(exc)}); the run is complete: "
+            f"cnnctl {command} {run.path}"
+        ]
+    return []
 
 
 def calibrate(run: Run, model: Any, dataset: Any, config: Config, scale_outside: bool) -> dict[str, Any]:
