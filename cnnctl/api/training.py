@@ -60,7 +60,8 @@ def train(
             command line prints its header there). Defaults to None.
 
     Returns:
-        TrainResult with `run` / `path`, `model`, `history` (every epoch) and `metrics` (metrics.json).
+        TrainResult with `run` / `path`, `model`, `history` (every epoch), `metrics` (metrics.json) and
+        `warnings` (figures or report.html that could not be drawn: the run is complete; `plot` draws them again).
     """
     resolved = load(config, overrides, name)
     runtime.quiet_backend_import()  # before the training modules import Keras (and TensorFlow's start-up logs)
