@@ -5,12 +5,15 @@ listed), and nothing in the folder changes."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from test_hostile_inputs_more import digest, npy_header, one_error
 from typer.testing import CliRunner
 
@@ -192,3 +195,111 @@ def test_prediction_arrays_that_would_inflate_past_memory_are_refused_before_num
     error = one_error("plot", digits_run_copy)
     assert error.startswith(f"error: {path}: member wrong_x.npy claims shape [100000, 100000, 1]"), error
     assert path.read_bytes() == before
+
+
+# ---------------------------------------------------------------- values of the wrong kind in data.json / environment.json
+
+
+def edit_json(path: Path, **changes) -> None:
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    "changes, command, expected",
+    [
+        ({"class_names": None}, "predict", "data.json: no class_names; the file was edited or is not cnnctl's"),
+        ({"class_names": [{"a": 1}] * 10}, "plot", "data.json: class_names.0: Input should be a valid string"),
+        ({"input_shape": [100000, 100000, 1]}, "predict", "data.json: input_shape: 10,000,000,000 values per example"),
+        (
+            {"input_shape": [16, 16, 3]},
+            "predict",
+            "data.json: input_shape [16, 16, 3], but model.keras takes [8, 8, 1]",
+        ),
+        ({"input_shape": [16, 16, 3]}, "export", "data.json: input_shape [16, 16, 3], but model.keras takes [8, 8, 1]"),
+        ({"full_scale": float("nan")}, "predict", "data.json: full_scale: Input should be a finite number"),
+        ({"full_scale": 0}, "predict", "data.json: full_scale: Input should be greater than 0"),
+        ({"pixel_scale": "x"}, "explain", "data.json: pixel_scale: Input should be a valid number"),
+        ({"class_names": ["a"] * 10}, "predict", "data.json: class_names: a class is named twice"),
+        ({"sizes": {"train": "x"}}, "report", "data.json: sizes.train: Input should be a valid integer"),
+    ],
+    ids=[
+        "no-classes",
+        "dict-classes",
+        "huge-shape",
+        "other-shape",
+        "other-shape-export",
+        "nan-scale",
+        "zero-scale",
+        "text-scale",
+        "twice-named",
+        "text-size",
+    ],
+)
+def test_data_json_values_of_the_wrong_kind_are_one_line(digits_run_copy, tmp_path, changes, command, expected):
+    """Each was a traceback (KeyError, TypeError, Keras' shape error), a 120 GB allocation blamed on the input
+    image, or NaN probabilities blamed on the image; now refused as data.json is read, by key."""
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(image)
+    edit_json(digits_run_copy / "data.json", **changes)
+    before = digest(digits_run_copy)
+    args = {
+        "predict": ["predict", digits_run_copy, image],
+        "explain": ["explain", digits_run_copy, image],
+        "export": ["export", digits_run_copy, "--format", "onnx"],
+        "plot": ["plot", digits_run_copy],
+        "report": ["report", digits_run_copy],
+    }[command]
+    error = one_error(*args)
+    assert error.startswith(f"error: {digits_run_copy / expected}"), error
+    assert digest(digits_run_copy) == before
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"duration_s": float("inf")}, {"status": ["x"]}, {"epochs_run": "x"}],
+    ids=["infinite-duration", "list-status", "text-epochs"],
+)
+def test_environment_json_of_the_wrong_kind_is_one_warning_in_runs_and_one_line_elsewhere(
+    trained_digits_run, tmp_path, changes
+):
+    runs = tmp_path / "runs"
+    good, bad = runs / "20260101-000000-good", runs / "20260101-000001-bad"
+    shutil.copytree(trained_digits_run.path, good)
+    shutil.copytree(trained_digits_run.path, bad)
+    edit_json(bad / "environment.json", **changes)
+    (key,) = changes
+    result = runner.invoke(app, ["runs", "--runs-dir", str(runs)])
+    assert result.exit_code == 0, result.output
+    assert good.name in result.output and bad.name in result.output  # one damaged run hides no other
+    assert f"warning: {bad / 'environment.json'}: {key}: Input should be" in " ".join(result.output.split())
+    before = digest(bad)
+    assert one_error("report", bad).startswith(f"error: {bad / 'environment.json'}: {key}: Input should be")
+    assert digest(bad) == before
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (lambda run: (run / "data.json").write_text("[1]"), "data.json: expected a JSON object ({...}), found a list"),
+        (
+            lambda run: edit_json(run / "data.json", input_shape="8x8"),
+            "data.json: input_shape: Input should be a valid list",
+        ),
+        (
+            lambda run: (run / "history.csv").write_text("epoch,accuracy,loss\n1,abc,xyz\n"),
+            "history.csv, line 2, column accuracy: 'abc' is not a number",
+        ),
+    ],
+    ids=["data-list", "data-shape-text", "history-text"],
+)
+def test_a_resume_refused_for_a_damaged_file_leaves_the_folder_as_it_was(digits_run_copy, damage, expected):
+    """Before, the refusal came after the lock was taken and the status set to failed (data.json), or after an
+    epoch had been trained and model.keras, history.csv and the checkpoints rewritten (history.csv)."""
+    edit_json(digits_run_copy / "environment.json", status="interrupted")
+    damage(digits_run_copy)
+    before = digest(digits_run_copy)
+    error = one_error("train", "--resume", digits_run_copy, "--set", "train.epochs=3")
+    assert error.startswith(f"error: {digits_run_copy / expected}"), error
+    assert digest(digits_run_copy) == before

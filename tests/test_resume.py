@@ -8,6 +8,7 @@ import csv
 import errno
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -22,7 +23,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cnnctl.cli.app import app
-from cnnctl.errors import Interrupted
+from cnnctl.errors import Interrupted, RunError
 from cnnctl.runs import contract
 from cnnctl.runs.atomic import atomic_path
 from cnnctl.runs.folder import Run
@@ -360,14 +361,35 @@ def test_a_crash_while_saving_the_best_model_keeps_the_previous_one(tmp_path, mo
 def test_history_keeps_one_complete_row_per_checkpointed_epoch(tmp_path):
     path = tmp_path / "history.csv"
     path.write_bytes(b"epoch,loss\r\n1,1.5\r\n2,1.2\r\n2,1.2\r\n3,1.1\r\n4,0.9")  # repeated row, torn last line
-    assert checkpoint.truncate_history(path, 2) == 2
-    assert path.read_bytes() == b"epoch,loss\r\n1,1.5\r\n2,1.2\r\n"
+    assert checkpoint.kept_history(path, 2) == "epoch,loss\r\n1,1.5\r\n2,1.2\r\n"
     # An older cnnctl's file counted from 0: renumbered, so the rows the resumed run appends continue it.
     path.write_bytes(b"epoch,loss\r\n0,1.5\r\n1,1.2\r\n2,1.1\r\n")
-    assert checkpoint.truncate_history(path, 2) == 2
-    assert path.read_bytes() == b"epoch,loss\r\n1,1.5\r\n2,1.2\r\n"
+    assert checkpoint.kept_history(path, 2) == "epoch,loss\r\n1,1.5\r\n2,1.2\r\n"
     path.write_bytes(b"epo")  # torn header
-    assert checkpoint.truncate_history(path, 2) == 0 and path.read_bytes() == b""
+    assert checkpoint.kept_history(path, 2) == ""
+    assert checkpoint.kept_history(tmp_path / "none.csv", 2) is None
+
+
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("epoch,loss\n1,abc\n", "history.csv, line 2, column loss: 'abc' is not a number"),
+        ("epoch,loss\n-5,1.0\n1,1.0\n", "history.csv, line 2: epoch '-5' is not a whole number; the file was edited"),
+        ("epoch,loss\n1,1.0,3\n", "history.csv, line 2: 3 values for 2 columns; the file was edited"),
+        (
+            "epoch,accuracy\n1,0.5\n",
+            "history.csv: the header is not Keras' CSVLogger's (`epoch` first, a `loss` column)",
+        ),
+        ("loss,epoch\n1.0,1\n", "history.csv: the header is not Keras' CSVLogger's"),
+    ],
+    ids=["not-a-number", "negative-epoch", "extra-value", "no-loss", "epoch-not-first"],
+)
+def test_a_history_damaged_by_hand_is_refused_not_cut(tmp_path, text, error):
+    """Rows a crash cannot leave were dropped without a word when a run resumed (the history then lacked epochs)."""
+    path = tmp_path / "history.csv"
+    path.write_text(text)
+    with pytest.raises(RunError, match=re.escape(error)):
+        checkpoint.kept_history(path, 2)
 
 
 def test_a_signal_during_a_checkpoint_waits_for_the_commit(tmp_path):

@@ -20,7 +20,6 @@ from cnnctl.evaluation.gradcam import gradcam
 from cnnctl.evaluation.predict import Preprocessing, load_inputs
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
-from cnnctl.runs.model_file import load_model
 from cnnctl.runs.output import check_output_path
 
 NPZ_LABEL_KEYS = ("y", "y_test")
@@ -90,7 +89,7 @@ def explain_run(
     if out is not None:  # every file is checked before the model is loaded; RUN/explain is the run's own
         for name in [*names, contract.EXPLAIN_NPZ]:
             check_output_path(folder / name, overwrite=overwrite, option="--out", example="explained/")
-    model = load_model(run)
+    model = preprocessing.load_model(run)
     maps = gradcam(
         model,
         preprocessing.model_inputs(loaded.x),

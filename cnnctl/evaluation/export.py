@@ -44,7 +44,6 @@ from cnnctl.evaluation.export_runtimes import EXTRA, importable, runtime_loader
 from cnnctl.evaluation.predict import Preprocessing
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
-from cnnctl.runs.model_file import load_model
 
 CHECK_EXAMPLES = 256  # examples of the test split each artefact is checked on
 CHECK_BATCH = 64  # examples per call of the artefact's runtime
@@ -155,8 +154,8 @@ def export_run(
     runtime.require_tensorflow("cnnctl export")  # quietly, before tf2onnx or Keras import it
     load_runtime = runtime_loader(fmt)  # a missing package is reported before anything is loaded or written
 
-    model = load_model(run)
     preprocessing = Preprocessing.of_run(run)
+    model = preprocessing.load_model(run)
     x, split = check_examples(run, preprocessing, examples, _input_dtype(model))
     expected = model.predict(x, batch_size=CHECK_BATCH, verbose=0)
     model(x[:1])  # a direct call: Keras on JAX exports only a model that has been called (predict does not count)

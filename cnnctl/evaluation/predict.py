@@ -43,7 +43,7 @@ import numpy as np
 from cnnctl import runtime
 from cnnctl.data.dataset import pixel_scale, scaled_outside_model
 from cnnctl.data.limits import check_npz, image_problem, npy_problem
-from cnnctl.errors import ConfigError, DataError, first_line, printable, shown_path
+from cnnctl.errors import ConfigError, DataError, RunError, first_line, printable, shown_path
 from cnnctl.evaluation.predictions import Predictions
 from cnnctl.files import not_regular_reason
 from cnnctl.runs import contract
@@ -78,7 +78,12 @@ class Preprocessing:
 
         run.require(contract.CONFIG, contract.DATA)
         config = load_config(run.file(contract.CONFIG))
-        data = run.read_json(contract.DATA)
+        data = run.read_json(contract.DATA)  # types and ranges checked as it is read (cnnctl/runs/facts.py)
+        missing = [key for key in ("input_shape", "class_names") if data.get(key) is None]
+        if missing:
+            raise RunError(
+                f"{run.file(contract.DATA)}: no {' or '.join(missing)}; the file was edited or is not cnnctl's"
+            )
         value_range = data.get("value_range")
         return cls(
             input_shape=tuple(int(d) for d in data["input_shape"]),
@@ -92,6 +97,20 @@ class Preprocessing:
             scale_outside=scaled_outside_model(data),
             thresholds=_label_thresholds(run, data) if data.get("multi_label") else None,
         )
+
+    def load_model(self, run: Run) -> Any:
+        """The run's model.keras, when it takes the examples data.json describes; else RunError (an edited
+        data.json would otherwise meet Keras' own shape error, or be read into images of another size)."""
+        model = load_model(run)
+        takes = getattr(model, "input_shape", None)
+        given = self.reshape_to or self.input_shape
+        if isinstance(takes, tuple) and all(size is None or isinstance(size, int) for size in takes):
+            if len(takes) - 1 != len(given) or any(t is not None and t != g for t, g in zip(takes[1:], given)):
+                raise RunError(
+                    f"{run.file(contract.DATA)}: input_shape {list(self.input_shape)}, but model.keras takes "
+                    f"{list(takes[1:])}; the run folder is inconsistent (data.json edited, or files of two runs)"
+                )
+        return model
 
     @property
     def channels(self) -> Optional[int]:
@@ -139,7 +158,9 @@ def predict_run(run: Run, paths: Sequence[Union[str, Path]], arrays: Optional[np
     preprocessing = Preprocessing.of_run(run)
     inputs = load_inputs(paths, preprocessing, arrays)
     x = preprocessing.model_inputs(inputs.x)
-    model = scoring_model(load_model(run), x.shape[1:], preprocessing.tta)  # as the run's evaluation scored it
+    model = scoring_model(
+        preprocessing.load_model(run), x.shape[1:], preprocessing.tta
+    )  # as the run's evaluation scored it
     probabilities = model.predict(x, batch_size=preprocessing.batch_size, verbose=0)
     if preprocessing.thresholds is None:  # a multi-label model's sigmoids are each a label's own probability
         probabilities = as_class_probabilities(probabilities)

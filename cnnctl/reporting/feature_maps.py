@@ -20,7 +20,6 @@ from cnnctl.errors import DataError
 from cnnctl.reporting import grids, plots
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
-from cnnctl.runs.model_file import load_model
 
 
 def is_feature_layer(layer: Any) -> bool:
@@ -59,7 +58,7 @@ def draw_feature_maps(run: Run, input_path: Union[str, Path]) -> tuple[Path, lis
         notes.append(
             f"{input_path} holds {len(inputs.labels)} examples; feature maps show the first, {inputs.labels[0]}"
         )
-    model = load_model(run)
+    model = preprocessing.load_model(run)
     activations = layer_activations(model, preprocessing.model_inputs(inputs.x)[0])
     if not activations:
         raise DataError(f"{run.path}: the model has no convolution or pooling layers to show feature maps of")

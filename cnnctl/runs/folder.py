@@ -96,7 +96,9 @@ class Run:
                 f"{path}: expected a JSON object ({{...}}), found {_json_kind(data)}; the file was "
                 "edited or is not cnnctl's"
             )
-        return data
+        from cnnctl.runs.facts import check_run_json  # pydantic: imported by the commands that read runs only
+
+        return check_run_json(path, data)
 
     def write_json(self, name: str, data: Any) -> Path:
         return write_text_atomic(self.file(name), json.dumps(data, indent=2, default=_json_default) + "\n")

@@ -42,11 +42,12 @@ def read_history_csv(path: Union[str, Path]) -> dict[str, list[float]]:
         if len(row) != len(header):
             raise RunError(f"{path}, line {line}: {len(row)} values for {len(header)} columns")
         for name, cell in zip(header, row):
-            history[name].append(_parse_number(cell, f"{path}, line {line}, column {name}"))
+            history[name].append(parse_number(cell, f"{path}, line {line}, column {name}"))
     return history
 
 
-def _parse_number(cell: str, where: str) -> float:
+def parse_number(cell: str, where: str) -> float:
+    """A history.csv cell as a number: `NA` (Keras' missing metric) and an empty cell are NaN."""
     text = cell.strip()
     if text in ("", "NA"):
         return math.nan

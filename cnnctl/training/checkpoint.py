@@ -27,10 +27,10 @@ import numbers
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Optional
 
-from cnnctl.errors import RunError
+from cnnctl.errors import RunError, shown_path
 from cnnctl.runs import contract
-from cnnctl.runs.atomic import write_text_atomic
 from cnnctl.runs.folder import Run, readable_file
+from cnnctl.runs.history import parse_number
 
 METADATA = "training_metadata.json"  # Keras BackupAndRestore's name and keys ("epoch", "batch"), plus ours
 
@@ -141,39 +141,55 @@ def reopen(run: Run) -> None:
     Run(folder(run)).write_json(METADATA, state)
 
 
-def truncate_history(path: Path, epochs: int) -> int:
-    """Keep the header and one complete row for each of the first `epochs` epochs of history.csv.
+def kept_history(path: Path, epochs: int) -> Optional[str]:
+    """What history.csv keeps when a run resumes after `epochs` epochs (None: there is no file).
 
     CSVLogger appends a row before the epoch's state is committed, and a kill can tear the last line: rows past
-    the checkpoint, torn rows and repeated epochs are dropped so the resumed run appends each epoch once. A file
-    from an older cnnctl, which counted epochs from 0, is renumbered from 1 (as the rows appended next are).
-    Returns the number of rows kept.
+    the checkpoint, a torn last line (or a torn header, the first write) and repeated epochs are dropped so the
+    resumed run appends each epoch once. A file from an older cnnctl, which counted epochs from 0, is renumbered
+    from 1 (as the rows appended next are).
+
+    Raises:
+        RunError: damage no crash leaves — a header without `epoch` first and a `loss` column, or a complete row
+            with another number of values, an epoch that is not a whole number, or a value that is not a number.
+            A resumed run would otherwise drop those rows without a word.
     """
     if not path.exists():
-        return 0
+        return None
     lines = readable_file(path).read_bytes().decode("utf-8", errors="replace").splitlines(keepends=True)
-    kept: list[str] = []
-    if lines and lines[0].endswith("\n"):
-        header = next(csv.reader([lines[0]]))
-        if header and header[0] == "epoch":
-            kept.append(lines[0])
-            rows = []
-            for line in lines[1:]:
-                if not line.endswith("\n"):
-                    continue  # torn by a crash mid-write
-                fields = next(csv.reader([line]), [])
-                if len(fields) != len(header) or not fields[0].isdigit():
-                    continue
-                rows.append((int(fields[0]), line.split(",", 1)[1]))
-            shift = 1 if rows and rows[0][0] == 0 else 0
-            seen: set[int] = set()
-            for number, rest in rows:
-                epoch = number + shift
-                if 1 <= epoch <= epochs and epoch not in seen:
-                    seen.add(epoch)
-                    kept.append(f"{epoch},{rest}")
-    write_text_atomic(path, "".join(kept))
-    return len(kept) - 1 if kept else 0
+    if not lines or not lines[0].endswith("\n"):
+        return ""  # nothing, or a header torn by a crash during the first epoch's write
+    header = next(csv.reader([lines[0]]), [])
+    if not header or header[0].strip() != "epoch" or "loss" not in [name.strip() for name in header]:
+        raise RunError(
+            f"{path}: the header is not Keras' CSVLogger's (`epoch` first, a `loss` column): "
+            f"{shown_path(lines[0].strip(), limit=200)}; the file was edited or is not cnnctl's"
+        )
+    rows = []
+    for line_number, line in enumerate(lines[1:], start=2):
+        if not line.endswith("\n"):
+            continue  # torn by a crash mid-write: only the last line can be
+        fields = next(csv.reader([line]), [])
+        if not fields:
+            continue
+        where = f"{path}, line {line_number}"
+        if len(fields) != len(header):
+            raise RunError(f"{where}: {len(fields)} values for {len(header)} columns; the file was edited")
+        if not fields[0].strip().isdigit():
+            raise RunError(
+                f"{where}: epoch {shown_path(fields[0], limit=40)!r} is not a whole number; the file was edited"
+            )
+        for name, cell in zip(header[1:], fields[1:]):
+            parse_number(cell, f"{where}, column {name.strip()}")
+        rows.append((int(fields[0]), line.split(",", 1)[1]))
+    shift = 1 if rows and rows[0][0] == 0 else 0
+    kept, seen = [lines[0]], set()
+    for number, rest in rows:
+        epoch = number + shift
+        if 1 <= epoch <= epochs and epoch not in seen:
+            seen.add(epoch)
+            kept.append(f"{epoch},{rest}")
+    return "".join(kept)
 
 
 def plain_value(value: Any) -> Any:

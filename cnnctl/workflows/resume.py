@@ -126,6 +126,10 @@ def _resume(
             f"{f' ({done - before} of them fine-tuning)' if fine_tuning else ''}; give more than "
             f"{done - before} to extend it"
         )
+    # What the resume reads later (data.json at evaluation, history.csv after the last epoch) is read now: a damaged
+    # file is refused while the folder is as it was, not after an epoch has been trained and files rewritten.
+    run.read_json(contract.DATA)
+    history = checkpoint.kept_history(run.file(contract.HISTORY), done)
     # The checkpoint holds every weight: the run it started from (model.from_run) and the backbone's weights
     # file or download are not needed again, and may be gone.
     prepared = prepare(config, str(config_path), starting_weights=False)
@@ -148,7 +152,8 @@ def _resume(
             if extend and state.get("finished"):
                 checkpoint.reopen(run)
             train = extend or not state.get("finished")
-            checkpoint.truncate_history(run.file(contract.HISTORY), done)
+            if history is not None:  # one row per epoch up to the checkpoint (see kept_history)
+                write_text_atomic(run.file(contract.HISTORY), history)
             _mark_resumed(run, environment, done)
             if announce is not None:
                 phase = " (fine-tuning)" if fine_tuning else ""
