@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 from test_hostile_inputs_more import digest, npy_header, one_error
 from typer.testing import CliRunner
@@ -303,3 +304,130 @@ def test_a_resume_refused_for_a_damaged_file_leaves_the_folder_as_it_was(digits_
     error = one_error("train", "--resume", digits_run_copy, "--set", "train.epochs=3")
     assert error.startswith(f"error: {digits_run_copy / expected}"), error
     assert digest(digits_run_copy) == before
+
+
+def edit_metrics(run: Path, **changes) -> None:
+    edit_json(run / "metrics.json", **changes)
+
+
+@pytest.mark.parametrize(
+    "changes, command, expected",
+    [
+        ({"top_k_accuracy": [0.1]}, "report", "top_k_accuracy: Input should be a valid dictionary"),
+        ({"top_k_accuracy": {"x": 0.5}}, "plot", "top_k_accuracy: its keys are ranks k = 1, 2, ... (got x)"),
+        ({"diagnosis": "bad"}, "plot", "diagnosis: Input should be a valid dictionary;"),
+        ({"diagnosis": {"verdict": "great"}}, "report", "diagnosis.verdict: Input should be 'overfitting', "),
+        ({"calibration": {"ece": 0.1, "bins": 5}}, "plot", "calibration: bins must be a list of"),
+        ({"coverage": {"coverage": "x", "accuracy": []}}, "plot", "coverage.coverage: Input should be a valid list"),
+        ({"accuracy": float("nan")}, "report", "accuracy: Input should be a finite number"),
+    ],
+    ids=["top-k-list", "top-k-key", "diagnosis-text", "unknown-verdict", "bins-number", "coverage-text", "nan"],
+)
+def test_metrics_json_values_of_the_wrong_kind_are_one_line(digits_run_copy, changes, command, expected):
+    """Each was a traceback in plot, report or compare (AttributeError, ValueError, matplotlib's shape error)."""
+    edit_metrics(digits_run_copy, **changes)
+    before = digest(digits_run_copy)
+    error = one_error(command, digits_run_copy)
+    assert error.startswith(f"error: {digits_run_copy / 'metrics.json'}: {expected}"), error
+    assert digest(digits_run_copy) == before
+
+
+def test_wrong_kinds_in_summaries_are_warnings_that_hide_no_run(trained_digits_run, tmp_path):
+    """`cnnctl runs` died on an accuracy of "0.9" (a format code), a cv mean that was a list or a tune `best` that
+    was a list, hiding every run; an accuracy of 5.0 was shown as 5.0000."""
+    runs = tmp_path / "runs"
+    good, text, high = (runs / f"20260101-00000{i}-{name}" for i, name in enumerate(["good", "text", "high"]))
+    for run in (good, text, high):
+        shutil.copytree(trained_digits_run.path, run)
+    edit_metrics(text, accuracy="0.9")
+    edit_metrics(high, accuracy=5.0)
+    cv, tune = runs / "20260101-000010-cv", runs / "20260101-000011-tune"
+    cv.mkdir()
+    (cv / "cv_summary.json").write_text(json.dumps({"status": "completed", "mean": [1, 2]}))
+    tune.mkdir()
+    (tune / "tune_summary.json").write_text(json.dumps({"status": "completed", "best": [1]}))
+    (tune / "study.db").write_bytes(b"")
+    result = runner.invoke(app, ["runs", "--runs-dir", str(runs)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    for folder in (good, text, high, cv, tune):
+        assert folder.name in said
+    assert f"warning: {text / 'metrics.json'}: accuracy: Input should be a valid number" in said
+    assert f"warning: {high / 'metrics.json'}: accuracy: Input should be less than or equal to 1" in said
+    assert f"warning: {cv / 'cv_summary.json'}: mean: Input should be a valid dictionary" in said
+    assert f"warning: {tune / 'tune_summary.json'}: best: Input should be a valid dictionary" in said
+    assert "5.0000" not in said
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (
+            lambda a: a.update(y_prob=a["y_prob"][:, :5]),
+            "y_prob must be numbers of shape (examples, 10), found float32 of shape (360, 5)",
+        ),
+        (lambda a: a.update(y_prob=-a["y_prob"]), "y_prob must hold probabilities, finite numbers from 0 to 1"),
+        (lambda a: a.update(y_prob=np.full_like(a["y_prob"], np.nan)), "y_prob must hold probabilities"),
+        (lambda a: a.update(y_true=a["y_true"] + 0.5), "y_true must be whole numbers of shape (360,), found float64"),
+        (
+            lambda a: a.update(y_true=a["y_true"][:100]),
+            "y_true must be whole numbers of shape (360,), found int64 of shape (100,)",
+        ),
+        (lambda a: a.update(y_true=np.where(a["y_true"] == 0, 42, a["y_true"])), "y_true must hold values from 0 to 9"),
+        (lambda a: a.update(class_names=a["class_names"][:3]), "y_prob must be numbers of shape (examples, 3)"),
+        (lambda a: a.update(wrong_index=a["wrong_index"] + 10_000), "wrong_index must be row numbers of y_prob"),
+        (lambda a: a.update(wrong_x=a["wrong_x"][:1]), "wrong_x and wrong_index must come together"),
+    ],
+    ids=[
+        "fewer-classes",
+        "negative",
+        "nan",
+        "float-labels",
+        "fewer-labels",
+        "label-42",
+        "three-names",
+        "index",
+        "images",
+    ],
+)
+def test_predictions_of_the_wrong_shape_are_refused_before_any_figure_is_redrawn(digits_run_copy, change, expected):
+    """plot drew the two confusion matrices (rewriting their PNGs) before failing with a traceback, or drew ROC
+    and PR curves from negative "probabilities" without a word."""
+    path = digits_run_copy / "predictions.npz"
+    with np.load(path) as archive:
+        arrays = dict(archive)
+    change(arrays)
+    np.savez(path, **arrays)
+    before = digest(digits_run_copy)
+    error = one_error("plot", digits_run_copy)
+    assert error.startswith(f"error: {path}: {expected}"), error
+    assert error.endswith(f"; the file was edited; rewrite it with: cnnctl evaluate {digits_run_copy}"), error
+    assert digest(digits_run_copy) == before
+
+
+def test_evaluate_refuses_a_config_whose_data_the_model_does_not_take(digits_run_copy, tmp_path):
+    """config.yaml's data section edited after training: Keras' shape error was a traceback."""
+    data = tmp_path / "wide.npz"
+    np.savez(data, x_train=np.zeros((400, 12, 12, 1), np.float32), y_train=np.arange(400) % 10)
+    config = digits_run_copy / "config.yaml"
+    edited = yaml.safe_load(config.read_text())
+    edited["data"].update(source="npz", path=str(data), test_split=0.5)
+    config.write_text(yaml.safe_dump(edited, sort_keys=False))
+    before = digest(digits_run_copy)
+    error = one_error("evaluate", digits_run_copy)
+    assert error == (
+        f"error: {config}: its data (npz: examples of shape [12, 12, 1], 10 classes) is not what model.keras takes "
+        "([8, 8, 1], 10 outputs); config.yaml was edited after training: put back its data section"
+    )
+    assert digest(digits_run_copy) == before
+
+
+def test_a_checkpoint_past_the_runs_epochs_names_the_checkpoint(digits_run_copy):
+    edit_json(digits_run_copy / "environment.json", status="interrupted")
+    state = digits_run_copy / "checkpoints" / "training_metadata.json"
+    edit_json(state, epoch=10**12)
+    error = one_error("train", "--resume", digits_run_copy)
+    assert error == (
+        f"error: {state}: epoch 1000000000000 is past the 2 epochs of {digits_run_copy / 'config.yaml'}; the "
+        "checkpoint was edited or is another run's, and cannot be resumed"
+    )

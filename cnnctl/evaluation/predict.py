@@ -102,14 +102,12 @@ class Preprocessing:
         """The run's model.keras, when it takes the examples data.json describes; else RunError (an edited
         data.json would otherwise meet Keras' own shape error, or be read into images of another size)."""
         model = load_model(run)
-        takes = getattr(model, "input_shape", None)
-        given = self.reshape_to or self.input_shape
-        if isinstance(takes, tuple) and all(size is None or isinstance(size, int) for size in takes):
-            if len(takes) - 1 != len(given) or any(t is not None and t != g for t, g in zip(takes[1:], given)):
-                raise RunError(
-                    f"{run.file(contract.DATA)}: input_shape {list(self.input_shape)}, but model.keras takes "
-                    f"{list(takes[1:])}; the run folder is inconsistent (data.json edited, or files of two runs)"
-                )
+        takes = other_input_shape(model, self.reshape_to or self.input_shape)
+        if takes is not None:
+            raise RunError(
+                f"{run.file(contract.DATA)}: input_shape {list(self.input_shape)}, but model.keras takes "
+                f"{takes}; the run folder is inconsistent (data.json edited, or files of two runs)"
+            )
         return model
 
     @property
@@ -137,6 +135,17 @@ class Preprocessing:
         """Examples in the training data's units → what model.keras takes: float32, divided by pixel_scale only
         for a run saved before models carried their scaling."""
         return self.scale(x) if self.scale_outside else x.astype(np.float32)
+
+
+def other_input_shape(model: Any, shape: Sequence[int]) -> Optional[list]:
+    """The shape of one example `model` takes, when it is not `shape` (None: it takes `shape`, or any size where
+    its shape says None)."""
+    takes = getattr(model, "input_shape", None)
+    if not isinstance(takes, tuple) or not all(size is None or isinstance(size, int) for size in takes):
+        return None  # several inputs: not a model cnnctl builds
+    if len(takes) - 1 != len(shape) or any(t is not None and t != g for t, g in zip(takes[1:], shape)):
+        return list(takes[1:])
+    return None
 
 
 @dataclass

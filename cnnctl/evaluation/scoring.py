@@ -16,6 +16,7 @@ from cnnctl import runtime
 from cnnctl.errors import RunError, in_config_file
 from cnnctl.evaluation.calibration import as_class_probabilities
 from cnnctl.evaluation.metrics import write_evaluation
+from cnnctl.evaluation.predict import other_input_shape
 from cnnctl.model.tta import scoring_model
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
@@ -61,6 +62,14 @@ def evaluate_run(run: Run, split: Optional[str] = None, model: Any = None) -> di
     with in_config_file(str(run.file(contract.CONFIG))):  # e.g. the data moved since training
         dataset = load_data(config)
         headline = dataset.evaluation_split(config.evaluate.split)
+    takes = other_input_shape(model, config.model.input_shape or dataset.input_shape)
+    if takes is not None or model.output_shape[-1] != dataset.num_classes:
+        raise RunError(
+            f"{run.file(contract.CONFIG)}: its data ({config.data.source}: examples of shape "
+            f"{list(dataset.input_shape)}, {dataset.num_classes} classes) is not what model.keras takes "
+            f"({takes or list(model.input_shape[1:])}, {model.output_shape[-1]} outputs); config.yaml was edited "
+            "after training: put back its data section"
+        )
     split = split or headline
     if split not in dataset.splits:
         raise RunError(f"--split {split}: this run has no {split} split (it has {', '.join(dataset.splits)})")

@@ -188,7 +188,42 @@ def read_predictions(run: Run) -> dict[str, Any]:
             f"{path}: has no {', '.join(missing)} (it holds {', '.join(predictions) or 'nothing'}); "
             f"rewrite it with: cnnctl evaluate {run.path}"
         )
+    problem = predictions_problem(predictions)
+    if problem:  # before any figure is drawn: a refused plot leaves the old figures as they were
+        raise RunError(f"{path}: {problem}; the file was edited; rewrite it with: cnnctl evaluate {run.path}")
     return predictions
+
+
+def predictions_problem(predictions: dict[str, Any]) -> Optional[str]:
+    """What in predictions.npz's arrays no evaluation writes, or None: y_prob (N, C) of finite numbers in 0..1 for
+    C class names, y_true N class indices (or an N × C matrix of 0/1 for multi-label), wrong_index rows of them."""
+    y_true, y_prob, names = predictions["y_true"], predictions["y_prob"], predictions["class_names"]
+    if names.ndim != 1 or not names.size or names.dtype.kind != "U":
+        return f"class_names must be a list of names, found {names.dtype} of shape {names.shape}"
+    classes = len(names)
+    if y_prob.ndim != 2 or y_prob.shape[1] != classes or y_prob.dtype.kind != "f":
+        return f"y_prob must be numbers of shape (examples, {classes}), found {y_prob.dtype} of shape {y_prob.shape}"
+    if not np.isfinite(y_prob).all() or y_prob.min(initial=0) < -1e-3 or y_prob.max(initial=0) > 1 + 1e-3:
+        return "y_prob must hold probabilities, finite numbers from 0 to 1"
+    expected = (len(y_prob),) if y_true.ndim == 1 else (len(y_prob), classes)
+    if y_true.shape != expected or y_true.dtype.kind not in "iub":
+        return f"y_true must be whole numbers of shape {expected}, found {y_true.dtype} of shape {y_true.shape}"
+    highest = 1 if y_true.ndim == 2 else classes - 1
+    if y_true.size and (y_true.min() < 0 or y_true.max() > highest):
+        return f"y_true must hold values from 0 to {highest}"
+    wrong = predictions.get("wrong_index")
+    if wrong is not None and (
+        wrong.ndim != 1
+        or wrong.dtype.kind not in "iu"
+        or (wrong.size and (wrong.min() < 0 or wrong.max() >= len(y_prob)))
+    ):
+        return "wrong_index must be row numbers of y_prob"
+    images = predictions.get("wrong_x")
+    if (images is None) != (wrong is None) or (
+        images is not None and (len(images) != len(wrong) or images.dtype.kind not in "fiub")
+    ):
+        return "wrong_x and wrong_index must come together: one image (numbers) per row number"
+    return None
 
 
 def draw_prediction_figures(run: Run) -> list[Path]:

@@ -108,6 +108,11 @@ def _resume(
             f"cnnctl train {config_path}"
         )
     done = state["epoch"]
+    if done > saved.train.total_epochs:  # config.yaml records every extension: no state gets past it
+        raise RunError(
+            f"{checkpoint.folder(run) / checkpoint.METADATA}: epoch {done} is past the {saved.train.total_epochs} "
+            f"epochs of {config_path}; the checkpoint was edited or is another run's, and cannot be resumed"
+        )
     phase_start = checkpoint.fine_tune_start(state)
     fine_tuning = phase_start is not None
     if fine_tuning and config.train.epochs != saved.train.epochs:
