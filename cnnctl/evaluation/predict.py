@@ -167,9 +167,8 @@ def predict_run(run: Run, paths: Sequence[Union[str, Path]], arrays: Optional[np
     preprocessing = Preprocessing.of_run(run)
     inputs = load_inputs(paths, preprocessing, arrays)
     x = preprocessing.model_inputs(inputs.x)
-    model = scoring_model(
-        preprocessing.load_model(run), x.shape[1:], preprocessing.tta
-    )  # as the run's evaluation scored it
+    # As the run's evaluation scored it (test-time augmentation included).
+    model = scoring_model(preprocessing.load_model(run), x.shape[1:], preprocessing.tta)
     probabilities = model.predict(x, batch_size=preprocessing.batch_size, verbose=0)
     if preprocessing.thresholds is None:  # a multi-label model's sigmoids are each a label's own probability
         probabilities = as_class_probabilities(probabilities)
