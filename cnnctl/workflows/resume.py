@@ -210,7 +210,7 @@ def _committed_epochs(run: Run) -> Optional[int]:
 
 
 def _mark_resumed(run: Run, environment: dict[str, Any], done: int) -> None:
-    for stale in ("error", "hint", "signal"):
+    for stale in ("error", "hint", "signal", "figures_error"):
         environment.pop(stale, None)
     resumes = environment.get("resumed", [])
     resumes.append({"at": now(), "after_epoch": done, "previous_status": environment.get("status")})
