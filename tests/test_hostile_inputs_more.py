@@ -454,7 +454,29 @@ def test_nan_inputs_are_named_and_get_nan_probabilities(trained_digits_run, tmp_
     for line in (tmp_path / "p.csv").read_text().splitlines()[1:]:
         probabilities.setdefault(line.split(",")[0], []).append(line.split(",")[-1])
     assert "nan" not in probabilities[f"{tmp_path}/x.npz[0]"]
-    assert probabilities[f"{tmp_path}/x.npz[1]"] == probabilities[f"{tmp_path}/x.npz[2]"] == ["nan"] * 3
+    assert len(probabilities[f"{tmp_path}/x.npz[0]"]) == 3  # the top 3 classes
+    # One row each, with no class: before, they were ranked (argmax of NaN is class 0) beside a nan probability.
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert f"{tmp_path}/x.npz[1],,,,nan" in rows and f"{tmp_path}/x.npz[2],,,,nan" in rows
+
+    from cnnctl import api
+
+    predictions = api.predict(trained_digits_run.path, [tmp_path / "x.npz"])
+    assert predictions.predicted[1:] == ["", ""] and predictions.predicted[0] in predictions.class_names
+    assert predictions.top_k_names(2)[1:] == [[], []] and len(predictions.top_k_names(2)[0]) == 2
+
+
+def test_explain_refuses_nan_inputs_before_writing_anything(trained_digits_run, tmp_path):
+    x = np.full((2, 8, 8), 5.0)
+    x[1, 2, 2] = np.nan
+    np.savez(tmp_path / "x.npz", x=x)
+    out = tmp_path / "explained"
+    error = one_error("explain", trained_digits_run.path, tmp_path / "x.npz", "--out", out)
+    assert error == (
+        f"error: INPUT {tmp_path}/x.npz[1]: holds NaN or infinite values; Grad-CAM needs finite inputs "
+        "(`cnnctl predict` marks such inputs and goes on)"
+    )
+    assert not out.exists()
 
 
 # ---------------------------------------------------------------- --out, a full disk, a read-only run folder

@@ -243,9 +243,17 @@ def predictions_table(predictions: Any, k: int, max_inputs: int = 50) -> Table:
     table.add_column("rank", justify="right")
     table.add_column("class")
     table.add_column("probability", justify="right")
-    for label, probabilities, ranked, answered in zip(
-        predictions.labels[:max_inputs], predictions.probabilities, predictions.top_k(k), predictions.answered
+    for label, probabilities, ranked, answered, unreadable in zip(
+        predictions.labels[:max_inputs],
+        predictions.probabilities,
+        predictions.top_k(k),
+        predictions.answered,
+        predictions.unreadable,
     ):
+        if unreadable:  # NaN or infinite values in the input: no class is ranked (the warning says so)
+            table.add_row(f"{escape(label)} [yellow](not answered)[/]", "", "", "nan")
+            table.add_section()
+            continue
         for rank, index in enumerate(ranked, start=1):
             name = label if rank == 1 else ""
             if rank == 1 and not answered:

@@ -15,9 +15,9 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from cnnctl.errors import ConfigError, did_you_mean, shown_path
+from cnnctl.errors import ConfigError, DataError, did_you_mean, shown_path
 from cnnctl.evaluation.gradcam import gradcam
-from cnnctl.evaluation.predict import Preprocessing, load_inputs
+from cnnctl.evaluation.predict import Preprocessing, load_inputs, not_finite_inputs
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run
 from cnnctl.runs.output import check_output_path
@@ -85,6 +85,12 @@ def explain_run(
     preprocessing = Preprocessing.of_run(run)
     requested = class_index_of(class_name, preprocessing.class_names)
     loaded = load_inputs(paths, preprocessing, arrays)
+    bad, shown = not_finite_inputs(loaded)
+    if bad.size:  # a heat map of NaN means nothing, and its overlay cannot be drawn
+        raise DataError(
+            f"INPUT {shown}: holds NaN or infinite values; Grad-CAM needs finite inputs (`cnnctl predict` marks "
+            "such inputs and goes on)"
+        )
     names = overlay_names(loaded.labels)
     if out is not None:  # every file is checked before the model is loaded; RUN/explain is the run's own
         for name in [*names, contract.EXPLAIN_NPZ]:

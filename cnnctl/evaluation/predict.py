@@ -185,16 +185,24 @@ def predict_run(run: Run, paths: Sequence[Union[str, Path]], arrays: Optional[np
 def not_finite_note(inputs: Inputs, probabilities: np.ndarray) -> list[str]:
     """A warning naming the examples that hold NaN or infinite values, whose probabilities are set to NaN here:
     the model's output for them would look like an ordinary prediction but means nothing."""
-    flat = inputs.x.reshape(len(inputs.x), -1)
-    if not np.issubdtype(flat.dtype, np.floating) or np.isfinite(flat).all():
+    bad, shown = not_finite_inputs(inputs)
+    if not bad.size:
         return []
-    bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
     probabilities[bad] = np.nan
-    shown = ", ".join(inputs.labels[i] for i in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
     return [
-        f"{len(bad)} of {len(flat)} inputs hold NaN or infinite values ({shown}); their probabilities are "
+        f"{len(bad)} of {len(inputs.x)} inputs hold NaN or infinite values ({shown}); their probabilities are "
         "given as nan, not a prediction"
     ]
+
+
+def not_finite_inputs(inputs: Inputs) -> tuple[np.ndarray, str]:
+    """The rows of `inputs` that hold NaN or infinite values, and their labels as a message shows them."""
+    flat = inputs.x.reshape(len(inputs.x), -1)
+    if not np.issubdtype(flat.dtype, np.floating) or np.isfinite(flat).all():
+        return np.zeros(0, dtype=int), ""
+    bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
+    shown = ", ".join(inputs.labels[i] for i in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+    return bad, shown
 
 
 def load_inputs(

@@ -48,11 +48,17 @@ class Predictions:
 
     @property
     def predicted(self) -> list[str]:
-        """The predicted class name of each input (its most probable class); multi-label: its label set, written
-        as a manifest writes it (`car|bicycle`, empty for none)."""
+        """The predicted class name of each input (its most probable class; empty for an input that held NaN or
+        infinite values); multi-label: its label set, written as a manifest writes it (`car|bicycle`, empty for
+        none)."""
         if self.multi_label:
             return ["|".join(labels) for labels in self.label_sets]
-        return [self.class_names[index] for index in self.top_k(1)[:, 0]]
+        return [names[0] if names else "" for names in self.top_k_names(1)]
+
+    @property
+    def unreadable(self) -> np.ndarray:
+        """(N,) inputs that held NaN or infinite values: their probabilities are nan, and they get no class."""
+        return ~np.isfinite(self.probabilities).all(axis=1)
 
     @property
     def confidence(self) -> np.ndarray:
@@ -73,8 +79,12 @@ class Predictions:
         return np.argsort(-self.probabilities, axis=1, kind="stable")[:, :k]
 
     def top_k_names(self, k: int) -> list[list[str]]:
-        """Per input, its k most probable class names, most probable first."""
-        return [[self.class_names[index] for index in row] for row in self.top_k(k)]
+        """Per input, its k most probable class names, most probable first (none for an input that held NaN or
+        infinite values)."""
+        return [
+            [] if unreadable else [self.class_names[index] for index in row]
+            for row, unreadable in zip(self.top_k(k), self.unreadable)
+        ]
 
     @property
     def csv_header(self) -> list[str]:
@@ -98,9 +108,12 @@ class Predictions:
                 for index, (name, threshold) in enumerate(zip(self.class_names, self.thresholds))
             ]
         rows = []
-        for label, probabilities, ranked, answered in zip(
-            self.labels, self.probabilities, self.top_k(k), self.answered
+        for label, probabilities, ranked, answered, unreadable in zip(
+            self.labels, self.probabilities, self.top_k(k), self.answered, self.unreadable
         ):
+            if unreadable:  # one row saying so: no class is ranked for it
+                rows.append([label, "", "", "", "nan"] + ([0] if self.min_confidence is not None else []))
+                continue
             for rank, index in enumerate(ranked, start=1):
                 row = [label, rank, int(index), self.class_names[index], f"{probabilities[index]:.6f}"]
                 rows.append(row + ([int(answered)] if self.min_confidence is not None else []))
