@@ -59,8 +59,14 @@ def test_the_suggestion_lies_below_where_the_loss_diverges(tmp_path):
     "args, message",
     [
         (["--min-lr", "1", "--max-lr", "0.1"], "need 0 < min-lr < max-lr"),
-        (["--set", "train.batch_size=1000"], "the range test needs at least 10"),
+        (["--set", "train.batch_size=1000"], "batches of 1000; the range test needs at least 10"),
+        (["--steps", "2"], "error: --steps 2: the range test needs at least 10 steps, e.g. --steps 100"),
+        (
+            ["--steps", "20", "--max-lr", "1e30"],
+            "error: --min-lr 1e-07 --max-lr 1e+30: 20 steps multiply the rate by 88.6 each, too coarse to read",
+        ),
     ],
+    ids=["inverted", "one-epoch-short", "few-steps", "coarse"],
 )
 def test_a_range_that_is_no_range_is_one_line(tmp_path, args, message):
     config = tmp_path / "ramp.yaml"

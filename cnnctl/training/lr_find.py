@@ -51,18 +51,37 @@ class LrFinding:
         }
 
 
+MIN_STEPS = 10  # fewer points cannot show where the loss falls fastest
+MAX_DECADES_PER_STEP = 1.0  # the rate may grow at most 10× from one step to the next
+
+
 def find_learning_rate(prepared: Prepared, min_lr: float = 1e-7, max_lr: float = 10.0, steps: int = 100) -> LrFinding:
     """Run the range test on `prepared`'s model and training split. Raises ConfigError for a range that is not
     one (min_lr ≥ max_lr, not positive) or a ramp too short to read."""
+    for name, value in (("--min-lr", min_lr), ("--max-lr", max_lr)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} {value!r}: give a number, e.g. --min-lr 1e-7 --max-lr 10")
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise ConfigError(f"--steps {steps!r}: give a whole number, e.g. --steps 100")
     if not 0 < min_lr < max_lr or not math.isfinite(max_lr):
         raise ConfigError(f"--min-lr {min_lr:g} --max-lr {max_lr:g}: need 0 < min-lr < max-lr, e.g. 1e-7 and 10")
+    if steps < MIN_STEPS:
+        raise ConfigError(f"--steps {steps}: the range test needs at least {MIN_STEPS} steps, e.g. --steps 100")
     config, dataset, model = prepared.config, prepared.dataset, prepared.model
     batch_size = config.train.batch_size
     steps = min(steps, math.ceil(len(dataset.splits["train"]) / batch_size))  # at most one epoch
-    if steps < 10:
+    if steps < MIN_STEPS:
         raise ConfigError(
-            f"--steps: one epoch of this data is {steps} batches of {batch_size}; the range test needs at least 10: "
-            f"give a smaller batch, e.g. --set train.batch_size={max(1, len(dataset.splits['train']) // 20)}"
+            f"--steps: one epoch of this data is {steps} batches of {batch_size}; the range test needs at least "
+            f"{MIN_STEPS}: give a smaller batch, e.g. --set train.batch_size="
+            f"{max(1, len(dataset.splits['train']) // 20)}"
+        )
+    decades = math.log10(max_lr / min_lr) / (steps - 1)
+    if decades > MAX_DECADES_PER_STEP:  # a loss curve of a few points, each 10× the last rate, says nothing
+        raise ConfigError(
+            f"--min-lr {min_lr:g} --max-lr {max_lr:g}: {steps} steps multiply the rate by {10**decades:.3g} each, "
+            f"too coarse to read a curve from; keep the range within {MAX_DECADES_PER_STEP * (steps - 1):.0f} "
+            "decades, e.g. --min-lr 1e-7 --max-lr 10"
         )
     # One batch a call, at a rate set before each: a constant rate and no multi-step execution; the losses are
     # the trained weights' own (no moving average), on batches mixed as the fit mixes them.
