@@ -150,6 +150,15 @@ def test_a_registered_source_is_read_and_its_name_is_checked(tmp_path, monkeypat
             "or register it from Python first: cnnctl.register_source(name, loader)",
         ),
         (lambda d: cnnctl.evaluate(d / "no-such-run"), cnnctl.RunError, "no such run"),
+        # Arguments of the wrong type were raw TypeErrors from pathlib, or a string read a character at a time.
+        (lambda d: cnnctl.train(5, runs_dir=d), cnnctl.ConfigError, "config: int 5: give a YAML file's path"),
+        (lambda d: cnnctl.check(None), cnnctl.ConfigError, "config: NoneType None: give a YAML file's path"),
+        (
+            lambda d: cnnctl.train(config(), arrays=halves(50), overrides="train.epochs=1", runs_dir=d),
+            cnnctl.ConfigError,
+            "overrides: 'train.epochs=1': give a list of key.path=value strings",
+        ),
+        (lambda d: cnnctl.lr_find(None), cnnctl.ConfigError, "config: NoneType None"),
     ],
 )
 def test_mistakes_raise_the_command_lines_one_line_errors(tmp_path, call, error, message):
@@ -157,6 +166,31 @@ def test_mistakes_raise_the_command_lines_one_line_errors(tmp_path, call, error,
         call(tmp_path)
     assert message in str(caught.value) and "\n" not in str(caught.value)
     assert not any(tmp_path.iterdir()), "a mistake leaves no run folder behind"
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda run: cnnctl.predict(run, None), "inputs: NoneType None: give a path, a list of paths or a numpy array"),
+        (lambda run: cnnctl.predict(run, 5), "inputs: int 5: give a path"),
+        (lambda run: cnnctl.predict(run, np.zeros((2, 12, 12)), top_k="3"), "--top-k '3': give a whole number"),
+        (lambda run: cnnctl.predict(run, np.zeros((2, 12, 12)), min_confidence="0.9"), "give a probability"),
+        (lambda run: cnnctl.predict(run, np.zeros((2, 12, 12)) * 1j), "dtype complex128; expected real numbers"),
+        (lambda run: cnnctl.explain(run, None), "inputs: NoneType None"),
+    ],
+    ids=["none", "int", "top-k-text", "confidence-text", "complex", "explain-none"],
+)
+def test_predict_arguments_of_the_wrong_kind_are_one_line(arrays_run, call, message):
+    with pytest.raises((cnnctl.ConfigError, cnnctl.DataError)) as caught:
+        call(arrays_run[0].run)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_predict_takes_nested_lists_as_an_array(arrays_run):
+    x = np.random.default_rng(0).random((3, 12, 12)).astype(np.float32)
+    run = arrays_run[0].run
+    from_lists = cnnctl.predict(run, x.tolist())
+    np.testing.assert_allclose(from_lists.probabilities, cnnctl.predict(run, x).probabilities, atol=1e-6)
 
 
 def test_building_leaves_keras_global_precision_as_it_was():

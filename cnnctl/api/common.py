@@ -56,7 +56,7 @@ def load(config: ConfigLike, overrides: Sequence[str] = (), name: Optional[str] 
     problem = None if name is None else run_name_problem(name)
     if problem:  # before the config is read: the mistake is the option's, whatever the file holds
         raise ConfigError(f"--name{f' {shown_path(name, limit=200)}' if name else ''}: {problem}")
-    resolved = load_config(config, list(overrides))
+    resolved = load_config(config, overrides)
     if name is not None:
         resolved.name = name
     runtime.use_backend(resolved.backend)

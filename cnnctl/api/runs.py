@@ -3,12 +3,13 @@ export, plot, report, list_runs, list_collections, compare."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from cnnctl import runtime
-from cnnctl.errors import ConfigError, in_config_file
+from cnnctl.errors import ConfigError, in_config_file, printable
 from cnnctl.runs import contract
 from cnnctl.runs.folder import default_runs_dir
 from cnnctl.runs.output import check_output_path
@@ -148,14 +149,28 @@ def predict(
             "--min-confidence: does not apply to a multi-label run: each label is present when its probability "
             "reaches its own decision threshold (metrics.json thresholds); drop --min-confidence"
         )
-    if hasattr(inputs, "shape") and hasattr(inputs, "dtype"):  # a numpy array of examples
-        predictions = predict_run(resolved, [], arrays=inputs)
-    else:
-        predictions = predict_run(resolved, [inputs] if isinstance(inputs, (str, Path)) else list(inputs))
+    paths, arrays = _paths_or_array(inputs)
+    predictions = predict_run(resolved, paths, arrays=arrays)
     predictions.min_confidence = min_confidence
     if out is not None:
         write_predictions_csv(out, predictions, min(top_k, len(predictions.class_names)), overwrite)
     return predictions
+
+
+def _paths_or_array(inputs: Any) -> tuple[list, Any]:
+    """`inputs` of predict and explain → (paths, None) or ([], an array of examples); else one ConfigError line."""
+    if hasattr(inputs, "shape") and hasattr(inputs, "dtype"):  # a numpy array of examples
+        return [], inputs
+    if isinstance(inputs, (str, os.PathLike)):
+        return [inputs], None
+    if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(item, (str, os.PathLike)) for item in inputs):
+        return list(inputs), None
+    if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(item, (list, tuple)) for item in inputs):
+        return [], inputs  # nested lists of numbers, as x.tolist() gives: checked as an array
+    raise ConfigError(
+        f"inputs: {type(inputs).__name__} {printable(repr(inputs))[:60]}: give a path, a list of paths or a numpy "
+        "array of examples, e.g. predict(run, ['cat.png'])"
+    )
 
 
 def explain(
@@ -190,10 +205,7 @@ def explain(
     from cnnctl.evaluation.explain import explain_run
     from cnnctl.reporting.explanation_files import write_explanation
 
-    if hasattr(inputs, "shape") and hasattr(inputs, "dtype"):
-        paths, arrays = [], inputs
-    else:
-        paths, arrays = ([inputs] if isinstance(inputs, (str, Path)) else list(inputs)), None
+    paths, arrays = _paths_or_array(inputs)
     return write_explanation(
         explain_run(resolved, paths, arrays, layer=layer, class_name=class_name, out=out, overwrite=overwrite)
     )

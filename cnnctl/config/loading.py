@@ -10,6 +10,7 @@ the node it names (the loaders: cnnctl/config/yaml_loader.py).
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -33,6 +34,16 @@ def load_config(source: Union[str, Path, Mapping[str, Any], Config], overrides: 
     A relative data.path is read from the config file's folder; for a dict or Config, from the working folder.
     The run name defaults to the file's stem, else "run". The caller's dict or Config is never modified.
     """
+    if not isinstance(overrides, (list, tuple)) or not all(isinstance(line, str) for line in overrides):
+        raise ConfigError(
+            f"overrides: {printable(repr(overrides))[:60]}: give a list of key.path=value strings, "
+            "e.g. overrides=['train.epochs=3']"
+        )
+    if not isinstance(source, (str, os.PathLike, Mapping, Config)):
+        raise ConfigError(
+            f"config: {type(source).__name__} {printable(repr(source))[:60]}: give a YAML file's path, a dict "
+            "shaped like one, or a Config, e.g. 'configs/digits.yaml'"
+        )
     if isinstance(source, Config):
         if not overrides:
             return source.model_copy(deep=True)

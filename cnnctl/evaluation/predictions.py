@@ -122,6 +122,8 @@ class Predictions:
 
 def check_min_confidence(value: Optional[float]) -> None:
     """--min-confidence must be a probability in [0, 1]."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ConfigError(f"--min-confidence {value!r}: give a probability, e.g. --min-confidence 0.9")
     if value is not None and not 0 <= value <= 1:
         raise ConfigError(
             f"--min-confidence {value:g}: must be a probability between 0 and 1, e.g. --min-confidence 0.9"
@@ -130,6 +132,8 @@ def check_min_confidence(value: Optional[float]) -> None:
 
 def check_top_k(k: int) -> None:
     """--top-k must be ≥ 1 (a k above the number of classes shows them all)."""
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise ConfigError(f"--top-k {k!r}: give a whole number, e.g. --top-k 3")
     if k < 1:
         raise ConfigError(f"--top-k {k}: must be at least 1, e.g. --top-k 3")
 
