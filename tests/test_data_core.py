@@ -157,6 +157,27 @@ def test_bad_arrays_are_clear_errors(tmp_path, arrays, message):
     assert message in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "splits, message",
+    [
+        (  # the test split takes so much that no validation split can hold every class (the message said 0.59)
+            {"test_split": 0.83},
+            "data.validation_split: 17 examples cannot hold all 10 classes on both sides of a split (at least 20 "
+            "needed); lower data.test_split (carved first), or use more data",
+        ),
+        (
+            {"validation_split": 0.95},
+            "data.validation_split: 0.95 of 80 examples leaves 4, too few to hold all 10 classes; use at most 0.87",
+        ),
+    ],
+)
+def test_splits_that_leave_a_side_without_every_class_say_which_way_to_go(tmp_path, splits, message):
+    path = write_npz(tmp_path / "ten.npz", x_train=np.zeros((100, 4, 4)), y_train=np.arange(100) % 10)
+    with pytest.raises(DataError) as caught:
+        load_data(make_config({"source": "npz", "path": str(path), **splits}))
+    assert message in str(caught.value)
+
+
 def test_pixel_scale_rules():
     assert pixel_scale(np.zeros(3, np.uint8)) == 255.0
     assert pixel_scale(np.array([0.0, 0.5, 1.0])) == 1.0

@@ -189,11 +189,24 @@ def stratified_split(
     n = len(y)
     held_out = math.ceil(fraction * n)
     present = np.unique(y)
-    if held_out < len(present) or n - held_out < len(present):
-        needed = math.ceil(len(present) / n * 100) / 100
+    classes = len(present)
+    if n < 2 * classes:  # no fraction works: each side needs every class
+        fix = "lower data.test_split (carved first), or use more data" if key == "validation_split" else "use more data"
+        raise DataError(
+            f"data.{key}: {n} examples cannot hold all {classes} classes on both sides of a split (at least "
+            f"{2 * classes} needed); {fix}"
+        )
+    if held_out < classes:
+        needed = math.ceil(classes / n * 100) / 100
         raise DataError(
             f"data.{key}: {fraction:g} of {n} examples is {held_out}, too small to hold all "
-            f"{len(present)} classes; use at least {needed:g}, or more data"
+            f"{classes} classes; use at least {needed:g}, or more data"
+        )
+    if n - held_out < classes:
+        most = math.floor((n - classes) / n * 100) / 100
+        raise DataError(
+            f"data.{key}: {fraction:g} of {n} examples leaves {n - held_out}, too few to hold all {classes} classes; "
+            f"use at most {most:g}"
         )
     counts = np.bincount(y, minlength=len(class_names))
     thin = [class_names[i] for i in present if counts[i] < 2]

@@ -323,7 +323,9 @@ def examples(x: np.ndarray, preprocessing: Preprocessing, where: str) -> np.ndar
     # Real numbers only: a complex array's imaginary part would be dropped without a word (train refuses it too).
     real = np.issubdtype(x.dtype, np.number) and not np.issubdtype(x.dtype, np.complexfloating)
     if not (real or x.dtype == bool) or x.ndim < 2:
-        raise DataError(f"{where} has shape {list(x.shape)} and dtype {x.dtype}; expected real numbers, one example per row")
+        raise DataError(
+            f"{where} has shape {list(x.shape)} and dtype {x.dtype}; expected real numbers, one example per row"
+        )
     if len(x) == 0:
         raise DataError(f"{where} holds 0 examples (shape {list(x.shape)}); nothing to classify")
     return to_input_layout(x, preprocessing, where)
