@@ -233,3 +233,13 @@ def test_bad_pool_is_a_config_error(pool, message):
     with pytest.raises(ConfigError) as caught:
         convolution_steps(np.zeros((5, 7)), KERNELS["edge"], pool=pool)
     assert str(caught.value) == message
+
+
+def test_a_thin_image_keeps_its_short_side_when_downscaled(tmp_path):
+    """A 10000×10 picture scaled as a whole became 1024×1, and the default 2×2 pooling was then refused with a
+    size the user never gave."""
+    path = tmp_path / "tall.png"
+    Image.fromarray(np.full((10000, 10), 200, np.uint8)).save(path)
+    pixels, note = read_grayscale(path)
+    assert pixels.shape == (1024, 10)
+    assert note == "downscaled from 10000×10 to 1024×10 for speed (longest side ≤ 1024)"

@@ -171,6 +171,9 @@ def _checked_kernel(spec: str, kernel: np.ndarray) -> np.ndarray:
     return kernel
 
 
+MIN_SIDE = 32  # the short side a downscaled image keeps, at most its own
+
+
 def read_grayscale(path: str | Path, max_side: int | None = 1024) -> tuple[np.ndarray, str | None]:
     """Load a picture as grayscale and say whether it was shrunk.
 
@@ -216,7 +219,9 @@ def read_grayscale(path: str | Path, max_side: int | None = 1024) -> tuple[np.nd
         return pixels, None
     if max(height, width) > max_side:
         scale = max_side / max(original_size)  # from the file's size: draft() may have halved it already
-        new_size = (max(1, round(original_size[1] * scale)), max(1, round(original_size[0] * scale)))
+        # A thin image keeps its short side (up to MIN_SIDE): 10000×10 scaled as a whole would be 1 pixel wide,
+        # too narrow for a kernel or a pooling window.
+        new_size = tuple(max(min(side, MIN_SIDE), round(side * scale)) for side in (original_size[1], original_size[0]))
         shrunk = Image.fromarray(pixels).resize(new_size, Image.Resampling.LANCZOS)
         pixels = np.clip(np.asarray(shrunk, dtype=np.float32), 0.0, 1.0)  # Lanczos overshoots at edges
     note = f"downscaled from {_size(original_size)} to {_size(pixels.shape)} for speed (longest side ≤ {max_side})"
