@@ -153,3 +153,22 @@ def test_a_file_that_appears_while_the_command_works_is_kept(tmp_path, monkeypat
         output.write_output_text(target, "ours\n")
     fresh = output.write_output_text(tmp_path / "fresh.csv", "ours\n")
     assert fresh.read_text() == "ours\n" and target.read_text() == "someone else's\n"
+
+
+@pytest.mark.parametrize(
+    "command, what",
+    [
+        (["data", "{config}"], "the sample grid"),
+        (["lr-find", "{config}"], "the loss curve"),
+        (["compare", "{run}", "{copy}"], "the comparison figure"),
+    ],
+    ids=["data", "lr-find", "compare"],
+)
+def test_a_figure_is_never_written_under_another_format_s_name(trained_digits_run, tmp_path, command, what):
+    """`data --out grid.jpg` and `lr-find --out curve.jpg` wrote PNG bytes under those names."""
+    out = tmp_path / "figure.jpg"
+    copy = shutil.copytree(trained_digits_run.path, tmp_path / "copy")
+    args = [arg.format(config=trained_digits_run.config, run=trained_digits_run.path, copy=copy) for arg in command]
+    error = one_error(*args, "--out", out)
+    assert error == f"error: --out {out}: {what} is a PNG; use a name ending in .png"
+    assert sorted(tmp_path.iterdir()) == [copy]

@@ -12,7 +12,7 @@ from cnnctl import runtime
 from cnnctl.errors import ConfigError, in_config_file, printable
 from cnnctl.runs import contract
 from cnnctl.runs.folder import default_runs_dir
-from cnnctl.runs.output import check_output_path
+from cnnctl.runs.output import check_output_path, check_png_name
 
 if TYPE_CHECKING:  # for annotations only: importing them would load pydantic, numpy or TensorFlow
     from cnnctl.config.schema import Config
@@ -77,6 +77,7 @@ def describe_data(
 
     resolved = load(config, overrides)
     out = Path(out) if out is not None else Path(f"{resolved.name}-samples.png")
+    check_png_name(out, "the sample grid")
     check_output_path(out, overwrite=overwrite, example=f"{resolved.name}-samples.png")  # not the config's mistake
     with in_config_file(_origin(config)):
         return draw_samples(resolved, out, overwrite=overwrite)

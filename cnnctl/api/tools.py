@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Optional
 
 from cnnctl import runtime
 from cnnctl.errors import ConfigError
-from cnnctl.runs.output import check_output_path, write_output_bytes, write_output_text
+from cnnctl.runs.output import check_output_path, check_png_name, write_output_bytes, write_output_text
 
 if TYPE_CHECKING:  # for annotations only: importing them would load pydantic, numpy or TensorFlow
     pass
@@ -48,8 +48,7 @@ def filter_image(
     from cnnctl.reporting.convolution_demo import convolution_steps, load_kernel, read_grayscale
 
     out = Path(out) if out is not None else Path(f"{Path(image).stem}_filter.png")
-    if out.suffix.lower() != ".png":
-        raise ConfigError(f"--out {out}: the figure is a PNG; use a name ending in .png")
+    check_png_name(out)
     check_output_path(out, overwrite=overwrite, example=f"{Path(image).stem}_filter.png")
     name, weights = load_kernel(kernel)
     pixels, note = read_grayscale(image)

@@ -12,7 +12,7 @@ from cnnctl.errors import CnnctlError, ConfigError
 from cnnctl.runs import contract
 from cnnctl.runs.atomic import atomic_path
 from cnnctl.runs.folder import Run, create_run, default_runs_dir
-from cnnctl.runs.output import check_output_path, write_output_bytes, write_output_text
+from cnnctl.runs.output import check_output_path, check_png_name, write_output_bytes, write_output_text
 
 if TYPE_CHECKING:  # for annotations only: importing them would load pydantic, numpy or TensorFlow
     from cnnctl.config.schema import Config
@@ -241,6 +241,7 @@ def lr_find(
     """
     resolved = load(config, overrides)
     png = Path(out) if out is not None else Path(f"{resolved.name}-lr_find.png")
+    check_png_name(png, "the loss curve")
     record = png.with_suffix(".json")
     for path in (png, record):  # both before any work: a mistake costs nothing
         check_output_path(path, overwrite=overwrite, example=f"{resolved.name}-lr_find.png")

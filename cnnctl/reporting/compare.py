@@ -15,11 +15,11 @@ from typing import Any, Optional, Sequence, Union
 
 import yaml
 
-from cnnctl.errors import CnnctlError, ConfigError, RunError, shown_path
+from cnnctl.errors import CnnctlError, ConfigError, RunError
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, collection_kind, list_collections, list_runs, readable_file
 from cnnctl.runs.history import read_history_csv
-from cnnctl.runs.output import check_output_path, write_output_bytes
+from cnnctl.runs.output import check_output_path, check_png_name, write_output_bytes
 from cnnctl.runs.status import abandoned
 
 STOPPED = "stopped"  # shown for a run left `running` by a process that no longer exists; --resume continues it
@@ -162,8 +162,7 @@ def compare_runs(run_list: Sequence[Run], out: Union[str, Path], *, overwrite: b
         if key in seen:
             raise ConfigError(f"compare: run {run.id} is given twice")
         seen[key] = run.id
-    if Path(out).suffix.lower() != ".png":
-        raise ConfigError(f"--out {shown_path(out)}: the comparison figure is a PNG; use a name ending in .png")
+    check_png_name(out, "the comparison figure")
     check_output_path(out, overwrite=overwrite, example="compare.png")
     summaries = [summarize_run(run) for run in run_list]
     labels = _unique_labels(summaries)

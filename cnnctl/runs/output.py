@@ -32,6 +32,12 @@ from cnnctl.runs.folder import is_run
 LONGEST_NAME = 200
 
 
+def check_png_name(out: Union[str, Path], what: str = "the figure", option: str = "--out") -> None:
+    """A figure is written as PNG: a name ending in anything else (`grid.jpg`) would hold PNG bytes under it."""
+    if Path(out).suffix.lower() != ".png":
+        raise ConfigError(f"{option} {shown_path(out)}: {what} is a PNG; use a name ending in .png")
+
+
 def check_output_path(
     out: Union[str, Path], *, overwrite: bool = False, option: str = "--out", example: str = "out.png"
 ) -> Path:
