@@ -159,12 +159,18 @@ def test_a_registered_source_is_read_and_its_name_is_checked(tmp_path, monkeypat
             "overrides: 'train.epochs=1': give a list of key.path=value strings",
         ),
         (lambda d: cnnctl.lr_find(None), cnnctl.ConfigError, "config: NoneType None"),
+        (
+            lambda d: cnnctl.train(config(), arrays={**halves(50), "x_val": np.zeros((4, 12, 12))}, runs_dir=d),
+            cnnctl.DataError,
+            "data: arrays passed to cnnctl.train has only one of x_val and y_val; give both or neither",
+        ),
     ],
 )
 def test_mistakes_raise_the_command_lines_one_line_errors(tmp_path, call, error, message):
     with pytest.raises(error) as caught:
         call(tmp_path)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert "data.path" not in str(caught.value) or "data.path" in message
     assert not any(tmp_path.iterdir()), "a mistake leaves no run folder behind"
 
 

@@ -32,11 +32,12 @@ class RawData:
     skipped: list[str] = field(default_factory=list)  # files that could not be read (folder)
 
 
-def raw_from_arrays(arrays: Mapping[str, np.ndarray], origin: str) -> RawData:
-    """x_train, y_train (+ x_val, y_val, x_test, y_test in pairs) and optional class_names → RawData."""
+def raw_from_arrays(arrays: Mapping[str, np.ndarray], origin: str, where: str = "data.path: ") -> RawData:
+    """x_train, y_train (+ x_val, y_val, x_test, y_test in pairs) and optional class_names → RawData. `where`
+    opens a mistake's message: the config key that named the file (`data: ` for arrays from Python)."""
     for split in ("test", "val"):
         if (f"x_{split}" in arrays) != (f"y_{split}" in arrays):
-            raise DataError(f"data.path: {origin} has only one of x_{split} and y_{split}; give both or neither")
+            raise DataError(f"{where}{origin} has only one of x_{split} and y_{split}; give both or neither")
     names = arrays.get("class_names")
     return RawData(
         arrays["x_train"],
@@ -100,4 +101,4 @@ def raw_from_mapping(arrays: Any, origin: str) -> RawData:
                     f"data: {origin}: {key} has Python objects (dtype object); give numbers, or strings for labels"
                 )
             converted[key] = value
-    return raw_from_arrays(converted, str(arrays.get("origin") or origin))
+    return raw_from_arrays(converted, str(arrays.get("origin") or origin), where="data: ")
