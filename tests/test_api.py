@@ -192,6 +192,25 @@ def test_predict_arguments_of_the_wrong_kind_are_one_line(arrays_run, call, mess
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda run: cnnctl.cross_validate(run / "config.yaml", folds="5"), "--folds '5': give a whole number"),
+        (lambda run: cnnctl.explain(run, np.zeros((1, 12, 12)), layer=3), "--layer 3: give a layer's name"),
+        (lambda run: cnnctl.export(run, None), "--format None: give saved_model, onnx or tflite"),
+        (lambda run: cnnctl.filter_image(None), "IMAGE None: give a picture's path"),
+        (lambda run: cnnctl.plot(run, feature_maps=np.zeros((8, 8))), "--feature-maps <ndarray>: give an image"),
+        (lambda run: cnnctl.describe_data(run / "config.yaml", 5), "--out 5: give a PNG's path"),
+    ],
+    ids=["folds", "layer", "format", "image", "feature-maps", "out"],
+)
+def test_arguments_of_the_wrong_type_name_the_argument(arrays_run, call, message):
+    """Each was a raw TypeError or AttributeError from pathlib, numpy or str methods."""
+    with pytest.raises(cnnctl.ConfigError) as caught:
+        call(arrays_run[0].run.path)
+    assert str(caught.value).startswith(message)
+
+
 def test_predict_takes_nested_lists_as_an_array(arrays_run):
     x = np.random.default_rng(0).random((3, 12, 12)).astype(np.float32)
     run = arrays_run[0].run

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 from cnnctl import runtime
-from cnnctl.errors import ConfigError, RunError, shown_path
+from cnnctl.errors import ConfigError, RunError, printable, shown_path
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, resolve_run
 
@@ -61,6 +61,15 @@ def load(config: ConfigLike, overrides: Sequence[str] = (), name: Optional[str] 
         resolved.name = name
     runtime.use_backend(resolved.backend)
     return resolved
+
+
+def expect(value: Any, kinds: tuple, name: str, example: str) -> Any:
+    """`value` when it is one of `kinds` (a bool is never a number), else one ConfigError line naming the argument
+    as the command line names it: Python's own TypeError would come from deep inside pathlib or numpy."""
+    if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
+        return value
+    shown = repr(value) if isinstance(value, (str, int, float, type(None))) else f"<{type(value).__name__}>"
+    raise ConfigError(f"{name} {printable(shown)[:60]}: give {example}")
 
 
 def find_run(run: RunLike, runs_dir: Optional[PathLike] = None) -> Run:

@@ -28,6 +28,7 @@ from cnnctl.api.common import (
     PathLike,
     RunLike,
     _origin,
+    expect,
     find_run,
     load,
 )
@@ -76,6 +77,8 @@ def describe_data(
     from cnnctl.reporting.data_overview import describe_data as draw_samples
 
     resolved = load(config, overrides)
+    if out is not None:
+        expect(out, (str, os.PathLike), "--out", "a PNG's path, e.g. --out samples.png")
     out = Path(out) if out is not None else Path(f"{resolved.name}-samples.png")
     check_png_name(out, "the sample grid")
     check_output_path(out, overwrite=overwrite, example=f"{resolved.name}-samples.png")  # not the config's mistake
@@ -207,6 +210,8 @@ def explain(
     from cnnctl.reporting.explanation_files import write_explanation
 
     paths, arrays = _paths_or_array(inputs)
+    if layer is not None:
+        expect(layer, (str,), "--layer", "a layer's name, e.g. --layer conv2d_1")
     return write_explanation(
         explain_run(resolved, paths, arrays, layer=layer, class_name=class_name, out=out, overwrite=overwrite)
     )
@@ -231,6 +236,7 @@ def export(
     """
     from cnnctl.evaluation.export import export_format, export_run
 
+    expect(format, (str,), "--format", "saved_model, onnx or tflite, e.g. --format onnx")
     export_format(format)  # before TensorFlow is imported: a typo is reported at once
     return export_run(find_run(run, runs_dir), format, out)
 
@@ -253,6 +259,7 @@ def plot(run: RunLike, *, feature_maps: Optional[PathLike] = None, runs_dir: Opt
 
     result = PlotResult([])
     if feature_maps is not None:  # first: a wrong image is reported before minutes of redrawing
+        expect(feature_maps, (str, os.PathLike), "--feature-maps", "an image or .npz file's path")
         from cnnctl.reporting.feature_maps import draw_feature_maps
 
         path, result.feature_maps, result.notes = draw_feature_maps(resolved, feature_maps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -16,6 +17,7 @@ if TYPE_CHECKING:  # for annotations only: importing them would load pydantic, n
 
 from cnnctl.api.common import (
     PathLike,
+    expect,
 )
 
 # ---------------------------------------------------------------- tools that need no run
@@ -47,6 +49,9 @@ def filter_image(
     from cnnctl.reporting import grids, plots
     from cnnctl.reporting.convolution_demo import convolution_steps, load_kernel, read_grayscale
 
+    expect(image, (str, os.PathLike), "IMAGE", "a picture's path, e.g. filter_image('cat.jpg')")
+    expect(kernel, (str, os.PathLike), "--kernel", "a kernel's name or file, e.g. --kernel sharpen")
+    expect(pool, (int,), "--pool", "a whole number of pixels, e.g. --pool 2")
     out = Path(out) if out is not None else Path(f"{Path(image).stem}_filter.png")
     check_png_name(out)
     check_output_path(out, overwrite=overwrite, example=f"{Path(image).stem}_filter.png")

@@ -27,6 +27,7 @@ from cnnctl.api.common import (
     RunLike,
     _origin,
     _use_run_backend,
+    expect,
     find_run,
     load,
 )
@@ -282,6 +283,7 @@ def cross_validate(
     Returns:
         The cv folder and cv_summary.json as a dict (metrics per fold, mean and standard deviation).
     """
+    expect(folds, (int,), "--folds", "a whole number of folds, e.g. --folds 5")
     resolved = load(config, overrides)
     runtime.quiet_backend_import()
     from cnnctl.workflows.crossval import cross_validate as run_folds
