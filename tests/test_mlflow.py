@@ -171,12 +171,32 @@ def test_a_server_that_is_down_costs_one_warning_and_sync_sends_the_rest(server,
         restarted.wait(timeout=30)
 
 
+def test_a_folder_store_receives_the_run(tmp_path, monkeypatch):
+    """MLflow 3 refuses its file store unless allowed: every run to file:///... warned "did not answer" and sync
+    could never send it. The user named the folder; the run is logged there, whole."""
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    uri = (tmp_path / "mlruns").as_uri()
+    result = train(tmp_path, uri)
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+    (run,) = (tmp_path / "runs").iterdir()
+    state = json.loads((run / "mlflow.json").read_text())
+    assert_run_matches_folder(MlflowClient(uri), state["run_id"], run)
+
+
 def test_mlflow_settings_are_checked_before_a_folder_exists(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({**CONFIG, "train": {**CONFIG["train"], "mlflow": True}}))
     result = runner.invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 2 and "train.mlflow: no tracking server named" in result.output
+    assert not (tmp_path / "runs").exists()
+    config.write_text(yaml.safe_dump({**CONFIG, "train": {**CONFIG["train"], "mlflow": "ht!tp::/x y"}}))
+    result = runner.invoke(app, ["train", str(config), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert "train.mlflow.tracking_uri: 'ht!tp::/x y' is not a tracking URI; give http(s)://HOST:PORT" in result.output
     assert not (tmp_path / "runs").exists()
     untracked = runner.invoke(app, ["sync", str(tmp_path / "nowhere")])
     assert untracked.exit_code == 2 and untracked.output.startswith("error:")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Literal, Optional, Union
 
 from pydantic import (
@@ -83,6 +84,17 @@ class MlflowConfig(Section):
     @classmethod
     def _from_uri(cls, value: Any) -> Any:
         return {"tracking_uri": value} if isinstance(value, str) else value  # `true` is TrainConfig's {}
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _a_uri_or_a_folder(cls, value: Optional[str]) -> Optional[str]:
+        # A scheme (http://, sqlite:///, file:///, databricks) or a folder: anything else with a colon is a typo
+        # that MLflow would report only when the first epoch is sent.
+        if value is not None and ":" in value and not re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", value):
+            raise ValueError(
+                f"{value!r} is not a tracking URI; give http(s)://HOST:PORT, sqlite:///PATH or a folder such as mlruns"
+            )
+        return value
 
 
 class EmaConfig(Section):

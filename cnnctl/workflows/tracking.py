@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import os
 import sys
@@ -32,6 +33,9 @@ CLIENT_ENVIRONMENT = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # "🏃 View run ..." on stdout at every finished run
+    # A folder given as the store (file:///..., ./mlruns): MLflow 3 raises "maintenance mode" for its file store
+    # unless allowed; the user named the folder, so cnnctl logs there (each run warned "did not answer" before).
+    "MLFLOW_ALLOW_FILE_STORE": "true",
 }
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a parameter's value
 BATCH = 100  # MLflow's limit on parameters per log_batch call (metrics: 1000)
@@ -66,6 +70,8 @@ class Tracker:
         """One MlflowClient for this tracker (every epoch's call reuses it)."""
         for key, value in CLIENT_ENVIRONMENT.items():
             os.environ.setdefault(key, value)
+        # MLflow's INFO lines ("Creating initial MLflow database tables...") would break the quiet console.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
         from mlflow import MlflowClient
 
         return MlflowClient(self.state["tracking_uri"])
