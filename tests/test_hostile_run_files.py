@@ -431,3 +431,18 @@ def test_a_checkpoint_past_the_runs_epochs_names_the_checkpoint(digits_run_copy)
         f"error: {state}: epoch 1000000000000 is past the 2 epochs of {digits_run_copy / 'config.yaml'}; the "
         "checkpoint was edited or is another run's, and cannot be resumed"
     )
+
+
+@pytest.mark.parametrize("kind", ["file", "fifo"])
+def test_a_runs_dir_that_is_not_a_folder_is_said(tmp_path, monkeypatch, kind):
+    """`cnnctl runs` answered "no runs in FILE" (exit 0) where train refused the same setting."""
+    runs = tmp_path / "runs"
+    runs.write_text("") if kind == "file" else os.mkfifo(runs)
+    monkeypatch.setenv("CNNCTL_RUNS_DIR", str(runs))
+    shown = "a file" if kind == "file" else "a named pipe (FIFO)"
+    expected = (
+        f"error: {runs}: the runs dir is {shown}, not a folder; give --runs-dir a folder (or set CNNCTL_RUNS_DIR "
+        "to one)"
+    )
+    assert one_error("runs") == expected
+    assert one_error("evaluate", "last") == expected

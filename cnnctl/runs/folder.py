@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
 from cnnctl.errors import RunError, did_you_mean, shown_path
-from cnnctl.files import special_kind
+from cnnctl.files import not_regular_reason, special_kind
 from cnnctl.runs.atomic import atomic_path, remove_stale_temporaries, write_text_atomic
 from cnnctl.runs.contract import (
     CONFIG,
@@ -193,10 +193,26 @@ def is_run(path: Path) -> bool:
     return (path / ENVIRONMENT).is_file() and (path / CONFIG).is_file()
 
 
+def existing_runs_dir(runs_dir: Union[str, Path]) -> Optional[Path]:
+    """The runs dir as a Path, or None when nothing is there yet (no runs); a file, a named pipe or a device in
+    its place is one RunError line: "no runs" would hide that $CNNCTL_RUNS_DIR or --runs-dir points wrong."""
+    runs_dir = Path(runs_dir)
+    if runs_dir.is_dir():
+        return runs_dir
+    if not os.path.lexists(runs_dir):
+        return None
+    reason = not_regular_reason(runs_dir)
+    what = "a file" if reason is None else reason.removeprefix("is ").split(", not a regular file")[0]
+    raise RunError(
+        f"{shown_path(runs_dir)}: the runs dir is {what}, not a folder; give --runs-dir a folder (or set "
+        f"{RUNS_DIR_ENV} to one)"
+    )
+
+
 def list_runs(runs_dir: Union[str, Path]) -> list[Run]:
     """Runs in the folder, newest first (ids start with their start time)."""
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
+    runs_dir = existing_runs_dir(runs_dir)
+    if runs_dir is None:
         return []
     found = [Run(path) for path in runs_dir.iterdir() if path.is_dir() and is_run(path)]
     return sorted(found, key=lambda run: _sort_key(run.id), reverse=True)
@@ -272,8 +288,8 @@ def collection_kind(folder: Path) -> Optional[str]:
 
 def list_collections(runs_dir: Union[str, Path]) -> list[Path]:
     """The cross-validation and tuning folders in the runs dir, newest first (their runs are inside them)."""
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
+    runs_dir = existing_runs_dir(runs_dir)
+    if runs_dir is None:
         return []
     found = [path for path in runs_dir.iterdir() if path.is_dir() and not is_run(path) and collection_kind(path)]
     return sorted(found, key=lambda path: _sort_key(path.name), reverse=True)
