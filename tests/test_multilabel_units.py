@@ -237,3 +237,16 @@ def test_saved_thresholds_fall_back_to_one_half_for_what_metrics_json_does_not_h
     metrics = {"thresholds": {"cat": 0.3, "dog": 7, "sky": True}}
     assert saved_thresholds(metrics, ["cat", "dog", "sky", "car"]) == [0.3, 0.5, 0.5, 0.5]
     assert saved_thresholds({}, ["cat"]) == [0.5] and saved_thresholds({"thresholds": "x"}, ["cat"]) == [0.5]
+
+
+def test_a_label_only_in_the_test_split_is_refused_by_name():
+    """Single-label data refuses a class y_train never has; multi-label data scored it as an F1 of 0 silently."""
+    from cnnctl.data.arrays import encode_multi_labels
+    from cnnctl.errors import DataError
+
+    train = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0]])
+    test = np.array([[1, 0, 1], [0, 1, 0]])
+    with pytest.raises(DataError, match=r"^data: y_test has labels 'hexagon' that never occur in y_train; a model"):
+        encode_multi_labels({"train": train, "test": test}, ["circle", "square", "hexagon"])
+    encoded, _ = encode_multi_labels({"train": train, "test": test[1:]}, ["circle", "square", "hexagon"])
+    assert encoded["test"].shape == (1, 3)  # a label no split has is left alone

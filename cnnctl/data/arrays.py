@@ -111,6 +111,14 @@ def encode_multi_labels(
         raise DataError(f"data: {len(names)} class_names for {width} label columns; give one name per column")
     if width < 2:
         raise DataError("data: multi-label data needs at least two labels (one label is a binary classifier)")
+    unseen = encoded["train"].sum(axis=0) == 0
+    for split, y in encoded.items():
+        only_here = np.flatnonzero(unseen & (y.sum(axis=0) > 0))
+        if split != "train" and only_here.size:  # as single-label data refuses a class y_train never has
+            shown = ", ".join(repr(names[index]) for index in only_here[:5])
+            raise DataError(
+                f"data: y_{split} has labels {shown} that never occur in y_train; a model cannot learn them"
+            )
     return encoded, names
 
 
