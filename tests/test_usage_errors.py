@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -207,3 +208,27 @@ def test_a_coordinator_nobody_answers_is_one_line_in_bounded_time(tmp_path):
     )
     assert not [line for line in done.stderr.splitlines() if "Check failure" in line or line.startswith("F")]
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize(
+    "address, said",
+    [
+        ("ray://", "not a Ray address"),
+        ("ray://head:notaport", "not a Ray address"),
+        ("127.0.0.1:99999", "not a Ray address"),
+        ("127.0.0.1:{free}", "nothing answers at 127.0.0.1:{free} (Connection refused); start the cluster there"),
+    ],
+)
+def test_a_ray_address_where_nothing_can_answer_is_one_line_at_once(address, said):
+    """Ray's client retried such addresses for minutes (past a 120 s timeout), printing its own log lines."""
+    from cnnctl.errors import ConfigError
+    from cnnctl.training.ray_launch import check_ray_address
+
+    with socket.socket() as probe:  # a port nothing listens on once this closes
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    address, said = address.format(free=free), said.format(free=free)
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match=re.escape(f"--ray {address}: {said}")):
+        check_ray_address(address)
+    assert time.monotonic() - start < 30

@@ -37,9 +37,31 @@ QUIET = tuple(noise.decode() for noise in NOISE)  # what the collectives print a
 TO_STDERR = ("error:", "warning:")
 
 
+RAY_ADDRESSES = "auto (a cluster this node belongs to), ray://HOST:10001, HOST:6379 or local"
+PROBE_TIMEOUT_S = 5.0  # a head node answers a TCP connection at once; Ray's own client retries for minutes
+
+
+def check_ray_address(address: str) -> None:
+    """An address Ray can be given, where something answers: a malformed one (`ray://`, a port that is not a
+    number or past 65535) or one where nothing listens made Ray retry for minutes with its own log lines."""
+    if address in ("local", "auto"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--ray {address}: not a Ray address; give {RAY_ADDRESSES}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConfigError(
+            f"--ray {address}: nothing answers at {host}:{port} ({exc.strerror or type(exc).__name__}); start the "
+            f"cluster there (ray start --head), or give {RAY_ADDRESSES}"
+        ) from None
+
+
 def launch_on_ray(worker_args: list[str], count: int, address: str) -> int:
     """Run `cnnctl train WORKER_ARGS` as `count` processes on the Ray cluster at `address` ("local" starts one on
     this machine for the call); the exit code for the command line."""
+    check_ray_address(address)
     import ray
     from ray.util.placement_group import placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -53,8 +75,7 @@ def launch_on_ray(worker_args: list[str], count: int, address: str) -> int:
         )
     except Exception as exc:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError: no cluster there
         raise ConfigError(
-            f"--ray {address}: cannot join a Ray cluster there ({first_line(exc)}); give auto (a cluster this node "
-            "belongs to), ray://HOST:10001, HOST:6379 or local"
+            f"--ray {address}: cannot join a Ray cluster there ({first_line(exc)}); give {RAY_ADDRESSES}"
         ) from None
     try:
         group = placement_group([{"CPU": 1}] * count, strategy="SPREAD")
