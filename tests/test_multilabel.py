@@ -310,9 +310,27 @@ def test_what_needs_one_label_per_example_is_refused_in_one_line(shapes, tmp_pat
 BAD_MANIFESTS = [
     ("file,labels\na.png,circle||square\n", True, "has an empty label between its '|' separators"),
     ("file,labels\na.png,circle|square\n", False, "set data.multi_label: true for several labels per example"),
-    ("file,labels\na.png,\n", True, "the label cell ('labels') is empty"),
     ('{"file": "a.png", "labels": "circle"}\nnot json\n', True, "line 2 is not JSON"),
 ]
+
+
+def test_an_empty_label_cell_is_an_example_with_none_of_the_labels(tmp_path):
+    """A picture with no shape is a multi-label example too; it could not be written (the cell was refused)."""
+    from PIL import Image
+
+    from cnnctl import api
+
+    rows = ["file,labels"]
+    for index, labels in enumerate(["circle", "square", "triangle|square", ""] * 6):
+        Image.fromarray(np.full((8, 8), index * 9, dtype=np.uint8)).save(tmp_path / f"{index}.png")
+        rows.append(f"{index}.png,{labels}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    config = shapes_config(tmp_path / "m.csv", data={"validation_split": 0, "test_split": 0.25})
+    del config["data"]["split_column"]
+    dataset = api.check(config).prepared.dataset
+    assert dataset.class_names == ["circle", "square", "triangle"]
+    y = np.concatenate([dataset.splits[name].y for name in ("train", "test")])
+    assert len(y) == 24 and (y.sum(axis=1) == 0).sum() == 6  # the six empty cells: no label at all
 
 
 @pytest.mark.parametrize("text, multi_label, message", BAD_MANIFESTS, ids=[case[2][:28] for case in BAD_MANIFESTS])

@@ -187,7 +187,7 @@ def _examples(
         where = f"data.path: {shown_path(path)} line {line}"
         if not file:
             raise DataError(f"{where}: the file cell ('{columns['file']}') is empty")
-        if not label:
+        if not label and separator is None:
             raise DataError(f"{where}: the label cell ('{columns['label']}') is empty; every example needs a label")
         if len(file) > MAX_CELL_BYTES or len(label) > MAX_CELL_BYTES:
             raise DataError(f"{where}: a cell of more than {MAX_CELL_BYTES} characters; cells are a path and a label")
@@ -196,7 +196,9 @@ def _examples(
                 f"{where}: label {printable(label[:80])} is a list or an object; give one class name or index"
                 + (f", or several joined by '{separator}'" if separator else "")
             )
-        if separator is not None:
+        if separator is not None and not label:
+            label = ()  # multi-label: an empty cell is an example with none of the labels (a picture of no shape)
+        elif separator is not None:
             parts = [part.strip() for part in label.split(separator)]
             if "" in parts:
                 raise DataError(
