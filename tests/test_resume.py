@@ -410,3 +410,23 @@ def test_atomic_weights_keep_their_double_suffix(tmp_path):
         assert temp.name.endswith(".weights.h5") and temp.parent == tmp_path
         temp.write_bytes(b"x")
     assert sorted(os.listdir(tmp_path)) == ["epoch-0001.weights.h5"]
+
+
+def test_a_signal_swallowed_by_a_finalizer_is_sent_again():
+    """Python discards an exception raised inside a garbage-collector callback or __del__ (JAX registers one):
+    a Ctrl-C landing there let `cnnctl tune` run every trial and exit 0, and ignored every later signal."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers need the main thread")
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(10_000):  # the handler runs here, inside __del__, and its exception is discarded
+                pass
+
+    with pytest.raises(Interrupted) as caught, signals_interrupt():
+        Finalized()  # collected at once
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the signal sent again arrives here
+            time.sleep(0.01)
+    assert caught.value.signum == signal.SIGINT

@@ -9,13 +9,17 @@ process's signal handlers, so a notebook keeps its own. The shell's convention a
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import signal
+import sys
 import threading
 from typing import Any, Iterator
 
 from cnnctl.errors import Interrupted
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+RESEND_AFTER_S = 0.05  # long enough for a garbage-collector callback to return
 
 
 _signals = {"deferring": 0, "pending": None, "raised": False}
@@ -38,14 +42,28 @@ def signals_interrupt() -> Iterator[None]:
         yield  # signal handlers can only be set from the main thread
         return
     previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    previous_hook = sys.unraisablehook
     _signals.update(deferring=0, pending=None, raised=False)
     for signum in STOP_SIGNALS:
         signal.signal(signum, _on_signal)
+    sys.unraisablehook = functools.partial(_resend_swallowed, previous_hook)
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _resend_swallowed(previous_hook: Any, unraisable: Any) -> None:
+    """An `Interrupted` raised while the main thread ran a garbage-collector callback (JAX registers one) or a
+    __del__ is discarded by Python ("Exception ignored in ..."): the command went on to the end and ignored every
+    later signal. The signal is sent again a moment later, from another thread, when the callback has returned."""
+    if not isinstance(unraisable.exc_value, Interrupted):
+        previous_hook(unraisable)
+        return
+    _signals["raised"] = False
+    threading.Timer(RESEND_AFTER_S, os.kill, (os.getpid(), unraisable.exc_value.signum)).start()
 
 
 @contextlib.contextmanager
