@@ -430,3 +430,31 @@ def test_a_signal_swallowed_by_a_finalizer_is_sent_again():
         while time.monotonic() < deadline:  # the signal sent again arrives here
             time.sleep(0.01)
     assert caught.value.signum == signal.SIGINT
+
+
+def test_a_run_stopped_before_its_first_epoch_says_to_train_anew(tmp_path):
+    """It said "its state is saved ... resume with: cnnctl train --resume RUN", which then refused: no state."""
+    import keras
+
+    from cnnctl.config.schema import Config
+    from cnnctl.workflows.train import train_run
+
+    class StopAtOnce(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            raise Interrupted(signal.SIGINT)
+
+    config = Config.model_validate(
+        {
+            "data": {"source": "digits", "validation_split": 0.1},
+            "model": {"layers": ["Flatten", {"Dense": {"units": 10, "activation": "softmax"}}]},
+            "train": {"epochs": 2},
+        }
+    )
+    with pytest.raises(Interrupted) as caught:
+        train_run(config, tmp_path / "runs", extra_callbacks=[StopAtOnce()])
+    (run,) = (tmp_path / "runs").iterdir()
+    assert str(caught.value) == (
+        f"interrupted (SIGINT): {run} stopped before its first epoch ended; nothing to resume from: train anew with "
+        f"cnnctl train {run / 'config.yaml'}"
+    )
+    assert json.loads((run / "environment.json").read_text())["status"] == "interrupted"

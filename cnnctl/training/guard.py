@@ -43,6 +43,12 @@ def guarded(run: Run) -> Iterator[None]:
             exc = raw if isinstance(raw, Interrupted) else Interrupted(signal.SIGINT)
             epochs = _quietly(completed_epochs, run) or 0
             _record(run, "interrupted", epochs_run=epochs, signal=exc.signal_name)
+            if not epochs:  # no epoch was committed: there is no state to resume from
+                raise Interrupted(
+                    exc.signum,
+                    f"interrupted ({exc.signal_name}): {run.path} stopped before its first epoch ended; nothing "
+                    f"to resume from: train anew with cnnctl train {run.file(contract.CONFIG)}",
+                ) from None
             raise Interrupted(
                 exc.signum,
                 f"interrupted ({exc.signal_name}): {run.path} stopped after "
