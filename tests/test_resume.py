@@ -458,3 +458,23 @@ def test_a_run_stopped_before_its_first_epoch_says_to_train_anew(tmp_path):
         f"cnnctl train {run / 'config.yaml'}"
     )
     assert json.loads((run / "environment.json").read_text())["status"] == "interrupted"
+
+
+def test_sigterm_to_a_command_outside_training_says_what_it_left(trained_digits_run, monkeypatch):
+    """SIGTERM killed plot, export or explain without a word (Python's default), and Ctrl-C said only
+    "interrupted (SIGINT)"."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers need the main thread")
+    from cnnctl import api
+
+    def killed(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+    monkeypatch.setattr(api, "plot", killed)
+    result = CliRunner().invoke(app, ["plot", str(trained_digits_run.path)])
+    assert result.exit_code == 143, result.output
+    assert result.output.strip() == (
+        "interrupted (SIGTERM): every file written so far is whole, the others are as they were; run the command "
+        "again to finish"
+    )

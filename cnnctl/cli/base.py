@@ -107,13 +107,23 @@ def _global_options(
     api.prepare_environment()  # before any command's imports can pull TensorFlow in
 
 
+def _stopped(signal_name: str) -> str:
+    """What a signal outside training leaves: every file is written under a temporary name and renamed, so each one
+    is the old file or the new one, whole."""
+    return (
+        f"interrupted ({signal_name}): every file written so far is whole, the others are as they were; run the "
+        "command again to finish"
+    )
+
+
 def user_errors(command: Callable) -> Callable:
     """Print a user mistake as one `error:` line on stderr and exit 2 (`--debug` shows the traceback)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            with api.signals_interrupt():  # SIGTERM too says it stopped the command (Python's default: die silently)
+                return command(*args, **kwargs)
         except CnnctlError as exc:
             if _debug["on"]:
                 raise
@@ -128,11 +138,11 @@ def user_errors(command: Callable) -> Callable:
             raise typer.Exit(code=2) from None
         except Interrupted as exc:  # Ctrl-C / SIGTERM: what was saved and how to go on; 128 + signal number
             _end_progress_line()
-            typer.echo(str(exc) or f"interrupted ({exc.signal_name})", err=True)
+            typer.echo(str(exc) or _stopped(exc.signal_name), err=True)
             raise typer.Exit(code=exc.exit_code) from None
         except KeyboardInterrupt:  # Ctrl-C outside training (loading data, drawing figures): nothing to save
             _end_progress_line()
-            typer.echo("interrupted (SIGINT)", err=True)
+            typer.echo(_stopped("SIGINT"), err=True)
             raise typer.Exit(code=130) from None
 
     return wrapper
