@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,7 @@ def filter_image(
 
     expect(image, (str, os.PathLike), "IMAGE", "a picture's path, e.g. filter_image('cat.jpg')")
     expect(kernel, (str, os.PathLike), "--kernel", "a kernel's name or file, e.g. --kernel sharpen")
-    expect(pool, (int,), "--pool", "a whole number of pixels, e.g. --pool 2")
+    pool = int(expect(pool, (numbers.Integral,), "--pool", "a whole number of pixels, e.g. --pool 2"))
     out = Path(out) if out is not None else Path(f"{Path(image).stem}_filter.png")
     check_png_name(out)
     check_output_path(out, overwrite=overwrite, example=f"{Path(image).stem}_filter.png")

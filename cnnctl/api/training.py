@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
@@ -283,7 +284,7 @@ def cross_validate(
     Returns:
         The cv folder and cv_summary.json as a dict (metrics per fold, mean and standard deviation).
     """
-    expect(folds, (int,), "--folds", "a whole number of folds, e.g. --folds 5")
+    folds = int(expect(folds, (numbers.Integral,), "--folds", "a whole number of folds, e.g. --folds 5"))
     resolved = load(config, overrides)
     runtime.quiet_backend_import()
     from cnnctl.workflows.crossval import cross_validate as run_folds
