@@ -66,6 +66,14 @@ def printable(text: object) -> str:
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
+def shown_value(value: object, limit: int = 60) -> str:
+    """A value passed from Python, for an error message: its repr, printable and cut to `limit` characters (an
+    array is shown by its type: its repr spans lines)."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"<{type(value).__name__}>"
+    return printable(repr(value))[:limit]
+
+
 def shown_path(path: object, limit: int = 120) -> str:
     """A path for an error message: printable, and a name of hundreds of characters shortened in the middle."""
     text = printable(path)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 from cnnctl import runtime
-from cnnctl.errors import ConfigError, RunError, printable, shown_path
+from cnnctl.errors import ConfigError, RunError, shown_path, shown_value
 from cnnctl.runs import contract
 from cnnctl.runs.folder import Run, resolve_run
 
@@ -68,8 +68,7 @@ def expect(value: Any, kinds: tuple, name: str, example: str) -> Any:
     as the command line names it: Python's own TypeError would come from deep inside pathlib or numpy."""
     if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
         return value
-    shown = repr(value) if isinstance(value, (str, int, float, type(None))) else f"<{type(value).__name__}>"
-    raise ConfigError(f"{name} {printable(shown)[:60]}: give {example}")
+    raise ConfigError(f"{name} {shown_value(value)}: give {example}")
 
 
 def find_run(run: RunLike, runs_dir: Optional[PathLike] = None) -> Run:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 from cnnctl import runtime
-from cnnctl.errors import ConfigError, in_config_file, printable
+from cnnctl.errors import ConfigError, in_config_file, shown_value
 from cnnctl.runs import contract
 from cnnctl.runs.folder import default_runs_dir
 from cnnctl.runs.output import check_output_path, check_png_name
@@ -172,7 +172,7 @@ def _paths_or_array(inputs: Any) -> tuple[list, Any]:
     if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(item, (list, tuple)) for item in inputs):
         return [], inputs  # nested lists of numbers, as x.tolist() gives: checked as an array
     raise ConfigError(
-        f"inputs: {type(inputs).__name__} {printable(repr(inputs))[:60]}: give a path, a list of paths or a numpy "
+        f"inputs: {type(inputs).__name__} {shown_value(inputs)}: give a path, a list of paths or a numpy "
         "array of examples, e.g. predict(run, ['cat.png'])"
     )
 

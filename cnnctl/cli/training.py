@@ -89,26 +89,24 @@ def train(
             )
         if name is not None:
             raise ConfigError("--name: a resumed run keeps its folder and name; drop --name")
-        with api.signals_interrupt():
-            result = api.resume(
-                resume,
-                overrides=overrides_of(overrides),
-                runs_dir=runs_dir,
-                verbose=verbosity(),
-                announce=announce(None),
-            )
+        result = api.resume(
+            resume,
+            overrides=overrides_of(overrides),
+            runs_dir=runs_dir,
+            verbose=verbosity(),
+            announce=announce(None),
+        )
     else:
         if config is None:
             raise ConfigError("train: give a config file, e.g. cnnctl train configs/digits.yaml, or --resume RUN")
-        with api.signals_interrupt():
-            result = api.train(
-                config,
-                overrides=overrides_of(overrides),
-                name=name,
-                runs_dir=runs_dir,
-                verbose=verbosity(),
-                announce=announce(str(config)),
-            )
+        result = api.train(
+            config,
+            overrides=overrides_of(overrides),
+            name=name,
+            runs_dir=runs_dir,
+            verbose=verbosity(),
+            announce=announce(str(config)),
+        )
     if result.note:  # nothing to do (a completed run), or another process of a job: process 0 evaluates
         console.say(result.note)
         return
@@ -165,7 +163,7 @@ def cv(
     from cnnctl.cli import console, tables
 
     header = announce(str(config))
-    with api.signals_interrupt(), contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack:
         progress = []
 
         def announce_fold(run, prepared, note: str) -> None:
@@ -209,16 +207,15 @@ def lr_find(
     """
     from cnnctl.cli import console
 
-    with api.signals_interrupt():
-        finding, png, record = api.lr_find(
-            config,
-            overrides=overrides_of(overrides),
-            out=out,
-            min_lr=min_lr,
-            max_lr=max_lr,
-            steps=steps,
-            overwrite=overwrite,
-        )
+    finding, png, record = api.lr_find(
+        config,
+        overrides=overrides_of(overrides),
+        out=out,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        steps=steps,
+        overwrite=overwrite,
+    )
     for note in finding.notes:
         console.warn(note)
     diverged = f", diverged at {finding.diverged_at:.3g}" if finding.diverged_at is not None else ""
@@ -271,23 +268,19 @@ def tune(
     if resume is not None:
         if config is not None or overrides:
             raise ConfigError("tune: a resumed search uses its own config.yaml; drop CONFIG and --set")
-        with api.signals_interrupt():
-            tune_path, summary = api.resume_tune(
-                resume, trials, workers=workers, verbose=verbosity(), on_trial=on_trial
-            )
+        tune_path, summary = api.resume_tune(resume, trials, workers=workers, verbose=verbosity(), on_trial=on_trial)
     else:
         if config is None:
             raise ConfigError("tune: give a config file with a `tune:` section, or --resume TUNEFOLDER")
-        with api.signals_interrupt():
-            tune_path, summary = api.tune(
-                config,
-                trials,
-                overrides=overrides_of(overrides),
-                workers=workers,
-                runs_dir=runs_dir,
-                verbose=verbosity(),
-                on_trial=on_trial,
-            )
+        tune_path, summary = api.tune(
+            config,
+            trials,
+            overrides=overrides_of(overrides),
+            workers=workers,
+            runs_dir=runs_dir,
+            verbose=verbosity(),
+            on_trial=on_trial,
+        )
     console.console.print(tables.tune_table(summary))
     for note in summary.get("notes", []):
         console.warn(note)

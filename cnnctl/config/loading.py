@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from cnnctl.config.schema import MAX_RUN_NAME, Config
 from cnnctl.config.search_space import key_path_problem
 from cnnctl.config.yaml_loader import StrictSafeLoader
-from cnnctl.errors import ConfigError, closest, printable, shown_path
+from cnnctl.errors import ConfigError, closest, printable, shown_path, shown_value
 from cnnctl.files import not_regular_reason
 
 MAX_CONFIG_BYTES = 2**20  # 1 MiB: real configs are a few kilobytes, and PyYAML reads ~0.2 MB a second
@@ -36,12 +36,12 @@ def load_config(source: Union[str, Path, Mapping[str, Any], Config], overrides: 
     """
     if not isinstance(overrides, (list, tuple)) or not all(isinstance(line, str) for line in overrides):
         raise ConfigError(
-            f"overrides: {printable(repr(overrides))[:60]}: give a list of key.path=value strings, "
+            f"overrides: {shown_value(overrides)}: give a list of key.path=value strings, "
             "e.g. overrides=['train.epochs=3']"
         )
     if not isinstance(source, (str, os.PathLike, Mapping, Config)):
         raise ConfigError(
-            f"config: {type(source).__name__} {printable(repr(source))[:60]}: give a YAML file's path, a dict "
+            f"config: {type(source).__name__} {shown_value(source)}: give a YAML file's path, a dict "
             "shaped like one, or a Config, e.g. 'configs/digits.yaml'"
         )
     if isinstance(source, Config):
